@@ -1,0 +1,13 @@
+/**
+ * @file diffcl.h
+ * @brief Umbrella header: includes every public libdiffcl header.
+ */
+#ifndef DIFFCL_DIFFCL_H
+#define DIFFCL_DIFFCL_H
+
+#include "diffcl/version.h"
+#include "diffcl/core.h"
+#include "diffcl/tensor.h"
+#include "diffcl/autograd.h"
+
+#endif

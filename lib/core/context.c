@@ -1,0 +1,186 @@
+/* The compute context: threads, allocation accounting, scratch, callbacks. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "core/core_internal.h"
+
+void diffcl_context_options_init(diffcl_context_options *opts)
+{
+    if (!opts) return;
+    diffcl_context_options d = DIFFCL_CONTEXT_OPTIONS_INIT;
+    *opts = d;
+}
+
+static int available_cores(void)
+{
+#ifdef _OPENMP
+    int n = omp_get_num_procs();
+#else
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+#endif
+    return n > 0 ? (int)n : 1;
+}
+
+diffcl_status diffcl_context_create(const diffcl_context_options *opts, diffcl_context **out)
+{
+    DC_CHECK_ARG(out, "diffcl_context_create: out is NULL");
+    *out = NULL;
+    diffcl_context_options o = DIFFCL_CONTEXT_OPTIONS_INIT;
+    if (opts) {
+        DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_context_options, alloc),
+                     "diffcl_context_create: options.struct_size %zu too small",
+                     opts->struct_size);
+        /* Copy only the fields the caller's header version knew about. */
+        size_t n = opts->struct_size < sizeof o ? opts->struct_size : sizeof o;
+        memcpy(&o, opts, n);
+    }
+    DC_CHECK_ARG(o.n_threads >= 0, "diffcl_context_create: n_threads %d < 0", o.n_threads);
+    DC_CHECK_ARG((o.alloc == NULL) == (o.free == NULL),
+                 "diffcl_context_create: alloc and free hooks must be set together");
+    diffcl_context *ctx = o.alloc ? o.alloc(sizeof *ctx, DC_ALIGN, o.alloc_user)
+                                  : calloc(1, sizeof *ctx);
+    if (!ctx) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_context_create: out of memory");
+    memset(ctx, 0, sizeof *ctx);
+    ctx->alloc = o.alloc;
+    ctx->free = o.free;
+    ctx->alloc_user = o.alloc_user;
+    ctx->log = o.log;
+    ctx->log_user = o.log_user;
+    ctx->log_level = o.log_level;
+    ctx->grad_enabled = 1;
+    diffcl_status s = diffcl_context_set_threads(ctx, o.n_threads);
+    if (s != DIFFCL_OK) {
+        diffcl_context_free(ctx);
+        return s;
+    }
+    *out = ctx;
+    return DIFFCL_OK;
+}
+
+void diffcl_context_free(diffcl_context *ctx)
+{
+    if (!ctx) return;
+    if (ctx->fft_cache && ctx->fft_cache_free) ctx->fft_cache_free(ctx->fft_cache);
+    if (ctx->scratch) dc_free(ctx, ctx->scratch, ctx->scratch_size);
+    if (ctx->alloc) ctx->free(ctx, ctx->alloc_user);
+    else free(ctx);
+}
+
+diffcl_status diffcl_context_set_threads(diffcl_context *ctx, int n_threads)
+{
+    DC_CHECK_ARG(ctx, "diffcl_context_set_threads: ctx is NULL");
+    DC_CHECK_ARG(n_threads >= 0, "diffcl_context_set_threads: n_threads %d < 0", n_threads);
+    ctx->n_threads = n_threads ? n_threads : available_cores();
+    /* One pool serves BLAS and our kernels: tell OpenBLAS the same count. */
+    openblas_set_num_threads(ctx->n_threads);
+    return DIFFCL_OK;
+}
+
+int diffcl_context_threads(const diffcl_context *ctx) { return ctx ? ctx->n_threads : 0; }
+
+diffcl_status diffcl_context_set_log(diffcl_context *ctx, diffcl_log_fn fn, void *user,
+                                     diffcl_log_level level)
+{
+    DC_CHECK_ARG(ctx, "diffcl_context_set_log: ctx is NULL");
+    ctx->log = fn;
+    ctx->log_user = user;
+    ctx->log_level = level;
+    return DIFFCL_OK;
+}
+
+diffcl_status diffcl_context_set_progress(diffcl_context *ctx, diffcl_progress_fn fn, void *user)
+{
+    DC_CHECK_ARG(ctx, "diffcl_context_set_progress: ctx is NULL");
+    ctx->progress = fn;
+    ctx->progress_user = user;
+    return DIFFCL_OK;
+}
+
+size_t diffcl_context_bytes_in_use(const diffcl_context *ctx) { return ctx ? ctx->bytes_in_use : 0; }
+
+size_t diffcl_context_peak_bytes(const diffcl_context *ctx) { return ctx ? ctx->peak_bytes : 0; }
+
+void *dc_alloc(diffcl_context *ctx, size_t size)
+{
+    if (size == 0) size = DC_ALIGN;
+    void *p;
+    if (ctx && ctx->alloc) {
+        p = ctx->alloc(size, DC_ALIGN, ctx->alloc_user);
+    } else {
+        size_t rounded = (size + DC_ALIGN - 1) / DC_ALIGN * DC_ALIGN;
+        p = aligned_alloc(DC_ALIGN, rounded);
+    }
+    if (!p) {
+        dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "out of memory allocating %zu bytes", size);
+        return NULL;
+    }
+    if (ctx) {
+        ctx->bytes_in_use += size;
+        if (ctx->bytes_in_use > ctx->peak_bytes) ctx->peak_bytes = ctx->bytes_in_use;
+    }
+    return p;
+}
+
+void *dc_calloc(diffcl_context *ctx, size_t size)
+{
+    void *p = dc_alloc(ctx, size);
+    if (p) memset(p, 0, size);
+    return p;
+}
+
+void dc_free(diffcl_context *ctx, void *ptr, size_t size)
+{
+    if (!ptr) return;
+    if (size == 0) size = DC_ALIGN;
+    if (ctx) {
+        ctx->bytes_in_use -= size;
+        if (ctx->alloc) {
+            ctx->free(ptr, ctx->alloc_user);
+            return;
+        }
+    }
+    free(ptr);
+}
+
+void *dc_scratch(diffcl_context *ctx, size_t size)
+{
+    if (size <= ctx->scratch_size) return ctx->scratch;
+    dc_free(ctx, ctx->scratch, ctx->scratch_size);
+    ctx->scratch = NULL;
+    ctx->scratch_size = 0;
+    void *p = dc_alloc(ctx, size);
+    if (!p) return NULL;
+    ctx->scratch = p;
+    ctx->scratch_size = size;
+    return p;
+}
+
+void dc_log(diffcl_context *ctx, diffcl_log_level level, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (ctx && ctx->log) {
+        if ((int)level <= ctx->log_level) ctx->log(level, line, ctx->log_user);
+        return;
+    }
+    int threshold = ctx ? ctx->log_level : DIFFCL_LOG_WARN;
+    if ((int)level <= threshold)
+        fprintf(stderr, "diffcl: %s\n", line);
+}
+
+int dc_progress(diffcl_context *ctx, const char *what, int64_t done, int64_t total,
+                const char *message)
+{
+    if (!ctx || !ctx->progress) return 0;
+    return ctx->progress(what, done, total, message ? message : "", ctx->progress_user);
+}

@@ -1,0 +1,71 @@
+/* Internal core services: error raising, context-owned allocation, logging, threads.
+ * Every layer above includes this; nothing here is exported. */
+#ifndef DIFFCL_CORE_INTERNAL_H
+#define DIFFCL_CORE_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "diffcl/core.h"
+
+#define DC_ALIGN 64
+
+struct dc_fft_cache; /* owned by the context, defined by the FFT layer */
+
+struct diffcl_context {
+    int n_threads;
+    diffcl_alloc_fn alloc;
+    diffcl_free_fn free;
+    void *alloc_user;
+    diffcl_log_fn log;
+    void *log_user;
+    int log_level;
+    diffcl_progress_fn progress;
+    void *progress_user;
+    int grad_enabled;
+    size_t bytes_in_use;
+    size_t peak_bytes;
+    /* reusable scratch buffer for op workspaces (im2col columns, ...) */
+    void *scratch;
+    size_t scratch_size;
+    /* FFT plan cache, created on first use by the fft layer and freed with the context */
+    struct dc_fft_cache *fft_cache;
+    void (*fft_cache_free)(struct dc_fft_cache *);
+};
+
+/* Record an error message for diffcl_last_error() and return @p status. */
+diffcl_status dc_error(diffcl_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Prepend "prefix: " to the current error message (for context like a file name). */
+void dc_error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Allocation through the context's hook; 64-byte aligned; NULL on failure (error set). */
+void *dc_alloc(diffcl_context *ctx, size_t size);
+void *dc_calloc(diffcl_context *ctx, size_t size);
+void dc_free(diffcl_context *ctx, void *ptr, size_t size);
+
+/* Scratch workspace owned by the context: valid until the next dc_scratch call. */
+void *dc_scratch(diffcl_context *ctx, size_t size);
+
+void dc_log(diffcl_context *ctx, diffcl_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Report progress; returns non-zero when the user asked to cancel. */
+int dc_progress(diffcl_context *ctx, const char *what, int64_t done, int64_t total,
+                const char *message);
+
+/* Thread count to hand OpenMP regions. */
+static inline int dc_threads(const diffcl_context *ctx) { return ctx ? ctx->n_threads : 1; }
+
+#define DC_CHECK_ARG(cond, ...)                                                   \
+    do {                                                                          \
+        if (!(cond)) return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, __VA_ARGS__);   \
+    } while (0)
+
+#define DC_TRY(expr)                                                              \
+    do {                                                                          \
+        diffcl_status dc_try_s_ = (expr);                                         \
+        if (dc_try_s_ != DIFFCL_OK) return dc_try_s_;                             \
+    } while (0)
+
+#endif
