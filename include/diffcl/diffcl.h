@@ -9,5 +9,7 @@
 #include "diffcl/core.h"
 #include "diffcl/tensor.h"
 #include "diffcl/autograd.h"
+#include "diffcl/checkpoint.h"
+#include "diffcl/module.h"
 
 #endif
