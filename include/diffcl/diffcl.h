@@ -11,5 +11,7 @@
 #include "diffcl/autograd.h"
 #include "diffcl/checkpoint.h"
 #include "diffcl/module.h"
+#include "diffcl/layer.h"
+#include "diffcl/layer_conv.h"
 
 #endif

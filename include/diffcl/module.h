@@ -42,6 +42,13 @@ DIFFCL_API diffcl_status diffcl_module_forward(diffcl_module *m, const diffcl_te
 /** Training (1: batch statistics, dropout on) or evaluation (0) mode, for the whole tree. */
 DIFFCL_API void diffcl_module_train(diffcl_module *m, int training);
 DIFFCL_API int diffcl_module_is_training(const diffcl_module *m);
+/**
+ * Set the random-number step of every stochastic module in the tree (dropout). Their draws
+ * use the key (seed, stream, step, k) for the k-th call since the step was set, so a
+ * trainer that sets step = iteration gets the same masks after a resume.
+ */
+DIFFCL_API void diffcl_module_set_step(diffcl_module *m, uint32_t step);
+
 /** Drop the accumulated gradients of every parameter in the tree. */
 DIFFCL_API void diffcl_module_zero_grad(diffcl_module *m);
 

@@ -169,6 +169,14 @@ void diffcl_module_train(diffcl_module *m, int training)
 
 int diffcl_module_is_training(const diffcl_module *m) { return m ? m->training : 0; }
 
+void diffcl_module_set_step(diffcl_module *m, uint32_t step)
+{
+    if (!m) return;
+    m->step = step;
+    m->calls = 0;
+    for (int i = 0; i < m->n_children; i++) diffcl_module_set_step(m->children[i].m, step);
+}
+
 void diffcl_module_zero_grad(diffcl_module *m)
 {
     if (!m) return;

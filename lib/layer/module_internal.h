@@ -53,6 +53,8 @@ struct diffcl_module {
     int n_flat;
     int flat_valid;
     diffcl_module *parent;
+    uint32_t step;  /* RNG step (diffcl_module_set_step) */
+    uint32_t calls; /* stochastic forwards since the step was set */
 };
 
 /* NULL on out-of-memory (error set); impl is freed with vt->free_impl on failure. */
