@@ -1,0 +1,129 @@
+/* Checkpoints that carry their model's configuration ("diffcl.model" metadata, JSON). */
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "diffcl/model.h"
+#include "layer/module_internal.h"
+#include "model/hfm_hook.h"
+
+static const char *norm_name(diffcl_norm_kind k)
+{
+    switch (k) {
+    case DIFFCL_NORM_BATCH: return "batchnorm";
+    case DIFFCL_NORM_INSTANCE: return "instancenorm";
+    case DIFFCL_NORM_GROUP: return "groupnorm";
+    default: return "none";
+    }
+}
+
+static int norm_from_name(const char *s, diffcl_norm_kind *k)
+{
+    if (!strcmp(s, "batchnorm")) *k = DIFFCL_NORM_BATCH;
+    else if (!strcmp(s, "instancenorm")) *k = DIFFCL_NORM_INSTANCE;
+    else if (!strcmp(s, "groupnorm")) *k = DIFFCL_NORM_GROUP;
+    else if (!strcmp(s, "none")) *k = DIFFCL_NORM_NONE;
+    else return 0;
+    return 1;
+}
+
+/* The JSON configuration of a model, or NULL (error set) for models without one. */
+static char *model_config_json(const diffcl_module *m)
+{
+    if (!dc_is_vnet(m)) {
+        dc_error(DIFFCL_ERR_UNSUPPORTED, "diffcl_model_save: a %s module has no saved configuration",
+                 diffcl_module_type(m));
+        return NULL;
+    }
+    diffcl_vnet_options o = DIFFCL_VNET_OPTIONS_INIT;
+    diffcl_vnet_get_options(m, &o);
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return NULL;
+    cJSON_AddStringToObject(j, "type", "vnet");
+    cJSON_AddNumberToObject(j, "dims", o.dims);
+    cJSON_AddNumberToObject(j, "in_channels", o.in_channels);
+    cJSON_AddNumberToObject(j, "n_classes", o.n_classes);
+    cJSON_AddNumberToObject(j, "n_filters", o.n_filters);
+    cJSON_AddStringToObject(j, "normalization", norm_name(o.normalization));
+    cJSON_AddNumberToObject(j, "has_dropout", o.has_dropout);
+    cJSON_AddNumberToObject(j, "dropout_p", o.dropout_p);
+    cJSON_AddNumberToObject(j, "hf_mamba_levels", o.hf_mamba_levels);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!s) dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_model_save: out of memory");
+    return s;
+}
+
+diffcl_status diffcl_model_save(const diffcl_module *m, const char *path)
+{
+    DC_CHECK_ARG(m && path, "diffcl_model_save: NULL argument");
+    char *cfg = model_config_json(m);
+    if (!cfg) return DIFFCL_ERR_UNSUPPORTED;
+    const char *keys[2] = {"diffcl.model", "diffcl.version"};
+    const char *vals[2] = {cfg, DIFFCL_VERSION_STRING};
+    diffcl_status s = diffcl_module_save(m, path, keys, vals, 2);
+    free(cfg);
+    return s;
+}
+
+static int get_int(const cJSON *j, const char *key, int *v)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!cJSON_IsNumber(x)) return 0;
+    *v = x->valueint;
+    return 1;
+}
+
+diffcl_status diffcl_model_load(diffcl_context *ctx, const char *path, diffcl_module **out)
+{
+    DC_CHECK_ARG(out, "diffcl_model_load: out is NULL");
+    *out = NULL;
+    DC_CHECK_ARG(ctx && path, "diffcl_model_load: NULL argument");
+    diffcl_tensor_dict *d = NULL;
+    DC_TRY(diffcl_safetensors_load(ctx, path, &d));
+    const char *cfg = diffcl_tensor_dict_get_meta(d, "diffcl.model");
+    diffcl_status s = DIFFCL_OK;
+    cJSON *j = cfg ? cJSON_Parse(cfg) : NULL;
+    diffcl_vnet_options o = DIFFCL_VNET_OPTIONS_INIT;
+    if (!cfg) {
+        s = dc_error(DIFFCL_ERR_FORMAT, "%s: no \"diffcl.model\" metadata; load the weights into a model "
+                                        "you create with diffcl_module_load()", path);
+    } else if (!j) {
+        s = dc_error(DIFFCL_ERR_FORMAT, "%s: \"diffcl.model\" metadata is not valid JSON", path);
+    } else {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "type");
+        const cJSON *norm = cJSON_GetObjectItemCaseSensitive(j, "normalization");
+        const cJSON *dp = cJSON_GetObjectItemCaseSensitive(j, "dropout_p");
+        int levels = 0;
+        if (!cJSON_IsString(type) || strcmp(type->valuestring, "vnet"))
+            s = dc_error(DIFFCL_ERR_UNSUPPORTED, "%s: model type %s is not supported", path,
+                         cJSON_IsString(type) ? type->valuestring : "(missing)");
+        else if (!get_int(j, "dims", &o.dims) || !get_int(j, "in_channels", &o.in_channels) ||
+                 !get_int(j, "n_classes", &o.n_classes) || !get_int(j, "n_filters", &o.n_filters) ||
+                 !get_int(j, "has_dropout", &o.has_dropout) || !cJSON_IsString(norm) ||
+                 !norm_from_name(norm->valuestring, &o.normalization) || !cJSON_IsNumber(dp) ||
+                 !get_int(j, "hf_mamba_levels", &levels))
+            s = dc_error(DIFFCL_ERR_FORMAT, "%s: incomplete or invalid V-Net configuration: %s", path, cfg);
+        else {
+            o.dropout_p = dp->valuedouble;
+            o.hf_mamba_levels = (unsigned)levels;
+        }
+    }
+    cJSON_Delete(j);
+    diffcl_module *m = NULL;
+    if (s == DIFFCL_OK) s = diffcl_vnet_create(ctx, &o, &m);
+    if (s == DIFFCL_OK) {
+        diffcl_load_options lo = DIFFCL_LOAD_OPTIONS_INIT;
+        s = diffcl_module_load_state_dict(m, d, &lo, NULL, NULL);
+        if (s != DIFFCL_OK) dc_error_prefix("%s", path);
+    }
+    diffcl_tensor_dict_free(d);
+    if (s != DIFFCL_OK) {
+        diffcl_module_free(m);
+        return s;
+    }
+    diffcl_module_train(m, 0);
+    *out = m;
+    return DIFFCL_OK;
+}
