@@ -13,5 +13,6 @@
 #include "diffcl/module.h"
 #include "diffcl/layer.h"
 #include "diffcl/layer_conv.h"
+#include "diffcl/fft.h"
 
 #endif
