@@ -1,6 +1,8 @@
+# shellcheck shell=bash
 # Shared by run-tests.sh, run-demo.sh and .ci/run (sourced, not executed).
 # Sets ROOT (the repository root) and provides diffcl_configure.
 
+# shellcheck disable=SC2034  # used by the scripts that source this file
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # diffcl_configure BUILD_DIR [meson options...]

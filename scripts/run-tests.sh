@@ -6,6 +6,7 @@
 #
 # Environment: DIFFCL_BUILD_DIR (default: build), DIFFCL_SKIP_SETUP=1 (skip apt/alternatives).
 set -euo pipefail
+# shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 

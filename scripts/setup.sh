@@ -83,7 +83,9 @@ select_alternative() { # name wanted-path
     current="$(update-alternatives --query "$name" 2>/dev/null | awk '/^Value:/ { print $2 }')"
     if [[ "$current" != "$want" ]]; then
         log "update-alternatives --set $name $want"
-        as_root update-alternatives --set "$name" "$want" >/dev/null
+        # A preference for speed, not a requirement: warn and go on when it cannot be set.
+        as_root update-alternatives --set "$name" "$want" >/dev/null ||
+            log "warning: could not select $want (BLAS and OpenMP may oversubscribe the cores)"
     fi
 }
 
