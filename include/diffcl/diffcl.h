@@ -14,5 +14,7 @@
 #include "diffcl/layer.h"
 #include "diffcl/layer_conv.h"
 #include "diffcl/fft.h"
+#include "diffcl/loss.h"
+#include "diffcl/optim.h"
 
 #endif

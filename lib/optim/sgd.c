@@ -1,0 +1,47 @@
+/* torch.optim.SGD's update (1.13, single-tensor path): weight decay added to the gradient,
+ * a momentum buffer created from the first step's gradient, dampening, Nesterov. */
+#include "optim/optim_internal.h"
+
+#define SGD_KERNEL(T, SFX)                                                                    \
+    static void sgd_##SFX(T *p, const T *g, T *buf, int first, int64_t n, T lr, T wd, T mom,  \
+                          T damp, int nesterov, int maximize, int nt)                         \
+    {                                                                                         \
+        _Pragma("omp parallel for num_threads(nt) schedule(static) if(n > DC_OPT_PAR_MIN)")   \
+        for (int64_t i = 0; i < n; i++) {                                                     \
+            T d = maximize ? -g[i] : g[i];                                                    \
+            if (wd != 0) d = d + wd * p[i];                                                   \
+            if (buf) {                                                                        \
+                T b = first ? d : buf[i] * mom + d * ((T)1 - damp);                           \
+                buf[i] = b;                                                                   \
+                d = nesterov ? d + mom * b : b;                                               \
+            }                                                                                 \
+            p[i] = p[i] + d * -lr;                                                            \
+        }                                                                                     \
+    }
+SGD_KERNEL(float, f32)
+SGD_KERNEL(double, f64)
+
+diffcl_status dc_sgd_update(diffcl_optimizer *opt, dc_opt_param *pi, const dc_opt_group *grp,
+                            const diffcl_tensor *g)
+{
+    const diffcl_param_group_options *o = &grp->o;
+    diffcl_tensor *p = pi->p;
+    int first = 0;
+    if (o->momentum != 0 && !pi->buf[DC_OPT_MOMENTUM]) {
+        pi->buf[DC_OPT_MOMENTUM] = dc_tensor_empty(p->ctx, p->dtype, p->ndim, p->shape);
+        if (!pi->buf[DC_OPT_MOMENTUM]) return DIFFCL_ERR_OUT_OF_MEMORY;
+        first = 1;
+    }
+    diffcl_tensor *buf = o->momentum != 0 ? pi->buf[DC_OPT_MOMENTUM] : NULL;
+    int64_t n = dc_numel(p);
+    int nt = dc_threads(opt->ctx);
+    if (p->dtype == DIFFCL_F32)
+        sgd_f32(dc_f32(p), dc_f32(g), buf ? dc_f32(buf) : NULL, first, n, (float)o->lr,
+                (float)o->weight_decay, (float)o->momentum, (float)o->dampening, o->nesterov,
+                o->maximize, nt);
+    else
+        sgd_f64(dc_f64(p), dc_f64(g), buf ? dc_f64(buf) : NULL, first, n, o->lr, o->weight_decay,
+                o->momentum, o->dampening, o->nesterov, o->maximize, nt);
+    pi->step++;
+    return DIFFCL_OK;
+}
