@@ -85,7 +85,8 @@ typedef struct diffcl_norm_options {
     int channels;
     int groups;        /**< group norm only (default 16, clamped to channels) */
     int affine;        /**< learnable weight/bias (default 1) */
-    int track_running_stats; /**< batch norm (default 1) */
+    int track_running_stats; /**< batch / instance norm (default 1; PyTorch's
+                                   InstanceNorm default is affine = 0, track = 0) */
     double momentum;   /**< default 0.1 */
     double eps;        /**< default 1e-5 */
 } diffcl_norm_options;
@@ -116,13 +117,18 @@ DIFFCL_API diffcl_status diffcl_activation_create(diffcl_context *ctx, diffcl_ac
 DIFFCL_API diffcl_status diffcl_dropout_create(diffcl_context *ctx, double p, int channelwise,
                                                uint64_t seed, uint32_t stream,
                                                diffcl_module **out);
-/** Linear module: `weight` [out,in], `bias` [out]; PyTorch init from @p init_key. */
+/**
+ * Linear module: `weight` [out,in], `bias` [out]; PyTorch init (both uniform in
+ * +-1/sqrt(in)): the weight draws from @p init_key, the bias from @p init_key with the top
+ * bit of its stream flipped.
+ */
 DIFFCL_API diffcl_status diffcl_linear_create(diffcl_context *ctx, int in_features,
                                               int out_features, int bias,
                                               diffcl_rng_key init_key, diffcl_module **out);
 /**
  * Sequential container: children named "0", "1", ... run in order.
- * diffcl_sequential_append() takes ownership of @p child.
+ * diffcl_sequential_append() takes ownership of @p child (on failure it is freed, unless it
+ * already belongs to another tree: DIFFCL_ERR_STATE, the child stays with its owner).
  */
 DIFFCL_API diffcl_status diffcl_sequential_create(diffcl_context *ctx, diffcl_module **out);
 DIFFCL_API diffcl_status diffcl_sequential_append(diffcl_module *seq, diffcl_module *child);
