@@ -1,6 +1,7 @@
 /* Sequential container: children named "0", "1", ... run in order (PyTorch nn.Sequential). */
 #include <stdio.h>
 
+#include "diffcl/layer.h"
 #include "layer/module_internal.h"
 
 static diffcl_status seq_forward(diffcl_module *m, const diffcl_tensor *x, diffcl_tensor **out)
