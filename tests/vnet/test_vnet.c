@@ -1,0 +1,245 @@
+/* Suite vnet: the V-Net's names, shapes and errors, and parity with a PyTorch V-Net
+ * (tests/reference/gen_vnet.py): train-mode forward, every parameter gradient, five SGD
+ * steps (losses, weights, BN running statistics) and eval-mode forward. */
+#include <stdio.h>
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+#include <stdlib.h>
+
+#include "test_util.h"
+#include "diffcl/model.h"
+#include "diffcl/optim.h"
+
+static diffcl_context *ctx;
+static void setup(void) { ctx = test_context(); }
+static void teardown(void) { diffcl_context_free(ctx); }
+
+static diffcl_module *small_vnet(int dims, diffcl_norm_kind norm)
+{
+    diffcl_vnet_options o = DIFFCL_VNET_OPTIONS_INIT;
+    o.dims = dims;
+    o.n_filters = 4;
+    o.normalization = norm;
+    o.has_dropout = 0;
+    o.seed = 7;
+    diffcl_module *m = NULL;
+    ck_ok(diffcl_vnet_create(ctx, &o, &m));
+    return m;
+}
+
+START_TEST(test_state_dict_names)
+{
+    diffcl_module *m = small_vnet(3, DIFFCL_NORM_BATCH);
+    /* PyTorch: ConvBlock stage = conv.0 (Conv3d), conv.1 (BN), conv.2 (ReLU), conv.3 ... */
+    const char *expect[] = {"block_one.conv.0.weight", "block_one.conv.0.bias",
+                            "block_one.conv.1.weight", "block_one.conv.1.running_mean",
+                            "block_one.conv.1.num_batches_tracked", "block_two.conv.3.weight",
+                            "block_five_up.conv.0.weight", "block_nine.conv.1.running_var",
+                            "out_conv.weight", "out_conv.bias"};
+    for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++)
+        ck_assert_msg(diffcl_module_find(m, expect[i]) != NULL, "missing %s", expect[i]);
+    ck_assert_ptr_null(diffcl_module_find(m, "block_two.conv.2.weight")); /* ReLU */
+    ck_assert_int_eq(diffcl_tensor_dim(diffcl_module_find(m, "block_five_up.conv.0.weight"), 0), 64);
+    ck_assert_int_eq(diffcl_tensor_dim(diffcl_module_find(m, "block_five_up.conv.0.weight"), 1), 32);
+    ck_assert_int_eq(diffcl_tensor_dtype(diffcl_module_find(m, "block_one.conv.1.num_batches_tracked")),
+                     DIFFCL_I64);
+    /* the PyTorch V-Net with n_filters 4 and batch norm has 36 conv and 35 BN layers */
+    ck_assert_int_eq(diffcl_module_state_count(m, DIFFCL_STATE_PARAMS), 2 * 36 + 2 * 35);
+    ck_assert_int_eq(diffcl_module_state_count(m, DIFFCL_STATE_BUFFERS), 3 * 35);
+    diffcl_module_free(m);
+    /* without normalisation: conv.0, conv.1 (ReLU), conv.2 */
+    m = small_vnet(3, DIFFCL_NORM_NONE);
+    ck_assert_ptr_nonnull(diffcl_module_find(m, "block_two.conv.2.weight"));
+    ck_assert_int_eq(diffcl_module_state_count(m, DIFFCL_STATE_BUFFERS), 0);
+    diffcl_module_free(m);
+}
+END_TEST
+
+START_TEST(test_shapes_and_errors)
+{
+    diffcl_module *m = small_vnet(2, DIFFCL_NORM_GROUP);
+    int64_t ok[4] = {1, 1, 32, 48}, bad[4] = {1, 1, 30, 32}, badc[4] = {1, 3, 32, 32};
+    diffcl_tensor *x = test_randn(ctx, DIFFCL_F32, 4, ok, 1), *y = NULL, *f = NULL;
+    ck_ok(diffcl_vnet_forward(m, x, &y, &f));
+    ck_assert_int_eq(diffcl_tensor_dim(y, 1), 2);
+    ck_assert_int_eq(diffcl_tensor_dim(y, 3), 48);
+    ck_assert_int_eq(diffcl_tensor_dim(f, 1), 4);
+    diffcl_tensor_free(y);
+    diffcl_tensor_free(f);
+    diffcl_tensor_free(x);
+    x = test_randn(ctx, DIFFCL_F32, 4, bad, 1);
+    ck_assert_int_eq(diffcl_vnet_forward(m, x, &y, NULL), DIFFCL_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "multiples of 16"));
+    diffcl_tensor_free(x);
+    x = test_randn(ctx, DIFFCL_F32, 4, badc, 1);
+    ck_assert_int_eq(diffcl_module_forward(m, x, &y), DIFFCL_ERR_SHAPE);
+    diffcl_tensor_free(x);
+    diffcl_module_free(m);
+    diffcl_vnet_options o = DIFFCL_VNET_OPTIONS_INIT;
+    o.dims = 4;
+    ck_assert_int_eq(diffcl_vnet_create(ctx, &o, &m), DIFFCL_ERR_INVALID_ARGUMENT);
+}
+END_TEST
+
+/* Load "init.*" of a fixture into the model. */
+static void load_prefixed(diffcl_module *m, diffcl_tensor_dict *fx, const char *prefix)
+{
+    diffcl_load_options lo = DIFFCL_LOAD_OPTIONS_INIT;
+    lo.prefix = prefix;
+    lo.strict = 0; /* the fixture holds other entries too; every model key must be there: */
+    int missing = -1;
+    ck_ok(diffcl_module_load_state_dict(m, fx, &lo, &missing, NULL));
+    ck_assert_int_eq(missing, 0);
+}
+
+static diffcl_tensor *to_f32(diffcl_tensor *t)
+{
+    diffcl_tensor *r = NULL;
+    ck_ok(diffcl_tensor_to_dtype(t, DIFFCL_F32, &r));
+    return r;
+}
+
+static diffcl_tensor *weighted_mean(diffcl_tensor *logits, diffcl_tensor *w)
+{
+    diffcl_tensor *p = NULL, *l = NULL;
+    ck_ok(diffcl_mul(logits, w, &p));
+    ck_ok(diffcl_mean_all(p, &l));
+    diffcl_tensor_free(p);
+    return l;
+}
+
+/* full: also five SGD steps, final weights and eval forward (the 3D fixture only) */
+static void parity(int dims, int full)
+{
+    char name[64];
+    snprintf(name, sizeof name, "vnet%dd.safetensors", dims);
+    diffcl_tensor_dict *fx = NULL;
+    ck_ok(diffcl_safetensors_load(ctx, test_fixture_path(name), &fx));
+    diffcl_module *m = small_vnet(dims, DIFFCL_NORM_BATCH);
+    load_prefixed(m, fx, "init.");
+    diffcl_tensor *x = to_f32(diffcl_tensor_dict_get(fx, "x"));
+    diffcl_tensor *w = to_f32(diffcl_tensor_dict_get(fx, "w"));
+
+    /* SGD as the fixture: lr 0.01, momentum 0.9, Nesterov, weight decay 1e-4 */
+    diffcl_optimizer *opt = NULL;
+    diffcl_param_group_options so = DIFFCL_PARAM_GROUP_OPTIONS_INIT;
+    so.lr = 0.01;
+    so.momentum = 0.9;
+    so.nesterov = 1;
+    so.weight_decay = 1e-4;
+    ck_ok(diffcl_optimizer_create(ctx, DIFFCL_OPTIM_SGD, &opt));
+    ck_ok(diffcl_optimizer_add_module(opt, m, &so, 0, NULL));
+
+    diffcl_module_train(m, 1);
+    for (int step = 0; step < (full ? 5 : 1); step++) {
+        diffcl_module_zero_grad(m);
+        diffcl_tensor *logits = NULL;
+        ck_ok(diffcl_vnet_forward(m, x, &logits, NULL));
+        diffcl_tensor *loss = weighted_mean(logits, w);
+        double lv, ref;
+        ck_ok(diffcl_tensor_item(loss, &lv));
+        snprintf(name, sizeof name, "loss_%d", step);
+        int64_t z[1] = {0};
+        ck_ok(diffcl_tensor_get(diffcl_tensor_dict_get(fx, name), z, &ref));
+        ck_assert_msg(fabs(lv - ref) <= 1e-4 * fabs(ref) + 1e-7, "step %d loss %.9g vs torch %.9g", step,
+                      lv, ref);
+        if (step == 0) {
+            double e = test_rel_error(logits, diffcl_tensor_dict_get(fx, "train_logits"));
+            ck_assert_msg(e <= 1e-4, "train-mode logits rel error %g", e);
+        }
+        ck_ok(diffcl_backward(loss, NULL));
+        if (step == 0) {
+            int n = diffcl_module_state_count(m, DIFFCL_STATE_PARAMS);
+            for (int i = 0; i < n; i++) {
+                const char *pn;
+                diffcl_tensor *p;
+                ck_ok(diffcl_module_state_entry(m, DIFFCL_STATE_PARAMS, i, &pn, &p, NULL));
+                char key[256];
+                snprintf(key, sizeof key, "grad.%s", pn);
+                diffcl_tensor *ref_g = diffcl_tensor_dict_get(fx, key);
+                ck_assert_msg(ref_g != NULL, "fixture lacks %s", key);
+                ck_assert_msg(diffcl_tensor_grad(p) != NULL, "%s has no gradient", pn);
+                double e = test_rel_error(diffcl_tensor_grad(p), ref_g);
+                ck_assert_msg(e <= 1e-3, "gradient of %s: rel error %g", pn, e);
+            }
+        }
+        ck_ok(diffcl_optimizer_step(opt));
+        diffcl_tensor_free(loss);
+        diffcl_tensor_free(logits);
+    }
+    if (!full) goto done;
+    /* every weight and buffer after five steps */
+    int n = diffcl_module_state_count(m, DIFFCL_STATE_ALL);
+    for (int i = 0; i < n; i++) {
+        const char *pn;
+        diffcl_tensor *p;
+        ck_ok(diffcl_module_state_entry(m, DIFFCL_STATE_ALL, i, &pn, &p, NULL));
+        char key[256];
+        snprintf(key, sizeof key, "final.%s", pn);
+        double e = test_rel_error(p, diffcl_tensor_dict_get(fx, key));
+        ck_assert_msg(e <= 1e-4, "%s after 5 SGD steps: rel error %g", pn, e);
+    }
+    diffcl_module_train(m, 0);
+    diffcl_tensor *logits = NULL;
+    ck_ok(diffcl_vnet_forward(m, x, &logits, NULL));
+    double e = test_rel_error(logits, diffcl_tensor_dict_get(fx, "eval_logits"));
+    ck_assert_msg(e <= 1e-4, "eval-mode logits rel error %g", e);
+    diffcl_tensor_free(logits);
+done:
+    diffcl_optimizer_free(opt);
+    diffcl_tensor_free(x);
+    diffcl_tensor_free(w);
+    diffcl_module_free(m);
+    diffcl_tensor_dict_free(fx);
+}
+
+START_TEST(test_parity_3d) { parity(3, 1); }
+END_TEST
+
+START_TEST(test_parity_2d) { parity(2, 0); }
+END_TEST
+
+START_TEST(test_model_checkpoint_roundtrip)
+{
+    diffcl_module *m = small_vnet(2, DIFFCL_NORM_BATCH), *back = NULL;
+    char path[] = "/tmp/diffcl_vnet_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_ok(diffcl_model_save(m, path));
+    ck_ok(diffcl_model_load(ctx, path, &back));
+    ck_assert_str_eq(diffcl_module_type(back), "vnet");
+    ck_assert_int_eq(diffcl_module_is_training(back), 0);
+    diffcl_vnet_options o = DIFFCL_VNET_OPTIONS_INIT;
+    ck_ok(diffcl_vnet_get_options(back, &o));
+    ck_assert_int_eq(o.dims, 2);
+    ck_assert_int_eq(o.n_filters, 4);
+    diffcl_tensor *a = diffcl_module_find(m, "block_three.conv.3.weight");
+    diffcl_tensor *b = diffcl_module_find(back, "block_three.conv.3.weight");
+    ck_assert_double_eq(test_rel_error(a, b), 0.0);
+    diffcl_module_free(back);
+    /* a checkpoint without configuration metadata is refused with a clear message */
+    ck_ok(diffcl_module_save(m, path, NULL, NULL, 0));
+    ck_assert_int_eq(diffcl_model_load(ctx, path, &back), DIFFCL_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "diffcl.model"));
+    remove(path);
+    ck_assert_int_eq(diffcl_model_load(ctx, "/nonexistent/x.safetensors", &back), DIFFCL_ERR_IO);
+    diffcl_module_free(m);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("vnet");
+    TCase *tc = tcase_create("vnet");
+    tcase_set_timeout(tc, 120);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_state_dict_names);
+    tcase_add_test(tc, test_shapes_and_errors);
+    tcase_add_test(tc, test_parity_3d);
+    tcase_add_test(tc, test_parity_2d);
+    tcase_add_test(tc, test_model_checkpoint_roundtrip);
+    suite_add_tcase(s, tc);
+    return test_run_suite(s);
+}
