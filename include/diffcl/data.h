@@ -14,6 +14,7 @@
 #ifndef DIFFCL_DATA_H
 #define DIFFCL_DATA_H
 
+#include "diffcl/image_io.h"
 #include "diffcl/tensor.h"
 
 DIFFCL_BEGIN_DECLS
@@ -67,6 +68,196 @@ DIFFCL_API void diffcl_phantom_options_init(diffcl_phantom_options *opts);
 DIFFCL_API diffcl_status diffcl_phantom_case(diffcl_context *ctx,
                                              const diffcl_phantom_options *opts, int64_t index,
                                              diffcl_tensor **image, diffcl_tensor **label);
+
+/* --------------------------------------------------------------- case lists ---- */
+
+/**
+ * Read a case list (train.list / test.list): one id per line; blank lines, surrounding
+ * white space and lines starting with '#' are ignored. @p ids receives a malloc'ed array of
+ * @p n malloc'ed strings; release with diffcl_list_free(). Missing file: DIFFCL_ERR_IO.
+ */
+DIFFCL_API diffcl_status diffcl_list_read(const char *path, char ***ids, int64_t *n);
+/** Release what diffcl_list_read() returned. NULL is ignored. */
+DIFFCL_API void diffcl_list_free(char **ids, int64_t n);
+
+/* ----------------------------------------------------------------- data sets ---- */
+
+/** On-disk layouts (docs/data.md). */
+typedef enum diffcl_layout {
+    DIFFCL_LAYOUT_AUTO = 0,    /**< detect from the folder's contents */
+    DIFFCL_LAYOUT_PHANTOM = 1, /**< the built-in phantom (no files) */
+    DIFFCL_LAYOUT_PNG = 2,     /**< images/<id>.png, labels/<id>.png */
+    DIFFCL_LAYOUT_H5 = 3,      /**< LA <id>/mri_norm2.h5, or BraTS/Pancreas (data/)<id>.h5 */
+    DIFFCL_LAYOUT_MSD = 4,     /**< imagesTr/<id>.nii.gz (3-D or 4-D), labelsTr/<id>.nii.gz */
+    DIFFCL_LAYOUT_NNUNET = 5   /**< imagesTr/<id>_0000.nii.gz (one file per channel), labelsTr/ */
+} diffcl_layout;
+
+/** @return "phantom", "png", "h5", "msd", "nnunet" or "auto". */
+DIFFCL_API const char *diffcl_layout_name(diffcl_layout layout);
+/** Parse a layout name (as diffcl_layout_name); DIFFCL_ERR_INVALID_ARGUMENT if unknown. */
+DIFFCL_API diffcl_status diffcl_layout_parse(const char *name, diffcl_layout *out);
+
+typedef struct diffcl_dataset diffcl_dataset;
+
+/** Options of diffcl_dataset_open(). */
+typedef struct diffcl_dataset_options {
+    size_t struct_size;
+    int layout;          /**< a diffcl_layout; default AUTO */
+    const char *list;    /**< case list file (absolute or relative to the root), e.g.
+                              "train.list"; NULL: every case found, sorted by id */
+    int64_t n_cases;     /**< phantom: number of cases (default 20); ids "phantom_000"... */
+    int64_t first_case;  /**< phantom: index of the first case (test sets use another range) */
+    diffcl_phantom_options phantom; /**< phantom: generator options */
+} diffcl_dataset_options;
+
+#define DIFFCL_DATASET_OPTIONS_INIT \
+    { sizeof(diffcl_dataset_options), DIFFCL_LAYOUT_AUTO, NULL, 20, 0, DIFFCL_PHANTOM_OPTIONS_INIT }
+DIFFCL_API void diffcl_dataset_options_init(diffcl_dataset_options *opts);
+
+/**
+ * Open a data set rooted at @p root (NULL for the phantom). The case ids come from
+ * @p opts->list when set, else from the folder (sorted). Nothing but the list and the
+ * folder listing is read here. The caller owns @p *out (diffcl_dataset_free). Errors:
+ * DIFFCL_ERR_IO (no such folder / list), DIFFCL_ERR_FORMAT (no layout recognised),
+ * DIFFCL_ERR_UNSUPPORTED (an h5/NIfTI layout in a build without that library).
+ */
+DIFFCL_API diffcl_status diffcl_dataset_open(diffcl_context *ctx, const char *root,
+                                             const diffcl_dataset_options *opts,
+                                             diffcl_dataset **out);
+DIFFCL_API void diffcl_dataset_free(diffcl_dataset *ds);
+/** Number of cases. */
+DIFFCL_API int64_t diffcl_dataset_size(const diffcl_dataset *ds);
+/** The layout in use (resolved when opened with AUTO). */
+DIFFCL_API diffcl_layout diffcl_dataset_layout(const diffcl_dataset *ds);
+/** Id of case @p i (borrowed, lives as long as @p ds), or NULL when out of range. */
+DIFFCL_API const char *diffcl_dataset_case_id(const diffcl_dataset *ds, int64_t i);
+/** Index of the case named @p id, or -1. */
+DIFFCL_API int64_t diffcl_dataset_find(const diffcl_dataset *ds, const char *id);
+/** Path of case @p i's image file (first channel file for nnU-Net; "" for the phantom). */
+DIFFCL_API const char *diffcl_dataset_image_path(const diffcl_dataset *ds, int64_t i);
+
+/**
+ * Load case @p i: @p image receives F32 [C, D, H, W] (3-D) or [C, H, W] (2-D); @p label
+ * (may be NULL: the label file is then never opened) U8 [D, H, W] / [H, W]; @p meta (may be
+ * NULL) the spacing, affine and NIfTI header. Image and label of different spatial shapes,
+ * multi-channel files whose channels differ, or a non-integer label give DIFFCL_ERR_FORMAT
+ * naming the files. Tensors are made in @p ds's context; the caller owns them.
+ */
+DIFFCL_API diffcl_status diffcl_dataset_load(diffcl_dataset *ds, int64_t i,
+                                             diffcl_tensor **image, diffcl_tensor **label,
+                                             diffcl_image_meta *meta);
+
+/* -------------------------------------------------------------------- splits ---- */
+
+/** Labeled / unlabeled case indices into a data set. */
+typedef struct diffcl_split {
+    int64_t *labeled;
+    int64_t n_labeled;
+    int64_t *unlabeled;
+    int64_t n_unlabeled;
+} diffcl_split;
+
+/**
+ * Split @p ds: with @p labeled_list (a file of ids) those cases are labeled; otherwise the
+ * first @p n_labeled cases in id order (strcmp) are. All other cases are unlabeled (their
+ * label files are never read by the sampler). Release with diffcl_split_free().
+ * An id of the list missing from the data set is DIFFCL_ERR_NOT_FOUND.
+ */
+DIFFCL_API diffcl_status diffcl_dataset_split(const diffcl_dataset *ds, int64_t n_labeled,
+                                              const char *labeled_list, diffcl_split *out);
+/** Release the arrays of @p split and zero it. */
+DIFFCL_API void diffcl_split_free(diffcl_split *split);
+
+/* -------------------------------------------------------------- augmentation ---- */
+
+/** Options of the patch sampler's augmentation (docs/data.md). */
+typedef struct diffcl_augment_options {
+    size_t struct_size;
+    double fg_prob;        /**< probability that a crop is centred on a random foreground voxel
+                                (labeled cases only); default 0 (uniform crops, as UA-MT) */
+    int flip;              /**< random flips of the spatial axes; default 1 */
+    int rot90;             /**< random multiple of 90 degrees in the rotation plane; default 1 */
+    double rotate_deg;     /**< extra random rotation in [-a, a] degrees; default 0 */
+    int strong;            /**< apply the strong set below; default 0 */
+    double strong_prob;    /**< probability of each strong transform; default 0.5 */
+    double scale_lo, scale_hi;          /**< zoom factor range; 0.7, 1.0 */
+    double blur_lo, blur_hi;            /**< Gaussian blur sigma (voxels); 0.7, 1.3 */
+    double brightness_lo, brightness_hi; /**< multiplicative; 0.7, 1.3 */
+    double contrast_lo, contrast_hi;    /**< around the mean; 0.7, 1.3 */
+    double gamma_lo, gamma_hi;          /**< on the min-max range; 0.7, 1.3 */
+} diffcl_augment_options;
+
+#define DIFFCL_AUGMENT_OPTIONS_INIT \
+    { sizeof(diffcl_augment_options), 0.0, 1, 1, 0.0, 0, 0.5, 0.7, 1.0, 0.7, 1.3, 0.7, 1.3, \
+      0.7, 1.3, 0.7, 1.3 }
+DIFFCL_API void diffcl_augment_options_init(diffcl_augment_options *opts);
+
+/**
+ * Draw one augmented patch from a case: crop (padding symmetrically with zeros when the
+ * case is smaller than @p patch), flips, rotation, scale (trilinear image, nearest label)
+ * and, with opts->strong, the intensity transforms. @p image F32 [C, D, H, W] or
+ * [C, H, W]; @p label (may be NULL) U8 of the spatial shape. @p patch has 3 entries
+ * (D, H, W; for 2-D images patch[0] is ignored). All draws come from @p key. Outputs are
+ * new tensors in @p image's context (patch_label NULL when label is NULL).
+ */
+DIFFCL_API diffcl_status diffcl_augment_patch(const diffcl_tensor *image,
+                                              const diffcl_tensor *label,
+                                              const int64_t patch[3],
+                                              const diffcl_augment_options *opts,
+                                              diffcl_rng_key key, diffcl_tensor **patch_image,
+                                              diffcl_tensor **patch_label);
+
+/**
+ * The strong intensity set alone (blur, brightness, contrast, gamma; no geometry) on a batch
+ * [N, C, ...]: sample n uses the key (key.seed, key.stream, n, key.iteration) with
+ * key.index ignored. A new tensor; the input is unchanged. For weak/strong views.
+ */
+DIFFCL_API diffcl_status diffcl_augment_intensity(const diffcl_tensor *batch,
+                                                  const diffcl_augment_options *opts,
+                                                  diffcl_rng_key key, diffcl_tensor **out);
+
+/* ------------------------------------------------------------------- sampler ---- */
+
+typedef struct diffcl_sampler diffcl_sampler;
+
+/** Options of diffcl_sampler_create(). */
+typedef struct diffcl_sampler_options {
+    size_t struct_size;
+    uint64_t seed;          /**< default 1337 */
+    int64_t patch[3];       /**< D, H, W (2-D: H, W in patch[1..2]); default 112, 112, 80 */
+    int batch_labeled;      /**< default 2 */
+    int batch_unlabeled;    /**< default 2 */
+    int prefetch;           /**< batches prepared ahead by a background thread; 0: none; 2 */
+    int cache;              /**< 1 (default): keep the split's cases in memory */
+    int strong_unlabeled;   /**< 1: strong set on the unlabeled half too (default 0) */
+    diffcl_augment_options augment;
+} diffcl_sampler_options;
+
+#define DIFFCL_SAMPLER_OPTIONS_INIT \
+    { sizeof(diffcl_sampler_options), 1337, {112, 112, 80}, 2, 2, 2, 1, 0, \
+      DIFFCL_AUGMENT_OPTIONS_INIT }
+DIFFCL_API void diffcl_sampler_options_init(diffcl_sampler_options *opts);
+
+/**
+ * Create a labeled/unlabeled batch sampler over @p ds (which must outlive it). Labeled
+ * cases are visited in a keyed random order per epoch (each once per epoch), unlabeled ones
+ * likewise; sample b of iteration it uses the key (seed, DIFFCL_STREAM_AUGMENT, b, it), so a
+ * batch is a pure function of (seed, iteration). With prefetch > 0 a background thread
+ * prepares iterations it+1, it+2, ... while the caller trains on it.
+ */
+DIFFCL_API diffcl_status diffcl_sampler_create(diffcl_dataset *ds, const diffcl_split *split,
+                                               const diffcl_sampler_options *opts,
+                                               diffcl_sampler **out);
+/** Stop the prefetch thread and release the sampler. NULL is ignored. */
+DIFFCL_API void diffcl_sampler_free(diffcl_sampler *s);
+/**
+ * The batch of @p iteration: @p image [B_l + B_u, C, D, H, W] (or [B, C, H, W]), labeled
+ * samples first; @p label [B_l, D, H, W] U8 (NULL-able argument). @p case_index (may be
+ * NULL) receives B_l + B_u data-set indices. New tensors in the data set's context.
+ */
+DIFFCL_API diffcl_status diffcl_sampler_next(diffcl_sampler *s, uint32_t iteration,
+                                             diffcl_tensor **image, diffcl_tensor **label,
+                                             int64_t *case_index);
 
 DIFFCL_END_DECLS
 

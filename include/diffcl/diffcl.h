@@ -16,5 +16,8 @@
 #include "diffcl/fft.h"
 #include "diffcl/loss.h"
 #include "diffcl/optim.h"
+#include "diffcl/image_io.h"
+#include "diffcl/data.h"
+#include "diffcl/metrics.h"
 
 #endif

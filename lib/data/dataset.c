@@ -1,0 +1,718 @@
+/* Data-set layouts (phantom, PNG, LA/BraTS/Pancreas h5, MSD and nnU-Net NIfTI), case lists
+ * and labeled/unlabeled splits. */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "data/dataset_internal.h"
+#include "tensor/tensor_internal.h"
+
+/* ---------------------------------------------------------------- lists ---- */
+
+void diffcl_list_free(char **ids, int64_t n)
+{
+    if (!ids) return;
+    for (int64_t i = 0; i < n; i++) free(ids[i]);
+    free(ids);
+}
+
+static int push_str(char ***arr, int64_t *n, int64_t *cap, const char *s)
+{
+    if (*n == *cap) {
+        int64_t nc = *cap ? *cap * 2 : 16;
+        char **a = realloc(*arr, sizeof(char *) * (size_t)nc);
+        if (!a) return -1;
+        *arr = a;
+        *cap = nc;
+    }
+    char *c = strdup(s);
+    if (!c) return -1;
+    (*arr)[(*n)++] = c;
+    return 0;
+}
+
+diffcl_status diffcl_list_read(const char *path, char ***ids, int64_t *n)
+{
+    DC_CHECK_ARG(path && ids && n, "diffcl_list_read: path, ids and n must not be NULL");
+    *ids = NULL;
+    *n = 0;
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return dc_error(DIFFCL_ERR_IO, "diffcl_list_read: cannot open '%s': %s", path,
+                        strerror(errno));
+    char line[4096];
+    int64_t cap = 0;
+    while (fgets(line, sizeof line, fp)) {
+        char *s = line, *e;
+        while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n') s++;
+        e = s + strlen(s);
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n')) *--e = 0;
+        if (!*s || *s == '#') continue;
+        if (push_str(ids, n, &cap, s)) {
+            fclose(fp);
+            diffcl_list_free(*ids, *n);
+            *ids = NULL;
+            *n = 0;
+            return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_list_read: out of memory");
+        }
+    }
+    fclose(fp);
+    return DIFFCL_OK;
+}
+
+/* -------------------------------------------------------------- layouts ---- */
+
+static const char *layout_names[] = {"auto", "phantom", "png", "h5", "msd", "nnunet"};
+
+const char *diffcl_layout_name(diffcl_layout layout)
+{
+    return (int)layout >= 0 && (int)layout <= 5 ? layout_names[layout] : "?";
+}
+
+diffcl_status diffcl_layout_parse(const char *name, diffcl_layout *out)
+{
+    DC_CHECK_ARG(name && out, "diffcl_layout_parse: name and out must not be NULL");
+    for (int i = 0; i <= 5; i++)
+        if (!strcmp(name, layout_names[i])) {
+            *out = (diffcl_layout)i;
+            return DIFFCL_OK;
+        }
+    if (!strcmp(name, "la") || !strcmp(name, "la-h5") || !strcmp(name, "brats") ||
+        !strcmp(name, "pancreas")) {
+        *out = DIFFCL_LAYOUT_H5;
+        return DIFFCL_OK;
+    }
+    return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                    "unknown data-set layout '%s' (phantom, png, h5, msd, nnunet, auto)", name);
+}
+
+void diffcl_dataset_options_init(diffcl_dataset_options *opts)
+{
+    if (!opts) return;
+    diffcl_dataset_options d = DIFFCL_DATASET_OPTIONS_INIT;
+    *opts = d;
+}
+
+static int is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int is_file(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int ends_with(const char *s, const char *suf)
+{
+    size_t n = strlen(s), m = strlen(suf);
+    return n > m && !strcmp(s + n - m, suf);
+}
+
+static char *join(const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, "%s/%s", a, b);
+    return s;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Does folder @p dir hold a (non-hidden) file ending in @p suffix? */
+static int dir_has(const char *dir, const char *suffix, const char *also)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int found = 0;
+    while (!found && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        if (ends_with(e->d_name, suffix) && (!also || strstr(e->d_name, also))) found = 1;
+    }
+    closedir(d);
+    return found;
+}
+
+static diffcl_layout detect_layout(const char *root)
+{
+    char *p = join(root, "imagesTr");
+    diffcl_layout l = DIFFCL_LAYOUT_AUTO;
+    if (p && is_dir(p)) l = dir_has(p, "_0000.nii.gz", NULL) || dir_has(p, "_0000.nii", NULL)
+                                ? DIFFCL_LAYOUT_NNUNET
+                                : DIFFCL_LAYOUT_MSD;
+    free(p);
+    if (l != DIFFCL_LAYOUT_AUTO) return l;
+    p = join(root, "images");
+    if (p && is_dir(p) && dir_has(p, ".png", NULL)) l = DIFFCL_LAYOUT_PNG;
+    free(p);
+    if (l != DIFFCL_LAYOUT_AUTO) return l;
+    p = join(root, "data");
+    if (dir_has(root, ".h5", NULL) || (p && dir_has(p, ".h5", NULL))) l = DIFFCL_LAYOUT_H5;
+    free(p);
+    if (l != DIFFCL_LAYOUT_AUTO) return l;
+    /* LA: <id>/mri_norm2.h5 */
+    DIR *d = opendir(root);
+    if (d) {
+        struct dirent *e;
+        while (l == DIFFCL_LAYOUT_AUTO && (e = readdir(d))) {
+            if (e->d_name[0] == '.') continue;
+            char *c = join(root, e->d_name), *f = c ? join(c, "mri_norm2.h5") : NULL;
+            if (f && is_file(f)) l = DIFFCL_LAYOUT_H5;
+            free(c);
+            free(f);
+        }
+        closedir(d);
+    }
+    return l;
+}
+
+/* Ids found in the folder for @p layout (sorted). */
+static diffcl_status scan_ids(const char *root, diffcl_layout layout, char ***ids, int64_t *n)
+{
+    int64_t cap = 0;
+    *ids = NULL;
+    *n = 0;
+    const char *sub = layout == DIFFCL_LAYOUT_PNG ? "images"
+                      : (layout == DIFFCL_LAYOUT_MSD || layout == DIFFCL_LAYOUT_NNUNET) ? "imagesTr"
+                                                                                       : NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1 && layout != DIFFCL_LAYOUT_H5) break;
+        char *dir = sub ? join(root, sub) : (pass == 0 ? strdup(root) : join(root, "data"));
+        if (!dir) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "out of memory");
+        DIR *d = opendir(dir);
+        if (!d) {
+            free(dir);
+            if (layout == DIFFCL_LAYOUT_H5 && pass == 1) break;
+            return dc_error(DIFFCL_ERR_IO, "cannot list '%s/%s': %s", root, sub ? sub : "",
+                            strerror(errno));
+        }
+        struct dirent *e;
+        int bad = 0;
+        while (!bad && (e = readdir(d))) {
+            const char *nm = e->d_name;
+            if (nm[0] == '.') continue; /* also MSD's macOS "._x.nii.gz" resource files */
+            char id[1024];
+            id[0] = 0;
+            size_t L = strlen(nm);
+            if (L >= sizeof id) continue;
+            if (layout == DIFFCL_LAYOUT_PNG && ends_with(nm, ".png")) {
+                snprintf(id, sizeof id, "%.*s", (int)(L - 4), nm);
+            } else if (layout == DIFFCL_LAYOUT_MSD) {
+                if (ends_with(nm, ".nii.gz")) snprintf(id, sizeof id, "%.*s", (int)(L - 7), nm);
+                else if (ends_with(nm, ".nii")) snprintf(id, sizeof id, "%.*s", (int)(L - 4), nm);
+            } else if (layout == DIFFCL_LAYOUT_NNUNET) {
+                const char *ext = ends_with(nm, ".nii.gz") ? ".nii.gz" : ends_with(nm, ".nii") ? ".nii" : NULL;
+                size_t base = ext ? L - strlen(ext) : 0;
+                if (ext && base > 5 && !strncmp(nm + base - 5, "_0000", 5))
+                    snprintf(id, sizeof id, "%.*s", (int)(base - 5), nm);
+            } else if (layout == DIFFCL_LAYOUT_H5) {
+                if (ends_with(nm, ".h5")) snprintf(id, sizeof id, "%.*s", (int)(L - 3), nm);
+                else if (pass == 0) {
+                    char *c = join(dir, nm), *f = c ? join(c, "mri_norm2.h5") : NULL;
+                    if (f && is_file(f)) snprintf(id, sizeof id, "%s", nm);
+                    free(c);
+                    free(f);
+                }
+            }
+            if (id[0] && push_str(ids, n, &cap, id)) bad = 1;
+        }
+        closedir(d);
+        free(dir);
+        if (bad) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    if (*n > 1) qsort(*ids, (size_t)*n, sizeof(char *), cmp_str);
+    return DIFFCL_OK;
+}
+
+/* Resolve the image and label paths of case @p id. */
+static diffcl_status case_paths(const diffcl_dataset *ds, const char *id, char **img, char **lab,
+                                int *channels)
+{
+    char buf[4096];
+    *img = *lab = NULL;
+    *channels = 1;
+    const char *r = ds->root;
+    switch (ds->layout) {
+    case DIFFCL_LAYOUT_PNG:
+        snprintf(buf, sizeof buf, "%s/images/%s.png", r, id);
+        *img = strdup(buf);
+        snprintf(buf, sizeof buf, "%s/labels/%s.png", r, id);
+        *lab = strdup(buf);
+        break;
+    case DIFFCL_LAYOUT_H5: {
+        const char *pats[] = {"%s/%s/mri_norm2.h5", "%s/%s.h5", "%s/data/%s.h5", "%s/%s_norm.h5",
+                              "%s/data/%s_norm.h5", "%s/%s"};
+        for (size_t k = 0; k < sizeof pats / sizeof pats[0]; k++) {
+            snprintf(buf, sizeof buf, pats[k], r, id);
+            if (is_file(buf)) break;
+            buf[0] = 0;
+        }
+        if (!buf[0])
+            return dc_error(DIFFCL_ERR_NOT_FOUND,
+                            "case '%s': no h5 file (tried %s/%s/mri_norm2.h5, %s/%s.h5, "
+                            "%s/data/%s.h5, %s/%s_norm.h5)",
+                            id, r, id, r, id, r, id, r, id);
+        *img = strdup(buf);
+        *lab = strdup(buf);
+        break;
+    }
+    case DIFFCL_LAYOUT_MSD:
+        snprintf(buf, sizeof buf, "%s/imagesTr/%s.nii.gz", r, id);
+        if (!is_file(buf)) snprintf(buf, sizeof buf, "%s/imagesTr/%s.nii", r, id);
+        *img = strdup(buf);
+        snprintf(buf, sizeof buf, "%s/labelsTr/%s.nii.gz", r, id);
+        if (!is_file(buf)) snprintf(buf, sizeof buf, "%s/labelsTr/%s.nii", r, id);
+        *lab = strdup(buf);
+        break;
+    case DIFFCL_LAYOUT_NNUNET: {
+        snprintf(buf, sizeof buf, "%s/imagesTr/%s_0000.nii.gz", r, id);
+        const char *ext = ".nii.gz";
+        if (!is_file(buf)) {
+            snprintf(buf, sizeof buf, "%s/imagesTr/%s_0000.nii", r, id);
+            ext = ".nii";
+        }
+        *img = strdup(buf);
+        for (int c = 1; c < 1000; c++) {
+            snprintf(buf, sizeof buf, "%s/imagesTr/%s_%04d%s", r, id, c, ext);
+            if (!is_file(buf)) break;
+            (*channels)++;
+        }
+        snprintf(buf, sizeof buf, "%s/labelsTr/%s%s", r, id, ext);
+        *lab = strdup(buf);
+        break;
+    }
+    default:
+        *img = strdup("");
+        *lab = strdup("");
+    }
+    if (!*img || !*lab) {
+        free(*img);
+        free(*lab);
+        *img = *lab = NULL;
+        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    return DIFFCL_OK;
+}
+
+void diffcl_dataset_free(diffcl_dataset *ds)
+{
+    if (!ds) return;
+    diffcl_list_free(ds->ids, ds->n);
+    diffcl_list_free(ds->img_paths, ds->n);
+    diffcl_list_free(ds->lab_paths, ds->n);
+    free(ds->channels);
+    free(ds->root);
+    free(ds);
+}
+
+diffcl_status diffcl_dataset_open(diffcl_context *ctx, const char *root,
+                                  const diffcl_dataset_options *opts, diffcl_dataset **out)
+{
+    const char *fn = "diffcl_dataset_open";
+    DC_CHECK_ARG(ctx && out, "%s: ctx and out must not be NULL", fn);
+    *out = NULL;
+    diffcl_dataset_options o = DIFFCL_DATASET_OPTIONS_INIT;
+    if (opts) {
+        DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_dataset_options, n_cases),
+                     "%s: options.struct_size %zu too small", fn, opts->struct_size);
+        memcpy(&o, opts, opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
+    }
+    diffcl_layout layout = (diffcl_layout)o.layout;
+    DC_CHECK_ARG(o.layout >= 0 && o.layout <= DIFFCL_LAYOUT_NNUNET, "%s: unknown layout %d", fn,
+                 o.layout);
+    if (layout == DIFFCL_LAYOUT_AUTO && !root) layout = DIFFCL_LAYOUT_PHANTOM;
+    if (layout != DIFFCL_LAYOUT_PHANTOM) {
+        DC_CHECK_ARG(root, "%s: a root folder is required for the %s layout", fn,
+                     diffcl_layout_name(layout));
+        if (!is_dir(root))
+            return dc_error(DIFFCL_ERR_IO, "%s: '%s' is not a folder", fn, root);
+        if (layout == DIFFCL_LAYOUT_AUTO) layout = detect_layout(root);
+        if (layout == DIFFCL_LAYOUT_AUTO)
+            return dc_error(DIFFCL_ERR_FORMAT,
+                            "%s: '%s': no known layout (expected imagesTr/ (MSD, nnU-Net), "
+                            "images/*.png, *.h5, data/*.h5 or <case>/mri_norm2.h5)",
+                            fn, root);
+        if (layout == DIFFCL_LAYOUT_H5 && !diffcl_io_has_hdf5())
+            return dc_error(DIFFCL_ERR_UNSUPPORTED, "%s: '%s' is an h5 data set, but this "
+                            "libdiffcl was built without HDF5", fn, root);
+        if ((layout == DIFFCL_LAYOUT_MSD || layout == DIFFCL_LAYOUT_NNUNET) && !diffcl_io_has_nifti())
+            return dc_error(DIFFCL_ERR_UNSUPPORTED, "%s: '%s' is a NIfTI data set, but this "
+                            "libdiffcl was built without NIfTI", fn, root);
+    }
+    diffcl_dataset *ds = calloc(1, sizeof *ds);
+    if (!ds) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    ds->ctx = ctx;
+    ds->layout = layout;
+    ds->phantom = o.phantom;
+    ds->first_case = o.first_case;
+    ds->root = strdup(root ? root : "");
+    diffcl_status s = DIFFCL_OK;
+    if (layout == DIFFCL_LAYOUT_PHANTOM) {
+        if (o.n_cases < 1 || o.first_case < 0 || o.first_case + o.n_cases > (int64_t)UINT32_MAX) {
+            diffcl_dataset_free(ds);
+            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: phantom n_cases %lld / first_case %lld",
+                            fn, (long long)o.n_cases, (long long)o.first_case);
+        }
+        int64_t cap = 0;
+        for (int64_t i = 0; i < o.n_cases && s == DIFFCL_OK; i++) {
+            char id[64];
+            snprintf(id, sizeof id, "phantom_%03lld", (long long)(o.first_case + i));
+            if (push_str(&ds->ids, &ds->n, &cap, id)) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+        }
+        if (o.list) {
+            /* a list selects phantom cases by id */
+            char **want = NULL;
+            int64_t nw = 0;
+            s = diffcl_list_read(o.list, &want, &nw);
+            if (s == DIFFCL_OK) {
+                for (int64_t i = 0; i < nw && s == DIFFCL_OK; i++) {
+                    unsigned long long k;
+                    char tail;
+                    if (sscanf(want[i], "phantom_%llu%c", &k, &tail) != 1)
+                        s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': '%s' is not a phantom case id", fn,
+                                     o.list, want[i]);
+                }
+                if (s == DIFFCL_OK) {
+                    diffcl_list_free(ds->ids, ds->n);
+                    ds->ids = want;
+                    ds->n = nw;
+                    ds->first_case = 0;
+                    want = NULL;
+                }
+                diffcl_list_free(want, nw);
+            }
+        }
+    } else if (o.list) {
+        char *lp = (o.list[0] == '/' || is_file(o.list)) ? strdup(o.list) : join(root, o.list);
+        if (!lp) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+        else s = diffcl_list_read(lp, &ds->ids, &ds->n);
+        free(lp);
+    } else {
+        s = scan_ids(root, layout, &ds->ids, &ds->n);
+        if (s == DIFFCL_OK && ds->n == 0)
+            s = dc_error(DIFFCL_ERR_NOT_FOUND, "%s: '%s' (%s layout) holds no case", fn, root,
+                         diffcl_layout_name(layout));
+    }
+    if (s == DIFFCL_OK) {
+        ds->img_paths = calloc((size_t)(ds->n ? ds->n : 1), sizeof(char *));
+        ds->lab_paths = calloc((size_t)(ds->n ? ds->n : 1), sizeof(char *));
+        ds->channels = calloc((size_t)(ds->n ? ds->n : 1), sizeof(int));
+        if (!ds->img_paths || !ds->lab_paths || !ds->channels)
+            s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+        for (int64_t i = 0; i < ds->n && s == DIFFCL_OK; i++) {
+            if (layout == DIFFCL_LAYOUT_PHANTOM) {
+                ds->img_paths[i] = strdup("");
+                ds->lab_paths[i] = strdup("");
+                ds->channels[i] = o.phantom.channels;
+                continue;
+            }
+            s = case_paths(ds, ds->ids[i], &ds->img_paths[i], &ds->lab_paths[i], &ds->channels[i]);
+            if (s == DIFFCL_OK && !is_file(ds->img_paths[i]))
+                s = dc_error(DIFFCL_ERR_NOT_FOUND, "%s: case '%s': image file '%s' does not exist",
+                             fn, ds->ids[i], ds->img_paths[i]);
+        }
+    }
+    if (s != DIFFCL_OK) {
+        diffcl_dataset_free(ds);
+        return s;
+    }
+    *out = ds;
+    return DIFFCL_OK;
+}
+
+int64_t diffcl_dataset_size(const diffcl_dataset *ds) { return ds ? ds->n : 0; }
+
+diffcl_layout diffcl_dataset_layout(const diffcl_dataset *ds)
+{
+    return ds ? ds->layout : DIFFCL_LAYOUT_AUTO;
+}
+
+const char *diffcl_dataset_case_id(const diffcl_dataset *ds, int64_t i)
+{
+    return ds && i >= 0 && i < ds->n ? ds->ids[i] : NULL;
+}
+
+const char *diffcl_dataset_image_path(const diffcl_dataset *ds, int64_t i)
+{
+    return ds && i >= 0 && i < ds->n ? ds->img_paths[i] : NULL;
+}
+
+int64_t diffcl_dataset_find(const diffcl_dataset *ds, const char *id)
+{
+    if (!ds || !id) return -1;
+    for (int64_t i = 0; i < ds->n; i++)
+        if (!strcmp(ds->ids[i], id)) return i;
+    return -1;
+}
+
+/* To F32 contiguous (any dtype), and prepend a channel axis. */
+static diffcl_status as_image(diffcl_tensor **t, int add_channel, const char *path)
+{
+    diffcl_tensor *f = NULL;
+    diffcl_status s = diffcl_tensor_to_dtype(*t, DIFFCL_F32, &f);
+    diffcl_tensor_free(*t);
+    *t = NULL;
+    if (s != DIFFCL_OK) return s;
+    diffcl_tensor *c = dc_contiguous(f);
+    diffcl_tensor_free(f);
+    if (!c) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "out of memory reading '%s'", path);
+    if (add_channel) {
+        s = diffcl_tensor_unsqueeze(c, 0, t);
+        diffcl_tensor_free(c);
+        return s;
+    }
+    *t = c;
+    return DIFFCL_OK;
+}
+
+/* To U8 class indices, checking the values. */
+static diffcl_status as_label(diffcl_tensor **t, const char *path)
+{
+    diffcl_tensor *in = *t;
+    if (in->dtype == DIFFCL_U8) return DIFFCL_OK;
+    diffcl_tensor *d = NULL;
+    diffcl_status s = diffcl_tensor_to_dtype(in, DIFFCL_F64, &d);
+    if (s != DIFFCL_OK) return s;
+    diffcl_tensor *u = dc_tensor_empty(in->ctx, DIFFCL_U8, in->ndim, in->shape);
+    diffcl_tensor *c = dc_contiguous(d);
+    diffcl_tensor_free(d);
+    if (!u || !c) {
+        diffcl_tensor_free(u);
+        diffcl_tensor_free(c);
+        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "out of memory reading '%s'", path);
+    }
+    int64_t n = dc_numel(c);
+    for (int64_t i = 0; i < n; i++) {
+        double v = dc_f64(c)[i];
+        if (!(v >= 0 && v <= 255 && v == floor(v))) {
+            diffcl_tensor_free(u);
+            diffcl_tensor_free(c);
+            return dc_error(DIFFCL_ERR_FORMAT,
+                            "'%s': label element %lld is %g (class indices 0..255 expected)", path,
+                            (long long)i, v);
+        }
+        ((uint8_t *)dc_data(u))[i] = (uint8_t)v;
+    }
+    diffcl_tensor_free(c);
+    diffcl_tensor_free(in);
+    *t = u;
+    return DIFFCL_OK;
+}
+
+static int spatial_match(const diffcl_tensor *img, const diffcl_tensor *lab)
+{
+    if (lab->ndim != img->ndim - 1) return 0;
+    for (int a = 0; a < lab->ndim; a++)
+        if (lab->shape[a] != img->shape[a + 1]) return 0;
+    return 1;
+}
+
+diffcl_status dc_dataset_load_in(const diffcl_dataset *ds, diffcl_context *ctx, int64_t i,
+                                 diffcl_tensor **image, diffcl_tensor **label,
+                                 diffcl_image_meta *meta)
+{
+    const char *fn = "diffcl_dataset_load";
+    DC_CHECK_ARG(ds && image, "%s: ds and image must not be NULL", fn);
+    *image = NULL;
+    if (label) *label = NULL;
+    DC_CHECK_ARG(i >= 0 && i < ds->n, "%s: case %lld out of range (%lld cases)", fn, (long long)i,
+                 (long long)ds->n);
+    diffcl_image_meta m;
+    diffcl_image_meta_init(&m);
+    diffcl_tensor *img = NULL, *lab = NULL;
+    const char *ip = ds->img_paths[i], *lp = ds->lab_paths[i];
+    diffcl_status s = DIFFCL_OK;
+    switch (ds->layout) {
+    case DIFFCL_LAYOUT_PHANTOM: {
+        unsigned long long k = (unsigned long long)(ds->first_case + i);
+        if (ds->first_case == 0 && sscanf(ds->ids[i], "phantom_%llu", &k) != 1)
+            k = (unsigned long long)i;
+        s = diffcl_phantom_case(ctx, &ds->phantom, (int64_t)k, &img, label ? &lab : NULL);
+        m.ndim = ds->phantom.ndim;
+        break;
+    }
+    case DIFFCL_LAYOUT_PNG:
+        s = diffcl_png_read_image(ctx, ip, &img, NULL);
+        if (s == DIFFCL_OK) s = as_image(&img, 1, ip);
+        if (s == DIFFCL_OK && label) s = diffcl_png_read_label(ctx, lp, &lab);
+        m.ndim = 2;
+        break;
+    case DIFFCL_LAYOUT_H5:
+        s = diffcl_h5_read(ctx, ip, "image", &img);
+        if (s == DIFFCL_OK && (img->ndim < 2 || img->ndim > 4))
+            s = dc_error(DIFFCL_ERR_FORMAT, "'%s': dataset 'image' %s: expected 2 to 4 axes", ip,
+                         dc_shape_str(img));
+        if (s == DIFFCL_OK) {
+            int add = img->ndim <= 3; /* a 4-D image is already [C, D, H, W] */
+            m.ndim = add ? img->ndim : 3;
+            s = as_image(&img, add, ip);
+        }
+        if (s == DIFFCL_OK && label) s = diffcl_h5_read(ctx, lp, "label", &lab);
+        if (s == DIFFCL_OK && lab) s = as_label(&lab, lp);
+        break;
+    case DIFFCL_LAYOUT_MSD:
+    case DIFFCL_LAYOUT_NNUNET: {
+        int C = ds->channels[i];
+        diffcl_tensor *chs[64];
+        int got = 0;
+        if (C > 64) {
+            s = dc_error(DIFFCL_ERR_FORMAT, "case '%s': %d channel files (64 at most)", ds->ids[i], C);
+            break;
+        }
+        for (int c = 0; c < C && s == DIFFCL_OK; c++) {
+            char buf[4096];
+            const char *path = ip;
+            if (c > 0) {
+                size_t L = strlen(ip);
+                const char *ext = ends_with(ip, ".nii.gz") ? ".nii.gz" : ".nii";
+                snprintf(buf, sizeof buf, "%.*s_%04d%s", (int)(L - strlen(ext) - 5), ip, c, ext);
+                path = buf;
+            }
+            diffcl_tensor *t = NULL;
+            s = diffcl_nifti_read(ctx, path, DIFFCL_NIFTI_IMAGE, &t, c == 0 ? &m : NULL);
+            if (s != DIFFCL_OK) break;
+            chs[got++] = t;
+            if (t->ndim < 2 || t->ndim > 4 || (C > 1 && t->ndim == 4)) {
+                s = dc_error(DIFFCL_ERR_FORMAT, "'%s': image %s: expected 2 or 3 axes%s", path,
+                             dc_shape_str(t), C > 1 ? "" : " (or 4 with channels last)");
+            } else if (c > 0 && !dc_same_shape(t, chs[0])) {
+                char a[64];
+                snprintf(a, sizeof a, "%s", dc_shape_str(chs[0]));
+                s = dc_error(DIFFCL_ERR_FORMAT, "case '%s': channel file '%s' has shape %s, channel 0 %s",
+                             ds->ids[i], path, dc_shape_str(t), a);
+            }
+        }
+        if (s == DIFFCL_OK) {
+            diffcl_tensor *x = chs[0];
+            if (C == 1 && x->ndim == 4) { /* MSD multi-modal: (x, y, z, c) -> [c, x, y, z] */
+                int perm[4] = {3, 0, 1, 2};
+                diffcl_tensor *p = NULL;
+                s = diffcl_tensor_permute(x, perm, &p);
+                if (s == DIFFCL_OK) {
+                    img = dc_contiguous(p);
+                    diffcl_tensor_free(p);
+                    if (!img) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "out of memory");
+                }
+            } else {
+                diffcl_tensor *u[64] = {NULL};
+                int k = 0;
+                for (; k < C && s == DIFFCL_OK; k++) s = diffcl_tensor_unsqueeze(chs[k], 0, &u[k]);
+                if (s == DIFFCL_OK) s = diffcl_tensor_concat(u, C, 0, &img);
+                for (int j = 0; j < k; j++) diffcl_tensor_free(u[j]);
+            }
+        }
+        for (int c = 0; c < got; c++) diffcl_tensor_free(chs[c]);
+        if (s == DIFFCL_OK && label) s = diffcl_nifti_read(ctx, lp, DIFFCL_NIFTI_LABEL, &lab, NULL);
+        break;
+    }
+    default:
+        s = dc_error(DIFFCL_ERR_INTERNAL, "%s: bad layout %d", fn, (int)ds->layout);
+    }
+    if (s == DIFFCL_OK && lab && !spatial_match(img, lab)) {
+        char a[64];
+        snprintf(a, sizeof a, "%s", dc_shape_str(img));
+        s = dc_error(DIFFCL_ERR_FORMAT,
+                     "case '%s': image '%s' [C,spatial] %s and label '%s' %s differ in shape",
+                     ds->ids[i], ip, a, lp, dc_shape_str(lab));
+    }
+    if (s != DIFFCL_OK) {
+        diffcl_tensor_free(img);
+        diffcl_tensor_free(lab);
+        return s;
+    }
+    *image = img;
+    if (label) *label = lab;
+    if (meta) {
+        size_t keep = meta->struct_size && meta->struct_size < sizeof m ? meta->struct_size : sizeof m;
+        m.struct_size = keep;
+        memcpy(meta, &m, keep);
+    }
+    return DIFFCL_OK;
+}
+
+diffcl_status diffcl_dataset_load(diffcl_dataset *ds, int64_t i, diffcl_tensor **image,
+                                  diffcl_tensor **label, diffcl_image_meta *meta)
+{
+    DC_CHECK_ARG(ds, "diffcl_dataset_load: ds is NULL");
+    return dc_dataset_load_in(ds, ds->ctx, i, image, label, meta);
+}
+
+/* ---------------------------------------------------------------- splits ---- */
+
+void diffcl_split_free(diffcl_split *split)
+{
+    if (!split) return;
+    free(split->labeled);
+    free(split->unlabeled);
+    memset(split, 0, sizeof *split);
+}
+
+static int cmp_by_id(const void *a, const void *b, void *ds)
+{
+    const diffcl_dataset *d = ds;
+    return strcmp(d->ids[*(const int64_t *)a], d->ids[*(const int64_t *)b]);
+}
+
+diffcl_status diffcl_dataset_split(const diffcl_dataset *ds, int64_t n_labeled,
+                                   const char *labeled_list, diffcl_split *out)
+{
+    const char *fn = "diffcl_dataset_split";
+    DC_CHECK_ARG(ds && out, "%s: ds and out must not be NULL", fn);
+    memset(out, 0, sizeof *out);
+    int64_t n = ds->n;
+    uint8_t *is_lab = calloc((size_t)(n ? n : 1), 1);
+    int64_t *order = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    if (!is_lab || !order) {
+        free(is_lab);
+        free(order);
+        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    }
+    for (int64_t i = 0; i < n; i++) order[i] = i;
+    qsort_r(order, (size_t)n, sizeof *order, cmp_by_id, (void *)ds);
+    diffcl_status s = DIFFCL_OK;
+    if (labeled_list) {
+        char **ids = NULL;
+        int64_t m = 0;
+        s = diffcl_list_read(labeled_list, &ids, &m);
+        for (int64_t k = 0; k < m && s == DIFFCL_OK; k++) {
+            int64_t j = diffcl_dataset_find(ds, ids[k]);
+            if (j < 0)
+                s = dc_error(DIFFCL_ERR_NOT_FOUND, "%s: '%s' names case '%s', which the data set lacks",
+                             fn, labeled_list, ids[k]);
+            else is_lab[j] = 1;
+        }
+        diffcl_list_free(ids, m);
+    } else {
+        if (n_labeled < 0 || n_labeled > n)
+            s = dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: %lld labeled cases requested of %lld", fn,
+                         (long long)n_labeled, (long long)n);
+        for (int64_t k = 0; k < n_labeled && s == DIFFCL_OK; k++) is_lab[order[k]] = 1;
+    }
+    int64_t nl = 0;
+    for (int64_t i = 0; i < n; i++) nl += is_lab[i];
+    if (s == DIFFCL_OK) {
+        out->labeled = malloc(sizeof(int64_t) * (size_t)(nl ? nl : 1));
+        out->unlabeled = malloc(sizeof(int64_t) * (size_t)(n - nl ? n - nl : 1));
+        if (!out->labeled || !out->unlabeled) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    }
+    if (s == DIFFCL_OK)
+        for (int64_t k = 0; k < n; k++) { /* both halves in id order */
+            int64_t i = order[k];
+            if (is_lab[i]) out->labeled[out->n_labeled++] = i;
+            else out->unlabeled[out->n_unlabeled++] = i;
+        }
+    free(is_lab);
+    free(order);
+    if (s != DIFFCL_OK) diffcl_split_free(out);
+    return s;
+}

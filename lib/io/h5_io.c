@@ -1,0 +1,192 @@
+/* HDF5 datasets (LA / BraTS / Pancreas h5 layouts) through libhdf5, optional at build time. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "diffcl_config.h"
+#include "io/image_io_internal.h"
+#include "tensor/tensor_internal.h"
+
+#if DIFFCL_HAVE_HDF5
+#include <hdf5.h>
+
+int diffcl_io_has_hdf5(void) { return 1; }
+
+/* HDF5 prints its error stack to stderr by default: silence it for our calls. */
+static void quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+diffcl_status diffcl_h5_read(diffcl_context *ctx, const char *path, const char *name,
+                             diffcl_tensor **out)
+{
+    const char *fn = "diffcl_h5_read";
+    DC_CHECK_ARG(ctx && path && name && out, "%s: ctx, path, name and out must not be NULL", fn);
+    *out = NULL;
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return dc_error(DIFFCL_ERR_IO, "%s: cannot open '%s': %s", fn, path, strerror(errno));
+    quiet();
+    if (H5Fis_hdf5(path) <= 0)
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' is not an HDF5 file", fn, path);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' is corrupt or truncated (HDF5 cannot open it)",
+                        fn, path);
+    diffcl_status s = DIFFCL_OK;
+    hid_t d = -1, sp = -1, ty = -1, mem = -1;
+    diffcl_tensor *t = NULL;
+    if (H5Lexists(f, name, H5P_DEFAULT) <= 0) {
+        s = dc_error(DIFFCL_ERR_NOT_FOUND, "%s: '%s' has no dataset '%s'", fn, path, name);
+        goto done;
+    }
+    d = H5Dopen2(f, name, H5P_DEFAULT);
+    if (d < 0) {
+        s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': '%s' is not a readable dataset", fn, path, name);
+        goto done;
+    }
+    sp = H5Dget_space(d);
+    ty = H5Dget_type(d);
+    int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    if (nd < 1 || nd > DIFFCL_MAX_DIMS) {
+        s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': dataset '%s' has %d axes (1 to %d supported)", fn,
+                     path, name, nd, DIFFCL_MAX_DIMS);
+        goto done;
+    }
+    hsize_t hd[DIFFCL_MAX_DIMS];
+    H5Sget_simple_extent_dims(sp, hd, NULL);
+    int64_t shape[DIFFCL_MAX_DIMS];
+    for (int i = 0; i < nd; i++) shape[i] = (int64_t)hd[i];
+    H5T_class_t cls = H5Tget_class(ty);
+    size_t size = H5Tget_size(ty);
+    diffcl_dtype dt;
+    if (cls == H5T_FLOAT && size == 4) {
+        dt = DIFFCL_F32;
+        mem = H5Tcopy(H5T_NATIVE_FLOAT);
+    } else if (cls == H5T_FLOAT && (size == 8 || size == 2)) {
+        dt = size == 8 ? DIFFCL_F64 : DIFFCL_F32;
+        mem = H5Tcopy(size == 8 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_FLOAT);
+    } else if ((cls == H5T_INTEGER && size == 1 && H5Tget_sign(ty) == H5T_SGN_NONE) ||
+               (cls == H5T_ENUM && size == 1)) {
+        dt = DIFFCL_U8; /* uint8, and h5py's bool (an 8-bit enum FALSE=0, TRUE=1) */
+        mem = cls == H5T_ENUM ? H5Tget_native_type(ty, H5T_DIR_ASCEND) : H5Tcopy(H5T_NATIVE_UCHAR);
+    } else if (cls == H5T_INTEGER && (size < 4 || (size == 4 && H5Tget_sign(ty) == H5T_SGN_2))) {
+        dt = DIFFCL_I32;
+        mem = H5Tcopy(H5T_NATIVE_INT32);
+    } else if (cls == H5T_INTEGER && size <= 8) {
+        dt = DIFFCL_I64;
+        mem = H5Tcopy(H5T_NATIVE_INT64);
+    } else {
+        s = dc_error(DIFFCL_ERR_FORMAT,
+                     "%s: '%s': dataset '%s' has an unsupported element type (class %d, %zu bytes)",
+                     fn, path, name, (int)cls, size);
+        goto done;
+    }
+    t = dc_tensor_empty(ctx, dt, nd, shape);
+    if (!t) {
+        s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: '%s': out of memory for '%s' %s", fn, path, name,
+                     dc_shape_str(t));
+        goto done;
+    }
+    if (dc_numel(t) > 0 && H5Dread(d, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, dc_data(t)) < 0) {
+        s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': cannot read dataset '%s' (truncated or corrupt)",
+                     fn, path, name);
+        goto done;
+    }
+done:
+    if (mem >= 0) H5Tclose(mem);
+    if (ty >= 0) H5Tclose(ty);
+    if (sp >= 0) H5Sclose(sp);
+    if (d >= 0) H5Dclose(d);
+    H5Fclose(f);
+    if (s != DIFFCL_OK) {
+        diffcl_tensor_free(t);
+        return s;
+    }
+    *out = t;
+    return DIFFCL_OK;
+}
+
+diffcl_status diffcl_h5_write(const char *path, const char *const *names,
+                              const diffcl_tensor *const *tensors, int n, int gzip)
+{
+    const char *fn = "diffcl_h5_write";
+    DC_CHECK_ARG(path && (n == 0 || (names && tensors)) && n >= 0,
+                 "%s: path, names and tensors must not be NULL", fn);
+    DC_CHECK_ARG(gzip >= 0 && gzip <= 9, "%s: gzip level %d not in 0..9", fn, gzip);
+    for (int i = 0; i < n; i++)
+        DC_CHECK_ARG(names[i] && tensors[i] && tensors[i]->ndim >= 1,
+                     "%s: entry %d: name and tensor (at least 1 axis) required", fn, i);
+    char tmp[4096];
+    DC_TRY(dc_tmp_path(path, NULL, tmp, sizeof tmp));
+    quiet();
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0) return dc_error(DIFFCL_ERR_IO, "%s: cannot create '%s'", fn, path);
+    diffcl_status s = DIFFCL_OK;
+    for (int i = 0; i < n && s == DIFFCL_OK; i++) {
+        const diffcl_tensor *t = tensors[i];
+        hid_t ft, mt;
+        switch (t->dtype) {
+        case DIFFCL_F32: ft = H5T_IEEE_F32LE; mt = H5T_NATIVE_FLOAT; break;
+        case DIFFCL_F64: ft = H5T_IEEE_F64LE; mt = H5T_NATIVE_DOUBLE; break;
+        case DIFFCL_U8: ft = H5T_STD_U8LE; mt = H5T_NATIVE_UCHAR; break;
+        case DIFFCL_I32: ft = H5T_STD_I32LE; mt = H5T_NATIVE_INT32; break;
+        default: ft = H5T_STD_I64LE; mt = H5T_NATIVE_INT64; break;
+        }
+        hsize_t hd[DIFFCL_MAX_DIMS];
+        for (int a = 0; a < t->ndim; a++) hd[a] = (hsize_t)t->shape[a];
+        hid_t sp = H5Screate_simple(t->ndim, hd, NULL);
+        hid_t pl = H5Pcreate(H5P_DATASET_CREATE);
+        if (gzip > 0 && dc_numel(t) > 0) {
+            H5Pset_chunk(pl, t->ndim, hd);
+            H5Pset_deflate(pl, (unsigned)gzip);
+        }
+        hid_t d = H5Dcreate2(f, names[i], ft, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
+        diffcl_tensor *c = dc_contiguous(t);
+        if (d < 0 || !c)
+            s = dc_error(DIFFCL_ERR_IO, "%s: '%s': cannot create dataset '%s'", fn, path, names[i]);
+        else if (dc_numel(c) > 0 && H5Dwrite(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, dc_data(c)) < 0)
+            s = dc_error(DIFFCL_ERR_IO, "%s: '%s': cannot write dataset '%s'", fn, path, names[i]);
+        diffcl_tensor_free(c);
+        if (d >= 0) H5Dclose(d);
+        H5Pclose(pl);
+        H5Sclose(sp);
+    }
+    if (H5Fclose(f) < 0 && s == DIFFCL_OK)
+        s = dc_error(DIFFCL_ERR_IO, "%s: cannot finish writing '%s'", fn, path);
+    if (s != DIFFCL_OK) {
+        unlink(tmp);
+        return s;
+    }
+    return dc_commit_tmp(tmp, path, fn);
+}
+
+#else /* !DIFFCL_HAVE_HDF5 */
+
+int diffcl_io_has_hdf5(void) { return 0; }
+
+diffcl_status diffcl_h5_read(diffcl_context *ctx, const char *path, const char *name,
+                             diffcl_tensor **out)
+{
+    (void)ctx;
+    (void)name;
+    if (out) *out = NULL;
+    return dc_error(DIFFCL_ERR_UNSUPPORTED,
+                    "diffcl_h5_read: '%s': this libdiffcl was built without HDF5 support",
+                    path ? path : "");
+}
+
+diffcl_status diffcl_h5_write(const char *path, const char *const *names,
+                              const diffcl_tensor *const *tensors, int n, int gzip)
+{
+    (void)names;
+    (void)tensors;
+    (void)n;
+    (void)gzip;
+    return dc_error(DIFFCL_ERR_UNSUPPORTED,
+                    "diffcl_h5_write: '%s': this libdiffcl was built without HDF5 support",
+                    path ? path : "");
+}
+
+#endif

@@ -1,0 +1,308 @@
+/* NIfTI-1 (.nii / .nii.gz) through nifti_clib's niftiio, optional at build time.
+ * Arrays are returned as nibabel shows them: shape (x, y, z[, t]) with the last axis
+ * fastest in memory, i.e. the transpose of the on-disk x-fastest order. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "diffcl_config.h"
+#include "io/image_io_internal.h"
+#include "tensor/tensor_internal.h"
+
+#if DIFFCL_HAVE_NIFTI
+#include <nifti/nifti1_io.h>
+
+int diffcl_io_has_nifti(void) { return 1; }
+
+static double voxel_value(const void *data, int datatype, size_t i)
+{
+    switch (datatype) {
+    case DT_UINT8: return ((const uint8_t *)data)[i];
+    case DT_INT8: return ((const int8_t *)data)[i];
+    case DT_INT16: return ((const int16_t *)data)[i];
+    case DT_UINT16: return ((const uint16_t *)data)[i];
+    case DT_INT32: return ((const int32_t *)data)[i];
+    case DT_UINT32: return ((const uint32_t *)data)[i];
+    case DT_INT64: return (double)((const int64_t *)data)[i];
+    case DT_UINT64: return (double)((const uint64_t *)data)[i];
+    case DT_FLOAT32: return ((const float *)data)[i];
+    default: return ((const double *)data)[i];
+    }
+}
+
+static int supported_type(int dt)
+{
+    return dt == DT_UINT8 || dt == DT_INT8 || dt == DT_INT16 || dt == DT_UINT16 || dt == DT_INT32 ||
+           dt == DT_UINT32 || dt == DT_INT64 || dt == DT_UINT64 || dt == DT_FLOAT32 ||
+           dt == DT_FLOAT64;
+}
+
+diffcl_status diffcl_nifti_read(diffcl_context *ctx, const char *path, diffcl_nifti_read_as as,
+                                diffcl_tensor **out, diffcl_image_meta *meta)
+{
+    const char *fn = "diffcl_nifti_read";
+    DC_CHECK_ARG(ctx && path && out, "%s: ctx, path and out must not be NULL", fn);
+    DC_CHECK_ARG(as == DIFFCL_NIFTI_IMAGE || as == DIFFCL_NIFTI_LABEL, "%s: bad read mode %d", fn,
+                 (int)as);
+    *out = NULL;
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return dc_error(DIFFCL_ERR_IO, "%s: cannot open '%s': %s", fn, path, strerror(errno));
+    nifti_set_debug_level(0);
+    nifti_image *nim = nifti_image_read(path, 1);
+    if (!nim)
+        return dc_error(DIFFCL_ERR_FORMAT,
+                        "%s: '%s' is not a readable NIfTI-1 file (bad header, or the data is "
+                        "truncated or corrupt)",
+                        fn, path);
+    diffcl_status s = DIFFCL_OK;
+    diffcl_tensor *t = NULL;
+    int nd = nim->dim[0];
+    while (nd > DIFFCL_MAX_DIMS && nim->dim[nd] == 1) nd--;
+    if (nd < 1 || nd > DIFFCL_MAX_DIMS) {
+        s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' has %d dimensions (1 to %d supported)", fn, path,
+                     nim->dim[0], DIFFCL_MAX_DIMS);
+        goto done;
+    }
+    if (!supported_type(nim->datatype)) {
+        s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' has unsupported data type %s", fn, path,
+                     nifti_datatype_string(nim->datatype));
+        goto done;
+    }
+    if (!nim->data) {
+        s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': no image data could be read", fn, path);
+        goto done;
+    }
+    int64_t shape[DIFFCL_MAX_DIMS], disk_stride[DIFFCL_MAX_DIMS];
+    int64_t acc = 1;
+    for (int i = 0; i < nd; i++) {
+        shape[i] = nim->dim[i + 1];
+        disk_stride[i] = acc; /* x fastest on disk */
+        acc *= shape[i];
+    }
+    double slope = nim->scl_slope, inter = nim->scl_inter;
+    if (slope == 0 || !isfinite(slope)) { /* as nibabel: no scaling */
+        slope = 1;
+        inter = 0;
+    }
+    if (!isfinite(inter)) inter = 0;
+    t = dc_tensor_empty(ctx, as == DIFFCL_NIFTI_LABEL ? DIFFCL_U8 : DIFFCL_F32, nd, shape);
+    if (!t) {
+        s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: '%s': out of memory", fn, path);
+        goto done;
+    }
+    int64_t n = acc, idx[DIFFCL_MAX_DIMS] = {0};
+    for (int64_t i = 0; i < n; i++) { /* i walks the tensor in row-major order */
+        int64_t src = 0;
+        for (int a = 0; a < nd; a++) src += idx[a] * disk_stride[a];
+        double v = voxel_value(nim->data, nim->datatype, (size_t)src) * slope + inter;
+        if (as == DIFFCL_NIFTI_LABEL) {
+            if (!(v >= 0 && v <= 255 && v == floor(v))) {
+                s = dc_error(DIFFCL_ERR_FORMAT,
+                             "%s: '%s' is not a label map: voxel %lld has value %g (class indices "
+                             "0..255 expected)",
+                             fn, path, (long long)src, v);
+                goto done;
+            }
+            ((uint8_t *)dc_data(t))[i] = (uint8_t)v;
+        } else {
+            dc_f32(t)[i] = (float)v;
+        }
+        for (int a = nd - 1; a >= 0; a--) {
+            if (++idx[a] < shape[a]) break;
+            idx[a] = 0;
+        }
+    }
+    if (meta) {
+        diffcl_image_meta m;
+        diffcl_image_meta_init(&m);
+        m.ndim = nd >= 3 ? 3 : nd;
+        for (int i = 0; i < 3; i++) {
+            double p = fabs((double)nim->pixdim[i + 1]);
+            m.spacing[i] = (i < nd && p > 0 && isfinite(p)) ? p : 1.0;
+        }
+        const mat44 *A = nim->sform_code > 0 ? &nim->sto_xyz : &nim->qto_xyz;
+        for (int r = 0; r < 4; r++)
+            for (int c = 0; c < 4; c++) m.affine[r][c] = A->m[r][c];
+        struct nifti_1_header h = nifti_convert_nim2nhdr(nim);
+        memcpy(m.nifti_header, &h, sizeof m.nifti_header);
+        m.has_nifti_header = 1;
+        size_t keep = meta->struct_size && meta->struct_size < sizeof m ? meta->struct_size : sizeof m;
+        memcpy(meta, &m, keep);
+        meta->struct_size = keep;
+    }
+done:
+    nifti_image_free(nim);
+    if (s != DIFFCL_OK) {
+        diffcl_tensor_free(t);
+        return s;
+    }
+    *out = t;
+    return DIFFCL_OK;
+}
+
+static const char *nifti_suffix(const char *path)
+{
+    size_t n = strlen(path);
+    if (n > 7 && !strcmp(path + n - 7, ".nii.gz")) return ".nii.gz";
+    if (n > 4 && !strcmp(path + n - 4, ".nii")) return ".nii";
+    return NULL;
+}
+
+diffcl_status diffcl_nifti_write(const diffcl_tensor *t, const char *path,
+                                 const diffcl_image_meta *meta)
+{
+    const char *fn = "diffcl_nifti_write";
+    DC_CHECK_ARG(t && path, "%s: tensor and path must not be NULL", fn);
+    const char *suffix = nifti_suffix(path);
+    DC_CHECK_ARG(suffix, "%s: '%s' must end in .nii or .nii.gz", fn, path);
+    if (t->ndim < 1 || t->ndim > 4)
+        return dc_error(DIFFCL_ERR_SHAPE, "%s: '%s': tensor %s: 1 to 4 axes supported", fn, path,
+                        dc_shape_str(t));
+    int datatype;
+    switch (t->dtype) {
+    case DIFFCL_U8: datatype = DT_UINT8; break;
+    case DIFFCL_I32: datatype = DT_INT32; break;
+    case DIFFCL_I64: datatype = DT_INT64; break;
+    case DIFFCL_F64: datatype = DT_FLOAT64; break;
+    default: datatype = DT_FLOAT32; break;
+    }
+    int have_hdr = meta && dc_meta_can_hold(meta, offsetof(diffcl_image_meta, nifti_header) + 348) &&
+                   meta->has_nifti_header;
+    nifti_set_debug_level(0);
+    nifti_image *nim = NULL;
+    if (have_hdr) {
+        struct nifti_1_header h;
+        memcpy(&h, meta->nifti_header, sizeof h);
+        nim = nifti_convert_nhdr2nim(h, NULL);
+    } else {
+        int dims[8] = {t->ndim, 1, 1, 1, 1, 1, 1, 1};
+        for (int i = 0; i < t->ndim; i++) dims[i + 1] = (int)t->shape[i];
+        nim = nifti_make_new_nim(dims, datatype, 0);
+        if (nim) {
+            mat44 A;
+            double sp[3] = {1, 1, 1};
+            int has_affine = meta && dc_meta_can_hold(meta, offsetof(diffcl_image_meta, has_nifti_header));
+            for (int i = 0; i < 3 && meta; i++)
+                if (meta->spacing[i] > 0) sp[i] = meta->spacing[i];
+            for (int r = 0; r < 4; r++)
+                for (int c = 0; c < 4; c++)
+                    A.m[r][c] = has_affine ? (float)meta->affine[r][c] : (r == c ? (float)(r < 3 ? sp[r] : 1) : 0);
+            nim->sto_xyz = A;
+            nim->sform_code = NIFTI_XFORM_SCANNER_ANAT;
+            nim->qform_code = NIFTI_XFORM_SCANNER_ANAT;
+            float qb, qc, qd, qx, qy, qz, dx, dy, dz, qfac;
+            nifti_mat44_to_quatern(A, &qb, &qc, &qd, &qx, &qy, &qz, &dx, &dy, &dz, &qfac);
+            nim->quatern_b = qb;
+            nim->quatern_c = qc;
+            nim->quatern_d = qd;
+            nim->qoffset_x = qx;
+            nim->qoffset_y = qy;
+            nim->qoffset_z = qz;
+            nim->qfac = qfac;
+            nim->qto_xyz = nifti_quatern_to_mat44(qb, qc, qd, qx, qy, qz, (float)sp[0],
+                                                  (float)sp[1], (float)sp[2], qfac);
+            nim->pixdim[1] = nim->dx = (float)sp[0];
+            nim->pixdim[2] = nim->dy = (float)sp[1];
+            nim->pixdim[3] = nim->dz = (float)sp[2];
+            nim->xyz_units = NIFTI_UNITS_MM;
+        }
+    }
+    if (!nim) return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': cannot build a NIfTI header", fn, path);
+    /* data type, dimensions and scaling from the tensor; geometry kept from the header */
+    nim->datatype = datatype;
+    nifti_datatype_sizes(datatype, &nim->nbyper, &nim->swapsize);
+    for (int i = 0; i < 8; i++) nim->dim[i] = i == 0 ? t->ndim : (i <= t->ndim ? (int)t->shape[i - 1] : 1);
+    nim->ndim = t->ndim;
+    nim->nx = nim->dim[1];
+    nim->ny = nim->dim[2];
+    nim->nz = nim->dim[3];
+    nim->nt = nim->dim[4];
+    nim->nu = nim->dim[5];
+    nim->nv = nim->dim[6];
+    nim->nw = nim->dim[7];
+    nim->nvox = (size_t)dc_numel(t);
+    nim->scl_slope = 0;
+    nim->scl_inter = 0;
+    nim->cal_min = nim->cal_max = 0;
+    nim->nifti_type = NIFTI_FTYPE_NIFTI1_1;
+    nim->byteorder = nifti_short_order();
+    /* transpose to x-fastest */
+    size_t es = diffcl_dtype_size(t->dtype);
+    diffcl_tensor *c = dc_contiguous(t);
+    void *disk = c ? malloc(es * (nim->nvox ? nim->nvox : 1)) : NULL;
+    if (!disk) {
+        diffcl_tensor_free(c);
+        nifti_image_free(nim);
+        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    }
+    int nd = t->ndim;
+    int64_t dst_stride[4], acc = 1, idx[4] = {0};
+    for (int a = 0; a < nd; a++) {
+        dst_stride[a] = acc;
+        acc *= t->shape[a];
+    }
+    const char *src = dc_data(c);
+    for (int64_t i = 0; i < (int64_t)nim->nvox; i++) {
+        int64_t dst = 0;
+        for (int a = 0; a < nd; a++) dst += idx[a] * dst_stride[a];
+        memcpy((char *)disk + dst * es, src + i * es, es);
+        for (int a = nd - 1; a >= 0; a--) {
+            if (++idx[a] < t->shape[a]) break;
+            idx[a] = 0;
+        }
+    }
+    diffcl_tensor_free(c);
+    char tmp[4096];
+    diffcl_status s = dc_tmp_path(path, suffix, tmp, sizeof tmp);
+    if (s == DIFFCL_OK && nifti_set_filenames(nim, tmp, 0, 1) != 0)
+        s = dc_error(DIFFCL_ERR_IO, "%s: '%s': bad file name", fn, path);
+    if (s == DIFFCL_OK) {
+        nim->data = disk;
+        unlink(tmp);
+        nifti_image_write(nim);
+        nim->data = NULL;
+        struct stat st;
+        if (stat(tmp, &st) != 0 || st.st_size < 348)
+            s = dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s'", fn, path);
+    }
+    free(disk);
+    nifti_image_free(nim);
+    if (s != DIFFCL_OK) {
+        unlink(tmp);
+        return s;
+    }
+    return dc_commit_tmp(tmp, path, fn);
+}
+
+#else /* !DIFFCL_HAVE_NIFTI */
+
+int diffcl_io_has_nifti(void) { return 0; }
+
+diffcl_status diffcl_nifti_read(diffcl_context *ctx, const char *path, diffcl_nifti_read_as as,
+                                diffcl_tensor **out, diffcl_image_meta *meta)
+{
+    (void)ctx;
+    (void)as;
+    (void)meta;
+    if (out) *out = NULL;
+    return dc_error(DIFFCL_ERR_UNSUPPORTED,
+                    "diffcl_nifti_read: '%s': this libdiffcl was built without NIfTI support",
+                    path ? path : "");
+}
+
+diffcl_status diffcl_nifti_write(const diffcl_tensor *t, const char *path,
+                                 const diffcl_image_meta *meta)
+{
+    (void)t;
+    (void)meta;
+    return dc_error(DIFFCL_ERR_UNSUPPORTED,
+                    "diffcl_nifti_write: '%s': this libdiffcl was built without NIfTI support",
+                    path ? path : "");
+}
+
+#endif
