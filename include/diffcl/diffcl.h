@@ -21,6 +21,5 @@
 #include "diffcl/metrics.h"
 #include "diffcl/diffusion.h"
 #include "diffcl/model.h"
-#include "diffcl/train.h"
 
 #endif
