@@ -15,6 +15,7 @@
 
 #if DIFFCL_HAVE_NIFTI
 #include <nifti/nifti1_io.h>
+#include <zlib.h>
 
 int diffcl_io_has_nifti(void) { return 1; }
 
@@ -53,14 +54,39 @@ diffcl_status diffcl_nifti_read(diffcl_context *ctx, const char *path, diffcl_ni
     if (stat(path, &st) != 0)
         return dc_error(DIFFCL_ERR_IO, "%s: cannot open '%s': %s", fn, path, strerror(errno));
     nifti_set_debug_level(0);
-    nifti_image *nim = nifti_image_read(path, 1);
+    nifti_image *nim = nifti_image_read(path, 0);
     if (!nim)
-        return dc_error(DIFFCL_ERR_FORMAT,
-                        "%s: '%s' is not a readable NIfTI-1 file (bad header, or the data is "
-                        "truncated or corrupt)",
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' is not a readable NIfTI-1 file (bad header)",
                         fn, path);
     diffcl_status s = DIFFCL_OK;
     diffcl_tensor *t = NULL;
+    /* Read the data ourselves: niftiio's loader zero-fills a short read and reports success. */
+    if (supported_type(nim->datatype) && nim->nbyper > 0) {
+        size_t need = nim->nvox * (size_t)nim->nbyper, got = 0;
+        nim->data = malloc(need ? need : 1);
+        gzFile g = nim->data ? gzopen(nim->iname ? nim->iname : path, "rb") : NULL;
+        if (!nim->data) {
+            s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: '%s': out of memory", fn, path);
+        } else if (!g || gzseek(g, nim->iname_offset, SEEK_SET) != (z_off_t)nim->iname_offset) {
+            s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' is truncated (no data after the header)", fn,
+                         path);
+        } else {
+            while (got < need) {
+                unsigned chunk = need - got > (1u << 30) ? (1u << 30) : (unsigned)(need - got);
+                int r = gzread(g, (char *)nim->data + got, chunk);
+                if (r <= 0) break;
+                got += (size_t)r;
+            }
+            if (got < need)
+                s = dc_error(DIFFCL_ERR_FORMAT,
+                             "%s: '%s' is truncated or corrupt: %zu of %zu data bytes could be read",
+                             fn, path, got, need);
+            else if (nim->byteorder != nifti_short_order() && nim->swapsize > 1)
+                nifti_swap_Nbytes(nim->nvox, nim->swapsize, nim->data);
+        }
+        if (g) gzclose(g);
+        if (s != DIFFCL_OK) goto done;
+    }
     int nd = nim->dim[0];
     while (nd > DIFFCL_MAX_DIMS && nim->dim[nd] == 1) nd--;
     if (nd < 1 || nd > DIFFCL_MAX_DIMS) {
@@ -266,9 +292,11 @@ diffcl_status diffcl_nifti_write(const diffcl_tensor *t, const char *path,
         unlink(tmp);
         nifti_image_write(nim);
         nim->data = NULL;
+        /* nifti_image_write() reports nothing: read the header back to check */
         struct stat st;
-        if (stat(tmp, &st) != 0 || st.st_size < 348)
-            s = dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s'", fn, path);
+        nifti_image *chk = stat(tmp, &st) == 0 ? nifti_image_read(tmp, 0) : NULL;
+        if (!chk) s = dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s'", fn, path);
+        nifti_image_free(chk);
     }
     free(disk);
     nifti_image_free(nim);

@@ -400,6 +400,403 @@ START_TEST(augment_geometry_is_exact)
 }
 END_TEST
 
+
+/* ------------------------------------------------------------------- readers ---- */
+
+static diffcl_tensor_dict *load_ref(diffcl_context *ctx)
+{
+    diffcl_tensor_dict *d = NULL;
+    ck_ok(diffcl_safetensors_load(ctx, test_fixture_path("data_ref.safetensors"), &d));
+    return d;
+}
+
+static diffcl_tensor *ref_get(diffcl_tensor_dict *d, const char *name)
+{
+    diffcl_tensor *t = diffcl_tensor_dict_get(d, name);
+    ck_assert_msg(t != NULL, "data_ref has no %s", name);
+    return t;
+}
+
+/* Exact equality of values (any dtypes) and shapes. */
+static void assert_same_values(const diffcl_tensor *a, const diffcl_tensor *b, const char *what)
+{
+    int64_t sa[5], sb[5];
+    int na = diffcl_tensor_shape(a, sa), nb = diffcl_tensor_shape(b, sb);
+    ck_assert_msg(na == nb && !memcmp(sa, sb, sizeof(int64_t) * (size_t)na), "%s: shapes differ", what);
+    ck_assert_msg(test_rel_error(a, b) == 0, "%s: values differ (rel %g)", what, test_rel_error(a, b));
+}
+
+static const char *fx(const char *rel)
+{
+    static char buf[4][4096];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s", test_fixture_path(rel));
+    return buf[k];
+}
+
+START_TEST(png_read_matches_pil)
+{
+    diffcl_context *ctx = test_context();
+    diffcl_tensor_dict *ref = load_ref(ctx);
+    const char *names[] = {"slice0", "slice1", "slice2"};
+    for (int i = 0; i < 3; i++) {
+        char rel[256];
+        diffcl_tensor *t = NULL;
+        int depth = 0;
+        snprintf(rel, sizeof rel, "png/images/%s.png", names[i]);
+        char frel[300];
+        snprintf(frel, sizeof frel, "data/%s", rel);
+        ck_ok(diffcl_png_read_image(ctx, fx(frel), &t, &depth));
+        ck_assert_int_eq(depth, i == 1 ? 16 : 8);
+        assert_same_values(t, ref_get(ref, rel), rel);
+        diffcl_tensor_free(t);
+        snprintf(rel, sizeof rel, "png/labels/%s.png", names[i]);
+        snprintf(frel, sizeof frel, "data/%s", rel);
+        ck_ok(diffcl_png_read_label(ctx, fx(frel), &t));
+        ck_assert_int_eq(diffcl_tensor_dtype(t), DIFFCL_U8);
+        assert_same_values(t, ref_get(ref, rel), rel);
+        diffcl_tensor_free(t);
+    }
+    diffcl_tensor *t = NULL;
+    ck_ok(diffcl_png_read_image(ctx, fx("data/rgb.png"), &t, NULL));
+    assert_same_values(t, ref_get(ref, "rgb.png"), "rgb luminance");
+    diffcl_tensor_free(t);
+    /* an RGB file is not a label map; a 16-bit one neither */
+    ck_assert_int_eq(diffcl_png_read_label(ctx, fx("data/rgb.png"), &t), DIFFCL_ERR_FORMAT);
+    ck_assert(strstr(diffcl_last_error(), "rgb.png") && strstr(diffcl_last_error(), "label"));
+    ck_assert_int_eq(diffcl_png_read_label(ctx, fx("data/png/images/slice1.png"), &t),
+                     DIFFCL_ERR_FORMAT);
+    diffcl_tensor_dict_free(ref);
+    diffcl_context_free(ctx);
+}
+END_TEST
+
+static void write_bytes(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert(f != NULL);
+    if (n) ck_assert(fwrite(p, 1, n, f) == n);
+    fclose(f);
+}
+
+/* Copy the first @p frac of file src to dst. */
+static void truncate_copy(const char *src, const char *dst, double frac)
+{
+    FILE *f = fopen(src, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", src);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n);
+    ck_assert(fread(b, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    write_bytes(dst, b, (size_t)(n * frac));
+    free(b);
+}
+
+START_TEST(png_write_round_trip_and_bad_files)
+{
+    diffcl_context *ctx = test_context();
+    int64_t s[2] = {5, 7};
+    diffcl_tensor *a = NULL, *b = NULL;
+    ck_ok(diffcl_tensor_new(ctx, DIFFCL_F32, 2, s, &a));
+    float *p = diffcl_tensor_data(a);
+    for (int i = 0; i < 35; i++) p[i] = (float)(i * 1871 % 65536);
+    const char *path = "/tmp/diffcl_test_rt16.png";
+    ck_ok(diffcl_png_write(a, path, 16));
+    int depth;
+    ck_ok(diffcl_png_read_image(ctx, path, &b, &depth));
+    ck_assert_int_eq(depth, 16);
+    assert_same_values(b, a, "16-bit round trip");
+    diffcl_tensor_free(b);
+    diffcl_tensor *lab = NULL;
+    ck_ok(diffcl_tensor_new(ctx, DIFFCL_U8, 2, s, &lab));
+    uint8_t *lp = diffcl_tensor_data(lab);
+    for (int i = 0; i < 35; i++) lp[i] = (uint8_t)(i % 4);
+    ck_ok(diffcl_png_write(lab, path, 8));
+    ck_ok(diffcl_png_read_label(ctx, path, &b));
+    assert_same_values(b, lab, "label round trip");
+    diffcl_tensor_free(b);
+    /* truncated and non-PNG files: clear errors naming the file */
+    truncate_copy(path, "/tmp/diffcl_test_trunc.png", 0.6);
+    ck_assert_int_eq(diffcl_png_read_label(ctx, "/tmp/diffcl_test_trunc.png", &b), DIFFCL_ERR_FORMAT);
+    ck_assert(strstr(diffcl_last_error(), "diffcl_test_trunc.png"));
+    ck_assert_ptr_null(b);
+    write_bytes("/tmp/diffcl_test_notpng.png", "hello world, not a png", 22);
+    ck_assert_int_eq(diffcl_png_read_image(ctx, "/tmp/diffcl_test_notpng.png", &b, NULL),
+                     DIFFCL_ERR_FORMAT);
+    ck_assert(strstr(diffcl_last_error(), "not a PNG"));
+    ck_assert_int_eq(diffcl_png_read_image(ctx, "/tmp/diffcl_no_such.png", &b, NULL), DIFFCL_ERR_IO);
+    ck_assert(strstr(diffcl_last_error(), "/tmp/diffcl_no_such.png"));
+    unlink(path);
+    unlink("/tmp/diffcl_test_trunc.png");
+    unlink("/tmp/diffcl_test_notpng.png");
+    diffcl_tensor_free(a);
+    diffcl_tensor_free(lab);
+    diffcl_context_free(ctx);
+}
+END_TEST
+
+START_TEST(h5_layouts_match_h5py)
+{
+    if (!diffcl_io_has_hdf5()) {
+        diffcl_tensor *t = NULL;
+        ck_assert_int_eq(diffcl_h5_read(NULL, "x.h5", "image", &t), DIFFCL_ERR_INVALID_ARGUMENT);
+        return;
+    }
+    diffcl_context *ctx = test_context();
+    diffcl_tensor_dict *ref = load_ref(ctx);
+    /* LA: <id>/mri_norm2.h5, list order kept, split by sorted id */
+    diffcl_dataset_options o = DIFFCL_DATASET_OPTIONS_INIT;
+    o.list = "train.list";
+    diffcl_dataset *ds = NULL;
+    ck_ok(diffcl_dataset_open(ctx, fx("data/la"), &o, &ds));
+    ck_assert_int_eq(diffcl_dataset_layout(ds), DIFFCL_LAYOUT_H5);
+    ck_assert_int_eq(diffcl_dataset_size(ds), 2);
+    ck_assert_str_eq(diffcl_dataset_case_id(ds, 0), "ZCASE02");
+    diffcl_split sp;
+    ck_ok(diffcl_dataset_split(ds, 1, NULL, &sp));
+    ck_assert(sp.n_labeled == 1 && sp.labeled[0] == 1); /* ACASE01 sorts first */
+    diffcl_split_free(&sp);
+    for (int64_t i = 0; i < 2; i++) {
+        diffcl_tensor *img = NULL, *lab = NULL, *sq = NULL;
+        ck_ok(diffcl_dataset_load(ds, i, &img, &lab, NULL));
+        char key[64];
+        snprintf(key, sizeof key, "la/%s.image", diffcl_dataset_case_id(ds, i));
+        ck_ok(diffcl_tensor_squeeze(img, 0, &sq));
+        assert_same_values(sq, ref_get(ref, key), key);
+        snprintf(key, sizeof key, "la/%s.label", diffcl_dataset_case_id(ds, i));
+        assert_same_values(lab, ref_get(ref, key), key);
+        diffcl_tensor_free(img);
+        diffcl_tensor_free(sq);
+        diffcl_tensor_free(lab);
+    }
+    diffcl_dataset_free(ds);
+    /* no list: every case, sorted */
+    ck_ok(diffcl_dataset_open(ctx, fx("data/la"), NULL, &ds));
+    ck_assert_int_eq(diffcl_dataset_size(ds), 3);
+    ck_assert_str_eq(diffcl_dataset_case_id(ds, 0), "ACASE01");
+    diffcl_dataset_free(ds);
+    /* Pancreas flat <id>.h5 with float64 image and bool label; BraTS data/<id>.h5 int16 */
+    const char *roots[2] = {"data/pancreas", "data/brats"};
+    const char *keys[2] = {"pancreas/image0001_norm", "brats/BraTS19_001"};
+    for (int k = 0; k < 2; k++) {
+        ck_ok(diffcl_dataset_open(ctx, fx(roots[k]), NULL, &ds));
+        ck_assert_int_eq(diffcl_dataset_size(ds), 1);
+        diffcl_tensor *img = NULL, *lab = NULL, *sq = NULL;
+        ck_ok(diffcl_dataset_load(ds, 0, &img, &lab, NULL));
+        char key[128];
+        snprintf(key, sizeof key, "%s.image", keys[k]);
+        ck_ok(diffcl_tensor_squeeze(img, 0, &sq));
+        ck_assert_double_le(test_rel_error(sq, ref_get(ref, key)), k == 0 ? 1e-7 : 0);
+        snprintf(key, sizeof key, "%s.label", keys[k]);
+        assert_same_values(lab, ref_get(ref, key), key);
+        diffcl_tensor_free(img);
+        diffcl_tensor_free(sq);
+        diffcl_tensor_free(lab);
+        diffcl_dataset_free(ds);
+    }
+    diffcl_tensor *t = NULL;
+    ck_ok(diffcl_h5_read(ctx, fx("data/brats/data/BraTS19_001.h5"), "image", &t));
+    ck_assert_int_eq(diffcl_tensor_dtype(t), DIFFCL_I32);
+    /* write / read round trip */
+    const char *names[2] = {"image", "label"};
+    diffcl_tensor *u = NULL;
+    ck_ok(diffcl_tensor_to_dtype(t, DIFFCL_U8, &u));
+    const diffcl_tensor *ts[2] = {t, u};
+    ck_ok(diffcl_h5_write("/tmp/diffcl_test_rt.h5", names, ts, 2, 4));
+    diffcl_tensor *b = NULL;
+    ck_ok(diffcl_h5_read(ctx, "/tmp/diffcl_test_rt.h5", "image", &b));
+    assert_same_values(b, t, "h5 round trip");
+    diffcl_tensor_free(b);
+    /* bad files */
+    ck_assert_int_eq(diffcl_h5_read(ctx, fx("data/bad/nolabel.h5"), "label", &b), DIFFCL_ERR_NOT_FOUND);
+    ck_assert(strstr(diffcl_last_error(), "nolabel.h5") && strstr(diffcl_last_error(), "label"));
+    truncate_copy("/tmp/diffcl_test_rt.h5", "/tmp/diffcl_test_trunc.h5", 0.5);
+    diffcl_status st = diffcl_h5_read(ctx, "/tmp/diffcl_test_trunc.h5", "image", &b);
+    ck_assert_int_eq(st, DIFFCL_ERR_FORMAT);
+    ck_assert(strstr(diffcl_last_error(), "diffcl_test_trunc.h5"));
+    ck_assert_int_eq(diffcl_h5_read(ctx, fx("data/rgb.png"), "image", &b), DIFFCL_ERR_FORMAT);
+    ck_assert_int_eq(diffcl_h5_read(ctx, "/tmp/diffcl_none.h5", "image", &b), DIFFCL_ERR_IO);
+    ck_ok(diffcl_dataset_open(ctx, fx("data/bad/mismatch"), NULL, &ds));
+    diffcl_tensor *img = NULL, *lab = NULL;
+    ck_assert_int_eq(diffcl_dataset_load(ds, 0, &img, &lab, NULL), DIFFCL_ERR_FORMAT);
+    ck_assert(strstr(diffcl_last_error(), "mri_norm2.h5") && strstr(diffcl_last_error(), "[6,5,4]"));
+    ck_ok(diffcl_dataset_load(ds, 0, &img, NULL, NULL)); /* the label is never read */
+    diffcl_tensor_free(img);
+    diffcl_dataset_free(ds);
+    unlink("/tmp/diffcl_test_rt.h5");
+    unlink("/tmp/diffcl_test_trunc.h5");
+    diffcl_tensor_free(t);
+    diffcl_tensor_free(u);
+    diffcl_tensor_dict_free(ref);
+    diffcl_context_free(ctx);
+}
+END_TEST
+
+START_TEST(nifti_layouts_match_nibabel)
+{
+    if (!diffcl_io_has_nifti()) return;
+    diffcl_context *ctx = test_context();
+    diffcl_tensor_dict *ref = load_ref(ctx);
+    diffcl_dataset *ds = NULL;
+    ck_ok(diffcl_dataset_open(ctx, fx("data/msd"), NULL, &ds));
+    ck_assert_int_eq(diffcl_dataset_layout(ds), DIFFCL_LAYOUT_MSD);
+    ck_assert_int_eq(diffcl_dataset_size(ds), 2); /* "._la_003.nii.gz" ignored */
+    for (int64_t i = 0; i < 2; i++) {
+        diffcl_tensor *img = NULL, *lab = NULL, *sq = NULL;
+        diffcl_image_meta m;
+        diffcl_image_meta_init(&m);
+        ck_ok(diffcl_dataset_load(ds, i, &img, &lab, &m));
+        const char *id = diffcl_dataset_case_id(ds, i);
+        char key[64];
+        snprintf(key, sizeof key, "msd/%s.image", id);
+        ck_ok(diffcl_tensor_squeeze(img, 0, &sq));
+        assert_same_values(sq, ref_get(ref, key), key);
+        snprintf(key, sizeof key, "msd/%s.label", id);
+        assert_same_values(lab, ref_get(ref, key), key);
+        snprintf(key, sizeof key, "msd/%s.affine", id);
+        diffcl_tensor *aff = NULL;
+        ck_ok(diffcl_tensor_from_data(ctx, DIFFCL_F64, 2, (int64_t[]){4, 4}, m.affine, &aff));
+        ck_assert_double_le(test_rel_error(aff, ref_get(ref, key)), 1e-7);
+        snprintf(key, sizeof key, "msd/%s.spacing", id);
+        diffcl_tensor *spc = NULL;
+        ck_ok(diffcl_tensor_from_data(ctx, DIFFCL_F64, 1, (int64_t[]){3}, m.spacing, &spc));
+        ck_assert_double_le(test_rel_error(spc, ref_get(ref, key)), 1e-7);
+        ck_assert(m.has_nifti_header);
+        if (i == 0) {
+            /* a prediction written with the input's header: same geometry, new data type */
+            const char *out = "/tmp/diffcl_test_pred.nii.gz";
+            ck_ok(diffcl_nifti_write(lab, out, &m));
+            diffcl_tensor *back = NULL;
+            diffcl_image_meta m2;
+            diffcl_image_meta_init(&m2);
+            ck_ok(diffcl_nifti_read(ctx, out, DIFFCL_NIFTI_LABEL, &back, &m2));
+            assert_same_values(back, lab, "label written with the image header");
+            for (int r = 0; r < 4; r++)
+                for (int c = 0; c < 4; c++) ck_assert(m2.affine[r][c] == m.affine[r][c]);
+            diffcl_tensor_free(back);
+            /* without a header: spacing and affine from the meta */
+            diffcl_image_meta m3;
+            diffcl_image_meta_init(&m3);
+            m3.spacing[0] = 0.5;
+            m3.spacing[1] = 2;
+            m3.spacing[2] = 3;
+            m3.affine[0][0] = 0.5;
+            m3.affine[1][1] = 2;
+            m3.affine[2][2] = 3;
+            m3.affine[0][3] = -4;
+            ck_ok(diffcl_nifti_write(sq, "/tmp/diffcl_test_img.nii", &m3));
+            ck_ok(diffcl_nifti_read(ctx, "/tmp/diffcl_test_img.nii", DIFFCL_NIFTI_IMAGE, &back, &m2));
+            assert_same_values(back, sq, "image round trip");
+            ck_assert(m2.spacing[1] == 2 && m2.affine[0][3] == -4 && m2.affine[2][2] == 3);
+            diffcl_tensor_free(back);
+            /* a truncated gzip stream */
+            truncate_copy(diffcl_dataset_image_path(ds, i), "/tmp/diffcl_test_trunc.nii.gz", 0.5);
+            ck_assert_int_eq(diffcl_nifti_read(ctx, "/tmp/diffcl_test_trunc.nii.gz",
+                                               DIFFCL_NIFTI_IMAGE, &back, NULL),
+                             DIFFCL_ERR_FORMAT);
+            ck_assert(strstr(diffcl_last_error(), "diffcl_test_trunc.nii.gz"));
+            truncate_copy(diffcl_dataset_image_path(ds, i), "/tmp/diffcl_test_trunc.nii.gz", 0.01);
+            ck_assert_int_eq(diffcl_nifti_read(ctx, "/tmp/diffcl_test_trunc.nii.gz",
+                                               DIFFCL_NIFTI_IMAGE, &back, NULL),
+                             DIFFCL_ERR_FORMAT);
+            unlink(out);
+            unlink("/tmp/diffcl_test_img.nii");
+            unlink("/tmp/diffcl_test_trunc.nii.gz");
+        }
+        diffcl_tensor_free(aff);
+        diffcl_tensor_free(spc);
+        diffcl_tensor_free(img);
+        diffcl_tensor_free(sq);
+        diffcl_tensor_free(lab);
+    }
+    diffcl_dataset_free(ds);
+    /* 4-D multi-modal with scl_slope/scl_inter: (x, y, z, c) -> [c, x, y, z] */
+    ck_ok(diffcl_dataset_open(ctx, fx("data/msd4d"), NULL, &ds));
+    diffcl_tensor *img = NULL, *lab = NULL, *perm = NULL;
+    ck_ok(diffcl_dataset_load(ds, 0, &img, &lab, NULL));
+    ck_ok(diffcl_tensor_permute(ref_get(ref, "msd4d/BRATS_001.image"), (int[]){3, 0, 1, 2}, &perm));
+    assert_same_values(img, perm, "4-D image");
+    assert_same_values(lab, ref_get(ref, "msd4d/BRATS_001.label"), "4-D label");
+    diffcl_tensor_free(img);
+    diffcl_tensor_free(lab);
+    diffcl_tensor_free(perm);
+    diffcl_dataset_free(ds);
+    /* nnU-Net: one file per channel */
+    ck_ok(diffcl_dataset_open(ctx, fx("data/nnunet"), NULL, &ds));
+    ck_assert_int_eq(diffcl_dataset_layout(ds), DIFFCL_LAYOUT_NNUNET);
+    ck_assert_int_eq(diffcl_dataset_size(ds), 2);
+    ck_assert_str_eq(diffcl_dataset_case_id(ds, 1), "case_02");
+    ck_ok(diffcl_dataset_load(ds, 1, &img, &lab, NULL));
+    ck_assert_int_eq(diffcl_tensor_dim(img, 0), 2);
+    for (int c = 0; c < 2; c++) {
+        diffcl_tensor *ch = NULL, *sq = NULL;
+        char key[64];
+        ck_ok(diffcl_tensor_narrow(img, 0, c, 1, &ch));
+        ck_ok(diffcl_tensor_squeeze(ch, 0, &sq));
+        snprintf(key, sizeof key, "nnunet/case_02.image%d", c);
+        assert_same_values(sq, ref_get(ref, key), key);
+        diffcl_tensor_free(ch);
+        diffcl_tensor_free(sq);
+    }
+    assert_same_values(lab, ref_get(ref, "nnunet/case_02.label"), "nnunet label");
+    diffcl_tensor_free(img);
+    diffcl_tensor_free(lab);
+    diffcl_dataset_free(ds);
+    /* a float label map */
+    ck_assert_int_eq(diffcl_nifti_read(ctx, fx("data/bad/float_label.nii.gz"), DIFFCL_NIFTI_LABEL,
+                                       &img, NULL),
+                     DIFFCL_ERR_FORMAT);
+    ck_assert(strstr(diffcl_last_error(), "float_label.nii.gz") && strstr(diffcl_last_error(), "label"));
+    ck_assert_int_eq(diffcl_nifti_read(ctx, "/tmp/diffcl_none.nii.gz", DIFFCL_NIFTI_IMAGE, &img, NULL),
+                     DIFFCL_ERR_IO);
+    diffcl_tensor_dict_free(ref);
+    diffcl_context_free(ctx);
+}
+END_TEST
+
+START_TEST(png_dataset_and_detection)
+{
+    diffcl_context *ctx = test_context();
+    diffcl_dataset *ds = NULL;
+    diffcl_dataset_options o = DIFFCL_DATASET_OPTIONS_INIT;
+    o.list = "train.list";
+    ck_ok(diffcl_dataset_open(ctx, fx("data/png"), &o, &ds));
+    ck_assert_int_eq(diffcl_dataset_layout(ds), DIFFCL_LAYOUT_PNG);
+    ck_assert_int_eq(diffcl_dataset_size(ds), 2);
+    diffcl_tensor *img = NULL, *lab = NULL;
+    ck_ok(diffcl_dataset_load(ds, 0, &img, &lab, NULL));
+    int64_t s[5];
+    ck_assert_int_eq(diffcl_tensor_shape(img, s), 3);
+    ck_assert(s[0] == 1 && s[1] == 16 && s[2] == 16);
+    diffcl_tensor_free(img);
+    diffcl_tensor_free(lab);
+    diffcl_split sp;
+    ck_ok(diffcl_dataset_split(ds, 1, NULL, &sp));
+    diffcl_sampler_options so = DIFFCL_SAMPLER_OPTIONS_INIT;
+    so.patch[1] = so.patch[2] = 12;
+    so.batch_labeled = so.batch_unlabeled = 1;
+    diffcl_sampler *smp = NULL;
+    ck_ok(diffcl_sampler_create(ds, &sp, &so, &smp));
+    ck_ok(diffcl_sampler_next(smp, 0, &img, &lab, NULL));
+    ck_assert_int_eq(diffcl_tensor_shape(img, s), 4);
+    ck_assert(s[0] == 2 && s[2] == 12 && s[3] == 12);
+    diffcl_tensor_free(img);
+    diffcl_tensor_free(lab);
+    diffcl_sampler_free(smp);
+    diffcl_split_free(&sp);
+    diffcl_dataset_free(ds);
+    o.list = "missing.list";
+    ck_assert_int_eq(diffcl_dataset_open(ctx, fx("data/png"), &o, &ds), DIFFCL_ERR_IO);
+    ck_assert(strstr(diffcl_last_error(), "missing.list"));
+    ck_assert_int_eq(diffcl_dataset_open(ctx, fx("data/png/images"), NULL, &ds), DIFFCL_ERR_FORMAT);
+    ck_assert_int_eq(diffcl_dataset_open(ctx, "/nonexistent/dir", NULL, &ds), DIFFCL_ERR_IO);
+    diffcl_context_free(ctx);
+}
+END_TEST
+
 static Suite *data_suite(void)
 {
     Suite *s = suite_create("data");
@@ -416,6 +813,14 @@ static Suite *data_suite(void)
     tcase_add_test(tc, sampler_deterministic_with_prefetch);
     tcase_add_test(tc, sampler_2d_and_errors);
     tcase_add_test(tc, augment_geometry_is_exact);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("io");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, png_read_matches_pil);
+    tcase_add_test(tc, png_write_round_trip_and_bad_files);
+    tcase_add_test(tc, h5_layouts_match_h5py);
+    tcase_add_test(tc, nifti_layouts_match_nibabel);
+    tcase_add_test(tc, png_dataset_and_detection);
     suite_add_tcase(s, tc);
     return s;
 }
