@@ -12,15 +12,22 @@ little-endian header length, JSON header padded with spaces to a multiple of 8 b
 raw little-endian data). F16 and BF16 are kept as they are; libdiffcl widens them to F32
 when loading. Non-tensor values of a state dict are skipped with a warning.
 
-By default the file is unpickled with torch.load(weights_only=True), which refuses
-arbitrary Python objects; pass --unsafe only for checkpoints you trust.
+By default the archive is unpickled by a restricted unpickler that builds only tensors,
+containers, numbers and strings (and numpy scalars/arrays) and refuses every other Python
+object, so a hostile file cannot run code. (torch 1.13's own weights_only mode rejects plain
+floats such as "best_dice": 0.91, which most training checkpoints hold.) Pass --unsafe only
+for trusted checkpoints that pickle other objects (a whole nn.Module, argparse.Namespace)
+or use the pre-1.6 format.
 """
 import argparse
 import inspect
+import io
 import json
 import os
+import pickle
 import struct
 import sys
+import zipfile
 
 import torch
 
@@ -87,6 +94,111 @@ def save_safetensors(path, tensors, metadata=None):
         raise
 
 
+# Restricted loading. torch.load cannot be restricted on torch 1.13: its weights_only mode
+# rejects plain floats, and it silently replaces a custom pickle_module with `pickle`. So the
+# torch.save zip archive is read here: data.pkl goes through an Unpickler whose find_class
+# knows only the globals below, and tensors are rebuilt from the archive's raw storages.
+
+_STORAGE_DTYPES = {
+    "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16, "ByteStorage": torch.uint8, "CharStorage": torch.int8,
+    "ShortStorage": torch.int16, "IntStorage": torch.int32, "LongStorage": torch.int64,
+    "BoolStorage": torch.bool,
+}
+
+
+class _StorageType:
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+
+def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=None, *rest):
+    if not isinstance(storage, torch.Tensor):
+        raise pickle.UnpicklingError("tensor without a storage")
+    return storage.as_strided(tuple(size), tuple(stride), int(offset))
+
+
+def _rebuild_parameter(data, requires_grad=False, hooks=None, *rest):
+    if not isinstance(data, torch.Tensor):
+        raise pickle.UnpicklingError("parameter without a tensor")
+    return data
+
+
+_SAFE_GLOBALS = {
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+    ("collections", "OrderedDict"): None,  # None: the real object
+    ("torch", "Size"): None,
+    ("torch", "device"): None,
+    ("numpy", "dtype"): None,
+    ("numpy", "ndarray"): None,
+    ("numpy.core.multiarray", "scalar"): None,
+    ("numpy.core.multiarray", "_reconstruct"): None,
+    ("numpy._core.multiarray", "scalar"): None,
+    ("numpy._core.multiarray", "_reconstruct"): None,
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _StorageType(_STORAGE_DTYPES[name])
+        if (module, name) in _SAFE_GLOBALS:
+            obj = _SAFE_GLOBALS[(module, name)]
+            return obj if obj is not None else super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
+
+
+def _load_restricted(path):
+    with open(path, "rb"):  # OSError for a missing or unreadable file
+        pass
+    if not zipfile.is_zipfile(path):
+        raise pickle.UnpicklingError("not a torch.save zip archive (the format before torch 1.6, or "
+                                     "_use_new_zipfile_serialization=False)")
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        pkl = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pkl) != 1:
+            raise pickle.UnpicklingError("no data.pkl record: not a torch.save archive")
+        prefix = pkl[0][: -len("data.pkl")]
+        if prefix + "byteorder" in names and zf.read(prefix + "byteorder").strip() != b"little":
+            raise pickle.UnpicklingError("big-endian archive: use --unsafe")
+        storages = {}
+
+        def persistent_load(pid):
+            if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
+                    and isinstance(pid[1], _StorageType) and isinstance(pid[2], str)
+                    and isinstance(pid[4], int)):
+                raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.80}")
+            _, stype, key, _location, numel = pid
+            if key not in storages:
+                record = f"{prefix}data/{key}"
+                if record not in names:
+                    raise pickle.UnpicklingError(f"storage {key!r} is missing from the archive")
+                raw = zf.read(record)
+                t = (torch.frombuffer(bytearray(raw), dtype=stype.dtype) if raw
+                     else torch.empty(0, dtype=stype.dtype))
+                if t.numel() < numel:
+                    raise pickle.UnpicklingError(f"storage {key!r} is truncated")
+                storages[key] = t
+            return storages[key]
+
+        up = _RestrictedUnpickler(io.BytesIO(zf.read(pkl[0])))
+        up.persistent_load = persistent_load
+        return up.load()
+
+
+def load_checkpoint(path, unsafe=False):
+    """The object torch.save wrote, on the CPU; restricted to tensors and plain data unless `unsafe`."""
+    if not unsafe:
+        return _load_restricted(path)
+    kw = {"map_location": "cpu"}
+    if "weights_only" in inspect.signature(torch.load).parameters:
+        kw["weights_only"] = False
+    return torch.load(path, **kw)
+
+
 def find_state_dict(obj, entry=None):
     """The {name: tensor} mapping inside a loaded checkpoint."""
     if entry is not None:
@@ -127,16 +239,12 @@ def main(argv=None):
                    help="unpickle arbitrary objects (only for trusted files)")
     args = p.parse_args(argv)
 
-    kw = {}
-    if "weights_only" in inspect.signature(torch.load).parameters:  # torch >= 1.13
-        kw["weights_only"] = not args.unsafe
-    elif not args.unsafe:
-        print("pth2safetensors: this torch cannot restrict unpickling; pass --unsafe for trusted files",
-              file=sys.stderr)
-        return 1
     try:
-        obj = torch.load(args.input, map_location="cpu", **kw)
-    except Exception as e:  # pickle refused by weights_only, unreadable file...
+        obj = load_checkpoint(args.input, args.unsafe)
+    except OSError as e:
+        print(f"pth2safetensors: cannot read {args.input}: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # refused by the restricted unpickler, corrupt file...
         hint = "" if args.unsafe else " (if the file is trusted, --unsafe allows arbitrary objects)"
         print(f"pth2safetensors: cannot load {args.input}: {e}{hint}", file=sys.stderr)
         return 1

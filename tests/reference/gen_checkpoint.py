@@ -70,7 +70,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         pth = os.path.join(tmp, "checkpoint.pth")
         # a training-script checkpoint: the state dict under 'state_dict' plus other entries
-        torch.save({"state_dict": sd, "epoch": 7}, pth)
+        torch.save({"state_dict": sd, "epoch": 7, "best_dice": 0.91}, pth)
         subprocess.run([sys.executable, TOOL, pth, target, "--meta", "source=gen_checkpoint.py"],
                        check=True)
     meta = {f"dtype.{k}": str(v.dtype).replace("torch.", "") for k, v in sd.items()}
