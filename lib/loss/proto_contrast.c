@@ -44,14 +44,16 @@ static void pc_state_free(void *p)
 /* Feature of voxel k, normalised: u[F]; returns |f|. */
 static double pc_gather(const pc_state *st, int64_t k, double *u)
 {
-    int64_t i = st->vox[k], n = i / st->S, s = i % st->S;
-    const void *base = dc_data(st->f);
-    diffcl_dtype dt = st->f->dtype;
+    const int64_t i = st->vox[k], S = st->S, n = i / S, s = i - n * S;
     double r2 = 0;
-    for (int64_t f = 0; f < st->F; f++) {
-        u[f] = dc_loss_load(base, dt, (n * st->F + f) * st->S + s);
-        r2 += u[f] * u[f];
+    if (st->f->dtype == DIFFCL_F32) {
+        const float *x = dc_f32(st->f) + n * st->F * S + s;
+        for (int64_t f = 0; f < st->F; f++) u[f] = x[f * S];
+    } else {
+        const double *x = dc_f64(st->f) + n * st->F * S + s;
+        for (int64_t f = 0; f < st->F; f++) u[f] = x[f * S];
     }
+    for (int64_t f = 0; f < st->F; f++) r2 += u[f] * u[f];
     double r = sqrt(r2), inv = 1.0 / fmax(r, PC_NORM_EPS);
     for (int64_t f = 0; f < st->F; f++) u[f] *= inv;
     return r;
