@@ -400,6 +400,27 @@ static diffcl_status read_tensor(diffcl_context *ctx, const char *path, int fd, 
     return DIFFCL_OK;
 }
 
+/* Append a tensor whose name is known to be new (the header's names were checked unique),
+ * without the dictionary's linear lookup: a header may list very many tensors. */
+static diffcl_status dict_append(diffcl_tensor_dict *d, const char *name, diffcl_tensor *t)
+{
+    if (d->n == d->cap) {
+        int cap = d->cap ? d->cap * 2 : 16;
+        char **nn = realloc(d->names, (size_t)cap * sizeof *nn);
+        if (nn) d->names = nn;
+        diffcl_tensor **tt = nn ? realloc(d->tensors, (size_t)cap * sizeof *tt) : NULL;
+        if (!tt) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "out of memory adding tensor %s", name);
+        d->tensors = tt;
+        d->cap = cap;
+    }
+    char *copy = strdup(name);
+    if (!copy) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "out of memory adding tensor %s", name);
+    d->names[d->n] = copy;
+    d->tensors[d->n] = diffcl_tensor_retain(t);
+    d->n++;
+    return DIFFCL_OK;
+}
+
 /* Parse and validate the header, then read every tensor. Owns nothing of the caller's. */
 static diffcl_status load_from_fd(diffcl_context *ctx, const char *path, int fd, uint64_t file_size,
                                   diffcl_tensor_dict **out)
@@ -507,7 +528,7 @@ static diffcl_status load_from_fd(diffcl_context *ctx, const char *path, int fd,
         diffcl_tensor *t = NULL;
         s = read_tensor(ctx, path, fd, 8 + hlen, &entries[i], &t);
         if (s != DIFFCL_OK) goto done;
-        s = diffcl_tensor_dict_set(d, entries[i].name, t);
+        s = dict_append(d, entries[i].name, t);
         diffcl_tensor_free(t);
         if (s != DIFFCL_OK) goto done;
     }
