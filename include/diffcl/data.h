@@ -259,6 +259,54 @@ DIFFCL_API diffcl_status diffcl_sampler_next(diffcl_sampler *s, uint32_t iterati
                                              diffcl_tensor **image, diffcl_tensor **label,
                                              int64_t *case_index);
 
+/* ------------------------------------------------------------- preprocessing ---- */
+
+/**
+ * Z-score each channel of @p image (F32 [C, ...spatial]): (x - mean) / std with the
+ * population std. With @p nonzero_only the statistics come from the non-zero voxels and only
+ * those are normalised (zeros stay 0: nnU-Net's "use the non-zero mask" for MRI). A channel
+ * with std 0 is only centred. New tensor in @p image's context.
+ */
+DIFFCL_API diffcl_status diffcl_normalize_zscore(const diffcl_tensor *image, int nonzero_only,
+                                                 diffcl_tensor **out);
+/** Rescale each channel to [0, 1] by its minimum and maximum (a constant channel gives 0). */
+DIFFCL_API diffcl_status diffcl_normalize_minmax(const diffcl_tensor *image, diffcl_tensor **out);
+/**
+ * Clip each channel to its [@p lo_pct, @p hi_pct] percentiles (0..100, numpy's linear
+ * interpolation), e.g. 0.5 and 99.5 as nnU-Net does for CT.
+ */
+DIFFCL_API diffcl_status diffcl_clip_percentile(const diffcl_tensor *image, double lo_pct,
+                                                double hi_pct, diffcl_tensor **out);
+/**
+ * CT window: clip to [@p lo, @p hi] (e.g. -125, 275 HU for the pancreas) and rescale to [0, 1].
+ */
+DIFFCL_API diffcl_status diffcl_ct_window(const diffcl_tensor *image, double lo, double hi,
+                                          diffcl_tensor **out);
+
+/** Interpolation of diffcl_resize() / diffcl_resample(). */
+typedef enum diffcl_interp {
+    DIFFCL_INTERP_NEAREST = 0, /**< for label maps */
+    DIFFCL_INTERP_LINEAR = 1   /**< (bi/tri)linear, for images */
+} diffcl_interp;
+
+/**
+ * Resize the last @p n_spatial (2 or 3) axes of @p t to @p size (n_spatial entries); leading
+ * axes (channels) are kept. Sample centres map as PyTorch's interpolate with
+ * align_corners=False: src = (dst + 0.5) * in / out - 0.5, clamped at the border. Any dtype;
+ * integer tensors require DIFFCL_INTERP_NEAREST. New tensor of @p t's dtype.
+ */
+DIFFCL_API diffcl_status diffcl_resize(const diffcl_tensor *t, int n_spatial, const int64_t *size,
+                                       diffcl_interp interp, diffcl_tensor **out);
+/**
+ * Resample the last @p n_spatial axes from @p spacing to @p target_spacing: the new size of
+ * an axis is round(n * spacing / target). @p out_size (may be NULL) receives it; resample
+ * back with diffcl_resize() to the original size.
+ */
+DIFFCL_API diffcl_status diffcl_resample(const diffcl_tensor *t, int n_spatial,
+                                         const double *spacing, const double *target_spacing,
+                                         diffcl_interp interp, diffcl_tensor **out,
+                                         int64_t *out_size);
+
 DIFFCL_END_DECLS
 
 #endif /* DIFFCL_DATA_H */

@@ -541,8 +541,13 @@ END_TEST
 START_TEST(h5_layouts_match_h5py)
 {
     if (!diffcl_io_has_hdf5()) {
+        diffcl_context *ctx = test_context();
         diffcl_tensor *t = NULL;
-        ck_assert_int_eq(diffcl_h5_read(NULL, "x.h5", "image", &t), DIFFCL_ERR_INVALID_ARGUMENT);
+        diffcl_dataset *ds = NULL;
+        ck_assert_int_eq(diffcl_h5_read(ctx, fx("data/bad/nolabel.h5"), "image", &t),
+                         DIFFCL_ERR_UNSUPPORTED);
+        ck_assert_int_eq(diffcl_dataset_open(ctx, fx("data/la"), NULL, &ds), DIFFCL_ERR_UNSUPPORTED);
+        diffcl_context_free(ctx);
         return;
     }
     diffcl_context *ctx = test_context();
@@ -637,7 +642,17 @@ END_TEST
 
 START_TEST(nifti_layouts_match_nibabel)
 {
-    if (!diffcl_io_has_nifti()) return;
+    if (!diffcl_io_has_nifti()) {
+        diffcl_context *ctx = test_context();
+        diffcl_tensor *t = NULL;
+        diffcl_dataset *ds = NULL;
+        ck_assert_int_eq(diffcl_nifti_read(ctx, fx("data/bad/float_label.nii.gz"), DIFFCL_NIFTI_IMAGE,
+                                           &t, NULL),
+                         DIFFCL_ERR_UNSUPPORTED);
+        ck_assert_int_eq(diffcl_dataset_open(ctx, fx("data/msd"), NULL, &ds), DIFFCL_ERR_UNSUPPORTED);
+        diffcl_context_free(ctx);
+        return;
+    }
     diffcl_context *ctx = test_context();
     diffcl_tensor_dict *ref = load_ref(ctx);
     diffcl_dataset *ds = NULL;
@@ -797,6 +812,111 @@ START_TEST(png_dataset_and_detection)
 }
 END_TEST
 
+
+/* ------------------------------------------------------------- preprocessing ---- */
+
+static diffcl_tensor *from_floats(diffcl_context *ctx, int nd, const int64_t *shape, const float *v)
+{
+    diffcl_tensor *t = NULL;
+    ck_ok(diffcl_tensor_from_data(ctx, DIFFCL_F32, nd, shape, v, &t));
+    return t;
+}
+
+START_TEST(preprocess_intensity)
+{
+    diffcl_context *ctx = test_context();
+    float v[2 * 10];
+    for (int i = 0; i < 10; i++) {
+        v[i] = (float)(i + 1);            /* channel 0: 1..10 */
+        v[10 + i] = i < 4 ? 0.0f : (float)(2 * i); /* channel 1: zeros and 8..18 */
+    }
+    int64_t s[2] = {2, 10};
+    diffcl_tensor *x = from_floats(ctx, 2, s, v), *o = NULL;
+    ck_ok(diffcl_clip_percentile(x, 25, 75, &o));
+    const float *p = diffcl_tensor_data_const(o);
+    ck_assert_float_eq_tol(p[0], 3.25f, 1e-6f); /* numpy.percentile(1..10, 25) */
+    ck_assert_float_eq_tol(p[9], 7.75f, 1e-6f);
+    ck_assert_float_eq(p[4], 5.0f);
+    diffcl_tensor_free(o);
+    ck_ok(diffcl_normalize_zscore(x, 0, &o));
+    p = diffcl_tensor_data_const(o);
+    ck_assert_float_eq_tol(p[0], (float)((1 - 5.5) / sqrt(8.25)), 1e-6f);
+    diffcl_tensor_free(o);
+    ck_ok(diffcl_normalize_zscore(x, 1, &o));
+    p = diffcl_tensor_data_const(o);
+    ck_assert(p[10] == 0 && p[13] == 0); /* zeros stay zero */
+    double m = 0;
+    for (int i = 14; i < 20; i++) m += p[i];
+    ck_assert_double_eq_tol(m, 0, 1e-5);
+    diffcl_tensor_free(o);
+    ck_ok(diffcl_normalize_minmax(x, &o));
+    p = diffcl_tensor_data_const(o);
+    ck_assert(p[0] == 0 && p[9] == 1 && p[10] == 0 && p[19] == 1);
+    diffcl_tensor_free(o);
+    ck_ok(diffcl_ct_window(x, 2, 6, &o));
+    p = diffcl_tensor_data_const(o);
+    ck_assert(p[0] == 0 && p[9] == 1 && fabsf(p[2] - 0.25f) < 1e-7f);
+    diffcl_tensor_free(o);
+    ck_assert_int_eq(diffcl_ct_window(x, 6, 2, &o), DIFFCL_ERR_INVALID_ARGUMENT);
+    diffcl_tensor_free(x);
+    diffcl_context_free(ctx);
+}
+END_TEST
+
+START_TEST(preprocess_resample)
+{
+    diffcl_context *ctx = test_context();
+    /* a linear function is reproduced exactly away from the border */
+    int64_t s[4] = {1, 6, 8, 5};
+    float v[240];
+    for (int z = 0; z < 6; z++)
+        for (int y = 0; y < 8; y++)
+            for (int x = 0; x < 5; x++) v[(z * 8 + y) * 5 + x] = (float)(2 * z - 0.5 * y + 3 * x);
+    diffcl_tensor *t = from_floats(ctx, 4, s, v), *o = NULL, *back = NULL;
+    double sp[3] = {1.0, 1.0, 1.0}, tgt[3] = {0.5, 0.5, 0.5};
+    int64_t size[3];
+    ck_ok(diffcl_resample(t, 3, sp, tgt, DIFFCL_INTERP_LINEAR, &o, size));
+    ck_assert(size[0] == 12 && size[1] == 16 && size[2] == 10);
+    const float *p = diffcl_tensor_data_const(o);
+    for (int z = 1; z < 11; z++)
+        for (int y = 1; y < 15; y++)
+            for (int x = 1; x < 9; x++) {
+                double zz = (z + 0.5) / 2 - 0.5, yy = (y + 0.5) / 2 - 0.5, xx = (x + 0.5) / 2 - 0.5;
+                ck_assert_double_eq_tol(p[(z * 16 + y) * 10 + x], 2 * zz - 0.5 * yy + 3 * xx, 1e-4);
+            }
+    /* and back: the interior of an integer down-sampling is exact too */
+    int64_t orig[3] = {6, 8, 5};
+    ck_ok(diffcl_resize(o, 3, orig, DIFFCL_INTERP_LINEAR, &back));
+    p = diffcl_tensor_data_const(back);
+    for (int z = 1; z < 5; z++)
+        for (int y = 1; y < 7; y++)
+            for (int x = 1; x < 4; x++)
+                ck_assert_double_eq_tol(p[(z * 8 + y) * 5 + x], v[(z * 8 + y) * 5 + x], 1e-4);
+    diffcl_tensor_free(back);
+    diffcl_tensor_free(o);
+    /* labels: nearest keeps the class set; linear on integers is refused */
+    int64_t ls[2] = {4, 6};
+    uint8_t lv[24];
+    for (int i = 0; i < 24; i++) lv[i] = (uint8_t)(i % 3);
+    diffcl_tensor *lab = NULL;
+    ck_ok(diffcl_tensor_from_data(ctx, DIFFCL_U8, 2, ls, lv, &lab));
+    int64_t up[2] = {8, 12};
+    ck_ok(diffcl_resize(lab, 2, up, DIFFCL_INTERP_NEAREST, &o));
+    const uint8_t *q = diffcl_tensor_data_const(o);
+    for (int y = 0; y < 8; y++)
+        for (int x = 0; x < 12; x++) ck_assert_int_eq(q[y * 12 + x], lv[(y / 2) * 6 + x / 2]);
+    diffcl_tensor_free(o);
+    ck_assert_int_eq(diffcl_resize(lab, 2, up, DIFFCL_INTERP_LINEAR, &o), DIFFCL_ERR_DTYPE);
+    /* identity */
+    ck_ok(diffcl_resize(t, 3, orig, DIFFCL_INTERP_LINEAR, &o));
+    ck_assert(same_bytes(o, t));
+    diffcl_tensor_free(o);
+    diffcl_tensor_free(lab);
+    diffcl_tensor_free(t);
+    diffcl_context_free(ctx);
+}
+END_TEST
+
 static Suite *data_suite(void)
 {
     Suite *s = suite_create("data");
@@ -821,6 +941,10 @@ static Suite *data_suite(void)
     tcase_add_test(tc, h5_layouts_match_h5py);
     tcase_add_test(tc, nifti_layouts_match_nibabel);
     tcase_add_test(tc, png_dataset_and_detection);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("preprocess");
+    tcase_add_test(tc, preprocess_intensity);
+    tcase_add_test(tc, preprocess_resample);
     suite_add_tcase(s, tc);
     return s;
 }
