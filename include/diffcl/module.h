@@ -49,6 +49,14 @@ DIFFCL_API int diffcl_module_is_training(const diffcl_module *m);
  */
 DIFFCL_API void diffcl_module_set_step(diffcl_module *m, uint32_t step);
 
+/**
+ * Convert every floating-point parameter and buffer of the tree to @p dtype (F32 or F64;
+ * integer buffers keep their type), like PyTorch's .double() / .float(). Gradients are
+ * dropped. Call it before handing the parameters to an optimizer (which holds references
+ * to the old tensors). On error the module is unchanged.
+ */
+DIFFCL_API diffcl_status diffcl_module_to_dtype(diffcl_module *m, diffcl_dtype dtype);
+
 /** Drop the accumulated gradients of every parameter in the tree. */
 DIFFCL_API void diffcl_module_zero_grad(diffcl_module *m);
 

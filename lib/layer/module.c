@@ -177,6 +177,61 @@ void diffcl_module_set_step(diffcl_module *m, uint32_t step)
     for (int i = 0; i < m->n_children; i++) diffcl_module_set_step(m->children[i].m, step);
 }
 
+/* Count (pass 0) or convert (pass 1) the floating entries of a tree. */
+static diffcl_status convert_entries(diffcl_module *m, diffcl_dtype dtype, int is_param, dc_entry *arr, int n)
+{
+    for (int i = 0; i < n; i++) {
+        diffcl_tensor *t = arr[i].t;
+        if (!dc_is_float(t->dtype) || t->dtype == dtype) continue;
+        diffcl_tensor *c = dc_tensor_empty(t->ctx, dtype, t->ndim, t->shape);
+        if (!c) return DIFFCL_ERR_OUT_OF_MEMORY;
+        dc_copy_into(c, t);
+        if (is_param) c->requires_grad = 1;
+        diffcl_tensor_free(t);
+        arr[i].t = c;
+    }
+    (void)m;
+    return DIFFCL_OK;
+}
+
+static diffcl_status convert_tree(diffcl_module *m, diffcl_dtype dtype)
+{
+    DC_TRY(convert_entries(m, dtype, 1, m->params, m->n_params));
+    DC_TRY(convert_entries(m, dtype, 0, m->buffers, m->n_buffers));
+    for (int i = 0; i < m->n_children; i++) DC_TRY(convert_tree(m->children[i].m, dtype));
+    m->flat_valid = 0;
+    return DIFFCL_OK;
+}
+
+/* Bytes a conversion needs, to fail before touching anything. */
+static size_t convert_bytes(const diffcl_module *m, diffcl_dtype dtype)
+{
+    size_t b = 0;
+    for (int i = 0; i < m->n_params; i++)
+        if (dc_is_float(m->params[i].t->dtype) && m->params[i].t->dtype != dtype)
+            b += (size_t)dc_numel(m->params[i].t) * diffcl_dtype_size(dtype);
+    for (int i = 0; i < m->n_buffers; i++)
+        if (dc_is_float(m->buffers[i].t->dtype) && m->buffers[i].t->dtype != dtype)
+            b += (size_t)dc_numel(m->buffers[i].t) * diffcl_dtype_size(dtype);
+    for (int i = 0; i < m->n_children; i++) b += convert_bytes(m->children[i].m, dtype);
+    return b;
+}
+
+diffcl_status diffcl_module_to_dtype(diffcl_module *m, diffcl_dtype dtype)
+{
+    DC_CHECK_ARG(m, "diffcl_module_to_dtype: module is NULL");
+    if (!dc_is_float(dtype))
+        return dc_error(DIFFCL_ERR_DTYPE, "diffcl_module_to_dtype: %s is not f32 or f64", diffcl_dtype_name(dtype));
+    /* probe that the whole conversion fits, so a failure cannot leave a half-converted tree */
+    size_t need = convert_bytes(m, dtype);
+    void *probe = need ? dc_alloc(m->ctx, need) : NULL;
+    if (need && !probe) return DIFFCL_ERR_OUT_OF_MEMORY;
+    dc_free(m->ctx, probe, need);
+    diffcl_status s = convert_tree(m, dtype);
+    for (diffcl_module *p = m; p; p = p->parent) p->flat_valid = 0;
+    return s;
+}
+
 void diffcl_module_zero_grad(diffcl_module *m)
 {
     if (!m) return;

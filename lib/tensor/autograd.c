@@ -167,7 +167,10 @@ static diffcl_status accumulate(diffcl_tensor *x, diffcl_tensor *g)
         return dc_error(DIFFCL_ERR_INTERNAL, "diffcl_backward: gradient %s for tensor %s",
                         dc_shape_str(g), dc_shape_str(x));
     if (!x->grad) {
-        if (g->dtype == x->dtype && dc_is_contiguous(g) && g->storage->refcount == 1 && g->offset == 0) {
+        /* take the gradient over only when nothing else can see it: a backward may hand the
+         * same tensor to two inputs (add), and the first accumulation would alias both */
+        if (g->dtype == x->dtype && dc_is_contiguous(g) && g->refcount == 1 && g->storage->refcount == 1 &&
+            g->offset == 0) {
             x->grad = diffcl_tensor_retain(g);
         } else {
             x->grad = dc_tensor_empty(x->ctx, x->dtype, x->ndim, x->shape);

@@ -25,7 +25,8 @@ _NP = {v: k for k, v in _DTYPES.items()}
 def _to_numpy(t):
     if hasattr(t, "detach"):
         t = t.detach().cpu().contiguous().numpy()
-    return np.ascontiguousarray(t)
+    # np.ascontiguousarray turns 0-d arrays into shape (1,); np.require keeps the rank
+    return np.require(np.asarray(t), requirements="C")
 
 
 def save(path, tensors, metadata=None):
