@@ -21,5 +21,6 @@
 #include "diffcl/metrics.h"
 #include "diffcl/diffusion.h"
 #include "diffcl/model.h"
+#include "diffcl/train.h"
 
 #endif

@@ -29,7 +29,7 @@ static int norm_from_name(const char *s, diffcl_norm_kind *k)
 }
 
 /* The JSON configuration of a model, or NULL (error set) for models without one. */
-static char *model_config_json(const diffcl_module *m)
+char *dc_model_config_json(const diffcl_module *m)
 {
     if (!dc_is_vnet(m)) {
         dc_error(DIFFCL_ERR_UNSUPPORTED, "diffcl_model_save: a %s module has no saved configuration",
@@ -58,7 +58,7 @@ static char *model_config_json(const diffcl_module *m)
 diffcl_status diffcl_model_save(const diffcl_module *m, const char *path)
 {
     DC_CHECK_ARG(m && path, "diffcl_model_save: NULL argument");
-    char *cfg = model_config_json(m);
+    char *cfg = dc_model_config_json(m);
     if (!cfg) return DIFFCL_ERR_UNSUPPORTED;
     const char *keys[2] = {"diffcl.model", "diffcl.version"};
     const char *vals[2] = {cfg, DIFFCL_VERSION_STRING};
@@ -114,8 +114,17 @@ diffcl_status diffcl_model_load(diffcl_context *ctx, const char *path, diffcl_mo
     diffcl_module *m = NULL;
     if (s == DIFFCL_OK) s = diffcl_vnet_create(ctx, &o, &m);
     if (s == DIFFCL_OK) {
+        /* a trainer checkpoint holds the model under a prefix next to other state */
+        const char *prefix = diffcl_tensor_dict_get_meta(d, "diffcl.model_prefix");
         diffcl_load_options lo = DIFFCL_LOAD_OPTIONS_INIT;
-        s = diffcl_module_load_state_dict(m, d, &lo, NULL, NULL);
+        int missing = 0;
+        if (prefix) {
+            lo.prefix = prefix;
+            lo.strict = 0;
+        }
+        s = diffcl_module_load_state_dict(m, d, &lo, &missing, NULL);
+        if (s == DIFFCL_OK && missing)
+            s = dc_error(DIFFCL_ERR_NOT_FOUND, "%d model tensors are missing", missing);
         if (s != DIFFCL_OK) dc_error_prefix("%s", path);
     }
     diffcl_tensor_dict_free(d);

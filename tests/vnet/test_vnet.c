@@ -44,9 +44,9 @@ START_TEST(test_state_dict_names)
     ck_assert_int_eq(diffcl_tensor_dim(diffcl_module_find(m, "block_five_up.conv.0.weight"), 1), 32);
     ck_assert_int_eq(diffcl_tensor_dtype(diffcl_module_find(m, "block_one.conv.1.num_batches_tracked")),
                      DIFFCL_I64);
-    /* the PyTorch V-Net with n_filters 4 and batch norm has 36 conv and 35 BN layers */
-    ck_assert_int_eq(diffcl_module_state_count(m, DIFFCL_STATE_PARAMS), 2 * 36 + 2 * 35);
-    ck_assert_int_eq(diffcl_module_state_count(m, DIFFCL_STATE_BUFFERS), 3 * 35);
+    /* the PyTorch V-Net has 30 convolutions (4 transposed) and, with batch norm, 29 BN layers */
+    ck_assert_int_eq(diffcl_module_state_count(m, DIFFCL_STATE_PARAMS), 2 * 30 + 2 * 29);
+    ck_assert_int_eq(diffcl_module_state_count(m, DIFFCL_STATE_BUFFERS), 3 * 29);
     diffcl_module_free(m);
     /* without normalisation: conv.0, conv.1 (ReLU), conv.2 */
     m = small_vnet(3, DIFFCL_NORM_NONE);
@@ -93,10 +93,22 @@ static void load_prefixed(diffcl_module *m, diffcl_tensor_dict *fx, const char *
     ck_assert_int_eq(missing, 0);
 }
 
-static diffcl_tensor *to_f32(diffcl_tensor *t)
+static double max_abs(const diffcl_tensor *t)
+{
+    diffcl_tensor *d = NULL;
+    ck_ok(diffcl_tensor_to_dtype(t, DIFFCL_F64, &d));
+    int64_t n = diffcl_tensor_numel(d);
+    const double *p = diffcl_tensor_data(d);
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fabs(p[i]) > m ? fabs(p[i]) : m;
+    diffcl_tensor_free(d);
+    return m;
+}
+
+static diffcl_tensor *to_dtype(diffcl_tensor *t, diffcl_dtype dt)
 {
     diffcl_tensor *r = NULL;
-    ck_ok(diffcl_tensor_to_dtype(t, DIFFCL_F32, &r));
+    ck_ok(diffcl_tensor_to_dtype(t, dt, &r));
     return r;
 }
 
@@ -109,8 +121,41 @@ static diffcl_tensor *weighted_mean(diffcl_tensor *logits, diffcl_tensor *w)
     return l;
 }
 
-/* full: also five SGD steps, final weights and eval forward (the 3D fixture only) */
-static void parity(int dims, int full)
+/* Gradients of L = mean(logits * w), with the fixture's conv-bias-before-BN caveat. */
+static void check_gradients(diffcl_module *m, diffcl_tensor_dict *fx)
+{
+    /* The bias of a convolution followed by batch norm has an exactly zero gradient (BN
+     * subtracts the batch mean); torch's float64 gives ~1e-17 there, ours float32 round-off.
+     * Per-tensor max|ref| is then meaningless as a scale, so such tensors (max|ref| below
+     * 1e-6 of the network's largest gradient) are measured against the network's gradient
+     * scale instead, with the same 1e-3 bound. */
+    int n = diffcl_module_state_count(m, DIFFCL_STATE_PARAMS);
+    double net_scale = 0;
+    char key[256];
+    for (int i = 0; i < n; i++) {
+        const char *pn;
+        ck_ok(diffcl_module_state_entry(m, DIFFCL_STATE_PARAMS, i, &pn, NULL, NULL));
+        snprintf(key, sizeof key, "grad.%s", pn);
+        ck_assert_msg(diffcl_tensor_dict_get(fx, key) != NULL, "fixture lacks %s", key);
+        double mx = max_abs(diffcl_tensor_dict_get(fx, key));
+        if (mx > net_scale) net_scale = mx;
+    }
+    for (int i = 0; i < n; i++) {
+        const char *pn;
+        diffcl_tensor *p;
+        ck_ok(diffcl_module_state_entry(m, DIFFCL_STATE_PARAMS, i, &pn, &p, NULL));
+        snprintf(key, sizeof key, "grad.%s", pn);
+        diffcl_tensor *ref_g = diffcl_tensor_dict_get(fx, key);
+        ck_assert_msg(diffcl_tensor_grad(p) != NULL, "%s has no gradient", pn);
+        double ref_scale = max_abs(ref_g);
+        double e = test_rel_error(diffcl_tensor_grad(p), ref_g);
+        if (ref_scale < 1e-6 * net_scale) e = e * (ref_scale > 0 ? ref_scale : 1) / net_scale;
+        ck_assert_msg(e <= 1e-3, "gradient of %s: rel error %g", pn, e);
+    }
+}
+
+/* float32, as users run it: train-mode forward and every parameter gradient. */
+static void parity_f32(int dims)
 {
     char name[64];
     snprintf(name, sizeof name, "vnet%dd.safetensors", dims);
@@ -118,10 +163,43 @@ static void parity(int dims, int full)
     ck_ok(diffcl_safetensors_load(ctx, test_fixture_path(name), &fx));
     diffcl_module *m = small_vnet(dims, DIFFCL_NORM_BATCH);
     load_prefixed(m, fx, "init.");
-    diffcl_tensor *x = to_f32(diffcl_tensor_dict_get(fx, "x"));
-    diffcl_tensor *w = to_f32(diffcl_tensor_dict_get(fx, "w"));
+    diffcl_tensor *x = to_dtype(diffcl_tensor_dict_get(fx, "x"), DIFFCL_F32);
+    diffcl_tensor *w = to_dtype(diffcl_tensor_dict_get(fx, "w"), DIFFCL_F32);
+    diffcl_module_train(m, 1);
+    diffcl_tensor *logits = NULL;
+    ck_ok(diffcl_vnet_forward(m, x, &logits, NULL));
+    double e = test_rel_error(logits, diffcl_tensor_dict_get(fx, "train_logits"));
+    ck_assert_msg(e <= 1e-4, "train-mode logits rel error %g", e);
+    diffcl_tensor *loss = weighted_mean(logits, w);
+    ck_ok(diffcl_backward(loss, NULL));
+    check_gradients(m, fx);
+    diffcl_tensor_free(loss);
+    diffcl_tensor_free(logits);
+    diffcl_tensor_free(x);
+    diffcl_tensor_free(w);
+    diffcl_module_free(m);
+    diffcl_tensor_dict_free(fx);
+}
 
-    /* SGD as the fixture: lr 0.01, momentum 0.9, Nesterov, weight decay 1e-4 */
+/* Five SGD steps (lr 0.01, momentum 0.9, Nesterov, weight decay 1e-4): losses, every weight
+ * and BN running statistic, eval-mode forward. Run in float64 (diffcl_module_to_dtype): this
+ * small V-Net's trajectory is so ill-conditioned (2x2x1 bottleneck batch statistics) that
+ * PyTorch's own float32 run drifts 1% from its float64 one in five steps, so float32 cannot
+ * be held to 1e-4 here; float64 against float64 can, and checks every update exactly. */
+static void parity_trajectory_f64(int dims)
+{
+    char name[64];
+    snprintf(name, sizeof name, "vnet%dd.safetensors", dims);
+    diffcl_tensor_dict *fx = NULL;
+    ck_ok(diffcl_safetensors_load(ctx, test_fixture_path(name), &fx));
+    diffcl_module *m = small_vnet(dims, DIFFCL_NORM_BATCH);
+    ck_ok(diffcl_module_to_dtype(m, DIFFCL_F64));
+    ck_assert_int_eq(diffcl_tensor_dtype(diffcl_module_find(m, "out_conv.weight")), DIFFCL_F64);
+    ck_assert_int_eq(diffcl_tensor_dtype(diffcl_module_find(m, "block_one.conv.1.num_batches_tracked")),
+                     DIFFCL_I64);
+    load_prefixed(m, fx, "init.");
+    diffcl_tensor *x = to_dtype(diffcl_tensor_dict_get(fx, "x"), DIFFCL_F64);
+    diffcl_tensor *w = to_dtype(diffcl_tensor_dict_get(fx, "w"), DIFFCL_F64);
     diffcl_optimizer *opt = NULL;
     diffcl_param_group_options so = DIFFCL_PARAM_GROUP_OPTIONS_INIT;
     so.lr = 0.01;
@@ -130,9 +208,8 @@ static void parity(int dims, int full)
     so.weight_decay = 1e-4;
     ck_ok(diffcl_optimizer_create(ctx, DIFFCL_OPTIM_SGD, &opt));
     ck_ok(diffcl_optimizer_add_module(opt, m, &so, 0, NULL));
-
     diffcl_module_train(m, 1);
-    for (int step = 0; step < (full ? 5 : 1); step++) {
+    for (int step = 0; step < 5; step++) {
         diffcl_module_zero_grad(m);
         diffcl_tensor *logits = NULL;
         ck_ok(diffcl_vnet_forward(m, x, &logits, NULL));
@@ -142,34 +219,12 @@ static void parity(int dims, int full)
         snprintf(name, sizeof name, "loss_%d", step);
         int64_t z[1] = {0};
         ck_ok(diffcl_tensor_get(diffcl_tensor_dict_get(fx, name), z, &ref));
-        ck_assert_msg(fabs(lv - ref) <= 1e-4 * fabs(ref) + 1e-7, "step %d loss %.9g vs torch %.9g", step,
-                      lv, ref);
-        if (step == 0) {
-            double e = test_rel_error(logits, diffcl_tensor_dict_get(fx, "train_logits"));
-            ck_assert_msg(e <= 1e-4, "train-mode logits rel error %g", e);
-        }
+        ck_assert_msg(fabs(lv - ref) <= 1e-4 * fabs(ref), "step %d loss %.12g vs torch %.12g", step, lv, ref);
         ck_ok(diffcl_backward(loss, NULL));
-        if (step == 0) {
-            int n = diffcl_module_state_count(m, DIFFCL_STATE_PARAMS);
-            for (int i = 0; i < n; i++) {
-                const char *pn;
-                diffcl_tensor *p;
-                ck_ok(diffcl_module_state_entry(m, DIFFCL_STATE_PARAMS, i, &pn, &p, NULL));
-                char key[256];
-                snprintf(key, sizeof key, "grad.%s", pn);
-                diffcl_tensor *ref_g = diffcl_tensor_dict_get(fx, key);
-                ck_assert_msg(ref_g != NULL, "fixture lacks %s", key);
-                ck_assert_msg(diffcl_tensor_grad(p) != NULL, "%s has no gradient", pn);
-                double e = test_rel_error(diffcl_tensor_grad(p), ref_g);
-                ck_assert_msg(e <= 1e-3, "gradient of %s: rel error %g", pn, e);
-            }
-        }
         ck_ok(diffcl_optimizer_step(opt));
         diffcl_tensor_free(loss);
         diffcl_tensor_free(logits);
     }
-    if (!full) goto done;
-    /* every weight and buffer after five steps */
     int n = diffcl_module_state_count(m, DIFFCL_STATE_ALL);
     for (int i = 0; i < n; i++) {
         const char *pn;
@@ -186,7 +241,6 @@ static void parity(int dims, int full)
     double e = test_rel_error(logits, diffcl_tensor_dict_get(fx, "eval_logits"));
     ck_assert_msg(e <= 1e-4, "eval-mode logits rel error %g", e);
     diffcl_tensor_free(logits);
-done:
     diffcl_optimizer_free(opt);
     diffcl_tensor_free(x);
     diffcl_tensor_free(w);
@@ -194,10 +248,13 @@ done:
     diffcl_tensor_dict_free(fx);
 }
 
-START_TEST(test_parity_3d) { parity(3, 1); }
+START_TEST(test_parity_3d) { parity_f32(3); }
 END_TEST
 
-START_TEST(test_parity_2d) { parity(2, 0); }
+START_TEST(test_parity_2d) { parity_f32(2); }
+END_TEST
+
+START_TEST(test_parity_3d_five_sgd_steps) { parity_trajectory_f64(3); }
 END_TEST
 
 START_TEST(test_model_checkpoint_roundtrip)
@@ -239,6 +296,7 @@ int main(void)
     tcase_add_test(tc, test_shapes_and_errors);
     tcase_add_test(tc, test_parity_3d);
     tcase_add_test(tc, test_parity_2d);
+    tcase_add_test(tc, test_parity_3d_five_sgd_steps);
     tcase_add_test(tc, test_model_checkpoint_roundtrip);
     suite_add_tcase(s, tc);
     return test_run_suite(s);

@@ -1,0 +1,424 @@
+/* The Diff-CL trainer: one optimizer over the CS (V-Net + HF-Mamba) and the DS (diffusion
+ * denoiser), supervised + cross pseudo supervision + prototype contrastive losses. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "diffcl/loss.h"
+#include "layer/module_internal.h"
+#include "train/trainer_internal.h"
+
+void diffcl_train_options_init(diffcl_train_options *opts)
+{
+    if (!opts) return;
+    diffcl_train_options d = DIFFCL_TRAIN_OPTIONS_INIT;
+    *opts = d;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+static diffcl_status make_dir(const char *path)
+{
+    if (mkdir(path, 0777) == 0) return DIFFCL_OK;
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return DIFFCL_OK;
+    return dc_error(DIFFCL_ERR_IO, "cannot create run folder %s", path);
+}
+
+/* Resolve defaults that depend on other options. */
+static diffcl_status normalise_options(diffcl_train_options *o)
+{
+    DC_CHECK_ARG(o->out_dir && *o->out_dir, "diffcl_trainer_create: out_dir is required");
+    DC_CHECK_ARG(o->dims == 2 || o->dims == 3, "diffcl_trainer_create: dims %d is not 2 or 3", o->dims);
+    DC_CHECK_ARG(o->method == DIFFCL_METHOD_DIFFCL || o->method == DIFFCL_METHOD_SUPERVISED,
+                 "diffcl_trainer_create: unknown method %d", (int)o->method);
+    DC_CHECK_ARG(o->iters >= 1, "diffcl_trainer_create: iters must be >= 1");
+    DC_CHECK_ARG(o->batch_labeled >= 1 && o->batch_unlabeled >= 0,
+                 "diffcl_trainer_create: need batch_labeled >= 1 and batch_unlabeled >= 0");
+    DC_CHECK_ARG(o->labeled >= 1 || o->labeled_list, "diffcl_trainer_create: labeled must be >= 1");
+    DC_CHECK_ARG(o->n_classes >= 2 && o->n_filters >= 1 && o->ds_n_filters >= 1,
+                 "diffcl_trainer_create: need n_classes >= 2 and positive widths");
+    DC_CHECK_ARG(o->lr > 0 && o->warmup_frac >= 0 && o->rampup_frac >= 0 && o->warmup_frac + o->rampup_frac <= 1,
+                 "diffcl_trainer_create: need lr > 0 and warmup_frac + rampup_frac <= 1");
+    DC_CHECK_ARG(o->tau > 0 && o->bank_momentum >= 0 && o->bank_momentum <= 1,
+                 "diffcl_trainer_create: need tau > 0 and bank_momentum in [0,1]");
+    DC_CHECK_ARG(o->ddim_steps_train >= 1 && o->ddim_steps_eval >= 1,
+                 "diffcl_trainer_create: DDIM steps must be >= 1");
+    if (o->method == DIFFCL_METHOD_DIFFCL && o->batch_unlabeled < 1)
+        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "diffcl_trainer_create: Diff-CL needs batch_unlabeled >= 1");
+    if (o->patch[1] == 0) {
+        if (o->dims == 2) { o->patch[0] = 1; o->patch[1] = 96; o->patch[2] = 96; }
+        else { o->patch[0] = 112; o->patch[1] = 112; o->patch[2] = 80; }
+    }
+    if (o->dims == 2) o->patch[0] = 1;
+    for (int a = o->dims == 2 ? 1 : 0; a < 3; a++)
+        if (o->patch[a] < 16 || o->patch[a] % 16)
+            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "diffcl_trainer_create: patch sizes must be multiples of 16 "
+                                                         "(the V-Net halves them four times), got %lld",
+                            (long long)o->patch[a]);
+    if (o->val_every <= 0) o->val_every = o->iters / 10 > 0 ? o->iters / 10 : 1;
+    if (o->log_every <= 0) o->log_every = 10;
+    if (o->method == DIFFCL_METHOD_SUPERVISED) o->batch_unlabeled = 0;
+    return DIFFCL_OK;
+}
+
+static diffcl_status open_data(diffcl_trainer *tr)
+{
+    const diffcl_train_options *o = &tr->o;
+    diffcl_dataset_options dopt = DIFFCL_DATASET_OPTIONS_INIT;
+    diffcl_layout layout;
+    DC_TRY(diffcl_layout_parse(o->layout ? o->layout : "phantom", &layout));
+    dopt.layout = layout;
+    dopt.list = o->train_list;
+    dopt.phantom.ndim = o->dims;
+    dopt.phantom.seed = o->seed;
+    dopt.n_cases = o->phantom_cases;
+    if (layout != DIFFCL_LAYOUT_PHANTOM && !o->data_dir)
+        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "layout %s needs a data folder", o->layout);
+    DC_TRY(diffcl_dataset_open(tr->ctx, layout == DIFFCL_LAYOUT_PHANTOM ? NULL : o->data_dir, &dopt,
+                               &tr->train_set));
+    DC_TRY(diffcl_dataset_split(tr->train_set, o->labeled, o->labeled_list, &tr->split));
+    if (o->method == DIFFCL_METHOD_DIFFCL && tr->split.n_unlabeled == 0)
+        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "Diff-CL needs unlabeled cases: all %lld training cases are "
+                                                     "labeled", (long long)tr->split.n_labeled);
+    if (o->val_list) {
+        diffcl_dataset_options vopt = dopt;
+        if (layout == DIFFCL_LAYOUT_PHANTOM) {
+            /* phantom: --val-list N means N held-out cases generated past the training ones */
+            vopt.list = NULL;
+            vopt.n_cases = atoll(o->val_list) > 0 ? atoll(o->val_list) : 8;
+            vopt.first_case = 100000;
+        } else {
+            vopt.list = o->val_list;
+        }
+        DC_TRY(diffcl_dataset_open(tr->ctx, layout == DIFFCL_LAYOUT_PHANTOM ? NULL : o->data_dir, &vopt,
+                                   &tr->val_set));
+    }
+    diffcl_sampler_options so = DIFFCL_SAMPLER_OPTIONS_INIT;
+    so.seed = o->seed;
+    for (int a = 0; a < 3; a++) so.patch[a] = o->patch[a];
+    so.batch_labeled = o->batch_labeled;
+    so.batch_unlabeled = o->batch_unlabeled;
+    so.prefetch = 2;
+    return diffcl_sampler_create(tr->train_set, &tr->split, &so, &tr->sampler);
+}
+
+static diffcl_status build_networks(diffcl_trainer *tr)
+{
+    const diffcl_train_options *o = &tr->o;
+    int in_ch = 1;
+    {
+        /* the image channels of the data set decide the networks' input width */
+        diffcl_tensor *img = NULL, *lab = NULL;
+        DC_TRY(diffcl_dataset_load(tr->train_set, tr->split.labeled[0], &img, &lab, NULL));
+        in_ch = (int)diffcl_tensor_dim(img, 0);
+        diffcl_tensor_free(img);
+        diffcl_tensor_free(lab);
+    }
+    diffcl_vnet_options vo = DIFFCL_VNET_OPTIONS_INIT;
+    vo.dims = o->dims;
+    vo.in_channels = in_ch;
+    vo.n_classes = o->n_classes;
+    vo.n_filters = o->n_filters;
+    vo.hf_mamba_levels = o->hfm_levels;
+    vo.seed = o->seed;
+    DC_TRY(diffcl_vnet_create(tr->ctx, &vo, &tr->cs));
+    diffcl_param_group_options go = DIFFCL_PARAM_GROUP_OPTIONS_INIT;
+    go.lr = o->lr;
+    go.momentum = o->momentum;
+    go.nesterov = o->momentum > 0;
+    go.weight_decay = o->weight_decay;
+    DC_TRY(diffcl_optimizer_create(tr->ctx, DIFFCL_OPTIM_SGD, &tr->opt));
+    DC_TRY(diffcl_optimizer_add_module(tr->opt, tr->cs, &go, 0, NULL));
+    if (o->method == DIFFCL_METHOD_DIFFCL) {
+        diffcl_diffusion_options dop = DIFFCL_DIFFUSION_OPTIONS_INIT;
+        dop.dims = o->dims;
+        dop.in_channels = in_ch;
+        dop.n_classes = o->n_classes;
+        dop.n_filters = o->ds_n_filters;
+        dop.seed = o->seed + 1;
+        DC_TRY(diffcl_diffusion_create(tr->ctx, &dop, &tr->ds));
+        DC_TRY(diffcl_optimizer_add_module(tr->opt, tr->ds, &go, 0, NULL));
+        int64_t bs[2] = {o->n_classes, o->n_filters};
+        tr->bank = dc_tensor_new(tr->ctx, DIFFCL_F32, 2, bs);
+        if (!tr->bank) return DIFFCL_ERR_OUT_OF_MEMORY;
+    }
+    return DIFFCL_OK;
+}
+
+diffcl_status diffcl_trainer_create(diffcl_context *ctx, const diffcl_train_options *opts,
+                                    diffcl_trainer **out)
+{
+    DC_CHECK_ARG(out, "diffcl_trainer_create: out is NULL");
+    *out = NULL;
+    DC_CHECK_ARG(ctx && opts, "diffcl_trainer_create: NULL argument");
+    DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_train_options, val_every),
+                 "diffcl_trainer_create: options.struct_size %zu too small", opts->struct_size);
+    diffcl_trainer *tr = calloc(1, sizeof *tr);
+    if (!tr) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_trainer_create: out of memory");
+    tr->ctx = ctx;
+    diffcl_train_options o = DIFFCL_TRAIN_OPTIONS_INIT;
+    memcpy(&o, opts, opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
+    o.struct_size = sizeof o;
+    /* own copies of the strings */
+    tr->s_layout = dup_or_null(o.layout ? o.layout : "phantom");
+    tr->s_data_dir = dup_or_null(o.data_dir);
+    tr->s_train_list = dup_or_null(o.train_list);
+    tr->s_val_list = dup_or_null(o.val_list);
+    tr->s_labeled_list = dup_or_null(o.labeled_list);
+    tr->s_out_dir = dup_or_null(o.out_dir);
+    o.layout = tr->s_layout;
+    o.data_dir = tr->s_data_dir;
+    o.train_list = tr->s_train_list;
+    o.val_list = tr->s_val_list;
+    o.labeled_list = tr->s_labeled_list;
+    o.out_dir = tr->s_out_dir;
+    tr->o = o;
+    tr->best_dice = NAN;
+    tr->best_it = -1;
+    diffcl_status s = normalise_options(&tr->o);
+    if (s == DIFFCL_OK) s = make_dir(tr->o.out_dir);
+    if (s == DIFFCL_OK) s = open_data(tr);
+    if (s == DIFFCL_OK) s = build_networks(tr);
+    if (s != DIFFCL_OK) {
+        diffcl_trainer_free(tr);
+        return s;
+    }
+    *out = tr;
+    return DIFFCL_OK;
+}
+
+void diffcl_trainer_free(diffcl_trainer *tr)
+{
+    if (!tr) return;
+    diffcl_sampler_free(tr->sampler);
+    diffcl_split_free(&tr->split);
+    diffcl_dataset_free(tr->train_set);
+    diffcl_dataset_free(tr->val_set);
+    diffcl_optimizer_free(tr->opt);
+    diffcl_module_free(tr->cs);
+    diffcl_module_free(tr->ds);
+    diffcl_tensor_free(tr->bank);
+    free(tr->loss_hist);
+    free(tr->val_it);
+    free(tr->val_dice);
+    free(tr->s_layout);
+    free(tr->s_data_dir);
+    free(tr->s_train_list);
+    free(tr->s_val_list);
+    free(tr->s_labeled_list);
+    free(tr->s_out_dir);
+    free(tr);
+}
+
+int64_t diffcl_trainer_iteration(const diffcl_trainer *tr) { return tr ? tr->it : 0; }
+diffcl_module *diffcl_trainer_cs(const diffcl_trainer *tr) { return tr ? tr->cs : NULL; }
+diffcl_module *diffcl_trainer_ds(const diffcl_trainer *tr) { return tr ? tr->ds : NULL; }
+double diffcl_trainer_best_dice(const diffcl_trainer *tr) { return tr ? tr->best_dice : NAN; }
+
+/* ------------------------------------------------------------- one step ---- */
+
+/* Ramp-up factor in [0,1]: 0 during warm-up, then the sigmoid ramp over rampup iterations. */
+static double ramp(const diffcl_train_options *o, int64_t it)
+{
+    double warm = o->warmup_frac * (double)o->iters, len = o->rampup_frac * (double)o->iters;
+    if ((double)it < warm) return 0.0;
+    if (len <= 0) return 1.0;
+    return diffcl_rampup_sigmoid(1.0, (double)it - warm, len);
+}
+
+/* acc = acc + w * term (replacing acc), keeping the graph. */
+static diffcl_status accumulate(diffcl_tensor **acc, diffcl_tensor *term, double w)
+{
+    diffcl_tensor *scaled = NULL, *sum = NULL;
+    diffcl_status s = w == 1.0 ? (scaled = diffcl_tensor_retain(term), DIFFCL_OK)
+                               : diffcl_affine(term, w, 0.0, &scaled);
+    if (s == DIFFCL_OK) {
+        if (*acc) {
+            s = diffcl_add(*acc, scaled, &sum);
+            diffcl_tensor_free(scaled);
+        } else sum = scaled;
+    }
+    if (s == DIFFCL_OK) {
+        diffcl_tensor_free(*acc);
+        *acc = sum;
+    }
+    return s;
+}
+
+static double item(const diffcl_tensor *t)
+{
+    double v = NAN;
+    if (t) diffcl_tensor_item(t, &v);
+    return v;
+}
+
+/* Everything one iteration creates, released together. */
+typedef struct step_vars {
+    diffcl_tensor *image, *label, *logits, *feat, *lab_logits, *unl_logits, *img_l, *img_u;
+    diffcl_tensor *cs_sup, *ds_sup, *ds_pseudo, *cs_pseudo, *contrast, *total;
+    diffcl_tensor *pseudo_cs, *pseudo_ds, *ds_logits, *agree, *feat_l, *feat_u, *feat_l_det;
+    diffcl_tensor *protos, *counts, *voxels, *pseudo_cs_u8;
+} step_vars;
+
+static void step_vars_free(step_vars *v)
+{
+    diffcl_tensor **p = (diffcl_tensor **)v;
+    for (size_t i = 0; i < sizeof *v / sizeof *p; i++) diffcl_tensor_free(p[i]);
+}
+
+/* The unlabeled half: cross pseudo supervision both ways and the contrastive term. */
+static diffcl_status unlabeled_terms(diffcl_trainer *tr, step_vars *v, uint32_t it, double *agreement,
+                                     double *fg)
+{
+    const diffcl_train_options *o = &tr->o;
+    int64_t bl = o->batch_labeled, bu = o->batch_unlabeled;
+    diffcl_context *ctx = tr->ctx;
+    DC_TRY(diffcl_tensor_narrow(v->logits, 0, bl, bu, &v->unl_logits));
+    DC_TRY(diffcl_tensor_narrow(v->image, 0, bl, bu, &v->img_u));
+    /* pseudo labels, without gradients: CS argmax, and the DS's DDIM sample from noise */
+    int prev = diffcl_set_grad_enabled(ctx, 0);
+    diffcl_status s = diffcl_argmax(v->unl_logits, 1, 0, &v->pseudo_cs);
+    if (s == DIFFCL_OK) {
+        diffcl_diffusion_sample_options so = DIFFCL_DIFFUSION_SAMPLE_OPTIONS_INIT;
+        so.steps = o->ddim_steps_train;
+        so.key = diffcl_rng_key_make(o->seed, STREAM_DDIM, 0, it);
+        s = diffcl_diffusion_sample(tr->ds, v->img_u, &so, &v->ds_logits);
+    }
+    if (s == DIFFCL_OK) s = diffcl_diffusion_pseudo_label(v->ds_logits, &v->pseudo_ds, NULL);
+    /* agreement mask (F32 1/0) and statistics */
+    if (s == DIFFCL_OK) {
+        v->agree = dc_tensor_empty(ctx, DIFFCL_F32, v->pseudo_cs->ndim, v->pseudo_cs->shape);
+        if (!v->agree) s = DIFFCL_ERR_OUT_OF_MEMORY;
+    }
+    if (s == DIFFCL_OK) {
+        int64_t n = dc_numel(v->agree), n_agree = 0, n_fg = 0;
+        const int64_t *a = dc_data(v->pseudo_cs), *b = dc_data(v->pseudo_ds);
+        float *m = dc_f32(v->agree);
+        for (int64_t i = 0; i < n; i++) {
+            m[i] = a[i] == b[i] ? 1.0f : 0.0f;
+            n_agree += a[i] == b[i];
+            n_fg += a[i] != 0;
+        }
+        *agreement = n ? (double)n_agree / (double)n : 0;
+        *fg = n ? (double)n_fg / (double)n : 0;
+    }
+    diffcl_set_grad_enabled(ctx, prev);
+    if (s != DIFFCL_OK) return s;
+
+    /* L^d_p: the DS learns the CS's pseudo label from its noised version */
+    DC_TRY(diffcl_diffusion_loss(tr->ds, v->img_u, v->pseudo_cs,
+                                 diffcl_rng_key_make(o->seed, STREAM_DS_PSEUDO, 0, it), &v->ds_pseudo, NULL));
+    /* L^c_p: the CS learns the DS's pseudo label; CE only where the two networks agree */
+    diffcl_ce_options ce = DIFFCL_CE_OPTIONS_INIT;
+    ce.voxel_weight = v->agree;
+    diffcl_dice_ce_options dce = DIFFCL_DICE_CE_OPTIONS_INIT;
+    dce.ce = &ce;
+    DC_TRY(diffcl_dice_ce_loss(v->unl_logits, v->pseudo_ds, &dce, &v->cs_pseudo, NULL));
+    /* L_cl: prototypes of the labeled features (EMA bank), InfoNCE on agreeing unlabeled voxels */
+    DC_TRY(diffcl_tensor_narrow(v->feat, 0, 0, bl, &v->feat_l));
+    DC_TRY(diffcl_tensor_narrow(v->feat, 0, bl, bu, &v->feat_u));
+    DC_TRY(diffcl_tensor_detach(v->feat_l, &v->feat_l_det));
+    DC_TRY(diffcl_class_prototypes(v->feat_l_det, v->label, NULL, o->n_classes, &v->protos, &v->counts));
+    DC_TRY(diffcl_prototype_bank_update(tr->bank, v->protos, v->counts, o->bank_momentum));
+    DC_TRY(diffcl_sample_voxels(v->agree, o->contrast_voxels,
+                                diffcl_rng_key_make(o->seed, STREAM_VOXELS, 0, it), &v->voxels));
+    if (dc_numel(v->voxels) > 0) {
+        diffcl_proto_contrast_options po = DIFFCL_PROTO_CONTRAST_OPTIONS_INIT;
+        po.temperature = o->tau;
+        po.indices = v->voxels;
+        DC_TRY(diffcl_proto_contrast_loss(v->feat_u, tr->bank, v->pseudo_ds, &po, &v->contrast));
+    }
+    return DIFFCL_OK;
+}
+
+diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
+{
+    DC_CHECK_ARG(tr, "diffcl_trainer_step: trainer is NULL");
+    const diffcl_train_options *o = &tr->o;
+    double t0 = now_seconds();
+    uint32_t it = (uint32_t)tr->it;
+    diffcl_train_stats st;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    st.cs_pseudo = st.ds_pseudo = st.contrast = st.ds_sup = NAN;
+    step_vars v;
+    memset(&v, 0, sizeof v);
+    diffcl_status s = diffcl_sampler_next(tr->sampler, it, &v.image, &v.label, NULL);
+    diffcl_module_train(tr->cs, 1);
+    diffcl_module_set_step(tr->cs, it);
+    if (tr->ds) {
+        diffcl_module_train(tr->ds, 1);
+        diffcl_module_set_step(tr->ds, it);
+    }
+    diffcl_set_grad_enabled(tr->ctx, 1);
+    double mu = ramp(o, tr->it);
+    st.mu = mu;
+    /* CS on the whole batch: supervised Dice + CE on the labeled half */
+    if (s == DIFFCL_OK) s = diffcl_vnet_forward(tr->cs, v.image, &v.logits, &v.feat);
+    if (s == DIFFCL_OK) s = diffcl_tensor_narrow(v.logits, 0, 0, o->batch_labeled, &v.lab_logits);
+    if (s == DIFFCL_OK) s = diffcl_dice_ce_loss(v.lab_logits, v.label, NULL, &v.cs_sup, NULL);
+    if (s == DIFFCL_OK) s = accumulate(&v.total, v.cs_sup, 1.0);
+    if (tr->ds) {
+        /* DS supervised: x_t from the labels, Dice + CE on its x_0 logits */
+        if (s == DIFFCL_OK) s = diffcl_tensor_narrow(v.image, 0, 0, o->batch_labeled, &v.img_l);
+        if (s == DIFFCL_OK)
+            s = diffcl_diffusion_loss(tr->ds, v.img_l, v.label, diffcl_rng_key_make(o->seed, STREAM_DS_SUP, 0, it),
+                                      &v.ds_sup, NULL);
+        if (s == DIFFCL_OK) s = accumulate(&v.total, v.ds_sup, 1.0);
+        if (s == DIFFCL_OK && mu > 0) {
+            s = unlabeled_terms(tr, &v, it, &st.agreement, &st.cs_fg_fraction);
+            if (s == DIFFCL_OK) s = accumulate(&v.total, v.ds_pseudo, o->mu1 * mu);
+            if (s == DIFFCL_OK) s = accumulate(&v.total, v.cs_pseudo, o->mu2 * mu);
+            if (s == DIFFCL_OK && v.contrast) s = accumulate(&v.total, v.contrast, o->mu2 * mu * o->eta);
+        }
+    }
+    st.loss = item(v.total);
+    st.cs_sup = item(v.cs_sup);
+    st.ds_sup = v.ds_sup ? item(v.ds_sup) : NAN;
+    st.cs_pseudo = v.cs_pseudo ? item(v.cs_pseudo) : NAN;
+    st.ds_pseudo = v.ds_pseudo ? item(v.ds_pseudo) : NAN;
+    st.contrast = v.contrast ? item(v.contrast) : NAN;
+    if (s == DIFFCL_OK && !isfinite(st.loss))
+        s = dc_error(DIFFCL_ERR_NUMERIC, "iteration %lld: the loss is %g (CS supervised %g, DS supervised %g, "
+                                         "pseudo %g/%g, contrastive %g); stopping before the update",
+                     (long long)tr->it, st.loss, st.cs_sup, st.ds_sup, st.cs_pseudo, st.ds_pseudo, st.contrast);
+    if (s == DIFFCL_OK) {
+        diffcl_optimizer_zero_grad(tr->opt);
+        s = diffcl_backward(v.total, NULL);
+    }
+    if (s == DIFFCL_OK) {
+        st.lr = diffcl_lr_poly(o->lr, tr->it, o->iters, 0.9);
+        for (int g = 0; g < diffcl_optimizer_num_groups(tr->opt); g++) diffcl_optimizer_set_lr(tr->opt, g, st.lr);
+        s = diffcl_optimizer_step(tr->opt);
+    }
+    diffcl_optimizer_zero_grad(tr->opt);
+    step_vars_free(&v);
+    if (s != DIFFCL_OK) return s;
+    tr->it++;
+    st.iteration = tr->it;
+    st.seconds = now_seconds() - t0;
+    if (tr->n_loss == tr->cap_loss) {
+        int64_t cap = tr->cap_loss ? tr->cap_loss * 2 : 256;
+        double *h = realloc(tr->loss_hist, (size_t)cap * sizeof *h);
+        if (h) {
+            tr->loss_hist = h;
+            tr->cap_loss = cap;
+        }
+    }
+    if (tr->n_loss < tr->cap_loss) tr->loss_hist[tr->n_loss++] = st.loss;
+    if (stats) {
+        size_t n = stats->struct_size && stats->struct_size < sizeof st ? stats->struct_size : sizeof st;
+        memcpy(stats, &st, n);
+    }
+    return DIFFCL_OK;
+}

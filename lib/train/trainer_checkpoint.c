@@ -1,0 +1,214 @@
+/* Trainer checkpoints: both networks, optimizer, memory bank, counters and the options,
+ * in one safetensors file written atomically; and resuming from it. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "model/hfm_hook.h"
+#include "train/trainer_internal.h"
+
+char *dc_train_options_to_json(const diffcl_train_options *o)
+{
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return NULL;
+#define S(f) (o->f ? cJSON_AddStringToObject(j, #f, o->f) : cJSON_AddNullToObject(j, #f))
+#define N(f) cJSON_AddNumberToObject(j, #f, (double)o->f)
+    S(layout); S(data_dir); S(train_list); S(val_list); S(labeled_list); S(out_dir);
+    N(dims); N(labeled); N(patch[0]); N(patch[1]); N(patch[2]); N(batch_labeled); N(batch_unlabeled);
+    N(phantom_cases); N(method); N(iters); N(n_classes); N(n_filters); N(ds_n_filters); N(hfm_levels);
+    N(lr); N(momentum); N(weight_decay); N(warmup_frac); N(rampup_frac); N(mu1); N(mu2); N(eta); N(tau);
+    N(bank_momentum); N(contrast_voxels); N(ddim_steps_train); N(ddim_steps_eval); N(val_every); N(log_every);
+#undef S
+#undef N
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed); /* 64-bit exact */
+    cJSON_AddStringToObject(j, "seed", seed);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+diffcl_status dc_train_options_from_json(const char *json, diffcl_train_options *o, char **strings,
+                                         int n_strings)
+{
+    cJSON *j = cJSON_Parse(json);
+    if (!j) return dc_error(DIFFCL_ERR_FORMAT, "trainer options are not valid JSON");
+    diffcl_train_options d = DIFFCL_TRAIN_OPTIONS_INIT;
+    *o = d;
+    diffcl_status s = DIFFCL_OK;
+    int k = 0;
+#define S(f)                                                                              \
+    do {                                                                                  \
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, #f);                         \
+        o->f = NULL;                                                                      \
+        if (cJSON_IsString(x) && k < n_strings) o->f = strings[k] = strdup(x->valuestring); \
+        k++;                                                                              \
+    } while (0)
+#define N(f, T)                                                                            \
+    do {                                                                                   \
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, #f);                          \
+        if (cJSON_IsNumber(x)) o->f = (T)x->valuedouble;                                   \
+        else s = dc_error(DIFFCL_ERR_FORMAT, "trainer options: field %s missing", #f);     \
+    } while (0)
+    S(layout); S(data_dir); S(train_list); S(val_list); S(labeled_list); S(out_dir);
+    N(dims, int); N(labeled, int); N(patch[0], int64_t); N(patch[1], int64_t); N(patch[2], int64_t);
+    N(batch_labeled, int); N(batch_unlabeled, int); N(phantom_cases, int); N(method, diffcl_method);
+    N(iters, int64_t); N(n_classes, int); N(n_filters, int); N(ds_n_filters, int); N(hfm_levels, unsigned);
+    N(lr, double); N(momentum, double); N(weight_decay, double); N(warmup_frac, double);
+    N(rampup_frac, double); N(mu1, double); N(mu2, double); N(eta, double); N(tau, double);
+    N(bank_momentum, double); N(contrast_voxels, int); N(ddim_steps_train, int); N(ddim_steps_eval, int);
+    N(val_every, int64_t); N(log_every, int64_t);
+#undef S
+#undef N
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(j, "seed");
+    if (cJSON_IsString(seed)) o->seed = strtoull(seed->valuestring, NULL, 10);
+    else s = dc_error(DIFFCL_ERR_FORMAT, "trainer options: field seed missing");
+    cJSON_Delete(j);
+    return s;
+}
+
+/* Add every entry of `src` to `dst` under `prefix`. */
+static diffcl_status merge(diffcl_tensor_dict *dst, const diffcl_tensor_dict *src, const char *prefix)
+{
+    for (int i = 0; i < diffcl_tensor_dict_size(src); i++) {
+        char key[512];
+        snprintf(key, sizeof key, "%s%s", prefix, diffcl_tensor_dict_name(src, i));
+        DC_TRY(diffcl_tensor_dict_set(dst, key, diffcl_tensor_dict_at(src, i)));
+    }
+    return DIFFCL_OK;
+}
+
+/* Entries of `src` under `prefix`, prefix stripped (references, no copies). */
+static diffcl_status extract(diffcl_context *ctx, const diffcl_tensor_dict *src, const char *prefix,
+                             diffcl_tensor_dict **out)
+{
+    DC_TRY(diffcl_tensor_dict_new(ctx, out));
+    size_t n = strlen(prefix);
+    for (int i = 0; i < diffcl_tensor_dict_size(src); i++) {
+        const char *name = diffcl_tensor_dict_name(src, i);
+        if (strncmp(name, prefix, n)) continue;
+        DC_TRY(diffcl_tensor_dict_set(*out, name + n, diffcl_tensor_dict_at(src, i)));
+    }
+    return DIFFCL_OK;
+}
+
+static diffcl_tensor *scalar_f64(diffcl_context *ctx, double v)
+{
+    diffcl_tensor *t = dc_tensor_empty(ctx, DIFFCL_F64, 0, NULL);
+    if (t) *dc_f64(t) = v;
+    return t;
+}
+
+diffcl_status diffcl_trainer_save(const diffcl_trainer *tr, const char *path)
+{
+    DC_CHECK_ARG(tr && path, "diffcl_trainer_save: NULL argument");
+    diffcl_tensor_dict *all = NULL, *part = NULL;
+    diffcl_status s = diffcl_tensor_dict_new(tr->ctx, &all);
+    if (s == DIFFCL_OK) s = diffcl_module_state_dict(tr->cs, &part);
+    if (s == DIFFCL_OK) s = merge(all, part, "cs.");
+    diffcl_tensor_dict_free(part);
+    part = NULL;
+    if (s == DIFFCL_OK && tr->ds) {
+        s = diffcl_module_state_dict(tr->ds, &part);
+        if (s == DIFFCL_OK) s = merge(all, part, "ds.");
+        diffcl_tensor_dict_free(part);
+        part = NULL;
+    }
+    if (s == DIFFCL_OK) s = diffcl_optimizer_state_dict(tr->opt, &part);
+    if (s == DIFFCL_OK) s = merge(all, part, "optim.");
+    diffcl_tensor_dict_free(part);
+    diffcl_tensor *it = s == DIFFCL_OK ? scalar_f64(tr->ctx, (double)tr->it) : NULL;
+    diffcl_tensor *best = it ? scalar_f64(tr->ctx, tr->best_dice) : NULL;
+    diffcl_tensor *best_it = best ? scalar_f64(tr->ctx, (double)tr->best_it) : NULL;
+    if (s == DIFFCL_OK && !best_it) s = DIFFCL_ERR_OUT_OF_MEMORY;
+    if (s == DIFFCL_OK) s = diffcl_tensor_dict_set(all, "trainer.iteration", it);
+    if (s == DIFFCL_OK) s = diffcl_tensor_dict_set(all, "trainer.best_dice", best);
+    if (s == DIFFCL_OK) s = diffcl_tensor_dict_set(all, "trainer.best_iteration", best_it);
+    if (s == DIFFCL_OK && tr->bank) s = diffcl_tensor_dict_set(all, "trainer.bank", tr->bank);
+    diffcl_tensor_free(it);
+    diffcl_tensor_free(best);
+    diffcl_tensor_free(best_it);
+    char *opts = s == DIFFCL_OK ? dc_train_options_to_json(&tr->o) : NULL;
+    if (s == DIFFCL_OK && !opts) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_trainer_save: out of memory");
+    if (s == DIFFCL_OK) s = diffcl_tensor_dict_set_meta(all, "diffcl.train_options", opts);
+    free(opts);
+    /* the CS configuration, so diffcl_model_load() reads this file as a model */
+    char *cfg = s == DIFFCL_OK ? dc_model_config_json(tr->cs) : NULL;
+    if (s == DIFFCL_OK && !cfg) s = DIFFCL_ERR_OUT_OF_MEMORY;
+    if (s == DIFFCL_OK) s = diffcl_tensor_dict_set_meta(all, "diffcl.model", cfg);
+    free(cfg);
+    if (s == DIFFCL_OK) s = diffcl_tensor_dict_set_meta(all, "diffcl.model_prefix", "cs.");
+    if (s == DIFFCL_OK) s = diffcl_tensor_dict_set_meta(all, "diffcl.version", DIFFCL_VERSION_STRING);
+    if (s == DIFFCL_OK) s = diffcl_safetensors_save(all, path);
+    diffcl_tensor_dict_free(all);
+    return s;
+}
+
+static double dict_scalar(const diffcl_tensor_dict *d, const char *name, double dflt)
+{
+    diffcl_tensor *t = diffcl_tensor_dict_get(d, name);
+    double v = dflt;
+    if (t && dc_numel(t) == 1) diffcl_tensor_item(t, &v);
+    return v;
+}
+
+diffcl_status diffcl_trainer_resume(diffcl_context *ctx, const char *run_dir, int64_t iters,
+                                    diffcl_trainer **out)
+{
+    DC_CHECK_ARG(out, "diffcl_trainer_resume: out is NULL");
+    *out = NULL;
+    DC_CHECK_ARG(ctx && run_dir, "diffcl_trainer_resume: NULL argument");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/last.safetensors", run_dir);
+    diffcl_tensor_dict *d = NULL;
+    DC_TRY(diffcl_safetensors_load(ctx, path, &d));
+    const char *json = diffcl_tensor_dict_get_meta(d, "diffcl.train_options");
+    char *strings[6] = {0};
+    diffcl_train_options o;
+    diffcl_status s = json ? dc_train_options_from_json(json, &o, strings, 6)
+                           : dc_error(DIFFCL_ERR_FORMAT, "%s is not a trainer checkpoint (no diffcl.train_options)", path);
+    diffcl_trainer *tr = NULL;
+    if (s == DIFFCL_OK) {
+        o.out_dir = run_dir; /* the folder may have moved */
+        if (iters > 0) o.iters = iters;
+        s = diffcl_trainer_create(ctx, &o, &tr);
+    }
+    for (int i = 0; i < 6; i++) free(strings[i]);
+    diffcl_tensor_dict *part = NULL;
+    diffcl_load_options lo = DIFFCL_LOAD_OPTIONS_INIT;
+    if (s == DIFFCL_OK) s = extract(ctx, d, "cs.", &part);
+    if (s == DIFFCL_OK) s = diffcl_module_load_state_dict(tr->cs, part, &lo, NULL, NULL);
+    diffcl_tensor_dict_free(part);
+    part = NULL;
+    if (s == DIFFCL_OK && tr->ds) {
+        s = extract(ctx, d, "ds.", &part);
+        if (s == DIFFCL_OK) s = diffcl_module_load_state_dict(tr->ds, part, &lo, NULL, NULL);
+        diffcl_tensor_dict_free(part);
+        part = NULL;
+    }
+    if (s == DIFFCL_OK) s = extract(ctx, d, "optim.", &part);
+    if (s == DIFFCL_OK) s = diffcl_optimizer_load_state_dict(tr->opt, part);
+    diffcl_tensor_dict_free(part);
+    if (s == DIFFCL_OK && tr->bank) {
+        diffcl_tensor *b = diffcl_tensor_dict_get(d, "trainer.bank");
+        if (!b || !dc_same_shape(b, tr->bank))
+            s = dc_error(DIFFCL_ERR_FORMAT, "%s: trainer.bank missing or of the wrong shape", path);
+        else dc_copy_into(tr->bank, b);
+    }
+    if (s == DIFFCL_OK) {
+        tr->it = (int64_t)dict_scalar(d, "trainer.iteration", 0);
+        tr->best_dice = dict_scalar(d, "trainer.best_dice", NAN);
+        tr->best_it = (int64_t)dict_scalar(d, "trainer.best_iteration", -1);
+    }
+    diffcl_tensor_dict_free(d);
+    if (s != DIFFCL_OK) {
+        dc_error_prefix("resuming %s", run_dir);
+        diffcl_trainer_free(tr);
+        return s;
+    }
+    *out = tr;
+    return DIFFCL_OK;
+}

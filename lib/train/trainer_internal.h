@@ -1,0 +1,56 @@
+/* Internal trainer state shared by trainer.c, trainer_checkpoint.c and the evaluation code. */
+#ifndef DIFFCL_TRAINER_INTERNAL_H
+#define DIFFCL_TRAINER_INTERNAL_H
+
+#include <stdio.h>
+
+#include "diffcl/data.h"
+#include "diffcl/diffusion.h"
+#include "diffcl/optim.h"
+#include "diffcl/train.h"
+#include "tensor/tensor_internal.h"
+
+/* RNG purposes (streams) of the trainer's draws. */
+enum {
+    STREAM_DS_SUP = 0x54520001u,   /* t and noise of the DS on labeled patches */
+    STREAM_DS_PSEUDO = 0x54520002u, /* t and noise of the DS on CS pseudo labels */
+    STREAM_DDIM = 0x54520003u,     /* x_T of the DS pseudo label */
+    STREAM_VOXELS = 0x54520004u    /* contrastive voxel sample */
+};
+
+struct diffcl_trainer {
+    diffcl_context *ctx;
+    diffcl_train_options o;
+    char *s_layout, *s_data_dir, *s_train_list, *s_val_list, *s_labeled_list, *s_out_dir;
+    diffcl_dataset *train_set;
+    diffcl_dataset *val_set;
+    diffcl_split split;
+    diffcl_sampler *sampler;
+    diffcl_module *cs;
+    diffcl_module *ds; /* NULL for the supervised method */
+    diffcl_optimizer *opt;
+    diffcl_tensor *bank; /* [C, F] prototype memory bank */
+    int64_t it;
+    double best_dice;
+    int64_t best_it;
+    /* curves for the plot */
+    double *loss_hist;
+    int64_t n_loss, cap_loss;
+    double *val_it, *val_dice;
+    int64_t n_val, cap_val;
+};
+
+/* Serialise / parse the options as JSON (strings copied by the parser into `tr`). */
+char *dc_train_options_to_json(const diffcl_train_options *o);
+diffcl_status dc_train_options_from_json(const char *json, diffcl_train_options *o, char **strings,
+                                         int n_strings);
+/* Mean foreground Dice of the CS over the validation set (sliding over whole cases). */
+diffcl_status dc_trainer_validate(diffcl_trainer *tr, double *mean_dice);
+/* Draw curves.png: training loss and validation Dice. */
+diffcl_status dc_plot_curves(const char *path, const double *loss, int64_t n_loss,
+                             const double *val_x, const double *val_y, int64_t n_val,
+                             int64_t total_iters);
+/* Segment one case [C,(D),H,W] with a CS in eval mode: labels I64 [(D),H,W]. */
+diffcl_status dc_segment_case(diffcl_module *cs, const diffcl_tensor *image, diffcl_tensor **labels);
+
+#endif

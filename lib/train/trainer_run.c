@@ -1,0 +1,134 @@
+/* The training loop: progress lines, CSV log, validation, checkpoints, curves. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "train/trainer_internal.h"
+
+static double wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void path_in(char *buf, size_t n, const diffcl_trainer *tr, const char *name)
+{
+    snprintf(buf, n, "%s/%s", tr->o.out_dir, name);
+}
+
+static void fmt_eta(char *buf, size_t n, double seconds)
+{
+    long s = seconds > 0 && seconds < 1e9 ? (long)seconds : 0;
+    if (s >= 3600) snprintf(buf, n, "%ldh%02ldm", s / 3600, s / 60 % 60);
+    else snprintf(buf, n, "%ldm%02lds", s / 60, s % 60);
+}
+
+static void push_val(diffcl_trainer *tr, double it, double dice)
+{
+    if (tr->n_val == tr->cap_val) {
+        int64_t cap = tr->cap_val ? tr->cap_val * 2 : 32;
+        double *a = realloc(tr->val_it, (size_t)cap * sizeof *a);
+        if (a) tr->val_it = a;
+        double *b = a ? realloc(tr->val_dice, (size_t)cap * sizeof *b) : NULL;
+        if (!b) return;
+        tr->val_dice = b;
+        tr->cap_val = cap;
+    }
+    tr->val_it[tr->n_val] = it;
+    tr->val_dice[tr->n_val++] = dice;
+}
+
+/* Validate, then write last (and best when it improved, or always without validation). */
+static diffcl_status checkpoint(diffcl_trainer *tr, double *val)
+{
+    char last[4096], best[4096], model[4096];
+    path_in(last, sizeof last, tr, "last.safetensors");
+    path_in(best, sizeof best, tr, "best.safetensors");
+    path_in(model, sizeof model, tr, "model.safetensors");
+    DC_TRY(dc_trainer_validate(tr, val));
+    int improved = !tr->val_set || (isfinite(*val) && (!isfinite(tr->best_dice) || *val > tr->best_dice));
+    if (tr->val_set && isfinite(*val)) push_val(tr, (double)tr->it, *val);
+    if (improved) {
+        if (tr->val_set) tr->best_dice = *val;
+        tr->best_it = tr->it;
+    }
+    DC_TRY(diffcl_trainer_save(tr, last));
+    if (improved) {
+        DC_TRY(diffcl_trainer_save(tr, best));
+        DC_TRY(diffcl_model_save(tr->cs, model));
+    }
+    return DIFFCL_OK;
+}
+
+diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
+{
+    DC_CHECK_ARG(tr, "diffcl_trainer_run: trainer is NULL");
+    const diffcl_train_options *o = &tr->o;
+    char csv_path[4096];
+    path_in(csv_path, sizeof csv_path, tr, "log.csv");
+    FILE *csv = fopen(csv_path, tr->it > 0 ? "a" : "w");
+    if (!csv) return dc_error(DIFFCL_ERR_IO, "cannot write %s", csv_path);
+    if (tr->it == 0)
+        fprintf(csv, "iteration,loss,cs_sup,ds_sup,cs_pseudo,ds_pseudo,contrast,mu,lr,agreement,"
+                     "cs_fg_fraction,seconds,val_dice\n");
+    dc_log(tr->ctx, DIFFCL_LOG_INFO, "training %s, %s, %lld iterations, %lld labeled / %lld unlabeled cases, "
+                                     "patch %lldx%lldx%lld, batch %d+%d, %d threads, output %s",
+           o->method == DIFFCL_METHOD_DIFFCL ? "Diff-CL" : "supervised", o->layout, (long long)o->iters,
+           (long long)tr->split.n_labeled, (long long)tr->split.n_unlabeled, (long long)o->patch[0],
+           (long long)o->patch[1], (long long)o->patch[2], o->batch_labeled, o->batch_unlabeled,
+           diffcl_context_threads(tr->ctx), o->out_dir);
+    diffcl_status s = DIFFCL_OK;
+    double t_start = wall();
+    int64_t it_start = tr->it;
+    while (tr->it < o->iters) {
+        diffcl_train_stats st = {sizeof st, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        s = diffcl_trainer_step(tr, &st);
+        if (s != DIFFCL_OK) {
+            if (s == DIFFCL_ERR_NUMERIC)
+                dc_log(tr->ctx, DIFFCL_LOG_ERROR, "%s; the last good checkpoint is %s/last.safetensors",
+                       diffcl_last_error(), o->out_dir);
+            break;
+        }
+        double val = NAN;
+        int at_val = tr->it % o->val_every == 0 || tr->it == o->iters;
+        if (at_val) {
+            s = checkpoint(tr, &val);
+            if (s != DIFFCL_OK) break;
+        }
+        fprintf(csv, "%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4g,%.6g,%.4g,%.4g,%.4g,%.6g\n", (long long)st.iteration,
+                st.loss, st.cs_sup, st.ds_sup, st.cs_pseudo, st.ds_pseudo, st.contrast, st.mu, st.lr, st.agreement,
+                st.cs_fg_fraction, st.seconds, val);
+        fflush(csv);
+        if (tr->it % o->log_every == 0 || at_val || tr->it == o->iters) {
+            double el = wall() - t_start, rate = (double)(tr->it - it_start) / (el > 0 ? el : 1);
+            char eta[32];
+            fmt_eta(eta, sizeof eta, (double)(o->iters - tr->it) / (rate > 0 ? rate : 1));
+            char vbuf[48] = "";
+            if (at_val && isfinite(val)) snprintf(vbuf, sizeof vbuf, " val Dice %.4f", val);
+            if (o->method == DIFFCL_METHOD_DIFFCL)
+                dc_log(tr->ctx, DIFFCL_LOG_INFO,
+                       "it %lld/%lld loss %.4f (cs %.4f ds %.4f | pseudo cs %.4f ds %.4f cl %.4f) mu %.2f "
+                       "agree %.3f lr %.5f %.2f it/s ETA %s%s",
+                       (long long)tr->it, (long long)o->iters, st.loss, st.cs_sup, st.ds_sup, st.cs_pseudo,
+                       st.ds_pseudo, st.contrast, st.mu, st.agreement, st.lr, rate, eta, vbuf);
+            else
+                dc_log(tr->ctx, DIFFCL_LOG_INFO, "it %lld/%lld loss %.4f lr %.5f %.2f it/s ETA %s%s",
+                       (long long)tr->it, (long long)o->iters, st.loss, st.lr, rate, eta, vbuf);
+        }
+        char msg[96];
+        snprintf(msg, sizeof msg, "loss %.4f", st.loss);
+        if (dc_progress(tr->ctx, "train", tr->it, o->iters, msg)) {
+            s = dc_error(DIFFCL_ERR_CANCELLED, "training cancelled at iteration %lld", (long long)tr->it);
+            break;
+        }
+    }
+    fclose(csv);
+    char png[4096];
+    path_in(png, sizeof png, tr, "curves.png");
+    diffcl_status ps = dc_plot_curves(png, tr->loss_hist, tr->n_loss, tr->val_it, tr->val_dice, tr->n_val, o->iters);
+    if (ps != DIFFCL_OK) dc_log(tr->ctx, DIFFCL_LOG_WARN, "could not draw %s: %s", png, diffcl_last_error());
+    return s;
+}
