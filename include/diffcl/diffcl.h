@@ -19,6 +19,7 @@
 #include "diffcl/image_io.h"
 #include "diffcl/data.h"
 #include "diffcl/metrics.h"
+#include "diffcl/infer.h"
 #include "diffcl/diffusion.h"
 #include "diffcl/model.h"
 #include "diffcl/train.h"

@@ -4,12 +4,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
 #include "test_util.h"
 
+#include "diffcl/image_io.h"
+#include "diffcl/infer.h"
 #include "diffcl/metrics.h"
+#include "layer/module_internal.h"
 
 /* A minimal safetensors reader for the fixture (F64, U8, I64 only), so this suite does
  * not depend on the checkpoint layer. */
@@ -262,6 +266,238 @@ START_TEST(large_volume_is_fast)
 }
 END_TEST
 
+
+/* ------------------------------------------------------------ sliding window ---- */
+
+/* A test model: 2 classes, logit_1 - logit_0 = a * x[ch 0] + b * (position along the last
+ * window axis) (b makes the result depend on where windows fall). */
+typedef struct toy {
+    double a, b;
+    int calls;
+} toy;
+
+static diffcl_status toy_forward(diffcl_module *m, const diffcl_tensor *x, diffcl_tensor **out)
+{
+    toy *t = m->impl;
+    t->calls++;
+    int nd = diffcl_tensor_ndim(x);
+    int64_t s[5];
+    diffcl_tensor_shape(x, s);
+    int64_t os[5];
+    memcpy(os, s, sizeof os);
+    os[1] = 2;
+    DC_TRY(diffcl_tensor_new(diffcl_tensor_context(x), DIFFCL_F32, nd, os, out));
+    int64_t sp = 1;
+    for (int i = 2; i < nd; i++) sp *= s[i];
+    const float *xp = diffcl_tensor_data_const(x);
+    float *op = diffcl_tensor_data(*out);
+    for (int64_t b = 0; b < s[0]; b++)
+        for (int64_t i = 0; i < sp; i++) {
+            double pos = (double)(i % s[nd - 1]);
+            op[(b * 2 + 0) * sp + i] = 0;
+            op[(b * 2 + 1) * sp + i] = (float)(t->a * xp[(b * s[1]) * sp + i] + t->b * pos);
+        }
+    return DIFFCL_OK;
+}
+
+static const dc_module_vtable TOY_VT = {"toy", toy_forward, free};
+
+static diffcl_module *toy_new(diffcl_context *ctx, double a, double b)
+{
+    toy *t = calloc(1, sizeof *t);
+    t->a = a;
+    t->b = b;
+    diffcl_module *m = dc_module_new(ctx, &TOY_VT, t);
+    ck_assert(m != NULL);
+    return m;
+}
+
+/* Direct transcription of UA-MT's test_single_case for the toy model (3-D, 1 channel). */
+static void reference_single_case(const float *img, const int64_t d[3], const int64_t P[3],
+                                  const int64_t S[3], double a, double b, double *prob1)
+{
+    int64_t pad[3], lo[3], sz[3], n[3];
+    for (int k = 0; k < 3; k++) {
+        pad[k] = d[k] < P[k] ? P[k] - d[k] : 0;
+        lo[k] = pad[k] / 2;
+        sz[k] = d[k] + pad[k];
+        n[k] = (int64_t)ceil((double)(sz[k] - P[k]) / (double)S[k]) + 1;
+    }
+    int64_t V = sz[0] * sz[1] * sz[2];
+    double *score = calloc((size_t)V, sizeof(double)), *cnt = calloc((size_t)V, sizeof(double));
+    for (int64_t x = 0; x < n[0]; x++) {
+        int64_t xs = S[0] * x < sz[0] - P[0] ? S[0] * x : sz[0] - P[0];
+        for (int64_t y = 0; y < n[1]; y++) {
+            int64_t ys = S[1] * y < sz[1] - P[1] ? S[1] * y : sz[1] - P[1];
+            for (int64_t z = 0; z < n[2]; z++) {
+                int64_t zs = S[2] * z < sz[2] - P[2] ? S[2] * z : sz[2] - P[2];
+                for (int64_t i = 0; i < P[0]; i++)
+                    for (int64_t j = 0; j < P[1]; j++)
+                        for (int64_t k = 0; k < P[2]; k++) {
+                            int64_t u = xs + i - lo[0], v = ys + j - lo[1], w = zs + k - lo[2];
+                            double val = (u >= 0 && v >= 0 && w >= 0 && u < d[0] && v < d[1] && w < d[2])
+                                             ? img[(u * d[1] + v) * d[2] + w]
+                                             : 0.0;
+                            double l1 = a * val + b * (double)k;
+                            int64_t g = ((xs + i) * sz[1] + ys + j) * sz[2] + zs + k;
+                            score[g] += 1.0 / (1.0 + exp(-l1));
+                            cnt[g] += 1;
+                        }
+            }
+        }
+    }
+    for (int64_t u = 0; u < d[0]; u++)
+        for (int64_t v = 0; v < d[1]; v++)
+            for (int64_t w = 0; w < d[2]; w++) {
+                int64_t g = ((u + lo[0]) * sz[1] + v + lo[1]) * sz[2] + w + lo[2];
+                prob1[(u * d[1] + v) * d[2] + w] = score[g] / cnt[g];
+            }
+    free(score);
+    free(cnt);
+}
+
+START_TEST(sliding_window_matches_test_single_case)
+{
+    diffcl_context *ctx = test_context();
+    diffcl_module *m = toy_new(ctx, 1.5, 0.3);
+    /* one volume larger than the patch on two axes, smaller on the third (padding) */
+    int64_t shape[4] = {1, 23, 17, 6};
+    diffcl_tensor *img = test_randn(ctx, DIFFCL_F32, 4, shape, 5);
+    diffcl_sliding_window_options o = DIFFCL_SLIDING_WINDOW_OPTIONS_INIT;
+    o.patch[0] = 10;
+    o.patch[1] = 8;
+    o.patch[2] = 9;
+    o.stride[0] = 4;
+    o.stride[1] = 3;
+    o.stride[2] = 2;
+    o.batch = 3;
+    diffcl_tensor *probs = NULL;
+    ck_ok(diffcl_sliding_window(m, img, &o, &probs));
+    int64_t ps[5];
+    ck_assert_int_eq(diffcl_tensor_shape(probs, ps), 4);
+    ck_assert(ps[0] == 2 && ps[1] == 23 && ps[2] == 17 && ps[3] == 6);
+    int64_t d[3] = {23, 17, 6}, vol = 23 * 17 * 6;
+    double *ref = malloc(sizeof(double) * (size_t)vol);
+    reference_single_case(diffcl_tensor_data_const(img), d, o.patch, o.stride, 1.5, 0.3, ref);
+    const float *p = diffcl_tensor_data_const(probs);
+    for (int64_t i = 0; i < vol; i++) {
+        ck_assert_msg(fabs(p[vol + i] - ref[i]) < 2e-6, "voxel %lld: %g vs %g", (long long)i,
+                      p[vol + i], ref[i]);
+        ck_assert(fabs(p[i] + p[vol + i] - 1) < 1e-5);
+    }
+    /* windows: ceil((23-10)/4)+1 = 5, ceil((17-8)/3)+1 = 4, 1 -> 20, in batches of 3 */
+    ck_assert_int_eq(((toy *)m->impl)->calls, 7);
+    free(ref);
+    diffcl_tensor_free(probs);
+    /* a pointwise model gives the pointwise softmax whatever the windows, weights, flips */
+    diffcl_module *pw = toy_new(ctx, 2.0, 0.0);
+    o.gaussian = 1;
+    o.tta_flips = 1;
+    diffcl_tensor *label = NULL;
+    ck_ok(diffcl_segment(pw, img, &o, &label, &probs));
+    p = diffcl_tensor_data_const(probs);
+    const float *x = diffcl_tensor_data_const(img);
+    const uint8_t *l = diffcl_tensor_data_const(label);
+    for (int64_t i = 0; i < vol; i++) {
+        double want = 1.0 / (1.0 + exp(-2.0 * x[i]));
+        ck_assert_msg(fabs(p[vol + i] - want) < 2e-6, "pointwise voxel %lld", (long long)i);
+        ck_assert_int_eq(l[i], p[vol + i] > p[i]);
+    }
+    diffcl_tensor_free(probs);
+    diffcl_tensor_free(label);
+    diffcl_module_free(pw);
+    diffcl_module_free(m);
+    diffcl_tensor_free(img);
+    diffcl_context_free(ctx);
+}
+END_TEST
+
+static int cancel_after_two(const char *what, int64_t done, int64_t total, const char *msg, void *user)
+{
+    (void)msg;
+    int *seen = user;
+    ck_assert_str_eq(what, "infer");
+    ck_assert(done <= total);
+    return ++*seen >= 2;
+}
+
+START_TEST(sliding_window_2d_cancel_and_errors)
+{
+    diffcl_context *ctx = test_context();
+    diffcl_module *m = toy_new(ctx, 1.0, 0.0);
+    int64_t shape[3] = {1, 30, 20};
+    diffcl_tensor *img = test_randn(ctx, DIFFCL_F32, 3, shape, 9), *probs = NULL;
+    diffcl_sliding_window_options o;
+    diffcl_sliding_window_options_init(&o);
+    o.patch[1] = 16;
+    o.patch[2] = 16;
+    o.stride[1] = 4;
+    o.stride[2] = 4;
+    ck_ok(diffcl_sliding_window(m, img, &o, &probs));
+    ck_assert_int_eq(diffcl_tensor_ndim(probs), 3);
+    diffcl_tensor_free(probs);
+    int seen = 0;
+    ck_ok(diffcl_context_set_progress(ctx, cancel_after_two, &seen));
+    ck_assert_int_eq(diffcl_sliding_window(m, img, &o, &probs), DIFFCL_ERR_CANCELLED);
+    ck_assert_ptr_null(probs);
+    ck_assert_int_eq(seen, 2);
+    ck_ok(diffcl_context_set_progress(ctx, NULL, NULL));
+    o.stride[1] = 0;
+    ck_assert_int_eq(diffcl_sliding_window(m, img, &o, &probs), DIFFCL_ERR_INVALID_ARGUMENT);
+    int64_t bad[2] = {30, 20};
+    diffcl_tensor *b = test_randn(ctx, DIFFCL_F32, 2, bad, 1);
+    ck_assert_int_eq(diffcl_sliding_window(m, b, &o, &probs), DIFFCL_ERR_SHAPE);
+    diffcl_tensor_free(b);
+    diffcl_tensor_free(img);
+    diffcl_module_free(m);
+    diffcl_context_free(ctx);
+}
+END_TEST
+
+START_TEST(largest_component_and_overlay)
+{
+    diffcl_context *ctx = test_context();
+    /* class 1: a 3x3x3 cube and a separate 2-voxel blob; class 2: two single voxels touching
+     * diagonally (one component with full connectivity, two with faces only) */
+    diffcl_tensor *l = box(ctx, 10, 10, 10, 1, 4, 1, 4, 1, 4);
+    uint8_t *p = diffcl_tensor_data(l);
+    p[(7 * 10 + 7) * 10 + 7] = p[(7 * 10 + 7) * 10 + 8] = 1;
+    p[(5 * 10 + 8) * 10 + 1] = 2;
+    p[(6 * 10 + 9) * 10 + 2] = 2;
+    diffcl_tensor *o = NULL;
+    ck_ok(diffcl_largest_component(l, 0, &o));
+    const uint8_t *q = diffcl_tensor_data_const(o);
+    int64_t n1 = 0, n2 = 0;
+    for (int i = 0; i < 1000; i++) {
+        n1 += q[i] == 1;
+        n2 += q[i] == 2;
+    }
+    ck_assert(n1 == 27 && n2 == 2);
+    diffcl_tensor_free(o);
+    ck_ok(diffcl_largest_component(l, 1, &o));
+    q = diffcl_tensor_data_const(o);
+    n2 = 0;
+    for (int i = 0; i < 1000; i++) n2 += q[i] == 2;
+    ck_assert_int_eq(n2, 1);
+    ck_assert_int_eq(q[(5 * 10 + 8) * 10 + 1], 2); /* the first met wins ties */
+    diffcl_tensor_free(o);
+    /* overlay PNG of the slice with most foreground */
+    int64_t is[4] = {1, 10, 10, 10};
+    diffcl_tensor *img = test_randn(ctx, DIFFCL_F32, 4, is, 3);
+    const char *path = "/tmp/diffcl_test_overlay.png";
+    ck_ok(diffcl_overlay_png(img, l, l, 0, -1, path));
+    diffcl_tensor *rgb = NULL;
+    ck_ok(diffcl_png_read_image(ctx, path, &rgb, NULL));
+    ck_assert(diffcl_tensor_dim(rgb, 0) == 10 && diffcl_tensor_dim(rgb, 1) == 10);
+    diffcl_tensor_free(rgb);
+    unlink(path);
+    ck_assert_int_eq(diffcl_overlay_png(img, l, NULL, 3, 0, path), DIFFCL_ERR_INVALID_ARGUMENT);
+    diffcl_tensor_free(img);
+    diffcl_tensor_free(l);
+    diffcl_context_free(ctx);
+}
+END_TEST
+
 static Suite *metrics_suite(void)
 {
     Suite *s = suite_create("metrics");
@@ -272,6 +508,12 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, empty_mask_convention);
     tcase_add_test(tc, bad_arguments);
     tcase_add_test(tc, large_volume_is_fast);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("infer");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, sliding_window_matches_test_single_case);
+    tcase_add_test(tc, sliding_window_2d_cancel_and_errors);
+    tcase_add_test(tc, largest_component_and_overlay);
     suite_add_tcase(s, tc);
     return s;
 }

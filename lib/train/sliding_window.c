@@ -1,0 +1,508 @@
+/* Sliding-window inference (the benchmark codes' test_single_case), largest connected
+ * component, colour overlays. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "diffcl/image_io.h"
+#include "diffcl/infer.h"
+#include "tensor/tensor_internal.h"
+
+void diffcl_sliding_window_options_init(diffcl_sliding_window_options *opts)
+{
+    if (!opts) return;
+    diffcl_sliding_window_options d = DIFFCL_SLIDING_WINDOW_OPTIONS_INIT;
+    *opts = d;
+}
+
+static diffcl_status read_opts(const diffcl_sliding_window_options *in,
+                               diffcl_sliding_window_options *o, int two_d, const char *fn)
+{
+    diffcl_sliding_window_options d = DIFFCL_SLIDING_WINDOW_OPTIONS_INIT;
+    *o = d;
+    if (in) {
+        DC_CHECK_ARG(in->struct_size >= offsetof(diffcl_sliding_window_options, gaussian),
+                     "%s: options.struct_size %zu too small", fn, in->struct_size);
+        memcpy(o, in, in->struct_size < sizeof *o ? in->struct_size : sizeof *o);
+    }
+    for (int a = two_d ? 1 : 0; a < 3; a++) {
+        DC_CHECK_ARG(o->patch[a] >= 1 && o->patch[a] <= 4096, "%s: patch[%d] = %lld out of range",
+                     fn, a, (long long)o->patch[a]);
+        DC_CHECK_ARG(o->stride[a] >= 1, "%s: stride[%d] = %lld must be >= 1", fn, a,
+                     (long long)o->stride[a]);
+    }
+    DC_CHECK_ARG(o->batch >= 1 && o->batch <= 256, "%s: batch %d not in 1..256", fn, o->batch);
+    return DIFFCL_OK;
+}
+
+static float *gaussian_map(const int64_t P[3], int two_d)
+{
+    float *w = malloc(sizeof(float) * (size_t)(P[0] * P[1] * P[2]));
+    if (!w) return NULL;
+    double *g[3];
+    for (int a = 0; a < 3; a++) {
+        g[a] = malloc(sizeof(double) * (size_t)P[a]);
+        double sigma = P[a] / 8.0, c = (P[a] - 1) * 0.5;
+        for (int64_t i = 0; g[a] && i < P[a]; i++)
+            g[a][i] = (two_d && a == 0) ? 1.0 : exp(-0.5 * (i - c) * (i - c) / (sigma * sigma));
+    }
+    if (!g[0] || !g[1] || !g[2]) {
+        for (int a = 0; a < 3; a++) free(g[a]);
+        free(w);
+        return NULL;
+    }
+    double mx = 0, mn = INFINITY;
+    for (int64_t z = 0; z < P[0]; z++)
+        for (int64_t y = 0; y < P[1]; y++)
+            for (int64_t x = 0; x < P[2]; x++) {
+                double v = g[0][z] * g[1][y] * g[2][x];
+                w[(z * P[1] + y) * P[2] + x] = (float)v;
+                mx = v > mx ? v : mx;
+            }
+    int64_t n = P[0] * P[1] * P[2];
+    for (int64_t i = 0; i < n; i++) {
+        w[i] = (float)(w[i] / mx);
+        if (w[i] > 0 && w[i] < mn) mn = w[i];
+    }
+    for (int64_t i = 0; i < n; i++)
+        if (w[i] <= 0) w[i] = (float)mn; /* nnU-Net: no zero weights */
+    for (int a = 0; a < 3; a++) free(g[a]);
+    return w;
+}
+
+diffcl_status diffcl_sliding_window(diffcl_module *model, const diffcl_tensor *image,
+                                    const diffcl_sliding_window_options *opts,
+                                    diffcl_tensor **probs)
+{
+    const char *fn = "diffcl_sliding_window";
+    DC_CHECK_ARG(model && image && probs, "%s: model, image and probs must not be NULL", fn);
+    *probs = NULL;
+    if ((image->ndim != 3 && image->ndim != 4) || image->dtype != DIFFCL_F32)
+        return dc_error(DIFFCL_ERR_SHAPE, "%s: image %s %s: expected f32 [C,D,H,W] or [C,H,W]", fn,
+                        diffcl_dtype_name(image->dtype), dc_shape_str(image));
+    const int two_d = image->ndim == 3;
+    diffcl_sliding_window_options o;
+    DC_TRY(read_opts(opts, &o, two_d, fn));
+    diffcl_context *ctx = image->ctx;
+    const int64_t C = image->shape[0];
+    int64_t dims[3] = {two_d ? 1 : image->shape[1], image->shape[image->ndim - 2],
+                       image->shape[image->ndim - 1]};
+    int64_t P[3] = {two_d ? 1 : o.patch[0], o.patch[1], o.patch[2]};
+    int64_t S[3] = {two_d ? 1 : o.stride[0], o.stride[1], o.stride[2]};
+    int64_t padlo[3], size[3], nwin[3];
+    for (int a = 0; a < 3; a++) {
+        int64_t pad = dims[a] < P[a] ? P[a] - dims[a] : 0;
+        padlo[a] = pad / 2;
+        size[a] = dims[a] + pad;
+        nwin[a] = (size[a] - P[a] + S[a] - 1) / S[a] + 1; /* ceil((size-P)/S) + 1 */
+    }
+    const int64_t total = nwin[0] * nwin[1] * nwin[2];
+    const int64_t pvol = P[0] * P[1] * P[2], vol = dims[0] * dims[1] * dims[2];
+    const int n_spatial = two_d ? 2 : 3;
+    const int n_flips = o.tta_flips ? 1 << n_spatial : 1;
+
+    diffcl_tensor *img = dc_contiguous(image);
+    float *wmap = o.gaussian ? gaussian_map(P, two_d) : NULL;
+    float *cnt = calloc((size_t)(size[0] * size[1] * size[2]), sizeof(float));
+    int64_t *starts = malloc(sizeof(int64_t) * 3 * (size_t)o.batch);
+    if (!img || (o.gaussian && !wmap) || !cnt || !starts) {
+        diffcl_tensor_free(img);
+        free(wmap);
+        free(cnt);
+        free(starts);
+        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    }
+    const float *src = dc_f32(img);
+    float *score = NULL;
+    int64_t K = 0;
+    diffcl_status st = DIFFCL_OK;
+    int prev_grad = diffcl_set_grad_enabled(ctx, 0);
+    int64_t done = 0;
+    for (int64_t w0 = 0; w0 < total && st == DIFFCL_OK; w0 += o.batch) {
+        int B = (int)(total - w0 < o.batch ? total - w0 : o.batch);
+        for (int b = 0; b < B; b++) {
+            int64_t w = w0 + b, ix = w % nwin[2], iy = (w / nwin[2]) % nwin[1], iz = w / (nwin[2] * nwin[1]);
+            int64_t ii[3] = {iz, iy, ix};
+            for (int a = 0; a < 3; a++) {
+                int64_t s = S[a] * ii[a], mx = size[a] - P[a];
+                starts[3 * b + a] = s < mx ? s : mx;
+            }
+        }
+        for (int f = 0; f < n_flips && st == DIFFCL_OK; f++) {
+            /* flip bit k flips spatial axis k (of the n_spatial present) */
+            int flip[3] = {0, 0, 0};
+            for (int k = 0; k < n_spatial; k++) flip[3 - n_spatial + k] = (f >> k) & 1;
+            int64_t ishape[5];
+            int nd = 0;
+            ishape[nd++] = B;
+            ishape[nd++] = C;
+            for (int a = two_d ? 1 : 0; a < 3; a++) ishape[nd++] = P[a];
+            diffcl_tensor *win = dc_tensor_empty(ctx, DIFFCL_F32, nd, ishape);
+            if (!win) {
+                st = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+                break;
+            }
+            float *wp = dc_f32(win);
+            for (int b = 0; b < B; b++)
+                for (int64_t c = 0; c < C; c++)
+#pragma omp parallel for collapse(2) schedule(static) num_threads(dc_threads(ctx))
+                    for (int64_t z = 0; z < P[0]; z++)
+                        for (int64_t y = 0; y < P[1]; y++)
+                            for (int64_t x = 0; x < P[2]; x++) {
+                                int64_t q[3] = {flip[0] ? P[0] - 1 - z : z, flip[1] ? P[1] - 1 - y : y,
+                                                flip[2] ? P[2] - 1 - x : x};
+                                int64_t v[3];
+                                int inside = 1;
+                                for (int a = 0; a < 3; a++) {
+                                    v[a] = starts[3 * b + a] + q[a] - padlo[a];
+                                    if (v[a] < 0 || v[a] >= dims[a]) inside = 0;
+                                }
+                                wp[((b * C + c) * P[0] + z) * P[1] * P[2] + y * P[2] + x] =
+                                    inside ? src[c * vol + (v[0] * dims[1] + v[1]) * dims[2] + v[2]]
+                                           : 0.0f;
+                            }
+            diffcl_tensor *out = NULL;
+            st = diffcl_module_forward(model, win, &out);
+            diffcl_tensor_free(win);
+            if (st != DIFFCL_OK) break;
+            diffcl_tensor *oc = dc_contiguous(out);
+            diffcl_tensor_free(out);
+            if (!oc) {
+                st = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+                break;
+            }
+            int ok = oc->ndim == nd && oc->shape[0] == B && oc->dtype == DIFFCL_F32 && oc->shape[1] >= 1;
+            for (int a = 2; ok && a < nd; a++) ok = oc->shape[a] == ishape[a];
+            if (ok && K && oc->shape[1] != K) ok = 0;
+            if (!ok) {
+                char a[64];
+                snprintf(a, sizeof a, "%s", dc_shape_str(oc));
+                st = dc_error(DIFFCL_ERR_SHAPE,
+                              "%s: the model mapped a window [%lld,%lld,...] to %s %s; expected f32 "
+                              "[%d, classes, same spatial size]",
+                              fn, (long long)B, (long long)C, diffcl_dtype_name(oc->dtype), a, B);
+                diffcl_tensor_free(oc);
+                break;
+            }
+            if (!K) {
+                K = oc->shape[1];
+                score = calloc((size_t)(K * size[0] * size[1] * size[2]), sizeof(float));
+                if (!score) {
+                    diffcl_tensor_free(oc);
+                    st = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory for the score map", fn);
+                    break;
+                }
+            }
+            const float *op = dc_f32(oc);
+            const int64_t svol = size[0] * size[1] * size[2];
+            for (int b = 0; b < B; b++)
+#pragma omp parallel for collapse(2) schedule(static) num_threads(dc_threads(ctx))
+                for (int64_t z = 0; z < P[0]; z++)
+                    for (int64_t y = 0; y < P[1]; y++)
+                        for (int64_t x = 0; x < P[2]; x++) {
+                            int64_t pi = (z * P[1] + y) * P[2] + x;
+                            const float *l = op + b * K * pvol + pi;
+                            double mx = l[0];
+                            for (int64_t k = 1; k < K; k++) mx = l[k * pvol] > mx ? l[k * pvol] : mx;
+                            double sum = 0;
+                            for (int64_t k = 0; k < K; k++) sum += exp(l[k * pvol] - mx);
+                            int64_t q[3] = {flip[0] ? P[0] - 1 - z : z, flip[1] ? P[1] - 1 - y : y,
+                                            flip[2] ? P[2] - 1 - x : x};
+                            int64_t g = ((starts[3 * b] + q[0]) * size[1] + starts[3 * b + 1] + q[1]) *
+                                            size[2] +
+                                        starts[3 * b + 2] + q[2];
+                            float wt = wmap ? wmap[(q[0] * P[1] + q[1]) * P[2] + q[2]] : 1.0f;
+                            for (int64_t k = 0; k < K; k++)
+                                score[k * svol + g] += (float)(wt * exp(l[k * pvol] - mx) / sum);
+                            cnt[g] += wt;
+                        }
+            diffcl_tensor_free(oc);
+        }
+        done += B;
+        if (st == DIFFCL_OK && dc_progress(ctx, "infer", done, total, NULL))
+            st = dc_error(DIFFCL_ERR_CANCELLED, "%s: cancelled by the progress callback after %lld of "
+                          "%lld windows", fn, (long long)done, (long long)total);
+    }
+    diffcl_set_grad_enabled(ctx, prev_grad);
+    diffcl_tensor *res = NULL;
+    if (st == DIFFCL_OK) {
+        int64_t oshape[4];
+        int nd = 0;
+        oshape[nd++] = K;
+        for (int a = two_d ? 1 : 0; a < 3; a++) oshape[nd++] = dims[a];
+        res = dc_tensor_empty(ctx, DIFFCL_F32, nd, oshape);
+        if (!res) st = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    }
+    if (st == DIFFCL_OK) {
+        float *rp = dc_f32(res);
+        const int64_t svol = size[0] * size[1] * size[2];
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t z = 0; z < dims[0]; z++)
+                for (int64_t y = 0; y < dims[1]; y++)
+                    for (int64_t x = 0; x < dims[2]; x++) {
+                        int64_t g = ((z + padlo[0]) * size[1] + y + padlo[1]) * size[2] + x + padlo[2];
+                        rp[k * vol + (z * dims[1] + y) * dims[2] + x] = score[k * svol + g] / cnt[g];
+                    }
+    }
+    diffcl_tensor_free(img);
+    free(wmap);
+    free(cnt);
+    free(starts);
+    free(score);
+    if (st != DIFFCL_OK) return st;
+    *probs = res;
+    return DIFFCL_OK;
+}
+
+/* ------------------------------------------------------------ components ---- */
+
+diffcl_status diffcl_largest_component(const diffcl_tensor *label, int connectivity,
+                                       diffcl_tensor **out)
+{
+    const char *fn = "diffcl_largest_component";
+    DC_CHECK_ARG(label && out, "%s: label and out must not be NULL", fn);
+    *out = NULL;
+    if (label->dtype != DIFFCL_U8 || label->ndim < 2 || label->ndim > 3)
+        return dc_error(DIFFCL_ERR_SHAPE, "%s: label %s %s: expected u8 with 2 or 3 axes", fn,
+                        diffcl_dtype_name(label->dtype), dc_shape_str(label));
+    int nd = label->ndim;
+    if (connectivity == 0) connectivity = nd;
+    DC_CHECK_ARG(connectivity >= 1 && connectivity <= nd, "%s: connectivity %d not in 1..%d", fn,
+                 connectivity, nd);
+    int64_t dims[3] = {nd == 2 ? 1 : label->shape[0], label->shape[nd - 2], label->shape[nd - 1]};
+    int64_t n = dims[0] * dims[1] * dims[2];
+    diffcl_tensor *c = dc_contiguous(label);
+    diffcl_tensor *o = c ? dc_tensor_empty(label->ctx, DIFFCL_U8, nd, label->shape) : NULL;
+    int32_t *comp = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
+    int64_t *queue = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    int64_t *csize = NULL;
+    int64_t best[256] = {0}, best_size[256] = {0};
+    if (!o || !comp || !queue) goto oom;
+    const uint8_t *L = dc_data(c);
+    int offs[26][3], n_off = 0;
+    for (int dz = -1; dz <= 1; dz++)
+        for (int dy = -1; dy <= 1; dy++)
+            for (int dx = -1; dx <= 1; dx++) {
+                int l1 = abs(dz) + abs(dy) + abs(dx);
+                if (!l1 || l1 > connectivity || (nd == 2 && dz)) continue;
+                offs[n_off][0] = dz;
+                offs[n_off][1] = dy;
+                offs[n_off][2] = dx;
+                n_off++;
+            }
+    for (int64_t i = 0; i < n; i++) comp[i] = -1;
+    int64_t n_comp = 0, cap = 0;
+    for (int64_t s = 0; s < n; s++) {
+        if (!L[s] || comp[s] >= 0) continue;
+        if (n_comp == cap) {
+            cap = cap ? cap * 2 : 64;
+            int64_t *t = realloc(csize, sizeof(int64_t) * (size_t)cap);
+            if (!t) goto oom;
+            csize = t;
+        }
+        int64_t head = 0, tail = 0, cnt = 0;
+        comp[s] = (int32_t)n_comp;
+        queue[tail++] = s;
+        while (head < tail) {
+            int64_t v = queue[head++];
+            cnt++;
+            int64_t z = v / (dims[1] * dims[2]), y = (v / dims[2]) % dims[1], x = v % dims[2];
+            for (int k = 0; k < n_off; k++) {
+                int64_t zz = z + offs[k][0], yy = y + offs[k][1], xx = x + offs[k][2];
+                if (zz < 0 || yy < 0 || xx < 0 || zz >= dims[0] || yy >= dims[1] || xx >= dims[2])
+                    continue;
+                int64_t u = (zz * dims[1] + yy) * dims[2] + xx;
+                if (L[u] == L[s] && comp[u] < 0) {
+                    comp[u] = (int32_t)n_comp;
+                    queue[tail++] = u;
+                }
+            }
+        }
+        csize[n_comp] = cnt;
+        if (cnt > best_size[L[s]]) {
+            best_size[L[s]] = cnt;
+            best[L[s]] = n_comp;
+        }
+        n_comp++;
+    }
+    uint8_t *O = dc_data(o);
+    for (int64_t i = 0; i < n; i++) O[i] = (L[i] && comp[i] == best[L[i]]) ? L[i] : 0;
+    free(comp);
+    free(queue);
+    free(csize);
+    diffcl_tensor_free(c);
+    *out = o;
+    return DIFFCL_OK;
+oom:
+    free(comp);
+    free(queue);
+    free(csize);
+    diffcl_tensor_free(c);
+    diffcl_tensor_free(o);
+    return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+}
+
+diffcl_status diffcl_segment(diffcl_module *model, const diffcl_tensor *image,
+                             const diffcl_sliding_window_options *opts, diffcl_tensor **label,
+                             diffcl_tensor **probs)
+{
+    const char *fn = "diffcl_segment";
+    DC_CHECK_ARG(label, "%s: label must not be NULL", fn);
+    *label = NULL;
+    if (probs) *probs = NULL;
+    diffcl_tensor *p = NULL;
+    DC_TRY(diffcl_sliding_window(model, image, opts, &p));
+    int64_t K = p->shape[0], vol = dc_numel(p) / K;
+    if (K > 256) {
+        diffcl_tensor_free(p);
+        return dc_error(DIFFCL_ERR_SHAPE, "%s: %lld classes (a U8 label map holds 256)", fn,
+                        (long long)K);
+    }
+    diffcl_tensor *l = dc_tensor_empty(p->ctx, DIFFCL_U8, p->ndim - 1, p->shape + 1);
+    if (!l) {
+        diffcl_tensor_free(p);
+        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    }
+    const float *pp = dc_f32(p);
+    uint8_t *lp = dc_data(l);
+    for (int64_t i = 0; i < vol; i++) {
+        int64_t best = 0;
+        for (int64_t k = 1; k < K; k++)
+            if (pp[k * vol + i] > pp[best * vol + i]) best = k; /* first maximum, as argmax */
+        lp[i] = (uint8_t)best;
+    }
+    diffcl_sliding_window_options o = DIFFCL_SLIDING_WINDOW_OPTIONS_INIT;
+    if (opts) memcpy(&o, opts, opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
+    if (o.largest_cc) {
+        diffcl_tensor *cc = NULL;
+        diffcl_status st = diffcl_largest_component(l, 0, &cc);
+        diffcl_tensor_free(l);
+        if (st != DIFFCL_OK) {
+            diffcl_tensor_free(p);
+            return st;
+        }
+        l = cc;
+    }
+    *label = l;
+    if (probs) *probs = p;
+    else diffcl_tensor_free(p);
+    return DIFFCL_OK;
+}
+
+/* --------------------------------------------------------------- overlays ---- */
+
+static int cmp_f(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+diffcl_status diffcl_overlay_png(const diffcl_tensor *image, const diffcl_tensor *label,
+                                 const diffcl_tensor *reference, int axis, int64_t index,
+                                 const char *path)
+{
+    const char *fn = "diffcl_overlay_png";
+    DC_CHECK_ARG(image && path, "%s: image and path must not be NULL", fn);
+    if ((image->ndim != 3 && image->ndim != 4) || image->dtype != DIFFCL_F32)
+        return dc_error(DIFFCL_ERR_SHAPE, "%s: image %s: expected f32 [C,D,H,W] or [C,H,W]", fn,
+                        dc_shape_str(image));
+    const int two_d = image->ndim == 3;
+    int64_t dims[3] = {two_d ? 1 : image->shape[1], image->shape[image->ndim - 2],
+                       image->shape[image->ndim - 1]};
+    const diffcl_tensor *maps[2] = {label, reference};
+    for (int m = 0; m < 2; m++) {
+        const diffcl_tensor *t = maps[m];
+        if (!t) continue;
+        int ok = t->dtype == DIFFCL_U8 && t->ndim == image->ndim - 1;
+        for (int a = 0; ok && a < t->ndim; a++) ok = t->shape[a] == image->shape[a + 1];
+        if (!ok)
+            return dc_error(DIFFCL_ERR_SHAPE, "%s: %s %s does not match the image %s", fn,
+                            m ? "reference" : "label", dc_shape_str(t), dc_shape_str(image));
+    }
+    if (two_d) {
+        axis = 0;
+        index = 0;
+    }
+    DC_CHECK_ARG(axis >= 0 && axis <= 2, "%s: axis %d not in 0..2", fn, axis);
+    DC_CHECK_ARG(index >= -1 && index < dims[axis], "%s: slice %lld out of range (0..%lld)", fn,
+                 (long long)index, (long long)dims[axis] - 1);
+    diffcl_tensor *ic = dc_contiguous(image), *lc = label ? dc_contiguous(label) : NULL,
+                  *rc = reference ? dc_contiguous(reference) : NULL;
+    const float *I = ic ? dc_f32(ic) : NULL;
+    const uint8_t *Lp = lc ? dc_data(lc) : NULL, *Rp = rc ? dc_data(rc) : NULL;
+    if (index < 0) {
+        int64_t best = -1, bi = dims[axis] / 2;
+        for (int64_t s = 0; Lp && s < dims[axis]; s++) {
+            int64_t cntv = 0;
+            for (int64_t z = 0; z < dims[0]; z++)
+                for (int64_t y = 0; y < dims[1]; y++)
+                    for (int64_t x = 0; x < dims[2]; x++) {
+                        int64_t c3[3] = {z, y, x};
+                        if (c3[axis] == s) cntv += Lp[(z * dims[1] + y) * dims[2] + x] != 0;
+                    }
+            if (cntv > best) {
+                best = cntv;
+                bi = s;
+            }
+        }
+        index = bi;
+    }
+    /* slice axes: the two spatial axes other than `axis`, in order */
+    int ra = axis == 0 ? 1 : 0, ca = axis == 2 ? 1 : 2;
+    int64_t R = dims[ra], Cc = dims[ca];
+    int64_t shape[3] = {R, Cc, 3};
+    diffcl_tensor *rgb = dc_tensor_new(image->ctx, DIFFCL_U8, 3, shape);
+    float *sl = malloc(sizeof(float) * (size_t)(R * Cc)), *sorted = malloc(sizeof(float) * (size_t)(R * Cc));
+    uint8_t *lab = calloc((size_t)(R * Cc), 1), *ref = calloc((size_t)(R * Cc), 1);
+    diffcl_status st = DIFFCL_OK;
+    if (!ic || (label && !lc) || (reference && !rc) || !rgb || !sl || !sorted || !lab || !ref) {
+        st = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+        goto done;
+    }
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t c = 0; c < Cc; c++) {
+            int64_t p3[3];
+            p3[axis] = index;
+            p3[ra] = r;
+            p3[ca] = c;
+            int64_t v = (p3[0] * dims[1] + p3[1]) * dims[2] + p3[2];
+            sl[r * Cc + c] = I[v];
+            if (Lp) lab[r * Cc + c] = Lp[v];
+            if (Rp) ref[r * Cc + c] = Rp[v];
+        }
+    memcpy(sorted, sl, sizeof(float) * (size_t)(R * Cc));
+    qsort(sorted, (size_t)(R * Cc), sizeof(float), cmp_f);
+    double lo = sorted[(int64_t)((R * Cc - 1) * 0.01)], hi = sorted[(int64_t)((R * Cc - 1) * 0.99)];
+    static const uint8_t pal[7][3] = {{230, 25, 75}, {60, 180, 75}, {0, 130, 200}, {255, 225, 25},
+                                      {145, 30, 180}, {70, 240, 240}, {245, 130, 48}};
+    uint8_t *out = dc_data(rgb);
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t c = 0; c < Cc; c++) {
+            int64_t i = r * Cc + c;
+            double g = hi > lo ? (sl[i] - lo) / (hi - lo) : 0.5;
+            g = g < 0 ? 0 : (g > 1 ? 1 : g);
+            double px[3] = {g * 255, g * 255, g * 255};
+            if (lab[i]) {
+                const uint8_t *col = pal[(lab[i] - 1) % 7];
+                for (int k = 0; k < 3; k++) px[k] = 0.55 * px[k] + 0.45 * col[k];
+            }
+            if (ref[i]) {
+                int edge = r == 0 || c == 0 || r == R - 1 || c == Cc - 1 || !ref[i - 1] ||
+                           !ref[i + 1] || !ref[i - Cc] || !ref[i + Cc];
+                if (edge) px[0] = px[1] = px[2] = 255;
+            }
+            for (int k = 0; k < 3; k++) out[3 * i + k] = (uint8_t)(px[k] + 0.5);
+        }
+    st = diffcl_png_write(rgb, path, 8);
+done:
+    diffcl_tensor_free(ic);
+    diffcl_tensor_free(lc);
+    diffcl_tensor_free(rc);
+    diffcl_tensor_free(rgb);
+    free(sl);
+    free(sorted);
+    free(lab);
+    free(ref);
+    return st;
+}
