@@ -15,6 +15,7 @@ int cmd_version(int argc, char **argv)
 }
 
 static const diffcl_command commands[] = {
+    {"eval", "score predicted label maps against references (Dice, Jaccard, HD95, ASD)", cmd_eval},
     {"version", "print the library version", cmd_version},
     /* subcommands register here, one line each */
 };

@@ -1,0 +1,275 @@
+/* diffcl eval: per-case and mean metrics of a folder of predicted label maps against a folder
+ * of reference label maps (NIfTI, PNG or h5). Public API only. */
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <diffcl/diffcl.h>
+
+#include "commands.h"
+#include "options.h"
+
+static void eval_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: diffcl eval --pred DIR --label DIR [--list FILE] [--csv FILE] [--classes K]\n"
+            "                   [--physical] [--connectivity 1|2|3] [--empty nan|diagonal|VALUE]\n\n"
+            "Scores every case of --pred (files <id>.nii.gz, <id>.nii, <id>.png or <id>.h5; with\n"
+            "--list only the ids listed) against the file of the same id in --label, per foreground\n"
+            "class: Dice, Jaccard, 95%% Hausdorff distance, ASD (prediction -> reference) and ASSD,\n"
+            "as medpy's dc, jc, hd95, asd, assd. Prints a table per case and the mean +- std over\n"
+            "cases; --csv also writes them as CSV.\n\n"
+            "  --classes K      number of classes incl. background (default: largest label + 1)\n"
+            "  --physical       distances in the reference's voxel spacing (NIfTI pixdim) rather\n"
+            "                   than in voxels (the benchmark papers report voxels)\n"
+            "  --connectivity C surface connectivity (default 1, as medpy)\n"
+            "  --empty E        distances when exactly one of the masks is empty: nan (default,\n"
+            "                   left out of the means), diagonal (image diagonal) or a number.\n"
+            "                   Both empty: Dice 1, distances 0. One empty: Dice 0.\n"
+            "h5 files are read from their dataset 'label' (or 'pred').\n");
+}
+
+static const char *const exts[] = {".nii.gz", ".nii", ".png", ".h5"};
+
+static int is_file(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Path of <dir>/<id><ext> for the first extension that exists; 0 if none. */
+static int find_case(const char *dir, const char *id, char *path, size_t n)
+{
+    for (size_t k = 0; k < sizeof exts / sizeof exts[0]; k++) {
+        snprintf(path, n, "%s/%s%s", dir, id, exts[k]);
+        if (is_file(path)) return 1;
+    }
+    return 0;
+}
+
+static int ends_with(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a > b && !strcmp(s + a - b, suf);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Ids of the label-map files in dir, sorted. */
+static int list_dir(const char *dir, char ***ids, int64_t *n)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int64_t cap = 0;
+    *ids = NULL;
+    *n = 0;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        for (size_t k = 0; k < sizeof exts / sizeof exts[0]; k++) {
+            if (!ends_with(e->d_name, exts[k])) continue;
+            if (*n == cap) {
+                cap = cap ? 2 * cap : 64;
+                *ids = realloc(*ids, sizeof(char *) * (size_t)cap);
+            }
+            size_t L = strlen(e->d_name) - strlen(exts[k]);
+            (*ids)[*n] = malloc(L + 1);
+            memcpy((*ids)[*n], e->d_name, L);
+            (*ids)[*n][L] = 0;
+            (*n)++;
+            break;
+        }
+    }
+    closedir(d);
+    if (*n > 1) qsort(*ids, (size_t)*n, sizeof(char *), cmp_str);
+    return 1;
+}
+
+/* Read a label map of any supported format as U8, with its spacing. */
+static diffcl_status read_map(diffcl_context *ctx, const char *path, diffcl_tensor **out,
+                              double spacing[3])
+{
+    spacing[0] = spacing[1] = spacing[2] = 1.0;
+    *out = NULL;
+    if (ends_with(path, ".png")) return diffcl_png_read_label(ctx, path, out);
+    if (ends_with(path, ".h5")) {
+        diffcl_tensor *t = NULL;
+        diffcl_status s = diffcl_h5_read(ctx, path, "label", &t);
+        if (s == DIFFCL_ERR_NOT_FOUND) s = diffcl_h5_read(ctx, path, "pred", &t);
+        if (s != DIFFCL_OK) return s;
+        if (diffcl_tensor_dtype(t) == DIFFCL_U8) {
+            *out = t;
+            return DIFFCL_OK;
+        }
+        s = diffcl_tensor_to_dtype(t, DIFFCL_U8, out);
+        diffcl_tensor_free(t);
+        return s;
+    }
+    diffcl_image_meta m;
+    diffcl_image_meta_init(&m);
+    diffcl_status s = diffcl_nifti_read(ctx, path, DIFFCL_NIFTI_LABEL, out, &m);
+    if (s == DIFFCL_OK) memcpy(spacing, m.spacing, sizeof m.spacing);
+    return s;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    const char *pred_dir = NULL, *label_dir = NULL, *list = NULL, *csv = NULL, *empty = "nan";
+    int classes = 0, physical = 0, conn = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            eval_usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--physical")) {
+            physical = 1;
+            continue;
+        }
+        if (i + 1 >= argc) return opt_fail("eval", "option %s needs a value", a);
+        const char *v = argv[++i];
+        if (!strcmp(a, "--pred")) pred_dir = v;
+        else if (!strcmp(a, "--label")) label_dir = v;
+        else if (!strcmp(a, "--list")) list = v;
+        else if (!strcmp(a, "--csv")) csv = v;
+        else if (!strcmp(a, "--empty")) empty = v;
+        else if (!strcmp(a, "--classes")) {
+            if (!opt_int(v, 2, 256, &classes)) return opt_fail("eval", "--classes must be 2..256, not '%s'", v);
+        } else if (!strcmp(a, "--connectivity")) {
+            if (!opt_int(v, 1, 3, &conn)) return opt_fail("eval", "--connectivity must be 1, 2 or 3");
+        } else
+            return opt_fail("eval", "unknown option %s (see 'diffcl eval --help')", a);
+    }
+    if (!pred_dir || !label_dir) return opt_fail("eval", "--pred and --label are required");
+    diffcl_metric_options mo = DIFFCL_METRIC_OPTIONS_INIT;
+    mo.connectivity = conn;
+    if (!strcmp(empty, "nan")) mo.empty_policy = DIFFCL_EMPTY_NAN;
+    else if (!strcmp(empty, "diagonal")) mo.empty_policy = DIFFCL_EMPTY_DIAGONAL;
+    else if (opt_double(empty, 0, 1e300, &mo.empty_value)) mo.empty_policy = DIFFCL_EMPTY_VALUE;
+    else return opt_fail("eval", "--empty must be nan, diagonal or a number >= 0, not '%s'", empty);
+
+    char **ids = NULL;
+    int64_t n = 0;
+    if (list) {
+        if (diffcl_list_read(list, &ids, &n) != DIFFCL_OK)
+            return opt_fail("eval", "%s", diffcl_last_error());
+    } else if (!list_dir(pred_dir, &ids, &n)) {
+        return opt_fail("eval", "cannot read the folder '%s'", pred_dir);
+    }
+    if (n == 0) {
+        diffcl_list_free(ids, n);
+        return opt_fail("eval", "no label maps (.nii.gz, .nii, .png, .h5) in '%s'", pred_dir);
+    }
+    diffcl_context *ctx = NULL;
+    if (diffcl_context_create(NULL, &ctx) != DIFFCL_OK) {
+        fprintf(stderr, "diffcl eval: %s\n", diffcl_last_error());
+        diffcl_list_free(ids, n);
+        return 1;
+    }
+    diffcl_tensor **P = calloc((size_t)n, sizeof *P), **R = calloc((size_t)n, sizeof *R);
+    double(*sp)[3] = calloc((size_t)n, sizeof *sp);
+    int rc = 0, maxlab = 0;
+    for (int64_t i = 0; i < n && !rc; i++) {
+        char pp[4096], lp[4096];
+        double psp[3];
+        if (!find_case(pred_dir, ids[i], pp, sizeof pp)) {
+            fprintf(stderr, "diffcl eval: no prediction for case '%s' in '%s'\n", ids[i], pred_dir);
+            rc = 1;
+            break;
+        }
+        if (!find_case(label_dir, ids[i], lp, sizeof lp)) {
+            fprintf(stderr, "diffcl eval: no reference for case '%s' in '%s'\n", ids[i], label_dir);
+            rc = 1;
+            break;
+        }
+        if (read_map(ctx, pp, &P[i], psp) != DIFFCL_OK || read_map(ctx, lp, &R[i], sp[i]) != DIFFCL_OK) {
+            fprintf(stderr, "diffcl eval: %s\n", diffcl_last_error());
+            rc = 1;
+            break;
+        }
+        for (int m = 0; m < 2; m++) {
+            const uint8_t *d = diffcl_tensor_data_const(m ? R[i] : P[i]);
+            for (int64_t k = 0; k < diffcl_tensor_numel(m ? R[i] : P[i]); k++)
+                maxlab = d[k] > maxlab ? d[k] : maxlab;
+        }
+    }
+    int K = classes ? classes : (maxlab + 1 < 2 ? 2 : maxlab + 1);
+    diffcl_seg_metrics *res = calloc((size_t)n * (size_t)(K > 1 ? K - 1 : 1), sizeof *res);
+    for (int64_t i = 0; i < n && !rc; i++) {
+        if (physical)
+            for (int a = 0; a < 3; a++) mo.spacing[a] = sp[i][a];
+        if (diffcl_metrics_per_class(P[i], R[i], K, &mo, res + i * (K - 1)) != DIFFCL_OK) {
+            fprintf(stderr, "diffcl eval: case '%s': %s\n", ids[i], diffcl_last_error());
+            rc = 1;
+        }
+    }
+    FILE *cf = NULL;
+    if (!rc && csv) {
+        cf = fopen(csv, "w");
+        if (!cf) {
+            fprintf(stderr, "diffcl eval: cannot write '%s'\n", csv);
+            rc = 1;
+        } else {
+            fprintf(cf, "case,class,dice,jaccard,hd95,asd,assd,hd,n_pred,n_ref\n");
+        }
+    }
+    if (!rc) {
+        printf("%-24s %5s %8s %8s %9s %8s %8s\n", "case", "class", "dice", "jaccard", "hd95", "asd",
+               "assd");
+        for (int64_t i = 0; i < n; i++)
+            for (int k = 1; k < K; k++) {
+                const diffcl_seg_metrics *m = &res[i * (K - 1) + k - 1];
+                printf("%-24s %5d %8.4f %8.4f %9.4f %8.4f %8.4f\n", ids[i], k, m->dice, m->jaccard,
+                       m->hd95, m->asd, m->assd);
+                if (cf)
+                    fprintf(cf, "%s,%d,%.10g,%.10g,%.10g,%.10g,%.10g,%.10g,%lld,%lld\n", ids[i], k,
+                            m->dice, m->jaccard, m->hd95, m->asd, m->assd, m->hd,
+                            (long long)m->n_pred, (long long)m->n_ref);
+            }
+        printf("\nmean +- std over %lld case(s)%s:\n", (long long)n,
+               physical ? " (distances in spacing units)" : " (distances in voxels)");
+        const int64_t stride = (int64_t)(sizeof(diffcl_seg_metrics) / sizeof(double));
+        for (int k = 1; k < K; k++) {
+            printf("class %d:", k);
+            const char *names[5] = {"dice", "jaccard", "hd95", "asd", "assd"};
+            double mean[5], sd[5];
+            int64_t nv[5];
+            for (int f = 0; f < 5; f++) {
+                /* the fields are consecutive doubles: walk one of them across cases */
+                const double *base = (const double *)&res[k - 1] + f;
+                diffcl_metrics_summarize(base, n, stride * (K - 1), &mean[f], &sd[f], &nv[f]);
+                printf("  %s %.4f +- %.4f", names[f], mean[f], sd[f]);
+                if (nv[f] != n) printf(" (n=%lld)", (long long)nv[f]);
+            }
+            printf("\n");
+            if (cf) {
+                fprintf(cf, "mean,%d", k);
+                for (int f = 0; f < 5; f++) fprintf(cf, ",%.10g", mean[f]);
+                fprintf(cf, ",,,\nstd,%d", k);
+                for (int f = 0; f < 5; f++) fprintf(cf, ",%.10g", sd[f]);
+                fprintf(cf, ",,,\n");
+            }
+        }
+    }
+    if (cf && fclose(cf) != 0) {
+        fprintf(stderr, "diffcl eval: cannot write '%s'\n", csv);
+        rc = 1;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        diffcl_tensor_free(P[i]);
+        diffcl_tensor_free(R[i]);
+    }
+    free(P);
+    free(R);
+    free(sp);
+    free(res);
+    diffcl_list_free(ids, n);
+    diffcl_context_free(ctx);
+    return rc;
+}
