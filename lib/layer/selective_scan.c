@@ -15,6 +15,7 @@ typedef struct scan_args {
     int64_t Bn, Dn, L, N;
     int64_t chunk, nck;
     const void *u, *delta, *A, *Bt, *Ct, *D, *z, *bias;
+    void *scratch; /* forward: per thread 2*L values */
     int softplus, reverse;
     int nt;
 } scan_args;
@@ -25,26 +26,101 @@ typedef struct scan_grads {
     void *carry, *pb, *pc, *scratch;    /* workspace */
 } scan_grads;
 
+/* The kernels' inner loops over the state are `omp simd` loops. GCC 12 at -O2 leaves most
+ * of them scalar: its "very cheap" cost model refuses them, and with -ftrapping-math it will
+ * not if-convert the clamps of dc_expf. The kernel functions and the helpers inlined into
+ * them ask for the dynamic cost model and no FP-trap semantics (we never read FP flags). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define DC_SCAN_KERNEL __attribute__((optimize("vect-cost-model=dynamic", "no-trapping-math")))
+#define DC_SCAN_ROW __attribute__((target_clones("avx2", "default")))
+#else
+#define DC_SCAN_KERNEL
+#define DC_SCAN_ROW
+#endif
+
+/* exp for the F32 kernels: Cephes' expf polynomial (about 1 ulp on [-87, 88]) without
+ * branches, so the loops over the state vectorise (libm's expf does not). Inputs below -87
+ * give exp(-87) ~ 1.6e-38 instead of a denormal or 0; NaN stays NaN. */
+DC_SCAN_KERNEL
+static inline float dc_expf(float x0)
+{
+    float x = x0 < -87.0f ? -87.0f : x0; /* selects, not fmaxf: those vectorise */
+    x = x > 88.0f ? 88.0f : x;
+    const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float t = x * 1.44269504088896341f + magic;
+    float n = t - magic;
+    union { float f; int32_t i; } ti = {t}, sc;
+    int32_t ni = ti.i - 0x4B400000;
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    sc.i = (ni + 127) << 23;
+    float res = p * sc.f;
+    return x0 != x0 ? x0 : res; /* keep NaN (the clamps drop it) */
+}
+
+/* log1p(y) for y in [0, 1], vectorisable: Cephes' logf polynomial on w = 1 + y, with
+ * Kahan's correction log1p(y) = log(w) * y / (w - 1) for the rounding of 1 + y. */
+DC_SCAN_KERNEL
+static inline float dc_log1pf_01(float y)
+{
+    float w = 1.0f + y;
+    int big = w > 1.41421356f;
+    float e = big ? 1.0f : 0.0f;
+    float x = big ? 0.5f * w - 1.0f : w - 1.0f; /* exact */
+    float z = x * x;
+    float p = 7.0376836292e-2f;
+    p = p * x - 1.1514610310e-1f;
+    p = p * x + 1.1676998740e-1f;
+    p = p * x - 1.2420140846e-1f;
+    p = p * x + 1.4249322787e-1f;
+    p = p * x - 1.6668057665e-1f;
+    p = p * x + 2.0000714765e-1f;
+    p = p * x - 2.4999993993e-1f;
+    p = p * x + 3.3333331174e-1f;
+    float r = p * x * z - 2.12194440e-4f * e - 0.5f * z;
+    float lw = x + r + 0.693359375f * e;
+    float d = w - 1.0f;
+    return d == 0.0f ? y : lw * (y / d);
+}
+
+/* softplus as PyTorch (linear above 20): max(x, 0) + log1p(exp(-|x|)) in float. */
+DC_SCAN_KERNEL
+static inline float dc_softplusf(float x)
+{
+    float ax = x < 0 ? -x : x;
+    float sp = (x > 0 ? x : 0.0f) + dc_log1pf_01(dc_expf(-ax));
+    return x > 20.0f ? x : sp;
+}
+
+DC_SCAN_KERNEL
+static inline double dc_softplus(double x) { return x > 20.0 ? x : log1p(exp(x)); }
+
 /* The kernels, for float and double (they convert the void pointers above). */
 #define T float
 #define SFX f32
-#define EXP expf
-#define LOG1P log1pf
+#define EXP dc_expf
+#define SOFTPLUS dc_softplusf
 #include "layer/selective_scan_kernels.inc"
 #undef T
 #undef SFX
 #undef EXP
-#undef LOG1P
+#undef SOFTPLUS
 
 #define T double
 #define SFX f64
 #define EXP exp
-#define LOG1P log1p
+#define SOFTPLUS dc_softplus
 #include "layer/selective_scan_kernels.inc"
 #undef T
 #undef SFX
 #undef EXP
-#undef LOG1P
+#undef SOFTPLUS
 
 void diffcl_scan_options_init(diffcl_scan_options *opts)
 {
@@ -122,6 +198,7 @@ static void fill_args(scan_args *a, diffcl_tensor *const *t, const void *Bt, con
     a->softplus = s->softplus;
     a->reverse = s->reverse;
     a->nt = nt;
+    a->scratch = NULL;
 }
 
 /* Bt/Ct = B/C transposed to [B, L, N] in one allocation; NULL on out-of-memory. */
@@ -169,15 +246,14 @@ static diffcl_status scan_backward(dc_node *node, diffcl_tensor *g, diffcl_tenso
     size_t part_bytes = (size_t)(Bn * Dn * (N + 2)) * sizeof(double);
     double *parts = dc_calloc(ctx, part_bytes);
     size_t pbytes = (size_t)(Bn * Dn * chunk * N) * es;
-    int want_bc = want_b || want_c;
-    void *pb = want_bc ? dc_alloc(ctx, pbytes) : NULL, *pc = want_bc ? dc_alloc(ctx, pbytes) : NULL;
+    void *pb = dc_alloc(ctx, pbytes), *pc = dc_alloc(ctx, pbytes);
     size_t carry_bytes = (size_t)(Bn * Dn * N) * es;
     void *carry = dc_calloc(ctx, carry_bytes);
-    size_t scratch_bytes = (size_t)nt * (size_t)(2 * chunk * N + 2 * chunk) * es;
+    size_t scratch_bytes = (size_t)nt * (size_t)(2 * chunk * N + 3 * chunk) * es;
     void *scratch = dc_alloc(ctx, scratch_bytes);
     diffcl_status st = DIFFCL_OK;
     if (!du || !ddelta || (have_z && !dz) || (want_b && !dB) || (want_c && !dC) || !bct || !parts ||
-        (want_bc && (!pb || !pc)) || !carry || !scratch) {
+        !pb || !pc || !carry || !scratch) {
         st = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "selective_scan backward: out of memory");
         goto done;
     }
@@ -351,13 +427,17 @@ diffcl_status diffcl_selective_scan(const diffcl_tensor *u, const diffcl_tensor 
     diffcl_tensor *r = st == DIFFCL_OK ? dc_tensor_empty(ctx, dt, 3, sBDL) : NULL;
     size_t bc_bytes = 0;
     void *bct = r ? make_bc_t(ctx, dt, s->t[IN_B], s->t[IN_C], s, &bc_bytes) : NULL;
-    if (bct && record && s->nck > 0) {
+    int nt = dc_threads(ctx);
+    size_t ws_bytes = (size_t)nt * (size_t)(2 * L) * diffcl_dtype_size(dt);
+    void *ws = bct ? dc_alloc(ctx, ws_bytes) : NULL;
+    if (ws && record && s->nck > 0) {
         s->ckpt_bytes = (size_t)(Bn * Dn * s->nck * N) * diffcl_dtype_size(dt);
         s->ckpt = dc_alloc(ctx, s->ckpt_bytes);
     }
-    if (!r || !bct || (record && s->nck > 0 && !s->ckpt)) {
+    if (!r || !bct || !ws || (record && s->nck > 0 && !s->ckpt)) {
         diffcl_tensor_free(r);
         dc_free(ctx, bct, bc_bytes);
+        dc_free(ctx, ws, ws_bytes);
         scan_state_free(s);
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory for B=%lld D=%lld L=%lld N=%lld",
                         fn, (long long)Bn, (long long)Dn, (long long)L, (long long)N);
@@ -366,14 +446,17 @@ diffcl_status diffcl_selective_scan(const diffcl_tensor *u, const diffcl_tensor 
     if (Bn * Dn * L > 0) {
         scan_args a;
         if (dt == DIFFCL_F32) {
-            fill_args(&a, s->t, bct, (float *)bct + one, s, dc_threads(ctx));
+            fill_args(&a, s->t, bct, (float *)bct + one, s, nt);
+            a.scratch = ws;
             scan_forward_f32(&a, dc_f32(r), record ? s->ckpt : NULL);
         } else {
-            fill_args(&a, s->t, bct, (double *)bct + one, s, dc_threads(ctx));
+            fill_args(&a, s->t, bct, (double *)bct + one, s, nt);
+            a.scratch = ws;
             scan_forward_f64(&a, dc_f64(r), record ? s->ckpt : NULL);
         }
     }
     dc_free(ctx, bct, bc_bytes);
+    dc_free(ctx, ws, ws_bytes);
     dc_node *node = record ? dc_record(r, &OP_SCAN, inputs, N_IN) : NULL;
     if (node) node->state = s;
     else scan_state_free(s);
