@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -498,6 +499,82 @@ START_TEST(largest_component_and_overlay)
 }
 END_TEST
 
+
+/* ------------------------------------------------------------ diffcl eval ---- */
+
+static int run_tool(const char *args, char *out, size_t n)
+{
+    const char *b = getenv("DIFFCL_BUILD_ROOT");
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s/tools/diffcl %s 2>&1", b ? b : "build", args);
+    FILE *p = popen(cmd, "r");
+    ck_assert(p != NULL);
+    size_t k = fread(out, 1, n - 1, p);
+    out[k] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+START_TEST(eval_cli_matches_medpy)
+{
+    diffcl_context *ctx = test_context();
+    diffcl_tensor_dict *ref = NULL;
+    ck_ok(diffcl_safetensors_load(ctx, test_fixture_path("data_ref.safetensors"), &ref));
+    static char out[65536];
+    char dir[4096], args[12288];
+    snprintf(dir, sizeof dir, "%s", test_fixture_path("data/eval"));
+    for (int physical = 0; physical < 2; physical++) {
+        const char *csv = "/tmp/diffcl_test_eval.csv";
+        snprintf(args, sizeof args, "eval --pred %s/pred --label %s/label --csv %s%s", dir, dir, csv,
+                 physical ? " --physical" : "");
+        int rc = run_tool(args, out, sizeof out);
+        ck_assert_msg(rc == 0, "diffcl eval failed (%d): %s", rc, out);
+        ck_assert(strstr(out, "mean +- std"));
+        diffcl_tensor *m = diffcl_tensor_dict_get(ref, physical ? "eval.metrics_physical"
+                                                                : "eval.metrics_voxel");
+        ck_assert(m != NULL);
+        FILE *f = fopen(csv, "r");
+        ck_assert(f != NULL);
+        char line[1024];
+        ck_assert(fgets(line, sizeof line, f)); /* header */
+        int rows = 0;
+        while (fgets(line, sizeof line, f)) {
+            char id[64];
+            int cls;
+            double v[5];
+            if (!strncmp(line, "mean", 4) || !strncmp(line, "std", 3)) continue;
+            ck_assert_int_eq(sscanf(line, "%63[^,],%d,%lf,%lf,%lf,%lf,%lf", id, &cls, &v[0], &v[1],
+                                    &v[2], &v[3], &v[4]),
+                             7);
+            int c = !strcmp(id, "e02");
+            for (int j = 0; j < 5; j++) {
+                double r;
+                int64_t idx[3] = {c, cls - 1, j};
+                ck_ok(diffcl_tensor_get(m, idx, &r));
+                if (isnan(r)) ck_assert_msg(isnan(v[j]), "%s class %d field %d: expected NaN", id, cls, j);
+                else ck_assert_msg(fabs(v[j] - r) <= 1e-8 * (1 + fabs(r)),
+                                   "%s class %d field %d: %.12g vs medpy %.12g", id, cls, j, v[j], r);
+            }
+            rows++;
+        }
+        fclose(f);
+        unlink(csv);
+        ck_assert_int_eq(rows, 4);
+    }
+    /* bad arguments: one clear line, non-zero exit */
+    ck_assert_int_eq(run_tool("eval --pred", out, sizeof out), 2);
+    ck_assert(strstr(out, "needs a value"));
+    ck_assert_int_eq(run_tool("eval --bogus 1", out, sizeof out), 2);
+    snprintf(args, sizeof args, "eval --pred %s/pred --label /nonexistent", dir);
+    ck_assert_int_eq(run_tool(args, out, sizeof out), 1);
+    ck_assert(strstr(out, "no reference"));
+    ck_assert_int_eq(run_tool("eval --help", out, sizeof out), 0);
+    ck_assert(strstr(out, "usage: diffcl eval"));
+    diffcl_tensor_dict_free(ref);
+    diffcl_context_free(ctx);
+}
+END_TEST
+
 static Suite *metrics_suite(void)
 {
     Suite *s = suite_create("metrics");
@@ -514,6 +591,7 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, sliding_window_matches_test_single_case);
     tcase_add_test(tc, sliding_window_2d_cancel_and_errors);
     tcase_add_test(tc, largest_component_and_overlay);
+    tcase_add_test(tc, eval_cli_matches_medpy);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -177,6 +177,32 @@ def main():
     with h5py.File(os.path.join(bad, "nolabel.h5"), "w") as f:
         f["image"] = np.zeros((3, 3, 3), np.float32)
 
+    # ---- `diffcl eval` reference: NIfTI predictions vs references, 3 classes, medpy metrics ----
+    import gen_metrics as gm
+    for sub in ("pred", "label"):
+        os.makedirs(os.path.join(ROOT, "eval", sub))
+    sp = (1.5, 0.8, 2.0)
+    aff = np.diag(list(sp) + [1.0])
+    phys, vox = [], []
+    for k, cid in enumerate(["e01", "e02"]):
+        pred, lab = gm.pair(rng, (20, 18, 14), 3, k == 0)
+        if k == 1:
+            pred[pred == 2] = 1  # class 2 missing from the prediction: the empty convention
+        nib.save(nib.Nifti1Image(pred.astype(np.uint8), aff), os.path.join(ROOT, "eval", "pred", cid + ".nii.gz"))
+        nib.save(nib.Nifti1Image(lab.astype(np.uint8), aff), os.path.join(ROOT, "eval", "label", cid + ".nii.gz"))
+        for rows, spacing in ((phys, sp), (vox, None)):
+            case = []
+            for c in (1, 2):
+                p, r = pred == c, lab == c
+                if p.any() and r.any():
+                    case.append([gm.dc(p, r), gm.jc(p, r), gm.hd95(p, r, spacing), gm.asd(p, r, spacing),
+                                 gm.assd(p, r, spacing)])
+                else:  # ours: Dice = Jaccard = 0, distances NaN
+                    case.append([0.0, 0.0, np.nan, np.nan, np.nan])
+            rows.append(case)
+    ref["eval.metrics_physical"] = np.array(phys, np.float64)
+    ref["eval.metrics_voxel"] = np.array(vox, np.float64)
+
     st_io.save(os.path.join(FIX, "data_ref.safetensors"), ref,
                {"generator": "tests/reference/gen_data.py"})
     total = sum(os.path.getsize(os.path.join(d, x)) for d, _, fs in os.walk(ROOT) for x in fs)
