@@ -12,5 +12,6 @@ typedef struct diffcl_command {
 /* Defined in their cmd_*.c files; listed in the table in diffcl.c. */
 int cmd_version(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_infer(int argc, char **argv);
 
 #endif

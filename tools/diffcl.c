@@ -15,6 +15,7 @@ int cmd_version(int argc, char **argv)
 }
 
 static const diffcl_command commands[] = {
+    {"infer", "segment images (NIfTI, PNG, h5) with a saved model by sliding window", cmd_infer},
     {"eval", "score predicted label maps against references (Dice, Jaccard, HD95, ASD)", cmd_eval},
     {"version", "print the library version", cmd_version},
     /* subcommands register here, one line each */

@@ -14,6 +14,7 @@
 #include "diffcl/image_io.h"
 #include "diffcl/infer.h"
 #include "diffcl/metrics.h"
+#include "diffcl/model.h"
 #include "layer/module_internal.h"
 
 /* A minimal safetensors reader for the fixture (F64, U8, I64 only), so this suite does
@@ -575,6 +576,73 @@ START_TEST(eval_cli_matches_medpy)
 }
 END_TEST
 
+
+START_TEST(infer_cli_matches_segment)
+{
+    diffcl_context *ctx = test_context();
+    static char out[65536];
+    char args[16384];
+    for (int dims = 2; dims <= 3; dims++) {
+        diffcl_vnet_options vo = DIFFCL_VNET_OPTIONS_INIT;
+        vo.dims = dims;
+        vo.n_filters = 2;
+        vo.seed = 11;
+        diffcl_module *m = NULL;
+        ck_ok(diffcl_vnet_create(ctx, &vo, &m));
+        diffcl_module_train(m, 0);
+        const char *mp = "/tmp/diffcl_test_infer_model.safetensors";
+        ck_ok(diffcl_model_save(m, mp));
+        const char *in = dims == 2 ? "data/png/images/slice0.png" : "data/msd/imagesTr/la_003.nii.gz";
+        const char *op = dims == 2 ? "/tmp/diffcl_test_infer.png" : "/tmp/diffcl_test_infer.nii.gz";
+        char inp[4096];
+        snprintf(inp, sizeof inp, "%s", test_fixture_path(in));
+        snprintf(args, sizeof args, "infer --model %s --input %s --output %s --threads 1 --quiet%s", mp, inp,
+                 op, dims == 3 ? " --patch 16,16,16 --stride 8,8,4 --tta" : "");
+        int rc = run_tool(args, out, sizeof out);
+        ck_assert_msg(rc == 0, "diffcl infer failed (%d): %s", rc, out);
+        /* the same in-process */
+        diffcl_tensor *img = NULL, *x = NULL, *want = NULL, *got = NULL;
+        diffcl_image_meta meta, meta2;
+        diffcl_image_meta_init(&meta);
+        diffcl_image_meta_init(&meta2);
+        if (dims == 2) ck_ok(diffcl_png_read_image(ctx, inp, &img, NULL));
+        else ck_ok(diffcl_nifti_read(ctx, inp, DIFFCL_NIFTI_IMAGE, &img, &meta));
+        ck_ok(diffcl_tensor_unsqueeze(img, 0, &x));
+        diffcl_sliding_window_options so = DIFFCL_SLIDING_WINDOW_OPTIONS_INIT;
+        if (dims == 2) { /* 13x17 -> one 16x32 window */
+            so.patch[1] = 16;
+            so.patch[2] = 32;
+            so.stride[1] = 8;
+            so.stride[2] = 16;
+        } else {
+            so.patch[0] = so.patch[1] = so.patch[2] = 16;
+            so.stride[0] = so.stride[1] = 8;
+            so.stride[2] = 4;
+            so.tta_flips = 1;
+        }
+        ck_ok(diffcl_segment(m, x, &so, &want, NULL));
+        if (dims == 2) ck_ok(diffcl_png_read_label(ctx, op, &got));
+        else ck_ok(diffcl_nifti_read(ctx, op, DIFFCL_NIFTI_LABEL, &got, &meta2));
+        ck_assert_msg(test_rel_error(got, want) == 0, "%d-D: the CLI's labels differ", dims);
+        if (dims == 3)
+            for (int r = 0; r < 4; r++)
+                for (int c = 0; c < 4; c++) ck_assert(meta2.affine[r][c] == meta.affine[r][c]);
+        unlink(op);
+        unlink(mp);
+        diffcl_tensor_free(img);
+        diffcl_tensor_free(x);
+        diffcl_tensor_free(want);
+        diffcl_tensor_free(got);
+        diffcl_module_free(m);
+    }
+    ck_assert_int_eq(run_tool("infer --model /nonexistent.safetensors --input x.png --output y.png", out,
+                              sizeof out), 2);
+    ck_assert(strstr(out, "no such input"));
+    ck_assert_int_eq(run_tool("infer --input", out, sizeof out), 2);
+    diffcl_context_free(ctx);
+}
+END_TEST
+
 static Suite *metrics_suite(void)
 {
     Suite *s = suite_create("metrics");
@@ -592,6 +660,7 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, sliding_window_2d_cancel_and_errors);
     tcase_add_test(tc, largest_component_and_overlay);
     tcase_add_test(tc, eval_cli_matches_medpy);
+    tcase_add_test(tc, infer_cli_matches_segment);
     suite_add_tcase(s, tc);
     return s;
 }

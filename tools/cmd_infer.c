@@ -1,0 +1,405 @@
+/* diffcl infer: segment images (NIfTI, PNG, h5) with a saved model by sliding window.
+ * Public API only. */
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <diffcl/diffcl.h>
+#include <diffcl/model.h>
+
+#include "commands.h"
+#include "options.h"
+
+static void infer_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: diffcl infer --model CKPT --input FILE|DIR --output FILE|DIR\n"
+            "                    [--patch D,H,W] [--stride D,H,W] [--preset la|pancreas|brats]\n"
+            "                    [--gaussian] [--tta] [--lcc] [--normalize none|zscore|zscore-nonzero|minmax]\n"
+            "                    [--overlay DIR] [--batch N] [--threads N] [--quiet]\n\n"
+            "Segments each input with the model saved in CKPT (diffcl_model_save or a training\n"
+            "checkpoint: the file carries the model configuration) by sliding window, averaged\n"
+            "softmax and argmax, and writes the label map in the input's format:\n"
+            "  <case>.nii.gz / .nii  NIfTI with the input's header (spacing, affine); a 4-D input\n"
+            "                        (x,y,z,c) or nnU-Net channel files <case>_0000, _0001... are\n"
+            "                        the channels\n"
+            "  <case>.png            8-bit PNG of class indices (any image size)\n"
+            "  <case>.h5             dataset 'image' in, dataset 'label' out\n"
+            "With a folder, every such file is segmented into the output folder.\n\n"
+            "  --patch, --stride     window and step (default: the training patch from a training\n"
+            "                        checkpoint, else 112,112,80 in 3-D; stride 18,18,4 for the\n"
+            "                        LA patch, else half the patch; 2-D: the patch is the image\n"
+            "                        rounded up to a multiple of 16)\n"
+            "  --preset              la: 112,112,80 / 18,18,4; pancreas: 96^3 / 16^3; brats: 96^3 / 64^3\n"
+            "  --gaussian            Gaussian window weighting; --tta: average over all flips\n"
+            "  --lcc                 keep the largest connected component of each class\n"
+            "  --normalize           intensity normalisation before inference (default none: the\n"
+            "                        model sees the data as the training loader gave it)\n"
+            "  --overlay DIR         also write a colour overlay PNG of the slice with most foreground\n");
+}
+
+static int ends_with(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+static int is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int is_file(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static const char *ext_of(const char *p)
+{
+    if (ends_with(p, ".nii.gz")) return ".nii.gz";
+    if (ends_with(p, ".nii")) return ".nii";
+    if (ends_with(p, ".png")) return ".png";
+    if (ends_with(p, ".h5")) return ".h5";
+    return NULL;
+}
+
+static int parse3(const char *s, int64_t v[3])
+{
+    long long a, b, c;
+    char tail;
+    int n = sscanf(s, "%lld,%lld,%lld%c", &a, &b, &c, &tail);
+    if (n == 3 && a > 0 && b > 0 && c > 0) {
+        v[0] = a;
+        v[1] = b;
+        v[2] = c;
+        return 1;
+    }
+    n = sscanf(s, "%lld,%lld%c", &b, &c, &tail);
+    if (n == 2 && b > 0 && c > 0) {
+        v[0] = 1;
+        v[1] = b;
+        v[2] = c;
+        return 1;
+    }
+    return 0;
+}
+
+/* The training patch from a training checkpoint's "diffcl.train_options" (0 if absent). */
+static void checkpoint_patch(diffcl_context *ctx, const char *path, int64_t patch[3])
+{
+    diffcl_tensor_dict *d = NULL;
+    patch[0] = patch[1] = patch[2] = 0;
+    if (diffcl_safetensors_load(ctx, path, &d) != DIFFCL_OK) return;
+    const char *j = diffcl_tensor_dict_get_meta(d, "diffcl.train_options");
+    for (int a = 0; j && a < 3; a++) {
+        char key[32];
+        snprintf(key, sizeof key, "\"patch[%d]\":", a);
+        const char *p = strstr(j, key);
+        if (p) patch[a] = (int64_t)strtod(p + strlen(key), NULL);
+    }
+    diffcl_tensor_dict_free(d);
+}
+
+typedef struct job {
+    const char *model_path;
+    diffcl_module *model;
+    diffcl_vnet_options vo;
+    diffcl_sliding_window_options so;
+    int patch_given, stride_given;
+    int64_t train_patch[3];
+    const char *normalize;
+    const char *overlay_dir;
+    int quiet;
+} job;
+
+/* Read an input as F32 [C, ...] with its meta (NIfTI). */
+static diffcl_status read_input(diffcl_context *ctx, const char *path, diffcl_tensor **image,
+                                diffcl_image_meta *meta)
+{
+    diffcl_image_meta_init(meta);
+    *image = NULL;
+    diffcl_tensor *t = NULL, *u = NULL;
+    diffcl_status s;
+    if (ends_with(path, ".png")) {
+        s = diffcl_png_read_image(ctx, path, &t, NULL);
+        meta->ndim = 2;
+    } else if (ends_with(path, ".h5")) {
+        s = diffcl_h5_read(ctx, path, "image", &u);
+        if (s == DIFFCL_OK) s = diffcl_tensor_to_dtype(u, DIFFCL_F32, &t);
+        diffcl_tensor_free(u);
+        u = NULL;
+        if (s == DIFFCL_OK && diffcl_tensor_ndim(t) == 4) {
+            *image = t; /* [C, D, H, W] */
+            meta->ndim = 3;
+            return DIFFCL_OK;
+        }
+        if (s == DIFFCL_OK) meta->ndim = diffcl_tensor_ndim(t);
+    } else {
+        s = diffcl_nifti_read(ctx, path, DIFFCL_NIFTI_IMAGE, &t, meta);
+        if (s == DIFFCL_OK && diffcl_tensor_ndim(t) == 4) { /* (x, y, z, c) */
+            int perm[4] = {3, 0, 1, 2};
+            s = diffcl_tensor_permute(t, perm, &u);
+            diffcl_tensor_free(t);
+            t = NULL;
+            if (s == DIFFCL_OK) s = diffcl_tensor_contiguous(u, image);
+            diffcl_tensor_free(u);
+            return s;
+        }
+        /* nnU-Net: <case>_0000.nii.gz with sibling channel files */
+        size_t L = strlen(path);
+        const char *ext = ext_of(path);
+        size_t base = L - strlen(ext);
+        if (s == DIFFCL_OK && base > 5 && !strncmp(path + base - 5, "_0000", 5)) {
+            diffcl_tensor *chs[64];
+            int n = 0;
+            s = diffcl_tensor_unsqueeze(t, 0, &chs[n++]);
+            for (int c = 1; s == DIFFCL_OK && c < 64; c++) {
+                char p[4096];
+                snprintf(p, sizeof p, "%.*s_%04d%s", (int)(base - 5), path, c, ext);
+                if (!is_file(p)) break;
+                diffcl_tensor *x = NULL;
+                s = diffcl_nifti_read(ctx, p, DIFFCL_NIFTI_IMAGE, &x, NULL);
+                if (s == DIFFCL_OK) s = diffcl_tensor_unsqueeze(x, 0, &chs[n++]);
+                diffcl_tensor_free(x);
+            }
+            if (s == DIFFCL_OK) s = diffcl_tensor_concat(chs, n, 0, image);
+            for (int c = 0; c < n; c++) diffcl_tensor_free(chs[c]);
+            diffcl_tensor_free(t);
+            return s;
+        }
+    }
+    if (s != DIFFCL_OK) return s;
+    s = diffcl_tensor_unsqueeze(t, 0, &u);
+    diffcl_tensor_free(t);
+    if (s == DIFFCL_OK) s = diffcl_tensor_contiguous(u, image);
+    diffcl_tensor_free(u);
+    return s;
+}
+
+static diffcl_status write_output(const diffcl_tensor *label, const char *path,
+                                  const diffcl_image_meta *meta)
+{
+    if (ends_with(path, ".png")) return diffcl_png_write(label, path, 8);
+    if (ends_with(path, ".h5")) {
+        const char *names[1] = {"label"};
+        const diffcl_tensor *ts[1] = {label};
+        return diffcl_h5_write(path, names, ts, 1, 4);
+    }
+    return diffcl_nifti_write(label, path, meta);
+}
+
+static int run_case(diffcl_context *ctx, job *jb, const char *in, const char *out, const char *id)
+{
+    clock_t t0 = clock();
+    diffcl_tensor *img = NULL, *x = NULL, *label = NULL;
+    diffcl_image_meta meta;
+    diffcl_status s = read_input(ctx, in, &img, &meta);
+    int rc = 0;
+    if (s == DIFFCL_OK) {
+        int nd = diffcl_tensor_ndim(img) - 1;
+        if (nd != jb->vo.dims) {
+            fprintf(stderr, "diffcl infer: '%s' is a %d-D image but the model is %d-D\n", in, nd,
+                    jb->vo.dims);
+            rc = 1;
+        } else if (diffcl_tensor_dim(img, 0) != jb->vo.in_channels) {
+            fprintf(stderr, "diffcl infer: '%s' has %lld channel(s) but the model takes %d\n", in,
+                    (long long)diffcl_tensor_dim(img, 0), jb->vo.in_channels);
+            rc = 1;
+        }
+    }
+    if (s == DIFFCL_OK && !rc) {
+        if (!strcmp(jb->normalize, "zscore")) s = diffcl_normalize_zscore(img, 0, &x);
+        else if (!strcmp(jb->normalize, "zscore-nonzero")) s = diffcl_normalize_zscore(img, 1, &x);
+        else if (!strcmp(jb->normalize, "minmax")) s = diffcl_normalize_minmax(img, &x);
+        else x = diffcl_tensor_retain(img);
+    }
+    if (s == DIFFCL_OK && !rc) {
+        diffcl_sliding_window_options so = jb->so;
+        if (jb->vo.dims == 2 && !jb->patch_given && !jb->train_patch[1]) {
+            for (int a = 1; a < 3; a++) {
+                int64_t n = diffcl_tensor_dim(x, a);
+                so.patch[a] = (n + 15) / 16 * 16;
+            }
+        }
+        if (!jb->stride_given) {
+            int la = so.patch[0] == 112 && so.patch[1] == 112 && so.patch[2] == 80;
+            for (int a = 0; a < 3; a++) {
+                static const int64_t la_stride[3] = {18, 18, 4};
+                so.stride[a] = la ? la_stride[a] : (so.patch[a] / 2 > 0 ? so.patch[a] / 2 : 1);
+            }
+        }
+        s = diffcl_segment(jb->model, x, &so, &label, NULL);
+    }
+    if (s == DIFFCL_OK && !rc) s = write_output(label, out, &meta);
+    if (s == DIFFCL_OK && !rc && jb->overlay_dir) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s.png", jb->overlay_dir, id);
+        s = diffcl_overlay_png(img, label, NULL, 0, -1, p);
+    }
+    if (s != DIFFCL_OK) {
+        fprintf(stderr, "diffcl infer: %s: %s\n", in, diffcl_last_error());
+        rc = 1;
+    } else if (!rc && !jb->quiet) {
+        printf("%s -> %s (%.1f s CPU)\n", in, out, (double)(clock() - t0) / CLOCKS_PER_SEC);
+    }
+    diffcl_tensor_free(img);
+    diffcl_tensor_free(x);
+    diffcl_tensor_free(label);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int cmd_infer(int argc, char **argv)
+{
+    job jb;
+    memset(&jb, 0, sizeof jb);
+    diffcl_sliding_window_options_init(&jb.so);
+    jb.normalize = "none";
+    const char *input = NULL, *output = NULL, *preset = NULL;
+    int threads = 0, tta = 0, gaussian = 0, lcc = 0, batch = 1;
+    int64_t patch[3] = {0, 0, 0}, stride[3] = {0, 0, 0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            infer_usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--gaussian")) { gaussian = 1; continue; }
+        if (!strcmp(a, "--tta")) { tta = 1; continue; }
+        if (!strcmp(a, "--lcc")) { lcc = 1; continue; }
+        if (!strcmp(a, "--quiet")) { jb.quiet = 1; continue; }
+        if (i + 1 >= argc) return opt_fail("infer", "option %s needs a value", a);
+        const char *v = argv[++i];
+        if (!strcmp(a, "--model")) jb.model_path = v;
+        else if (!strcmp(a, "--input")) input = v;
+        else if (!strcmp(a, "--output")) output = v;
+        else if (!strcmp(a, "--overlay")) jb.overlay_dir = v;
+        else if (!strcmp(a, "--preset")) preset = v;
+        else if (!strcmp(a, "--normalize")) {
+            if (strcmp(v, "none") && strcmp(v, "zscore") && strcmp(v, "zscore-nonzero") && strcmp(v, "minmax"))
+                return opt_fail("infer", "--normalize must be none, zscore, zscore-nonzero or minmax");
+            jb.normalize = v;
+        } else if (!strcmp(a, "--patch")) {
+            if (!parse3(v, patch)) return opt_fail("infer", "--patch must be D,H,W (or H,W), not '%s'", v);
+            jb.patch_given = 1;
+        } else if (!strcmp(a, "--stride")) {
+            if (!parse3(v, stride)) return opt_fail("infer", "--stride must be D,H,W (or H,W), not '%s'", v);
+            jb.stride_given = 1;
+        } else if (!strcmp(a, "--threads")) {
+            if (!opt_int(v, 0, 1024, &threads)) return opt_fail("infer", "bad --threads %s", v);
+        } else if (!strcmp(a, "--batch")) {
+            if (!opt_int(v, 1, 256, &batch)) return opt_fail("infer", "bad --batch %s", v);
+        } else
+            return opt_fail("infer", "unknown option %s (see 'diffcl infer --help')", a);
+    }
+    if (!jb.model_path || !input || !output)
+        return opt_fail("infer", "--model, --input and --output are required");
+    if (preset) {
+        static const struct { const char *n; int64_t p[3], s[3]; } presets[] = {
+            {"la", {112, 112, 80}, {18, 18, 4}},
+            {"pancreas", {96, 96, 96}, {16, 16, 16}},
+            {"brats", {96, 96, 96}, {64, 64, 64}}};
+        int k = -1;
+        for (int j = 0; j < 3; j++)
+            if (!strcmp(preset, presets[j].n)) k = j;
+        if (k < 0) return opt_fail("infer", "--preset must be la, pancreas or brats");
+        if (!jb.patch_given) memcpy(patch, presets[k].p, sizeof patch);
+        if (!jb.stride_given) memcpy(stride, presets[k].s, sizeof stride);
+        jb.patch_given = jb.stride_given = 1;
+    }
+    int in_dir = is_dir(input);
+    if (!in_dir && !is_file(input)) return opt_fail("infer", "no such input '%s'", input);
+    if (!in_dir && !ext_of(input))
+        return opt_fail("infer", "'%s': expected .nii.gz, .nii, .png or .h5", input);
+    if (in_dir && !is_dir(output)) return opt_fail("infer", "output folder '%s' does not exist", output);
+    if (!in_dir && (!ext_of(output) || strcmp(ext_of(output), ext_of(input))))
+        return opt_fail("infer", "--output '%s' must have the input's extension (%s)", output,
+                        ext_of(input));
+    if (jb.overlay_dir && !is_dir(jb.overlay_dir))
+        return opt_fail("infer", "overlay folder '%s' does not exist", jb.overlay_dir);
+
+    diffcl_context_options co = DIFFCL_CONTEXT_OPTIONS_INIT;
+    co.n_threads = threads;
+    diffcl_context *ctx = NULL;
+    if (diffcl_context_create(&co, &ctx) != DIFFCL_OK ||
+        diffcl_model_load(ctx, jb.model_path, &jb.model) != DIFFCL_OK) {
+        fprintf(stderr, "diffcl infer: %s\n", diffcl_last_error());
+        diffcl_context_free(ctx);
+        return 1;
+    }
+    jb.vo.struct_size = sizeof jb.vo;
+    if (diffcl_vnet_get_options(jb.model, &jb.vo) != DIFFCL_OK) {
+        fprintf(stderr, "diffcl infer: %s\n", diffcl_last_error());
+        diffcl_module_free(jb.model);
+        diffcl_context_free(ctx);
+        return 1;
+    }
+    diffcl_module_train(jb.model, 0);
+    checkpoint_patch(ctx, jb.model_path, jb.train_patch);
+    if (jb.patch_given) memcpy(jb.so.patch, patch, sizeof patch);
+    else if (jb.train_patch[1] > 0) memcpy(jb.so.patch, jb.train_patch, sizeof patch);
+    if (jb.stride_given) memcpy(jb.so.stride, stride, sizeof stride);
+    jb.so.gaussian = gaussian;
+    jb.so.tta_flips = tta;
+    jb.so.largest_cc = lcc;
+    jb.so.batch = batch;
+
+    int rc = 0;
+    if (!in_dir) {
+        const char *slash = strrchr(input, '/');
+        char id[1024];
+        snprintf(id, sizeof id, "%s", slash ? slash + 1 : input);
+        id[strlen(id) - strlen(ext_of(input))] = 0;
+        rc = run_case(ctx, &jb, input, output, id);
+    } else {
+        DIR *d = opendir(input);
+        char **names = NULL;
+        int64_t n = 0, cap = 0;
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            const char *ext = ext_of(e->d_name);
+            if (e->d_name[0] == '.' || !ext) continue;
+            size_t base = strlen(e->d_name) - strlen(ext);
+            /* nnU-Net channel files after the first are read with _0000 */
+            if (base > 5 && e->d_name[base - 5] == '_' && strncmp(e->d_name + base - 5, "_0000", 5) &&
+                strspn(e->d_name + base - 4, "0123456789") == 4)
+                continue;
+            if (n == cap) {
+                cap = cap ? 2 * cap : 64;
+                names = realloc(names, sizeof(char *) * (size_t)cap);
+            }
+            names[n++] = strdup(e->d_name);
+        }
+        if (d) closedir(d);
+        if (n > 1) qsort(names, (size_t)n, sizeof(char *), cmp_str);
+        if (n == 0) {
+            fprintf(stderr, "diffcl infer: no .nii.gz, .nii, .png or .h5 file in '%s'\n", input);
+            rc = 1;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            const char *ext = ext_of(names[i]);
+            char id[1024], in[4096], out[4096];
+            size_t base = strlen(names[i]) - strlen(ext);
+            if (base > 5 && !strncmp(names[i] + base - 5, "_0000", 5)) base -= 5;
+            snprintf(id, sizeof id, "%.*s", (int)base, names[i]);
+            snprintf(in, sizeof in, "%s/%s", input, names[i]);
+            snprintf(out, sizeof out, "%s/%s%s", output, id, ext);
+            rc |= run_case(ctx, &jb, in, out, id);
+            free(names[i]);
+        }
+        free(names);
+    }
+    diffcl_module_free(jb.model);
+    diffcl_context_free(ctx);
+    return rc;
+}
