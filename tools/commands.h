@@ -13,5 +13,8 @@ typedef struct diffcl_command {
 int cmd_version(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_infer(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_forward(int argc, char **argv);
 
 #endif

@@ -15,6 +15,9 @@ int cmd_version(int argc, char **argv)
 }
 
 static const diffcl_command commands[] = {
+    {"demo", "train supervised and Diff-CL on the phantom and compare them (the main job)", cmd_demo},
+    {"train", "train Diff-CL (or the supervised baseline) on a data set", cmd_train},
+    {"forward", "run a V-Net on a safetensors input (parity checks)", cmd_forward},
     {"infer", "segment images (NIfTI, PNG, h5) with a saved model by sliding window", cmd_infer},
     {"eval", "score predicted label maps against references (Dice, Jaccard, HD95, ASD)", cmd_eval},
     {"version", "print the library version", cmd_version},

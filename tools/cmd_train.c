@@ -1,0 +1,154 @@
+/* diffcl train: the semi-supervised trainer from the command line. Public API only. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <diffcl/diffcl.h>
+
+#include "commands.h"
+#include "options.h"
+
+static void train_usage(FILE *f)
+{
+    diffcl_train_options d = DIFFCL_TRAIN_OPTIONS_INIT;
+    fprintf(f,
+            "usage: diffcl train --out RUN_DIR [options]      (or: diffcl train --resume RUN_DIR [--iters N])\n\n"
+            "data:\n"
+            "  --layout L           phantom|png|la-h5|msd|nnunet (default %s; phantom needs no --data)\n"
+            "  --data DIR           data set root\n"
+            "  --train-list F       training case list (default: the layout's, e.g. train.list)\n"
+            "  --val-list F         validation cases (phantom: a number of held-out cases); default none\n"
+            "  --dims 2|3           (default %d)\n"
+            "  --labeled N          first N of the sorted training list are labeled (default %d)\n"
+            "  --labeled-list F     explicit labeled case ids instead\n"
+            "  --patch H,W | D,H,W  patch size, multiples of 16 (default 96,96 in 2-D, 112,112,80 in 3-D)\n"
+            "  --batch-labeled N    (default %d)      --batch-unlabeled N (default %d)\n"
+            "  --phantom-cases N    phantom training cases (default %d)\n"
+            "method:\n"
+            "  --method M           diffcl|supervised (default diffcl)\n"
+            "  --iters N            (default %lld)       --seed S (default %llu)\n"
+            "  --n-filters N        CS width (default %d)   --ds-n-filters N  DS width (default %d)\n"
+            "  --no-hfm             plain V-Net CS (default: HF-Mamba on the two deepest levels + bottleneck)\n"
+            "  --lr X (default %g)  --momentum X (%g)  --weight-decay X (%g)\n"
+            "  --warmup X (%g)  --rampup X (%g)  --mu1 X (%g)  --mu2 X (%g)  --eta X (%g)  --tau X (%g)\n"
+            "  --ddim-steps N       DDIM steps of the DS pseudo label (default %d)\n"
+            "  --contrast-voxels N  (default %d)\n"
+            "run:\n"
+            "  --out DIR            run folder (checkpoints, log.csv, curves.png)\n"
+            "  --val-every N        (default iters/10)   --threads N (default: all cores)\n",
+            d.layout, d.dims, d.labeled, d.batch_labeled, d.batch_unlabeled, d.phantom_cases, (long long)d.iters,
+            (unsigned long long)d.seed, d.n_filters, d.ds_n_filters, d.lr, d.momentum, d.weight_decay,
+            d.warmup_frac, d.rampup_frac, d.mu1, d.mu2, d.eta, d.tau, d.ddim_steps_train, d.contrast_voxels);
+}
+
+static int parse_patch(const char *s, int64_t patch[3])
+{
+    long v[3];
+    int n = sscanf(s, "%ld,%ld,%ld", &v[0], &v[1], &v[2]);
+    if (n == 2) {
+        patch[0] = 1;
+        patch[1] = v[0];
+        patch[2] = v[1];
+        return 1;
+    }
+    if (n == 3) {
+        for (int i = 0; i < 3; i++) patch[i] = v[i];
+        return 1;
+    }
+    return 0;
+}
+
+static void log_to_stderr(diffcl_log_level level, const char *msg, void *user)
+{
+    (void)user;
+    fprintf(stderr, "%s%s\n", level == DIFFCL_LOG_ERROR ? "error: " : level == DIFFCL_LOG_WARN ? "warning: " : "",
+            msg);
+}
+
+int cmd_train(int argc, char **argv)
+{
+    diffcl_train_options o = DIFFCL_TRAIN_OPTIONS_INIT;
+    const char *resume = NULL;
+    int threads = 0;
+    int64_t iters_override = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            train_usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--no-hfm")) { o.hfm_levels = 0; continue; }
+        if (i + 1 >= argc) return opt_fail("train", "option %s needs a value", a);
+        const char *v = argv[++i];
+        int iv;
+        double dv;
+#define INT_OPT(name, lo, hi, field) \
+    else if (!strcmp(a, name)) { if (!opt_int(v, lo, hi, &iv)) return opt_fail("train", "bad %s %s", name, v); field = iv; }
+#define DBL_OPT(name, lo, hi, field) \
+    else if (!strcmp(a, name)) { if (!opt_double(v, lo, hi, &dv)) return opt_fail("train", "bad %s %s", name, v); field = dv; }
+        if (!strcmp(a, "--layout")) o.layout = v;
+        else if (!strcmp(a, "--data")) o.data_dir = v;
+        else if (!strcmp(a, "--train-list")) o.train_list = v;
+        else if (!strcmp(a, "--val-list")) o.val_list = v;
+        else if (!strcmp(a, "--labeled-list")) o.labeled_list = v;
+        else if (!strcmp(a, "--out")) o.out_dir = v;
+        else if (!strcmp(a, "--resume")) resume = v;
+        else if (!strcmp(a, "--method")) {
+            if (!strcmp(v, "diffcl")) o.method = DIFFCL_METHOD_DIFFCL;
+            else if (!strcmp(v, "supervised")) o.method = DIFFCL_METHOD_SUPERVISED;
+            else return opt_fail("train", "--method %s is not diffcl|supervised", v);
+        } else if (!strcmp(a, "--patch")) {
+            if (!parse_patch(v, o.patch)) return opt_fail("train", "--patch wants H,W or D,H,W, got %s", v);
+        } else if (!strcmp(a, "--seed")) {
+            char *end;
+            o.seed = strtoull(v, &end, 10);
+            if (*end || end == v) return opt_fail("train", "bad --seed %s", v);
+        }
+        INT_OPT("--dims", 2, 3, o.dims)
+        INT_OPT("--labeled", 1, 1000000, o.labeled)
+        INT_OPT("--batch-labeled", 1, 4096, o.batch_labeled)
+        INT_OPT("--batch-unlabeled", 0, 4096, o.batch_unlabeled)
+        INT_OPT("--phantom-cases", 2, 1000000, o.phantom_cases)
+        INT_OPT("--iters", 1, 2000000000, o.iters)
+        INT_OPT("--n-filters", 1, 1024, o.n_filters)
+        INT_OPT("--ds-n-filters", 1, 1024, o.ds_n_filters)
+        INT_OPT("--ddim-steps", 1, 1000, o.ddim_steps_train)
+        INT_OPT("--contrast-voxels", 0, 100000000, o.contrast_voxels)
+        INT_OPT("--val-every", 1, 2000000000, o.val_every)
+        INT_OPT("--threads", 0, 1024, threads)
+        DBL_OPT("--lr", 0, 10, o.lr)
+        DBL_OPT("--momentum", 0, 1, o.momentum)
+        DBL_OPT("--weight-decay", 0, 1, o.weight_decay)
+        DBL_OPT("--warmup", 0, 1, o.warmup_frac)
+        DBL_OPT("--rampup", 0, 1, o.rampup_frac)
+        DBL_OPT("--mu1", 0, 1000, o.mu1)
+        DBL_OPT("--mu2", 0, 1000, o.mu2)
+        DBL_OPT("--eta", 0, 1000, o.eta)
+        DBL_OPT("--tau", 1e-6, 1000, o.tau)
+        else return opt_fail("train", "unknown option %s (see 'diffcl train --help')", a);
+        if (!strcmp(a, "--iters")) iters_override = o.iters;
+#undef INT_OPT
+#undef DBL_OPT
+    }
+    if (!resume && !o.out_dir) return opt_fail("train", "--out RUN_DIR is required (see 'diffcl train --help')");
+    diffcl_context_options co = DIFFCL_CONTEXT_OPTIONS_INIT;
+    co.n_threads = threads;
+    co.log = log_to_stderr;
+    diffcl_context *ctx = NULL;
+    diffcl_trainer *tr = NULL;
+    diffcl_status s = diffcl_context_create(&co, &ctx);
+    if (s == DIFFCL_OK)
+        s = resume ? diffcl_trainer_resume(ctx, resume, iters_override, &tr) : diffcl_trainer_create(ctx, &o, &tr);
+    if (s == DIFFCL_OK) s = diffcl_trainer_run(tr);
+    int rc = 0;
+    if (s != DIFFCL_OK) {
+        fprintf(stderr, "diffcl train: %s: %s\n", diffcl_status_string(s), diffcl_last_error());
+        rc = 1;
+    } else {
+        fprintf(stderr, "done: %s/model.safetensors (best validation Dice %.4f)\n", resume ? resume : o.out_dir,
+                diffcl_trainer_best_dice(tr));
+    }
+    diffcl_trainer_free(tr);
+    diffcl_context_free(ctx);
+    return rc;
+}
