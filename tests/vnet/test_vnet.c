@@ -121,14 +121,15 @@ static diffcl_tensor *weighted_mean(diffcl_tensor *logits, diffcl_tensor *w)
     return l;
 }
 
-/* Gradients of L = mean(logits * w), with the fixture's conv-bias-before-BN caveat. */
-static void check_gradients(diffcl_module *m, diffcl_tensor_dict *fx)
+/* Gradients of L = mean(logits * w) to rel error @p tol, with the fixture's
+ * conv-bias-before-BN caveat. */
+static void check_gradients(diffcl_module *m, diffcl_tensor_dict *fx, double tol)
 {
     /* The bias of a convolution followed by batch norm has an exactly zero gradient (BN
      * subtracts the batch mean); torch's float64 gives ~1e-17 there, ours float32 round-off.
      * Per-tensor max|ref| is then meaningless as a scale, so such tensors (max|ref| below
      * 1e-6 of the network's largest gradient) are measured against the network's gradient
-     * scale instead, with the same 1e-3 bound. */
+     * scale instead, with the same bound. */
     int n = diffcl_module_state_count(m, DIFFCL_STATE_PARAMS);
     double net_scale = 0;
     char key[256];
@@ -150,7 +151,7 @@ static void check_gradients(diffcl_module *m, diffcl_tensor_dict *fx)
         double ref_scale = max_abs(ref_g);
         double e = test_rel_error(diffcl_tensor_grad(p), ref_g);
         if (ref_scale < 1e-6 * net_scale) e = e * (ref_scale > 0 ? ref_scale : 1) / net_scale;
-        ck_assert_msg(e <= 1e-3, "gradient of %s: rel error %g", pn, e);
+        ck_assert_msg(e <= tol, "gradient of %s: rel error %g (bound %g)", pn, e, tol);
     }
 }
 
@@ -172,7 +173,7 @@ static void parity_f32(int dims)
     ck_assert_msg(e <= 1e-4, "train-mode logits rel error %g", e);
     diffcl_tensor *loss = weighted_mean(logits, w);
     ck_ok(diffcl_backward(loss, NULL));
-    check_gradients(m, fx);
+    check_gradients(m, fx, 1e-3);
     diffcl_tensor_free(loss);
     diffcl_tensor_free(logits);
     diffcl_tensor_free(x);
@@ -185,7 +186,11 @@ static void parity_f32(int dims)
  * and BN running statistic, eval-mode forward. Run in float64 (diffcl_module_to_dtype): this
  * small V-Net's trajectory is so ill-conditioned (2x2x1 bottleneck batch statistics) that
  * PyTorch's own float32 run drifts 1% from its float64 one in five steps, so float32 cannot
- * be held to 1e-4 here; float64 against float64 can, and checks every update exactly. */
+ * be held to 1e-4 here; float64 against float64 can, and checks every update exactly.
+ * Step 0 is held to 1e-6 (the fixture's float32 storage of float64 results): the reference
+ * is computed from exactly the stored, float32-rounded inputs, so only round-off differs;
+ * a reference computed from unrounded inputs put one ReLU input of block_eight_up on the
+ * other side of its kink and moved the float64 gradients by 1e-2. */
 static void parity_trajectory_f64(int dims)
 {
     char name[64];
@@ -220,7 +225,12 @@ static void parity_trajectory_f64(int dims)
         int64_t z[1] = {0};
         ck_ok(diffcl_tensor_get(diffcl_tensor_dict_get(fx, name), z, &ref));
         ck_assert_msg(fabs(lv - ref) <= 1e-4 * fabs(ref), "step %d loss %.12g vs torch %.12g", step, lv, ref);
+        if (step == 0) {
+            double el = test_rel_error(logits, diffcl_tensor_dict_get(fx, "train_logits"));
+            ck_assert_msg(el <= 1e-6, "float64 train-mode logits rel error %g", el);
+        }
         ck_ok(diffcl_backward(loss, NULL));
+        if (step == 0) check_gradients(m, fx, 1e-6);
         ck_ok(diffcl_optimizer_step(opt));
         diffcl_tensor_free(loss);
         diffcl_tensor_free(logits);
