@@ -12,14 +12,19 @@
 
 #if DIFFCL_HAVE_HDF5
 #include <hdf5.h>
+#include <pthread.h>
+
+/* Debian's serial libhdf5 is not built thread-safe: one call at a time in this process
+ * (the sampler's prefetch thread may read while the caller's thread does). */
+static pthread_mutex_t h5_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int diffcl_io_has_hdf5(void) { return 1; }
 
 /* HDF5 prints its error stack to stderr by default: silence it for our calls. */
 static void quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
-diffcl_status diffcl_h5_read(diffcl_context *ctx, const char *path, const char *name,
-                             diffcl_tensor **out)
+static diffcl_status h5_read_locked(diffcl_context *ctx, const char *path, const char *name,
+                                    diffcl_tensor **out)
 {
     const char *fn = "diffcl_h5_read";
     DC_CHECK_ARG(ctx && path && name && out, "%s: ctx, path, name and out must not be NULL", fn);
@@ -108,8 +113,8 @@ done:
     return DIFFCL_OK;
 }
 
-diffcl_status diffcl_h5_write(const char *path, const char *const *names,
-                              const diffcl_tensor *const *tensors, int n, int gzip)
+static diffcl_status h5_write_locked(const char *path, const char *const *names,
+                                     const diffcl_tensor *const *tensors, int n, int gzip)
 {
     const char *fn = "diffcl_h5_write";
     DC_CHECK_ARG(path && (n == 0 || (names && tensors)) && n >= 0,
@@ -160,6 +165,24 @@ diffcl_status diffcl_h5_write(const char *path, const char *const *names,
         return s;
     }
     return dc_commit_tmp(tmp, path, fn);
+}
+
+diffcl_status diffcl_h5_read(diffcl_context *ctx, const char *path, const char *name,
+                             diffcl_tensor **out)
+{
+    pthread_mutex_lock(&h5_lock);
+    diffcl_status s = h5_read_locked(ctx, path, name, out);
+    pthread_mutex_unlock(&h5_lock);
+    return s;
+}
+
+diffcl_status diffcl_h5_write(const char *path, const char *const *names,
+                              const diffcl_tensor *const *tensors, int n, int gzip)
+{
+    pthread_mutex_lock(&h5_lock);
+    diffcl_status s = h5_write_locked(path, names, tensors, n, gzip);
+    pthread_mutex_unlock(&h5_lock);
+    return s;
 }
 
 #else /* !DIFFCL_HAVE_HDF5 */
