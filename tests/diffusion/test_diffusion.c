@@ -396,6 +396,8 @@ static void parity(const char *fixture)
         }
         n_checked++;
     }
+    fprintf(stderr, "%s: output rel error %.2e, worst of %d parameter gradients %.2e (%s)\n", fixture,
+            test_rel_error(out, get(d, "out")), n_checked, worst, worst_name);
     ck_assert_msg(worst <= 1e-3, "%s: gradient of %s rel error %g", fixture, worst_name, worst);
     ck_assert_int_gt(n_checked, 100);
     e = test_rel_error(diffcl_tensor_grad(image), get(d, "grad_image"));
