@@ -167,6 +167,35 @@ DIFFCL_API diffcl_status diffcl_diffusion_loss(diffcl_module *m, const diffcl_te
                                                const diffcl_tensor *label, diffcl_rng_key key,
                                                diffcl_tensor **loss, diffcl_tensor **out);
 
+/** Options of diffcl_diffusion_loss_ex(). */
+typedef struct diffcl_diffusion_loss_options {
+    size_t struct_size;
+    double dice_weight;       /**< PREDICT_X0: weight of the Dice term, default 1 */
+    double ce_weight;         /**< PREDICT_X0: weight of the cross-entropy term, default 1 */
+    /**
+     * Voxel weights / mask shaped like the label without a channel axis ([N, (D), H, W], any
+     * dtype), or NULL. PREDICT_X0: the voxel weights of both Dice and CE (e.g. a confidence
+     * mask for pseudo labels); PREDICT_EPSILON: sum m (out - eps)^2 / (C sum m).
+     */
+    const diffcl_tensor *voxel_weight;
+    /** N timesteps to use instead of uniform draws (e.g. for evaluation), or NULL. */
+    const int64_t *timesteps;
+} diffcl_diffusion_loss_options;
+
+#define DIFFCL_DIFFUSION_LOSS_OPTIONS_INIT \
+    { sizeof(diffcl_diffusion_loss_options), 1.0, 1.0, NULL, NULL }
+DIFFCL_API void diffcl_diffusion_loss_options_init(diffcl_diffusion_loss_options *opts);
+
+/**
+ * diffcl_diffusion_loss() with options (@p opts NULL: the defaults, the same as
+ * diffcl_diffusion_loss). The key still draws the noise (and the timesteps when
+ * @p opts->timesteps is NULL).
+ */
+DIFFCL_API diffcl_status diffcl_diffusion_loss_ex(diffcl_module *m, const diffcl_tensor *image,
+                                                  const diffcl_tensor *label, diffcl_rng_key key,
+                                                  const diffcl_diffusion_loss_options *opts,
+                                                  diffcl_tensor **loss, diffcl_tensor **out);
+
 /** Options of diffcl_diffusion_sample(). */
 typedef struct diffcl_diffusion_sample_options {
     size_t struct_size;

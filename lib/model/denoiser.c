@@ -551,9 +551,24 @@ diffcl_status diffcl_diffusion_encode_label(const diffcl_tensor *label, int n_cl
 
 /* ------------------------------------------------------------- objective ---- */
 
+void diffcl_diffusion_loss_options_init(diffcl_diffusion_loss_options *opts)
+{
+    if (!opts) return;
+    diffcl_diffusion_loss_options d = DIFFCL_DIFFUSION_LOSS_OPTIONS_INIT;
+    *opts = d;
+}
+
 diffcl_status diffcl_diffusion_loss(diffcl_module *m, const diffcl_tensor *image,
                                     const diffcl_tensor *label, diffcl_rng_key key,
                                     diffcl_tensor **loss, diffcl_tensor **out)
+{
+    return diffcl_diffusion_loss_ex(m, image, label, key, NULL, loss, out);
+}
+
+diffcl_status diffcl_diffusion_loss_ex(diffcl_module *m, const diffcl_tensor *image,
+                                       const diffcl_tensor *label, diffcl_rng_key key,
+                                       const diffcl_diffusion_loss_options *opts,
+                                       diffcl_tensor **loss, diffcl_tensor **out)
 {
     const char *fn = "diffcl_diffusion_loss";
     DC_CHECK_ARG(loss, "%s: loss is NULL", fn);
@@ -561,6 +576,14 @@ diffcl_status diffcl_diffusion_loss(diffcl_module *m, const diffcl_tensor *image
     if (out) *out = NULL;
     const diffcl_diffusion_options *o = dc_diffusion_opts(m, fn);
     if (!o) return DIFFCL_ERR_INVALID_ARGUMENT;
+    diffcl_diffusion_loss_options lo = DIFFCL_DIFFUSION_LOSS_OPTIONS_INIT;
+    if (opts) {
+        DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_diffusion_loss_options, timesteps) + sizeof(void *),
+                     "%s: options.struct_size %zu too small", fn, opts->struct_size);
+        memcpy(&lo, opts, opts->struct_size < sizeof lo ? opts->struct_size : sizeof lo);
+    }
+    DC_CHECK_ARG(lo.dice_weight >= 0 && lo.ce_weight >= 0, "%s: loss weights %g, %g must be >= 0", fn,
+                 lo.dice_weight, lo.ce_weight);
     DC_CHECK_TENSOR(image, fn);
     DC_CHECK_TENSOR(label, fn);
     diffcl_tensor *l = NULL;
@@ -572,20 +595,26 @@ diffcl_status diffcl_diffusion_loss(diffcl_module *m, const diffcl_tensor *image
                         dc_shape_str(image), dc_shape_str(label));
     }
     const diffcl_diffusion_schedule *sched = diffcl_diffusion_get_schedule(m);
-    int64_t *t = malloc((size_t)N * sizeof *t);
+    int64_t *t = malloc((size_t)(N ? N : 1) * sizeof *t);
     diffcl_tensor *x0 = NULL, *xt = NULL, *eps = NULL, *pred = NULL;
     diffcl_status s = t ? DIFFCL_OK : dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     if (s == DIFFCL_OK) {
-        dc_diffusion_draw_timesteps(key, sched->T, (int)N, t);
+        if (lo.timesteps) memcpy(t, lo.timesteps, (size_t)N * sizeof *t);
+        else dc_diffusion_draw_timesteps(key, sched->T, (int)N, t);
         s = diffcl_diffusion_encode_label(l, o->n_classes, &x0);
     }
     if (s == DIFFCL_OK) s = diffcl_diffusion_q_sample(sched, x0, t, key, &xt, &eps);
     if (s == DIFFCL_OK) s = diffcl_diffusion_forward(m, xt, image, t, &pred);
     if (s == DIFFCL_OK) {
-        if (o->target == DIFFCL_DIFFUSION_PREDICT_X0)
-            s = diffcl_dice_ce_loss(pred, l, NULL, loss, NULL);
-        else
-            s = diffcl_mse_loss(pred, eps, NULL, loss);
+        if (o->target == DIFFCL_DIFFUSION_PREDICT_X0) {
+            diffcl_dice_ce_options dco = DIFFCL_DICE_CE_OPTIONS_INIT;
+            dco.dice_weight = lo.dice_weight;
+            dco.ce_weight = lo.ce_weight;
+            dco.voxel_weight = lo.voxel_weight;
+            s = diffcl_dice_ce_loss(pred, l, &dco, loss, NULL);
+        } else {
+            s = diffcl_mse_loss(pred, eps, lo.voxel_weight, loss);
+        }
     }
     free(t);
     diffcl_tensor_free(l);

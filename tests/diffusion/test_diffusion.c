@@ -557,7 +557,7 @@ START_TEST(test_loss_and_backward)
         diffcl_module *m = small_model(2, 2, (diffcl_diffusion_target)target, 5);
         int64_t ish[4] = {2, 1, 16, 16};
         diffcl_tensor *image = test_randn(ctx, DIFFCL_F32, 4, ish, 8), *lab = disc_labels(2, 16, 16, 0);
-        diffcl_tensor *loss = NULL, *out = NULL, *loss2 = NULL;
+        diffcl_tensor *loss = NULL, *out = NULL, *loss2 = NULL, *bad0 = NULL;
         diffcl_module_set_step(m, 0);
         ck_ok(diffcl_diffusion_loss(m, image, lab, diffcl_rng_key_make(1, 9, 0, 0), &loss, &out));
         ck_assert_int_eq(diffcl_tensor_ndim(loss), 0);
@@ -575,6 +575,30 @@ START_TEST(test_loss_and_backward)
         ck_ok(diffcl_diffusion_loss(m, image, lab, diffcl_rng_key_make(1, 9, 0, 0), &loss2, NULL));
         ck_ok(diffcl_tensor_item(loss2, &v2));
         ck_assert_double_eq_tol(v, v2, 1e-6 * fabs(v));
+        /* explicit timesteps equal to the drawn ones give the same loss; an all-zero mask gives 0 */
+        diffcl_diffusion_loss_options lo;
+        diffcl_diffusion_loss_options_init(&lo);
+        int64_t tt[2];
+        dc_diffusion_draw_timesteps(diffcl_rng_key_make(1, 9, 0, 0), 1000, 2, tt);
+        lo.timesteps = tt;
+        diffcl_tensor *loss3 = NULL, *loss4 = NULL, *zero = NULL;
+        diffcl_module_set_step(m, 0);
+        ck_ok(diffcl_diffusion_loss_ex(m, image, lab, diffcl_rng_key_make(1, 9, 0, 0), &lo, &loss3, NULL));
+        double v3 = 0;
+        ck_ok(diffcl_tensor_item(loss3, &v3));
+        ck_assert_double_eq_tol(v, v3, 1e-6 * fabs(v));
+        ck_ok(diffcl_tensor_new(ctx, DIFFCL_F32, 3, (int64_t[]){2, 16, 16}, &zero));
+        lo.voxel_weight = zero;
+        lo.timesteps = NULL;
+        ck_ok(diffcl_diffusion_loss_ex(m, image, lab, diffcl_rng_key_make(1, 9, 0, 0), &lo, &loss4, NULL));
+        ck_ok(diffcl_tensor_item(loss4, &v3));
+        ck_assert_double_eq_tol(v3, 0.0, 1e-6);
+        lo.dice_weight = -1;
+        ck_assert_int_eq(diffcl_diffusion_loss_ex(m, image, lab, diffcl_rng_key_make(1, 9, 0, 0), &lo, &bad0, NULL),
+                         DIFFCL_ERR_INVALID_ARGUMENT);
+        diffcl_tensor_free(loss3);
+        diffcl_tensor_free(loss4);
+        diffcl_tensor_free(zero);
         /* a label outside [0, C) */
         int64_t *pl = diffcl_tensor_data(lab);
         pl[3] = 2;
