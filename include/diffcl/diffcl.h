@@ -14,6 +14,8 @@
 #include "diffcl/layer.h"
 #include "diffcl/layer_conv.h"
 #include "diffcl/fft.h"
+#include "diffcl/scan.h"
+#include "diffcl/mamba.h"
 #include "diffcl/loss.h"
 #include "diffcl/optim.h"
 #include "diffcl/image_io.h"

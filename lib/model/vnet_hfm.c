@@ -1,11 +1,18 @@
-/* Builds the HF-Mamba module the V-Net places on an encoder level. */
+/* Builds the HF-Mamba module the V-Net places on an encoder level (lib/model/hf_mamba.c):
+ * the module's defaults (Gaussian high-pass at 0.25 Nyquist, bidirectional Mamba with
+ * mamba_ssm's defaults, residual combine), initialised from (seed, HFM stream, level). */
+#include "diffcl/mamba.h"
 #include "layer/module_internal.h"
 #include "model/hfm_hook.h"
+
+#define DC_STREAM_HFM_INIT 0x48460000u /* "HF": sub-streams + 0..13 per parameter */
 
 diffcl_status dc_hfm_create_for_vnet(diffcl_context *ctx, int dims, int channels, uint64_t seed,
                                      uint32_t level, diffcl_module **out)
 {
-    (void)ctx; (void)dims; (void)channels; (void)seed; (void)level;
-    *out = NULL;
-    return dc_error(DIFFCL_ERR_UNSUPPORTED, "HF-Mamba modules are not available in this build yet");
+    (void)dims; /* the module serves 2D and 3D feature maps alike */
+    diffcl_hf_mamba_options o = DIFFCL_HF_MAMBA_OPTIONS_INIT;
+    o.channels = channels;
+    o.init_key = diffcl_rng_key_make(seed, DC_STREAM_HFM_INIT, level, 0);
+    return diffcl_hf_mamba_create(ctx, &o, out);
 }
