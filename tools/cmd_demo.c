@@ -16,7 +16,7 @@
 
 typedef struct demo_opts {
     int64_t iters;
-    int labeled, seeds, threads, test_cases, n_filters;
+    int labeled, seeds, threads, test_cases, n_filters, no_hfm;
     const char *out;
 } demo_opts;
 
@@ -24,7 +24,7 @@ static void demo_usage(FILE *f)
 {
     fprintf(f,
             "usage: diffcl demo [--iters N] [--labeled N] [--seeds K] [--test-cases N] [--n-filters N]\n"
-            "                   [--threads N] [--out DIR]\n\n"
+            "                   [--no-hfm] [--threads N] [--out DIR]\n\n"
             "Trains the supervised baseline and Diff-CL on the built-in 2-D phantom (a few labeled\n"
             "slices, the rest unlabeled), evaluates both on held-out phantom cases from another seed\n"
             "and prints Dice / Jaccard / HD95 / ASD (mean +- std over cases). Overlays go to DIR.\n"
@@ -40,7 +40,8 @@ static void quiet_log(diffcl_log_level level, const char *msg, void *user)
 
 static int progress_dots(const char *what, int64_t done, int64_t total, const char *msg, void *user)
 {
-    (void)what; (void)msg; (void)user;
+    (void)msg; (void)user;
+    if (strcmp(what, "train")) return 0; /* tiles of the evaluation: too many to show */
     if (done % 25 == 0 || done == total) fprintf(stderr, "  [%lld/%lld]\r", (long long)done, (long long)total);
     return 0;
 }
@@ -114,13 +115,17 @@ static void mean_std(const double *v, int64_t n, double *mean, double *sd)
 
 int cmd_demo(int argc, char **argv)
 {
-    demo_opts d = {300, 4, 1, 0, 20, 16, "demo-run"};
+    demo_opts d = {300, 4, 1, 0, 20, 16, 0, "demo-run"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int iv;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             demo_usage(stdout);
             return 0;
+        }
+        if (!strcmp(a, "--no-hfm")) {
+            d.no_hfm = 1;
+            continue;
         }
         if (i + 1 >= argc) return opt_fail("demo", "option %s needs a value", a);
         const char *v = argv[++i];
@@ -161,6 +166,7 @@ int cmd_demo(int argc, char **argv)
             o.n_filters = d.n_filters;
             o.ds_n_filters = d.n_filters;
             o.out_dir = dir;
+            if (d.no_hfm) o.hfm_levels = 0;
             o.val_every = d.iters; /* no validation set: best = last */
             fprintf(stderr, "seed %d: training %s -> %s\n", k, names[m], dir);
             diffcl_trainer *tr = NULL;

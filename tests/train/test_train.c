@@ -1,0 +1,227 @@
+/* Suite train: the Diff-CL trainer on the phantom: exact resume, NaN handling, option
+ * errors, and Diff-CL beating the supervised baseline at the same small label budget. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "test_util.h"
+#include "diffcl/infer.h"
+#include "diffcl/metrics.h"
+#include "diffcl/train.h"
+
+static diffcl_context *ctx;
+static void setup(void) { ctx = test_context(); }
+static void teardown(void) { diffcl_context_free(ctx); }
+
+static char *tmpdir(void)
+{
+    static char buf[8][64];
+    static int k;
+    char *d = buf[k++ & 7];
+    strcpy(d, "/tmp/diffcl_train_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(d));
+    return d;
+}
+
+/* A tiny but complete Diff-CL configuration (every loss term active after iteration 1). */
+static diffcl_train_options tiny(const char *out, int64_t iters)
+{
+    diffcl_train_options o = DIFFCL_TRAIN_OPTIONS_INIT;
+    o.dims = 2;
+    o.labeled = 2;
+    o.phantom_cases = 6;
+    o.patch[1] = o.patch[2] = 32;
+    o.batch_labeled = 1;
+    o.batch_unlabeled = 1;
+    o.n_filters = 4;
+    o.ds_n_filters = 4;
+    o.hfm_levels = 0;
+    o.ddim_steps_train = 2;
+    o.contrast_voxels = 64;
+    o.iters = iters;
+    o.warmup_frac = 0.25;
+    o.rampup_frac = 0.25;
+    o.val_every = 1000000;
+    o.out_dir = out;
+    return o;
+}
+
+static void expect_same_weights(diffcl_module *a, diffcl_module *b)
+{
+    int n = diffcl_module_state_count(a, DIFFCL_STATE_ALL);
+    ck_assert_int_eq(n, diffcl_module_state_count(b, DIFFCL_STATE_ALL));
+    for (int i = 0; i < n; i++) {
+        const char *na;
+        diffcl_tensor *ta, *tb;
+        ck_ok(diffcl_module_state_entry(a, DIFFCL_STATE_ALL, i, &na, &ta, NULL));
+        ck_ok(diffcl_module_state_entry(b, DIFFCL_STATE_ALL, i, NULL, &tb, NULL));
+        size_t bytes = (size_t)diffcl_tensor_numel(ta) * diffcl_dtype_size(diffcl_tensor_dtype(ta));
+        ck_assert_msg(memcmp(diffcl_tensor_data(ta), diffcl_tensor_data(tb), bytes) == 0,
+                      "%s differs between the straight and the resumed run", na);
+    }
+}
+
+START_TEST(test_resume_is_exact)
+{
+    /* 4 iterations straight vs 2 + resume + 2, one thread: bit-identical weights */
+    const char *d1 = tmpdir(), *d2 = tmpdir();
+    diffcl_train_options o = tiny(d1, 4);
+    diffcl_trainer *straight = NULL, *half = NULL, *resumed = NULL;
+    ck_ok(diffcl_trainer_create(ctx, &o, &straight));
+    ck_ok(diffcl_trainer_run(straight));
+    ck_assert_int_eq(diffcl_trainer_iteration(straight), 4);
+    o = tiny(d2, 2);
+    ck_ok(diffcl_trainer_create(ctx, &o, &half));
+    ck_ok(diffcl_trainer_run(half));
+    diffcl_trainer_free(half);
+    ck_ok(diffcl_trainer_resume(ctx, d2, 4, &resumed));
+    ck_assert_int_eq(diffcl_trainer_iteration(resumed), 2);
+    ck_ok(diffcl_trainer_run(resumed));
+    ck_assert_int_eq(diffcl_trainer_iteration(resumed), 4);
+    expect_same_weights(diffcl_trainer_cs(straight), diffcl_trainer_cs(resumed));
+    expect_same_weights(diffcl_trainer_ds(straight), diffcl_trainer_ds(resumed));
+    /* the run folder has what the trainer promises, and the model loads on its own */
+    char path[256];
+    const char *files[] = {"last.safetensors", "best.safetensors", "model.safetensors", "log.csv", "curves.png"};
+    for (int i = 0; i < 5; i++) {
+        snprintf(path, sizeof path, "%s/%s", d2, files[i]);
+        ck_assert_msg(access(path, R_OK) == 0, "missing %s", path);
+    }
+    diffcl_module *m = NULL;
+    snprintf(path, sizeof path, "%s/best.safetensors", d2);
+    ck_ok(diffcl_model_load(ctx, path, &m)); /* a trainer checkpoint is also a model file */
+    ck_assert_str_eq(diffcl_module_type(m), "vnet");
+    diffcl_module_free(m);
+    diffcl_trainer_free(straight);
+    diffcl_trainer_free(resumed);
+}
+END_TEST
+
+START_TEST(test_nan_loss_stops_cleanly)
+{
+    const char *d = tmpdir();
+    diffcl_train_options o = tiny(d, 40);
+    o.method = DIFFCL_METHOD_SUPERVISED;
+    o.lr = 1e6; /* diverges within a few iterations */
+    o.momentum = 0.99;
+    o.val_every = 1;
+    diffcl_trainer *tr = NULL;
+    ck_ok(diffcl_trainer_create(ctx, &o, &tr));
+    diffcl_status s = diffcl_trainer_run(tr);
+    ck_assert_int_eq(s, DIFFCL_ERR_NUMERIC);
+    ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "loss is"));
+    int64_t stopped = diffcl_trainer_iteration(tr);
+    ck_assert_int_lt(stopped, 40);
+    diffcl_trainer_free(tr);
+    /* the last good checkpoint stays loadable and resumable */
+    char path[256];
+    snprintf(path, sizeof path, "%s/last.safetensors", d);
+    diffcl_module *m = NULL;
+    if (stopped > 0) {
+        ck_ok(diffcl_model_load(ctx, path, &m));
+        diffcl_module_free(m);
+        ck_ok(diffcl_trainer_resume(ctx, d, 0, &tr));
+        ck_assert_int_eq(diffcl_trainer_iteration(tr), stopped);
+        diffcl_trainer_free(tr);
+    }
+}
+END_TEST
+
+START_TEST(test_option_errors)
+{
+    diffcl_train_options o = tiny(NULL, 4);
+    diffcl_trainer *tr = NULL;
+    ck_assert_int_eq(diffcl_trainer_create(ctx, &o, &tr), DIFFCL_ERR_INVALID_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "out_dir"));
+    o = tiny(tmpdir(), 4);
+    o.patch[1] = 40;
+    ck_assert_int_eq(diffcl_trainer_create(ctx, &o, &tr), DIFFCL_ERR_INVALID_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "multiples of 16"));
+    o = tiny(tmpdir(), 4);
+    o.labeled = 6; /* every case labeled: nothing for Diff-CL's unlabeled half */
+    ck_assert_int_eq(diffcl_trainer_create(ctx, &o, &tr), DIFFCL_ERR_INVALID_ARGUMENT);
+    o = tiny(tmpdir(), 4);
+    o.layout = "msd";
+    o.data_dir = "/nonexistent/data";
+    ck_assert_int_ne(diffcl_trainer_create(ctx, &o, &tr), DIFFCL_OK);
+    ck_assert_int_eq(diffcl_trainer_resume(ctx, "/nonexistent/run", 0, &tr), DIFFCL_ERR_IO);
+    ck_assert_ptr_null(tr);
+}
+END_TEST
+
+/* Mean foreground Dice of a trainer's CS on held-out phantom slices. */
+static double heldout_dice(diffcl_module *cs, int n_cases)
+{
+    diffcl_dataset_options dopt = DIFFCL_DATASET_OPTIONS_INIT;
+    dopt.layout = DIFFCL_LAYOUT_PHANTOM;
+    dopt.phantom.ndim = 2;
+    dopt.phantom.seed = 99;
+    dopt.first_case = 500000;
+    dopt.n_cases = n_cases;
+    diffcl_dataset *ds = NULL;
+    ck_ok(diffcl_dataset_open(ctx, NULL, &dopt, &ds));
+    diffcl_sliding_window_options sw = DIFFCL_SLIDING_WINDOW_OPTIONS_INIT;
+    sw.patch[0] = sw.stride[0] = 1;
+    sw.patch[1] = sw.patch[2] = 96;
+    sw.stride[1] = sw.stride[2] = 48;
+    double total = 0;
+    for (int64_t i = 0; i < n_cases; i++) {
+        diffcl_tensor *img = NULL, *lab = NULL, *pred = NULL;
+        ck_ok(diffcl_dataset_load(ds, i, &img, &lab, NULL));
+        ck_ok(diffcl_segment(cs, img, &sw, &pred, NULL));
+        diffcl_seg_metrics m;
+        ck_ok(diffcl_metrics_per_class(pred, lab, 2, NULL, &m));
+        total += m.dice;
+        diffcl_tensor_free(img);
+        diffcl_tensor_free(lab);
+        diffcl_tensor_free(pred);
+    }
+    diffcl_dataset_free(ds);
+    return total / n_cases;
+}
+
+START_TEST(test_diffcl_beats_supervised)
+{
+    /* The same CS, labeled set (2 slices), iterations and learning rate; Diff-CL also sees
+     * the unlabeled slices. Scaled-down runs (sanitizers) only check that both train. */
+    int64_t iters = 160 / test_scale();
+    double dice[2];
+    for (int m = 0; m < 2; m++) {
+        diffcl_train_options o = tiny(tmpdir(), iters);
+        o.method = m ? DIFFCL_METHOD_DIFFCL : DIFFCL_METHOD_SUPERVISED;
+        o.patch[1] = o.patch[2] = 64;
+        o.phantom_cases = 12;
+        o.batch_labeled = 2;
+        o.batch_unlabeled = 2;
+        o.n_filters = 8;
+        o.ds_n_filters = 8;
+        o.warmup_frac = 0.1;
+        o.rampup_frac = 0.3;
+        diffcl_trainer *tr = NULL;
+        ck_ok(diffcl_trainer_create(ctx, &o, &tr));
+        ck_ok(diffcl_trainer_run(tr));
+        dice[m] = heldout_dice(diffcl_trainer_cs(tr), 12);
+        diffcl_trainer_free(tr);
+    }
+    fprintf(stderr, "held-out Dice: supervised %.4f, Diff-CL %.4f (%lld iterations)\n", dice[0], dice[1],
+            (long long)iters);
+    ck_assert(isfinite(dice[0]) && isfinite(dice[1]));
+    if (test_scale() == 1) ck_assert_msg(dice[1] > dice[0], "Diff-CL %.4f <= supervised %.4f", dice[1], dice[0]);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("train");
+    TCase *tc = tcase_create("train");
+    tcase_set_timeout(tc, 900);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_option_errors);
+    tcase_add_test(tc, test_resume_is_exact);
+    tcase_add_test(tc, test_nan_loss_stops_cleanly);
+    tcase_add_test(tc, test_diffcl_beats_supervised);
+    suite_add_tcase(s, tc);
+    return test_run_suite(s);
+}
