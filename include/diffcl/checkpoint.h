@@ -44,6 +44,11 @@ DIFFCL_API diffcl_status diffcl_tensor_dict_set_meta(diffcl_tensor_dict *dict, c
 DIFFCL_API const char *diffcl_tensor_dict_get_meta(const diffcl_tensor_dict *dict,
                                                    const char *key);
 
+/** Number of metadata entries. */
+DIFFCL_API int diffcl_tensor_dict_meta_count(const diffcl_tensor_dict *dict);
+/** Key of metadata entry @p i (borrowed), or NULL when out of range. */
+DIFFCL_API const char *diffcl_tensor_dict_meta_key(const diffcl_tensor_dict *dict, int i);
+
 /**
  * Read a safetensors file. F32, F64, U8, I32 and I64 keep their type; F16 and BF16 are
  * widened to F32; BOOL, I8, U16, I16 and U32 widen to I64 (U8 stays U8). A missing file gives

@@ -130,3 +130,10 @@ const char *diffcl_tensor_dict_get_meta(const diffcl_tensor_dict *d, const char 
         if (!strcmp(d->meta_keys[i], key)) return d->meta_values[i];
     return NULL;
 }
+
+int diffcl_tensor_dict_meta_count(const diffcl_tensor_dict *d) { return d ? d->n_meta : 0; }
+
+const char *diffcl_tensor_dict_meta_key(const diffcl_tensor_dict *d, int i)
+{
+    return (d && i >= 0 && i < d->n_meta) ? d->meta_keys[i] : NULL;
+}

@@ -70,13 +70,18 @@ diffcl_status dc_train_options_from_json(const char *json, diffcl_train_options 
     return s;
 }
 
-/* Add every entry of `src` to `dst` under `prefix`. */
+/* Add every entry and metadata item of `src` to `dst` under `prefix`. */
 static diffcl_status merge(diffcl_tensor_dict *dst, const diffcl_tensor_dict *src, const char *prefix)
 {
+    char key[512];
     for (int i = 0; i < diffcl_tensor_dict_size(src); i++) {
-        char key[512];
         snprintf(key, sizeof key, "%s%s", prefix, diffcl_tensor_dict_name(src, i));
         DC_TRY(diffcl_tensor_dict_set(dst, key, diffcl_tensor_dict_at(src, i)));
+    }
+    for (int i = 0; i < diffcl_tensor_dict_meta_count(src); i++) {
+        const char *k = diffcl_tensor_dict_meta_key(src, i);
+        snprintf(key, sizeof key, "%s%s", prefix, k);
+        DC_TRY(diffcl_tensor_dict_set_meta(dst, key, diffcl_tensor_dict_get_meta(src, k)));
     }
     return DIFFCL_OK;
 }
@@ -91,6 +96,11 @@ static diffcl_status extract(diffcl_context *ctx, const diffcl_tensor_dict *src,
         const char *name = diffcl_tensor_dict_name(src, i);
         if (strncmp(name, prefix, n)) continue;
         DC_TRY(diffcl_tensor_dict_set(*out, name + n, diffcl_tensor_dict_at(src, i)));
+    }
+    for (int i = 0; i < diffcl_tensor_dict_meta_count(src); i++) {
+        const char *k = diffcl_tensor_dict_meta_key(src, i);
+        if (strncmp(k, prefix, n)) continue;
+        DC_TRY(diffcl_tensor_dict_set_meta(*out, k + n, diffcl_tensor_dict_get_meta(src, k)));
     }
     return DIFFCL_OK;
 }

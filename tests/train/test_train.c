@@ -72,11 +72,15 @@ START_TEST(test_resume_is_exact)
     ck_ok(diffcl_trainer_create(ctx, &o, &straight));
     ck_ok(diffcl_trainer_run(straight));
     ck_assert_int_eq(diffcl_trainer_iteration(straight), 4);
-    o = tiny(d2, 2);
+    /* the same 4-iteration run, interrupted after 2 (its last checkpoint written) */
+    o = tiny(d2, 4);
     ck_ok(diffcl_trainer_create(ctx, &o, &half));
-    ck_ok(diffcl_trainer_run(half));
+    for (int i = 0; i < 2; i++) ck_ok(diffcl_trainer_step(half, NULL));
+    char last[256];
+    snprintf(last, sizeof last, "%s/last.safetensors", d2);
+    ck_ok(diffcl_trainer_save(half, last));
     diffcl_trainer_free(half);
-    ck_ok(diffcl_trainer_resume(ctx, d2, 4, &resumed));
+    ck_ok(diffcl_trainer_resume(ctx, d2, 0, &resumed));
     ck_assert_int_eq(diffcl_trainer_iteration(resumed), 2);
     ck_ok(diffcl_trainer_run(resumed));
     ck_assert_int_eq(diffcl_trainer_iteration(resumed), 4);
