@@ -4,6 +4,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "diffcl/diffusion.h"
 #include "diffcl/model.h"
 #include "layer/module_internal.h"
 #include "model/hfm_hook.h"
@@ -96,6 +97,12 @@ diffcl_status diffcl_model_load(diffcl_context *ctx, const char *path, diffcl_mo
         const cJSON *norm = cJSON_GetObjectItemCaseSensitive(j, "normalization");
         const cJSON *dp = cJSON_GetObjectItemCaseSensitive(j, "dropout_p");
         int levels = 0;
+        if (cJSON_IsString(type) && !strcmp(type->valuestring, "diffusion")) {
+            /* the diffusion denoiser reads its own configuration */
+            cJSON_Delete(j);
+            diffcl_tensor_dict_free(d);
+            return diffcl_diffusion_load(ctx, path, out);
+        }
         if (!cJSON_IsString(type) || strcmp(type->valuestring, "vnet"))
             s = dc_error(DIFFCL_ERR_UNSUPPORTED, "%s: model type %s is not supported", path,
                          cJSON_IsString(type) ? type->valuestring : "(missing)");

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "test_util.h"
+#include "diffcl/diffusion.h"
 #include "diffcl/model.h"
 #include "diffcl/optim.h"
 
@@ -290,6 +291,17 @@ START_TEST(test_model_checkpoint_roundtrip)
     ck_ok(diffcl_module_save(m, path, NULL, NULL, 0));
     ck_assert_int_eq(diffcl_model_load(ctx, path, &back), DIFFCL_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "diffcl.model"));
+    /* diffcl_model_load also rebuilds a diffusion denoiser from its own metadata */
+    diffcl_diffusion_options dop = DIFFCL_DIFFUSION_OPTIONS_INIT;
+    dop.dims = 2;
+    dop.n_filters = 4;
+    diffcl_module *dn = NULL;
+    ck_ok(diffcl_diffusion_create(ctx, &dop, &dn));
+    ck_ok(diffcl_diffusion_save(dn, path));
+    ck_ok(diffcl_model_load(ctx, path, &back));
+    ck_assert_str_eq(diffcl_module_type(back), diffcl_module_type(dn));
+    diffcl_module_free(back);
+    diffcl_module_free(dn);
     remove(path);
     ck_assert_int_eq(diffcl_model_load(ctx, "/nonexistent/x.safetensors", &back), DIFFCL_ERR_IO);
     diffcl_module_free(m);
