@@ -24,6 +24,7 @@
 #include "diffcl/layer_conv.h"
 #include "diffcl/loss.h"
 #include "model/diffusion_internal.h"
+#include "model/model_internal.h"
 
 typedef struct denoiser_impl {
     diffcl_diffusion_options opts;
@@ -629,26 +630,6 @@ diffcl_status diffcl_diffusion_loss_ex(diffcl_module *m, const diffcl_tensor *im
 
 /* ------------------------------------------------------------ save / load ---- */
 
-static const char *norm_name(diffcl_norm_kind k)
-{
-    switch (k) {
-    case DIFFCL_NORM_BATCH: return "batchnorm";
-    case DIFFCL_NORM_INSTANCE: return "instancenorm";
-    case DIFFCL_NORM_GROUP: return "groupnorm";
-    default: return "none";
-    }
-}
-
-static int norm_from_name(const char *s, diffcl_norm_kind *k)
-{
-    if (!strcmp(s, "batchnorm")) *k = DIFFCL_NORM_BATCH;
-    else if (!strcmp(s, "instancenorm")) *k = DIFFCL_NORM_INSTANCE;
-    else if (!strcmp(s, "groupnorm")) *k = DIFFCL_NORM_GROUP;
-    else if (!strcmp(s, "none")) *k = DIFFCL_NORM_NONE;
-    else return 0;
-    return 1;
-}
-
 diffcl_status diffcl_diffusion_save(const diffcl_module *m, const char *path)
 {
     const char *fn = "diffcl_diffusion_save";
@@ -662,7 +643,7 @@ diffcl_status diffcl_diffusion_save(const diffcl_module *m, const char *path)
     cJSON_AddNumberToObject(j, "in_channels", o->in_channels);
     cJSON_AddNumberToObject(j, "n_classes", o->n_classes);
     cJSON_AddNumberToObject(j, "n_filters", o->n_filters);
-    cJSON_AddStringToObject(j, "normalization", norm_name(o->normalization));
+    cJSON_AddStringToObject(j, "normalization", dc_norm_name(o->normalization));
     cJSON_AddNumberToObject(j, "stage_dropout", o->stage_dropout);
     cJSON_AddNumberToObject(j, "has_dropout", o->has_dropout);
     cJSON_AddNumberToObject(j, "dropout_p", o->dropout_p);
@@ -729,7 +710,7 @@ diffcl_status diffcl_diffusion_load(diffcl_context *ctx, const char *path, diffc
                    *tgt = get_str(j, "target");
         if (!get_int(j, "dims", &o.dims) || !get_int(j, "in_channels", &o.in_channels) ||
             !get_int(j, "n_classes", &o.n_classes) || !get_int(j, "n_filters", &o.n_filters) ||
-            !norm || !norm_from_name(norm, &o.normalization) ||
+            !norm || !dc_norm_from_name(norm, &o.normalization) ||
             !get_num(j, "stage_dropout", &o.stage_dropout) || !get_int(j, "has_dropout", &o.has_dropout) ||
             !get_num(j, "dropout_p", &o.dropout_p) || !sch || !get_int(j, "timesteps", &o.timesteps) ||
             !tgt || !get_int(j, "time_embed_dim", &o.time_embed_dim) ||

@@ -7,9 +7,9 @@
 #include "diffcl/diffusion.h"
 #include "diffcl/model.h"
 #include "layer/module_internal.h"
-#include "model/hfm_hook.h"
+#include "model/model_internal.h"
 
-static const char *norm_name(diffcl_norm_kind k)
+const char *dc_norm_name(diffcl_norm_kind k)
 {
     switch (k) {
     case DIFFCL_NORM_BATCH: return "batchnorm";
@@ -19,7 +19,7 @@ static const char *norm_name(diffcl_norm_kind k)
     }
 }
 
-static int norm_from_name(const char *s, diffcl_norm_kind *k)
+int dc_norm_from_name(const char *s, diffcl_norm_kind *k)
 {
     if (!strcmp(s, "batchnorm")) *k = DIFFCL_NORM_BATCH;
     else if (!strcmp(s, "instancenorm")) *k = DIFFCL_NORM_INSTANCE;
@@ -46,7 +46,7 @@ char *dc_model_config_json(const diffcl_module *m)
     cJSON_AddNumberToObject(j, "in_channels", o.in_channels);
     cJSON_AddNumberToObject(j, "n_classes", o.n_classes);
     cJSON_AddNumberToObject(j, "n_filters", o.n_filters);
-    cJSON_AddStringToObject(j, "normalization", norm_name(o.normalization));
+    cJSON_AddStringToObject(j, "normalization", dc_norm_name(o.normalization));
     cJSON_AddNumberToObject(j, "has_dropout", o.has_dropout);
     cJSON_AddNumberToObject(j, "dropout_p", o.dropout_p);
     cJSON_AddNumberToObject(j, "hf_mamba_levels", o.hf_mamba_levels);
@@ -109,7 +109,7 @@ diffcl_status diffcl_model_load(diffcl_context *ctx, const char *path, diffcl_mo
         else if (!get_int(j, "dims", &o.dims) || !get_int(j, "in_channels", &o.in_channels) ||
                  !get_int(j, "n_classes", &o.n_classes) || !get_int(j, "n_filters", &o.n_filters) ||
                  !get_int(j, "has_dropout", &o.has_dropout) || !cJSON_IsString(norm) ||
-                 !norm_from_name(norm->valuestring, &o.normalization) || !cJSON_IsNumber(dp) ||
+                 !dc_norm_from_name(norm->valuestring, &o.normalization) || !cJSON_IsNumber(dp) ||
                  !get_int(j, "hf_mamba_levels", &levels))
             s = dc_error(DIFFCL_ERR_FORMAT, "%s: incomplete or invalid V-Net configuration: %s", path, cfg);
         else {

@@ -23,7 +23,7 @@
 #include "diffcl/layer_conv.h"
 #include "diffcl/model.h"
 #include "layer/module_internal.h"
-#include "model/hfm_hook.h"
+#include "model/model_internal.h"
 
 enum { STREAM_VNET_INIT = 0x564e0000u, STREAM_VNET_DROPOUT = 0x564e4400u };
 

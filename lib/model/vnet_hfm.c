@@ -3,7 +3,7 @@
  * mamba_ssm's defaults, residual combine), initialised from (seed, HFM stream, level). */
 #include "diffcl/mamba.h"
 #include "layer/module_internal.h"
-#include "model/hfm_hook.h"
+#include "model/model_internal.h"
 
 #define DC_STREAM_HFM_INIT 0x48460000u /* "HF": sub-streams + 0..13 per parameter */
 

@@ -7,7 +7,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "model/hfm_hook.h"
+#include "model/model_internal.h"
 #include "train/trainer_internal.h"
 
 char *dc_train_options_to_json(const diffcl_train_options *o)

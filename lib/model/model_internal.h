@@ -1,0 +1,19 @@
+/* Model-layer internals shared by the V-Net, the denoiser and the model checkpoints. */
+#ifndef DIFFCL_MODEL_INTERNAL_H
+#define DIFFCL_MODEL_INTERNAL_H
+
+/* How the V-Net builds the HF-Mamba module of one encoder level (lib/model/vnet_hfm.c). */
+
+#include "diffcl/layer.h"
+#include "diffcl/module.h"
+
+diffcl_status dc_hfm_create_for_vnet(diffcl_context *ctx, int dims, int channels, uint64_t seed,
+                                     uint32_t level, diffcl_module **out);
+int dc_is_vnet(const diffcl_module *m);
+/* The JSON configuration diffcl_model_save() stores ("diffcl.model"); NULL with the error set. */
+char *dc_model_config_json(const diffcl_module *m);
+/* "batchnorm" | "instancenorm" | "groupnorm" | "none", as the checkpoints spell them. */
+const char *dc_norm_name(diffcl_norm_kind k);
+int dc_norm_from_name(const char *s, diffcl_norm_kind *k);
+
+#endif
