@@ -63,6 +63,31 @@ static inline int64_t dc_cgeo_kvol(const dc_cgeo *g) { return (int64_t)g->k[0] *
 static inline int64_t dc_cgeo_in_vox(const dc_cgeo *g) { return g->in[0] * g->in[1] * g->in[2]; }
 static inline int64_t dc_cgeo_out_vox(const dc_cgeo *g) { return g->out[0] * g->out[1] * g->out[2]; }
 
+/* 1x1x1, stride 1, no padding: the convolution is a plain GEMM on the input */
+static inline int dc_conv_is_pointwise(const dc_cgeo *g)
+{
+    for (int a = 0; a < 3; a++)
+        if (g->k[a] != 1 || g->s[a] != 1 || g->p[a] != 0) return 0;
+    return 1;
+}
+
+/* kernel == stride, no padding, no dilation: windows tile the input without overlap */
+static inline int dc_conv_is_nonoverlap(const dc_cgeo *g)
+{
+    for (int a = 0; a < 3; a++)
+        if (g->k[a] != g->s[a] || g->p[a] != 0 || (g->d[a] != 1 && g->k[a] != 1)) return 0;
+    return 1;
+}
+
+/* stride 1 with padding <= d(k-1) on every axis: the input gradient is a forward
+ * convolution of dy with the flipped kernel */
+static inline int dc_conv_bwd_data_as_fwd(const dc_cgeo *g)
+{
+    for (int a = 0; a < 3; a++)
+        if (g->s[a] != 1 || g->p[a] > g->d[a] * (g->k[a] - 1)) return 0;
+    return 1;
+}
+
 /* Kernels on contiguous data. ctx gives threads and scratch. bias / db may be NULL;
  * dw may be NULL (only db wanted). The bwd_data result is overwritten, not accumulated. */
 diffcl_status dc_conv_fwd_f32(diffcl_context *ctx, const dc_cgeo *g, const float *x,
@@ -92,6 +117,20 @@ void dc_add_channel_bias_f64(diffcl_context *ctx, double *x, int64_t n, int64_t 
  * (tests shrink both to exercise tiling; 0 restores a default). Process-wide, not
  * thread-safe: meant for tests and benchmarks. */
 void dc_conv_set_tiling(size_t tile_bytes, int64_t min_cols);
+void dc_conv_tiling_knobs(size_t *tile_bytes, int64_t *min_cols);
+/* Kernel family for F32: 0 automatic (AVX-512 when the CPU has it), 1 BLAS (cblas_sgemm),
+ * 2 AVX-512 where available. Process-wide; for tests and benchmarks. */
+void dc_conv_set_kernel(int kernel);
+
+/* F32 kernels with our own AVX-512 GEMM micro-kernels (conv_avx512.c); usable() tells
+ * whether the CPU has AVX-512 and the BLAS family is not forced. bwd_weight fills dw only. */
+int dc_conv512_usable(void);
+diffcl_status dc_conv512_fwd(diffcl_context *ctx, const dc_cgeo *g, const float *x,
+                             const float *w, const float *bias, float *y);
+diffcl_status dc_conv512_bwd_data(diffcl_context *ctx, const dc_cgeo *g, const float *dy,
+                                  const float *w, float *dx);
+diffcl_status dc_conv512_bwd_weight(diffcl_context *ctx, const dc_cgeo *g, const float *x,
+                                    const float *dy, float *dw);
 /* Force the execution mode for tests: 0 automatic, 1 tiles in parallel, 2 tiles in turn. */
 void dc_conv_set_mode(int mode);
 int dc_conv_mode(void);

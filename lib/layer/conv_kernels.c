@@ -13,41 +13,23 @@
 #define DC_MIN_COLS 256
 #define DC_MAX_WS_BYTES ((size_t)64 << 20)
 
-static size_t g_tile_bytes = DC_DEFAULT_TILE_BYTES;
-static int64_t g_min_cols = DC_MIN_COLS;
+static size_t g_tile_bytes = 0; /* 0: each planner's default */
+static int64_t g_min_cols = 0;  /* 0: each planner's default; else exactly this */
 static int g_mode = 0;
 
 void dc_conv_set_tiling(size_t tile_bytes, int64_t min_cols)
 {
-    g_tile_bytes = tile_bytes ? tile_bytes : DC_DEFAULT_TILE_BYTES;
-    g_min_cols = min_cols > 0 ? min_cols : DC_MIN_COLS;
+    g_tile_bytes = tile_bytes;
+    g_min_cols = min_cols > 0 ? min_cols : 0;
+}
+
+void dc_conv_tiling_knobs(size_t *tile_bytes, int64_t *min_cols)
+{
+    *tile_bytes = g_tile_bytes;
+    *min_cols = g_min_cols;
 }
 void dc_conv_set_mode(int mode) { g_mode = mode; }
 int dc_conv_mode(void) { return g_mode; }
-
-static int dc_conv_is_pointwise(const dc_cgeo *g)
-{
-    for (int a = 0; a < 3; a++)
-        if (g->k[a] != 1 || g->s[a] != 1 || g->p[a] != 0) return 0;
-    return 1;
-}
-
-/* kernel == stride, no padding, no dilation: windows tile the input without overlap */
-static int dc_conv_is_nonoverlap(const dc_cgeo *g)
-{
-    for (int a = 0; a < 3; a++)
-        if (g->k[a] != g->s[a] || g->p[a] != 0 || (g->d[a] != 1 && g->k[a] != 1)) return 0;
-    return 1;
-}
-
-/* stride 1 with padding <= d(k-1) on every axis: the input gradient is a forward
- * convolution of dy with the flipped kernel */
-static int dc_conv_bwd_data_as_fwd(const dc_cgeo *g)
-{
-    for (int a = 0; a < 3; a++)
-        if (g->s[a] != 1 || g->p[a] > g->d[a] * (g->k[a] - 1)) return 0;
-    return 1;
-}
 
 typedef struct dc_conv_tiling {
     int64_t rows;     /* output rows (of out[2] voxels) per tile */
@@ -66,9 +48,9 @@ static dc_conv_tiling dc_conv_plan(diffcl_context *ctx, const dc_cgeo *g, size_t
     const int64_t L = g->out[2], R = g->out[0] * g->out[1];
     const int64_t K = direct ? (g->ci > g->co ? g->ci : g->co) : g->ci * dc_cgeo_kvol(g);
     const int64_t row_bytes = K * L * (int64_t)sz > 0 ? K * L * (int64_t)sz : 1;
-    int64_t rows = (int64_t)g_tile_bytes / row_bytes;
-    int64_t min_cols = g->co > g_min_cols ? g->co : g_min_cols;
-    if (g_min_cols != DC_MIN_COLS) min_cols = g_min_cols; /* tests: exact control */
+    int64_t rows = (int64_t)(g_tile_bytes ? g_tile_bytes : DC_DEFAULT_TILE_BYTES) / row_bytes;
+    int64_t min_cols = g->co > DC_MIN_COLS ? g->co : DC_MIN_COLS;
+    if (g_min_cols) min_cols = g_min_cols; /* tests: exact control */
     if (rows * L < min_cols) rows = (min_cols + L - 1) / L;
     int64_t cap = (int64_t)(DC_MAX_WS_BYTES / (size_t)nt) / row_bytes;
     if (rows > cap) rows = cap;
@@ -79,7 +61,7 @@ static dc_conv_tiling dc_conv_plan(diffcl_context *ctx, const dc_cgeo *g, size_t
     if (nt > 1 && g->n * tiles < 4 * nt) {
         int64_t want = (4 * nt + g->n - 1) / (g->n > 0 ? g->n : 1);
         int64_t r2 = (R + want - 1) / want;
-        int64_t rmin = (g_min_cols + L - 1) / L;
+        int64_t rmin = ((g_min_cols ? g_min_cols : DC_MIN_COLS) + L - 1) / L;
         if (r2 < rmin) r2 = rmin;
         if (r2 < rows) {
             rows = r2;
@@ -89,14 +71,12 @@ static dc_conv_tiling dc_conv_plan(diffcl_context *ctx, const dc_cgeo *g, size_t
     t.rows = rows;
     t.tiles = tiles;
     t.threads = nt;
-    /* OpenBLAS's pthreads build serialises concurrent callers: keep its GEMMs unnested */
-    const int blas_nests = openblas_get_parallel() != 1;
     int par;
     if (purpose == 1 && !direct && !dc_conv_is_nonoverlap(g))
         par = g->n >= nt; /* overlapping scatter: one sample per thread */
     else
         par = g->n * tiles >= nt;
-    par = par && nt > 1 && blas_nests;
+    par = par && nt > 1;
     if (g_mode == 1) par = 1;
     if (g_mode == 2) par = 0;
     t.parallel = par;
@@ -104,13 +84,32 @@ static dc_conv_tiling dc_conv_plan(diffcl_context *ctx, const dc_cgeo *g, size_t
     return t;
 }
 
+/* Around a parallel region whose threads each call BLAS: OpenBLAS's OpenMP build runs
+ * sequentially inside a parallel region by itself; its pthreads build must be told to
+ * (else the calls contend for its one thread pool). Returns the count to restore, or 0. */
+static int dc_blas_serial_begin(int parallel)
+{
+    if (!parallel || openblas_get_parallel() != 1) return 0;
+    int n = openblas_get_num_threads();
+    if (n <= 1) return 0;
+    openblas_set_num_threads(1);
+    return n;
+}
+
+static void dc_blas_serial_end(int saved)
+{
+    if (saved > 0) openblas_set_num_threads(saved);
+}
+
 #define T float
 #define SFX f32
 #define GEMM cblas_sgemm
+#define DC_FAST_F32 1
 #include "layer/conv_kernels.inc"
 #undef T
 #undef SFX
 #undef GEMM
+#undef DC_FAST_F32
 
 #define T double
 #define SFX f64

@@ -15,6 +15,7 @@ static void teardown(void)
 {
     dc_conv_set_tiling(0, 0);
     dc_conv_set_mode(0);
+    dc_conv_set_kernel(0);
     diffcl_context_free(ctx);
 }
 
@@ -38,12 +39,15 @@ static const conv_case CONV_CASES[] = {
     {"c3d_k2s2_odd", 0, 3, C3(2), C3(2), C3(0), C3(1), C3(0), 1},
     {"c3d_1x1", 0, 3, C3(1), C3(1), C3(0), C3(1), C3(0), 1},
     {"c3d_big", 0, 3, C3(3), C3(1), C3(1), C3(1), C3(0), 1},
+    {"c3d_pad2", 0, 3, C3(3), C3(1), C3(2), C3(1), C3(0), 1},
+    {"c3d_pad3", 0, 3, C3(3), C3(1), C3(3), C3(1), C3(0), 0},
     {"c2d_basic", 0, 2, C3(3), C3(1), C3(1), C3(1), C3(0), 1},
     {"c2d_s2", 0, 2, C3(3), C3(2), C3(0), C3(1), C3(0), 0},
     {"t3d_k2s2", 1, 3, C3(2), C3(2), C3(0), C3(1), C3(0), 1},
     {"t3d_general", 1, 3, C3(3), C3(2), C3(1), C3(1), C3(1), 1},
     {"t3d_s1", 1, 3, C3(3), C3(1), C3(1), C3(1), C3(0), 1},
     {"t3d_dil_op", 1, 3, C3(2), C3(1), C3(0), C3(2), C3(1), 0},
+    {"t3d_dil_op2", 1, 3, C3(2), C3(1), C3(2), C3(2), C3(1), 1},
     {"t2d_k2s2", 1, 2, C3(2), C3(2), C3(0), C3(1), C3(0), 1},
     {"t2d_general", 1, 2, C3(4), C3(2), C3(1), C3(1), C3(0), 1},
 };
@@ -144,26 +148,35 @@ static diffcl_context *ctx_threads(int n)
 }
 
 /* Kernel configurations every parity case runs under: threads, tile bytes, min tile
- * width (voxels), mode (0 auto, 1 tiles in parallel, 2 tiles in turn). */
+ * width (voxels), mode of the BLAS family (0 auto, 1 tiles in parallel, 2 tiles in turn),
+ * kernel family for F32 (1 cblas_sgemm, 2 AVX-512 micro-kernels; F64 always uses BLAS).
+ * The first N_KCONF_BLAS use the BLAS family: the F64 gradient checks run under those. */
 typedef struct kconf {
     int threads;
     size_t tile_bytes;
     int64_t min_cols;
     int mode;
+    int kernel;
 } kconf;
 static const kconf KCONFS[] = {
-    {1, 0, 0, 0},      /* defaults, one thread */
-    {2, 0, 0, 0},      /* defaults, two threads */
-    {2, 64, 1, 1},     /* one output row per tile, tiles in parallel */
-    {2, 64, 1, 2},     /* one output row per tile, tiles in turn */
-    {1, 2048, 20, 0},  /* a few rows per tile */
+    {1, 0, 0, 0, 1},     /* defaults, one thread */
+    {2, 0, 0, 0, 1},     /* defaults, two threads */
+    {2, 64, 1, 1, 1},    /* one output row per tile, tiles in parallel */
+    {2, 64, 1, 2, 1},    /* one output row per tile, tiles in turn */
+    {1, 2048, 20, 0, 1}, /* a few rows per tile */
+    {1, 0, 0, 0, 2},     /* AVX-512, defaults */
+    {2, 0, 0, 0, 2},     /* AVX-512, two threads */
+    {2, 64, 1, 0, 2},    /* AVX-512, 48-voxel tiles, two threads */
+    {1, 64, 1, 0, 2},    /* AVX-512, 48-voxel tiles, one thread */
 };
 #define N_KCONF ((int)(sizeof KCONFS / sizeof KCONFS[0]))
+#define N_KCONF_BLAS 5
 
 static diffcl_context *apply_conf(const kconf *k)
 {
     dc_conv_set_tiling(k->tile_bytes, k->min_cols);
     dc_conv_set_mode(k->mode);
+    dc_conv_set_kernel(k->kernel);
     return ctx_threads(k->threads);
 }
 
@@ -349,9 +362,11 @@ START_TEST(test_pool_upsample_gradcheck)
 }
 END_TEST
 
-/* The V-Net's own shapes at a small size, F32 against F64 (tiled, multi-threaded). */
+/* The V-Net's own shapes at a small size, F32 against F64 (tiled, multi-threaded), with
+ * each F32 kernel family. */
 START_TEST(test_vnet_shapes_f32_vs_f64)
 {
+    dc_conv_set_kernel(1 + _i);
     diffcl_context *c = ctx_threads(2);
     struct {
         int ci, co, k, s, transposed;
@@ -611,9 +626,9 @@ static Suite *layer_conv_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_conv_parity, 0, N_KCONF);
     tcase_add_loop_test(tc, test_pool_upsample_parity, 0, 2);
-    tcase_add_loop_test(tc, test_conv_gradcheck, 0, N_KCONF);
+    tcase_add_loop_test(tc, test_conv_gradcheck, 0, N_KCONF_BLAS);
     tcase_add_loop_test(tc, test_pool_upsample_gradcheck, 0, 2);
-    tcase_add_test(tc, test_vnet_shapes_f32_vs_f64);
+    tcase_add_loop_test(tc, test_vnet_shapes_f32_vs_f64, 0, 2);
     tcase_add_test(tc, test_bad_input);
     tcase_add_test(tc, test_strided_input_and_no_grad);
     tcase_add_test(tc, test_module);

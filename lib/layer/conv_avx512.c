@@ -1,0 +1,814 @@
+/* F32 convolution on AVX-512 with our own GEMM micro-kernels (x86-64, chosen at run time).
+ *
+ * Why not cblas_sgemm here: the columns are packed anyway, so packing them straight into the
+ * micro-kernel's panel layout saves OpenBLAS's second packing pass, and OpenBLAS 0.3.21 runs
+ * its AVX2 (Haswell) kernels on AVX-512 AMD cores, at half the speed.
+ *
+ *  forward      y[:, tile] = W . cols(x)[:, tile]       NN kernel, 8 x 48 register block;
+ *               W packed once per call into 8-row panels, the columns of each tile packed
+ *               (vol2col) directly into 48-column panels; bias folded into the first pass.
+ *  input grad   stride 1: the forward of dy with the flipped kernel; otherwise
+ *               cols = W^T . dy[:, tile] (NN kernel) and a col2vol scatter (a plain store
+ *               when kernel == stride).
+ *  weight grad  dW += dy[:, tile] . cols[:, tile]^T  NT kernel: 4 x 5 dot products along the
+ *               voxels (both operands are contiguous along them), per-thread accumulators.
+ *
+ * Tiles are ranges of output voxels of one sample, a multiple of 48 wide, sized so a packed
+ * tile stays within the per-thread budget (dc_conv_set_tiling); tiles run in parallel. */
+#include <string.h>
+
+#include "layer/conv_internal.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define DC_HAVE_AVX512_CODE 1
+#include <immintrin.h>
+#endif
+
+static int g_kernel = 0; /* 0 automatic, 1 BLAS, 2 AVX-512 */
+void dc_conv_set_kernel(int kernel) { g_kernel = kernel; }
+
+int dc_conv512_usable(void)
+{
+#ifdef DC_HAVE_AVX512_CODE
+    static int cpu = -1;
+    if (cpu < 0) cpu = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    return g_kernel != 1 && cpu;
+#else
+    return 0;
+#endif
+}
+
+#ifdef DC_HAVE_AVX512_CODE
+
+#define MR 8  /* rows (output channels) of the NN register block */
+#define NR 48 /* columns (voxels) of the NN register block: 3 vectors */
+#define MT 4  /* NT block: rows of dy ... */
+#define NT 5  /* ... by rows of the columns */
+#define TGT __attribute__((target("avx512f")))
+
+static inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* ------------------------------------------------------------- packing ---- */
+
+/* dst[0..n) = src[0, s, 2s, ...] (s = 1 or 2 vectorised) or zeros (src NULL). */
+static inline void TGT copy_run(float *restrict d, const float *restrict src, int64_t s, int64_t n)
+{
+    if (!src) {
+        const __m512 z = _mm512_setzero_ps();
+        for (; n >= 16; n -= 16, d += 16) _mm512_storeu_ps(d, z);
+        if (n) _mm512_mask_storeu_ps(d, (__mmask16)((1u << n) - 1), z);
+    } else if (s == 1) {
+        for (; n >= 16; n -= 16, d += 16, src += 16) _mm512_storeu_ps(d, _mm512_loadu_ps(src));
+        if (n) {
+            const __mmask16 m = (__mmask16)((1u << n) - 1);
+            _mm512_mask_storeu_ps(d, m, _mm512_maskz_loadu_ps(m, src));
+        }
+    } else if (s == 2) {
+        const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        for (; n >= 16; n -= 16, d += 16, src += 32) {
+            const __m512 lo = _mm512_loadu_ps(src);
+            const __m512 hi = _mm512_maskz_loadu_ps((__mmask16)0x7FFF, src + 16); /* 31 needed */
+            _mm512_storeu_ps(d, _mm512_permutex2var_ps(lo, even, hi));
+        }
+        if (n) {
+            const int64_t need = 2 * n - 1; /* src[0 .. 2n-2] */
+            const __mmask16 ml = (__mmask16)(need >= 16 ? 0xFFFF : (1u << need) - 1);
+            const __mmask16 mh = (__mmask16)(need > 16 ? (1u << (need - 16)) - 1 : 0);
+            const __m512 lo = _mm512_maskz_loadu_ps(ml, src), hi = _mm512_maskz_loadu_ps(mh, src + 16);
+            _mm512_mask_storeu_ps(d, (__mmask16)((1u << n) - 1), _mm512_permutex2var_ps(lo, even, hi));
+        }
+    } else {
+        for (int64_t i = 0; i < n; i++) d[i] = src[i * s];
+    }
+}
+
+/* Write n values from src (element stride s; NULL: zeros) to columns [j, j+n) of row r of
+ * a K-row operand: row-major with leading dimension ld, or (panel) 48-column panels. */
+static inline void TGT put(float *restrict dst, int panel, int64_t K, int64_t ld, int64_t r,
+                           int64_t j, const float *restrict src, int64_t s, int64_t n)
+{
+    if (!panel) {
+        copy_run(dst + r * ld + j, src, s, n);
+        return;
+    }
+    while (n > 0) {
+        const int64_t q = j / NR, off = j - q * NR, m = imin(n, NR - off);
+        copy_run(dst + (q * K + r) * NR + off, src, s, m);
+        if (src) src += m * s;
+        j += m;
+        n -= m;
+    }
+}
+
+/* vol2col of output voxels [p0, p1) of one sample, rows [r_lo, r_hi) of K. The walk over
+ * output rows is incremental (no divisions per segment). */
+static void TGT pack_cols(const dc_cgeo *g, const float *restrict x, int64_t p0, int64_t p1,
+                          int64_t r_lo, int64_t r_hi, float *restrict dst, int panel, int64_t K,
+                          int64_t ld)
+{
+    const int64_t L = g->out[2], kvol = dc_cgeo_kvol(g), k12 = (int64_t)g->k[1] * g->k[2];
+    const int64_t in0 = g->in[0], in1 = g->in[1], in2 = g->in[2], s2 = g->s[2];
+    const int64_t np = p1 - p0, q_start = p0 / L, o2_start = p0 - q_start * L;
+    const int64_t o0_start = q_start / g->out[1], o1_start = q_start - o0_start * g->out[1];
+    for (int64_t r = r_lo; r < r_hi; r++) {
+        const int64_t c = r / kvol, rem = r % kvol;
+        const int64_t a = rem / k12, b = (rem / g->k[2]) % g->k[1], e = rem % g->k[2];
+        const int64_t off2 = e * g->d[2] - g->p[2];
+        /* output-axis-2 range whose input index lies inside [0, in2) */
+        int64_t lo = off2 >= 0 ? 0 : (-off2 + s2 - 1) / s2;
+        int64_t hi = (in2 - 1 - off2) >= 0 ? (in2 - 1 - off2) / s2 + 1 : 0;
+        hi = imin(hi, L);
+        lo = imin(lo, hi);
+        const float *xc = x + c * in0 * in1 * in2;
+        int64_t o0 = o0_start, o1 = o1_start, o2 = o2_start, j = 0;
+        while (j < np) {
+            const int64_t seg = imin(L - o2, np - j);
+            const int64_t i0 = o0 * g->s[0] - g->p[0] + a * g->d[0];
+            const int64_t i1 = o1 * g->s[1] - g->p[1] + b * g->d[1];
+            if (i0 < 0 || i0 >= in0 || i1 < 0 || i1 >= in1) {
+                put(dst, panel, K, ld, r, j, NULL, 1, seg);
+            } else {
+                const int64_t e0 = o2 + seg, l = imin(imax(lo, o2), e0), h = imin(imax(hi, l), e0);
+                const float *src = xc + (i0 * in1 + i1) * in2 + off2;
+                if (l > o2) put(dst, panel, K, ld, r, j, NULL, 1, l - o2);
+                if (h > l) put(dst, panel, K, ld, r, j + (l - o2), src + l * s2, s2, h - l);
+                if (e0 > h) put(dst, panel, K, ld, r, j + (h - o2), NULL, 1, e0 - h);
+            }
+            j += seg;
+            o2 = 0;
+            if (++o1 == g->out[1]) {
+                o1 = 0;
+                o0++;
+            }
+        }
+        if (panel && round_up(np, NR) > np) put(dst, 1, K, 0, r, np, NULL, 1, round_up(np, NR) - np);
+    }
+}
+
+/* col2vol of a row-major column block (K x (p1-p0), leading dimension ld) into dx of one
+ * sample, rows [r_lo, r_hi); store: write instead of add (windows do not overlap). */
+static void unpack_cols(const dc_cgeo *g, const float *restrict col, int64_t ld, int64_t p0,
+                        int64_t p1, int64_t r_lo, int64_t r_hi, float *restrict dx, int store)
+{
+    const int64_t L = g->out[2], kvol = dc_cgeo_kvol(g), k12 = (int64_t)g->k[1] * g->k[2];
+    const int64_t in0 = g->in[0], in1 = g->in[1], in2 = g->in[2], s2 = g->s[2];
+    const int64_t np = p1 - p0, q_start = p0 / L, o2_start = p0 - q_start * L;
+    const int64_t o0_start = q_start / g->out[1], o1_start = q_start - o0_start * g->out[1];
+    for (int64_t r = r_lo; r < r_hi; r++) {
+        const int64_t c = r / kvol, rem = r % kvol;
+        const int64_t a = rem / k12, b = (rem / g->k[2]) % g->k[1], e = rem % g->k[2];
+        const int64_t off2 = e * g->d[2] - g->p[2];
+        int64_t lo = off2 >= 0 ? 0 : (-off2 + s2 - 1) / s2;
+        int64_t hi = (in2 - 1 - off2) >= 0 ? (in2 - 1 - off2) / s2 + 1 : 0;
+        hi = imin(hi, L);
+        lo = imin(lo, hi);
+        float *xc = dx + c * in0 * in1 * in2;
+        const float *src = col + r * ld;
+        int64_t o0 = o0_start, o1 = o1_start, o2 = o2_start, j = 0;
+        while (j < np) {
+            const int64_t seg = imin(L - o2, np - j);
+            const int64_t i0 = o0 * g->s[0] - g->p[0] + a * g->d[0];
+            const int64_t i1 = o1 * g->s[1] - g->p[1] + b * g->d[1];
+            if (i0 >= 0 && i0 < in0 && i1 >= 0 && i1 < in1) {
+                const int64_t e0 = o2 + seg, l = imin(imax(lo, o2), e0), h = imin(imax(hi, l), e0);
+                float *d = xc + (i0 * in1 + i1) * in2 + off2;
+                const float *sv = src + j - o2;
+                if (store) {
+                    if (s2 == 2)
+                        for (int64_t o = l; o < h; o++) d[2 * o] = sv[o];
+                    else
+                        for (int64_t o = l; o < h; o++) d[o * s2] = sv[o];
+                } else if (s2 == 1) {
+                    for (int64_t o = l; o < h; o++) d[o] += sv[o];
+                } else {
+                    for (int64_t o = l; o < h; o++) d[o * s2] += sv[o];
+                }
+            }
+            j += seg;
+            o2 = 0;
+            if (++o1 == g->out[1]) {
+                o1 = 0;
+                o0++;
+            }
+        }
+    }
+}
+
+/* A (M x K) into 8-row panels [M/8][K][8], zero rows past M. trans: the source is K x M
+ * (A = src^T), as W^T for the input gradient. */
+static void pack_a(const float *restrict src, int64_t M, int64_t K, int trans, float *restrict ap,
+                   int nt)
+{
+    const int64_t mp_n = (M + MR - 1) / MR;
+    DC_OMP_PARALLEL_FOR(nt)
+    for (int64_t mp = 0; mp < mp_n; mp++)
+        for (int64_t k = 0; k < K; k++)
+            for (int i = 0; i < MR; i++) {
+                const int64_t m = mp * MR + i;
+                ap[(mp * K + k) * MR + i] = m < M ? (trans ? src[k * M + m] : src[m * K + k]) : 0.0f;
+            }
+}
+
+/* ------------------------------------------------------------ micro-kernels ---- */
+
+static inline __mmask16 TGT col_mask(int ncols, int v)
+{
+    const int n = ncols - 16 * v;
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+/* C[0:mrows, 0:ncols] (+)= A-panel (kc x 8) . B (kc x 48), where row k of B starts at
+ * b + boff[k] (48 consecutive floats: a packed panel row, a strided row, or a tap of the
+ * padded input); bias (first pass) per row. */
+static void TGT ukr_nn(int64_t kc, const float *restrict a, const float *restrict b,
+                       const int64_t *restrict boff, float *restrict c, int64_t ldc, int mrows,
+                       int ncols, int beta, const float *restrict bias)
+{
+    __m512 acc[MR][3];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+        const __m512 v = bias && i < mrows ? _mm512_set1_ps(bias[i]) : _mm512_setzero_ps();
+        acc[i][0] = v;
+        acc[i][1] = v;
+        acc[i][2] = v;
+    }
+    const __mmask16 m0 = col_mask(ncols, 0), m1 = col_mask(ncols, 1), m2 = col_mask(ncols, 2);
+    if (ncols == NR) {
+        for (int64_t k = 0; k < kc; k++) {
+            const float *bk = b + boff[k];
+            const __m512 b0 = _mm512_loadu_ps(bk), b1 = _mm512_loadu_ps(bk + 16);
+            const __m512 b2 = _mm512_loadu_ps(bk + 32);
+#pragma GCC unroll 8
+            for (int i = 0; i < MR; i++) {
+                const __m512 ai = _mm512_set1_ps(a[i]);
+                acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+                acc[i][2] = _mm512_fmadd_ps(ai, b2, acc[i][2]);
+            }
+            a += MR;
+        }
+    } else { /* edge block: never read past the last column (B may be a tensor's end) */
+        for (int64_t k = 0; k < kc; k++) {
+            const float *bk = b + boff[k];
+            const __m512 b0 = _mm512_maskz_loadu_ps(m0, bk), b1 = _mm512_maskz_loadu_ps(m1, bk + 16);
+            const __m512 b2 = _mm512_maskz_loadu_ps(m2, bk + 32);
+#pragma GCC unroll 8
+            for (int i = 0; i < MR; i++) {
+                const __m512 ai = _mm512_set1_ps(a[i]);
+                acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+                acc[i][2] = _mm512_fmadd_ps(ai, b2, acc[i][2]);
+            }
+            a += MR;
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+        if (i >= mrows) break;
+        float *cr = c + i * ldc;
+        __m512 v0 = acc[i][0], v1 = acc[i][1], v2 = acc[i][2];
+        if (beta) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cr));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cr + 16));
+            v2 = _mm512_add_ps(v2, _mm512_maskz_loadu_ps(m2, cr + 32));
+        }
+        _mm512_mask_storeu_ps(cr, m0, v0);
+        _mm512_mask_storeu_ps(cr + 16, m1, v1);
+        _mm512_mask_storeu_ps(cr + 32, m2, v2);
+    }
+}
+
+/* C (M x N, ldc) = A . B (+ bias per row), A packed [M/8][K][8]; the 48 columns of block q
+ * of B row k start at bp + q*qstride + boff[k]: packed panels (qstride K*48, boff k*48) or
+ * plain rows (qstride 48, boff k*ld). beta = 1 accumulates into C. K is cut in blocks of
+ * <= 256 so a B block stays in L1. */
+static void TGT gemm_nn(int64_t M, int64_t N, int64_t K, const float *ap, const float *bp,
+                        int64_t qstride, const int64_t *boff, float *c, int64_t ldc,
+                        const float *bias, int beta)
+{
+    const int64_t nkb = (K + 255) / 256, kb = (K + nkb - 1) / nkb;
+    for (int64_t k0 = 0; k0 < K; k0 += kb) {
+        const int64_t kc = imin(kb, K - k0);
+        for (int64_t q = 0; q * NR < N; q++) {
+            const int ncols = (int)imin(NR, N - q * NR);
+            for (int64_t mp = 0; mp * MR < M; mp++) {
+                const int mrows = (int)imin(MR, M - mp * MR);
+                ukr_nn(kc, ap + (mp * K + k0) * MR, bp + q * qstride, boff + k0,
+                       c + mp * MR * ldc + q * NR, ldc, mrows, ncols, beta || k0 > 0,
+                       k0 == 0 && bias ? bias + mp * MR : NULL);
+            }
+        }
+    }
+}
+
+/* c[i][n] += dot(a_i, b_n) over k elements for the rows given by pointer (4 x 5 block). */
+static void TGT ukr_nt(int64_t k, const float *const *a, const float *const *b, float *c,
+                       int64_t ldc, int mrows, int ncols)
+{
+    __m512 acc[MT][NT];
+#pragma GCC unroll 4
+    for (int i = 0; i < MT; i++)
+#pragma GCC unroll 5
+        for (int n = 0; n < NT; n++) acc[i][n] = _mm512_setzero_ps();
+    int64_t j = 0;
+    for (; j + 16 <= k; j += 16) {
+        __m512 av[MT], bv[NT];
+#pragma GCC unroll 4
+        for (int i = 0; i < MT; i++) av[i] = _mm512_loadu_ps(a[i] + j);
+#pragma GCC unroll 5
+        for (int n = 0; n < NT; n++) bv[n] = _mm512_loadu_ps(b[n] + j);
+#pragma GCC unroll 4
+        for (int i = 0; i < MT; i++)
+#pragma GCC unroll 5
+            for (int n = 0; n < NT; n++) acc[i][n] = _mm512_fmadd_ps(av[i], bv[n], acc[i][n]);
+    }
+    if (j < k) {
+        const __mmask16 m = (__mmask16)((1u << (k - j)) - 1);
+        __m512 av[MT], bv[NT];
+#pragma GCC unroll 4
+        for (int i = 0; i < MT; i++) av[i] = _mm512_maskz_loadu_ps(m, a[i] + j);
+#pragma GCC unroll 5
+        for (int n = 0; n < NT; n++) bv[n] = _mm512_maskz_loadu_ps(m, b[n] + j);
+#pragma GCC unroll 4
+        for (int i = 0; i < MT; i++)
+#pragma GCC unroll 5
+            for (int n = 0; n < NT; n++) acc[i][n] = _mm512_fmadd_ps(av[i], bv[n], acc[i][n]);
+    }
+    for (int i = 0; i < mrows; i++)
+        for (int n = 0; n < ncols; n++) c[i * ldc + n] += _mm512_reduce_add_ps(acc[i][n]);
+}
+
+/* C (M x N, ldc) += A (M x k, lda) . B^T, row n of B (k floats) at b + boff[n]. The rows of
+ * B are taken in chunks that stay in L2 while every row block of A passes over them. */
+static void gemm_nt(int64_t M, int64_t N, int64_t k, const float *a, int64_t lda,
+                    const float *b, const int64_t *boff, float *c, int64_t ldc)
+{
+    const int64_t chunk = imax(NT, (256 * 1024 / (imax(k, 1) * 4)) / NT * NT);
+    for (int64_t n0 = 0; n0 < N; n0 += chunk) {
+        const int64_t n1 = imin(N, n0 + chunk);
+        for (int64_t m0 = 0; m0 < M; m0 += MT) {
+            const int mrows = (int)imin(MT, M - m0);
+            const float *ar[MT];
+            for (int i = 0; i < MT; i++) ar[i] = a + (m0 + (i < mrows ? i : 0)) * lda;
+            for (int64_t n = n0; n < n1; n += NT) {
+                const int ncols = (int)imin(NT, n1 - n);
+                const float *br[NT];
+                for (int t = 0; t < NT; t++) br[t] = b + boff[n + (t < ncols ? t : 0)];
+                ukr_nt(k, ar, br, c + m0 * ldc + n, ldc, mrows, ncols);
+            }
+        }
+    }
+}
+
+/* table[i] = i * step, i < n */
+static void fill_steps(int64_t *table, int64_t n, int64_t step)
+{
+    for (int64_t i = 0; i < n; i++) table[i] = i * step;
+}
+
+/* ---------------------------------------------- stride 1: direct, no columns ---- */
+
+/* A stride-1 convolution read in padded coordinates: with the input zero-padded to
+ * [Ci][Dp][Hp][Wp], output voxel (o0,o1,o2) sits at q = o0*Hp*Wp + o1*Wp + o2 and its tap
+ * (a,b,e) at q + a*d0*Hp*Wp + b*d1*Wp + e*d2: a constant offset per tap. So the GEMM's B
+ * rows are the padded input itself, shifted: no vol2col. The price is the voxels computed
+ * at q with o1 >= out1 or o2 >= out2 (thrown away): 4% at 112x112x80, 27% at 14x14x10.
+ * Work is cut into slabs of output planes; each thread pads its slab's input planes. */
+typedef struct direct_geo {
+    int64_t Hp, Wp, HpWp;
+    int64_t nz;    /* output planes per slab */
+    int64_t zin;   /* input planes a slab needs: nz + d0 (k0 - 1) */
+    int64_t cs;    /* per-channel stride of a padded slab (zin*HpWp + slack) */
+    int64_t slabs; /* per sample */
+} direct_geo;
+
+static direct_geo direct_plan(diffcl_context *ctx, const dc_cgeo *g, int64_t extra_per_plane)
+{
+    direct_geo d;
+    const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
+    /* high-side padding also covers outputs past the natural size (a transposed
+     * convolution's output_padding, run as this convolution's adjoint) */
+    d.Hp = imax(g->in[1] + 2 * g->p[1], g->out[1] + (int64_t)g->d[1] * (g->k[1] - 1));
+    d.Wp = imax(g->in[2] + 2 * g->p[2], g->out[2] + (int64_t)g->d[2] * (g->k[2] - 1));
+    d.HpWp = d.Hp * d.Wp;
+    const int64_t halo = (int64_t)g->d[0] * (g->k[0] - 1);
+    size_t budget;
+    int64_t knob_min;
+    dc_conv_tiling_knobs(&budget, &knob_min);
+    if (!budget) budget = (size_t)4 << 20;
+    const int64_t plane_bytes = (g->ci + extra_per_plane) * d.HpWp * (int64_t)sizeof(float);
+    int64_t nz = (int64_t)budget / imax(plane_bytes, 1) - halo;
+    nz = imax(1, imin(nz, g->out[0]));
+    if (knob_min > 0) nz = 1; /* tests: smallest slabs */
+    /* enough slabs to keep every thread busy */
+    if (nt > 1 && g->n * ((g->out[0] + nz - 1) / nz) < 4 * nt) {
+        const int64_t want = (4 * nt + g->n - 1) / imax(g->n, 1);
+        nz = imax(1, imin(nz, (g->out[0] + want - 1) / want));
+    }
+    d.nz = nz;
+    d.zin = nz + halo;
+    d.cs = round_up(d.zin * d.HpWp + 64, 16);
+    d.slabs = (g->out[0] + nz - 1) / nz;
+    return d;
+}
+
+/* Zero-padded copy of input planes [z0 - p0, z0 - p0 + zin) of x (one sample) into dst
+ * ([C][zin][Hp][Wp], channel stride cs, slack zeroed). */
+static void TGT pad_slab(const dc_cgeo *g, const direct_geo *d, const float *restrict x,
+                         int64_t C, int64_t z0, float *restrict dst)
+{
+    const int64_t in0 = g->in[0], in1 = g->in[1], in2 = g->in[2];
+    const int64_t p1 = g->p[1], p2 = g->p[2];
+    for (int64_t c = 0; c < C; c++) {
+        float *dc = dst + c * d->cs;
+        const float *xc = x + c * in0 * in1 * in2;
+        for (int64_t z = 0; z < d->zin; z++) {
+            const int64_t i0 = z0 + z - g->p[0];
+            float *dz = dc + z * d->HpWp;
+            if (i0 < 0 || i0 >= in0) {
+                copy_run(dz, NULL, 1, d->HpWp);
+                continue;
+            }
+            copy_run(dz, NULL, 1, p1 * d->Wp);
+            for (int64_t y = 0; y < in1; y++) {
+                float *dr = dz + (y + p1) * d->Wp;
+                copy_run(dr, NULL, 1, p2);
+                copy_run(dr + p2, xc + (i0 * in1 + y) * in2, 1, in2);
+                copy_run(dr + p2 + in2, NULL, 1, d->Wp - p2 - in2);
+            }
+            copy_run(dz + (in1 + p1) * d->Wp, NULL, 1, (d->Hp - in1 - p1) * d->Wp);
+        }
+        copy_run(dc + d->zin * d->HpWp, NULL, 1, d->cs - d->zin * d->HpWp);
+    }
+}
+
+/* tap offsets in a padded slab: boff[c*kvol + tap] = c*cs + a*d0*HpWp + b*d1*Wp + e*d2 */
+static void tap_offsets(const dc_cgeo *g, const direct_geo *d, int64_t C, int64_t *boff)
+{
+    int64_t t = 0;
+    for (int64_t c = 0; c < C; c++)
+        for (int a = 0; a < g->k[0]; a++)
+            for (int b = 0; b < g->k[1]; b++)
+                for (int e = 0; e < g->k[2]; e++)
+                    boff[t++] = c * d->cs + (int64_t)a * g->d[0] * d->HpWp +
+                                (int64_t)b * g->d[1] * d->Wp + (int64_t)e * g->d[2];
+}
+
+/* Copy the valid voxels of an MR x 48 block computed at padded positions [q0, q0+48) of a
+ * slab starting at output plane z0 into y (one sample), adding bias. */
+static void scatter_block(const dc_cgeo *g, const direct_geo *d, const float *cbuf, int mrows,
+                          int64_t q0, int64_t nq, int64_t z0, float *y, int64_t o_first,
+                          const float *bias)
+{
+    const int64_t P = dc_cgeo_out_vox(g), plane = g->out[1] * g->out[2];
+    int64_t zz = q0 / d->HpWp, rem = q0 - zz * d->HpWp, yy = rem / d->Wp, xx = rem - yy * d->Wp;
+    int64_t j = 0;
+    while (j < nq) {
+        const int64_t run = imin(d->Wp - xx, nq - j);
+        if (yy < g->out[1] && xx < g->out[2]) {
+            const int64_t n = imin(run, g->out[2] - xx);
+            const int64_t dst = (z0 + zz) * plane + yy * g->out[2] + xx;
+            for (int i = 0; i < mrows; i++) {
+                float *yr = y + (o_first + i) * P + dst;
+                const float *cr = cbuf + i * NR + j;
+                const float bv = bias ? bias[o_first + i] : 0.0f;
+                for (int64_t t = 0; t < n; t++) yr[t] = cr[t] + bv;
+            }
+        }
+        j += run;
+        xx = 0;
+        if (++yy == d->Hp) {
+            yy = 0;
+            zz++;
+        }
+    }
+}
+
+/* y = conv(x, W) + bias for a stride-1 convolution; ap: W packed in 8-row panels. */
+static diffcl_status direct_fwd(diffcl_context *ctx, const dc_cgeo *g, const float *x,
+                                const float *ap, const float *bias, float *y, float *ws)
+{
+    const int64_t K = g->ci * dc_cgeo_kvol(g), NI = dc_cgeo_in_vox(g), P = dc_cgeo_out_vox(g);
+    const direct_geo d = direct_plan(ctx, g, 0);
+    const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
+    const int64_t slab_elems = g->ci * d.cs + MR * NR;
+    int64_t *boff = (int64_t *)(ws + nt * slab_elems);
+    tap_offsets(g, &d, g->ci, boff);
+    DC_OMP_PARALLEL_FOR_DYNAMIC(nt)
+    for (int64_t it = 0; it < g->n * d.slabs; it++) {
+        const int64_t n = it / d.slabs, z0 = (it % d.slabs) * d.nz, nz = imin(d.nz, g->out[0] - z0);
+        float *xp = ws + (int64_t)dc_omp_thread() * slab_elems, *cbuf = xp + g->ci * d.cs;
+        pad_slab(g, &d, x + n * g->ci * NI, g->ci, z0, xp);
+        const int64_t qn = (nz - 1) * d.HpWp + (g->out[1] - 1) * d.Wp + g->out[2];
+        for (int64_t q0 = 0; q0 < qn; q0 += NR) {
+            const int ncols = (int)imin(NR, qn - q0);
+            for (int64_t mp = 0; mp * MR < g->co; mp++) {
+                const int mrows = (int)imin(MR, g->co - mp * MR);
+                ukr_nn(K, ap + mp * K * MR, xp + q0, boff, cbuf, NR, MR, NR, 0, NULL);
+                scatter_block(g, &d, cbuf, mrows, q0, ncols, z0, y + n * g->co * P, mp * MR, bias);
+            }
+        }
+    }
+    return DIFFCL_OK;
+}
+
+/* workspace of direct_fwd in bytes */
+static size_t direct_fwd_ws(diffcl_context *ctx, const dc_cgeo *g)
+{
+    const direct_geo d = direct_plan(ctx, g, 0);
+    const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
+    return (size_t)(nt * (g->ci * d.cs + MR * NR)) * sizeof(float) +
+           (size_t)(g->ci * dc_cgeo_kvol(g)) * sizeof(int64_t);
+}
+
+/* dW = dy (*) x for a stride-1 convolution: both placed in padded coordinates, dy with
+ * zeros at the thrown-away positions; B rows are taps of the padded input (no columns). */
+static diffcl_status direct_dw(diffcl_context *ctx, const dc_cgeo *g, const float *x,
+                               const float *dy, float *dw)
+{
+    const int64_t K = g->ci * dc_cgeo_kvol(g), NI = dc_cgeo_in_vox(g), P = dc_cgeo_out_vox(g);
+    const direct_geo d = direct_plan(ctx, g, g->co);
+    const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
+    const int64_t wn = g->co * K, ys = round_up(d.nz * d.HpWp, 16);
+    const int64_t slab_elems = g->ci * d.cs + g->co * ys;
+    const size_t bytes = (size_t)(nt * slab_elems + (nt - 1) * wn) * sizeof(float) + (size_t)K * sizeof(int64_t);
+    float *ws = dc_scratch(ctx, bytes);
+    if (!ws) return DIFFCL_ERR_OUT_OF_MEMORY;
+    float *accs = ws + nt * slab_elems;
+    int64_t *boff = (int64_t *)(accs + (nt - 1) * wn);
+    tap_offsets(g, &d, g->ci, boff);
+    memset(dw, 0, (size_t)wn * sizeof(float));
+    const int64_t plane = g->out[1] * g->out[2];
+    DC_OMP_PARALLEL(nt)
+    {
+        const int tid = dc_omp_thread();
+        float *acc = tid == 0 ? dw : accs + (int64_t)(tid - 1) * wn;
+        if (tid) memset(acc, 0, (size_t)wn * sizeof(float));
+        float *xp = ws + (int64_t)tid * slab_elems, *yp = xp + g->ci * d.cs;
+        DC_OMP_FOR_DYNAMIC
+        for (int64_t it = 0; it < g->n * d.slabs; it++) {
+            const int64_t n = it / d.slabs, z0 = (it % d.slabs) * d.nz, nz = imin(d.nz, g->out[0] - z0);
+            pad_slab(g, &d, x + n * g->ci * NI, g->ci, z0, xp);
+            /* dy of the slab in padded coordinates, zeros elsewhere */
+            for (int64_t o = 0; o < g->co; o++) {
+                float *yo = yp + o * ys;
+                copy_run(yo, NULL, 1, ys);
+                for (int64_t z = 0; z < nz; z++)
+                    for (int64_t r = 0; r < g->out[1]; r++)
+                        copy_run(yo + z * d.HpWp + r * d.Wp,
+                                 dy + (n * g->co + o) * P + (z0 + z) * plane + r * g->out[2], 1,
+                                 g->out[2]);
+            }
+            const int64_t qn = (nz - 1) * d.HpWp + (g->out[1] - 1) * d.Wp + g->out[2];
+            /* the dot products run along q in chunks so the rows stay in cache */
+            for (int64_t q0 = 0; q0 < qn; q0 += 2048) {
+                const int64_t kq = imin(2048, qn - q0);
+                gemm_nt(g->co, K, kq, yp + q0, ys, xp + q0, boff, acc, K);
+            }
+        }
+        if (nt > 1) {
+            DC_OMP_FOR
+            for (int64_t i = 0; i < wn; i++) {
+                float sum = dw[i];
+                for (int a = 0; a < nt - 1; a++) sum += accs[(int64_t)a * wn + i];
+                dw[i] = sum;
+            }
+        }
+    }
+    return DIFFCL_OK;
+}
+
+/* ------------------------------------------------------------------ tiling ---- */
+
+typedef struct tiles512 {
+    int64_t cols;  /* voxels per tile: a multiple of NR (the last tile of a sample may be less) */
+    int64_t tiles; /* per sample */
+    int threads;
+} tiles512;
+
+/* @p per_col_bytes: workspace bytes per tile column; @p min_cols: smallest useful tile. */
+static tiles512 plan512(diffcl_context *ctx, const dc_cgeo *g, int64_t per_col_bytes,
+                        int64_t min_cols)
+{
+    tiles512 t;
+    const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
+    const int64_t P = dc_cgeo_out_vox(g);
+    size_t budget;
+    int64_t knob_min;
+    dc_conv_tiling_knobs(&budget, &knob_min);
+    if (knob_min > 0) min_cols = knob_min; /* tests: exact control */
+    int64_t cols = (int64_t)budget / imax(per_col_bytes, 1);
+    cols = imax(cols, min_cols);
+    const int64_t cap = (int64_t)((size_t)(48 << 20) / (size_t)nt) / imax(per_col_bytes, 1);
+    cols = imin(cols, cap);
+    cols = imax(NR, cols / NR * NR);
+    cols = imin(cols, round_up(P, NR));
+    /* enough tiles to keep every thread busy */
+    if (nt > 1 && g->n * ((P + cols - 1) / cols) < 4 * nt) {
+        const int64_t want = (4 * nt + g->n - 1) / imax(g->n, 1);
+        int64_t c2 = round_up((P + want - 1) / want, NR);
+        c2 = imax(c2, imin(round_up(min_cols, NR), cols));
+        cols = imin(cols, imax(c2, NR));
+    }
+    t.cols = cols;
+    t.tiles = (P + cols - 1) / cols;
+    t.threads = nt;
+    return t;
+}
+
+/* ----------------------------------------------------------------- drivers ---- */
+
+static int stride_one(const dc_cgeo *g)
+{
+    return g->s[0] == 1 && g->s[1] == 1 && g->s[2] == 1;
+}
+
+diffcl_status dc_conv512_fwd(diffcl_context *ctx, const dc_cgeo *g, const float *x,
+                             const float *w, const float *bias, float *y)
+{
+    const int64_t K = g->ci * dc_cgeo_kvol(g), P = dc_cgeo_out_vox(g), NI = dc_cgeo_in_vox(g);
+    const int direct = dc_conv_is_pointwise(g);
+    const int64_t a_elems = round_up(g->co, MR) * K;
+    if (!direct && stride_one(g)) {
+        float *ws = dc_scratch(ctx, (size_t)a_elems * sizeof(float) + direct_fwd_ws(ctx, g));
+        if (!ws) return DIFFCL_ERR_OUT_OF_MEMORY;
+        pack_a(w, g->co, K, 0, ws, dc_threads(ctx));
+        return direct_fwd(ctx, g, x, ws, bias, y, ws + a_elems);
+    }
+    /* 1x1x1: B rows are the input's channels; otherwise vol2col into panels per tile */
+    const tiles512 t = plan512(ctx, g, direct ? 0 : K * (int64_t)sizeof(float), 4 * NR);
+    const int64_t b_elems = direct ? 0 : K * t.cols;
+    float *ws = dc_scratch(ctx, (size_t)(a_elems + (int64_t)t.threads * b_elems) * sizeof(float) +
+                                    (size_t)K * sizeof(int64_t));
+    if (!ws) return DIFFCL_ERR_OUT_OF_MEMORY;
+    float *ap = ws, *bp0 = ws + a_elems;
+    int64_t *boff = (int64_t *)(bp0 + (int64_t)t.threads * b_elems);
+    fill_steps(boff, K, direct ? NI : NR);
+    pack_a(w, g->co, K, 0, ap, t.threads);
+    DC_OMP_PARALLEL_FOR_DYNAMIC(t.threads)
+    for (int64_t it = 0; it < g->n * t.tiles; it++) {
+        const int64_t n = it / t.tiles, p0 = (it % t.tiles) * t.cols, p1 = imin(P, p0 + t.cols);
+        float *yt = y + n * g->co * P + p0;
+        if (direct) {
+            gemm_nn(g->co, p1 - p0, K, ap, x + n * g->ci * NI + p0, NR, boff, yt, P, bias, 0);
+        } else {
+            float *bp = bp0 + (int64_t)dc_omp_thread() * b_elems;
+            pack_cols(g, x + n * g->ci * NI, p0, p1, 0, K, bp, 1, K, 0);
+            gemm_nn(g->co, p1 - p0, K, ap, bp, K * NR, boff, yt, P, bias, 0);
+        }
+    }
+    return DIFFCL_OK;
+}
+
+diffcl_status dc_conv512_bwd_data(diffcl_context *ctx, const dc_cgeo *g, const float *dy,
+                                  const float *w, float *dx)
+{
+    const int64_t K = g->ci * dc_cgeo_kvol(g), P = dc_cgeo_out_vox(g), NI = dc_cgeo_in_vox(g);
+    const int64_t kvol = dc_cgeo_kvol(g);
+    const int direct = dc_conv_is_pointwise(g), nonoverlap = dc_conv_is_nonoverlap(g);
+    if (!direct && dc_conv_bwd_data_as_fwd(g)) {
+        /* stride 1: dx = conv(dy, flip(W)^T) with padding d(k-1)-p */
+        const size_t wn = (size_t)(g->co * K);
+        float *wf = dc_alloc(ctx, wn * sizeof(float));
+        if (!wf) return DIFFCL_ERR_OUT_OF_MEMORY;
+        for (int64_t o = 0; o < g->co; o++)
+            for (int64_t c = 0; c < g->ci; c++)
+                for (int64_t k = 0; k < kvol; k++)
+                    wf[(c * g->co + o) * kvol + (kvol - 1 - k)] = w[(o * g->ci + c) * kvol + k];
+        dc_cgeo g2 = *g;
+        g2.ci = g->co;
+        g2.co = g->ci;
+        for (int a = 0; a < 3; a++) {
+            g2.in[a] = g->out[a];
+            g2.out[a] = g->in[a];
+            g2.p[a] = g->d[a] * (g->k[a] - 1) - g->p[a];
+        }
+        diffcl_status s = dc_conv512_fwd(ctx, &g2, dy, wf, NULL, dx);
+        dc_free(ctx, wf, wn * sizeof(float));
+        return s;
+    }
+    /* cols (K x tile) = W^T (K x Co) . dy tile (Co x tile); B rows are dy's channels */
+    const tiles512 t = plan512(ctx, g, direct ? 0 : K * (int64_t)sizeof(float), 4 * NR);
+    const int64_t a_elems = round_up(K, MR) * g->co, c_elems = direct ? 0 : K * t.cols;
+    float *ws = dc_scratch(ctx, (size_t)(a_elems + (int64_t)t.threads * c_elems) * sizeof(float) +
+                                    (size_t)g->co * sizeof(int64_t));
+    if (!ws) return DIFFCL_ERR_OUT_OF_MEMORY;
+    float *ap = ws, *cols = ws + a_elems;
+    int64_t *boff = (int64_t *)(cols + (int64_t)t.threads * c_elems);
+    fill_steps(boff, g->co, P);
+    pack_a(w, K, g->co, 1, ap, t.threads);
+    const int exact = nonoverlap && g->in[0] == g->out[0] * g->k[0] &&
+                      g->in[1] == g->out[1] * g->k[1] && g->in[2] == g->out[2] * g->k[2];
+    if (!direct && !exact) {
+        DC_OMP_PARALLEL_FOR(t.threads)
+        for (int64_t i = 0; i < g->n * g->ci; i++) memset(dx + i * NI, 0, (size_t)NI * sizeof(float));
+    }
+    if (direct || nonoverlap || g->n >= t.threads || t.threads == 1) {
+        /* tiles write disjoint parts of dx (or one sample per thread when windows overlap) */
+        const int by_sample = !direct && !nonoverlap;
+        const int64_t items = by_sample ? g->n : g->n * t.tiles;
+        DC_OMP_PARALLEL_FOR_DYNAMIC(t.threads)
+        for (int64_t it = 0; it < items; it++) {
+            float *col = cols + (int64_t)dc_omp_thread() * c_elems;
+            const int64_t i0 = by_sample ? it * t.tiles : it, i1 = by_sample ? i0 + t.tiles : it + 1;
+            for (int64_t ii = i0; ii < i1; ii++) {
+                const int64_t n = ii / t.tiles, p0 = (ii % t.tiles) * t.cols, p1 = imin(P, p0 + t.cols);
+                const float *dyt = dy + n * g->co * P + p0;
+                if (direct) {
+                    gemm_nn(K, p1 - p0, g->co, ap, dyt, NR, boff, dx + n * g->ci * NI + p0, NI, NULL, 0);
+                } else {
+                    gemm_nn(K, p1 - p0, g->co, ap, dyt, NR, boff, col, t.cols, NULL, 0);
+                    unpack_cols(g, col, t.cols, p0, p1, 0, K, dx + n * g->ci * NI, nonoverlap);
+                }
+            }
+        }
+    } else {
+        /* overlapping windows, fewer samples than threads: tiles in turn, each split over
+         * the threads (GEMM by column blocks, then the scatter by channels) */
+        for (int64_t it = 0; it < g->n * t.tiles; it++) {
+            const int64_t n = it / t.tiles, p0 = (it % t.tiles) * t.cols, p1 = imin(P, p0 + t.cols);
+            const int64_t np = p1 - p0, nq = (np + NR - 1) / NR;
+            const float *dyt = dy + n * g->co * P + p0;
+            DC_OMP_PARALLEL(t.threads)
+            {
+                DC_OMP_FOR
+                for (int64_t q = 0; q < nq; q++)
+                    gemm_nn(K, imin(NR, np - q * NR), g->co, ap, dyt + q * NR, NR, boff,
+                            cols + q * NR, t.cols, NULL, 0);
+                DC_OMP_FOR
+                for (int64_t c = 0; c < g->ci; c++)
+                    unpack_cols(g, cols, t.cols, p0, p1, c * kvol, (c + 1) * kvol,
+                                dx + n * g->ci * NI, 0);
+            }
+        }
+    }
+    return DIFFCL_OK;
+}
+
+diffcl_status dc_conv512_bwd_weight(diffcl_context *ctx, const dc_cgeo *g, const float *x,
+                                    const float *dy, float *dw)
+{
+    const int64_t K = g->ci * dc_cgeo_kvol(g), P = dc_cgeo_out_vox(g), NI = dc_cgeo_in_vox(g);
+    const int direct = dc_conv_is_pointwise(g);
+    if (!direct && stride_one(g)) return direct_dw(ctx, g, x, dy, dw);
+    const int64_t wn = g->co * K;
+    const tiles512 t = plan512(ctx, g, direct ? 0 : K * (int64_t)sizeof(float), 1024);
+    const int64_t c_elems = direct ? 0 : K * t.cols;
+    const int n_acc = t.threads - 1; /* thread 0 accumulates into dw */
+    float *ws = dc_scratch(ctx, (size_t)((int64_t)t.threads * c_elems + (int64_t)n_acc * wn) * sizeof(float) +
+                                    (size_t)K * sizeof(int64_t));
+    if (!ws) return DIFFCL_ERR_OUT_OF_MEMORY;
+    float *accs = ws + (int64_t)t.threads * c_elems;
+    int64_t *boff = (int64_t *)(accs + (int64_t)n_acc * wn);
+    fill_steps(boff, K, direct ? NI : t.cols);
+    memset(dw, 0, (size_t)wn * sizeof(float));
+    DC_OMP_PARALLEL(t.threads)
+    {
+        const int tid = dc_omp_thread();
+        float *acc = tid == 0 ? dw : accs + (int64_t)(tid - 1) * wn;
+        if (tid) memset(acc, 0, (size_t)wn * sizeof(float));
+        DC_OMP_FOR_DYNAMIC
+        for (int64_t it = 0; it < g->n * t.tiles; it++) {
+            const int64_t n = it / t.tiles, p0 = (it % t.tiles) * t.cols, p1 = imin(P, p0 + t.cols);
+            const float *xn = x + n * g->ci * NI;
+            if (direct) {
+                gemm_nt(g->co, K, p1 - p0, dy + n * g->co * P + p0, P, xn + p0, boff, acc, K);
+            } else {
+                float *col = ws + (int64_t)tid * c_elems;
+                pack_cols(g, xn, p0, p1, 0, K, col, 0, K, t.cols);
+                gemm_nt(g->co, K, p1 - p0, dy + n * g->co * P + p0, P, col, boff, acc, K);
+            }
+        }
+        if (n_acc > 0) {
+            DC_OMP_FOR
+            for (int64_t i = 0; i < wn; i++) {
+                float s = dw[i];
+                for (int a = 0; a < n_acc; a++) s += accs[(int64_t)a * wn + i];
+                dw[i] = s;
+            }
+        }
+    }
+    return DIFFCL_OK;
+}
+
+#else /* no AVX-512 code in this build */
+
+diffcl_status dc_conv512_fwd(diffcl_context *ctx, const dc_cgeo *g, const float *x,
+                             const float *w, const float *bias, float *y)
+{
+    return dc_error(DIFFCL_ERR_INTERNAL, "AVX-512 convolution not built");
+}
+diffcl_status dc_conv512_bwd_data(diffcl_context *ctx, const dc_cgeo *g, const float *dy,
+                                  const float *w, float *dx)
+{
+    return dc_error(DIFFCL_ERR_INTERNAL, "AVX-512 convolution not built");
+}
+diffcl_status dc_conv512_bwd_weight(diffcl_context *ctx, const dc_cgeo *g, const float *x,
+                                    const float *dy, float *dw)
+{
+    return dc_error(DIFFCL_ERR_INTERNAL, "AVX-512 convolution not built");
+}
+
+#endif
