@@ -49,8 +49,9 @@ static inline float dc_expf(float x0)
     const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     float t = x * 1.44269504088896341f + magic;
     float n = t - magic;
-    union { float f; int32_t i; } ti = {t}, sc;
-    int32_t ni = ti.i - 0x4B400000;
+    union { float f; uint32_t u; } ti = {t}, sc;
+    /* unsigned: a NaN input makes these bits garbage, and signed overflow would be UB */
+    uint32_t ni = ti.u - 0x4B400000u;
     float r = x - n * 0.693359375f + n * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -59,7 +60,7 @@ static inline float dc_expf(float x0)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    sc.i = (ni + 127) << 23;
+    sc.u = (ni + 127u) << 23;
     float res = p * sc.f;
     return x0 != x0 ? x0 : res; /* keep NaN (the clamps drop it) */
 }
