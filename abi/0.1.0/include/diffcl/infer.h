@@ -1,0 +1,82 @@
+/**
+ * @file infer.h
+ * @brief Whole-volume inference: sliding window over any module, averaged softmax,
+ * largest-connected-component cleanup, colour overlays.
+ *
+ * The sliding window is the benchmark codes' `test_single_case` (UA-MT / SSL4MIS / MC-Net):
+ * a volume smaller than the patch is zero-padded symmetrically (the smaller half before),
+ * windows start at min(stride * i, size - patch) for i < ceil((size - patch) / stride) + 1 on
+ * every axis, the softmax probabilities of overlapping windows are averaged and the
+ * padding is cropped away. Options add Gaussian importance weighting (nnU-Net) and
+ * test-time flips. Progress is reported through the context's progress callback as
+ * ("infer", windows done, windows total), and a non-zero return cancels
+ * (DIFFCL_ERR_CANCELLED).
+ */
+#ifndef DIFFCL_INFER_H
+#define DIFFCL_INFER_H
+
+#include "diffcl/module.h"
+#include "diffcl/tensor.h"
+
+DIFFCL_BEGIN_DECLS
+
+/** Options of diffcl_sliding_window() and diffcl_segment(). */
+typedef struct diffcl_sliding_window_options {
+    size_t struct_size;
+    int64_t patch[3];   /**< window D, H, W (2-D images: patch[1..2]); default 112, 112, 80 (LA) */
+    int64_t stride[3];  /**< default 18, 18, 4 (LA); Pancreas 16,16,16; BraTS 64,64,64 */
+    int gaussian;       /**< 1: weight each window by a Gaussian (sigma = patch/8); default 0 */
+    int tta_flips;      /**< 1: average over every flip of the spatial axes; default 0 */
+    int batch;          /**< windows per forward call; default 1 */
+    int largest_cc;     /**< diffcl_segment: keep each class's largest component; default 0 */
+} diffcl_sliding_window_options;
+
+#define DIFFCL_SLIDING_WINDOW_OPTIONS_INIT \
+    { sizeof(diffcl_sliding_window_options), {112, 112, 80}, {18, 18, 4}, 0, 0, 1, 0 }
+DIFFCL_API void diffcl_sliding_window_options_init(diffcl_sliding_window_options *opts);
+
+/**
+ * Averaged softmax probabilities of @p model over @p image (F32 [C, D, H, W] or [C, H, W]):
+ * @p probs receives F32 [K, D, H, W] / [K, H, W] with K the model's output channels. The
+ * model sees windows [B, C, patch...] through diffcl_module_forward(), with gradient
+ * recording off; put it in evaluation mode first (diffcl_module_train(model, 0)).
+ * Errors: the model's, DIFFCL_ERR_SHAPE for a bad image or model output, DIFFCL_ERR_CANCELLED.
+ */
+DIFFCL_API diffcl_status diffcl_sliding_window(diffcl_module *model, const diffcl_tensor *image,
+                                               const diffcl_sliding_window_options *opts,
+                                               diffcl_tensor **probs);
+
+/**
+ * Segment @p image: sliding window, argmax, then (with opts->largest_cc) the largest
+ * connected component of each class. @p label receives U8 [D, H, W] / [H, W]; @p probs (may be
+ * NULL) the probabilities. The spatial shape equals the input's, so the input's geometry
+ * (diffcl_image_meta) applies to the result.
+ */
+DIFFCL_API diffcl_status diffcl_segment(diffcl_module *model, const diffcl_tensor *image,
+                                        const diffcl_sliding_window_options *opts,
+                                        diffcl_tensor **label, diffcl_tensor **probs);
+
+/**
+ * Keep, for every non-zero class of the label map @p label (U8, 2 or 3 axes), only its
+ * largest connected component (others become 0), as the benchmark codes' getLargestCC
+ * with skimage.measure.label. @p connectivity 1 (faces) .. ndim (full, the default when 0).
+ * Ties keep the component met first in row-major order. New U8 tensor.
+ */
+DIFFCL_API diffcl_status diffcl_largest_component(const diffcl_tensor *label, int connectivity,
+                                                  diffcl_tensor **out);
+
+/**
+ * Write a colour overlay PNG of one slice: the image (channel 0, scaled to its 1st-99th
+ * percentile in the slice) in grey, the label's classes filled in colour (alpha 0.45),
+ * and @p reference (may be NULL) drawn as a white outline. @p image F32 [C, D, H, W] or
+ * [C, H, W]; @p label U8 of the spatial shape (may be NULL). For 3-D, @p axis (0, 1, 2 of
+ * D, H, W) and @p index choose the slice; index -1 takes the slice with the most
+ * foreground of @p label (or the middle one). 2-D images ignore both.
+ */
+DIFFCL_API diffcl_status diffcl_overlay_png(const diffcl_tensor *image, const diffcl_tensor *label,
+                                            const diffcl_tensor *reference, int axis,
+                                            int64_t index, const char *path);
+
+DIFFCL_END_DECLS
+
+#endif /* DIFFCL_INFER_H */

@@ -1,0 +1,105 @@
+/**
+ * @file metrics.h
+ * @brief Segmentation metrics as the semi-supervised benchmarks report them (medpy's `dc`,
+ * `jc`, `hd95`, `asd`, `assd`), on an exact Euclidean distance transform.
+ *
+ * Definitions (docs/data.md has the long form). For a predicted mask P and a reference R
+ * (non-zero = foreground), with surfaces S(X) = X minus its binary erosion by the
+ * structuring element of the given connectivity (voxels outside the image count as
+ * background, as scipy's binary_erosion with border_value 0), and d(x, S) the Euclidean
+ * distance (in spacing units) from x to the nearest voxel of S:
+ * - Dice = 2|P∩R| / (|P|+|R|), Jaccard = |P∩R| / |P∪R|;
+ * - ASD = mean over x in S(P) of d(x, S(R))  (one-directional, result -> reference, as medpy);
+ * - ASSD = (ASD(P,R) + ASD(R,P)) / 2;
+ * - HD95 = 95th percentile (linear interpolation, numpy's default) of the pooled distances
+ *   {d(x, S(R)) : x in S(P)} ∪ {d(y, S(P)) : y in S(R)}.
+ *
+ * Empty masks (medpy raises): both empty -> Dice = Jaccard = 1, distances 0; exactly one
+ * empty -> Dice = Jaccard = 0 and the distances follow diffcl_metric_options.empty_policy
+ * (default NaN, left out of the means by diffcl_metrics_summarize()).
+ */
+#ifndef DIFFCL_METRICS_H
+#define DIFFCL_METRICS_H
+
+#include "diffcl/tensor.h"
+
+DIFFCL_BEGIN_DECLS
+
+/** Distances reported when exactly one of prediction and reference is empty. */
+typedef enum diffcl_empty_policy {
+    DIFFCL_EMPTY_NAN = 0,      /**< NaN (default): "undefined", skipped by summaries */
+    DIFFCL_EMPTY_VALUE = 1,    /**< diffcl_metric_options.empty_value */
+    DIFFCL_EMPTY_DIAGONAL = 2  /**< the image diagonal in spacing units (a worst case) */
+} diffcl_empty_policy;
+
+/** Options of the metric functions. */
+typedef struct diffcl_metric_options {
+    size_t struct_size;
+    double spacing[3];  /**< per spatial axis, in the tensor's axis order; 0: 1 (voxel units) */
+    int connectivity;   /**< surface structuring element, 1 (default, medpy) .. ndim */
+    int empty_policy;   /**< a diffcl_empty_policy */
+    double empty_value; /**< used with DIFFCL_EMPTY_VALUE */
+} diffcl_metric_options;
+
+#define DIFFCL_METRIC_OPTIONS_INIT \
+    { sizeof(diffcl_metric_options), {0.0, 0.0, 0.0}, 1, DIFFCL_EMPTY_NAN, 0.0 }
+/** Fill @p opts with the defaults (same as DIFFCL_METRIC_OPTIONS_INIT). */
+DIFFCL_API void diffcl_metric_options_init(diffcl_metric_options *opts);
+
+/** Metrics of one binary mask pair (one class of one case). */
+typedef struct diffcl_seg_metrics {
+    double dice;
+    double jaccard;
+    double hd95;
+    double asd;     /**< prediction -> reference */
+    double assd;
+    double hd;      /**< maximum of the pooled surface distances (Hausdorff) */
+    int64_t n_pred; /**< foreground voxels of the prediction */
+    int64_t n_ref;  /**< foreground voxels of the reference */
+} diffcl_seg_metrics;
+
+/**
+ * Metrics of @p pred against @p ref: tensors of one shape with 1 to 3 axes, any dtype,
+ * non-zero = foreground (use spacing in the same axis order). Errors:
+ * DIFFCL_ERR_SHAPE (shapes differ or more than 3 axes), DIFFCL_ERR_INVALID_ARGUMENT
+ * (NULL, bad connectivity or spacing), DIFFCL_ERR_OUT_OF_MEMORY. Thread-safe for
+ * distinct outputs; uses no context threads.
+ */
+DIFFCL_API diffcl_status diffcl_metrics_binary(const diffcl_tensor *pred, const diffcl_tensor *ref,
+                                               const diffcl_metric_options *opts,
+                                               diffcl_seg_metrics *out);
+
+/**
+ * Per-class metrics of two label maps (integer class indices, same shape): out[k - 1] gets
+ * class k for k = 1 .. n_classes - 1 (class 0 is the background and is not scored).
+ */
+DIFFCL_API diffcl_status diffcl_metrics_per_class(const diffcl_tensor *pred,
+                                                  const diffcl_tensor *ref, int n_classes,
+                                                  const diffcl_metric_options *opts,
+                                                  diffcl_seg_metrics *out);
+
+/**
+ * Mean and population standard deviation (numpy's std, ddof 0) of the finite values of
+ * @p values[0..n) taken @p stride doubles apart (stride 1 for a plain array; use
+ * sizeof(diffcl_seg_metrics)/sizeof(double) to walk one field of an array of results).
+ * NaN entries are skipped; @p n_valid (may be NULL) receives how many were used. With no
+ * finite value mean and std are NaN.
+ */
+DIFFCL_API diffcl_status diffcl_metrics_summarize(const double *values, int64_t n,
+                                                  int64_t stride, double *mean, double *std,
+                                                  int64_t *n_valid);
+
+/**
+ * Exact Euclidean distance transform (Felzenszwalb-Huttenlocher, separable), as
+ * scipy.ndimage.distance_transform_edt: for every non-zero element of @p mask (1 to 3 axes,
+ * any dtype) the distance to the nearest zero element, 0 on zeros, in units of @p spacing
+ * (NULL: 1 per axis; else one positive value per axis). If @p mask has no zero element,
+ * every distance is +inf. @p out receives a new F64 tensor of @p mask's shape, in @p mask's
+ * context.
+ */
+DIFFCL_API diffcl_status diffcl_distance_transform(const diffcl_tensor *mask,
+                                                   const double *spacing, diffcl_tensor **out);
+
+DIFFCL_END_DECLS
+
+#endif /* DIFFCL_METRICS_H */

@@ -1,0 +1,136 @@
+/**
+ * @file train.h
+ * @brief The Diff-CL semi-supervised trainer (and its supervised baseline).
+ *
+ * One iteration of Diff-CL (method DIFFCL_METHOD_DIFFCL) on a batch of B_l labeled and B_u
+ * unlabeled patches trains two networks with one optimizer:
+ *  - CS, a V-Net with HF-Mamba modules: L^c = L^c_s + mu2(t) (L^c_p + eta L_cl);
+ *  - DS, the diffusion segmentation network: L^d = L^d_s + mu1(t) L^d_p;
+ * where L_s is Dice + CE on the labeled patches (the DS is trained on q_sample(one_hot*2-1, t)),
+ * L^d_p trains the DS on the noised CS pseudo label, L^c_p trains the CS on the DS's DDIM
+ * pseudo label, and L_cl pulls unlabeled voxel features to the class prototypes of the
+ * labeled ones (InfoNCE). Pseudo-label cross-entropy counts only voxels where the two networks
+ * agree, and the first warmup_frac of iterations is supervised only: the guards against the
+ * collapse to background of hard pseudo labels at tiny label budgets.
+ * Method DIFFCL_METHOD_SUPERVISED trains the same CS on the labeled patches alone.
+ *
+ * A run writes into its output folder: last.safetensors and best.safetensors (model
+ * configuration, both networks, optimizer and trainer state; written atomically),
+ * model.safetensors (the best CS alone, loadable by diffcl_model_load()), log.csv and
+ * curves.png. Random draws are keyed by (seed, purpose, sample, iteration), so a resumed
+ * run continues exactly as an uninterrupted one.
+ */
+#ifndef DIFFCL_TRAIN_H
+#define DIFFCL_TRAIN_H
+
+#include "diffcl/model.h"
+
+DIFFCL_BEGIN_DECLS
+
+typedef enum diffcl_method {
+    DIFFCL_METHOD_DIFFCL = 0,
+    DIFFCL_METHOD_SUPERVISED = 1
+} diffcl_method;
+
+/** Every hyper-parameter of a run; the defaults are the method brief's unless noted. */
+typedef struct diffcl_train_options {
+    size_t struct_size;
+    /* data */
+    const char *layout;       /**< "phantom" (default), "png", "la-h5", "msd", "nnunet" */
+    const char *data_dir;     /**< root of the data set; NULL for the phantom */
+    const char *train_list;   /**< case list of the training set; NULL: the layout's default */
+    const char *val_list;     /**< validation cases; NULL: no validation (best = last) */
+    int dims;                 /**< 2 (default) or 3 */
+    int labeled;              /**< first N of the sorted training list are labeled; default 4 */
+    const char *labeled_list; /**< or an explicit list of labeled case ids */
+    int64_t patch[3];         /**< D,H,W (2-D: H,W in [1],[2]); 0: 96x96 in 2-D, 112x112x80 in 3-D */
+    int batch_labeled;        /**< default 2 */
+    int batch_unlabeled;      /**< default 2 */
+    int phantom_cases;        /**< phantom: training cases generated; default 24 */
+    /* method */
+    diffcl_method method;
+    int64_t iters;            /**< default 2000 */
+    uint64_t seed;            /**< default 1337 */
+    /* networks */
+    int n_classes;            /**< default 2 */
+    int n_filters;            /**< CS width; default 16 */
+    int ds_n_filters;         /**< DS width; default 16 (the CS's) */
+    unsigned hfm_levels;      /**< CS HF-Mamba placement; default DIFFCL_HFM_DEFAULT_LEVELS */
+    /* optimisation */
+    double lr;                /**< SGD, default 0.01, poly decay power 0.9 */
+    double momentum;          /**< default 0.9 (Nesterov) */
+    double weight_decay;      /**< default 3e-5 */
+    double warmup_frac;       /**< supervised-only fraction of iterations; default 0.1 */
+    double rampup_frac;       /**< sigmoid ramp-up of mu over the next fraction; default 0.4 */
+    double mu1;               /**< DS pseudo-supervision weight; default 1 */
+    double mu2;               /**< CS pseudo-supervision weight; default 1 */
+    double eta;               /**< contrastive weight; default 0.1 */
+    double tau;               /**< contrastive temperature; default 0.1 */
+    double bank_momentum;     /**< prototype memory bank EMA; default 0.99 */
+    int contrast_voxels;      /**< unlabeled voxels sampled per iteration; default 4096 */
+    int ddim_steps_train;     /**< DDIM steps of the DS pseudo label; default 4 */
+    int ddim_steps_eval;      /**< DDIM steps when the DS is evaluated; default 10 */
+    /* bookkeeping */
+    const char *out_dir;      /**< run folder (created); required */
+    int64_t val_every;        /**< iterations between validations; 0: iters / 10 */
+    int64_t log_every;        /**< iterations between progress lines; default 10 */
+} diffcl_train_options;
+
+#define DIFFCL_TRAIN_OPTIONS_INIT                                                            \
+    { sizeof(diffcl_train_options), "phantom", NULL, NULL, NULL, 2, 4, NULL, {0, 0, 0}, 2, 2, \
+      24, DIFFCL_METHOD_DIFFCL, 2000, 1337, 2, 16, 16, DIFFCL_HFM_DEFAULT_LEVELS, 0.01, 0.9, \
+      3e-5, 0.1, 0.4, 1.0, 1.0, 0.1, 0.1, 0.99, 4096, 4, 10, NULL, 0, 10 }
+DIFFCL_API void diffcl_train_options_init(diffcl_train_options *opts);
+
+/** Losses and state after one iteration. */
+typedef struct diffcl_train_stats {
+    size_t struct_size;
+    int64_t iteration;     /**< iterations completed */
+    double loss;           /**< total */
+    double cs_sup;         /**< L^c_s */
+    double ds_sup;         /**< L^d_s */
+    double cs_pseudo;      /**< L^c_p */
+    double ds_pseudo;      /**< L^d_p */
+    double contrast;       /**< L_cl */
+    double mu;             /**< ramp-up factor in [0,1] */
+    double lr;
+    double agreement;      /**< fraction of unlabeled voxels where CS and DS agree */
+    double cs_fg_fraction; /**< foreground fraction of the CS prediction on unlabeled data */
+    double seconds;        /**< wall time of the iteration */
+} diffcl_train_stats;
+
+typedef struct diffcl_trainer diffcl_trainer;
+
+/** Create a trainer (opens the data, builds the networks and the optimizer). */
+DIFFCL_API diffcl_status diffcl_trainer_create(diffcl_context *ctx, const diffcl_train_options *opts,
+                                               diffcl_trainer **out);
+/**
+ * Re-open the run in @p run_dir from its last.safetensors (options, networks, optimizer,
+ * iteration, memory bank). @p iters > 0 changes the total number of iterations.
+ */
+DIFFCL_API diffcl_status diffcl_trainer_resume(diffcl_context *ctx, const char *run_dir,
+                                               int64_t iters, diffcl_trainer **out);
+DIFFCL_API void diffcl_trainer_free(diffcl_trainer *tr);
+
+/** One training iteration. A NaN/Inf loss returns DIFFCL_ERR_NUMERIC without updating. */
+DIFFCL_API diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats);
+/**
+ * Train until the configured number of iterations: progress lines through the context's
+ * log, validation every val_every iterations, checkpoints, log.csv and curves.png. The
+ * progress callback may cancel (the last checkpoint is kept).
+ */
+DIFFCL_API diffcl_status diffcl_trainer_run(diffcl_trainer *tr);
+/** Write the full trainer state to @p path atomically. */
+DIFFCL_API diffcl_status diffcl_trainer_save(const diffcl_trainer *tr, const char *path);
+/** Iterations completed. */
+DIFFCL_API int64_t diffcl_trainer_iteration(const diffcl_trainer *tr);
+/** The CS (borrowed; lives as long as the trainer). */
+DIFFCL_API diffcl_module *diffcl_trainer_cs(const diffcl_trainer *tr);
+/** The DS (borrowed), NULL for the supervised method. */
+DIFFCL_API diffcl_module *diffcl_trainer_ds(const diffcl_trainer *tr);
+/** Best validation Dice so far (NaN before any validation). */
+DIFFCL_API double diffcl_trainer_best_dice(const diffcl_trainer *tr);
+
+DIFFCL_END_DECLS
+
+#endif /* DIFFCL_TRAIN_H */
