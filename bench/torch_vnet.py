@@ -1,0 +1,99 @@
+#!/usr/bin/python3
+"""PyTorch side of bench/bench_vnet.c: one measurement per process.
+
+The V-Net is tests/reference/vnet_torch.py's (the UA-MT V-Net our C one is checked against),
+imported by path; n_filters 16, batch norm, has_dropout=True (Dropout3d(0.5) as in training).
+  --mode train: zero_grad + forward + F.cross_entropy + backward + SGD(lr 0.01, momentum 0.9,
+                weight_decay 1e-4) step
+  --mode infer: model.eval(), torch.no_grad(), forward
+Prints "RESULT key value" lines (medians of --reps runs after one discarded, wall and process
+CPU time in ms, peak RSS of the process and RSS before the timed loop in MiB), which
+bench_vnet reads. Run with Debian's interpreter (the python3 on PATH lacks torch):
+    /usr/bin/python3 bench/torch_vnet.py --mode train --size 64,64,48 --reps 3 --threads 2
+"""
+import argparse
+import os
+import resource
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "reference"))
+from vnet_torch import VNet  # noqa: E402
+
+
+def rss_mib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def result(key, v):
+    print(f"RESULT {key} {v:.6f}", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mode", choices=["train", "infer"], default="train")
+    ap.add_argument("--dims", type=int, default=3)
+    ap.add_argument("--size", default="112,112,80")
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--n-filters", type=int, default=16)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    size = [int(s) for s in args.size.replace("x", ",").split(",")]
+    assert len(size) == args.dims, "--size needs --dims values"
+
+    net = VNet(n_channels=1, n_classes=2, n_filters=args.n_filters, normalization="batchnorm",
+               has_dropout=True, dims=args.dims)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    x = torch.randn(args.batch, 1, *size)
+    y = (x[:, 0] > 0.5).long()
+    train = args.mode == "train"
+    net.train(train)
+
+    def step():
+        if train:
+            opt.zero_grad()
+            out = net(x)
+            loss = F.cross_entropy(out, y)
+            loss.backward()
+            opt.step()
+            return loss.item()
+        with torch.no_grad():
+            net(x)
+        return float("nan")
+
+    rss0 = rss_mib()
+    tw, tc = [], []
+    loss = float("nan")
+    for r in range(-1, args.reps):
+        w0, c0 = time.perf_counter(), time.process_time()
+        loss = step()
+        if r >= 0:
+            tw.append((time.perf_counter() - w0) * 1e3)
+            tc.append((time.process_time() - c0) * 1e3)
+    result("wall_ms", statistics.median(tw))
+    result("wall_min_ms", min(tw))
+    result("wall_max_ms", max(tw))
+    result("cpu_ms", statistics.median(tc))
+    result("rss_before_mib", rss0)
+    result("peak_rss_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+    result("threads", torch.get_num_threads())
+    if train:
+        result("loss", loss)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"mkldnn {torch.backends.mkldnn.is_available()}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
