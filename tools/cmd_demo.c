@@ -28,7 +28,7 @@ static void demo_usage(FILE *f)
             "Trains the supervised baseline and Diff-CL on the built-in 2-D phantom (a few labeled\n"
             "slices, the rest unlabeled), evaluates both on held-out phantom cases from another seed\n"
             "and prints Dice / Jaccard / HD95 / ASD (mean +- std over cases). Overlays go to DIR.\n"
-            "Defaults: --iters 300 --labeled 4 --seeds 1 --test-cases 20 --n-filters 16\n"
+            "Defaults: --iters 300 --labeled 2 --seeds 1 --test-cases 20 --n-filters 16\n"
             "          --out demo-run --threads <all cores>\n");
 }
 
@@ -115,7 +115,7 @@ static void mean_std(const double *v, int64_t n, double *mean, double *sd)
 
 int cmd_demo(int argc, char **argv)
 {
-    demo_opts d = {300, 4, 1, 0, 20, 16, 0, "demo-run"};
+    demo_opts d = {300, 2, 1, 0, 20, 16, 0, "demo-run"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int iv;

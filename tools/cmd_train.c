@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include <diffcl/diffcl.h>
+#include <diffcl/distributed.h> /* mpirun -np N diffcl train */
 
 #include "commands.h"
 #include "options.h"
@@ -33,6 +34,8 @@ static void train_usage(FILE *f)
             "  --warmup X (%g)  --rampup X (%g)  --mu1 X (%g)  --mu2 X (%g)  --eta X (%g)  --tau X (%g)\n"
             "  --ddim-steps N       DDIM steps of the DS pseudo label (default %d)\n"
             "  --contrast-voxels N  (default %d)\n"
+            "  --no-strong          no strong augmentation of the unlabeled patches\n"
+            "  --no-pseudo-mask-dice  agreement mask on the CE of L^c_p only, not on its Dice\n"
             "run:\n"
             "  --out DIR            run folder (checkpoints, log.csv, curves.png)\n"
             "  --val-every N        (default iters/10)   --threads N (default: all cores)\n",
@@ -78,6 +81,8 @@ int cmd_train(int argc, char **argv)
             return 0;
         }
         if (!strcmp(a, "--no-hfm")) { o.hfm_levels = 0; continue; }
+        if (!strcmp(a, "--no-strong")) { o.strong_unlabeled = 0; continue; }
+        if (!strcmp(a, "--no-pseudo-mask-dice")) { o.pseudo_mask_dice = 0; continue; }
         if (i + 1 >= argc) return opt_fail("train", "option %s needs a value", a);
         const char *v = argv[++i];
         int iv;
@@ -136,19 +141,27 @@ int cmd_train(int argc, char **argv)
     co.log = log_to_stderr;
     diffcl_context *ctx = NULL;
     diffcl_trainer *tr = NULL;
-    diffcl_status s = diffcl_context_create(&co, &ctx);
+    /* MPI: under mpirun/srun (and built with -Dmpi=enabled) initialise MPI and train on MPI_COMM_WORLD */
+    int mpi_on = 0, mpi_rank = 0, mpi_size = 1;
+    diffcl_status s = diffcl_mpi_launch_init(&mpi_on, &mpi_rank, &mpi_size);
+    if (s == DIFFCL_OK) s = diffcl_context_create(&co, &ctx);
     if (s == DIFFCL_OK)
         s = resume ? diffcl_trainer_resume(ctx, resume, iters_override, &tr) : diffcl_trainer_create(ctx, &o, &tr);
+    if (s == DIFFCL_OK && mpi_on) s = diffcl_trainer_use_mpi_world(tr);
     if (s == DIFFCL_OK) s = diffcl_trainer_run(tr);
     int rc = 0;
     if (s != DIFFCL_OK) {
-        fprintf(stderr, "diffcl train: %s: %s\n", diffcl_status_string(s), diffcl_last_error());
+        if (mpi_size > 1) fprintf(stderr, "diffcl train (MPI rank %d of %d): ", mpi_rank, mpi_size);
+        else fprintf(stderr, "diffcl train: ");
+        fprintf(stderr, "%s: %s\n", diffcl_status_string(s), diffcl_last_error());
         rc = 1;
-    } else {
+        if (mpi_size > 1) diffcl_mpi_abort(rc); /* the other ranks would wait forever */
+    } else if (mpi_rank == 0) {
         fprintf(stderr, "done: %s/model.safetensors (best validation Dice %.4f)\n", resume ? resume : o.out_dir,
                 diffcl_trainer_best_dice(tr));
     }
     diffcl_trainer_free(tr);
     diffcl_context_free(ctx);
+    diffcl_mpi_launch_finalize();
     return rc;
 }

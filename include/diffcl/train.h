@@ -74,12 +74,15 @@ typedef struct diffcl_train_options {
     const char *out_dir;      /**< run folder (created); required */
     int64_t val_every;        /**< iterations between validations; 0: iters / 10 */
     int64_t log_every;        /**< iterations between progress lines; default 10 */
+    int strong_unlabeled;     /**< brief's strong set (scale, blur, brightness, contrast, gamma)
+                                   on the unlabeled patches; default 1 (Diff-CL only) */
+    int pseudo_mask_dice;     /**< the agreement mask also restricts the Dice of L^c_p; default 1 */
 } diffcl_train_options;
 
 #define DIFFCL_TRAIN_OPTIONS_INIT                                                            \
     { sizeof(diffcl_train_options), "phantom", NULL, NULL, NULL, 2, 4, NULL, {0, 0, 0}, 2, 2, \
       24, DIFFCL_METHOD_DIFFCL, 2000, 1337, 2, 16, 16, DIFFCL_HFM_DEFAULT_LEVELS, 0.01, 0.9, \
-      3e-5, 0.1, 0.4, 1.0, 1.0, 0.1, 0.1, 0.99, 4096, 4, 10, NULL, 0, 10 }
+      3e-5, 0.1, 0.4, 1.0, 1.0, 0.1, 0.1, 0.99, 4096, 4, 10, NULL, 0, 10, 1, 1 }
 DIFFCL_API void diffcl_train_options_init(diffcl_train_options *opts);
 
 /** Losses and state after one iteration. */

@@ -109,6 +109,7 @@ static diffcl_status open_data(diffcl_trainer *tr)
     so.batch_labeled = o->batch_labeled;
     so.batch_unlabeled = o->batch_unlabeled;
     so.prefetch = 2;
+    so.strong_unlabeled = o->method == DIFFCL_METHOD_DIFFCL && o->strong_unlabeled;
     return diffcl_sampler_create(tr->train_set, &tr->split, &so, &tr->sampler);
 }
 
@@ -200,6 +201,7 @@ diffcl_status diffcl_trainer_create(diffcl_context *ctx, const diffcl_train_opti
 void diffcl_trainer_free(diffcl_trainer *tr)
 {
     if (!tr) return;
+    dc_dist_free(tr->dist); /* MPI: before the parameters it hooks */
     diffcl_sampler_free(tr->sampler);
     diffcl_split_free(&tr->split);
     diffcl_dataset_free(tr->train_set);
@@ -323,12 +325,15 @@ static diffcl_status unlabeled_terms(diffcl_trainer *tr, step_vars *v, uint32_t 
     ce.voxel_weight = v->agree;
     diffcl_dice_ce_options dce = DIFFCL_DICE_CE_OPTIONS_INIT;
     dce.ce = &ce;
+    if (o->pseudo_mask_dice) dce.voxel_weight = v->agree; /* both terms */
     DC_TRY(diffcl_dice_ce_loss(v->unl_logits, v->pseudo_ds, &dce, &v->cs_pseudo, NULL));
     /* L_cl: prototypes of the labeled features (EMA bank), InfoNCE on agreeing unlabeled voxels */
     DC_TRY(diffcl_tensor_narrow(v->feat, 0, 0, bl, &v->feat_l));
     DC_TRY(diffcl_tensor_narrow(v->feat, 0, bl, bu, &v->feat_u));
     DC_TRY(diffcl_tensor_detach(v->feat_l, &v->feat_l_det));
     DC_TRY(diffcl_class_prototypes(v->feat_l_det, v->label, NULL, o->n_classes, &v->protos, &v->counts));
+    if (tr->dist) /* MPI: prototypes of all ranks' labeled voxels */
+        DC_TRY(dc_dist_prototypes(tr->dist, v->feat_l_det, v->label, o->n_classes, v->protos, v->counts));
     DC_TRY(diffcl_prototype_bank_update(tr->bank, v->protos, v->counts, o->bank_momentum));
     DC_TRY(diffcl_sample_voxels(v->agree, o->contrast_voxels,
                                 diffcl_rng_key_make(o->seed, STREAM_VOXELS, 0, it), &v->voxels));
@@ -354,6 +359,14 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
     step_vars v;
     memset(&v, 0, sizeof v);
     diffcl_status s = diffcl_sampler_next(tr->sampler, it, &v.image, &v.label, NULL);
+    if (s == DIFFCL_OK && tr->dist) { /* MPI: this rank's shard r, r+S, ... of the global batch */
+        diffcl_tensor *gi = v.image, *gl = v.label;
+        v.image = v.label = NULL;
+        s = dc_dist_shard(dc_dist_rank(tr->dist), dc_dist_size(tr->dist), o->batch_labeled, o->batch_unlabeled, gi,
+                          gl, &v.image, &v.label);
+        diffcl_tensor_free(gi);
+        diffcl_tensor_free(gl);
+    }
     diffcl_module_train(tr->cs, 1);
     diffcl_module_set_step(tr->cs, it);
     if (tr->ds) {
@@ -392,9 +405,18 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
         s = dc_error(DIFFCL_ERR_NUMERIC, "iteration %lld: the loss is %g (CS supervised %g, DS supervised %g, "
                                          "pseudo %g/%g, contrastive %g); stopping before the update",
                      (long long)tr->it, st.loss, st.cs_sup, st.ds_sup, st.cs_pseudo, st.ds_pseudo, st.contrast);
+    if (tr->dist) { /* MPI: every rank must pass before the update; logged losses are means over ranks */
+        double vals[6] = {st.loss, st.cs_sup, st.ds_sup, st.cs_pseudo, st.ds_pseudo, st.contrast};
+        s = dc_dist_agree(tr->dist, s, tr->it, vals, 6);
+        st.loss = vals[0], st.cs_sup = vals[1], st.ds_sup = vals[2];
+        st.cs_pseudo = vals[3], st.ds_pseudo = vals[4], st.contrast = vals[5];
+    }
     if (s == DIFFCL_OK) {
         diffcl_optimizer_zero_grad(tr->opt);
+        dc_dist_begin_backward(tr->dist); /* MPI: hooks all-reduce gradient buckets as they complete */
         s = diffcl_backward(v.total, NULL);
+        diffcl_status ds = dc_dist_finish_backward(tr->dist);
+        if (s == DIFFCL_OK) s = ds;
     }
     if (s == DIFFCL_OK) {
         st.lr = diffcl_lr_poly(o->lr, tr->it, o->iters, 0.9);

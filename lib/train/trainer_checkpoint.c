@@ -20,7 +20,7 @@ char *dc_train_options_to_json(const diffcl_train_options *o)
     N(dims); N(labeled); N(patch[0]); N(patch[1]); N(patch[2]); N(batch_labeled); N(batch_unlabeled);
     N(phantom_cases); N(method); N(iters); N(n_classes); N(n_filters); N(ds_n_filters); N(hfm_levels);
     N(lr); N(momentum); N(weight_decay); N(warmup_frac); N(rampup_frac); N(mu1); N(mu2); N(eta); N(tau);
-    N(bank_momentum); N(contrast_voxels); N(ddim_steps_train); N(ddim_steps_eval); N(val_every); N(log_every);
+    N(bank_momentum); N(contrast_voxels); N(ddim_steps_train); N(ddim_steps_eval); N(val_every); N(log_every); N(strong_unlabeled); N(pseudo_mask_dice);
 #undef S
 #undef N
     char seed[32];
@@ -60,7 +60,7 @@ diffcl_status dc_train_options_from_json(const char *json, diffcl_train_options 
     N(lr, double); N(momentum, double); N(weight_decay, double); N(warmup_frac, double);
     N(rampup_frac, double); N(mu1, double); N(mu2, double); N(eta, double); N(tau, double);
     N(bank_momentum, double); N(contrast_voxels, int); N(ddim_steps_train, int); N(ddim_steps_eval, int);
-    N(val_every, int64_t); N(log_every, int64_t);
+    N(val_every, int64_t); N(log_every, int64_t); N(strong_unlabeled, int); N(pseudo_mask_dice, int);
 #undef S
 #undef N
     const cJSON *seed = cJSON_GetObjectItemCaseSensitive(j, "seed");

@@ -9,6 +9,7 @@
 #include "diffcl/optim.h"
 #include "diffcl/train.h"
 #include "tensor/tensor_internal.h"
+#include "train/distributed_internal.h" /* MPI data parallelism */
 
 /* RNG purposes (streams) of the trainer's draws. */
 enum {
@@ -38,6 +39,7 @@ struct diffcl_trainer {
     int64_t n_loss, cap_loss;
     double *val_it, *val_dice;
     int64_t n_val, cap_val;
+    struct dc_dist *dist; /* MPI data parallelism (distributed.c); NULL: one process */
 };
 
 /* Serialise / parse the options as JSON (strings copied by the parser into `tr`). */

@@ -69,11 +69,13 @@ diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
     const diffcl_train_options *o = &tr->o;
     char csv_path[4096];
     path_in(csv_path, sizeof csv_path, tr, "log.csv");
-    FILE *csv = fopen(csv_path, tr->it > 0 ? "a" : "w");
+    int root = dc_dist_rank(tr->dist) == 0; /* MPI: only rank 0 validates, logs and writes */
+    FILE *csv = root ? fopen(csv_path, tr->it > 0 ? "a" : "w") : fopen("/dev/null", "w");
     if (!csv) return dc_error(DIFFCL_ERR_IO, "cannot write %s", csv_path);
     if (tr->it == 0)
         fprintf(csv, "iteration,loss,cs_sup,ds_sup,cs_pseudo,ds_pseudo,contrast,mu,lr,agreement,"
                      "cs_fg_fraction,seconds,val_dice\n");
+    if (root)
     dc_log(tr->ctx, DIFFCL_LOG_INFO, "training %s, %s, %lld iterations, %lld labeled / %lld unlabeled cases, "
                                      "patch %lldx%lldx%lld, batch %d+%d, %d threads, output %s",
            o->method == DIFFCL_METHOD_DIFFCL ? "Diff-CL" : "supervised", o->layout, (long long)o->iters,
@@ -94,7 +96,7 @@ diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
         }
         double val = NAN;
         int at_val = tr->it % o->val_every == 0 || tr->it == o->iters;
-        if (at_val) {
+        if (at_val && root) {
             s = checkpoint(tr, &val);
             if (s != DIFFCL_OK) break;
         }
@@ -102,7 +104,7 @@ diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
                 st.loss, st.cs_sup, st.ds_sup, st.cs_pseudo, st.ds_pseudo, st.contrast, st.mu, st.lr, st.agreement,
                 st.cs_fg_fraction, st.seconds, val);
         fflush(csv);
-        if (tr->it % o->log_every == 0 || at_val || tr->it == o->iters) {
+        if (root && (tr->it % o->log_every == 0 || at_val || tr->it == o->iters)) {
             double el = wall() - t_start, rate = (double)(tr->it - it_start) / (el > 0 ? el : 1);
             char eta[32];
             fmt_eta(eta, sizeof eta, (double)(o->iters - tr->it) / (rate > 0 ? rate : 1));
@@ -126,6 +128,7 @@ diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
         }
     }
     fclose(csv);
+    if (!root) return s;
     char png[4096];
     path_in(png, sizeof png, tr, "curves.png");
     diffcl_status ps = dc_plot_curves(png, tr->loss_hist, tr->n_loss, tr->val_it, tr->val_dice, tr->n_val, o->iters);
