@@ -470,6 +470,8 @@ diffcl_status diffcl_trainer_set_mpi_comm(diffcl_trainer *tr, void *comm_ptr)
         so.batch_labeled = tr->o.batch_labeled * d->size;
         so.batch_unlabeled = tr->o.batch_unlabeled * d->size;
         so.prefetch = 2;
+        /* keep in sync with open_data() in trainer.c */
+        so.strong_unlabeled = tr->o.method == DIFFCL_METHOD_DIFFCL && tr->o.strong_unlabeled;
         diffcl_sampler *sm = NULL;
         s = diffcl_sampler_create(tr->train_set, &tr->split, &so, &sm);
         if (s == DIFFCL_OK) {
