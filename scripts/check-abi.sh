@@ -13,8 +13,8 @@
 #      (generated suppressions) plus the hand-written suppressions in abi/*.abignore;
 #   2. checks the symbol versions: every baseline symbol keeps its version node, and every
 #      symbol added since carries a node the baseline does not have (lib/libdiffcl.map);
-#   3. compiles abi/compat/caller-0.1.0.c against the frozen 0.1.0 headers, links it against
-#      the build's library and runs it.
+#   3. builds abi/compat/caller-0.1.0.c as a 0.1.0 program (frozen headers, linked against a
+#      stub exporting the 0.1.0 symbol versions) and runs it against the build's library.
 # Any reported change fails the check, unless the soname major was bumped (the build's
 # SONAME differs from the baseline's) and the newest CHANGELOG.md section marks the change
 # **Breaking** and names the new soname. Policy: docs/abi-policy.md.
@@ -152,17 +152,14 @@ if [[ -n "$added" ]]; then
 fi
 
 # ------------------------------------------------------ 3. a 0.1.0 program runs ----
+# Built against the frozen headers and linked against a stub of the 0.1.0 library, so it
+# binds to the 0.1.0 symbol versions as a program of that time does (abi/compat/run-caller.sh).
 if [[ "$soname" == "libdiffcl.so.0" ]]; then
-    cc_cmd=(${CC:-cc})
-    if "${cc_cmd[@]}" -std=c11 -Wall -Wextra -Werror -pedantic -I abi/0.1.0/include \
-           abi/compat/caller-0.1.0.c -o "$tmp/caller" -L "$(dirname "$lib")" -l:"$soname" -lm \
-           > "$tmp/cc.txt" 2>&1 &&
-       LD_LIBRARY_PATH="$(dirname "$lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$tmp/caller" \
-           > "$tmp/run.txt" 2>&1; then
-        say "a program built against the 0.1.0 headers runs against this library"
+    if sh abi/compat/run-caller.sh "$(dirname "$lib")" "${CC:-cc}" > "$tmp/run.txt" 2>&1; then
+        say "a program built against 0.1.0 runs against this library"
     else
-        say "a program built against the 0.1.0 headers fails with this library:"
-        sed 's/^/    /' "$tmp/cc.txt" "$tmp/run.txt" 2>/dev/null || true
+        say "a program built against 0.1.0 fails with this library:"
+        sed 's/^/    /' "$tmp/run.txt"
         problems=1
     fi
 fi

@@ -1,7 +1,8 @@
 /* A program written against the frozen 0.1.0 headers (abi/0.1.0/include), linked and run
  * against the current libdiffcl.so.0: what an application built when 0.1.0 was released
- * does with a newer library of the same soname. Compiled by tests/abi_compat (meson test
- * --suite abi) and by scripts/check-abi.sh with only -I abi/0.1.0/include.
+ * does with a newer library of the same soname. abi/compat/run-caller.sh builds it with
+ * only -I abi/0.1.0/include, links it against a stub exporting the 0.1.0 symbol versions and
+ * runs it (test abi-0.1.0-caller of the abi suite, and scripts/check-abi.sh).
  *
  * It exercises the rule that keeps old binaries working: option structs carry their size,
  * the library reads only struct_size bytes of what a caller passes, and writes only

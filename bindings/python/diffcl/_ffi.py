@@ -1,8 +1,8 @@
 """Low-level access to libdiffcl through ctypes: finding and loading the shared object, the
 C structs of the public headers, and argtypes/restype for every function the package calls.
 
-Nothing here is compiled: the layouts below mirror include/diffcl/*.h of release 0.1.0.
-Option structs are versioned by size (their first field, struct_size), so the package passes
+Nothing here is compiled: the layouts below mirror include/diffcl/*.h (0.1.0, plus fields
+appended since). Option structs are versioned by size (their first field, struct_size), so the package passes
 the size of the layout it knows and a newer library reads only that much; the `python` test
 suite compares every layout with the C compiler's offsetof/sizeof.
 """
@@ -148,7 +148,9 @@ class TrainOptions(ctypes.Structure):
                 ("mu2", c_double), ("eta", c_double), ("tau", c_double),
                 ("bank_momentum", c_double), ("contrast_voxels", c_int),
                 ("ddim_steps_train", c_int), ("ddim_steps_eval", c_int),
-                ("out_dir", c_char_p), ("val_every", c_i64), ("log_every", c_i64)]
+                ("out_dir", c_char_p), ("val_every", c_i64), ("log_every", c_i64),
+                # after 0.1.0 (a 0.1.0 library reads only up to log_every)
+                ("strong_unlabeled", c_int), ("pseudo_mask_dice", c_int)]
 
 
 class TrainStats(ctypes.Structure):
