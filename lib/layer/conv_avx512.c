@@ -563,11 +563,13 @@ static diffcl_status direct_dw(diffcl_context *ctx, const dc_cgeo *g, const floa
     const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
     const int64_t wn = g->co * K, ys = round_up(d.nz * d.HpWp, 16);
     const int64_t slab_elems = g->ci * d.cs + g->co * ys;
-    const size_t bytes = (size_t)(nt * slab_elems + (nt - 1) * wn) * sizeof(float) + (size_t)K * sizeof(int64_t);
-    float *ws = dc_scratch(ctx, bytes);
-    if (!ws) return DIFFCL_ERR_OUT_OF_MEMORY;
+    /* the offset table first: it needs 8-byte alignment */
+    const size_t tbytes = (size_t)round_up(K, 8) * sizeof(int64_t);
+    const size_t bytes = tbytes + (size_t)(nt * slab_elems + (nt - 1) * wn) * sizeof(float);
+    int64_t *boff = dc_scratch(ctx, bytes);
+    if (!boff) return DIFFCL_ERR_OUT_OF_MEMORY;
+    float *ws = (float *)((char *)boff + tbytes);
     float *accs = ws + nt * slab_elems;
-    int64_t *boff = (int64_t *)(accs + (nt - 1) * wn);
     tap_offsets(g, &d, g->ci, boff);
     memset(dw, 0, (size_t)wn * sizeof(float));
     const int64_t plane = g->out[1] * g->out[2];
@@ -894,11 +896,12 @@ diffcl_status dc_conv512_bwd_weight(diffcl_context *ctx, const dc_cgeo *g, const
     const tiles512 t = plan512(ctx, g, direct ? 0 : K * (int64_t)sizeof(float), 1024);
     const int64_t c_elems = direct ? 0 : K * t.cols;
     const int n_acc = t.threads - 1; /* thread 0 accumulates into dw */
-    float *ws = dc_scratch(ctx, (size_t)((int64_t)t.threads * c_elems + (int64_t)n_acc * wn) * sizeof(float) +
-                                    (size_t)K * sizeof(int64_t));
-    if (!ws) return DIFFCL_ERR_OUT_OF_MEMORY;
+    const size_t tbytes = (size_t)round_up(K, 8) * sizeof(int64_t); /* offset table first */
+    int64_t *boff = dc_scratch(ctx, tbytes + (size_t)((int64_t)t.threads * c_elems +
+                                                      (int64_t)n_acc * wn) * sizeof(float));
+    if (!boff) return DIFFCL_ERR_OUT_OF_MEMORY;
+    float *ws = (float *)((char *)boff + tbytes);
     float *accs = ws + (int64_t)t.threads * c_elems;
-    int64_t *boff = (int64_t *)(accs + (int64_t)n_acc * wn);
     fill_steps(boff, K, direct ? NI : t.cols);
     memset(dw, 0, (size_t)wn * sizeof(float));
     DC_OMP_PARALLEL(t.threads)
