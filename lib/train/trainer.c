@@ -10,12 +10,27 @@
 #include "layer/module_internal.h"
 #include "train/trainer_internal.h"
 
-void diffcl_train_options_init(diffcl_train_options *opts)
+/* diffcl_train_options grew after 0.1.0 (strong_unlabeled, pseudo_mask_dice). A program
+ * built against 0.1.0 calls the DIFFCL_0.1 version, which fills only the 0.1.0 layout;
+ * programs built since bind to the DIFFCL_0.2 default (docs/abi-policy.md). */
+__attribute__((visibility("default"))) void dc_train_options_init_v0_1(diffcl_train_options *opts);
+void dc_train_options_init_v0_1(diffcl_train_options *opts)
+{
+    if (!opts) return;
+    diffcl_train_options d = DIFFCL_TRAIN_OPTIONS_INIT;
+    d.struct_size = offsetof(diffcl_train_options, log_every) + sizeof d.log_every;
+    memcpy(opts, &d, d.struct_size);
+}
+__asm__(".symver dc_train_options_init_v0_1, diffcl_train_options_init@DIFFCL_0.1");
+
+__attribute__((visibility("default"))) void dc_train_options_init_v0_2(diffcl_train_options *opts);
+void dc_train_options_init_v0_2(diffcl_train_options *opts)
 {
     if (!opts) return;
     diffcl_train_options d = DIFFCL_TRAIN_OPTIONS_INIT;
     *opts = d;
 }
+__asm__(".symver dc_train_options_init_v0_2, diffcl_train_options_init@@DIFFCL_0.2");
 
 static double now_seconds(void)
 {
