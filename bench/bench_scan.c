@@ -17,6 +17,7 @@
 
 #include "diffcl/diffcl.h"
 #include "diffcl/fft.h"
+#include "diffcl/mamba.h"
 #include "diffcl/scan.h"
 
 static double now_s(void)
@@ -151,6 +152,47 @@ static fft_result bench_fft(diffcl_context *ctx, int reps)
     return r;
 }
 
+/* The whole HF-Mamba module at the V-Net's level 3 (64 channels, 28x28x20 at 112x112x80). */
+static fft_result bench_hfm(diffcl_context *ctx, int reps)
+{
+    diffcl_hf_mamba_options o = DIFFCL_HF_MAMBA_OPTIONS_INIT;
+    o.channels = 64;
+    o.init_key = diffcl_rng_key_make(1, 2, 3, 0);
+    diffcl_module *m = NULL;
+    CHECK(diffcl_hf_mamba_create(ctx, &o, &m));
+    int64_t shape[5] = {2, 64, 28, 28, 20};
+    diffcl_tensor *x = randn(ctx, 5, shape, 10, 0, 1);
+    double *tf = malloc((size_t)reps * sizeof *tf), *tb = malloc((size_t)reps * sizeof *tb);
+    int prev = diffcl_set_grad_enabled(ctx, 0);
+    for (int i = -1; i < reps; i++) {
+        diffcl_tensor *y = NULL;
+        double t0 = now_s();
+        CHECK(diffcl_module_forward(m, x, &y));
+        if (i >= 0) tf[i] = (now_s() - t0) * 1e3;
+        diffcl_tensor_free(y);
+    }
+    diffcl_set_grad_enabled(ctx, prev);
+    CHECK(diffcl_tensor_set_requires_grad(x, 1));
+    for (int i = -1; i < reps; i++) {
+        diffcl_tensor *y = NULL, *L1 = NULL;
+        diffcl_module_zero_grad(m);
+        diffcl_tensor_zero_grad(x);
+        double t0 = now_s();
+        CHECK(diffcl_module_forward(m, x, &y));
+        CHECK(diffcl_sum_all(y, &L1));
+        CHECK(diffcl_backward(L1, NULL));
+        if (i >= 0) tb[i] = (now_s() - t0) * 1e3;
+        diffcl_tensor_free(L1);
+        diffcl_tensor_free(y);
+    }
+    fft_result r = {median(tf, reps), median(tb, reps)};
+    diffcl_tensor_free(x);
+    diffcl_module_free(m);
+    free(tf);
+    free(tb);
+    return r;
+}
+
 /* Torch numbers by key ("scan_fwd_1960" ...), from torch_scan.py's "key value" lines. */
 typedef struct kv {
     char key[64];
@@ -219,6 +261,7 @@ int main(int argc, char **argv)
     scan_result sr[2];
     for (int i = 0; i < nL; i++) sr[i] = bench_scan(ctx, Ls[i], reps);
     fft_result fr = bench_fft(ctx, reps);
+    fft_result hr = bench_hfm(ctx, reps);
     if (torch) run_torch(python, script, threads, quick ? 1 : (reps < 3 ? reps : 3), quick);
 
     printf("\nselective scan, B=2 D=128 N=16 (z, D, delta_bias, softplus; grads of all inputs)\n");
@@ -252,6 +295,9 @@ int main(int argc, char **argv)
         printf("%-10s %14.2f %16.2f\n", "torch.fft", tf, tb);
         printf("%-10s %13.1fx %15.1fx\n", "speedup", tf / fr.fwd_ms, tb / fr.fwdbwd_ms);
     }
+    printf("\nHF-Mamba module (bidirectional, residual), x 2x64x28x28x20 f32 (no torch counterpart)\n");
+    printf("%-10s %14s %16s\n", "impl", "fwd ms", "fwd+bwd ms");
+    printf("%-10s %14.2f %16.2f\n", "diffcl", hr.fwd_ms, hr.fwdbwd_ms);
     printf("\npeak bytes in the context: %.1f MiB\n", (double)diffcl_context_peak_bytes(ctx) / (1 << 20));
     diffcl_context_free(ctx);
     return 0;

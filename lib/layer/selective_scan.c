@@ -133,8 +133,9 @@ void diffcl_scan_options_init(diffcl_scan_options *opts)
 static int64_t auto_chunk(int64_t L, int chunk)
 {
     if (chunk > 0) return chunk < L ? chunk : (L > 0 ? L : 1);
+    /* about sqrt(L), at least 64 tokens so the one barrier per chunk stays cheap */
     int64_t c = (int64_t)ceil(sqrt((double)L));
-    if (c < 16) c = 16;
+    if (c < 64) c = 64;
     if (c > 256) c = 256;
     return c < L ? c : (L > 0 ? L : 1);
 }
@@ -152,7 +153,7 @@ diffcl_status diffcl_selective_scan_memory(int64_t batch, int64_t channels, int6
     int64_t bd = batch * channels;
     if (saved_bytes) *saved_bytes = (size_t)(bd * nck * state) * es;
     if (workspace_bytes)
-        *workspace_bytes = (size_t)(2 * bd * c * state + bd * state + 2 * batch * length * state) * es +
+        *workspace_bytes = (size_t)(4 * bd * c * state + bd * state + 2 * batch * length * state) * es +
                            (size_t)(bd * (state + 2)) * sizeof(double);
     return DIFFCL_OK;
 }
@@ -247,7 +248,7 @@ static diffcl_status scan_backward(dc_node *node, diffcl_tensor *g, diffcl_tenso
     size_t part_bytes = (size_t)(Bn * Dn * (N + 2)) * sizeof(double);
     double *parts = dc_calloc(ctx, part_bytes);
     size_t pbytes = (size_t)(Bn * Dn * chunk * N) * es;
-    void *pb = dc_alloc(ctx, pbytes), *pc = dc_alloc(ctx, pbytes);
+    void *pb = dc_alloc(ctx, 2 * pbytes), *pc = dc_alloc(ctx, 2 * pbytes); /* two chunks each */
     size_t carry_bytes = (size_t)(Bn * Dn * N) * es;
     void *carry = dc_calloc(ctx, carry_bytes);
     size_t scratch_bytes = (size_t)nt * (size_t)(2 * chunk * N + 3 * chunk) * es;
@@ -324,8 +325,8 @@ done:
     diffcl_tensor_free(gc);
     dc_free(ctx, bct, bc_bytes);
     dc_free(ctx, parts, part_bytes);
-    dc_free(ctx, pb, pbytes);
-    dc_free(ctx, pc, pbytes);
+    dc_free(ctx, pb, 2 * pbytes);
+    dc_free(ctx, pc, 2 * pbytes);
     dc_free(ctx, carry, carry_bytes);
     dc_free(ctx, scratch, scratch_bytes);
     return st;
