@@ -15,6 +15,7 @@
  *
  * Tiles are ranges of output voxels of one sample, a multiple of 48 wide, sized so a packed
  * tile stays within the per-thread budget (dc_conv_set_tiling); tiles run in parallel. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "layer/conv_internal.h"
@@ -27,11 +28,16 @@
 static int g_kernel = 0; /* 0/2 automatic, 1 BLAS, 3/4 AVX-512 forcing a stride-1 path */
 void dc_conv_set_kernel(int kernel) { g_kernel = kernel; }
 
+/* DIFFCL_CONV_KERNEL=blas in the environment selects the cblas_sgemm family (debugging,
+ * comparisons); the default is AVX-512 where the CPU has it. */
 int dc_conv512_usable(void)
 {
 #ifdef DC_HAVE_AVX512_CODE
     static int cpu = -1;
-    if (cpu < 0) cpu = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    if (cpu < 0) {
+        const char *e = getenv("DIFFCL_CONV_KERNEL");
+        cpu = __builtin_cpu_supports("avx512f") && !(e && !strcmp(e, "blas")) ? 1 : 0;
+    }
     return g_kernel != 1 && cpu;
 #else
     return 0;
