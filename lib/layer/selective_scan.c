@@ -158,6 +158,34 @@ diffcl_status diffcl_selective_scan_memory(int64_t batch, int64_t channels, int6
     return DIFFCL_OK;
 }
 
+/* A contiguous copy of a strided 3-D tensor (or t itself, retained, when contiguous), made
+ * in parallel 32x32 tiles over the last two axes: the Mamba block hands u, delta, z, B, C in
+ * as transposed views of token-major [B, L, *] tensors. */
+static diffcl_tensor *contiguous3(const diffcl_tensor *t)
+{
+    if (t->ndim != 3 || dc_is_contiguous(t)) return dc_contiguous(t);
+    diffcl_tensor *r = dc_tensor_empty(t->ctx, t->dtype, 3, t->shape);
+    if (!r) return NULL;
+    const int64_t n0 = t->shape[0], n1 = t->shape[1], n2 = t->shape[2];
+    const int64_t s0 = t->strides[0], s1 = t->strides[1], s2 = t->strides[2];
+    const int64_t TL = 32, b1 = (n1 + TL - 1) / TL, b2 = (n2 + TL - 1) / TL;
+    const int f32 = t->dtype == DIFFCL_F32;
+    const char *src = dc_data(t);
+    char *dst = dc_data(r);
+#pragma omp parallel for num_threads(dc_threads(t->ctx)) schedule(static) if (n0 * n1 * n2 > 65536)
+    for (int64_t q = 0; q < n0 * b1 * b2; q++) {
+        const int64_t a = q / (b1 * b2), i0 = (q / b2) % b1 * TL, j0 = q % b2 * TL;
+        const int64_t i1 = i0 + TL < n1 ? i0 + TL : n1, j1 = j0 + TL < n2 ? j0 + TL : n2;
+        for (int64_t i = i0; i < i1; i++)
+            for (int64_t j = j0; j < j1; j++) {
+                const int64_t from = a * s0 + i * s1 + j * s2, to = (a * n1 + i) * n2 + j;
+                if (f32) ((float *)dst)[to] = ((const float *)src)[from];
+                else ((double *)dst)[to] = ((const double *)src)[from];
+            }
+    }
+    return r;
+}
+
 /* ---------------------------------------------------------------- state ---- */
 
 enum { IN_U, IN_DELTA, IN_A, IN_B, IN_C, IN_D, IN_Z, IN_BIAS, N_IN };
@@ -421,7 +449,7 @@ diffcl_status diffcl_selective_scan(const diffcl_tensor *u, const diffcl_tensor 
     diffcl_status st = DIFFCL_OK;
     for (int k = 0; k < N_IN; k++) {
         if (!inputs[k]) continue;
-        diffcl_tensor *c = dc_contiguous(inputs[k]);
+        diffcl_tensor *c = contiguous3(inputs[k]);
         s->t[k] = c ? dc_tensor_alias(c, c->ndim, c->shape, c->strides, c->offset) : NULL;
         diffcl_tensor_free(c);
         if (!s->t[k]) st = DIFFCL_ERR_OUT_OF_MEMORY;
