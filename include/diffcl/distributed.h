@@ -30,7 +30,7 @@ DIFFCL_API int diffcl_mpi_available(void);
 
 /**
  * Train @p tr data-parallel over the communicator pointed to by @p comm_ptr (an `MPI_Comm *`,
- * e.g. `&MPI_COMM_WORLD`'s copy; the trainer duplicates it, so the caller keeps ownership of
+ * e.g. the address of a copy of MPI_COMM_WORLD; the trainer duplicates it, so the caller keeps ownership of
  * its communicator and may free it afterwards). Call it on every rank of the communicator,
  * right after diffcl_trainer_create() / diffcl_trainer_resume() and before the first step;
  * it is collective (it broadcasts rank 0's parameters and memory bank, adds a gradient-ready
@@ -53,9 +53,9 @@ DIFFCL_API int diffcl_trainer_world_size(const diffcl_trainer *tr);
 DIFFCL_API int64_t diffcl_trainer_allreduce_bytes(const diffcl_trainer *tr);
 
 /**
- * For programs launched by `mpirun` / `srun`: when the environment shows an MPI launcher
- * (OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_RANK or SLURM_STEP_NUM_TASKS with an MPI launcher)
- * and MPI is not initialised yet, call MPI_Init and remember to finalise it. @p *launched
+ * For programs launched by `mpirun` / `srun --mpi=pmix`: when the environment shows an MPI
+ * launcher (OMPI_COMM_WORLD_SIZE, PMIX_RANK, PMI_SIZE, PMI_RANK or MPI_LOCALNRANKS) and MPI is
+ * not initialised yet, call MPI_Init_thread (MPI_THREAD_FUNNELED) and remember to finalise it. @p *launched
  * receives 1 when the process runs under a launcher with MPI initialised (by this call or
  * earlier), else 0; @p *rank and @p *size (may be NULL) receive MPI_COMM_WORLD's. Without MPI
  * support: DIFFCL_OK with *launched = 0. Call from the main thread, once.
