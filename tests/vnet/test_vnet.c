@@ -157,7 +157,6 @@ static void check_gradients(diffcl_module *m, diffcl_tensor_dict *fx, double tol
     }
 }
 
-/* float32, as users run it: train-mode forward and every parameter gradient. */
 /* float32, as users run it: train-mode forward (every convolution kernel family) and every
  * parameter gradient. The gradient check runs on the BLAS kernels: this V-Net has ReLU
  * inputs within ~1e-5 of zero, so any float32 summation order may flip a few of them and
