@@ -32,15 +32,20 @@ struct dc_fft_cache {
     int64_t hits, misses;
 };
 
-/* The plan for (x's dtype, rank, n, howmany) on ctx, planned on first use (under the
- * process-wide planner lock) and cached in ctx->fft_cache. NULL with the error set. */
+/* The plan for (dtype, rank, n, howmany) executed by `threads` FFTW threads (1 for F64 and
+ * in builds without FFTW threads), planned on first use (under the process-wide planner
+ * lock) and cached in ctx->fft_cache. NULL with the error set. */
 dc_fft_plan *dc_fft_plan_get(diffcl_context *ctx, diffcl_dtype dtype, int rank, const int *n,
-                             int howmany);
+                             int howmany, int threads);
 
-/* Execute a cached plan with new arrays. `in` (nreal*howmany reals) is preserved; `out` may
- * alias nothing else. Arrays that do not share the planned alignment go through the plan's
- * own buffers. */
-void dc_fft_exec_r2c(const dc_fft_plan *p, const void *in);
-void dc_fft_exec_c2r(const dc_fft_plan *p, void *out);
+/* Execute a cached plan on new arrays: r2c from `in` (howmany*nreal reals, preserved) into
+ * `cbuf`, c2r from `cbuf` (destroyed) into `out`. `cbuf` must have the planned alignment
+ * (the plan's own cbuf, or an fftw(f)_malloc'd buffer); `in` / `out` that do not share the
+ * planned alignment go through `rtmp` (howmany*nreal reals with the planned alignment). */
+void dc_fft_exec_r2c(const dc_fft_plan *p, const void *in, void *cbuf, void *rtmp);
+void dc_fft_exec_c2r(const dc_fft_plan *p, void *cbuf, void *out, void *rtmp);
+/* fftw(f)_malloc / fftw(f)_free for the plan's precision. */
+void *dc_fft_alloc(diffcl_dtype dtype, size_t bytes);
+void dc_fft_free(diffcl_dtype dtype, void *p);
 
 #endif

@@ -7,8 +7,9 @@
  *   fftwf_plan_with_nthreads() is global planner state, set under the lock right before
  *   each plan, so the thread count becomes part of the plan (and of the cache key).
  * - A plan executed on new arrays needs arrays with the alignment it was planned with
- *   (fftwf_alignment_of); the plans are made on fftwf_malloc'd buffers and arrays that do
- *   not match go through those buffers.
+ *   (fftwf_alignment_of); the plans are made on fftwf_malloc'd buffers, and arrays that do
+ *   not match go through an fftwf_malloc'd buffer. New-array execution of one plan from
+ *   several threads at once is allowed (fftw_execute_dft_* are thread-safe).
  * - An out-of-place c2r destroys its input; r2c preserves it.
  * - FFTW_ESTIMATE (the default rigor) never times anything, so plans and results are the
  *   same on every run; MEASURE/PATIENT plans may differ unless wisdom is imported.
@@ -146,11 +147,11 @@ fail:
 }
 
 dc_fft_plan *dc_fft_plan_get(diffcl_context *ctx, diffcl_dtype dtype, int rank, const int *n,
-                             int howmany)
+                             int howmany, int threads)
 {
     struct dc_fft_cache *c = cache_of(ctx);
     if (!c) return NULL;
-    int threads = dtype == DIFFCL_F32 ? dc_threads(ctx) : 1;
+    if (dtype != DIFFCL_F32 || threads < 1) threads = 1;
 #if !DIFFCL_HAVE_FFTW_THREADS
     threads = 1;
 #endif
@@ -184,42 +185,52 @@ dc_fft_plan *dc_fft_plan_get(diffcl_context *ctx, diffcl_dtype dtype, int rank, 
     return p;
 }
 
-void dc_fft_exec_r2c(const dc_fft_plan *p, const void *in)
+void *dc_fft_alloc(diffcl_dtype dtype, size_t bytes)
+{
+    return dtype == DIFFCL_F32 ? fftwf_malloc(bytes) : fftw_malloc(bytes);
+}
+
+void dc_fft_free(diffcl_dtype dtype, void *ptr)
+{
+    if (!ptr) return;
+    if (dtype == DIFFCL_F32) fftwf_free(ptr);
+    else fftw_free(ptr);
+}
+
+void dc_fft_exec_r2c(const dc_fft_plan *p, const void *in, void *cbuf, void *rtmp)
 {
     size_t bytes = (size_t)(p->nreal * p->howmany) * diffcl_dtype_size(p->dtype);
     if (p->dtype == DIFFCL_F32) {
-        if (fftwf_alignment_of((float *)in) == fftwf_alignment_of((float *)p->rbuf)) {
-            fftwf_execute_dft_r2c((fftwf_plan)p->fwd, (float *)in, (fftwf_complex *)p->cbuf);
-        } else {
-            memcpy(p->rbuf, in, bytes);
-            fftwf_execute((fftwf_plan)p->fwd);
+        if (fftwf_alignment_of((float *)in) != fftwf_alignment_of((float *)p->rbuf)) {
+            memcpy(rtmp, in, bytes);
+            in = rtmp;
         }
+        fftwf_execute_dft_r2c((fftwf_plan)p->fwd, (float *)in, (fftwf_complex *)cbuf);
     } else {
-        if (fftw_alignment_of((double *)in) == fftw_alignment_of((double *)p->rbuf)) {
-            fftw_execute_dft_r2c((fftw_plan)p->fwd, (double *)in, (fftw_complex *)p->cbuf);
-        } else {
-            memcpy(p->rbuf, in, bytes);
-            fftw_execute((fftw_plan)p->fwd);
+        if (fftw_alignment_of((double *)in) != fftw_alignment_of((double *)p->rbuf)) {
+            memcpy(rtmp, in, bytes);
+            in = rtmp;
         }
+        fftw_execute_dft_r2c((fftw_plan)p->fwd, (double *)in, (fftw_complex *)cbuf);
     }
 }
 
-void dc_fft_exec_c2r(const dc_fft_plan *p, void *out)
+void dc_fft_exec_c2r(const dc_fft_plan *p, void *cbuf, void *out, void *rtmp)
 {
     size_t bytes = (size_t)(p->nreal * p->howmany) * diffcl_dtype_size(p->dtype);
     if (p->dtype == DIFFCL_F32) {
         if (fftwf_alignment_of((float *)out) == fftwf_alignment_of((float *)p->rbuf)) {
-            fftwf_execute_dft_c2r((fftwf_plan)p->inv, (fftwf_complex *)p->cbuf, (float *)out);
+            fftwf_execute_dft_c2r((fftwf_plan)p->inv, (fftwf_complex *)cbuf, (float *)out);
         } else {
-            fftwf_execute((fftwf_plan)p->inv);
-            memcpy(out, p->rbuf, bytes);
+            fftwf_execute_dft_c2r((fftwf_plan)p->inv, (fftwf_complex *)cbuf, (float *)rtmp);
+            memcpy(out, rtmp, bytes);
         }
     } else {
         if (fftw_alignment_of((double *)out) == fftw_alignment_of((double *)p->rbuf)) {
-            fftw_execute_dft_c2r((fftw_plan)p->inv, (fftw_complex *)p->cbuf, (double *)out);
+            fftw_execute_dft_c2r((fftw_plan)p->inv, (fftw_complex *)cbuf, (double *)out);
         } else {
-            fftw_execute((fftw_plan)p->inv);
-            memcpy(out, p->rbuf, bytes);
+            fftw_execute_dft_c2r((fftw_plan)p->inv, (fftw_complex *)cbuf, (double *)rtmp);
+            memcpy(out, rtmp, bytes);
         }
     }
 }

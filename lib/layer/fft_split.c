@@ -4,6 +4,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "layer/fft_internal.h"
 
@@ -87,6 +90,23 @@ static void fill_mask(const diffcl_freq_options *o, int rank, const int64_t *n, 
     }
 }
 
+/* row[j] *= mask[j] for the ncplx complex values of one image's half spectrum */
+static void scale_spectrum_f32(float *restrict row, const float *restrict mask, int64_t ncplx)
+{
+    for (int64_t j = 0; j < ncplx; j++) {
+        row[2 * j] *= mask[j];
+        row[2 * j + 1] *= mask[j];
+    }
+}
+
+static void scale_spectrum_f64(double *restrict row, const double *restrict mask, int64_t ncplx)
+{
+    for (int64_t j = 0; j < ncplx; j++) {
+        row[2 * j] *= mask[j];
+        row[2 * j + 1] *= mask[j];
+    }
+}
+
 /* The filter without autograd: out (contiguous, x's shape) = IFFT(M FFT(x)). */
 static diffcl_status apply_filter(diffcl_context *ctx, const diffcl_freq_options *o, int rank,
                                   const diffcl_tensor *x, diffcl_tensor *out)
@@ -113,43 +133,54 @@ static diffcl_status apply_filter(diffcl_context *ctx, const diffcl_freq_options
     if (!m) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_freq_filter: out of memory");
     fill_mask(o, rank, n, last, 1, 1.0 / (double)nreal, m);
 
-    dc_fft_plan *p = dc_fft_plan_get(ctx, x->dtype, rank, ni, (int)batch);
-    if (!p) {
+    /* Many images: each thread transforms whole images with a single-threaded plan (better
+     * than FFTW's threads splitting each transform); few images: FFTW's threads. */
+    const int nt = dc_threads(ctx);
+    const int per_image = nt > 1 && batch >= nt;
+    const size_t es = diffcl_dtype_size(x->dtype);
+    dc_fft_plan *p = dc_fft_plan_get(ctx, x->dtype, rank, ni, per_image ? 1 : (int)batch,
+                                     per_image ? 1 : nt);
+    float *mf = p && x->dtype == DIFFCL_F32 ? malloc((size_t)ncplx * sizeof *mf) : NULL;
+    const size_t cbytes = (2 * (size_t)ncplx * es + 63) / 64 * 64, rbytes = (size_t)nreal * es;
+    const size_t slice = (cbytes + rbytes + 63) / 64 * 64;
+    char *ws = p && per_image ? dc_fft_alloc(x->dtype, (size_t)nt * slice) : NULL;
+    if (!p || (x->dtype == DIFFCL_F32 && !mf) || (per_image && !ws)) {
         free(m);
-        return DIFFCL_ERR_INTERNAL;
-    }
-    dc_fft_exec_r2c(p, dc_data(x));
-    int64_t work = batch * ncplx;
-    if (x->dtype == DIFFCL_F32) {
-        float *mf = malloc((size_t)ncplx * sizeof *mf);
-        if (!mf) {
-            free(m);
-            return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_freq_filter: out of memory");
-        }
-        for (int64_t j = 0; j < ncplx; j++) mf[j] = (float)m[j];
-        float *cb = (float *)p->cbuf;
-#pragma omp parallel for num_threads(dc_threads(ctx)) if (work > 65536) schedule(static)
-        for (int64_t b = 0; b < batch; b++) {
-            float *row = cb + 2 * b * ncplx;
-            for (int64_t j = 0; j < ncplx; j++) {
-                row[2 * j] *= mf[j];
-                row[2 * j + 1] *= mf[j];
-            }
-        }
         free(mf);
-    } else {
-        double *cb = (double *)p->cbuf;
-#pragma omp parallel for num_threads(dc_threads(ctx)) if (work > 65536) schedule(static)
+        dc_fft_free(x->dtype, ws);
+        return p ? dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_freq_filter: out of memory")
+                 : DIFFCL_ERR_INTERNAL;
+    }
+    if (mf)
+        for (int64_t j = 0; j < ncplx; j++) mf[j] = (float)m[j];
+    const char *xin = dc_data(x);
+    char *xout = dc_data(out);
+    if (per_image) {
+#pragma omp parallel for num_threads(nt) schedule(static)
         for (int64_t b = 0; b < batch; b++) {
-            double *row = cb + 2 * b * ncplx;
-            for (int64_t j = 0; j < ncplx; j++) {
-                row[2 * j] *= m[j];
-                row[2 * j + 1] *= m[j];
-            }
+#ifdef _OPENMP
+            char *c = ws + (size_t)omp_get_thread_num() * slice;
+#else
+            char *c = ws;
+#endif
+            dc_fft_exec_r2c(p, xin + (size_t)(b * nreal) * es, c, c + cbytes);
+            if (mf) scale_spectrum_f32((float *)c, mf, ncplx);
+            else scale_spectrum_f64((double *)c, m, ncplx);
+            dc_fft_exec_c2r(p, c, xout + (size_t)(b * nreal) * es, c + cbytes);
         }
+    } else {
+        dc_fft_exec_r2c(p, xin, p->cbuf, p->rbuf);
+        int64_t work = batch * ncplx;
+#pragma omp parallel for num_threads(nt) if (work > 65536) schedule(static)
+        for (int64_t b = 0; b < batch; b++) {
+            if (mf) scale_spectrum_f32((float *)p->cbuf + 2 * b * ncplx, mf, ncplx);
+            else scale_spectrum_f64((double *)p->cbuf + 2 * b * ncplx, m, ncplx);
+        }
+        dc_fft_exec_c2r(p, p->cbuf, xout, p->rbuf);
     }
     free(m);
-    dc_fft_exec_c2r(p, dc_data(out));
+    free(mf);
+    dc_fft_free(x->dtype, ws);
     return DIFFCL_OK;
 }
 
