@@ -636,6 +636,7 @@ static tiles512 plan512(diffcl_context *ctx, const dc_cgeo *g, int64_t per_col_b
     size_t budget;
     int64_t knob_min;
     dc_conv_tiling_knobs(&budget, &knob_min);
+    if (!budget) budget = (size_t)1 << 20; /* about an L2: packed, then consumed while hot */
     if (knob_min > 0) min_cols = knob_min; /* tests: exact control */
     int64_t cols = (int64_t)budget / imax(per_col_bytes, 1);
     cols = imax(cols, min_cols);
@@ -744,6 +745,217 @@ static diffcl_status gcols_fwd(diffcl_context *ctx, const dc_cgeo *g, const floa
     return DIFFCL_OK;
 }
 
+/* ------------------------------ kernel == stride: space-to-depth, plain GEMMs ---- */
+
+/* A convolution whose windows tile the input (kernel == stride, no padding, e.g. the V-Net's
+ * 2x2x2 stride-2 down-sampling) is a 1x1x1 convolution of the input rearranged
+ * space-to-depth: row (c,a,b,e), column (o0,o1,o2) = x[c][o0*k0+a][o1*k1+b][o2*k2+e]. Done
+ * per slab of output planes (bounded workspace), the rows are then read by the GEMM as they
+ * are; the input gradient is the GEMM W^T dy followed by the inverse (depth-to-space). */
+
+/* d0[i] = s[2i], d1[i] = s[2i+1], i < n */
+static inline void TGT deinterleave2(const float *restrict s, float *restrict d0, float *restrict d1,
+                                     int64_t n)
+{
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 lo = _mm512_loadu_ps(s + 2 * i), hi = _mm512_loadu_ps(s + 2 * i + 16);
+        _mm512_storeu_ps(d0 + i, _mm512_permutex2var_ps(lo, ev, hi));
+        _mm512_storeu_ps(d1 + i, _mm512_permutex2var_ps(lo, od, hi));
+    }
+    if (i < n) {
+        const int64_t m = n - i, need = 2 * m; /* s[2i .. 2n) */
+        const __mmask16 ml = (__mmask16)(need >= 16 ? 0xFFFF : (1u << need) - 1);
+        const __mmask16 mh = (__mmask16)(need > 16 ? (1u << (need - 16)) - 1 : 0);
+        const __mmask16 mo = (__mmask16)((1u << m) - 1);
+        const __m512 lo = _mm512_maskz_loadu_ps(ml, s + 2 * i), hi = _mm512_maskz_loadu_ps(mh, s + 2 * i + 16);
+        _mm512_mask_storeu_ps(d0 + i, mo, _mm512_permutex2var_ps(lo, ev, hi));
+        _mm512_mask_storeu_ps(d1 + i, mo, _mm512_permutex2var_ps(lo, od, hi));
+    }
+}
+
+/* d[2i] = s0[i], d[2i+1] = s1[i], i < n */
+static inline void TGT interleave2(const float *restrict s0, const float *restrict s1,
+                                   float *restrict d, int64_t n)
+{
+    const __m512i lo_i = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i hi_i = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 a = _mm512_loadu_ps(s0 + i), b = _mm512_loadu_ps(s1 + i);
+        _mm512_storeu_ps(d + 2 * i, _mm512_permutex2var_ps(a, lo_i, b));
+        _mm512_storeu_ps(d + 2 * i + 16, _mm512_permutex2var_ps(a, hi_i, b));
+    }
+    if (i < n) {
+        const int64_t m = n - i, need = 2 * m;
+        const __mmask16 mi = (__mmask16)((1u << m) - 1);
+        const __mmask16 ml = (__mmask16)(need >= 16 ? 0xFFFF : (1u << need) - 1);
+        const __mmask16 mh = (__mmask16)(need > 16 ? (1u << (need - 16)) - 1 : 0);
+        const __m512 a = _mm512_maskz_loadu_ps(mi, s0 + i), b = _mm512_maskz_loadu_ps(mi, s1 + i);
+        _mm512_mask_storeu_ps(d + 2 * i, ml, _mm512_permutex2var_ps(a, lo_i, b));
+        _mm512_mask_storeu_ps(d + 2 * i + 16, mh, _mm512_permutex2var_ps(a, hi_i, b));
+    }
+}
+
+/* space-to-depth of output planes [z0, z0+nz) of one sample into rows of length ld */
+static void TGT s2d_slab(const dc_cgeo *g, const float *restrict x, int64_t z0, int64_t nz,
+                         float *restrict dst, int64_t ld)
+{
+    const int64_t in1 = g->in[1], in2 = g->in[2], NI = dc_cgeo_in_vox(g), L = g->out[2];
+    const int k0 = g->k[0], k1 = g->k[1], k2 = g->k[2];
+    const int64_t plane = g->out[1] * L, kvol = dc_cgeo_kvol(g);
+    for (int64_t c = 0; c < g->ci; c++)
+        for (int a = 0; a < k0; a++)
+            for (int64_t z = 0; z < nz; z++)
+                for (int b = 0; b < k1; b++)
+                    for (int64_t o1 = 0; o1 < g->out[1]; o1++) {
+                        const float *src = x + c * NI + (((z0 + z) * k0 + a) * in1 + o1 * k1 + b) * in2;
+                        const int64_t r = c * kvol + ((int64_t)a * k1 + b) * k2, j = z * plane + o1 * L;
+                        if (k2 == 2)
+                            deinterleave2(src, dst + r * ld + j, dst + (r + 1) * ld + j, L);
+                        else
+                            for (int e = 0; e < k2; e++) copy_run(dst + (r + e) * ld + j, src + e, k2, L);
+                    }
+}
+
+/* depth-to-space (the inverse) of rows of length ld into output planes [z0, z0+nz) of dx */
+static void TGT d2s_slab(const dc_cgeo *g, const float *restrict col, int64_t ld, int64_t z0,
+                         int64_t nz, float *restrict dx)
+{
+    const int64_t in1 = g->in[1], in2 = g->in[2], NI = dc_cgeo_in_vox(g), L = g->out[2];
+    const int k0 = g->k[0], k1 = g->k[1], k2 = g->k[2];
+    const int64_t plane = g->out[1] * L, kvol = dc_cgeo_kvol(g);
+    for (int64_t c = 0; c < g->ci; c++)
+        for (int a = 0; a < k0; a++)
+            for (int64_t z = 0; z < nz; z++)
+                for (int b = 0; b < k1; b++)
+                    for (int64_t o1 = 0; o1 < g->out[1]; o1++) {
+                        float *d = dx + c * NI + (((z0 + z) * k0 + a) * in1 + o1 * k1 + b) * in2;
+                        const int64_t r = c * kvol + ((int64_t)a * k1 + b) * k2, j = z * plane + o1 * L;
+                        if (k2 == 2) {
+                            interleave2(col + r * ld + j, col + (r + 1) * ld + j, d, L);
+                        } else {
+                            for (int e = 0; e < k2; e++) {
+                                const float *s = col + (r + e) * ld + j;
+                                for (int64_t o = 0; o < L; o++) d[o * k2 + e] = s[o];
+                            }
+                        }
+                    }
+}
+
+/* slabs of output planes for the space-to-depth paths */
+static int64_t s2d_planes(diffcl_context *ctx, const dc_cgeo *g, int64_t K)
+{
+    const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
+    size_t budget;
+    int64_t knob_min;
+    dc_conv_tiling_knobs(&budget, &knob_min);
+    if (!budget) budget = (size_t)2 << 20;
+    const int64_t plane = g->out[1] * g->out[2];
+    int64_t nz = (int64_t)budget / imax(K * plane * (int64_t)sizeof(float), 1);
+    nz = imax(1, imin(nz, g->out[0]));
+    if (knob_min > 0) nz = 1;
+    if (nt > 1 && g->n * ((g->out[0] + nz - 1) / nz) < 4 * nt) {
+        const int64_t want = (4 * nt + g->n - 1) / imax(g->n, 1);
+        nz = imax(1, imin(nz, (g->out[0] + want - 1) / want));
+    }
+    return nz;
+}
+
+static diffcl_status s2d_fwd(diffcl_context *ctx, const dc_cgeo *g, const float *x,
+                             const float *w, const float *bias, float *y)
+{
+    const int64_t K = g->ci * dc_cgeo_kvol(g), NI = dc_cgeo_in_vox(g), P = dc_cgeo_out_vox(g);
+    const int64_t plane = g->out[1] * g->out[2], nz = s2d_planes(ctx, g, K);
+    const int64_t ld = round_up(nz * plane, 16), slabs = (g->out[0] + nz - 1) / nz;
+    const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
+    const int64_t a_elems = round_up(g->co, MR) * K, tbytes = round_up(K, 8) * (int64_t)sizeof(int64_t);
+    int64_t *boff = dc_scratch(ctx, (size_t)tbytes + (size_t)(a_elems + nt * K * ld) * sizeof(float));
+    if (!boff) return DIFFCL_ERR_OUT_OF_MEMORY;
+    float *ap = (float *)((char *)boff + tbytes), *cols = ap + a_elems;
+    fill_steps(boff, K, ld);
+    pack_a(w, g->co, K, 0, ap, nt);
+    DC_OMP_PARALLEL_FOR_DYNAMIC(nt)
+    for (int64_t it = 0; it < g->n * slabs; it++) {
+        const int64_t n = it / slabs, z0 = (it % slabs) * nz, m = imin(nz, g->out[0] - z0);
+        float *col = cols + (int64_t)dc_omp_thread() * K * ld;
+        s2d_slab(g, x + n * g->ci * NI, z0, m, col, ld);
+        gemm_nn(g->co, m * plane, K, ap, col, NR, boff, y + n * g->co * P + z0 * plane, P, bias, 0);
+    }
+    return DIFFCL_OK;
+}
+
+static diffcl_status s2d_bwd_data(diffcl_context *ctx, const dc_cgeo *g, const float *dy,
+                                  const float *w, float *dx)
+{
+    const int64_t K = g->ci * dc_cgeo_kvol(g), NI = dc_cgeo_in_vox(g), P = dc_cgeo_out_vox(g);
+    const int64_t plane = g->out[1] * g->out[2], nz = s2d_planes(ctx, g, K);
+    const int64_t ld = round_up(nz * plane, 16), slabs = (g->out[0] + nz - 1) / nz;
+    const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
+    const int64_t a_elems = round_up(K, MR) * g->co, tbytes = round_up(g->co, 8) * (int64_t)sizeof(int64_t);
+    int64_t *boff = dc_scratch(ctx, (size_t)tbytes + (size_t)(a_elems + nt * K * ld) * sizeof(float));
+    if (!boff) return DIFFCL_ERR_OUT_OF_MEMORY;
+    float *ap = (float *)((char *)boff + tbytes), *cols = ap + a_elems;
+    fill_steps(boff, g->co, P);
+    pack_a(w, K, g->co, 1, ap, nt);
+    const int exact = g->in[0] == g->out[0] * g->k[0] && g->in[1] == g->out[1] * g->k[1] &&
+                      g->in[2] == g->out[2] * g->k[2];
+    DC_OMP_PARALLEL(nt)
+    {
+        if (!exact) { /* input voxels no window covers get zero */
+            DC_OMP_FOR
+            for (int64_t i = 0; i < g->n * g->ci; i++) memset(dx + i * NI, 0, (size_t)NI * sizeof(float));
+        }
+        DC_OMP_FOR_DYNAMIC
+        for (int64_t it = 0; it < g->n * slabs; it++) {
+            const int64_t n = it / slabs, z0 = (it % slabs) * nz, m = imin(nz, g->out[0] - z0);
+            float *col = cols + (int64_t)dc_omp_thread() * K * ld;
+            gemm_nn(K, m * plane, g->co, ap, dy + n * g->co * P + z0 * plane, NR, boff, col, ld, NULL, 0);
+            d2s_slab(g, col, ld, z0, m, dx + n * g->ci * NI);
+        }
+    }
+    return DIFFCL_OK;
+}
+
+static diffcl_status s2d_dw(diffcl_context *ctx, const dc_cgeo *g, const float *x,
+                            const float *dy, float *dw)
+{
+    const int64_t K = g->ci * dc_cgeo_kvol(g), NI = dc_cgeo_in_vox(g), P = dc_cgeo_out_vox(g);
+    const int64_t plane = g->out[1] * g->out[2], nz = s2d_planes(ctx, g, K);
+    const int64_t ld = round_up(nz * plane, 16), slabs = (g->out[0] + nz - 1) / nz;
+    const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
+    const int64_t wn = g->co * K, tbytes = round_up(K, 8) * (int64_t)sizeof(int64_t);
+    int64_t *boff = dc_scratch(ctx, (size_t)tbytes + (size_t)(nt * K * ld + (nt - 1) * wn) * sizeof(float));
+    if (!boff) return DIFFCL_ERR_OUT_OF_MEMORY;
+    float *cols = (float *)((char *)boff + tbytes), *accs = cols + nt * K * ld;
+    fill_steps(boff, K, ld);
+    memset(dw, 0, (size_t)wn * sizeof(float));
+    DC_OMP_PARALLEL(nt)
+    {
+        const int tid = dc_omp_thread();
+        float *acc = tid == 0 ? dw : accs + (int64_t)(tid - 1) * wn;
+        if (tid) memset(acc, 0, (size_t)wn * sizeof(float));
+        float *col = cols + (int64_t)tid * K * ld;
+        DC_OMP_FOR_DYNAMIC
+        for (int64_t it = 0; it < g->n * slabs; it++) {
+            const int64_t n = it / slabs, z0 = (it % slabs) * nz, m = imin(nz, g->out[0] - z0);
+            s2d_slab(g, x + n * g->ci * NI, z0, m, col, ld);
+            gemm_nt(g->co, K, m * plane, dy + n * g->co * P + z0 * plane, P, col, boff, acc, K);
+        }
+        if (nt > 1) {
+            DC_OMP_FOR
+            for (int64_t i = 0; i < wn; i++) {
+                float sum = dw[i];
+                for (int a = 0; a < nt - 1; a++) sum += accs[(int64_t)a * wn + i];
+                dw[i] = sum;
+            }
+        }
+    }
+    return DIFFCL_OK;
+}
+
 /* ----------------------------------------------------------------- drivers ---- */
 
 static int stride_one(const dc_cgeo *g)
@@ -781,6 +993,7 @@ diffcl_status dc_conv512_fwd(diffcl_context *ctx, const dc_cgeo *g, const float 
         return dir ? direct_fwd(ctx, g, x, ws, bias, y, ws + a_elems)
                    : gcols_fwd(ctx, g, x, ws, bias, y, ws + a_elems);
     }
+    if (!direct && dc_conv_is_nonoverlap(g)) return s2d_fwd(ctx, g, x, w, bias, y);
     /* 1x1x1: B rows are the input's channels; otherwise vol2col into panels per tile */
     const tiles512 t = plan512(ctx, g, direct ? 0 : K * (int64_t)sizeof(float), 4 * NR);
     const int64_t b_elems = direct ? 0 : K * t.cols;
@@ -833,6 +1046,7 @@ diffcl_status dc_conv512_bwd_data(diffcl_context *ctx, const dc_cgeo *g, const f
         dc_free(ctx, wf, wn * sizeof(float));
         return s;
     }
+    if (!direct && nonoverlap) return s2d_bwd_data(ctx, g, dy, w, dx);
     /* cols (K x tile) = W^T (K x Co) . dy tile (Co x tile); B rows are dy's channels */
     const tiles512 t = plan512(ctx, g, direct ? 0 : K * (int64_t)sizeof(float), 4 * NR);
     const int64_t a_elems = round_up(K, MR) * g->co, c_elems = direct ? 0 : K * t.cols;
@@ -898,6 +1112,7 @@ diffcl_status dc_conv512_bwd_weight(diffcl_context *ctx, const dc_cgeo *g, const
     const int direct = dc_conv_is_pointwise(g);
     /* (the dot products over gathered columns measured slower than over padded positions) */
     if (!direct && stride_one(g)) return direct_dw(ctx, g, x, dy, dw);
+    if (!direct && dc_conv_is_nonoverlap(g)) return s2d_dw(ctx, g, x, dy, dw);
     const int64_t wn = g->co * K;
     const tiles512 t = plan512(ctx, g, direct ? 0 : K * (int64_t)sizeof(float), 1024);
     const int64_t c_elems = direct ? 0 : K * t.cols;
