@@ -15,11 +15,4 @@ build="${DIFFCL_BUILD_DIR:-build}"
 diffcl_configure "$build"
 meson compile -C "$build"
 
-tool="$build/tools/diffcl"
-# The command table prints "  <name>  <summary>" lines under "commands:".
-if "$tool" --help 2>/dev/null | grep -qE '^[[:space:]]+demo([[:space:]]|$)'; then
-    exec "$tool" demo "$@"
-fi
-echo "run-demo: this build's diffcl has no 'demo' command yet (the trainer is still being" >&2
-echo "run-demo: written); running 'diffcl version' instead to show the build works." >&2
-exec "$tool" version
+exec "$build/tools/diffcl" demo "$@"
