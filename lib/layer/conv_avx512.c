@@ -1,20 +1,27 @@
 /* F32 convolution on AVX-512 with our own GEMM micro-kernels (x86-64, chosen at run time).
  *
- * Why not cblas_sgemm here: the columns are packed anyway, so packing them straight into the
- * micro-kernel's panel layout saves OpenBLAS's second packing pass, and OpenBLAS 0.3.21 runs
- * its AVX2 (Haswell) kernels on AVX-512 AMD cores, at half the speed.
+ * Why not cblas_sgemm here: OpenBLAS 0.3.21 runs its AVX2 (Haswell) kernels on AVX-512 AMD
+ * cores, at half the speed, and a GEMM on packed columns pays the column packing twice.
+ * The paths, by convolution (all on NCDHW as it is, no layout change for the caller):
  *
- *  forward      y[:, tile] = W . cols(x)[:, tile]       NN kernel, 8 x 48 register block;
- *               W packed once per call into 8-row panels, the columns of each tile packed
- *               (vol2col) directly into 48-column panels; bias folded into the first pass.
- *  input grad   stride 1: the forward of dy with the flipped kernel; otherwise
- *               cols = W^T . dy[:, tile] (NN kernel) and a col2vol scatter (a plain store
- *               when kernel == stride).
- *  weight grad  dW += dy[:, tile] . cols[:, tile]^T  NT kernel: 4 x 5 dot products along the
- *               voxels (both operands are contiguous along them), per-thread accumulators.
+ *  stride 1, >= 32 output channels  "cvec": vectors along output channels; a block is 32
+ *        channels x 10 output voxels, each step one (input channel, tap): two weight vectors
+ *        times ten inputs broadcast from a zero-padded copy of the input slab. No columns.
+ *  stride 1, < 32 output channels   "direct": vectors along voxels in padded coordinates, where
+ *        every tap is a constant offset, so the GEMM's B rows are the padded input itself
+ *        (8 channels x 48 voxels per block; the padded positions are computed and dropped).
+ *  kernel == stride (k2s2 down-sampling, transposed k2s2 up-sampling)  space-to-depth of a
+ *        slab, then plain GEMMs reading its rows; the input gradient is W^T dy then
+ *        depth-to-space (vectorised 2x (de)interleave).
+ *  1x1x1  plain GEMMs on the input's channel rows.
+ *  anything else (overlapping strided windows)  vol2col into 48-column panels per tile.
+ *  input gradient of a stride-1 convolution = the forward of dy with the flipped kernel.
+ *  weight gradients: dot products along voxels (4 x 5 blocks, both operands contiguous
+ *        along them) over the padded slab / space-to-depth rows / columns, per-thread
+ *        accumulators reduced at the end.
  *
- * Tiles are ranges of output voxels of one sample, a multiple of 48 wide, sized so a packed
- * tile stays within the per-thread budget (dc_conv_set_tiling); tiles run in parallel. */
+ * Work is cut into slabs of output planes or tiles of output voxels, sized to the per-thread
+ * budget (dc_conv_set_tiling) and run in parallel; the workspace comes from dc_scratch. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,7 +32,7 @@
 #include <immintrin.h>
 #endif
 
-static int g_kernel = 0; /* 0/2 automatic, 1 BLAS, 3/4 AVX-512 forcing a stride-1 path */
+static int g_kernel = 0; /* 0/2 automatic, 1 BLAS, 3/4 AVX-512 forcing cvec / direct for stride 1 */
 void dc_conv_set_kernel(int kernel) { g_kernel = kernel; }
 
 /* DIFFCL_CONV_KERNEL=blas in the environment selects the cblas_sgemm family (debugging,
@@ -657,94 +664,6 @@ static tiles512 plan512(diffcl_context *ctx, const dc_cgeo *g, int64_t per_col_b
     return t;
 }
 
-/* ------------------------------------ stride 1, small planes: gathered columns ---- */
-
-/* When the padded positions would waste too much (small planes), the columns are packed
- * from the padded slab by gathers: column j is the valid output voxel at padded position
- * qv[j], row k the tap at offset boff[k]. One gather fetches 16 columns of a row. */
-static void TGT gather_cols(const float *restrict xp, const int32_t *restrict qv, int64_t nv,
-                            const int64_t *restrict boff, int64_t K, float *restrict dst, int panel,
-                            int64_t ld)
-{
-    for (int64_t q = 0; q * NR < nv; q++) {
-        const int ncols = (int)imin(NR, nv - q * NR);
-        const __mmask16 m0 = col_mask(ncols, 0), m1 = col_mask(ncols, 1), m2 = col_mask(ncols, 2);
-        const __m512i i0 = _mm512_maskz_loadu_epi32(m0, qv + q * NR);
-        const __m512i i1 = _mm512_maskz_loadu_epi32(m1, qv + q * NR + 16);
-        const __m512i i2 = _mm512_maskz_loadu_epi32(m2, qv + q * NR + 32);
-        const __m512 z = _mm512_setzero_ps();
-        for (int64_t r = 0; r < K; r++) {
-            const __m512i off = _mm512_set1_epi32((int32_t)boff[r]);
-            const __m512 g0 = _mm512_mask_i32gather_ps(z, m0, _mm512_add_epi32(i0, off), xp, 4);
-            const __m512 g1 = _mm512_mask_i32gather_ps(z, m1, _mm512_add_epi32(i1, off), xp, 4);
-            const __m512 g2 = _mm512_mask_i32gather_ps(z, m2, _mm512_add_epi32(i2, off), xp, 4);
-            if (panel) {
-                float *d = dst + (q * K + r) * NR;
-                _mm512_storeu_ps(d, g0);
-                _mm512_storeu_ps(d + 16, g1);
-                _mm512_storeu_ps(d + 32, g2);
-            } else {
-                float *d = dst + r * ld + q * NR;
-                _mm512_mask_storeu_ps(d, m0, g0);
-                _mm512_mask_storeu_ps(d + 16, m1, g1);
-                _mm512_mask_storeu_ps(d + 32, m2, g2);
-            }
-        }
-    }
-}
-
-/* padded positions of the valid voxels of nz output planes */
-static void valid_positions(const dc_cgeo *g, const direct_geo *d, int64_t nz, int32_t *qv)
-{
-    int64_t j = 0;
-    for (int64_t z = 0; z < nz; z++)
-        for (int64_t y = 0; y < g->out[1]; y++)
-            for (int64_t x = 0; x < g->out[2]; x++) qv[j++] = (int32_t)(z * d->HpWp + y * d->Wp + x);
-}
-
-/* plan of the gathered-columns path: slabs sized for the padded input and the columns */
-static direct_geo gcols_plan(diffcl_context *ctx, const dc_cgeo *g, int64_t extra_per_plane)
-{
-    const int64_t K = g->ci * dc_cgeo_kvol(g), plane = g->out[1] * g->out[2];
-    const int64_t hpwp = (g->in[1] + 2 * g->p[1]) * (g->in[2] + 2 * g->p[2]);
-    return direct_plan(ctx, g, extra_per_plane + (K * plane + hpwp - 1) / imax(hpwp, 1));
-}
-
-static size_t gcols_fwd_ws(diffcl_context *ctx, const dc_cgeo *g)
-{
-    const direct_geo d = gcols_plan(ctx, g, 0);
-    const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
-    const int64_t K = g->ci * dc_cgeo_kvol(g), nv = d.nz * g->out[1] * g->out[2];
-    return (size_t)nt * ((size_t)(g->ci * d.cs + K * round_up(nv, NR)) * sizeof(float) +
-                         (size_t)round_up(nv, NR) * sizeof(int32_t)) +
-           (size_t)K * 2 * sizeof(int64_t);
-}
-
-static diffcl_status gcols_fwd(diffcl_context *ctx, const dc_cgeo *g, const float *x,
-                               const float *ap, const float *bias, float *y, float *ws)
-{
-    const int64_t K = g->ci * dc_cgeo_kvol(g), NI = dc_cgeo_in_vox(g), P = dc_cgeo_out_vox(g);
-    const int64_t plane = g->out[1] * g->out[2];
-    const direct_geo d = gcols_plan(ctx, g, 0);
-    const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
-    const int64_t nvmax = round_up(d.nz * plane, NR);
-    const int64_t per_thread = g->ci * d.cs + K * nvmax + nvmax; /* floats; qv as int32 */
-    int64_t *boff = (int64_t *)(ws + nt * per_thread), *pofs = boff + K;
-    tap_offsets(g, &d, g->ci, boff);
-    fill_steps(pofs, K, NR);
-    DC_OMP_PARALLEL_FOR_DYNAMIC(nt)
-    for (int64_t it = 0; it < g->n * d.slabs; it++) {
-        const int64_t n = it / d.slabs, z0 = (it % d.slabs) * d.nz, nz = imin(d.nz, g->out[0] - z0);
-        float *xp = ws + (int64_t)dc_omp_thread() * per_thread, *bp = xp + g->ci * d.cs;
-        int32_t *qv = (int32_t *)(bp + K * nvmax);
-        pad_slab(g, &d, x + n * g->ci * NI, g->ci, z0, xp);
-        valid_positions(g, &d, nz, qv);
-        gather_cols(xp, qv, nz * plane, boff, K, bp, 1, 0);
-        gemm_nn(g->co, nz * plane, K, ap, bp, K * NR, pofs, y + n * g->co * P + z0 * plane, P, bias, 0);
-    }
-    return DIFFCL_OK;
-}
-
 /* ------------------------------ kernel == stride: space-to-depth, plain GEMMs ---- */
 
 /* A convolution whose windows tile the input (kernel == stride, no padding, e.g. the V-Net's
@@ -956,6 +875,142 @@ static diffcl_status s2d_dw(diffcl_context *ctx, const dc_cgeo *g, const float *
     return DIFFCL_OK;
 }
 
+/* ------------------------ many channels, small planes: vectors along channels ---- */
+
+/* For 32+ output channels on small planes the direct path's padded positions (27% at
+ * 14x14x10, 44% at 7x7x5) cost more than a kernel that vectorises along output channels
+ * instead: a block of 32 channels x 10 output voxels, each step one (input channel, tap):
+ * two weight vectors (32 channels) times ten broadcast inputs read from the padded slab.
+ * No position is wasted: the ten voxels are consecutive valid outputs (across rows). */
+#define CV 10 /* voxels per block */
+
+/* acc[v][j] (channels 16v.., voxel j) = sum_k wt[k][32] * base[boff[k] + off[j]] */
+static void TGT ukr_cvec(int64_t K, const float *restrict wt, const float *restrict base,
+                         const int64_t *restrict boff, const int64_t *restrict off,
+                         float *restrict out /* [CV][32] */, int beta)
+{
+    __m512 a0[CV], a1[CV];
+    int64_t o[CV];
+#pragma GCC unroll 10
+    for (int j = 0; j < CV; j++) {
+        a0[j] = beta ? _mm512_loadu_ps(out + j * 32) : _mm512_setzero_ps();
+        a1[j] = beta ? _mm512_loadu_ps(out + j * 32 + 16) : _mm512_setzero_ps();
+        o[j] = off[j];
+    }
+    for (int64_t k = 0; k < K; k++) {
+        const __m512 w0 = _mm512_loadu_ps(wt + k * 32), w1 = _mm512_loadu_ps(wt + k * 32 + 16);
+        const float *bk = base + boff[k];
+#pragma GCC unroll 10
+        for (int j = 0; j < CV; j++) {
+            const __m512 xv = _mm512_set1_ps(bk[o[j]]);
+            a0[j] = _mm512_fmadd_ps(w0, xv, a0[j]);
+            a1[j] = _mm512_fmadd_ps(w1, xv, a1[j]);
+        }
+    }
+#pragma GCC unroll 10
+    for (int j = 0; j < CV; j++) {
+        _mm512_storeu_ps(out + j * 32, a0[j]);
+        _mm512_storeu_ps(out + j * 32 + 16, a1[j]);
+    }
+}
+
+/* W [Co][K] -> [Co/32][K][32], zero channels past Co */
+static void pack_wt32(const float *restrict w, int64_t co, int64_t K, float *restrict wt, int nt)
+{
+    const int64_t nb = (co + 31) / 32;
+    DC_OMP_PARALLEL_FOR(nt)
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t k = 0; k < K; k++)
+            for (int i = 0; i < 32; i++) {
+                const int64_t o = b * 32 + i;
+                wt[(b * K + k) * 32 + i] = o < co ? w[o * K + k] : 0.0f;
+            }
+}
+
+/* Input channels per pass: the weights of one 32-channel block for a pass stay in L2. */
+static int64_t cvec_chunk(const dc_cgeo *g)
+{
+    const int64_t kvol = dc_cgeo_kvol(g);
+    size_t budget;
+    int64_t knob_min;
+    dc_conv_tiling_knobs(&budget, &knob_min);
+    if (knob_min > 0) return 1; /* tests: every pass path */
+    return imax(1, imin(g->ci, (256 * 1024) / (kvol * 32 * (int64_t)sizeof(float))));
+}
+
+/* voxels per slab of the channel-vectorised path: with several passes the partial sums of
+ * a slab ([Co/32][voxels][32]) are kept, so the slab is also bounded by them */
+static direct_geo cvec_plan(diffcl_context *ctx, const dc_cgeo *g)
+{
+    const int64_t plane = g->out[1] * g->out[2];
+    const int64_t hpwp = (g->in[1] + 2 * g->p[1]) * (g->in[2] + 2 * g->p[2]);
+    const int64_t extra = cvec_chunk(g) < g->ci ? (round_up(g->co, 32) * plane + hpwp - 1) / imax(hpwp, 1) : 0;
+    return direct_plan(ctx, g, extra);
+}
+
+static size_t cvec_fwd_ws(diffcl_context *ctx, const dc_cgeo *g)
+{
+    const direct_geo d = cvec_plan(ctx, g);
+    const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
+    const int64_t K = g->ci * dc_cgeo_kvol(g), plane = g->out[1] * g->out[2];
+    const int64_t acc = cvec_chunk(g) < g->ci ? round_up(g->co, 32) * round_up(d.nz * plane, CV) : CV * 32;
+    return (size_t)(round_up(g->co, 32) * K + nt * (g->ci * d.cs + acc)) * sizeof(float) +
+           (size_t)round_up(K, 8) * sizeof(int64_t);
+}
+
+static diffcl_status cvec_fwd(diffcl_context *ctx, const dc_cgeo *g, const float *x,
+                              const float *w, const float *bias, float *y)
+{
+    const int64_t kvol = dc_cgeo_kvol(g), K = g->ci * kvol, NI = dc_cgeo_in_vox(g);
+    const int64_t P = dc_cgeo_out_vox(g), plane = g->out[1] * g->out[2], nb = (g->co + 31) / 32;
+    const direct_geo d = cvec_plan(ctx, g);
+    const int64_t chunk = cvec_chunk(g), passes = (g->ci + chunk - 1) / chunk;
+    const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
+    const int64_t tbytes = round_up(K, 8) * (int64_t)sizeof(int64_t);
+    const int64_t nvmax = round_up(d.nz * plane, CV);
+    const int64_t acc_elems = passes > 1 ? round_up(g->co, 32) * nvmax : CV * 32;
+    int64_t *boff = dc_scratch(ctx, cvec_fwd_ws(ctx, g));
+    if (!boff) return DIFFCL_ERR_OUT_OF_MEMORY;
+    float *wt = (float *)((char *)boff + tbytes), *tw = wt + round_up(g->co, 32) * K;
+    const int64_t per_thread = g->ci * d.cs + acc_elems;
+    tap_offsets(g, &d, g->ci, boff);
+    pack_wt32(w, g->co, K, wt, nt);
+    DC_OMP_PARALLEL_FOR_DYNAMIC(nt)
+    for (int64_t it = 0; it < g->n * d.slabs; it++) {
+        const int64_t n = it / d.slabs, z0 = (it % d.slabs) * d.nz, nz = imin(d.nz, g->out[0] - z0);
+        float *xp = tw + (int64_t)dc_omp_thread() * per_thread, *acc = xp + g->ci * d.cs;
+        pad_slab(g, &d, x + n * g->ci * NI, g->ci, z0, xp);
+        const int64_t nv = nz * plane;
+        float *yn = y + n * g->co * P + z0 * plane;
+        for (int64_t pass = 0; pass < passes; pass++) {
+            const int64_t k0 = pass * chunk * kvol, kc = imin(chunk, g->ci - pass * chunk) * kvol;
+            for (int64_t b = 0; b < nb; b++)
+                for (int64_t v0 = 0; v0 < nv; v0 += CV) {
+                    const int64_t cnt = imin(CV, nv - v0);
+                    int64_t off[CV], q0 = 0;
+                    for (int j = 0; j < CV; j++) {
+                        const int64_t v = v0 + (j < cnt ? j : 0);
+                        const int64_t z = v / plane, r = v - z * plane, yy = r / g->out[2];
+                        const int64_t q = z * d.HpWp + yy * d.Wp + (r - yy * g->out[2]);
+                        if (j == 0) q0 = q;
+                        off[j] = q - q0;
+                    }
+                    float *tile = passes > 1 ? acc + (b * nvmax + v0) * 32 : acc;
+                    ukr_cvec(kc, wt + (b * K + k0) * 32, xp + q0, boff + k0, off, tile, pass > 0);
+                    if (pass < passes - 1) continue;
+                    const int64_t oc_n = imin(32, g->co - b * 32);
+                    for (int64_t i = 0; i < oc_n; i++) {
+                        const int64_t oc = b * 32 + i;
+                        const float bv = bias ? bias[oc] : 0.0f;
+                        float *yr = yn + oc * P + v0;
+                        for (int64_t j = 0; j < cnt; j++) yr[j] = tile[j * 32 + i] + bv;
+                    }
+                }
+        }
+    }
+    return DIFFCL_OK;
+}
+
 /* ----------------------------------------------------------------- drivers ---- */
 
 static int stride_one(const dc_cgeo *g)
@@ -963,19 +1018,16 @@ static int stride_one(const dc_cgeo *g)
     return g->s[0] == 1 && g->s[1] == 1 && g->s[2] == 1;
 }
 
-/* Stride 1 forward and input gradient: direct (padded coordinates) or gathered columns
- * (measured: 10-15% faster at 128 channels on 14x14x10). The direct path wastes the
- * padded positions, 1/f - 1 with f = out1*out2 / (Hp*Wp); gathering costs about 0.75
- * cycle per column element against 2*co flops at 64 flops/cycle, 24/co relative. So direct
- * for few channels / large planes (the V-Net's upper levels), gathers for 128+ channels on
- * small planes. Knob: kernel 3 forces gathers (tests), 4 forces direct. */
-static int use_direct(diffcl_context *ctx, const dc_cgeo *g)
+/* Stride-1 forward and input gradient: vectors along output channels (cvec) from 32
+ * channels on, vectors along voxels in padded coordinates (direct) below. Measured on the
+ * V-Net levels (one core): cvec 245/248/243/186 GF/s at 32/64/128/256 channels against
+ * direct 229/211/176/117 (direct wastes its padded positions on small planes, cvec wastes
+ * nothing but needs 32 channels to fill its vectors). Knob: kernel 3 forces cvec, 4 direct. */
+static int use_cvec(const dc_cgeo *g)
 {
-    if (g_kernel == 3) return 0;
-    if (g_kernel == 4) return 1;
-    const direct_geo d = direct_plan(ctx, g, 0);
-    const double f = (double)(g->out[1] * g->out[2]) / (double)d.HpWp;
-    return 1.0 / f - 1.0 <= 24.0 / (double)g->co;
+    if (g_kernel == 3) return 1;
+    if (g_kernel == 4) return 0;
+    return g->co >= 32;
 }
 
 diffcl_status dc_conv512_fwd(diffcl_context *ctx, const dc_cgeo *g, const float *x,
@@ -985,13 +1037,11 @@ diffcl_status dc_conv512_fwd(diffcl_context *ctx, const dc_cgeo *g, const float 
     const int direct = dc_conv_is_pointwise(g);
     const int64_t a_elems = round_up(g->co, MR) * K;
     if (!direct && stride_one(g)) {
-        const int dir = use_direct(ctx, g);
-        float *ws = dc_scratch(ctx, (size_t)a_elems * sizeof(float) +
-                                        (dir ? direct_fwd_ws(ctx, g) : gcols_fwd_ws(ctx, g)));
+        if (use_cvec(g)) return cvec_fwd(ctx, g, x, w, bias, y);
+        float *ws = dc_scratch(ctx, (size_t)a_elems * sizeof(float) + direct_fwd_ws(ctx, g));
         if (!ws) return DIFFCL_ERR_OUT_OF_MEMORY;
         pack_a(w, g->co, K, 0, ws, dc_threads(ctx));
-        return dir ? direct_fwd(ctx, g, x, ws, bias, y, ws + a_elems)
-                   : gcols_fwd(ctx, g, x, ws, bias, y, ws + a_elems);
+        return direct_fwd(ctx, g, x, ws, bias, y, ws + a_elems);
     }
     if (!direct && dc_conv_is_nonoverlap(g)) return s2d_fwd(ctx, g, x, w, bias, y);
     /* 1x1x1: B rows are the input's channels; otherwise vol2col into panels per tile */

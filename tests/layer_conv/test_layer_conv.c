@@ -152,7 +152,7 @@ static diffcl_context *ctx_threads(int n)
 /* Kernel configurations every parity case runs under: threads, tile bytes, min tile
  * width (voxels), mode of the BLAS family (0 auto, 1 tiles in parallel, 2 tiles in turn),
  * kernel family for F32 (1 cblas_sgemm, 2 AVX-512 micro-kernels, 3 / 4 the same forcing
- * gathered columns / the direct path for stride 1; F64 always uses BLAS).
+ * the channel-vector / the padded-position path for stride 1; F64 always uses BLAS).
  * The first N_KCONF_BLAS use the BLAS family: the F64 gradient checks run under those. */
 typedef struct kconf {
     int threads;
@@ -171,9 +171,9 @@ static const kconf KCONFS[] = {
     {2, 0, 0, 0, 2},     /* AVX-512, two threads */
     {2, 64, 1, 0, 2},    /* AVX-512, 48-voxel tiles, two threads */
     {1, 64, 1, 0, 2},    /* AVX-512, 48-voxel tiles, one thread */
-    {2, 64, 1, 0, 3},    /* AVX-512, stride 1 by gathered columns, one-plane slabs */
-    {1, 0, 0, 0, 3},     /* AVX-512, stride 1 by gathered columns */
-    {2, 0, 0, 0, 4},     /* AVX-512, stride 1 always direct */
+    {2, 64, 1, 0, 3},    /* AVX-512, stride 1 always by channel vectors, one-plane slabs */
+    {1, 0, 0, 0, 3},     /* AVX-512, stride 1 always by channel vectors */
+    {2, 0, 0, 0, 4},     /* AVX-512, stride 1 always direct (padded positions) */
 };
 #define N_KCONF ((int)(sizeof KCONFS / sizeof KCONFS[0]))
 #define N_KCONF_BLAS 5
