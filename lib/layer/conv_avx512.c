@@ -16,9 +16,10 @@
  *  1x1x1  plain GEMMs on the input's channel rows.
  *  anything else (overlapping strided windows)  vol2col into 48-column panels per tile.
  *  input gradient of a stride-1 convolution = the forward of dy with the flipped kernel.
- *  weight gradients: dot products along voxels (4 x 5 blocks, both operands contiguous
- *        along them) over the padded slab / space-to-depth rows / columns, per-thread
- *        accumulators reduced at the end.
+ *  weight gradients: stride 1 with >= 32 channels "cvec" again (10 taps x 32 channels summed
+ *        in registers over a slab's voxels); otherwise dot products along voxels (4 x 5
+ *        blocks, both operands contiguous along them) over the padded slab / space-to-depth
+ *        rows / columns. Per-thread accumulators, reduced at the end.
  *
  * Work is cut into slabs of output planes or tiles of output voxels, sized to the per-thread
  * budget (dc_conv_set_tiling) and run in parallel; the workspace comes from dc_scratch. */
@@ -1011,6 +1012,94 @@ static diffcl_status cvec_fwd(diffcl_context *ctx, const dc_cgeo *g, const float
     return DIFFCL_OK;
 }
 
+/* Weight gradient with vectors along output channels: dW^T[k][oc] = sum over voxels v of
+ * x_pad[k-th (channel, tap) at q_v] * dy[oc][v]; a block is 10 k's x 32 channels whose sums
+ * stay in registers over the whole slab (no horizontal reductions). dy of the slab is first
+ * transposed to [v][channels]. */
+static void TGT ukr_cvec_dw(int64_t nv, const float *restrict dyt, int64_t ldt,
+                            const float *restrict xp, const int64_t *restrict boff,
+                            const int64_t *restrict qv, float *restrict acc, int64_t ld, int nk)
+{
+    __m512 a0[CV], a1[CV];
+    const float *px[CV];
+#pragma GCC unroll 10
+    for (int j = 0; j < CV; j++) {
+        a0[j] = _mm512_setzero_ps();
+        a1[j] = _mm512_setzero_ps();
+        px[j] = xp + boff[j < nk ? j : 0];
+    }
+    for (int64_t v = 0; v < nv; v++) {
+        const __m512 d0 = _mm512_loadu_ps(dyt + v * ldt), d1 = _mm512_loadu_ps(dyt + v * ldt + 16);
+        const int64_t q = qv[v];
+#pragma GCC unroll 10
+        for (int j = 0; j < CV; j++) {
+            const __m512 xv = _mm512_set1_ps(px[j][q]);
+            a0[j] = _mm512_fmadd_ps(d0, xv, a0[j]);
+            a1[j] = _mm512_fmadd_ps(d1, xv, a1[j]);
+        }
+    }
+    for (int j = 0; j < nk; j++) {
+        float *r = acc + j * ld;
+        _mm512_storeu_ps(r, _mm512_add_ps(_mm512_loadu_ps(r), a0[j]));
+        _mm512_storeu_ps(r + 16, _mm512_add_ps(_mm512_loadu_ps(r + 16), a1[j]));
+    }
+}
+
+static diffcl_status cvec_dw(diffcl_context *ctx, const dc_cgeo *g, const float *x,
+                             const float *dy, float *dw)
+{
+    const int64_t K = g->ci * dc_cgeo_kvol(g), NI = dc_cgeo_in_vox(g), P = dc_cgeo_out_vox(g);
+    const int64_t plane = g->out[1] * g->out[2], cp = round_up(g->co, 32);
+    const int64_t hpwp = (g->in[1] + 2 * g->p[1]) * (g->in[2] + 2 * g->p[2]);
+    const direct_geo d = direct_plan(ctx, g, (cp * plane * 2 + hpwp - 1) / imax(hpwp, 1));
+    const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
+    const int64_t nvmax = d.nz * plane;
+    const int64_t per_thread = g->ci * d.cs + nvmax * cp + nvmax * 2 /* qv as int64 */ + K * cp;
+    const int64_t tbytes = round_up(K, 8) * (int64_t)sizeof(int64_t);
+    int64_t *boff = dc_scratch(ctx, (size_t)tbytes + (size_t)(nt * per_thread) * sizeof(float));
+    if (!boff) return DIFFCL_ERR_OUT_OF_MEMORY;
+    float *tw = (float *)((char *)boff + tbytes);
+    tap_offsets(g, &d, g->ci, boff);
+    DC_OMP_PARALLEL(nt)
+    {
+        const int tid = dc_omp_thread();
+        float *acc = tw + (int64_t)tid * per_thread; /* [K][cp], first: 8-byte aligned */
+        int64_t *qv = (int64_t *)(acc + K * cp);
+        float *dyt = (float *)(qv + nvmax), *xp = dyt + nvmax * cp;
+        memset(acc, 0, (size_t)(K * cp) * sizeof(float));
+        DC_OMP_FOR_DYNAMIC
+        for (int64_t it = 0; it < g->n * d.slabs; it++) {
+            const int64_t n = it / d.slabs, z0 = (it % d.slabs) * d.nz, nz = imin(d.nz, g->out[0] - z0);
+            const int64_t nv = nz * plane;
+            pad_slab(g, &d, x + n * g->ci * NI, g->ci, z0, xp);
+            for (int64_t v = 0; v < nv; v++) {
+                const int64_t z = v / plane, r = v - z * plane, yy = r / g->out[2];
+                qv[v] = z * d.HpWp + yy * d.Wp + (r - yy * g->out[2]);
+            }
+            /* dy of the slab as [v][channels], zero channels past Co */
+            const float *dys = dy + n * g->co * P + z0 * plane;
+            for (int64_t v0 = 0; v0 < nv; v0 += 64) {
+                const int64_t v1 = imin(nv, v0 + 64);
+                for (int64_t o = 0; o < cp; o++)
+                    for (int64_t v = v0; v < v1; v++) dyt[v * cp + o] = o < g->co ? dys[o * P + v] : 0.0f;
+            }
+            for (int64_t b = 0; b < cp / 32; b++)
+                for (int64_t k0 = 0; k0 < K; k0 += CV)
+                    ukr_cvec_dw(nv, dyt + b * 32, cp, xp, boff + k0, qv, acc + k0 * cp + b * 32, cp,
+                                (int)imin(CV, K - k0));
+        }
+        /* implicit barrier; dW[oc][k] = sum over threads of acc[k][oc] */
+        DC_OMP_FOR
+        for (int64_t o = 0; o < g->co; o++)
+            for (int64_t k = 0; k < K; k++) {
+                float s = 0;
+                for (int t = 0; t < nt; t++) s += tw[(int64_t)t * per_thread + k * cp + o];
+                dw[o * K + k] = s;
+            }
+    }
+    return DIFFCL_OK;
+}
+
 /* ----------------------------------------------------------------- drivers ---- */
 
 static int stride_one(const dc_cgeo *g)
@@ -1161,7 +1250,8 @@ diffcl_status dc_conv512_bwd_weight(diffcl_context *ctx, const dc_cgeo *g, const
     const int64_t K = g->ci * dc_cgeo_kvol(g), P = dc_cgeo_out_vox(g), NI = dc_cgeo_in_vox(g);
     const int direct = dc_conv_is_pointwise(g);
     /* (the dot products over gathered columns measured slower than over padded positions) */
-    if (!direct && stride_one(g)) return direct_dw(ctx, g, x, dy, dw);
+    if (!direct && stride_one(g))
+        return use_cvec(g) ? cvec_dw(ctx, g, x, dy, dw) : direct_dw(ctx, g, x, dy, dw);
     if (!direct && dc_conv_is_nonoverlap(g)) return s2d_dw(ctx, g, x, dy, dw);
     const int64_t wn = g->co * K;
     const tiles512 t = plan512(ctx, g, direct ? 0 : K * (int64_t)sizeof(float), 1024);
