@@ -25,9 +25,11 @@
  * batch, thread count, planner rigor); a shape is planned once and reused. Planning (and
  * plan destruction, and the wisdom functions) take a process-wide lock because FFTW's
  * planner is not thread-safe; executing plans is, so contexts in different threads compute
- * concurrently. Single-precision plans use the context's thread count when the build has
- * FFTW's threads library; the default rigor is FFTW_ESTIMATE, which gives the same plan,
- * hence bit-identical results, on every run.
+ * concurrently. The context's threads transform whole images in parallel when there are at
+ * least as many images (the product of the leading axes) as threads, and otherwise run as
+ * FFTW's own threads (single precision, when the build has FFTW's threads library). The
+ * default rigor is FFTW_ESTIMATE, which gives the same plan, hence bit-identical results,
+ * on every run.
  */
 #ifndef DIFFCL_FFT_H
 #define DIFFCL_FFT_H
