@@ -915,17 +915,31 @@ static void TGT ukr_cvec(int64_t K, const float *restrict wt, const float *restr
     }
 }
 
-/* W [Co][K] -> [Co/32][K][32], zero channels past Co */
-static void pack_wt32(const float *restrict w, int64_t co, int64_t K, float *restrict wt, int nt)
+/* W [Co][K] -> [Co/32][K][32], zero channels past Co (rows read in order). With flip_ci > 0
+ * the source is instead the weight [Ci'][flip_ci][kvol] of the convolution whose adjoint
+ * this is, and the packed weight its flipped transpose: channel c, k = (o, t) takes
+ * src[o][c][kvol-1-t] (Co here = flip_ci, K = Ci' * kvol). */
+static void pack_wt32(const float *restrict w, int64_t co, int64_t K, float *restrict wt, int nt,
+                      int64_t flip_ci, int64_t kvol)
 {
     const int64_t nb = (co + 31) / 32;
     DC_OMP_PARALLEL_FOR(nt)
     for (int64_t b = 0; b < nb; b++)
-        for (int64_t k = 0; k < K; k++)
-            for (int i = 0; i < 32; i++) {
-                const int64_t o = b * 32 + i;
-                wt[(b * K + k) * 32 + i] = o < co ? w[o * K + k] : 0.0f;
+        for (int i = 0; i < 32; i++) {
+            const int64_t c = b * 32 + i;
+            float *dst = wt + b * K * 32 + i;
+            if (c >= co) {
+                for (int64_t k = 0; k < K; k++) dst[k * 32] = 0.0f;
+            } else if (!flip_ci) {
+                const float *src = w + c * K;
+                for (int64_t k = 0; k < K; k++) dst[k * 32] = src[k];
+            } else {
+                for (int64_t o = 0; o < K / kvol; o++) {
+                    const float *src = w + (o * flip_ci + c) * kvol;
+                    for (int64_t t = 0; t < kvol; t++) dst[(o * kvol + t) * 32] = src[kvol - 1 - t];
+                }
             }
+        }
 }
 
 /* Input channels per pass: the weights of one 32-channel block for a pass stay in L2. */
@@ -959,8 +973,9 @@ static size_t cvec_fwd_ws(diffcl_context *ctx, const dc_cgeo *g)
            (size_t)round_up(K, 8) * sizeof(int64_t);
 }
 
+/* flip: w is the weight of the convolution whose input gradient this is (see pack_wt32) */
 static diffcl_status cvec_fwd(diffcl_context *ctx, const dc_cgeo *g, const float *x,
-                              const float *w, const float *bias, float *y)
+                              const float *w, const float *bias, float *y, int flip)
 {
     const int64_t kvol = dc_cgeo_kvol(g), K = g->ci * kvol, NI = dc_cgeo_in_vox(g);
     const int64_t P = dc_cgeo_out_vox(g), plane = g->out[1] * g->out[2], nb = (g->co + 31) / 32;
@@ -975,7 +990,7 @@ static diffcl_status cvec_fwd(diffcl_context *ctx, const dc_cgeo *g, const float
     float *wt = (float *)((char *)boff + tbytes), *tw = wt + round_up(g->co, 32) * K;
     const int64_t per_thread = g->ci * d.cs + acc_elems;
     tap_offsets(g, &d, g->ci, boff);
-    pack_wt32(w, g->co, K, wt, nt);
+    pack_wt32(w, g->co, K, wt, nt, flip ? g->co : 0, kvol);
     DC_OMP_PARALLEL_FOR_DYNAMIC(nt)
     for (int64_t it = 0; it < g->n * d.slabs; it++) {
         const int64_t n = it / d.slabs, z0 = (it % d.slabs) * d.nz, nz = imin(d.nz, g->out[0] - z0);
@@ -1126,7 +1141,7 @@ diffcl_status dc_conv512_fwd(diffcl_context *ctx, const dc_cgeo *g, const float 
     const int direct = dc_conv_is_pointwise(g);
     const int64_t a_elems = round_up(g->co, MR) * K;
     if (!direct && stride_one(g)) {
-        if (use_cvec(g)) return cvec_fwd(ctx, g, x, w, bias, y);
+        if (use_cvec(g)) return cvec_fwd(ctx, g, x, w, bias, y, 0);
         float *ws = dc_scratch(ctx, (size_t)a_elems * sizeof(float) + direct_fwd_ws(ctx, g));
         if (!ws) return DIFFCL_ERR_OUT_OF_MEMORY;
         pack_a(w, g->co, K, 0, ws, dc_threads(ctx));
@@ -1166,13 +1181,6 @@ diffcl_status dc_conv512_bwd_data(diffcl_context *ctx, const dc_cgeo *g, const f
     const int direct = dc_conv_is_pointwise(g), nonoverlap = dc_conv_is_nonoverlap(g);
     if (!direct && dc_conv_bwd_data_as_fwd(g)) {
         /* stride 1: dx = conv(dy, flip(W)^T) with padding d(k-1)-p */
-        const size_t wn = (size_t)(g->co * K);
-        float *wf = dc_alloc(ctx, wn * sizeof(float));
-        if (!wf) return DIFFCL_ERR_OUT_OF_MEMORY;
-        for (int64_t o = 0; o < g->co; o++)
-            for (int64_t c = 0; c < g->ci; c++)
-                for (int64_t k = 0; k < kvol; k++)
-                    wf[(c * g->co + o) * kvol + (kvol - 1 - k)] = w[(o * g->ci + c) * kvol + k];
         dc_cgeo g2 = *g;
         g2.ci = g->co;
         g2.co = g->ci;
@@ -1181,6 +1189,14 @@ diffcl_status dc_conv512_bwd_data(diffcl_context *ctx, const dc_cgeo *g, const f
             g2.out[a] = g->in[a];
             g2.p[a] = g->d[a] * (g->k[a] - 1) - g->p[a];
         }
+        if (use_cvec(&g2)) return cvec_fwd(ctx, &g2, dy, w, NULL, dx, 1); /* flips as it packs */
+        const size_t wn = (size_t)(g->co * K);
+        float *wf = dc_alloc(ctx, wn * sizeof(float));
+        if (!wf) return DIFFCL_ERR_OUT_OF_MEMORY;
+        for (int64_t o = 0; o < g->co; o++)
+            for (int64_t c = 0; c < g->ci; c++)
+                for (int64_t k = 0; k < kvol; k++)
+                    wf[(c * g->co + o) * kvol + (kvol - 1 - k)] = w[(o * g->ci + c) * kvol + k];
         diffcl_status s = dc_conv512_fwd(ctx, &g2, dy, wf, NULL, dx);
         dc_free(ctx, wf, wn * sizeof(float));
         return s;
