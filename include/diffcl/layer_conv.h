@@ -78,7 +78,8 @@ DIFFCL_API void diffcl_conv_options_init(diffcl_conv_options *opts);
 /**
  * Create a Conv{2,3}d / ConvTranspose{2,3}d module with parameters `weight` and `bias`,
  * initialised as PyTorch's reset_parameters (bound 1/sqrt(fan_in); for transposed conv
- * fan_in = weight.size(1) * kernel volume) from @p opts->init_key.
+ * fan_in = weight.size(1) * kernel volume) from @p opts->init_key: the weight takes draws
+ * 0 .. numel(weight)-1 of the key in row-major order, the bias the next Cout draws.
  */
 DIFFCL_API diffcl_status diffcl_conv_create(diffcl_context *ctx, const diffcl_conv_options *opts,
                                             diffcl_module **out);

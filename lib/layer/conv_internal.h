@@ -11,16 +11,21 @@
  * Transposed convolution is the adjoint: its forward is bwd_data, its input gradient is fwd
  * and its weight gradient bwd_weight with the roles of x and dy swapped.
  *
- * Strategy (see conv_kernels.inc): output voxels are cut into tiles of whole output rows so
- * the column buffer (K = Ci*kvol rows x tile columns) stays under a bounded workspace from
- * dc_scratch; each tile is packed (vol2col) and fed to one GEMM. With several tiles per
- * thread the tiles run in parallel, each thread packing its own tile and calling a
- * single-threaded GEMM (OpenBLAS's OpenMP build runs sequentially inside a parallel
- * region); otherwise tiles run one after another with parallel packing and threaded GEMM.
- * 1x1x1 convolutions skip the columns (plain GEMMs on the input); kernel == stride
- * convolutions pack by a strided gather and unpack by a plain scatter (no overlap); the
- * input gradient of a stride-1 convolution is the forward convolution of dy with the
- * flipped, transposed kernel (no scatter-add at all).
+ * Two kernel families:
+ *  - F32 on CPUs with AVX-512 (the default there): conv_avx512.c, our own GEMM micro-kernels
+ *    and direct kernels; see its header for the path per convolution kind (channel-vector
+ *    direct kernels for stride 1, space-to-depth + plain GEMMs for kernel == stride, ...).
+ *    DIFFCL_CONV_KERNEL=blas in the environment selects the other family.
+ *  - BLAS (F64 always, F32 elsewhere): conv_kernels.inc. Output voxels are cut into tiles of
+ *    whole output rows so the column buffer (K = Ci*kvol rows x tile columns) stays under a
+ *    bounded workspace from dc_scratch; each tile is packed (vol2col) and fed to one
+ *    cblas_sgemm/dgemm. With several tiles per thread the tiles run in parallel, each thread
+ *    packing its own tile and calling a single-threaded GEMM (OpenBLAS's OpenMP build runs
+ *    sequentially inside a parallel region; its pthreads build is told so); otherwise tiles
+ *    run one after another with parallel packing and threaded GEMM. 1x1x1 convolutions skip
+ *    the columns; kernel == stride convolutions unpack by a plain scatter (no overlap); the
+ *    input gradient of a stride-1 convolution is the forward convolution of dy with the
+ *    flipped, transposed kernel (no scatter-add at all).
  */
 #ifndef DIFFCL_CONV_INTERNAL_H
 #define DIFFCL_CONV_INTERNAL_H
