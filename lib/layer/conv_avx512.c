@@ -1115,6 +1115,58 @@ static diffcl_status cvec_dw(diffcl_context *ctx, const dc_cgeo *g, const float 
     return DIFFCL_OK;
 }
 
+/* Weight gradient of a kernel == stride convolution with 32+ output channels: the
+ * channel-vector kernel over the space-to-depth rows (sums held in registers along the
+ * voxels; the dot-product kernel would stream its rows through L2 once per 4 x 5 block). */
+static diffcl_status s2d_dw_cvec(diffcl_context *ctx, const dc_cgeo *g, const float *x,
+                                 const float *dy, float *dw)
+{
+    const int64_t K = g->ci * dc_cgeo_kvol(g), NI = dc_cgeo_in_vox(g), P = dc_cgeo_out_vox(g);
+    const int64_t plane = g->out[1] * g->out[2], nz = s2d_planes(ctx, g, K), cp = round_up(g->co, 32);
+    const int64_t ld = round_up(nz * plane, 16), slabs = (g->out[0] + nz - 1) / nz;
+    const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
+    const int64_t nvmax = nz * plane;
+    const int64_t per_thread = K * cp + nvmax * 2 /* qv, int64 */ + nvmax * cp + K * ld;
+    const int64_t tbytes = round_up(K, 8) * (int64_t)sizeof(int64_t);
+    int64_t *boff = dc_scratch(ctx, (size_t)tbytes + (size_t)(nt * per_thread) * sizeof(float));
+    if (!boff) return DIFFCL_ERR_OUT_OF_MEMORY;
+    float *tw = (float *)((char *)boff + tbytes);
+    fill_steps(boff, K, ld);
+    DC_OMP_PARALLEL(nt)
+    {
+        const int tid = dc_omp_thread();
+        float *acc = tw + (int64_t)tid * per_thread; /* [K][cp] */
+        int64_t *qv = (int64_t *)(acc + K * cp);
+        float *dyt = (float *)(qv + nvmax), *col = dyt + nvmax * cp;
+        memset(acc, 0, (size_t)(K * cp) * sizeof(float));
+        for (int64_t v = 0; v < nvmax; v++) qv[v] = v;
+        DC_OMP_FOR_DYNAMIC
+        for (int64_t it = 0; it < g->n * slabs; it++) {
+            const int64_t n = it / slabs, z0 = (it % slabs) * nz, m = imin(nz, g->out[0] - z0);
+            const int64_t nv = m * plane;
+            s2d_slab(g, x + n * g->ci * NI, z0, m, col, ld);
+            const float *dys = dy + n * g->co * P + z0 * plane;
+            for (int64_t v0 = 0; v0 < nv; v0 += 64) {
+                const int64_t v1 = imin(nv, v0 + 64);
+                for (int64_t o = 0; o < cp; o++)
+                    for (int64_t v = v0; v < v1; v++) dyt[v * cp + o] = o < g->co ? dys[o * P + v] : 0.0f;
+            }
+            for (int64_t b = 0; b < cp / 32; b++)
+                for (int64_t k0 = 0; k0 < K; k0 += CV)
+                    ukr_cvec_dw(nv, dyt + b * 32, cp, col, boff + k0, qv, acc + k0 * cp + b * 32, cp,
+                                (int)imin(CV, K - k0));
+        }
+        DC_OMP_FOR
+        for (int64_t o = 0; o < g->co; o++)
+            for (int64_t k = 0; k < K; k++) {
+                float s = 0;
+                for (int t = 0; t < nt; t++) s += tw[(int64_t)t * per_thread + k * cp + o];
+                dw[o * K + k] = s;
+            }
+    }
+    return DIFFCL_OK;
+}
+
 /* ----------------------------------------------------------------- drivers ---- */
 
 static int stride_one(const dc_cgeo *g)
@@ -1268,7 +1320,8 @@ diffcl_status dc_conv512_bwd_weight(diffcl_context *ctx, const dc_cgeo *g, const
     /* (the dot products over gathered columns measured slower than over padded positions) */
     if (!direct && stride_one(g))
         return use_cvec(g) ? cvec_dw(ctx, g, x, dy, dw) : direct_dw(ctx, g, x, dy, dw);
-    if (!direct && dc_conv_is_nonoverlap(g)) return s2d_dw(ctx, g, x, dy, dw);
+    if (!direct && dc_conv_is_nonoverlap(g))
+        return use_cvec(g) ? s2d_dw_cvec(ctx, g, x, dy, dw) : s2d_dw(ctx, g, x, dy, dw);
     const int64_t wn = g->co * K;
     const tiles512 t = plan512(ctx, g, direct ? 0 : K * (int64_t)sizeof(float), 1024);
     const int64_t c_elems = direct ? 0 : K * t.cols;
