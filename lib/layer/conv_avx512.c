@@ -593,7 +593,7 @@ static diffcl_status direct_dw(diffcl_context *ctx, const dc_cgeo *g, const floa
         float *acc = tid == 0 ? dw : accs + (int64_t)(tid - 1) * wn;
         if (tid) memset(acc, 0, (size_t)wn * sizeof(float));
         float *xp = ws + (int64_t)tid * slab_elems, *yp = xp + g->ci * d.cs;
-        DC_OMP_FOR_DYNAMIC
+        DC_OMP_FOR /* static: the same partial sums every run (deterministic) */
         for (int64_t it = 0; it < g->n * d.slabs; it++) {
             const int64_t n = it / d.slabs, z0 = (it % d.slabs) * d.nz, nz = imin(d.nz, g->out[0] - z0);
             pad_slab(g, &d, x + n * g->ci * NI, g->ci, z0, xp);
@@ -858,7 +858,7 @@ static diffcl_status s2d_dw(diffcl_context *ctx, const dc_cgeo *g, const float *
         float *acc = tid == 0 ? dw : accs + (int64_t)(tid - 1) * wn;
         if (tid) memset(acc, 0, (size_t)wn * sizeof(float));
         float *col = cols + (int64_t)tid * K * ld;
-        DC_OMP_FOR_DYNAMIC
+        DC_OMP_FOR /* static: the same partial sums every run (deterministic) */
         for (int64_t it = 0; it < g->n * slabs; it++) {
             const int64_t n = it / slabs, z0 = (it % slabs) * nz, m = imin(nz, g->out[0] - z0);
             s2d_slab(g, x + n * g->ci * NI, z0, m, col, ld);
@@ -1082,7 +1082,7 @@ static diffcl_status cvec_dw(diffcl_context *ctx, const dc_cgeo *g, const float 
         int64_t *qv = (int64_t *)(acc + K * cp);
         float *dyt = (float *)(qv + nvmax), *xp = dyt + nvmax * cp;
         memset(acc, 0, (size_t)(K * cp) * sizeof(float));
-        DC_OMP_FOR_DYNAMIC
+        DC_OMP_FOR /* static: the same partial sums every run (deterministic) */
         for (int64_t it = 0; it < g->n * d.slabs; it++) {
             const int64_t n = it / d.slabs, z0 = (it % d.slabs) * d.nz, nz = imin(d.nz, g->out[0] - z0);
             const int64_t nv = nz * plane;
@@ -1140,7 +1140,7 @@ static diffcl_status s2d_dw_cvec(diffcl_context *ctx, const dc_cgeo *g, const fl
         float *dyt = (float *)(qv + nvmax), *col = dyt + nvmax * cp;
         memset(acc, 0, (size_t)(K * cp) * sizeof(float));
         for (int64_t v = 0; v < nvmax; v++) qv[v] = v;
-        DC_OMP_FOR_DYNAMIC
+        DC_OMP_FOR /* static: the same partial sums every run (deterministic) */
         for (int64_t it = 0; it < g->n * slabs; it++) {
             const int64_t n = it / slabs, z0 = (it % slabs) * nz, m = imin(nz, g->out[0] - z0);
             const int64_t nv = m * plane;
@@ -1339,7 +1339,7 @@ diffcl_status dc_conv512_bwd_weight(diffcl_context *ctx, const dc_cgeo *g, const
         const int tid = dc_omp_thread();
         float *acc = tid == 0 ? dw : accs + (int64_t)(tid - 1) * wn;
         if (tid) memset(acc, 0, (size_t)wn * sizeof(float));
-        DC_OMP_FOR_DYNAMIC
+        DC_OMP_FOR /* static: the same partial sums every run (deterministic) */
         for (int64_t it = 0; it < g->n * t.tiles; it++) {
             const int64_t n = it / t.tiles, p0 = (it % t.tiles) * t.cols, p1 = imin(P, p0 + t.cols);
             const float *xn = x + n * g->ci * NI;

@@ -4,6 +4,7 @@
  * tiles), bad input, module init. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "layer/conv_internal.h"
@@ -425,6 +426,49 @@ START_TEST(test_vnet_shapes_f32_vs_f64)
 }
 END_TEST
 
+/* Weight gradients (reduced over threads) are bitwise identical from run to run. */
+START_TEST(test_deterministic)
+{
+    dc_conv_set_kernel(1 + _i);
+    dc_conv_set_tiling(4096, 1);
+    diffcl_context *c = ctx_threads(2);
+    const int cfg[3][3] = {{8, 32, 3}, {8, 32, 2}, {4, 8, 3}}; /* ci, co, k (k2: stride 2) */
+    for (int v = 0; v < 3; v++) {
+        int64_t xs[5] = {2, cfg[v][0], 12, 10, 9};
+        int64_t ws[5] = {cfg[v][1], cfg[v][0], cfg[v][2], cfg[v][2], cfg[v][2]};
+        diffcl_tensor *x = test_randn(c, DIFFCL_F32, 5, xs, 5), *w = test_randn(c, DIFFCL_F32, 5, ws, 6);
+        ck_ok(diffcl_tensor_set_requires_grad(w, 1));
+        diffcl_conv_geometry g = diffcl_conv_geometry_make(3, cfg[v][2], cfg[v][2] == 2 ? 2 : 1,
+                                                           cfg[v][2] == 3);
+        float *first = NULL;
+        size_t nb = (size_t)diffcl_tensor_numel(w) * sizeof(float);
+        for (int run = 0; run < 4; run++) {
+            diffcl_tensor *y = NULL, *sq = NULL, *L = NULL;
+            ck_ok(diffcl_conv(x, w, NULL, &g, &y));
+            ck_ok(diffcl_square(y, &sq));
+            ck_ok(diffcl_sum_all(sq, &L));
+            ck_ok(diffcl_backward(L, NULL));
+            const float *gw = diffcl_tensor_data_const(diffcl_tensor_grad(w));
+            if (!first) {
+                first = malloc(nb);
+                memcpy(first, gw, nb);
+            } else {
+                ck_assert_msg(memcmp(first, gw, nb) == 0, "case %d: weight gradient differs in run %d",
+                              v, run);
+            }
+            diffcl_tensor_zero_grad(w);
+            diffcl_tensor_free(L);
+            diffcl_tensor_free(sq);
+            diffcl_tensor_free(y);
+        }
+        free(first);
+        diffcl_tensor_free(x);
+        diffcl_tensor_free(w);
+    }
+    diffcl_context_free(c);
+}
+END_TEST
+
 /* ------------------------------------------------------------- bad input ---- */
 
 static void expect_err(diffcl_status got, diffcl_status want, const char *needle)
@@ -635,6 +679,7 @@ static Suite *layer_conv_suite(void)
     tcase_add_loop_test(tc, test_conv_gradcheck, 0, N_KCONF_BLAS);
     tcase_add_loop_test(tc, test_pool_upsample_gradcheck, 0, 2);
     tcase_add_loop_test(tc, test_vnet_shapes_f32_vs_f64, 0, 2);
+    tcase_add_loop_test(tc, test_deterministic, 0, 2);
     tcase_add_test(tc, test_bad_input);
     tcase_add_test(tc, test_strided_input_and_no_grad);
     tcase_add_test(tc, test_module);
