@@ -5,7 +5,9 @@
  * effective GFLOP/s (2*Cin*Cout*k^3*voxels, voxels = output voxels of a convolution, input
  * voxels of a transposed one) and the ratio to a cblas_sgemm 2048^3 measured in the same run.
  * With --torch FILE (written by `bench/torch_conv.py --out FILE`) it adds the speed-up over
- * PyTorch per column (>1: we are faster).
+ * PyTorch per column (>1: we are faster). "seed" is the time diffcl_backward spends copying
+ * the given output gradient into its seed before the convolution's backward runs: it is
+ * included in dX and dW (torch_conv.py calls convolution_backward, which has no such copy).
  *
  *   bench_conv [--reps N] [--threads T] [--only TAG,...] [--torch FILE] [--cpu] [--min]
  *
@@ -168,8 +170,8 @@ int main(int argc, char **argv)
            g_clock == CLOCK_MONOTONIC ? "wall" : "cpu", g_min ? "min" : "median", reps,
            openblas_get_config(), openblas_get_parallel());
     printf("sgemm 2048^3: %.1f GFLOP/s (same run)\n", peak);
-    printf("%-20s %9s %6s %9s %6s %9s %6s  %5s%s\n", "shape", "fwd ms", "GF/s", "dX ms", "GF/s",
-           "dW ms", "GF/s", "%peak", torch ? "   torch/ours fwd    dX    dW" : "");
+    printf("%-20s %9s %6s %9s %6s %9s %6s %6s  %5s%s\n", "shape", "fwd ms", "GF/s", "dX ms", "GF/s",
+           "dW ms", "GF/s", "seed", "%peak", torch ? "   torch/ours fwd    dX    dW" : "");
     double tot[3] = {0, 0, 0}, ttot[3] = {0, 0, 0};
     for (int si = 0; si < N_SHAPES; si++) {
         const shape *sh = &SHAPES[si];
@@ -228,6 +230,17 @@ int main(int argc, char **argv)
             CHECK(diffcl_tensor_set_requires_grad(leaf, 0));
             ms[1 + which] = median(t, reps);
         }
+        /* diffcl_backward(y, gy) first copies gy into its seed: time that copy alone, it is
+         * part of the dX and dW columns (torch's convolution_backward has no such copy) */
+        double seed_ms;
+        for (int r = -1; r < reps; r++) {
+            diffcl_tensor *cp = NULL;
+            double t0 = now_ms();
+            CHECK(diffcl_tensor_clone(gy, &cp));
+            if (r >= 0) t[r] = now_ms() - t0;
+            diffcl_tensor_free(cp);
+        }
+        seed_ms = median(t, reps);
         char desc[40];
         snprintf(desc, sizeof desc, "%s %d->%d %c%ds%d", sh->tag, sh->ci, sh->co,
                  sh->transposed ? 'T' : 'k', sh->k, sh->s);
@@ -236,8 +249,8 @@ int main(int argc, char **argv)
             gf[c] = flop / (ms[c] * 1e-3) / 1e9;
             tot[c] += ms[c];
         }
-        printf("%-20s %9.2f %6.1f %9.2f %6.1f %9.2f %6.1f  %5.0f", desc, ms[0], gf[0], ms[1],
-               gf[1], ms[2], gf[2], 100.0 * gf[0] / peak);
+        printf("%-20s %9.2f %6.1f %9.2f %6.1f %9.2f %6.1f %6.2f  %5.0f", desc, ms[0], gf[0], ms[1],
+               gf[1], ms[2], gf[2], seed_ms, 100.0 * gf[0] / peak);
         for (int i = 0; i < ntr; i++)
             if (!strcmp(tr[i].tag, sh->tag)) {
                 printf("   %13.2f %5.2f %5.2f", tr[i].ms[0] / ms[0], tr[i].ms[1] / ms[1],
@@ -252,7 +265,7 @@ int main(int argc, char **argv)
     }
     printf("%-20s %9.2f %6s %9.2f %6s %9.2f", "total", tot[0], "", tot[1], "", tot[2]);
     if (ntr && ttot[0] > 0)
-        printf("         %5s   %13.2f %5.2f %5.2f", "", ttot[0] / tot[0], ttot[1] / tot[1],
+        printf(" %6s %6s %5s   %13.2f %5.2f %5.2f", "", "", "", ttot[0] / tot[0], ttot[1] / tot[1],
                ttot[2] / tot[2]);
     printf("\n");
     struct rusage ru;
