@@ -81,8 +81,9 @@ DIFFCL_API diffcl_status diffcl_freq_filter(const diffcl_tensor *x, const diffcl
 
 /**
  * Split @p x into @p *high = the high-pass of @p opts' window and cutoff (opts->band is
- * ignored) and @p *low = x - high, so high + low == x exactly. Both are new tensors owned by
- * the caller; either pointer may be NULL when that part is not wanted. Recorded for autograd.
+ * ignored) and @p *low = x - high (so high + low == x up to rounding). Both are new tensors
+ * owned by the caller; either pointer may be NULL when that part is not wanted. Recorded for
+ * autograd.
  */
 DIFFCL_API diffcl_status diffcl_freq_split(const diffcl_tensor *x, const diffcl_freq_options *opts,
                                            diffcl_tensor **high, diffcl_tensor **low);
