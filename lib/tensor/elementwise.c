@@ -142,17 +142,6 @@ void dc_add_inplace(diffcl_tensor *a, const diffcl_tensor *b)
     diffcl_tensor_free(bc);
 }
 
-diffcl_tensor *dc_nograd_binary(diffcl_status (*fn)(const diffcl_tensor *, const diffcl_tensor *,
-                                                    diffcl_tensor **),
-                                const diffcl_tensor *a, const diffcl_tensor *b)
-{
-    int prev = diffcl_set_grad_enabled(a->ctx, 0);
-    diffcl_tensor *r = NULL;
-    fn(a, b, &r);
-    diffcl_set_grad_enabled(a->ctx, prev);
-    return r;
-}
-
 diffcl_tensor *dc_nograd_affine(const diffcl_tensor *a, double scale, double shift)
 {
     int prev = diffcl_set_grad_enabled(a->ctx, 0);

@@ -120,10 +120,7 @@ void dc_node_free(dc_node *node);
 diffcl_tensor *dc_sum_to_shape(const diffcl_tensor *g, int ndim, const int64_t *shape);
 /* out = a + b, same shape, in place into a (contiguous a). */
 void dc_add_inplace(diffcl_tensor *a, const diffcl_tensor *b);
-/* Run an op with grad recording off, returning the result or NULL (error set). */
-diffcl_tensor *dc_nograd_binary(diffcl_status (*fn)(const diffcl_tensor *, const diffcl_tensor *,
-                                                    diffcl_tensor **),
-                                const diffcl_tensor *a, const diffcl_tensor *b);
+/* a * scale + shift with grad recording off; NULL with the error set. */
 diffcl_tensor *dc_nograd_affine(const diffcl_tensor *a, double scale, double shift);
 
 #define DC_CHECK_TENSOR(t, fn)                                                            \

@@ -257,8 +257,7 @@ static double ramp(const diffcl_train_options *o, int64_t it)
 static diffcl_status accumulate(diffcl_tensor **acc, diffcl_tensor *term, double w)
 {
     diffcl_tensor *scaled = NULL, *sum = NULL;
-    diffcl_status s = w == 1.0 ? (scaled = diffcl_tensor_retain(term), DIFFCL_OK)
-                               : diffcl_affine(term, w, 0.0, &scaled);
+    diffcl_status s = diffcl_affine(term, w, 0.0, &scaled);
     if (s == DIFFCL_OK) {
         if (*acc) {
             s = diffcl_add(*acc, scaled, &sum);
