@@ -90,12 +90,17 @@ fi
              }' "$out/torch_conv.txt" "$out/conv.log"
         sed -n 's/^sgemm 2048^3: \([0-9.]*\) GFLOP.*/conv sgemm_peak \1 nan GFLOP\/s/p' "$out/conv.log"
     fi
-    # scan: "L diffcl fwd fwdbwd ..." and "L torch-ref fwd fwdbwd ..."; FFT split rows
+    # scan, by section: "selective scan" rows "L impl fwd fwdbwd ..." (impl diffcl / torch /
+    # torch-ref), "FFT split" rows "impl fwd fwdbwd", "HF-Mamba module" rows (ours only)
     if [ -s "$out/scan.log" ]; then
-        awk '$2 == "diffcl" && NF >= 4 { of[$1] = $3; ob[$1] = $4 }
-             $2 == "torch-ref" { tf[$1] = $3; tb[$1] = $4 }
-             $1 == "diffcl" && NF == 3 { ff = $2; fb = $3 }
-             $1 == "torch.fft" { gf = $2; gb = $3 }
+        awk '/^selective scan/ { sec = "scan"; next }
+             /^FFT split/ { sec = "fft"; next }
+             /^HF-Mamba module/ { sec = "hfm"; next }
+             sec == "scan" && $2 == "diffcl" && NF >= 4 { of[$1] = $3; ob[$1] = $4 }
+             sec == "scan" && $2 ~ /^torch/ && NF >= 4 { tf[$1] = $3; tb[$1] = $4 }
+             sec == "fft" && $1 == "diffcl" && NF == 3 { ff = $2; fb = $3 }
+             sec == "fft" && $1 == "torch.fft" && NF == 3 { gf = $2; gb = $3 }
+             sec == "hfm" && $1 == "diffcl" && NF == 3 { hf = $2; hb = $3 }
              END {
                  for (L in of) {
                      printf "scan fwd_L%s %s %s ms\n", L, of[L], (L in tf) ? tf[L] : "nan"
@@ -104,6 +109,10 @@ fi
                  if (ff != "") {
                      printf "scan fft_split_fwd %s %s ms\n", ff, gf == "" ? "nan" : gf
                      printf "scan fft_filter_fwdbwd %s %s ms\n", fb, gb == "" ? "nan" : gb
+                 }
+                 if (hf != "") {
+                     printf "scan hf_mamba_fwd %s nan ms\n", hf
+                     printf "scan hf_mamba_fwdbwd %s nan ms\n", hb
                  }
              }' "$out/scan.log"
     fi
