@@ -20,14 +20,18 @@
  *
  *   bench_train [--patch H,W] [--bl N] [--bu N] [--reps N] [--threads T] [--n-filters F]
  *               [--hfm-levels MASK] [--layout h5|png|phantom] [--no-torch] [--python PATH]
- *               [--script PATH] [--keep DIR]
+ *               [--script PATH] [--keep DIR] [--pool]
  *
+ * --pool: our contexts use a caching allocator through the public alloc/free hooks (see
+ * bench_common.h), to measure what an activation memory pool would gain.
  * Targets (issue 7): diffcl <= 3x supervised; supervised <= 0.8x the PyTorch V-Net step.
  * Ratios are in time (< 1: the first is faster).
  */
 #include <sys/stat.h>
 
 #include "bench_common.h"
+
+static int g_pool_flag; /* --pool: caching allocator through the context hooks */
 
 #ifndef BENCH_SOURCE_DIR
 #define BENCH_SOURCE_DIR "bench"
@@ -229,6 +233,7 @@ static int child(const config *c, const char *what)
     diffcl_context_options co = DIFFCL_CONTEXT_OPTIONS_INIT;
     co.n_threads = c->threads;
     co.log_level = DIFFCL_LOG_WARN;
+    bench_pool_use(&co, g_pool_flag);
     diffcl_context *ctx = NULL;
     BENCH_CHECK(diffcl_context_create(&co, &ctx));
     int rc;
@@ -249,7 +254,7 @@ static void usage(const char *argv0)
     fprintf(stderr,
             "usage: %s [--patch H,W] [--bl N] [--bu N] [--reps N] [--threads T] [--n-filters F]\n"
             "          [--hfm-levels MASK] [--layout h5|png|phantom] [--cases N] [--no-torch]\n"
-            "          [--python PATH] [--script PATH] [--keep DIR]\n",
+            "          [--python PATH] [--script PATH] [--keep DIR] [--pool]\n",
             argv0);
 }
 
@@ -283,6 +288,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--script") && v) snprintf(script, sizeof script, "%s", v), i++;
         else if (!strcmp(a, "--keep") && v) keep = v, i++;
         else if (!strcmp(a, "--no-torch")) torch = 0;
+        else if (!strcmp(a, "--pool")) g_pool_flag = 1;
         else {
             usage(argv[0]);
             return 2;
@@ -325,6 +331,7 @@ int main(int argc, char **argv)
            c.n_filters, c.hfm, c.n_filters, c.layout, c.cases,
            strcmp(c.layout, "phantom") ? "phantom slices at the patch size" : "96x96, zero-padded to the patch",
            c.reps, bench_loadavg());
+    if (g_pool_flag) printf("  ours with --pool: caching allocator through the context's alloc/free hooks\n");
 
     const char *rows[4] = {"diffcl", "supervised", "cs_step", "vnet_step"};
     bench_kv ours[4], th;
@@ -333,9 +340,10 @@ int main(int argc, char **argv)
         char cmd[2048];
         snprintf(cmd, sizeof cmd,
                  "/proc/%d/exe --child %s --patch %lld,%lld --bl %d --bu %d --reps %d --threads %d "
-                 "--n-filters %d --hfm-levels %u --layout %s --cases %d%s%s",
+                 "--n-filters %d --hfm-levels %u --layout %s --cases %d%s%s%s",
                  (int)getpid(), rows[r], (long long)c.patch[0], (long long)c.patch[1], c.bl, c.bu,
-                 c.reps, c.threads, c.n_filters, c.hfm, c.layout, c.cases, *dir ? " --data " : "", dir);
+                 c.reps, c.threads, c.n_filters, c.hfm, c.layout, c.cases, *dir ? " --data " : "", dir,
+                 g_pool_flag ? " --pool" : "");
         ours[r] = bench_run_child(cmd, c.threads, 1, "  ours: ");
         if (r == 3 && torch) {
             snprintf(cmd, sizeof cmd, "%s %s --size %lld,%lld --batch %d --reps %d --threads %d --n-filters %d",
