@@ -132,6 +132,24 @@ DIFFCL_API size_t diffcl_context_bytes_in_use(const diffcl_context *ctx);
 /** Highest value diffcl_context_bytes_in_use() has reached. */
 DIFFCL_API size_t diffcl_context_peak_bytes(const diffcl_context *ctx);
 
+/**
+ * Turn the context's block cache on or off. With the cache on (the default, except in
+ * AddressSanitizer builds, where it would hide use-after-free), large tensor buffers freed
+ * by one training step are kept and handed to the next step instead of going back to the
+ * kernel, which would fault in and zero every page again. The cache never lets the memory
+ * held (in use + cached) grow past the highest bytes-in-use seen so far, releases
+ * everything before reporting out-of-memory, and applies only to the built-in allocator
+ * (contexts with an alloc hook see every allocation). Turning it off releases the cache.
+ * The environment variable DIFFCL_ALLOC_CACHE=0 sets the default to off.
+ * Not thread-safe with respect to other calls on the same context.
+ * @return DIFFCL_ERR_INVALID_ARGUMENT for a NULL context.
+ */
+DIFFCL_API diffcl_status diffcl_context_set_caching(diffcl_context *ctx, int enabled);
+/** Bytes held by the block cache (freed buffers kept for reuse); 0 for a NULL context. */
+DIFFCL_API size_t diffcl_context_cached_bytes(const diffcl_context *ctx);
+/** Give every cached block back to the system allocator. NULL is ignored. */
+DIFFCL_API void diffcl_context_release_cache(diffcl_context *ctx);
+
 /* -------------------------------------------------------------------- RNG ---- */
 
 /**
