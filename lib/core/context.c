@@ -55,6 +55,8 @@ diffcl_status diffcl_context_create(const diffcl_context_options *opts, diffcl_c
     ctx->log_user = o.log_user;
     ctx->log_level = o.log_level;
     ctx->grad_enabled = 1;
+    pthread_mutex_init(&ctx->alloc_lock, NULL);
+    ctx->cache_enabled = dc_cache_default_enabled();
     diffcl_status s = diffcl_context_set_threads(ctx, o.n_threads);
     if (s != DIFFCL_OK) {
         diffcl_context_free(ctx);
@@ -69,6 +71,8 @@ void diffcl_context_free(diffcl_context *ctx)
     if (!ctx) return;
     if (ctx->fft_cache && ctx->fft_cache_free) ctx->fft_cache_free(ctx->fft_cache);
     if (ctx->scratch) dc_free(ctx, ctx->scratch, ctx->scratch_size);
+    dc_cache_release_locked(ctx);
+    pthread_mutex_destroy(&ctx->alloc_lock);
     if (ctx->alloc) ctx->free(ctx, ctx->alloc_user);
     else free(ctx);
 }
@@ -107,24 +111,35 @@ size_t diffcl_context_bytes_in_use(const diffcl_context *ctx) { return ctx ? ctx
 
 size_t diffcl_context_peak_bytes(const diffcl_context *ctx) { return ctx ? ctx->peak_bytes : 0; }
 
+/* Fresh memory from the hook or the C library; large blocks get their cache class size so
+ * that any block can later be cached and serve every request of its class. */
+static void *system_alloc(diffcl_context *ctx, size_t size)
+{
+    if (ctx && ctx->alloc) return ctx->alloc(size, DC_ALIGN, ctx->alloc_user);
+    return aligned_alloc(DC_ALIGN, dc_cache_block_size(size));
+}
+
 void *dc_alloc(diffcl_context *ctx, size_t size)
 {
     if (size == 0) size = DC_ALIGN;
-    void *p;
-    if (ctx && ctx->alloc) {
-        p = ctx->alloc(size, DC_ALIGN, ctx->alloc_user);
-    } else {
-        size_t rounded = (size + DC_ALIGN - 1) / DC_ALIGN * DC_ALIGN;
-        p = aligned_alloc(DC_ALIGN, rounded);
+    if (!ctx) {
+        void *p = system_alloc(NULL, size);
+        if (!p) dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "out of memory allocating %zu bytes", size);
+        return p;
     }
-    if (!p) {
-        dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "out of memory allocating %zu bytes", size);
-        return NULL;
+    pthread_mutex_lock(&ctx->alloc_lock);
+    void *p = dc_cache_take(ctx, size);
+    if (!p) p = system_alloc(ctx, size);
+    if (!p && ctx->cache_head) { /* give the cache back before failing */
+        dc_cache_release_locked(ctx);
+        p = system_alloc(ctx, size);
     }
-    if (ctx) {
+    if (p) {
         ctx->bytes_in_use += size;
         if (ctx->bytes_in_use > ctx->peak_bytes) ctx->peak_bytes = ctx->bytes_in_use;
     }
+    pthread_mutex_unlock(&ctx->alloc_lock);
+    if (!p) dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "out of memory allocating %zu bytes", size);
     return p;
 }
 
@@ -139,14 +154,17 @@ void dc_free(diffcl_context *ctx, void *ptr, size_t size)
 {
     if (!ptr) return;
     if (size == 0) size = DC_ALIGN;
-    if (ctx) {
-        ctx->bytes_in_use -= size;
-        if (ctx->alloc) {
-            ctx->free(ptr, ctx->alloc_user);
-            return;
-        }
+    if (!ctx) {
+        free(ptr);
+        return;
     }
-    free(ptr);
+    pthread_mutex_lock(&ctx->alloc_lock);
+    ctx->bytes_in_use -= size;
+    int kept = dc_cache_put(ctx, ptr, size);
+    pthread_mutex_unlock(&ctx->alloc_lock);
+    if (kept) return;
+    if (ctx->alloc) ctx->free(ptr, ctx->alloc_user);
+    else free(ptr);
 }
 
 void *dc_scratch(diffcl_context *ctx, size_t size)

@@ -3,6 +3,7 @@
 #ifndef DIFFCL_CORE_INTERNAL_H
 #define DIFFCL_CORE_INTERNAL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,6 +27,13 @@ struct diffcl_context {
     int grad_enabled;
     size_t bytes_in_use;
     size_t peak_bytes;
+    /* Block cache (alloc_cache.c): freed large buffers kept for the next step, newest
+     * first. Guarded by alloc_lock together with the byte counters, because the sampler's
+     * prefetch thread allocates through the same context. */
+    pthread_mutex_t alloc_lock;
+    int cache_enabled;
+    struct dc_cached_block *cache_head;
+    size_t cached_bytes;
     /* reusable scratch buffer for op workspaces (im2col columns, ...) */
     void *scratch;
     size_t scratch_size;
@@ -44,6 +52,13 @@ void dc_error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 void *dc_alloc(diffcl_context *ctx, size_t size);
 void *dc_calloc(diffcl_context *ctx, size_t size);
 void dc_free(diffcl_context *ctx, void *ptr, size_t size);
+
+/* Block cache behind dc_alloc/dc_free (alloc_cache.c). */
+int dc_cache_default_enabled(void);
+void *dc_cache_take(diffcl_context *ctx, size_t size);          /* lock held; NULL: miss */
+int dc_cache_put(diffcl_context *ctx, void *ptr, size_t size);  /* lock held; 1: kept */
+void dc_cache_release_locked(diffcl_context *ctx);
+size_t dc_cache_block_size(size_t size); /* bytes a cached block of @p size really has */
 
 /* Scratch workspace owned by the context: valid until the next dc_scratch call. */
 void *dc_scratch(diffcl_context *ctx, size_t size);

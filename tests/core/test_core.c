@@ -128,6 +128,81 @@ START_TEST(test_allocator_hook_and_oom)
 }
 END_TEST
 
+
+/* The block cache: a freed large buffer serves the next request of its size class, the
+ * accounting of tensors in use is unchanged by it, it never holds more than the peak, and
+ * it can be turned off and emptied. */
+START_TEST(test_block_cache)
+{
+    diffcl_context_options o = DIFFCL_CONTEXT_OPTIONS_INIT;
+    o.n_threads = 1;
+    diffcl_context *ctx = NULL;
+    ck_ok(diffcl_context_create(&o, &ctx));
+    ck_ok(diffcl_context_set_caching(ctx, 1)); /* default is off under AddressSanitizer */
+    int64_t big[1] = {1 << 20}, near[1] = {(1 << 20) - 1000}, small[1] = {100};
+    diffcl_tensor *a = NULL, *b = NULL;
+    ck_ok(diffcl_tensor_new(ctx, DIFFCL_F32, 1, big, &a));
+    void *pa = diffcl_tensor_data(a);
+    diffcl_tensor_free(a);
+    ck_assert_uint_eq(diffcl_context_bytes_in_use(ctx), 0);
+    ck_assert_uint_ge(diffcl_context_cached_bytes(ctx), (size_t)4 << 20);
+    /* a slightly smaller request of the same class reuses the block */
+    ck_ok(diffcl_tensor_new(ctx, DIFFCL_F32, 1, near, &b));
+    ck_assert_ptr_eq(diffcl_tensor_data(b), pa);
+    ck_assert_uint_eq(diffcl_context_cached_bytes(ctx), 0);
+    ck_assert_uint_eq(diffcl_context_bytes_in_use(ctx), (size_t)near[0] * 4);
+    float *d = diffcl_tensor_data(b);
+    d[near[0] - 1] = 1.f; /* the whole request is usable */
+    diffcl_tensor_free(b);
+    /* small buffers are not cached */
+    ck_ok(diffcl_tensor_new(ctx, DIFFCL_F32, 1, small, &a));
+    size_t before = diffcl_context_cached_bytes(ctx);
+    diffcl_tensor_free(a);
+    ck_assert_uint_eq(diffcl_context_cached_bytes(ctx), before);
+    /* in use + cached never exceeds the peak: a larger request evicts what no longer fits */
+    int64_t huge[1] = {3 << 20};
+    ck_ok(diffcl_tensor_new(ctx, DIFFCL_F32, 1, huge, &a));
+    ck_assert_uint_le(diffcl_context_bytes_in_use(ctx) + diffcl_context_cached_bytes(ctx),
+                      diffcl_context_peak_bytes(ctx));
+    diffcl_tensor_free(a);
+    ck_assert_uint_le(diffcl_context_cached_bytes(ctx), diffcl_context_peak_bytes(ctx));
+    diffcl_context_release_cache(ctx);
+    ck_assert_uint_eq(diffcl_context_cached_bytes(ctx), 0);
+    /* off: nothing is kept */
+    ck_ok(diffcl_context_set_caching(ctx, 0));
+    ck_ok(diffcl_tensor_new(ctx, DIFFCL_F32, 1, big, &a));
+    diffcl_tensor_free(a);
+    ck_assert_uint_eq(diffcl_context_cached_bytes(ctx), 0);
+    ck_assert_int_eq(diffcl_context_set_caching(NULL, 1), DIFFCL_ERR_INVALID_ARGUMENT);
+    ck_assert_uint_eq(diffcl_context_cached_bytes(NULL), 0);
+    diffcl_context_release_cache(NULL);
+    diffcl_context_free(ctx);
+}
+END_TEST
+
+/* A context with an allocator hook sees every allocation and free: no caching behind it. */
+START_TEST(test_block_cache_not_behind_hook)
+{
+    budget bu = {0, -1, 0};
+    diffcl_context_options o = DIFFCL_CONTEXT_OPTIONS_INIT;
+    o.alloc = budget_alloc;
+    o.free = budget_free;
+    o.alloc_user = &bu;
+    o.n_threads = 1;
+    diffcl_context *ctx = NULL;
+    ck_ok(diffcl_context_create(&o, &ctx));
+    ck_ok(diffcl_context_set_caching(ctx, 1));
+    int64_t big[1] = {1 << 20};
+    diffcl_tensor *a = NULL;
+    size_t live = bu.live;
+    ck_ok(diffcl_tensor_new(ctx, DIFFCL_F32, 1, big, &a));
+    diffcl_tensor_free(a);
+    ck_assert_uint_eq(bu.live, live);
+    ck_assert_uint_eq(diffcl_context_cached_bytes(ctx), 0);
+    diffcl_context_free(ctx);
+}
+END_TEST
+
 typedef struct logbuf {
     int n;
     char last[256];
@@ -228,6 +303,8 @@ int main(void)
     tcase_add_test(tc, test_context_threads);
     tcase_add_test(tc, test_context_options_versioned);
     tcase_add_test(tc, test_allocator_hook_and_oom);
+    tcase_add_test(tc, test_block_cache);
+    tcase_add_test(tc, test_block_cache_not_behind_hook);
     tcase_add_test(tc, test_log_and_progress_callbacks);
     tcase_add_test(tc, test_rng_counter_based);
     tcase_add_test(tc, test_rng_known_answer);
