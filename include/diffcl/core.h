@@ -137,8 +137,8 @@ DIFFCL_API size_t diffcl_context_peak_bytes(const diffcl_context *ctx);
  * AddressSanitizer builds, where it would hide use-after-free), large tensor buffers freed
  * by one training step are kept and handed to the next step instead of going back to the
  * kernel, which would fault in and zero every page again. The cache never lets the memory
- * held (in use + cached) grow past the highest bytes-in-use seen so far, releases
- * everything before reporting out-of-memory, and applies only to the built-in allocator
+ * held (in use + cached) grow past 1.5 times the highest bytes-in-use seen so far
+ * (diffcl_context_peak_bytes()), releases everything before reporting out-of-memory, and applies only to the built-in allocator
  * (contexts with an alloc hook see every allocation). Turning it off releases the cache.
  * The environment variable DIFFCL_ALLOC_CACHE=0 sets the default to off.
  * Not thread-safe with respect to other calls on the same context.

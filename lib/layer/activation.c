@@ -67,11 +67,17 @@ static inline double sigm_d(double v)
         switch (kind) {                                                                       \
         case ACT_RELU: /* x may be y here: y > 0 exactly where x > 0 */                       \
             _Pragma("omp parallel for simd num_threads(nt) schedule(static) if(n > DC_NN_PAR_MIN)") \
-            for (int64_t i = 0; i < n; i++) gx[i] = x[i] > 0 ? g[i] : (T)0;                   \
+            for (int64_t i = 0; i < n; i++) {                                                 \
+                T gi = g[i]; /* loaded unconditionally so the select vectorises */            \
+                gx[i] = x[i] > 0 ? gi : (T)0;                                                 \
+            }                                                                                 \
             break;                                                                            \
         case ACT_LEAKY:                                                                       \
             _Pragma("omp parallel for simd num_threads(nt) schedule(static) if(n > DC_NN_PAR_MIN)") \
-            for (int64_t i = 0; i < n; i++) gx[i] = x[i] > 0 ? g[i] : g[i] * slope;           \
+            for (int64_t i = 0; i < n; i++) {                                                 \
+                T gi = g[i];                                                                  \
+                gx[i] = x[i] > 0 ? gi : gi * slope;                                           \
+            }                                                                                 \
             break;                                                                            \
         case ACT_SILU:                                                                        \
             _Pragma("omp parallel for num_threads(nt) schedule(static) if(n > DC_NN_PAR_MIN)") \

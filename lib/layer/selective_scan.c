@@ -32,7 +32,7 @@ typedef struct scan_grads {
  * them ask for the dynamic cost model and no FP-trap semantics (we never read FP flags). */
 #if defined(__GNUC__) && !defined(__clang__)
 #define DC_SCAN_KERNEL __attribute__((optimize("vect-cost-model=dynamic", "no-trapping-math")))
-#define DC_SCAN_ROW __attribute__((target_clones("avx2", "default")))
+#define DC_SCAN_ROW __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define DC_SCAN_KERNEL
 #define DC_SCAN_ROW

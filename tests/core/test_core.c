@@ -159,13 +159,14 @@ START_TEST(test_block_cache)
     size_t before = diffcl_context_cached_bytes(ctx);
     diffcl_tensor_free(a);
     ck_assert_uint_eq(diffcl_context_cached_bytes(ctx), before);
-    /* in use + cached never exceeds the peak: a larger request evicts what no longer fits */
+    /* in use + cached never exceeds 1.5x the peak: a larger request evicts what no longer fits */
     int64_t huge[1] = {3 << 20};
     ck_ok(diffcl_tensor_new(ctx, DIFFCL_F32, 1, huge, &a));
-    ck_assert_uint_le(diffcl_context_bytes_in_use(ctx) + diffcl_context_cached_bytes(ctx),
-                      diffcl_context_peak_bytes(ctx));
+    size_t limit = diffcl_context_peak_bytes(ctx) * 3 / 2;
+    ck_assert_uint_le(diffcl_context_bytes_in_use(ctx) + diffcl_context_cached_bytes(ctx), limit);
+    ck_assert_uint_eq(diffcl_context_cached_bytes(ctx), 0); /* 4 + 12 MiB > 1.5 x 12 MiB */
     diffcl_tensor_free(a);
-    ck_assert_uint_le(diffcl_context_cached_bytes(ctx), diffcl_context_peak_bytes(ctx));
+    ck_assert_uint_le(diffcl_context_cached_bytes(ctx), limit);
     diffcl_context_release_cache(ctx);
     ck_assert_uint_eq(diffcl_context_cached_bytes(ctx), 0);
     /* off: nothing is kept */
