@@ -12,6 +12,16 @@
  *  - vnet_step   the plain 2-D V-Net (no HF-Mamba) step through the model API, the exact
  *                counterpart of bench/torch_train.py's PyTorch step (tests/reference/vnet_torch.py
  *                V-Net, Dice + CE, SGD Nesterov), which is the torch column.
+ * PyTorch rows, each in a fresh interpreter:
+ *  - torch V-Net     bench/torch_train.py: the plain 2-D V-Net step (vnet_step's counterpart);
+ *  - torch Diff-CL   bench/torch_diffcl.py --mode diffcl: the same Diff-CL iteration written with
+ *                    torch built-ins (CS = V-Net + HF-Mamba on the same levels and sizes, DS =
+ *                    tests/reference/gen_diffusion.py's DenoiseModel, DDIM pseudo label with the
+ *                    trainer's ddim_steps_train, CPS both ways, contrastive loss, one SGD step),
+ *                    its scan vectorised over batch, channels and state; it prints its time per
+ *                    part (CS fwd, DS fwd, DDIM, losses, backward, step), shown here;
+ *  - torch CS step   bench/torch_diffcl.py --mode cs: the same CS on the labeled patches, Dice+CE,
+ *                    SGD (the supervised iteration's counterpart).
  * The trainer reads a data set of --cases phantom slices generated at the patch size through
  * the public API (diffcl_phantom_case + diffcl_h5_write, or diffcl_png_write without HDF5)
  * into a temporary folder: the trainer's own phantom layout has no size option and is 96x96
@@ -20,11 +30,14 @@
  *
  *   bench_train [--patch H,W] [--bl N] [--bu N] [--reps N] [--threads T] [--n-filters F]
  *               [--hfm-levels MASK] [--layout h5|png|phantom] [--no-torch] [--python PATH]
- *               [--script PATH] [--keep DIR] [--pool]
+ *               [--script PATH] [--diffcl-script PATH] [--torch-scan chunked|loop|autograd] [--keep DIR]
+ *               [--pool]
  *
  * --pool: our contexts use a caching allocator through the public alloc/free hooks (see
  * bench_common.h), to measure what an activation memory pool would gain.
- * Targets (issue 7): diffcl <= 3x supervised; supervised <= 0.8x the PyTorch V-Net step.
+ * Targets: diffcl <= 3x supervised (issue 7); supervised <= 0.8x the PyTorch CS step (issue 7,
+ * like for like; the plain PyTorch V-Net step is kept as a row); diffcl <= 0.8x the PyTorch
+ * Diff-CL iteration (issue 8).
  * Ratios are in time (< 1: the first is faster).
  */
 #include <sys/stat.h>
@@ -254,7 +267,8 @@ static void usage(const char *argv0)
     fprintf(stderr,
             "usage: %s [--patch H,W] [--bl N] [--bu N] [--reps N] [--threads T] [--n-filters F]\n"
             "          [--hfm-levels MASK] [--layout h5|png|phantom] [--cases N] [--no-torch]\n"
-            "          [--python PATH] [--script PATH] [--keep DIR] [--pool]\n",
+            "          [--python PATH] [--script PATH] [--diffcl-script PATH]\n"
+            "          [--torch-scan chunked|loop|autograd] [--keep DIR] [--pool]\n",
             argv0);
 }
 
@@ -263,9 +277,11 @@ int main(int argc, char **argv)
     config c = {{224, 192}, 2, 2, 3, 2, 16, 24, DIFFCL_HFM_DEFAULT_LEVELS, NULL, NULL};
     int torch = 1;
     const char *child_what = NULL, *python = "/usr/bin/python3", *keep = NULL;
-    char script[1024];
-    snprintf(script, sizeof script, "%s/torch_train.py",
-             getenv("DIFFCL_BENCH_DIR") ? getenv("DIFFCL_BENCH_DIR") : BENCH_SOURCE_DIR);
+    const char *torch_scan = "chunked";
+    char script[1024], dscript[1024];
+    const char *bdir = getenv("DIFFCL_BENCH_DIR") ? getenv("DIFFCL_BENCH_DIR") : BENCH_SOURCE_DIR;
+    snprintf(script, sizeof script, "%s/torch_train.py", bdir);
+    snprintf(dscript, sizeof dscript, "%s/torch_diffcl.py", bdir);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--patch") && v) {
@@ -286,6 +302,8 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--child") && v) child_what = v, i++;
         else if (!strcmp(a, "--python") && v) python = v, i++;
         else if (!strcmp(a, "--script") && v) snprintf(script, sizeof script, "%s", v), i++;
+        else if (!strcmp(a, "--diffcl-script") && v) snprintf(dscript, sizeof dscript, "%s", v), i++;
+        else if (!strcmp(a, "--torch-scan") && v) torch_scan = v, i++;
         else if (!strcmp(a, "--keep") && v) keep = v, i++;
         else if (!strcmp(a, "--no-torch")) torch = 0;
         else if (!strcmp(a, "--pool")) g_pool_flag = 1;
@@ -334,8 +352,10 @@ int main(int argc, char **argv)
     if (g_pool_flag) printf("  ours with --pool: caching allocator through the context's alloc/free hooks\n");
 
     const char *rows[4] = {"diffcl", "supervised", "cs_step", "vnet_step"};
-    bench_kv ours[4], th;
-    memset(&th, 0, sizeof th);
+    /* PyTorch rows: 0 V-Net step (torch_train.py), 1 Diff-CL iteration, 2 CS step (torch_diffcl.py) */
+    bench_kv ours[4], th[3];
+    memset(th, 0, sizeof th);
+    diffcl_train_options defaults = DIFFCL_TRAIN_OPTIONS_INIT; /* what the trainer runs */
     for (int r = 0; r < 4; r++) {
         char cmd[2048];
         snprintf(cmd, sizeof cmd,
@@ -345,53 +365,115 @@ int main(int argc, char **argv)
                  c.reps, c.threads, c.n_filters, c.hfm, c.layout, c.cases, *dir ? " --data " : "", dir,
                  g_pool_flag ? " --pool" : "");
         ours[r] = bench_run_child(cmd, c.threads, 1, "  ours: ");
-        if (r == 3 && torch) {
+        if (!torch) continue;
+        /* each PyTorch row right after its counterpart, so that load drift hits both alike */
+        if (r == 0 || r == 1) {
+            snprintf(cmd, sizeof cmd,
+                     "%s %s --mode %s --size %lld,%lld --bl %d --bu %d --reps %d --threads %d --n-filters %d "
+                     "--hfm-levels 0x%x --ddim-steps %d --contrast-voxels %d --scan %s",
+                     python, dscript, r == 0 ? "diffcl" : "cs", (long long)c.patch[0], (long long)c.patch[1],
+                     c.bl, c.bu, c.reps, c.threads, c.n_filters, c.hfm, defaults.ddim_steps_train,
+                     defaults.contrast_voxels, torch_scan);
+            th[1 + r] = bench_run_child(cmd, c.threads, 1, "  torch: ");
+        } else if (r == 3) {
             snprintf(cmd, sizeof cmd, "%s %s --size %lld,%lld --batch %d --reps %d --threads %d --n-filters %d",
                      python, script, (long long)c.patch[0], (long long)c.patch[1], c.bl, c.reps, c.threads,
                      c.n_filters);
-            th = bench_run_child(cmd, c.threads, 1, "  torch: ");
+            th[0] = bench_run_child(cmd, c.threads, 1, "  torch: ");
         }
     }
     if (*dir && !keep) rm_rf(dir);
 
-    const double tv = bench_kv_get(&th, "wall_ms"), tcpu = bench_kv_get(&th, "cpu_ms");
-    printf("\n%-34s %10s %7s %7s %10s %9s %9s %9s\n", "row", "ms", "min", "max", "cpu ms", "peak RSS",
+    printf("\n%-38s %10s %7s %7s %10s %9s %9s %9s\n", "row", "ms", "min", "max", "cpu ms", "peak RSS",
            "+RSS", "ctx peak");
     const char *desc[4] = {"Diff-CL iteration (trainer)", "supervised iteration (trainer)",
                            "CS step, model API (HF-Mamba)", "plain V-Net 2D step, model API"};
     for (int r = 0; r < 4; r++) {
         const bench_kv *o = &ours[r];
-        printf("%-34s %10.1f %7.1f %7.1f %10.1f %9.0f %9.0f %9.0f\n", desc[r], bench_kv_get(o, "wall_ms"),
+        printf("%-38s %10.1f %7.1f %7.1f %10.1f %9.0f %9.0f %9.0f\n", desc[r], bench_kv_get(o, "wall_ms"),
                bench_kv_get(o, "wall_min_ms"), bench_kv_get(o, "wall_max_ms"), bench_kv_get(o, "cpu_ms"),
                bench_kv_get(o, "peak_rss_mib"),
                bench_kv_get(o, "peak_rss_mib") - bench_kv_get(o, "rss_before_mib"),
                bench_kv_get(o, "ctx_peak_mib"));
     }
-    if (th.ok)
-        printf("%-34s %10.1f %7.1f %7.1f %10.1f %9.0f %9.0f %9s\n", "PyTorch V-Net 2D step (torch 1.13)", tv,
-               bench_kv_get(&th, "wall_min_ms"), bench_kv_get(&th, "wall_max_ms"), tcpu,
-               bench_kv_get(&th, "peak_rss_mib"),
-               bench_kv_get(&th, "peak_rss_mib") - bench_kv_get(&th, "rss_before_mib"), "-");
+    const char *tdesc[3] = {"PyTorch V-Net 2D step (torch_train)", "PyTorch Diff-CL iteration",
+                            "PyTorch CS step (V-Net + HF-Mamba)"};
+    for (int k = 0; k < 3; k++) {
+        const bench_kv *t = &th[k];
+        if (!t->ok) continue;
+        printf("%-38s %10.1f %7.1f %7.1f %10.1f %9.0f %9.0f %9s\n", tdesc[k], bench_kv_get(t, "wall_ms"),
+               bench_kv_get(t, "wall_min_ms"), bench_kv_get(t, "wall_max_ms"), bench_kv_get(t, "cpu_ms"),
+               bench_kv_get(t, "peak_rss_mib"),
+               bench_kv_get(t, "peak_rss_mib") - bench_kv_get(t, "rss_before_mib"), "-");
+    }
+    if (th[1].ok || th[2].ok) {
+        static const char *const parts[6] = {"cs_fwd", "ds_fwd", "ddim", "losses", "backward", "step"};
+        printf("\nPyTorch time per part (median ms, torch_diffcl.py --scan %s):\n", torch_scan);
+        printf("  %-12s", "");
+        for (int p = 0; p < 6; p++) printf(" %9s", parts[p]);
+        printf("\n");
+        for (int k = 1; k < 3; k++) {
+            if (!th[k].ok) continue;
+            printf("  %-12s", k == 1 ? "Diff-CL" : "CS step");
+            for (int p = 0; p < 6; p++) {
+                char key[48];
+                snprintf(key, sizeof key, "part_%s_ms", parts[p]);
+                const double v = bench_kv_get(&th[k], key);
+                if (isnan(v)) printf(" %9s", "-");
+                else printf(" %9.1f", v);
+            }
+            printf("\n");
+        }
+    }
+    const double tv = bench_kv_get(&th[0], "wall_ms"), tcpu = bench_kv_get(&th[0], "cpu_ms");
+    const double td = bench_kv_get(&th[1], "wall_ms"), tcs = bench_kv_get(&th[2], "wall_ms");
     const double d = bench_kv_get(&ours[0], "wall_ms"), s = bench_kv_get(&ours[1], "wall_ms"),
                  cs = bench_kv_get(&ours[2], "wall_ms"), v = bench_kv_get(&ours[3], "wall_ms");
     printf("\nratios (time):\n");
-    printf("  Diff-CL / supervised iteration           %6.2f   (target <= 3)\n", bench_ratio(d, s));
-    printf("  supervised iteration / PyTorch V-Net step %6.2f   (target <= 0.8; CS has HF-Mamba, torch's has not)\n",
+    printf("  Diff-CL / supervised iteration             %6.2f   (target <= 3)\n", bench_ratio(d, s));
+    printf("  Diff-CL iteration / PyTorch Diff-CL        %6.2f   (issue 8 target <= 0.8; cpu-time ratio %.2f)\n",
+           bench_ratio(d, td), bench_ratio(bench_kv_get(&ours[0], "cpu_ms"), bench_kv_get(&th[1], "cpu_ms")));
+    printf("  supervised iteration / PyTorch CS step     %6.2f   (issue 7 target <= 0.8; same CS on both sides)\n",
+           bench_ratio(s, tcs));
+    printf("  CS step (model API) / PyTorch CS step      %6.2f   (cpu-time ratio %.2f)\n", bench_ratio(cs, tcs),
+           bench_ratio(bench_kv_get(&ours[2], "cpu_ms"), bench_kv_get(&th[2], "cpu_ms")));
+    printf("  supervised iteration / PyTorch V-Net step  %6.2f   (CS has HF-Mamba, torch's V-Net has not)\n",
            bench_ratio(s, tv));
-    printf("  CS step (model API) / PyTorch V-Net step  %6.2f\n", bench_ratio(cs, tv));
-    printf("  plain V-Net step / PyTorch V-Net step     %6.2f   (same network; cpu-time ratio %.2f)\n",
+    printf("  CS step (model API) / PyTorch V-Net step   %6.2f\n", bench_ratio(cs, tv));
+    printf("  plain V-Net step / PyTorch V-Net step      %6.2f   (same network; cpu-time ratio %.2f)\n",
            bench_ratio(v, tv), bench_ratio(bench_kv_get(&ours[3], "cpu_ms"), tcpu));
-    printf("  HF-Mamba cost: CS step / plain V-Net step  %6.2f\n", bench_ratio(cs, v));
+    printf("  HF-Mamba cost: CS step / plain V-Net step  %6.2f   (PyTorch: CS step / V-Net step %.2f)\n",
+           bench_ratio(cs, v), bench_ratio(tcs, tv));
     printf("  trainer overhead: supervised / CS step     %6.2f\n", bench_ratio(s, cs));
+    printf("peak RSS (MiB): Diff-CL ours %.0f / torch %.0f = %.2f; supervised ours %.0f / torch CS step %.0f = %.2f\n",
+           bench_kv_get(&ours[0], "peak_rss_mib"), bench_kv_get(&th[1], "peak_rss_mib"),
+           bench_ratio(bench_kv_get(&ours[0], "peak_rss_mib"), bench_kv_get(&th[1], "peak_rss_mib")),
+           bench_kv_get(&ours[1], "peak_rss_mib"), bench_kv_get(&th[2], "peak_rss_mib"),
+           bench_ratio(bench_kv_get(&ours[1], "peak_rss_mib"), bench_kv_get(&th[2], "peak_rss_mib")));
     printf("load average at the end: %.2f\n", bench_loadavg());
 
     char tag[96];
-    snprintf(tag, sizeof tag, "diffcl_iter_over_OUR_supervised_%lldx%lld", (long long)c.patch[0], (long long)c.patch[1]);
+    const long long ph = (long long)c.patch[0], pw = (long long)c.patch[1];
+    snprintf(tag, sizeof tag, "diffcl_iter_over_OUR_supervised_%lldx%lld", ph, pw);
     bench_summary("train", tag, d, s, "ms");
-    snprintf(tag, sizeof tag, "supervised_iter_vs_torch_vnet_%lldx%lld", (long long)c.patch[0], (long long)c.patch[1]);
+    snprintf(tag, sizeof tag, "supervised_iter_vs_torch_vnet_%lldx%lld", ph, pw);
     bench_summary("train", tag, s, tv, "ms");
-    snprintf(tag, sizeof tag, "vnet2d_step_%lldx%lld", (long long)c.patch[0], (long long)c.patch[1]);
+    snprintf(tag, sizeof tag, "vnet2d_step_%lldx%lld", ph, pw);
     bench_summary("train", tag, v, tv, "ms");
+    if (th[1].ok) {
+        snprintf(tag, sizeof tag, "diffcl_iter_vs_torch_diffcl_%lldx%lld", ph, pw);
+        bench_summary("train", tag, d, td, "ms");
+        snprintf(tag, sizeof tag, "diffcl_iter_peakRSS_%lldx%lld", ph, pw);
+        bench_summary("train", tag, bench_kv_get(&ours[0], "peak_rss_mib"), bench_kv_get(&th[1], "peak_rss_mib"),
+                      "MiB");
+    }
+    if (th[2].ok) {
+        snprintf(tag, sizeof tag, "supervised_iter_vs_torch_cs_step_%lldx%lld", ph, pw);
+        bench_summary("train", tag, s, tcs, "ms");
+        snprintf(tag, sizeof tag, "supervised_iter_peakRSS_%lldx%lld", ph, pw);
+        bench_summary("train", tag, bench_kv_get(&ours[1], "peak_rss_mib"), bench_kv_get(&th[2], "peak_rss_mib"),
+                      "MiB");
+    }
     for (int r = 0; r < 4; r++)
         if (!ours[r].ok) return 1;
     return 0;

@@ -10,6 +10,9 @@
 #   FULL=0         1: the issues' full sizes (V-Net 112x112x80, every conv shape at 112x112x80,
 #                  both scan lengths); 0: small sizes that finish in a few minutes on 2 cores
 #   VNET_SIZE, TRAIN_PATCH, CONV_ONLY   override the sizes (see each program's --help)
+#   INFER_VOLUME, INFER_PATCH           bench_infer's volume and window (FULL=1: 144,144,96 and
+#                  the LA patch 112,112,80; FULL=0: 80,80,64 and 64,64,48); strides stay LA's 18,18,4
+#   TORCH_SCAN=chunked  bench_train's PyTorch Diff-CL / CS scan (chunked, loop or autograd)
 #   PYTHON=/usr/bin/python3             the interpreter with torch (Debian's torch 1.13)
 #   SCAN_TORCH=1   0: skip the selective scan's PyTorch reference (minutes on 2 cores)
 #   POOL=0         1: bench_vnet / bench_train give our contexts the caching allocator (--pool),
@@ -30,23 +33,28 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 if [ "$FULL" = 1 ]; then
     VNET_SIZE=${VNET_SIZE:-112,112,80}
     CONV_ONLY=${CONV_ONLY:-}
+    INFER_VOLUME=${INFER_VOLUME:-144,144,96}
+    INFER_PATCH=${INFER_PATCH:-112,112,80}
     SCAN_QUICK=
 else
     VNET_SIZE=${VNET_SIZE:-64,64,48}
     CONV_ONLY=${CONV_ONLY:-c32,dn32,c64,c128,c256,up64}
+    INFER_VOLUME=${INFER_VOLUME:-80,80,64}
+    INFER_PATCH=${INFER_PATCH:-64,64,48}
     SCAN_QUICK=--quick
 fi
 # the scan's PyTorch anchor (a Python loop over tokens with autograd) takes minutes; SCAN_TORCH=0 skips it
 SCAN_TORCH=${SCAN_TORCH:-1}
 [ "$SCAN_TORCH" = 0 ] && SCAN_QUICK="$SCAN_QUICK --no-torch"
 TRAIN_PATCH=${TRAIN_PATCH:-224,192}
+TORCH_SCAN=${TORCH_SCAN:-chunked}
 POOL=${POOL:-0}
 pool_arg=
 [ "$POOL" = 1 ] && pool_arg=--pool
 export OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
 export DIFFCL_BENCH_DIR="$here"
 bin="$build/bench"
-for p in bench_conv bench_scan bench_vnet bench_train; do
+for p in bench_conv bench_scan bench_vnet bench_train bench_infer; do
     [ -x "$bin/$p" ] || echo "run-all: $bin/$p not built (skipped)" >&2
 done
 
@@ -81,7 +89,13 @@ if [ -x "$bin/bench_train" ]; then
     echo "== train" >&2
     # shellcheck disable=SC2086
     "$bin/bench_train" --patch "$TRAIN_PATCH" --reps "$REPS" --threads "$THREADS" \
-        --python "$PYTHON" $pool_arg > "$out/train.log" 2>&1
+        --python "$PYTHON" --torch-scan "$TORCH_SCAN" $pool_arg > "$out/train.log" 2>&1
+fi
+if [ -x "$bin/bench_infer" ]; then
+    echo "== infer" >&2
+    # shellcheck disable=SC2086
+    "$bin/bench_infer" --volume "$INFER_VOLUME" --patch "$INFER_PATCH" --stride 18,18,4 \
+        --reps "$REPS" --threads "$THREADS" --python "$PYTHON" $pool_arg > "$out/infer.log" 2>&1
 fi
 
 # one table: bench item ours torch unit ours/torch
@@ -123,7 +137,7 @@ fi
                  }
              }' "$out/scan.log"
     fi
-    for f in vnet train; do
+    for f in vnet train infer; do
         [ -s "$out/$f.log" ] && sed -n 's/^SUMMARY //p' "$out/$f.log"
     done
 } > "$out/summary.txt"
@@ -133,9 +147,11 @@ printf '%-6s %-40s %11s %11s %-7s %10s\n' bench item ours torch unit ours/torch
 awk '{ r = ($3 + 0 > 0 && $4 + 0 > 0 && $4 != "nan") ? sprintf("%.2f", $3 / $4) : "-"
        printf "%-6s %-40s %11s %11s %-7s %10s\n", $1, $2, $3, $4, $5, r }' "$out/summary.txt"
 echo "(row *_over_OUR_*: the torch column holds our own supervised iteration, the ratio is issue 7's"
-echo " Diff-CL / supervised cost, target <= 3; rows in x: thread speed-ups 1 -> $THREADS, higher is better)"
+echo " Diff-CL / supervised cost, target <= 3; rows in x: thread speed-ups 1 -> $THREADS, higher is better;"
+echo " train *_vs_torch_diffcl_* / *_vs_torch_cs_step_*: against bench/torch_diffcl.py, scan $TORCH_SCAN;"
+echo " infer: sliding window over 1x$INFER_VOLUME, windows $INFER_PATCH at the LA strides 18,18,4)"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
-for f in conv scan vnet train; do
+for f in conv scan vnet train infer; do
     [ -s "$out/$f.log" ] || continue
     if grep -qiE 'failed|error|usage:' "$out/$f.log"; then
         echo "run-all: $f reported an error, see $out/$f.log" >&2
