@@ -132,7 +132,7 @@ static diffcl_status act_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **
     gin[0] = gx;
     return DIFFCL_OK;
 }
-static const dc_op OP_ACT = {"activation", act_backward, NULL};
+static const dc_op OP_ACT = {"activation", act_backward, NULL, 0x1};
 
 static diffcl_status activation(const diffcl_tensor *x, int kind, double slope, diffcl_tensor **out)
 {

@@ -59,7 +59,8 @@ static diffcl_status bn_backward(dc_node *nd, diffcl_tensor *g, diffcl_tensor **
     diffcl_tensor_free(gc);
     return s;
 }
-static const dc_op OP_BATCH_NORM = {"batch_norm", bn_backward, free};
+/* x comes from saved[0]; the weight's data is read through inputs[1] */
+static const dc_op OP_BATCH_NORM = {"batch_norm", bn_backward, free, 0x5};
 
 static diffcl_status check_running(const diffcl_tensor *r, int64_t C, const char *what)
 {

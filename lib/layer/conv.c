@@ -237,8 +237,9 @@ static diffcl_status conv_backward(dc_node *nd, diffcl_tensor *gy, diffcl_tensor
     diffcl_tensor_free(gyc);
     return s;
 }
-static const dc_op OP_CONV = {"conv", conv_backward, free};
-static const dc_op OP_CONV_T = {"conv_transpose", conv_backward, free};
+/* x and w are read from saved[], the bias only for its shape */
+static const dc_op OP_CONV = {"conv", conv_backward, free, 0x7};
+static const dc_op OP_CONV_T = {"conv_transpose", conv_backward, free, 0x7};
 
 static diffcl_status conv_impl(const char *what, const diffcl_tensor *x, const diffcl_tensor *w,
                                const diffcl_tensor *b, const diffcl_conv_geometry *gin,

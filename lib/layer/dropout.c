@@ -62,7 +62,7 @@ static diffcl_status dropout_backward(dc_node *nd, diffcl_tensor *g, diffcl_tens
     gin[0] = gx;
     return DIFFCL_OK;
 }
-static const dc_op OP_DROPOUT = {"dropout", dropout_backward, NULL};
+static const dc_op OP_DROPOUT = {"dropout", dropout_backward, NULL, 0x1};
 
 diffcl_status diffcl_dropout(const diffcl_tensor *x, double p, int channelwise, int training,
                              diffcl_rng_key key, diffcl_tensor **out)

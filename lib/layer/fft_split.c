@@ -216,7 +216,7 @@ static diffcl_status filter_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor
     gin[0] = r;
     return DIFFCL_OK;
 }
-static const dc_op OP_FREQ_FILTER = {"freq_filter", filter_backward, NULL};
+static const dc_op OP_FREQ_FILTER = {"freq_filter", filter_backward, NULL, 0};
 
 static diffcl_status check_input(const diffcl_tensor *x, const diffcl_freq_options *o, int *rank,
                                  const char *fn)

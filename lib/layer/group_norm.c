@@ -62,7 +62,7 @@ static diffcl_status gn_backward(dc_node *nd, diffcl_tensor *g, diffcl_tensor **
     diffcl_tensor_free(gc);
     return s;
 }
-static const dc_op OP_GROUP_NORM = {"group_norm", gn_backward, free};
+static const dc_op OP_GROUP_NORM = {"group_norm", gn_backward, free, 0};
 
 diffcl_status diffcl_group_norm(const diffcl_tensor *x, int groups, const diffcl_tensor *weight,
                                 const diffcl_tensor *bias, double eps, diffcl_tensor **out)

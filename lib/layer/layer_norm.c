@@ -126,7 +126,7 @@ static diffcl_status ln_backward(dc_node *nd, diffcl_tensor *g, diffcl_tensor **
     diffcl_tensor_free(gc);
     return s;
 }
-static const dc_op OP_LAYER_NORM = {"layer_norm", ln_backward, free};
+static const dc_op OP_LAYER_NORM = {"layer_norm", ln_backward, free, 0};
 
 diffcl_status diffcl_layer_norm(const diffcl_tensor *x, const diffcl_tensor *weight,
                                 const diffcl_tensor *bias, double eps, diffcl_tensor **out)

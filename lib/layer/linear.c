@@ -89,7 +89,7 @@ static diffcl_status linear_backward(dc_node *nd, diffcl_tensor *g, diffcl_tenso
     diffcl_tensor_free(gc);
     return s;
 }
-static const dc_op OP_LINEAR = {"linear", linear_backward, NULL};
+static const dc_op OP_LINEAR = {"linear", linear_backward, NULL, 0};
 
 diffcl_status diffcl_linear(const diffcl_tensor *x, const diffcl_tensor *w, const diffcl_tensor *b,
                             diffcl_tensor **out)

@@ -89,7 +89,7 @@ static diffcl_status max_pool_backward(dc_node *nd, diffcl_tensor *gy, diffcl_te
     diffcl_tensor_free(gyc);
     return DIFFCL_OK;
 }
-static const dc_op OP_MAX_POOL = {"max_pool", max_pool_backward, free};
+static const dc_op OP_MAX_POOL = {"max_pool", max_pool_backward, free, 0};
 
 static diffcl_status avg_pool_backward(dc_node *nd, diffcl_tensor *gy, diffcl_tensor **gin)
 {
@@ -106,7 +106,7 @@ static diffcl_status avg_pool_backward(dc_node *nd, diffcl_tensor *gy, diffcl_te
     diffcl_tensor_free(gyc);
     return DIFFCL_OK;
 }
-static const dc_op OP_AVG_POOL = {"avg_pool", avg_pool_backward, free};
+static const dc_op OP_AVG_POOL = {"avg_pool", avg_pool_backward, free, 0};
 
 static diffcl_status pool_impl(const char *what, const diffcl_tensor *x,
                                const diffcl_conv_geometry *gin, int is_max, diffcl_tensor **out)

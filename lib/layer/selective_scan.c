@@ -360,7 +360,7 @@ done:
     return st;
 }
 
-static const dc_op OP_SCAN = {"selective_scan", scan_backward, scan_state_free};
+static const dc_op OP_SCAN = {"selective_scan", scan_backward, scan_state_free, 0};
 
 /* -------------------------------------------------------------- forward ---- */
 

@@ -100,7 +100,7 @@ static diffcl_status softmax_backward(dc_node *nd, diffcl_tensor *g, diffcl_tens
     gin[0] = gx;
     return DIFFCL_OK;
 }
-static const dc_op OP_SOFTMAX = {"softmax", softmax_backward, NULL};
+static const dc_op OP_SOFTMAX = {"softmax", softmax_backward, NULL, 0};
 
 static diffcl_status softmax(const diffcl_tensor *x, int axis, int logsm, diffcl_tensor **out,
                              const char *fn)

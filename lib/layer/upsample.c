@@ -73,7 +73,7 @@ static diffcl_status upsample_backward(dc_node *nd, diffcl_tensor *gy, diffcl_te
     diffcl_tensor_free(gyc);
     return s;
 }
-static const dc_op OP_UPSAMPLE = {"upsample", upsample_backward, NULL};
+static const dc_op OP_UPSAMPLE = {"upsample", upsample_backward, NULL, 0};
 
 diffcl_status diffcl_upsample(const diffcl_tensor *x, int scale, diffcl_upsample_mode mode,
                               diffcl_tensor **out)

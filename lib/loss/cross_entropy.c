@@ -117,7 +117,7 @@ static diffcl_status ce_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **g
     gin[0] = dx;
     return DIFFCL_OK;
 }
-static const dc_op OP_CE = {"cross_entropy", ce_backward, ce_state_free};
+static const dc_op OP_CE = {"cross_entropy", ce_backward, ce_state_free, 0};
 
 diffcl_status diffcl_cross_entropy_loss(const diffcl_tensor *logits, const diffcl_tensor *target,
                                         const diffcl_ce_options *opts, diffcl_tensor **out)

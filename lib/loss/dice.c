@@ -139,7 +139,7 @@ static diffcl_status dice_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor *
     gin[0] = dx;
     return DIFFCL_OK;
 }
-static const dc_op OP_DICE = {"dice", dice_backward, dice_state_free};
+static const dc_op OP_DICE = {"dice", dice_backward, dice_state_free, 0};
 
 diffcl_status diffcl_dice_loss(const diffcl_tensor *logits, const diffcl_tensor *target,
                                const diffcl_dice_options *opts, diffcl_tensor **out)

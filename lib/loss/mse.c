@@ -95,7 +95,7 @@ static diffcl_status mse_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **
     gin[1] = db;
     return DIFFCL_OK;
 }
-static const dc_op OP_MSE = {"mse", mse_backward, mse_state_free};
+static const dc_op OP_MSE = {"mse", mse_backward, mse_state_free, 0};
 
 diffcl_status diffcl_mse_loss(const diffcl_tensor *input, const diffcl_tensor *target,
                               const diffcl_tensor *mask, diffcl_tensor **out)

@@ -187,7 +187,7 @@ static diffcl_status pc_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **g
     gin[1] = dp;
     return DIFFCL_OK;
 }
-static const dc_op OP_PC = {"proto_contrast", pc_backward, pc_state_free};
+static const dc_op OP_PC = {"proto_contrast", pc_backward, pc_state_free, 0};
 
 /* The used voxels: from the index list (or all), with a label (not ignored, weight != 0). */
 static diffcl_status pc_select(const char *fn, pc_state *st, const diffcl_tensor *idx,

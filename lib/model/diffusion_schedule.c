@@ -177,7 +177,7 @@ static diffcl_status q_sample_backward(dc_node *node, diffcl_tensor *g, diffcl_t
     gin[0] = r;
     return DIFFCL_OK;
 }
-static const dc_op OP_Q_SAMPLE = {"diffusion_q_sample", q_sample_backward, free};
+static const dc_op OP_Q_SAMPLE = {"diffusion_q_sample", q_sample_backward, free, 0};
 
 diffcl_status diffcl_diffusion_q_sample(const diffcl_diffusion_schedule *s, const diffcl_tensor *x0,
                                         const int64_t *t, diffcl_rng_key key, diffcl_tensor **x_t,

@@ -213,7 +213,7 @@ static diffcl_status conv_backward(dc_node *n, diffcl_tensor *grad, diffcl_tenso
     gin[0] = dx;
     return DIFFCL_OK;
 }
-static const dc_op OP_CAUSAL_CONV1D = {"causal_conv1d", conv_backward, NULL};
+static const dc_op OP_CAUSAL_CONV1D = {"causal_conv1d", conv_backward, NULL, 0};
 
 diffcl_status diffcl_causal_conv1d(const diffcl_tensor *x, const diffcl_tensor *w,
                                    const diffcl_tensor *b, int channels_last, int reverse,

@@ -167,7 +167,8 @@ static diffcl_status channel_bias_backward(dc_node *n, diffcl_tensor *g, diffcl_
     diffcl_tensor_free(gc);
     return DIFFCL_OK;
 }
-static const dc_op OP_CHANNEL_BIAS = {"channel_bias", channel_bias_backward, NULL};
+/* x and b are read for their shapes only */
+static const dc_op OP_CHANNEL_BIAS = {"channel_bias", channel_bias_backward, NULL, 0x3};
 
 diffcl_status dc_add_channel_bias(const diffcl_tensor *x, const diffcl_tensor *b, diffcl_tensor **out)
 {

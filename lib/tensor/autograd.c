@@ -28,7 +28,12 @@ dc_node *dc_record(diffcl_tensor *out, const dc_op *op, diffcl_tensor *const *in
     if (!node) return NULL; /* the output just will not carry a gradient */
     node->op = op;
     node->n_inputs = n;
-    for (int k = 0; k < n; k++) node->inputs[k] = diffcl_tensor_retain(inputs[k]);
+    for (int k = 0; k < n; k++) {
+        node->inputs[k] = diffcl_tensor_retain(inputs[k]);
+        if (!inputs[k]) continue;
+        inputs[k]->graph_refs++;
+        if (!(op->data_free_inputs >> k & 1u)) inputs[k]->graph_pins++;
+    }
     out->node = node;
     out->requires_grad = 1;
     return node;
@@ -43,7 +48,13 @@ void dc_node_save(dc_node *node, const diffcl_tensor *t)
 void dc_node_free(dc_node *node)
 {
     if (!node) return;
-    for (int k = 0; k < node->n_inputs; k++) diffcl_tensor_free(node->inputs[k]);
+    for (int k = 0; k < node->n_inputs; k++) {
+        diffcl_tensor *x = node->inputs[k];
+        if (!x) continue;
+        x->graph_refs--;
+        if (!(node->op->data_free_inputs >> k & 1u)) x->graph_pins--;
+        diffcl_tensor_free(x);
+    }
     for (int k = 0; k < node->n_saved; k++) diffcl_tensor_free(node->saved[k]);
     if (node->state && node->op->free_state) node->op->free_state(node->state);
     free(node);

@@ -185,7 +185,8 @@ static diffcl_status binary_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor
     }
     return DIFFCL_OK;
 }
-static const dc_op OP_BINARY = {"binary", binary_backward, NULL};
+/* operands' data come from saved[] (mul and div only); inputs[] give the shapes */
+static const dc_op OP_BINARY = {"binary", binary_backward, NULL, 0x3};
 
 static diffcl_status binary(const diffcl_tensor *a, const diffcl_tensor *b, int op,
                             diffcl_tensor **out, const char *fn)
@@ -200,8 +201,10 @@ static diffcl_status binary(const diffcl_tensor *a, const diffcl_tensor *b, int 
     dc_node *n = dc_record(r, &OP_BINARY, in, 2);
     if (n) {
         n->i[0] = op;
-        dc_node_save(n, a);
-        dc_node_save(n, b);
+        if (op == BIN_MUL || op == BIN_DIV) { /* add and sub need no operand data */
+            dc_node_save(n, a);
+            dc_node_save(n, b);
+        }
     }
     *out = r;
     return DIFFCL_OK;
@@ -284,7 +287,7 @@ static diffcl_status unary_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor 
     gin[0] = r;
     return DIFFCL_OK;
 }
-static const dc_op OP_UNARY = {"unary", unary_backward, NULL};
+static const dc_op OP_UNARY = {"unary", unary_backward, NULL, 0};
 
 static diffcl_status unary(const diffcl_tensor *a, int op, double p0, double p1,
                            diffcl_tensor **out, const char *fn)

@@ -48,7 +48,7 @@ static diffcl_status matmul_backward(dc_node *nd, diffcl_tensor *g, diffcl_tenso
     diffcl_tensor_free(gc);
     return s;
 }
-static const dc_op OP_MATMUL = {"matmul", matmul_backward, NULL};
+static const dc_op OP_MATMUL = {"matmul", matmul_backward, NULL, 0};
 
 diffcl_status diffcl_matmul(const diffcl_tensor *a, const diffcl_tensor *b, int trans_a,
                             int trans_b, diffcl_tensor **out)

@@ -60,7 +60,7 @@ static diffcl_status reduce_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor
     gin[0] = r;
     return DIFFCL_OK;
 }
-static const dc_op OP_REDUCE = {"reduce", reduce_backward, NULL};
+static const dc_op OP_REDUCE = {"reduce", reduce_backward, NULL, 0};
 
 #define REDUCE_LOOP(T)                                                                    \
     do {                                                                                  \

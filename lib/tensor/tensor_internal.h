@@ -8,7 +8,9 @@
  *   3. write `static diffcl_status foo_backward(dc_node *n, diffcl_tensor *g,
  *      diffcl_tensor **gin)` that sets gin[k] (a new tensor shaped like input k) for every
  *      input k with dc_wants_grad(n, k). The engine accumulates them.
- *   4. `static const dc_op OP_FOO = {"foo", foo_backward, NULL};`
+ *   4. `static const dc_op OP_FOO = {"foo", foo_backward, NULL, 0};` -- the last field's bit k
+ *      says that foo_backward never reads the data of inputs[k] (it saved what it needs),
+ *      which lets an intermediate input give its memory back before backward.
  */
 #ifndef DIFFCL_TENSOR_INTERNAL_H
 #define DIFFCL_TENSOR_INTERNAL_H
@@ -35,6 +37,11 @@ typedef struct dc_op {
     const char *name;
     dc_backward_fn backward;
     void (*free_state)(void *state); /* frees node->state, may be NULL */
+    /* Bit k set: the backward never reads the data of inputs[k] (only its shape, dtype and
+     * graph links; whatever data it needs it saved with dc_node_save). An intermediate
+     * tensor whose only holders are such nodes gives its storage back at once instead of
+     * at backward time (see dc_tensor_graph_release in tensor.c). Unset bits are safe. */
+    unsigned data_free_inputs;
 } dc_op;
 
 #define DC_MAX_INPUTS 8
@@ -73,6 +80,8 @@ struct diffcl_tensor {
     int n_hooks;
     int bw_pending;                   /* backward bookkeeping */
     int bw_state;
+    int graph_refs;                   /* references held by graph nodes' inputs[] */
+    int graph_pins;                   /* ... of which by nodes that read the data */
 };
 
 /* ---- creation (NULL on failure with the error set) ---- */

@@ -24,7 +24,7 @@ static diffcl_status reshape_backward(dc_node *n, diffcl_tensor *g, diffcl_tenso
     diffcl_tensor_free(gc);
     return gin[0] ? DIFFCL_OK : DIFFCL_ERR_OUT_OF_MEMORY;
 }
-static const dc_op OP_RESHAPE = {"reshape", reshape_backward, NULL};
+static const dc_op OP_RESHAPE = {"reshape", reshape_backward, NULL, 0};
 
 diffcl_status diffcl_tensor_reshape(const diffcl_tensor *t, int ndim, const int64_t *shape,
                                     diffcl_tensor **out)
@@ -86,7 +86,7 @@ static diffcl_status permute_backward(dc_node *n, diffcl_tensor *g, diffcl_tenso
     diffcl_tensor_free(v);
     return gin[0] ? DIFFCL_OK : DIFFCL_ERR_OUT_OF_MEMORY;
 }
-static const dc_op OP_PERMUTE = {"permute", permute_backward, NULL};
+static const dc_op OP_PERMUTE = {"permute", permute_backward, NULL, 0};
 
 diffcl_status diffcl_tensor_permute(const diffcl_tensor *t, const int *perm, diffcl_tensor **out)
 {
@@ -138,7 +138,7 @@ static diffcl_status slice_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor 
     gin[0] = z;
     return DIFFCL_OK;
 }
-static const dc_op OP_SLICE = {"slice", slice_backward, NULL};
+static const dc_op OP_SLICE = {"slice", slice_backward, NULL, 0};
 
 diffcl_status diffcl_tensor_slice(const diffcl_tensor *t, int axis, int64_t start, int64_t stop,
                                   int64_t step, diffcl_tensor **out)
@@ -208,7 +208,7 @@ static diffcl_status expand_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor
     gin[0] = dc_sum_to_shape(g, x->ndim, x->shape);
     return gin[0] ? DIFFCL_OK : DIFFCL_ERR_OUT_OF_MEMORY;
 }
-static const dc_op OP_EXPAND = {"expand", expand_backward, NULL};
+static const dc_op OP_EXPAND = {"expand", expand_backward, NULL, 0};
 
 diffcl_status diffcl_tensor_expand(const diffcl_tensor *t, int ndim, const int64_t *shape,
                                    diffcl_tensor **out)
@@ -247,7 +247,7 @@ static diffcl_status identity_backward(dc_node *n, diffcl_tensor *g, diffcl_tens
     gin[0] = r;
     return DIFFCL_OK;
 }
-static const dc_op OP_CLONE = {"clone", identity_backward, NULL};
+static const dc_op OP_CLONE = {"clone", identity_backward, NULL, 0};
 
 diffcl_status diffcl_tensor_clone(const diffcl_tensor *t, diffcl_tensor **out)
 {
@@ -321,7 +321,7 @@ static diffcl_status concat_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor
     }
     return DIFFCL_OK;
 }
-static const dc_op OP_CONCAT = {"concat", concat_backward, NULL};
+static const dc_op OP_CONCAT = {"concat", concat_backward, NULL, 0};
 
 diffcl_status diffcl_tensor_concat(diffcl_tensor *const *ts, int n, int axis, diffcl_tensor **out)
 {
