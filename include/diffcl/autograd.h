@@ -7,6 +7,17 @@
  * walks that graph from a scalar loss in reverse topological order, accumulates gradients
  * into the leaves (parameters) and frees the graph. Nothing is recorded while gradients are
  * disabled on the context (diffcl_set_grad_enabled(ctx, 0): the no-grad scope).
+ * Ownership: diffcl_tensor_detach() hands out a new view the caller owns (release it with
+ * diffcl_tensor_free()); diffcl_tensor_grad() returns a borrowed pointer, valid until the
+ * gradient is dropped (diffcl_tensor_zero_grad(), the tensor's release).
+ *
+ * Errors: functions returning ::diffcl_status give DIFFCL_ERR_INVALID_ARGUMENT for a NULL
+ * tensor or out-pointer, plus the codes named in their comments; the detail is in
+ * diffcl_last_error().
+ *
+ * Thread safety: as every object of a context (core.h), a tensor and its graph are used by
+ * one thread at a time. The grad mode belongs to the context. Gradient hooks run on the
+ * thread that calls diffcl_backward().
  */
 #ifndef DIFFCL_AUTOGRAD_H
 #define DIFFCL_AUTOGRAD_H
@@ -17,6 +28,7 @@ DIFFCL_BEGIN_DECLS
 
 /** Mark a leaf tensor (F32/F64) as a parameter whose gradient is wanted. */
 DIFFCL_API diffcl_status diffcl_tensor_set_requires_grad(diffcl_tensor *t, int requires_grad);
+/** @return 1 when @p t requires gradients (a parameter, or computed from one), else 0 (also for NULL). */
 DIFFCL_API int diffcl_tensor_requires_grad(const diffcl_tensor *t);
 /** The accumulated gradient of a leaf (borrowed), or NULL if none yet. */
 DIFFCL_API diffcl_tensor *diffcl_tensor_grad(const diffcl_tensor *t);
@@ -38,6 +50,7 @@ DIFFCL_API diffcl_status diffcl_backward(diffcl_tensor *loss, const diffcl_tenso
  * scope is `int prev = diffcl_set_grad_enabled(ctx, 0); ...; diffcl_set_grad_enabled(ctx, prev);`
  */
 DIFFCL_API int diffcl_set_grad_enabled(diffcl_context *ctx, int enabled);
+/** @return 1 when @p ctx records graphs (the default), 0 in a no-grad scope or for NULL. */
 DIFFCL_API int diffcl_grad_enabled(const diffcl_context *ctx);
 
 /**
@@ -72,6 +85,7 @@ typedef struct diffcl_gradcheck_options {
 
 #define DIFFCL_GRADCHECK_OPTIONS_INIT \
     { sizeof(diffcl_gradcheck_options), 1e-6, 1e-5, 1e-4, 0, 1234 }
+/** Fill @p opts with the defaults (same as DIFFCL_GRADCHECK_OPTIONS_INIT). */
 DIFFCL_API void diffcl_gradcheck_options_init(diffcl_gradcheck_options *opts);
 
 /** Result of diffcl_gradcheck(). */

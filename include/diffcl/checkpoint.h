@@ -9,6 +9,16 @@
  * safetensors layout: 8-byte little-endian header length N, N bytes of JSON
  * ({"name": {"dtype": "F32", "shape": [...], "data_offsets": [b, e]}, ...,
  * "__metadata__": {"key": "value"}}), then the raw little-endian data.
+ * Ownership: diffcl_tensor_dict_new() and diffcl_safetensors_load() hand out a dictionary
+ * the caller owns and releases with diffcl_tensor_dict_free(); getters return borrowed
+ * pointers, valid until the entry is replaced or removed or the dictionary is released.
+ *
+ * Errors: DIFFCL_ERR_INVALID_ARGUMENT for a NULL dictionary, name or out-pointer,
+ * DIFFCL_ERR_OUT_OF_MEMORY, and the codes named per function; the detail is in
+ * diffcl_last_error().
+ *
+ * Thread safety: a dictionary belongs to its context and is used by one thread at a time
+ * (core.h); separate dictionaries may be loaded and saved concurrently.
  */
 #ifndef DIFFCL_CHECKPOINT_H
 #define DIFFCL_CHECKPOINT_H

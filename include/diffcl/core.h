@@ -12,6 +12,15 @@
  *   macro or `_init()` function so fields can be appended in later versions.
  * - A context and everything created from it is used by one thread at a time; separate
  *   contexts may be used concurrently from separate threads.
+ *
+ * Errors: the context functions return DIFFCL_ERR_INVALID_ARGUMENT for a NULL context or
+ * out-pointer and bad option values (n_threads < 0, an alloc hook without a free hook),
+ * diffcl_context_create() also DIFFCL_ERR_OUT_OF_MEMORY.
+ *
+ * Thread safety: diffcl_status_string(), diffcl_last_error() / diffcl_clear_error() (each
+ * thread has its own message) and the RNG functions (pure functions of their arguments)
+ * may be called from any thread at any time. The context functions follow the rule above:
+ * one thread at a time per context.
  */
 #ifndef DIFFCL_CORE_H
 #define DIFFCL_CORE_H
@@ -158,6 +167,9 @@ DIFFCL_API void diffcl_context_release_cache(diffcl_context *ctx);
  * results do not depend on thread count, process count or on resuming a run.
  * @p stream names the purpose (weight init, dropout, noise, augmentation...),
  * @p index is e.g. a sample index, @p iteration the training iteration.
+ *
+ * Fixed layout: a 24-byte value passed by value, without struct_size; it never changes
+ * within a major version (docs/abi-policy.md). Build it with diffcl_rng_key_make().
  */
 typedef struct diffcl_rng_key {
     uint64_t seed;

@@ -10,6 +10,25 @@
  *
  * Everything random is drawn from diffcl_rng_* with keys (seed, stream, index, iteration),
  * so results depend neither on the thread count nor on resuming a run.
+ *
+ * Ownership: diffcl_dataset_open() and diffcl_sampler_create() hand out handles the caller
+ * owns (diffcl_dataset_free(), diffcl_sampler_free()); diffcl_list_read() and
+ * diffcl_dataset_split() hand out malloc'ed arrays released with diffcl_list_free() /
+ * diffcl_split_free(); every `diffcl_tensor **` output is a new tensor the caller owns
+ * (diffcl_tensor_free()). Strings returned by the data-set getters are borrowed and live as
+ * long as the data set.
+ *
+ * Errors: DIFFCL_ERR_INVALID_ARGUMENT for NULL handles, out-pointers or bad option values,
+ * DIFFCL_ERR_OUT_OF_MEMORY, and the codes named per function (file access: DIFFCL_ERR_IO,
+ * DIFFCL_ERR_FORMAT, DIFFCL_ERR_UNSUPPORTED as image_io.h); the detail is in
+ * diffcl_last_error().
+ *
+ * Thread safety: a data set, a sampler and the tensors they make belong to their context
+ * and are used by one thread at a time (core.h). A sampler with prefetch > 0 runs a
+ * background thread of its own that reads the data set and loads cases into a private
+ * context; the caller needs no locking for it, but must free the sampler before the data
+ * set. diffcl_list_read(), diffcl_list_free(), diffcl_layout_name() and
+ * diffcl_layout_parse() are thread-safe.
  */
 #ifndef DIFFCL_DATA_H
 #define DIFFCL_DATA_H
@@ -112,6 +131,7 @@ typedef struct diffcl_dataset_options {
 
 #define DIFFCL_DATASET_OPTIONS_INIT \
     { sizeof(diffcl_dataset_options), DIFFCL_LAYOUT_AUTO, NULL, 20, 0, DIFFCL_PHANTOM_OPTIONS_INIT }
+/** Fill @p opts with the defaults (same as DIFFCL_DATASET_OPTIONS_INIT). */
 DIFFCL_API void diffcl_dataset_options_init(diffcl_dataset_options *opts);
 
 /**
@@ -124,6 +144,7 @@ DIFFCL_API void diffcl_dataset_options_init(diffcl_dataset_options *opts);
 DIFFCL_API diffcl_status diffcl_dataset_open(diffcl_context *ctx, const char *root,
                                              const diffcl_dataset_options *opts,
                                              diffcl_dataset **out);
+/** Release a data set and its case list. NULL is ignored. Free its samplers first. */
 DIFFCL_API void diffcl_dataset_free(diffcl_dataset *ds);
 /** Number of cases. */
 DIFFCL_API int64_t diffcl_dataset_size(const diffcl_dataset *ds);
@@ -149,7 +170,14 @@ DIFFCL_API diffcl_status diffcl_dataset_load(diffcl_dataset *ds, int64_t i,
 
 /* -------------------------------------------------------------------- splits ---- */
 
-/** Labeled / unlabeled case indices into a data set. */
+/**
+ * Labeled / unlabeled case indices into a data set, filled by diffcl_dataset_split()
+ * (the arrays are the library's: release them with diffcl_split_free()).
+ *
+ * Fixed layout: this struct has no struct_size and never changes within a major version
+ * (docs/abi-policy.md); another kind of split (e.g. a validation part) would come with a
+ * new, size-versioned struct and function.
+ */
 typedef struct diffcl_split {
     int64_t *labeled;
     int64_t n_labeled;
@@ -190,6 +218,7 @@ typedef struct diffcl_augment_options {
 #define DIFFCL_AUGMENT_OPTIONS_INIT \
     { sizeof(diffcl_augment_options), 0.0, 1, 1, 0.0, 0, 0.5, 0.7, 1.0, 0.7, 1.3, 0.7, 1.3, \
       0.7, 1.3, 0.7, 1.3 }
+/** Fill @p opts with the defaults (same as DIFFCL_AUGMENT_OPTIONS_INIT). */
 DIFFCL_API void diffcl_augment_options_init(diffcl_augment_options *opts);
 
 /**
@@ -236,6 +265,7 @@ typedef struct diffcl_sampler_options {
 #define DIFFCL_SAMPLER_OPTIONS_INIT \
     { sizeof(diffcl_sampler_options), 1337, {112, 112, 80}, 2, 2, 2, 1, 0, \
       DIFFCL_AUGMENT_OPTIONS_INIT }
+/** Fill @p opts with the defaults (same as DIFFCL_SAMPLER_OPTIONS_INIT). */
 DIFFCL_API void diffcl_sampler_options_init(diffcl_sampler_options *opts);
 
 /**

@@ -18,8 +18,18 @@
  * k = 1, 2, ... for the stochastic part of each step (eta > 0); the training timestep of a
  * sample is draw 2^33 of its key.
  *
- * Thread-safety: as every libdiffcl object, a denoiser and its schedule are used by one
+ * Thread safety: as every libdiffcl object, a denoiser and its schedule are used by one
  * thread at a time; different denoisers on different contexts may run concurrently.
+ *
+ * Ownership: the `_create` / `_load` functions and every `diffcl_tensor **` output hand out
+ * objects the caller owns (diffcl_diffusion_schedule_free(), diffcl_module_free(),
+ * diffcl_tensor_free()); diffcl_diffusion_get_schedule() returns a borrowed pointer that
+ * lives as long as the denoiser.
+ *
+ * Errors: DIFFCL_ERR_INVALID_ARGUMENT for NULL handles or out-pointers and bad options,
+ * DIFFCL_ERR_SHAPE / DIFFCL_ERR_DTYPE for tensors that do not fit the denoiser,
+ * DIFFCL_ERR_OUT_OF_MEMORY, and the codes named per function; the detail is in
+ * diffcl_last_error().
  */
 #ifndef DIFFCL_DIFFUSION_H
 #define DIFFCL_DIFFUSION_H
@@ -184,6 +194,7 @@ typedef struct diffcl_diffusion_loss_options {
 
 #define DIFFCL_DIFFUSION_LOSS_OPTIONS_INIT \
     { sizeof(diffcl_diffusion_loss_options), 1.0, 1.0, NULL, NULL }
+/** Fill @p opts with the defaults (same as DIFFCL_DIFFUSION_LOSS_OPTIONS_INIT). */
 DIFFCL_API void diffcl_diffusion_loss_options_init(diffcl_diffusion_loss_options *opts);
 
 /**
@@ -207,6 +218,7 @@ typedef struct diffcl_diffusion_sample_options {
 
 #define DIFFCL_DIFFUSION_SAMPLE_OPTIONS_INIT                                                  \
     { sizeof(diffcl_diffusion_sample_options), 10, 0.0, DIFFCL_RESPACE_EVEN, { 0, 0, 0, 0, 0 } }
+/** Fill @p opts with the defaults (same as DIFFCL_DIFFUSION_SAMPLE_OPTIONS_INIT). */
 DIFFCL_API void diffcl_diffusion_sample_options_init(diffcl_diffusion_sample_options *opts);
 
 /**

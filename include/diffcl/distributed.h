@@ -17,6 +17,10 @@
  * Without MPI support every function here returns DIFFCL_ERR_UNSUPPORTED (or 0 / 1 for the
  * queries), so programs can call them unconditionally. This header needs no mpi.h: the
  * communicator is passed as a pointer to an MPI_Comm.
+ *
+ * Thread safety: the trainer functions are used from the trainer's thread (one thread at a
+ * time, as the trainer); diffcl_mpi_launch_init(), diffcl_mpi_launch_finalize() and
+ * diffcl_mpi_abort() from the main thread. diffcl_mpi_available() is thread-safe.
  */
 #ifndef DIFFCL_DISTRIBUTED_H
 #define DIFFCL_DISTRIBUTED_H
@@ -59,6 +63,8 @@ DIFFCL_API int64_t diffcl_trainer_allreduce_bytes(const diffcl_trainer *tr);
  * receives 1 when the process runs under a launcher with MPI initialised (by this call or
  * earlier), else 0; @p *rank and @p *size (may be NULL) receive MPI_COMM_WORLD's. Without MPI
  * support: DIFFCL_OK with *launched = 0. Call from the main thread, once.
+ * Errors: DIFFCL_ERR_INVALID_ARGUMENT when @p launched is NULL; DIFFCL_ERR_IO when
+ * MPI_Init_thread fails (the message names the MPI call and error).
  */
 DIFFCL_API diffcl_status diffcl_mpi_launch_init(int *launched, int *rank, int *size);
 /** Finalise MPI if diffcl_mpi_launch_init() initialised it; otherwise nothing. */
@@ -72,6 +78,8 @@ DIFFCL_API void diffcl_mpi_abort(int code);
 /**
  * Attach MPI_COMM_WORLD to @p tr when diffcl_mpi_launch_init() found a launcher with more
  * than one rank; otherwise nothing (DIFFCL_OK). Collective over MPI_COMM_WORLD.
+ * Errors: DIFFCL_ERR_INVALID_ARGUMENT for a NULL trainer (MPI builds), else those of
+ * diffcl_trainer_set_mpi_comm(). Without MPI support it returns DIFFCL_OK and does nothing.
  */
 DIFFCL_API diffcl_status diffcl_trainer_use_mpi_world(diffcl_trainer *tr);
 

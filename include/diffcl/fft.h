@@ -30,6 +30,16 @@
  * FFTW's own threads (single precision, when the build has FFTW's threads library). The
  * default rigor is FFTW_ESTIMATE, which gives the same plan, hence bit-identical results,
  * on every run.
+ *
+ * Ownership: every `diffcl_tensor **` output is a new tensor the caller owns
+ * (diffcl_tensor_free()); the wisdom string is released with
+ * diffcl_fft_wisdom_string_free().
+ *
+ * Errors: DIFFCL_ERR_INVALID_ARGUMENT for NULL tensors, contexts or out-pointers and bad
+ * options, and the codes named per function; the detail is in diffcl_last_error().
+ *
+ * Thread safety: the filter and cache functions use their context from one thread at a
+ * time (core.h); the wisdom functions are process-wide and thread-safe (see Plans).
  */
 #ifndef DIFFCL_FFT_H
 #define DIFFCL_FFT_H

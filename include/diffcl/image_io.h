@@ -13,6 +13,16 @@
  * one (wrong type, wrong rank) as DIFFCL_ERR_FORMAT; diffcl_last_error() names the file
  * and the problem. HDF5 and NIfTI are optional at build time: without them these calls
  * return DIFFCL_ERR_UNSUPPORTED (see diffcl_io_has_hdf5(), diffcl_io_has_nifti()).
+ *
+ * Ownership: every `diffcl_tensor **` output is a new tensor in the given context that the
+ * caller owns (diffcl_tensor_free()).
+ *
+ * Errors: as above, plus DIFFCL_ERR_INVALID_ARGUMENT for NULL arguments or bad values and
+ * DIFFCL_ERR_OUT_OF_MEMORY; the detail is in diffcl_last_error().
+ *
+ * Thread safety: a reader uses its context from one thread at a time (core.h); calls on
+ * different contexts may run concurrently. diffcl_io_has_hdf5() and diffcl_io_has_nifti()
+ * are thread-safe.
  */
 #ifndef DIFFCL_IMAGE_IO_H
 #define DIFFCL_IMAGE_IO_H

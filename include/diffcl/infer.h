@@ -11,6 +11,16 @@
  * test-time flips. Progress is reported through the context's progress callback as
  * ("infer", windows done, windows total), and a non-zero return cancels
  * (DIFFCL_ERR_CANCELLED).
+ *
+ * Ownership: every `diffcl_tensor **` output is a new tensor in the input's context that the
+ * caller owns (diffcl_tensor_free()).
+ *
+ * Errors: DIFFCL_ERR_INVALID_ARGUMENT for NULL arguments or bad options, DIFFCL_ERR_SHAPE /
+ * DIFFCL_ERR_DTYPE for inputs the model cannot take, DIFFCL_ERR_OUT_OF_MEMORY,
+ * DIFFCL_ERR_CANCELLED, whatever the model's forward returns, and the codes named per
+ * function; the detail is in diffcl_last_error().
+ *
+ * Thread safety: a call uses the model's context from one thread at a time (core.h).
  */
 #ifndef DIFFCL_INFER_H
 #define DIFFCL_INFER_H
@@ -33,6 +43,7 @@ typedef struct diffcl_sliding_window_options {
 
 #define DIFFCL_SLIDING_WINDOW_OPTIONS_INIT \
     { sizeof(diffcl_sliding_window_options), {112, 112, 80}, {18, 18, 4}, 0, 0, 1, 0 }
+/** Fill @p opts with the defaults (same as DIFFCL_SLIDING_WINDOW_OPTIONS_INIT). */
 DIFFCL_API void diffcl_sliding_window_options_init(diffcl_sliding_window_options *opts);
 
 /**

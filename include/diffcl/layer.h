@@ -5,6 +5,18 @@
  * Functional ops record their backward when an input requires grad. Module constructors
  * create PyTorch-named parameters (`weight`, `bias`) and buffers (`running_mean`,
  * `running_var`, `num_batches_tracked`).
+ *
+ * Ownership: every `diffcl_tensor **` output is a new tensor the caller owns
+ * (diffcl_tensor_free()); every `diffcl_module **` output a new module the caller owns
+ * (diffcl_module_free()) until it is handed to a container (diffcl_sequential_append()).
+ *
+ * Errors: DIFFCL_ERR_INVALID_ARGUMENT for a NULL tensor, context or out-pointer, a bad axis
+ * or option; DIFFCL_ERR_DTYPE for an input that is not F32/F64 or dtypes that differ;
+ * DIFFCL_ERR_SHAPE for shapes that do not fit; DIFFCL_ERR_OUT_OF_MEMORY; the detail is in
+ * diffcl_last_error(). On error nothing is handed out.
+ *
+ * Thread safety: as every op, a call uses its tensors' context from one thread at a time
+ * (core.h).
  */
 #ifndef DIFFCL_LAYER_H
 #define DIFFCL_LAYER_H
@@ -15,17 +27,22 @@ DIFFCL_BEGIN_DECLS
 
 /* ------------------------------------------------------------- activations ---- */
 
+/** ReLU: max(x, 0), elementwise (F32/F64). */
 DIFFCL_API diffcl_status diffcl_relu(const diffcl_tensor *x, diffcl_tensor **out);
+/** Leaky ReLU: x for x > 0, else @p negative_slope * x (PyTorch's default slope is 0.01). */
 DIFFCL_API diffcl_status diffcl_leaky_relu(const diffcl_tensor *x, double negative_slope,
                                            diffcl_tensor **out);
+/** SiLU (swish): x * sigmoid(x). */
 DIFFCL_API diffcl_status diffcl_silu(const diffcl_tensor *x, diffcl_tensor **out);
 /** GELU, exact (erf) form as PyTorch's default. */
 DIFFCL_API diffcl_status diffcl_gelu(const diffcl_tensor *x, diffcl_tensor **out);
+/** Logistic sigmoid 1 / (1 + exp(-x)). */
 DIFFCL_API diffcl_status diffcl_sigmoid(const diffcl_tensor *x, diffcl_tensor **out);
 /** softplus(x) = log(1 + exp(x)), linear above @p threshold (PyTorch: beta 1, threshold 20). */
 DIFFCL_API diffcl_status diffcl_softplus(const diffcl_tensor *x, diffcl_tensor **out);
 /** Softmax over @p axis (the class axis is 1 for NC... tensors). */
 DIFFCL_API diffcl_status diffcl_softmax(const diffcl_tensor *x, int axis, diffcl_tensor **out);
+/** log(softmax(x)) over @p axis, as x - logsumexp(x) with the maximum subtracted (stable). */
 DIFFCL_API diffcl_status diffcl_log_softmax(const diffcl_tensor *x, int axis,
                                             diffcl_tensor **out);
 
@@ -93,6 +110,7 @@ typedef struct diffcl_norm_options {
 
 #define DIFFCL_NORM_OPTIONS_INIT \
     { sizeof(diffcl_norm_options), DIFFCL_NORM_BATCH, 1, 16, 1, 1, 0.1, 1e-5 }
+/** Fill @p opts with the defaults (same as DIFFCL_NORM_OPTIONS_INIT). */
 DIFFCL_API void diffcl_norm_options_init(diffcl_norm_options *opts);
 /** BatchNorm{1,2,3}d / InstanceNorm / GroupNorm / LayerNorm module (PyTorch names). */
 DIFFCL_API diffcl_status diffcl_norm_create(diffcl_context *ctx, const diffcl_norm_options *opts,
@@ -131,6 +149,14 @@ DIFFCL_API diffcl_status diffcl_linear_create(diffcl_context *ctx, int in_featur
  * already belongs to another tree: DIFFCL_ERR_STATE, the child stays with its owner).
  */
 DIFFCL_API diffcl_status diffcl_sequential_create(diffcl_context *ctx, diffcl_module **out);
+/**
+ * Append @p child to the sequential @p seq as its next child ("0", "1", ...); @p seq takes
+ * ownership of it.
+ * Errors: DIFFCL_ERR_STATE when @p child already belongs to a module tree (it stays with
+ * its owner); DIFFCL_ERR_INVALID_ARGUMENT when @p seq is NULL or not a sequential, @p child
+ * is NULL or @p seq itself, or the two have different contexts (then @p child is freed,
+ * unless it is @p seq).
+ */
 DIFFCL_API diffcl_status diffcl_sequential_append(diffcl_module *seq, diffcl_module *child);
 
 DIFFCL_END_DECLS

@@ -6,6 +6,17 @@
  * Weights follow PyTorch: conv [Cout, Cin, k...], transposed conv [Cin, Cout, k...].
  * Each functional op records its backward when an input requires grad; each module
  * owns `weight` and (optionally) `bias` named as PyTorch's Conv/ConvTranspose layers.
+ *
+ * Ownership: every `diffcl_tensor **` output is a new tensor the caller owns
+ * (diffcl_tensor_free()); diffcl_conv_create() hands out a module the caller owns
+ * (diffcl_module_free()).
+ *
+ * Errors: DIFFCL_ERR_INVALID_ARGUMENT for a NULL tensor or out-pointer and a bad geometry,
+ * DIFFCL_ERR_DTYPE for non-float or mixed dtypes, DIFFCL_ERR_SHAPE for shapes that do not
+ * fit, DIFFCL_ERR_OUT_OF_MEMORY; the detail is in diffcl_last_error().
+ *
+ * Thread safety: as every op, a call uses its tensors' context from one thread at a time
+ * (core.h).
  */
 #ifndef DIFFCL_LAYER_CONV_H
 #define DIFFCL_LAYER_CONV_H
@@ -14,7 +25,14 @@
 
 DIFFCL_BEGIN_DECLS
 
-/** Geometry of a convolution or pooling window: one entry per spatial axis (2 or 3 used). */
+/**
+ * Geometry of a convolution or pooling window: one entry per spatial axis (2 or 3 used).
+ *
+ * Fixed layout, although it begins with struct_size: it is embedded in
+ * ::diffcl_conv_options before another member, so it cannot grow within a major version
+ * (docs/abi-policy.md); set struct_size with DIFFCL_CONV_GEOMETRY_INIT,
+ * diffcl_conv_geometry_init() or diffcl_conv_geometry_make() all the same.
+ */
 typedef struct diffcl_conv_geometry {
     size_t struct_size;
     int dims;          /**< 2 or 3 spatial dimensions */
@@ -27,6 +45,7 @@ typedef struct diffcl_conv_geometry {
 
 #define DIFFCL_CONV_GEOMETRY_INIT \
     { sizeof(diffcl_conv_geometry), 3, {3, 3, 3}, {1, 1, 1}, {0, 0, 0}, {0, 0, 0}, {1, 1, 1} }
+/** Fill @p g with the defaults (same as DIFFCL_CONV_GEOMETRY_INIT). */
 DIFFCL_API void diffcl_conv_geometry_init(diffcl_conv_geometry *g);
 /** Geometry with the same kernel, stride and padding on every axis. */
 DIFFCL_API diffcl_conv_geometry diffcl_conv_geometry_make(int dims, int kernel, int stride,
@@ -73,6 +92,7 @@ typedef struct diffcl_conv_options {
 
 #define DIFFCL_CONV_OPTIONS_INIT \
     { sizeof(diffcl_conv_options), 1, 1, 1, 0, DIFFCL_CONV_GEOMETRY_INIT, {0, 0, 0, 0, 0} }
+/** Fill @p opts with the defaults (same as DIFFCL_CONV_OPTIONS_INIT). */
 DIFFCL_API void diffcl_conv_options_init(diffcl_conv_options *opts);
 
 /**

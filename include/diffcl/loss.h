@@ -15,7 +15,14 @@
  * them, nor to class weights). Wrong shapes give DIFFCL_ERR_SHAPE, wrong dtypes
  * DIFFCL_ERR_DTYPE; a non-finite loss (NaN/Inf in the logits or weights) DIFFCL_ERR_NUMERIC.
  *
- * Thread-safety: as every op, a call uses its tensors' context from one thread at a time.
+ * Thread safety: as every op, a call uses its tensors' context from one thread at a time.
+ *
+ * Ownership: every `diffcl_tensor **` output (the losses, the prototypes, their counts, the
+ * sampled indices) is a new tensor the caller owns and releases with diffcl_tensor_free().
+ *
+ * Errors: besides those above, DIFFCL_ERR_INVALID_ARGUMENT for NULL tensors or
+ * out-pointers and bad options, DIFFCL_ERR_OUT_OF_MEMORY; the detail is in
+ * diffcl_last_error().
  */
 #ifndef DIFFCL_LOSS_H
 #define DIFFCL_LOSS_H

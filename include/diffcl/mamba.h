@@ -15,6 +15,17 @@
  * with C = d_model, E = expand * C, N = d_state, K = d_conv, R = dt_rank; the `_b` entries
  * exist only in bidirectional blocks. The HF-Mamba module holds `norm.weight`, `norm.bias`
  * (the LayerNorm over channels) and the block as `mixer.*`.
+ *
+ * Ownership: every `diffcl_tensor **` output is a new tensor the caller owns
+ * (diffcl_tensor_free()); the `_create` functions hand out a module the caller owns
+ * (diffcl_module_free()).
+ *
+ * Errors: DIFFCL_ERR_INVALID_ARGUMENT for NULL arguments or bad options, DIFFCL_ERR_SHAPE /
+ * DIFFCL_ERR_DTYPE for tensors that do not fit, DIFFCL_ERR_OUT_OF_MEMORY; the detail is in
+ * diffcl_last_error().
+ *
+ * Thread safety: as every op and module, a call uses its context from one thread at a time
+ * (core.h).
  */
 #ifndef DIFFCL_MAMBA_H
 #define DIFFCL_MAMBA_H

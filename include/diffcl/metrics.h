@@ -17,6 +17,13 @@
  * Empty masks (medpy raises): both empty -> Dice = Jaccard = 1, distances 0; exactly one
  * empty -> Dice = Jaccard = 0 and the distances follow diffcl_metric_options.empty_policy
  * (default NaN, left out of the means by diffcl_metrics_summarize()).
+ *
+ * Ownership: diffcl_distance_transform() hands out a new tensor the caller owns
+ * (diffcl_tensor_free()); the other functions fill caller-provided memory.
+ *
+ * Thread safety: as every call on tensors, a metric function uses its tensors' context from
+ * one thread at a time (core.h); it computes on the calling thread only (no context
+ * threads). diffcl_metrics_summarize() touches no tensor and is thread-safe.
  */
 #ifndef DIFFCL_METRICS_H
 #define DIFFCL_METRICS_H
@@ -46,7 +53,15 @@ typedef struct diffcl_metric_options {
 /** Fill @p opts with the defaults (same as DIFFCL_METRIC_OPTIONS_INIT). */
 DIFFCL_API void diffcl_metric_options_init(diffcl_metric_options *opts);
 
-/** Metrics of one binary mask pair (one class of one case). */
+/**
+ * Metrics of one binary mask pair (one class of one case).
+ *
+ * Fixed layout: unlike the option structs this result has no struct_size, and it never
+ * changes within a major version (docs/abi-policy.md): callers allocate arrays of it for
+ * diffcl_metrics_per_class() and walk one field with a stride in doubles
+ * (diffcl_metrics_summarize()). Further metrics will come in a new, size-versioned struct
+ * filled by a new function.
+ */
 typedef struct diffcl_seg_metrics {
     double dice;
     double jaccard;
@@ -62,8 +77,8 @@ typedef struct diffcl_seg_metrics {
  * Metrics of @p pred against @p ref: tensors of one shape with 1 to 3 axes, any dtype,
  * non-zero = foreground (use spacing in the same axis order). Errors:
  * DIFFCL_ERR_SHAPE (shapes differ or more than 3 axes), DIFFCL_ERR_INVALID_ARGUMENT
- * (NULL, bad connectivity or spacing), DIFFCL_ERR_OUT_OF_MEMORY. Thread-safe for
- * distinct outputs; uses no context threads.
+ * (NULL, bad connectivity or spacing), DIFFCL_ERR_OUT_OF_MEMORY. Runs on the calling
+ * thread only (no context threads). On an error the contents of @p out are unspecified.
  */
 DIFFCL_API diffcl_status diffcl_metrics_binary(const diffcl_tensor *pred, const diffcl_tensor *ref,
                                                const diffcl_metric_options *opts,
@@ -71,7 +86,10 @@ DIFFCL_API diffcl_status diffcl_metrics_binary(const diffcl_tensor *pred, const 
 
 /**
  * Per-class metrics of two label maps (integer class indices, same shape): out[k - 1] gets
- * class k for k = 1 .. n_classes - 1 (class 0 is the background and is not scored).
+ * class k for k = 1 .. n_classes - 1 (class 0 is the background and is not scored), so
+ * @p out holds n_classes - 1 elements. Errors: as diffcl_metrics_binary(), and
+ * DIFFCL_ERR_INVALID_ARGUMENT for n_classes outside 2..256; on an error the entries from
+ * the failing class on are unspecified.
  */
 DIFFCL_API diffcl_status diffcl_metrics_per_class(const diffcl_tensor *pred,
                                                   const diffcl_tensor *ref, int n_classes,
@@ -83,7 +101,8 @@ DIFFCL_API diffcl_status diffcl_metrics_per_class(const diffcl_tensor *pred,
  * @p values[0..n) taken @p stride doubles apart (stride 1 for a plain array; use
  * sizeof(diffcl_seg_metrics)/sizeof(double) to walk one field of an array of results).
  * NaN entries are skipped; @p n_valid (may be NULL) receives how many were used. With no
- * finite value mean and std are NaN.
+ * finite value mean and std are NaN. Errors: DIFFCL_ERR_INVALID_ARGUMENT when @p values
+ * is NULL with n > 0, n < 0 or stride < 1.
  */
 DIFFCL_API diffcl_status diffcl_metrics_summarize(const double *values, int64_t n,
                                                   int64_t stride, double *mean, double *std,
@@ -95,7 +114,9 @@ DIFFCL_API diffcl_status diffcl_metrics_summarize(const double *values, int64_t 
  * any dtype) the distance to the nearest zero element, 0 on zeros, in units of @p spacing
  * (NULL: 1 per axis; else one positive value per axis). If @p mask has no zero element,
  * every distance is +inf. @p out receives a new F64 tensor of @p mask's shape, in @p mask's
- * context.
+ * context, that the caller owns (diffcl_tensor_free()). Errors: DIFFCL_ERR_INVALID_ARGUMENT
+ * (NULL, a spacing that is not positive and finite), DIFFCL_ERR_SHAPE (not 1 to 3 axes),
+ * DIFFCL_ERR_OUT_OF_MEMORY.
  */
 DIFFCL_API diffcl_status diffcl_distance_transform(const diffcl_tensor *mask,
                                                    const double *spacing, diffcl_tensor **out);

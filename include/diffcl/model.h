@@ -7,6 +7,16 @@
  * parameter and buffer names are exactly that module's PyTorch state-dict keys
  * (`block_one.conv.0.weight`, `block_one.conv.1.running_mean`, ..., `out_conv.weight`), so
  * checkpoints trained in PyTorch load unchanged (see tools/pth2safetensors.py).
+ *
+ * Ownership: diffcl_vnet_create(), diffcl_model_load() and every `diffcl_tensor **` output
+ * hand out objects the caller owns (diffcl_module_free(), diffcl_tensor_free()).
+ *
+ * Errors: DIFFCL_ERR_INVALID_ARGUMENT for NULL arguments or bad options, DIFFCL_ERR_SHAPE /
+ * DIFFCL_ERR_DTYPE for inputs that do not fit the network, DIFFCL_ERR_OUT_OF_MEMORY,
+ * DIFFCL_ERR_IO / DIFFCL_ERR_FORMAT / DIFFCL_ERR_NOT_FOUND for files; the detail is in
+ * diffcl_last_error().
+ *
+ * Thread safety: a model is used by one thread at a time, as its context (core.h).
  */
 #ifndef DIFFCL_MODEL_H
 #define DIFFCL_MODEL_H
@@ -36,6 +46,7 @@ typedef struct diffcl_vnet_options {
 
 #define DIFFCL_VNET_OPTIONS_INIT \
     { sizeof(diffcl_vnet_options), 3, 1, 2, 16, DIFFCL_NORM_BATCH, 1, 0.5, 0u, 0 }
+/** Fill @p opts with the defaults (same as DIFFCL_VNET_OPTIONS_INIT). */
 DIFFCL_API void diffcl_vnet_options_init(diffcl_vnet_options *opts);
 
 /** Create a V-Net. The caller owns @p *out (free with diffcl_module_free). */

@@ -7,6 +7,16 @@
  * Parameters are F32 leaf tensors with requires_grad set; buffers (running statistics,
  * counters) are not. Entries are listed in registration order, parameters and buffers of
  * a module before those of its children, the same order PyTorch's state_dict() uses.
+ *
+ * Ownership: a module owns its children, parameters and buffers; the getters return
+ * borrowed pointers that live as long as the module. diffcl_module_forward() and
+ * diffcl_module_state_dict() hand out new objects the caller owns (diffcl_tensor_free(),
+ * diffcl_tensor_dict_free()).
+ *
+ * Errors: DIFFCL_ERR_INVALID_ARGUMENT for a NULL module, tensor or out-pointer, and the
+ * codes named per function; the detail is in diffcl_last_error().
+ *
+ * Thread safety: a module is used by one thread at a time, as its context (core.h).
  */
 #ifndef DIFFCL_MODULE_H
 #define DIFFCL_MODULE_H
@@ -41,6 +51,7 @@ DIFFCL_API diffcl_status diffcl_module_forward(diffcl_module *m, const diffcl_te
 
 /** Training (1: batch statistics, dropout on) or evaluation (0) mode, for the whole tree. */
 DIFFCL_API void diffcl_module_train(diffcl_module *m, int training);
+/** @return 1 in training mode, 0 in evaluation mode (also for NULL). */
 DIFFCL_API int diffcl_module_is_training(const diffcl_module *m);
 /**
  * Set the random-number step of every stochastic module in the tree (dropout). Their draws
@@ -92,6 +103,7 @@ typedef struct diffcl_load_options {
 } diffcl_load_options;
 
 #define DIFFCL_LOAD_OPTIONS_INIT { sizeof(diffcl_load_options), 1, NULL, 1 }
+/** Fill @p opts with the defaults (same as DIFFCL_LOAD_OPTIONS_INIT). */
 DIFFCL_API void diffcl_load_options_init(diffcl_load_options *opts);
 
 /**

@@ -9,7 +9,18 @@
  * optional AMSGrad. Updates run in place on the parameters' data, are not recorded by
  * autograd, and skip parameters whose gradient is absent (as PyTorch skips grad None).
  *
- * Thread-safety: an optimizer and its parameters are used by one thread at a time.
+ * Thread safety: an optimizer and its parameters are used by one thread at a time, as their
+ * context (core.h). The learning-rate functions (diffcl_lr_*) are pure and thread-safe.
+ *
+ * Ownership: diffcl_optimizer_create() hands out an optimizer the caller owns
+ * (diffcl_optimizer_free()); it holds its own references to the parameters it updates, so
+ * diffcl_optimizer_param() returns a borrowed pointer that lives as long as the optimizer.
+ * diffcl_optimizer_state_dict() hands out a new dictionary the caller owns
+ * (diffcl_tensor_dict_free()).
+ *
+ * Errors: DIFFCL_ERR_INVALID_ARGUMENT for a NULL optimizer, out-pointer, bad group index or
+ * option value, DIFFCL_ERR_OUT_OF_MEMORY, and the codes named per function; the detail is
+ * in diffcl_last_error().
  */
 #ifndef DIFFCL_OPTIM_H
 #define DIFFCL_OPTIM_H
@@ -83,7 +94,9 @@ DIFFCL_API diffcl_status diffcl_optimizer_add_module(diffcl_optimizer *opt,
                                                      const diffcl_param_group_options *opts,
                                                      int no_decay_1d, int groups[2]);
 
+/** Number of parameter groups (0 for NULL). */
 DIFFCL_API int diffcl_optimizer_num_groups(const diffcl_optimizer *opt);
+/** Number of parameters over all groups (0 for NULL). */
 DIFFCL_API int diffcl_optimizer_num_params(const diffcl_optimizer *opt);
 /** Parameter @p i (borrowed), or NULL when out of range. */
 DIFFCL_API diffcl_tensor *diffcl_optimizer_param(const diffcl_optimizer *opt, int i);

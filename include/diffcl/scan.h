@@ -16,6 +16,16 @@
  * backwards. Work is spread over batch x channels with OpenMP; the reductions over
  * channels (dB, dC) and over batch (dA, dD, d delta_bias) are done in a fixed order, so
  * results do not depend on the thread count.
+ *
+ * Ownership: every `diffcl_tensor **` output is a new tensor the caller owns
+ * (diffcl_tensor_free()).
+ *
+ * Errors: DIFFCL_ERR_INVALID_ARGUMENT for NULL arguments or bad options, DIFFCL_ERR_SHAPE /
+ * DIFFCL_ERR_DTYPE for tensors that do not fit, DIFFCL_ERR_OUT_OF_MEMORY; the detail is in
+ * diffcl_last_error().
+ *
+ * Thread safety: a call uses its tensors' context from one thread at a time (core.h);
+ * diffcl_selective_scan_memory() is pure and thread-safe.
  */
 #ifndef DIFFCL_SCAN_H
 #define DIFFCL_SCAN_H

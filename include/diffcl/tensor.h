@@ -11,6 +11,21 @@
  * Compute dtypes are F32 and F64 (F64 serves reference and gradient checks); U8, I32 and
  * I64 hold labels and counters. Binary ops broadcast as NumPy/PyTorch do and require both
  * operands of one dtype.
+ *
+ * Ownership: every `diffcl_tensor **out` receives a new handle (a new tensor or a view
+ * sharing storage) that the caller owns and releases with diffcl_tensor_free(); release it
+ * only after DIFFCL_OK (on error nothing is handed out). Pointers returned by getters
+ * (diffcl_tensor_context(), diffcl_tensor_data()) are borrowed and valid while @p t lives.
+ *
+ * Errors: functions returning ::diffcl_status give DIFFCL_ERR_INVALID_ARGUMENT for a NULL
+ * tensor, context or out-pointer, a bad axis, index, shape argument or size;
+ * DIFFCL_ERR_SHAPE for shapes that do not match or broadcast; DIFFCL_ERR_DTYPE for an
+ * unsupported or mismatched dtype; DIFFCL_ERR_OUT_OF_MEMORY; the detail is in
+ * diffcl_last_error(). Queries on a NULL tensor return 0 (or NULL, -1 where stated).
+ *
+ * Thread safety: a tensor belongs to its context and is used by one thread at a time
+ * (core.h); this includes diffcl_tensor_retain() and diffcl_tensor_free(), whose reference
+ * counts are not atomic. diffcl_dtype_size() and diffcl_dtype_name() are thread-safe.
  */
 #ifndef DIFFCL_TENSOR_H
 #define DIFFCL_TENSOR_H
@@ -65,6 +80,7 @@ DIFFCL_API void diffcl_tensor_free(diffcl_tensor *t);
 
 /* ------------------------------------------------------------- queries ---- */
 
+/** Number of axes (0 for a scalar, and for NULL). */
 DIFFCL_API int diffcl_tensor_ndim(const diffcl_tensor *t);
 /** Size of axis @p axis (negative counts from the end); -1 if out of range. */
 DIFFCL_API int64_t diffcl_tensor_dim(const diffcl_tensor *t, int axis);
@@ -72,13 +88,17 @@ DIFFCL_API int64_t diffcl_tensor_dim(const diffcl_tensor *t, int axis);
 DIFFCL_API int diffcl_tensor_shape(const diffcl_tensor *t, int64_t shape[DIFFCL_MAX_DIMS]);
 /** Copy the element strides into strides[0..ndim); returns ndim. */
 DIFFCL_API int diffcl_tensor_strides(const diffcl_tensor *t, int64_t strides[DIFFCL_MAX_DIMS]);
+/** Number of elements (1 for a scalar; 0 for NULL). */
 DIFFCL_API int64_t diffcl_tensor_numel(const diffcl_tensor *t);
+/** Element type (DIFFCL_F32 for NULL). */
 DIFFCL_API diffcl_dtype diffcl_tensor_dtype(const diffcl_tensor *t);
+/** 1 when the elements are row-major without gaps, else 0 (also for NULL). */
 DIFFCL_API int diffcl_tensor_is_contiguous(const diffcl_tensor *t);
 /** The context the tensor was made in (borrowed). */
 DIFFCL_API diffcl_context *diffcl_tensor_context(const diffcl_tensor *t);
 /** Address of element [0,...,0] (borrowed; valid while @p t lives). */
 DIFFCL_API void *diffcl_tensor_data(diffcl_tensor *t);
+/** Read-only address of element [0,...,0] (borrowed; valid while @p t lives; NULL for NULL). */
 DIFFCL_API const void *diffcl_tensor_data_const(const diffcl_tensor *t);
 
 /* ----------------------------------------------------------- copy in/out ---- */
@@ -144,23 +164,32 @@ DIFFCL_API diffcl_status diffcl_tensor_concat(diffcl_tensor *const *ts, int n, i
 
 /* ---------------------------------------------------------- elementwise ---- */
 
+/** Elementwise a + b, broadcasting (both F32 or both F64). */
 DIFFCL_API diffcl_status diffcl_add(const diffcl_tensor *a, const diffcl_tensor *b,
                                     diffcl_tensor **out);
+/** Elementwise a - b, broadcasting. */
 DIFFCL_API diffcl_status diffcl_sub(const diffcl_tensor *a, const diffcl_tensor *b,
                                     diffcl_tensor **out);
+/** Elementwise a * b, broadcasting. */
 DIFFCL_API diffcl_status diffcl_mul(const diffcl_tensor *a, const diffcl_tensor *b,
                                     diffcl_tensor **out);
+/** Elementwise a / b, broadcasting (division by zero gives inf/NaN as in C). */
 DIFFCL_API diffcl_status diffcl_div(const diffcl_tensor *a, const diffcl_tensor *b,
                                     diffcl_tensor **out);
 /** out = a * scale + shift */
 DIFFCL_API diffcl_status diffcl_affine(const diffcl_tensor *a, double scale, double shift,
                                        diffcl_tensor **out);
+/** out = -a */
 DIFFCL_API diffcl_status diffcl_neg(const diffcl_tensor *a, diffcl_tensor **out);
+/** Elementwise e^a. */
 DIFFCL_API diffcl_status diffcl_exp(const diffcl_tensor *a, diffcl_tensor **out);
 /** Natural log; non-positive inputs give -inf/NaN as in C. */
 DIFFCL_API diffcl_status diffcl_log(const diffcl_tensor *a, diffcl_tensor **out);
+/** Elementwise square root; negative inputs give NaN as in C. */
 DIFFCL_API diffcl_status diffcl_sqrt(const diffcl_tensor *a, diffcl_tensor **out);
+/** Elementwise a * a. */
 DIFFCL_API diffcl_status diffcl_square(const diffcl_tensor *a, diffcl_tensor **out);
+/** Elementwise |a| (gradient 0 at 0). */
 DIFFCL_API diffcl_status diffcl_abs(const diffcl_tensor *a, diffcl_tensor **out);
 /** a ** p for a scalar exponent. */
 DIFFCL_API diffcl_status diffcl_pow_scalar(const diffcl_tensor *a, double p,
@@ -171,6 +200,7 @@ DIFFCL_API diffcl_status diffcl_pow_scalar(const diffcl_tensor *a, double p,
 /** Sum over @p axis (negative from the end); @p keepdim keeps it with size 1. */
 DIFFCL_API diffcl_status diffcl_sum(const diffcl_tensor *a, int axis, int keepdim,
                                     diffcl_tensor **out);
+/** Mean over @p axis (negative from the end); @p keepdim keeps it with size 1. */
 DIFFCL_API diffcl_status diffcl_mean(const diffcl_tensor *a, int axis, int keepdim,
                                      diffcl_tensor **out);
 /** Maximum over @p axis (gradient flows to the first maximal element). */

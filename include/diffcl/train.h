@@ -19,6 +19,19 @@
  * model.safetensors (the best CS alone, loadable by diffcl_model_load()), log.csv and
  * curves.png. Random draws are keyed by (seed, purpose, sample, iteration), so a resumed
  * run continues exactly as an uninterrupted one.
+ *
+ * Ownership: diffcl_trainer_create() and diffcl_trainer_resume() hand out a trainer the
+ * caller owns (diffcl_trainer_free()); diffcl_trainer_cs() / diffcl_trainer_ds() return
+ * borrowed modules that live as long as the trainer.
+ *
+ * Errors: DIFFCL_ERR_INVALID_ARGUMENT for NULL arguments or bad options, the data set's
+ * DIFFCL_ERR_IO / DIFFCL_ERR_FORMAT / DIFFCL_ERR_NOT_FOUND / DIFFCL_ERR_UNSUPPORTED,
+ * DIFFCL_ERR_OUT_OF_MEMORY, DIFFCL_ERR_NUMERIC for a non-finite loss, DIFFCL_ERR_CANCELLED
+ * from the progress callback, and the codes named per function; the detail is in
+ * diffcl_last_error().
+ *
+ * Thread safety: a trainer is used by one thread at a time, as its context (core.h); its
+ * sampler's prefetch thread is internal.
  */
 #ifndef DIFFCL_TRAIN_H
 #define DIFFCL_TRAIN_H
@@ -83,6 +96,7 @@ typedef struct diffcl_train_options {
     { sizeof(diffcl_train_options), "phantom", NULL, NULL, NULL, 2, 4, NULL, {0, 0, 0}, 2, 2, \
       24, DIFFCL_METHOD_DIFFCL, 2000, 1337, 2, 16, 16, DIFFCL_HFM_DEFAULT_LEVELS, 0.01, 0.9, \
       3e-5, 0.1, 0.4, 1.0, 1.0, 0.1, 0.1, 0.99, 4096, 4, 10, NULL, 0, 10, 1, 1 }
+/** Fill @p opts with the defaults (same as DIFFCL_TRAIN_OPTIONS_INIT). */
 DIFFCL_API void diffcl_train_options_init(diffcl_train_options *opts);
 
 /** Losses and state after one iteration. */
@@ -113,6 +127,7 @@ DIFFCL_API diffcl_status diffcl_trainer_create(diffcl_context *ctx, const diffcl
  */
 DIFFCL_API diffcl_status diffcl_trainer_resume(diffcl_context *ctx, const char *run_dir,
                                                int64_t iters, diffcl_trainer **out);
+/** Release a trainer: its sampler, data sets, networks and optimizer. NULL is ignored. */
 DIFFCL_API void diffcl_trainer_free(diffcl_trainer *tr);
 
 /** One training iteration. A NaN/Inf loss returns DIFFCL_ERR_NUMERIC without updating. */

@@ -4,6 +4,8 @@
  *
  * The soname carries the major version (libdiffcl.so.<major>); a change that breaks the
  * ABI bumps it and is recorded in CHANGELOG.md.
+ *
+ * Thread safety: both functions return constants and may be called from any thread.
  */
 #ifndef DIFFCL_VERSION_H
 #define DIFFCL_VERSION_H
