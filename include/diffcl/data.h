@@ -164,7 +164,7 @@ DIFFCL_API const char *diffcl_dataset_image_path(const diffcl_dataset *ds, int64
  * multi-channel files whose channels differ, or a non-integer label give DIFFCL_ERR_FORMAT
  * naming the files. Tensors are made in @p ds's context; the caller owns them.
  */
-DIFFCL_API diffcl_status diffcl_dataset_load(diffcl_dataset *ds, int64_t i,
+DIFFCL_API diffcl_status diffcl_dataset_load(const diffcl_dataset *ds, int64_t i,
                                              diffcl_tensor **image, diffcl_tensor **label,
                                              diffcl_image_meta *meta);
 
@@ -275,7 +275,7 @@ DIFFCL_API void diffcl_sampler_options_init(diffcl_sampler_options *opts);
  * batch is a pure function of (seed, iteration). With prefetch > 0 a background thread
  * prepares iterations it+1, it+2, ... while the caller trains on it.
  */
-DIFFCL_API diffcl_status diffcl_sampler_create(diffcl_dataset *ds, const diffcl_split *split,
+DIFFCL_API diffcl_status diffcl_sampler_create(const diffcl_dataset *ds, const diffcl_split *split,
                                                const diffcl_sampler_options *opts,
                                                diffcl_sampler **out);
 /** Stop the prefetch thread and release the sampler. NULL is ignored. */

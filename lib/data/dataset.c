@@ -640,7 +640,7 @@ diffcl_status dc_dataset_load_in(const diffcl_dataset *ds, diffcl_context *ctx, 
     return DIFFCL_OK;
 }
 
-diffcl_status diffcl_dataset_load(diffcl_dataset *ds, int64_t i, diffcl_tensor **image,
+diffcl_status diffcl_dataset_load(const diffcl_dataset *ds, int64_t i, diffcl_tensor **image,
                                   diffcl_tensor **label, diffcl_image_meta *meta)
 {
     DC_CHECK_ARG(ds, "diffcl_dataset_load: ds is NULL");

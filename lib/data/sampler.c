@@ -34,7 +34,7 @@ typedef struct batch {
 } batch;
 
 struct diffcl_sampler {
-    diffcl_dataset *ds;
+    const diffcl_dataset *ds;
     diffcl_sampler_options o;
     diffcl_augment_options aug_l, aug_u;
     int64_t *lab, n_lab, *unl, n_unl;
@@ -251,7 +251,7 @@ static diffcl_context *private_context(void)
     return c;
 }
 
-diffcl_status diffcl_sampler_create(diffcl_dataset *ds, const diffcl_split *split,
+diffcl_status diffcl_sampler_create(const diffcl_dataset *ds, const diffcl_split *split,
                                     const diffcl_sampler_options *opts, diffcl_sampler **out)
 {
     const char *fn = "diffcl_sampler_create";
