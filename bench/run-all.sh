@@ -149,7 +149,7 @@ awk '{ r = ($3 + 0 > 0 && $4 + 0 > 0 && $4 != "nan") ? sprintf("%.2f", $3 / $4) 
 echo "(row *_over_OUR_*: the torch column holds our own supervised iteration, the ratio is issue 7's"
 echo " Diff-CL / supervised cost, target <= 3; rows in x: thread speed-ups 1 -> $THREADS, higher is better;"
 echo " train *_vs_torch_diffcl_* / *_vs_torch_cs_step_*: against bench/torch_diffcl.py, scan $TORCH_SCAN;"
-echo " infer: sliding window over 1x$INFER_VOLUME, windows $INFER_PATCH at the LA strides 18,18,4)"
+echo " infer: sliding window over 1x$(echo "$INFER_VOLUME" | tr , x), windows $(echo "$INFER_PATCH" | tr , x) at the LA strides 18,18,4)"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 for f in conv scan vnet train infer; do
     [ -s "$out/$f.log" ] || continue

@@ -412,10 +412,11 @@ class Diffusion:
         ab = self.ab[t].float().reshape(-1, *([1] * (x0.dim() - 1)))
         return ab.sqrt() * x0 + (1 - ab).sqrt() * torch.randn_like(x0)
 
-    def loss(self, ds, image, label):
+    def forward(self, ds, image, label):
+        """The denoiser output of the training objective: t ~ U{0..T-1}, x_t = q_sample(x_0, t)."""
         t = torch.randint(0, self.T, (image.shape[0],))
         x0 = F.one_hot(label, 2).movedim(-1, 1).float() * 2 - 1
-        return dice_ce(ds(self.q_sample(x0, t), t, image), label)
+        return ds(self.q_sample(x0, t), t, image)
 
     def ddim(self, ds, image, steps):
         """DDIM, eta 0, from pure noise over evenly respaced timesteps; x_0 logits."""
@@ -521,15 +522,13 @@ def main():
         t0 = time.perf_counter()
         logits, feat = cs(x)
         t0 = lap("cs_fwd", t0)
-        cs_sup = dice_ce(logits[: args.bl], y)
         if not diffcl:
+            total = dice_ce(logits[: args.bl], y)
             t0 = lap("losses", t0)
-            total = cs_sup
         else:
             img_l, img_u = x[: args.bl], x[args.bl:]
             unl = logits[args.bl:]
-            t0 = lap("losses", t0)
-            ds_sup = diff.loss(ds, img_l, y)
+            ds_out_l = diff.forward(ds, img_l, y)
             t0 = lap("ds_fwd", t0)
             with torch.no_grad():
                 pseudo_cs = unl.argmax(1)
@@ -537,8 +536,11 @@ def main():
                 pseudo_ds = gaussian_smooth(torch.softmax(ds_logits, 1)).argmax(1)
                 agree = (pseudo_cs == pseudo_ds).float()
             t0 = lap("ddim", t0)
-            ds_pseudo = diff.loss(ds, img_u, pseudo_cs)
+            ds_out_u = diff.forward(ds, img_u, pseudo_cs)
             t0 = lap("ds_fwd", t0)
+            cs_sup = dice_ce(logits[: args.bl], y)
+            ds_sup = dice_ce(ds_out_l, y)
+            ds_pseudo = dice_ce(ds_out_u, pseudo_cs)
             cs_pseudo = dice_ce(unl, pseudo_ds, agree)
             with torch.no_grad():
                 protos, counts = prototypes(feat[: args.bl].detach(), y)
