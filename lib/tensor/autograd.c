@@ -238,6 +238,10 @@ diffcl_status diffcl_backward(diffcl_tensor *loss, const diffcl_tensor *grad)
             diffcl_tensor *gin[DC_MAX_INPUTS] = {0};
             s = node->op->backward(node, t->grad, gin);
             if (s != DIFFCL_OK) dc_error_prefix("diffcl_backward: in %s", node->op->name);
+            /* t's gradient is used up: dropping it now lets an input take over a gradient
+             * passed through unchanged (add, bias) instead of copying it */
+            diffcl_tensor_free(t->grad);
+            t->grad = NULL;
             for (int k = 0; k < node->n_inputs; k++) {
                 diffcl_tensor *x = node->inputs[k];
                 if (s == DIFFCL_OK && gin[k] && x && x->requires_grad) s = accumulate(x, gin[k]);

@@ -341,24 +341,38 @@ static void store_double(void *p, diffcl_dtype d, double v)
 }
 
 /* Walk src in row-major order, writing contiguously to `out` as `dtype`. */
+/* Copies of a few MiB and more are split over the context's threads: a single core
+ * cannot saturate memory bandwidth, and these copies sit between parallel kernels. */
+#define COPY_PAR_BYTES ((int64_t)1 << 20)
+
 static void copy_to_buffer(void *out_, diffcl_dtype dtype, const diffcl_tensor *src)
 {
     int64_t n = dc_numel(src);
     size_t es = diffcl_dtype_size(src->dtype), ed = diffcl_dtype_size(dtype);
-    char *out = out_;
     const char *base = dc_data(src);
+    const int nt = dc_threads(src->ctx);
     if (src->dtype == dtype && dc_is_contiguous(src)) {
-        memcpy(out, base, (size_t)n * es);
+        int64_t bytes = n * (int64_t)es, parts = bytes >= COPY_PAR_BYTES ? nt : 1;
+#pragma omp parallel for num_threads(nt) schedule(static) if (parts > 1)
+        for (int64_t k = 0; k < parts; k++) {
+            int64_t lo = bytes * k / parts / 64 * 64, hi = k == parts - 1 ? bytes : bytes * (k + 1) / parts / 64 * 64;
+            memcpy((char *)out_ + lo, base + lo, (size_t)(hi - lo));
+        }
         return;
     }
     if (n == 0) return;
     int nd = src->ndim;
-    int64_t idx[DIFFCL_MAX_DIMS] = {0};
     int64_t inner = nd ? src->shape[nd - 1] : 1, istride = nd ? src->strides[nd - 1] : 0;
-    for (int64_t done = 0; done < n; done += inner) {
-        int64_t off = 0;
-        for (int i = 0; i < nd - 1; i++) off += idx[i] * src->strides[i];
+    int64_t rows = inner ? n / inner : 0;
+#pragma omp parallel for num_threads(nt) schedule(static) if (n * (int64_t)ed >= COPY_PAR_BYTES)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t off = 0, rem = r;
+        for (int i = nd - 2; i >= 0; i--) { /* row r's index over the outer axes */
+            off += (rem % src->shape[i]) * src->strides[i];
+            rem /= src->shape[i];
+        }
         const char *p = base + off * (int64_t)es;
+        char *out = (char *)out_ + r * inner * (int64_t)ed;
         if (src->dtype == DIFFCL_F32 && dtype == DIFFCL_F32) {
             const float *ps = (const float *)p;
             float *po = (float *)out;
@@ -372,11 +386,6 @@ static void copy_to_buffer(void *out_, diffcl_dtype dtype, const diffcl_tensor *
         } else {
             for (int64_t j = 0; j < inner; j++)
                 store_double(out + j * ed, dtype, load_as_double(p + j * istride * es, src->dtype));
-        }
-        out += inner * (int64_t)ed;
-        for (int i = nd - 2; i >= 0; i--) {
-            if (++idx[i] < src->shape[i]) break;
-            idx[i] = 0;
         }
     }
 }
