@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "layer/fast_math.h"
 #include "layer/nn_internal.h"
 
 enum { ACT_RELU, ACT_LEAKY, ACT_SILU, ACT_GELU, ACT_SIGMOID, ACT_SOFTPLUS };
@@ -109,6 +110,51 @@ static inline double sigm_d(double v)
 ACT_KERNELS(float, f, expf, erff, log1pf)
 ACT_KERNELS(double, d, exp, erf, log1p)
 
+/* F32 SiLU, sigmoid and softplus through the branch-free exp of fast_math.h, so that these
+ * loops vectorise (libm's expf kept the HF-Mamba's gates scalar). Returns 0 for the kinds it
+ * does not handle. */
+DC_VEC_MATH
+static int act_fwd_vec_f(int kind, const float *x, float *y, int64_t n, int nt)
+{
+    switch (kind) {
+    case ACT_SILU:
+#pragma omp parallel for simd num_threads(nt) schedule(static) if (n > DC_NN_PAR_MIN)
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] * dc_sigmoidf(x[i]);
+        return 1;
+    case ACT_SIGMOID:
+#pragma omp parallel for simd num_threads(nt) schedule(static) if (n > DC_NN_PAR_MIN)
+        for (int64_t i = 0; i < n; i++) y[i] = dc_sigmoidf(x[i]);
+        return 1;
+    case ACT_SOFTPLUS:
+#pragma omp parallel for simd num_threads(nt) schedule(static) if (n > DC_NN_PAR_MIN)
+        for (int64_t i = 0; i < n; i++) y[i] = dc_softplusf(x[i]);
+        return 1;
+    default: return 0;
+    }
+}
+
+DC_VEC_MATH
+static int act_bwd_vec_f(int kind, const float *x, const float *g, float *gx, int64_t n, int nt)
+{
+    switch (kind) {
+    case ACT_SILU:
+#pragma omp parallel for simd num_threads(nt) schedule(static) if (n > DC_NN_PAR_MIN)
+        for (int64_t i = 0; i < n; i++) {
+            float s = dc_sigmoidf(x[i]);
+            gx[i] = g[i] * s * (1.0f + x[i] * (1.0f - s));
+        }
+        return 1;
+    case ACT_SOFTPLUS:
+#pragma omp parallel for simd num_threads(nt) schedule(static) if (n > DC_NN_PAR_MIN)
+        for (int64_t i = 0; i < n; i++) {
+            float gi = g[i], s = dc_sigmoidf(x[i]);
+            gx[i] = x[i] > (float)SOFTPLUS_THRESHOLD ? gi : gi * s;
+        }
+        return 1;
+    default: return 0; /* sigmoid's backward needs only y and vectorises as it is */
+    }
+}
+
 /* saved[0] = contiguous x (y for ReLU and sigmoid, whose gradients need only the output:
  * keeping x alive too would hold one more activation per layer), saved[1] = y;
  * i[0] = kind, f[0] = slope */
@@ -124,8 +170,10 @@ static diffcl_status act_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **
     }
     int kind = (int)n->i[0], nt = dc_threads(x->ctx);
     int64_t cnt = dc_numel(x);
-    if (x->dtype == DIFFCL_F32)
-        act_bwd_f(kind, dc_f32(x), dc_f32(y), dc_f32(gc), dc_f32(gx), cnt, (float)n->f[0], nt);
+    if (x->dtype == DIFFCL_F32) {
+        if (!act_bwd_vec_f(kind, dc_f32(x), dc_f32(gc), dc_f32(gx), cnt, nt))
+            act_bwd_f(kind, dc_f32(x), dc_f32(y), dc_f32(gc), dc_f32(gx), cnt, (float)n->f[0], nt);
+    }
     else
         act_bwd_d(kind, dc_f64(x), dc_f64(y), dc_f64(gc), dc_f64(gx), cnt, n->f[0], nt);
     diffcl_tensor_free(gc);
@@ -148,8 +196,10 @@ static diffcl_status activation(const diffcl_tensor *x, int kind, double slope, 
     }
     int nt = dc_threads(x->ctx);
     int64_t cnt = dc_numel(x);
-    if (x->dtype == DIFFCL_F32) act_fwd_f(kind, dc_f32(xc), dc_f32(y), cnt, (float)slope, nt);
-    else act_fwd_d(kind, dc_f64(xc), dc_f64(y), cnt, slope, nt);
+    if (x->dtype == DIFFCL_F32) {
+        if (!act_fwd_vec_f(kind, dc_f32(xc), dc_f32(y), cnt, nt))
+            act_fwd_f(kind, dc_f32(xc), dc_f32(y), cnt, (float)slope, nt);
+    } else act_fwd_d(kind, dc_f64(xc), dc_f64(y), cnt, slope, nt);
     diffcl_tensor *in = (diffcl_tensor *)x;
     dc_node *n = dc_record(y, &OP_ACT, &in, 1);
     if (n) {
