@@ -345,6 +345,40 @@ START_TEST(test_graph_memory_released)
 }
 END_TEST
 
+
+/* An intermediate that only graph nodes hold, none of which reads its data in backward,
+ * gives its memory back when the caller frees it; one that a node still reads stays. The
+ * gradient through both is still exact: d/dx sum(exp(relu(x + x))) = 2 exp(2x) [x > 0]. */
+START_TEST(test_intermediate_released_before_backward)
+{
+    int64_t s[2] = {64, 64};
+    const size_t one = 64 * 64 * 8;
+    diffcl_tensor *x = param(2, s, 17);
+    size_t before = diffcl_context_bytes_in_use(ctx);
+    diffcl_tensor *a = NULL, *r = NULL, *e = NULL, *l = NULL;
+    ck_ok(diffcl_add(x, x, &a));
+    ck_ok(diffcl_relu(a, &r));
+    ck_assert_uint_eq(diffcl_context_bytes_in_use(ctx), before + 2 * one);
+    diffcl_tensor_free(a); /* relu's backward needs only its output: a's memory goes */
+    ck_assert_uint_eq(diffcl_context_bytes_in_use(ctx), before + one);
+    ck_ok(diffcl_exp(r, &e));
+    diffcl_tensor_free(r); /* still needed (exp's node keeps its input): stays */
+    ck_assert_uint_ge(diffcl_context_bytes_in_use(ctx), before + 2 * one);
+    ck_ok(diffcl_sum_all(e, &l));
+    diffcl_tensor_free(e);
+    ck_ok(diffcl_backward(l, NULL));
+    diffcl_tensor_free(l);
+    ck_assert_uint_eq(diffcl_context_bytes_in_use(ctx), before + one); /* x's gradient */
+    const double *xv = diffcl_tensor_data_const(x);
+    const double *g = diffcl_tensor_data_const(diffcl_tensor_grad(x));
+    for (int i = 0; i < 64 * 64; i++) {
+        double want = xv[i] > 0 ? 2.0 * exp(2.0 * xv[i]) : 0.0;
+        ck_assert_double_eq_tol(g[i], want, 1e-12 * (1.0 + fabs(want)));
+    }
+    diffcl_tensor_free(x);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("autograd");
@@ -360,6 +394,7 @@ int main(void)
     tcase_add_test(tc, test_no_grad_scope);
     tcase_add_test(tc, test_grad_ready_hooks);
     tcase_add_test(tc, test_graph_memory_released);
+    tcase_add_test(tc, test_intermediate_released_before_backward);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }
