@@ -366,6 +366,42 @@ START_TEST(test_fills_independent_of_threads)
 }
 END_TEST
 
+
+/* Copies of 1 MiB and more are split over threads: a permuted (strided) F32 view, a
+ * narrowed one and a contiguous clone must still land element for element, at 1 and 2
+ * threads. */
+START_TEST(test_large_copies_threaded)
+{
+    int64_t shape[3] = {24, 80, 160}; /* 1.2 MiB of F32 */
+    diffcl_tensor *t = arange(DIFFCL_F32, 3, shape);
+    for (int threads = 1; threads <= 2; threads++) {
+        ck_ok(diffcl_context_set_threads(ctx, threads));
+        const int perm[3] = {2, 0, 1};
+        diffcl_tensor *p = NULL, *pc = NULL, *n = NULL, *nc = NULL, *c = NULL;
+        ck_ok(diffcl_tensor_permute(t, perm, &p));
+        ck_ok(diffcl_tensor_contiguous(p, &pc));
+        const float *v = diffcl_tensor_data_const(pc);
+        for (int64_t k = 0; k < 160; k++)
+            for (int64_t i = 0; i < 24; i++)
+                for (int64_t j = 0; j < 80; j++)
+                    ck_assert_float_eq(v[(k * 24 + i) * 80 + j], (float)((i * 80 + j) * 160 + k));
+        ck_ok(diffcl_tensor_narrow(t, 2, 7, 150, &n));
+        ck_ok(diffcl_tensor_contiguous(n, &nc));
+        v = diffcl_tensor_data_const(nc);
+        for (int64_t i = 0; i < 24 * 80; i++)
+            for (int64_t k = 0; k < 150; k++) ck_assert_float_eq(v[i * 150 + k], (float)(i * 160 + 7 + k));
+        ck_ok(diffcl_tensor_clone(t, &c));
+        ck_assert_int_eq(memcmp(diffcl_tensor_data_const(c), diffcl_tensor_data_const(t), 24 * 80 * 160 * 4), 0);
+        diffcl_tensor_free(p);
+        diffcl_tensor_free(pc);
+        diffcl_tensor_free(n);
+        diffcl_tensor_free(nc);
+        diffcl_tensor_free(c);
+    }
+    diffcl_tensor_free(t);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("tensor");
@@ -373,6 +409,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_create_and_query);
     tcase_add_test(tc, test_create_errors);
+    tcase_add_test(tc, test_large_copies_threaded);
     tcase_add_test(tc, test_wrap_user_memory);
     tcase_add_test(tc, test_views);
     tcase_add_test(tc, test_concat_and_dtype);
