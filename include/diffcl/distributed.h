@@ -42,7 +42,9 @@ DIFFCL_API int diffcl_mpi_available(void);
  * initialised by the caller. A communicator of one rank is accepted.
  * Errors: DIFFCL_ERR_UNSUPPORTED without MPI support, DIFFCL_ERR_STATE when MPI is not
  * initialised, DIFFCL_ERR_DTYPE for non-F32 parameters, DIFFCL_ERR_INVALID_ARGUMENT for NULL
- * arguments. Not thread-safe (one trainer per thread, as the trainer itself).
+ * arguments, DIFFCL_ERR_DISTRIBUTED when an MPI call fails (also from diffcl_trainer_step()
+ * and diffcl_trainer_run() of an attached trainer: a rank died or communication broke; the
+ * last checkpoint is kept). Not thread-safe (one trainer per thread, as the trainer itself).
  */
 DIFFCL_API diffcl_status diffcl_trainer_set_mpi_comm(diffcl_trainer *tr, void *comm_ptr);
 
@@ -63,7 +65,7 @@ DIFFCL_API int64_t diffcl_trainer_allreduce_bytes(const diffcl_trainer *tr);
  * receives 1 when the process runs under a launcher with MPI initialised (by this call or
  * earlier), else 0; @p *rank and @p *size (may be NULL) receive MPI_COMM_WORLD's. Without MPI
  * support: DIFFCL_OK with *launched = 0. Call from the main thread, once.
- * Errors: DIFFCL_ERR_INVALID_ARGUMENT when @p launched is NULL; DIFFCL_ERR_IO when
+ * Errors: DIFFCL_ERR_INVALID_ARGUMENT when @p launched is NULL; DIFFCL_ERR_DISTRIBUTED when
  * MPI_Init_thread fails (the message names the MPI call and error).
  */
 DIFFCL_API diffcl_status diffcl_mpi_launch_init(int *launched, int *rank, int *size);

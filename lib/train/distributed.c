@@ -105,7 +105,7 @@ static diffcl_status mpi_fail(int rc, const char *what)
     char msg[MPI_MAX_ERROR_STRING] = "";
     int len = 0;
     MPI_Error_string(rc, msg, &len);
-    return dc_error(DIFFCL_ERR_IO, "MPI: %s failed: %s (a rank may have died; the last checkpoint is kept)", what, msg);
+    return dc_error(DIFFCL_ERR_DISTRIBUTED, "MPI: %s failed: %s (a rank may have died; the last checkpoint is kept)", what, msg);
 }
 
 int dc_dist_rank(const dc_dist *d) { return d ? d->rank : 0; }
