@@ -31,8 +31,10 @@
  *   bench_train [--patch H,W] [--bl N] [--bu N] [--reps N] [--threads T] [--n-filters F]
  *               [--hfm-levels MASK] [--layout h5|png|phantom] [--no-torch] [--python PATH]
  *               [--script PATH] [--diffcl-script PATH] [--torch-scan chunked|loop|autograd] [--keep DIR]
- *               [--pool]
+ *               [--pool] [--ddim-steps N]
  *
+ * --ddim-steps N: DDIM steps of the DS pseudo label in the Diff-CL iteration, ours and
+ * PyTorch's (default: the trainer's ddim_steps_train, 4 as in the brief).
  * --pool: our contexts use a caching allocator through the public alloc/free hooks (see
  * bench_common.h), to measure what an activation memory pool would gain.
  * Targets: diffcl <= 3x supervised (issue 7); supervised <= 0.8x the PyTorch CS step (issue 7,
@@ -53,6 +55,7 @@ static int g_pool_flag; /* --pool: caching allocator through the context hooks *
 typedef struct config {
     int64_t patch[2];
     int bl, bu, reps, threads, n_filters, cases;
+    int ddim_steps; /* 0: the trainer's default ddim_steps_train */
     unsigned hfm;
     const char *layout, *data;
 } config;
@@ -151,6 +154,7 @@ static int child_trainer(diffcl_context *ctx, const config *c, diffcl_method met
     o.rampup_frac = 0;
     o.n_filters = c->n_filters;
     o.ds_n_filters = c->n_filters;
+    if (c->ddim_steps > 0) o.ddim_steps_train = c->ddim_steps;
     o.hfm_levels = c->hfm;
     o.out_dir = out;
     o.log_every = 1000000;
@@ -268,13 +272,13 @@ static void usage(const char *argv0)
             "usage: %s [--patch H,W] [--bl N] [--bu N] [--reps N] [--threads T] [--n-filters F]\n"
             "          [--hfm-levels MASK] [--layout h5|png|phantom] [--cases N] [--no-torch]\n"
             "          [--python PATH] [--script PATH] [--diffcl-script PATH]\n"
-            "          [--torch-scan chunked|loop|autograd] [--keep DIR] [--pool]\n",
+            "          [--torch-scan chunked|loop|autograd] [--keep DIR] [--pool] [--ddim-steps N]\n",
             argv0);
 }
 
 int main(int argc, char **argv)
 {
-    config c = {{224, 192}, 2, 2, 3, 2, 16, 24, DIFFCL_HFM_DEFAULT_LEVELS, NULL, NULL};
+    config c = {{224, 192}, 2, 2, 3, 2, 16, 24, 0, DIFFCL_HFM_DEFAULT_LEVELS, NULL, NULL};
     int torch = 1;
     const char *child_what = NULL, *python = "/usr/bin/python3", *keep = NULL;
     const char *torch_scan = "chunked";
@@ -295,6 +299,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--reps") && v) c.reps = atoi(v), i++;
         else if (!strcmp(a, "--threads") && v) c.threads = atoi(v), i++;
         else if (!strcmp(a, "--n-filters") && v) c.n_filters = atoi(v), i++;
+        else if (!strcmp(a, "--ddim-steps") && v) c.ddim_steps = atoi(v), i++;
         else if (!strcmp(a, "--hfm-levels") && v) c.hfm = (unsigned)strtoul(v, NULL, 0), i++;
         else if (!strcmp(a, "--layout") && v) c.layout = v, i++;
         else if (!strcmp(a, "--data") && v) c.data = v, i++;
@@ -360,9 +365,9 @@ int main(int argc, char **argv)
         char cmd[2048];
         snprintf(cmd, sizeof cmd,
                  "/proc/%d/exe --child %s --patch %lld,%lld --bl %d --bu %d --reps %d --threads %d "
-                 "--n-filters %d --hfm-levels %u --layout %s --cases %d%s%s%s",
+                 "--n-filters %d --hfm-levels %u --ddim-steps %d --layout %s --cases %d%s%s%s",
                  (int)getpid(), rows[r], (long long)c.patch[0], (long long)c.patch[1], c.bl, c.bu,
-                 c.reps, c.threads, c.n_filters, c.hfm, c.layout, c.cases, *dir ? " --data " : "", dir,
+                 c.reps, c.threads, c.n_filters, c.hfm, c.ddim_steps, c.layout, c.cases, *dir ? " --data " : "", dir,
                  g_pool_flag ? " --pool" : "");
         ours[r] = bench_run_child(cmd, c.threads, 1, "  ours: ");
         if (!torch) continue;
@@ -372,7 +377,8 @@ int main(int argc, char **argv)
                      "%s %s --mode %s --size %lld,%lld --bl %d --bu %d --reps %d --threads %d --n-filters %d "
                      "--hfm-levels 0x%x --ddim-steps %d --contrast-voxels %d --scan %s",
                      python, dscript, r == 0 ? "diffcl" : "cs", (long long)c.patch[0], (long long)c.patch[1],
-                     c.bl, c.bu, c.reps, c.threads, c.n_filters, c.hfm, defaults.ddim_steps_train,
+                     c.bl, c.bu, c.reps, c.threads, c.n_filters, c.hfm,
+                     c.ddim_steps > 0 ? c.ddim_steps : defaults.ddim_steps_train,
                      defaults.contrast_voxels, torch_scan);
             th[1 + r] = bench_run_child(cmd, c.threads, 1, "  torch: ");
         } else if (r == 3) {
