@@ -226,6 +226,18 @@ class ZeroCopy(unittest.TestCase):
         self.assertEqual(z.numpy().sum(), 0)
         self.assertGreater(self.ctx.bytes_in_use, 0)
 
+    def test_block_cache(self):
+        self.ctx.set_caching(True)
+        big = diffcl.Tensor.zeros((1 << 18,), np.float32, self.ctx)  # 1 MiB
+        del big
+        self.assertGreaterEqual(self.ctx.cached_bytes, 1 << 20)
+        self.ctx.release_cache()
+        self.assertEqual(self.ctx.cached_bytes, 0)
+        self.ctx.set_caching(False)
+        big = diffcl.Tensor.zeros((1 << 18,), np.float32, self.ctx)
+        del big
+        self.assertEqual(self.ctx.cached_bytes, 0)
+
 
 class Errors(unittest.TestCase):
     def setUp(self):

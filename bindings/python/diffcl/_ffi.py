@@ -219,6 +219,9 @@ _PROTOS = {
     "diffcl_context_set_progress": (c_status, [ctx_p, PROGRESS_FN, c_void_p]),
     "diffcl_context_bytes_in_use": (c_size, [ctx_p]),
     "diffcl_context_peak_bytes": (c_size, [ctx_p]),
+    "diffcl_context_set_caching": (c_status, [ctx_p, c_int]),
+    "diffcl_context_cached_bytes": (c_size, [ctx_p]),
+    "diffcl_context_release_cache": (None, [ctx_p]),
     # tensor.h
     "diffcl_tensor_new": (c_status, [ctx_p, c_int, c_int, P(c_i64), P(tensor_p)]),
     "diffcl_tensor_wrap": (c_status, [ctx_p, c_int, c_int, P(c_i64), P(c_i64), c_void_p,

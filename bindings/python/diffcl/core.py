@@ -131,6 +131,20 @@ class Context:
     def peak_bytes(self):
         return fn("diffcl_context_peak_bytes")(self._h)
 
+    @property
+    def cached_bytes(self):
+        """Bytes of freed buffers the context keeps for reuse (its block cache)."""
+        return fn("diffcl_context_cached_bytes")(self._h)
+
+    def set_caching(self, enabled):
+        """Turn the block cache on or off (off also releases it)."""
+        check(fn("diffcl_context_set_caching")(self._h, 1 if enabled else 0),
+              "diffcl_context_set_caching")
+
+    def release_cache(self):
+        """Give every cached buffer back to the system allocator."""
+        fn("diffcl_context_release_cache")(self._h)
+
     def set_progress(self, callback):
         """Install callback(what, done, total, message) -> truthy to cancel, or None to remove.
         Long operations (training, sliding windows) report through it; cancelling makes them
