@@ -179,6 +179,25 @@ static inline void bench_summary(const char *bench, const char *item, double our
     printf("SUMMARY %s %s %.3f %.3f %s\n", bench, item, ours, torch, unit);
 }
 
+/* The timing lines every child prints: median, min and max wall time of @p n runs, median
+ * CPU time, RSS before the timed loop, peak RSS and the context's peak bytes. Sorts @p tw
+ * and @p tc in place. */
+static inline void bench_report_times(double *tw, double *tc, int n, diffcl_context *ctx, double rss0)
+{
+    double lo = tw[0], hi = tw[0];
+    for (int r = 1; r < n; r++) {
+        lo = tw[r] < lo ? tw[r] : lo;
+        hi = tw[r] > hi ? tw[r] : hi;
+    }
+    bench_result("wall_ms", bench_median(tw, n));
+    bench_result("wall_min_ms", lo);
+    bench_result("wall_max_ms", hi);
+    bench_result("cpu_ms", bench_median(tc, n));
+    bench_result("rss_before_mib", rss0);
+    bench_result("peak_rss_mib", bench_peak_rss_mib());
+    bench_result("ctx_peak_mib", (double)diffcl_context_peak_bytes(ctx) / 1048576.0);
+}
+
 /*
  * --pool: a caching allocator passed through diffcl_context_options.alloc/free (public API),
  * an experiment that measures what the library would gain from an activation memory pool.

@@ -114,22 +114,6 @@ static void make_data_set(const config *c, const char *dir)
     diffcl_context_free(ctx);
 }
 
-static void report_times(double *tw, double *tc, int n, diffcl_context *ctx, double rss0)
-{
-    double lo = tw[0], hi = tw[0];
-    for (int r = 1; r < n; r++) {
-        lo = tw[r] < lo ? tw[r] : lo;
-        hi = tw[r] > hi ? tw[r] : hi;
-    }
-    bench_result("wall_ms", bench_median(tw, n));
-    bench_result("wall_min_ms", lo);
-    bench_result("wall_max_ms", hi);
-    bench_result("cpu_ms", bench_median(tc, n));
-    bench_result("rss_before_mib", rss0);
-    bench_result("peak_rss_mib", bench_peak_rss_mib());
-    bench_result("ctx_peak_mib", (double)diffcl_context_peak_bytes(ctx) / 1048576.0);
-}
-
 static int child_trainer(diffcl_context *ctx, const config *c, diffcl_method method)
 {
     char out[] = "/tmp/bench_train_run_XXXXXX";
@@ -173,7 +157,7 @@ static int child_trainer(diffcl_context *ctx, const config *c, diffcl_method met
             tc[r] = bench_cpu_ms() - c0;
         }
     }
-    report_times(tw, tc, c->reps, ctx, rss0);
+    bench_report_times(tw, tc, c->reps, ctx, rss0);
     bench_result("loss", st.loss);
     bench_result("mu", st.mu);
     printf("last iteration: loss %.4f (CS sup %.4f, DS sup %.4f, CS pseudo %.4f, DS pseudo %.4f, "
@@ -234,7 +218,7 @@ static int child_step(diffcl_context *ctx, const config *c, unsigned hfm)
             tc[r] = bench_cpu_ms() - c0;
         }
     }
-    report_times(tw, tc, c->reps, ctx, rss0);
+    bench_report_times(tw, tc, c->reps, ctx, rss0);
     bench_result("loss", loss_v);
     free(tw);
     free(tc);

@@ -101,18 +101,7 @@ static int child(const config *c, const char *mode)
         }
     }
     diffcl_set_grad_enabled(ctx, prev);
-    double lo = tw[0], hi = tw[0];
-    for (int r = 1; r < c->reps; r++) {
-        lo = tw[r] < lo ? tw[r] : lo;
-        hi = tw[r] > hi ? tw[r] : hi;
-    }
-    bench_result("wall_ms", bench_median(tw, c->reps));
-    bench_result("wall_min_ms", lo);
-    bench_result("wall_max_ms", hi);
-    bench_result("cpu_ms", bench_median(tc, c->reps));
-    bench_result("rss_before_mib", rss0);
-    bench_result("peak_rss_mib", bench_peak_rss_mib());
-    bench_result("ctx_peak_mib", (double)diffcl_context_peak_bytes(ctx) / 1048576.0);
+    bench_report_times(tw, tc, c->reps, ctx, rss0);
     bench_result("threads", diffcl_context_threads(ctx));
     if (train) bench_result("loss", loss_v);
     free(tw);

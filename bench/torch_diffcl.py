@@ -87,16 +87,8 @@ _temb64 = gen_diffusion.timestep_embedding
 gen_diffusion.timestep_embedding = lambda t, d: _temb64(t, d).float()
 
 
-def rss_mib():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
-
-
-def result(key, v):
-    print(f"RESULT {key} {v:.6f}", flush=True)
+sys.path.insert(0, HERE)
+from torch_common import result, rss_mib  # noqa: E402
 
 
 # ------------------------------------------------------------- selective scan ----

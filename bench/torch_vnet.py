@@ -26,16 +26,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "reference"))
 from vnet_torch import VNet  # noqa: E402
 
 
-def rss_mib():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
-
-
-def result(key, v):
-    print(f"RESULT {key} {v:.6f}", flush=True)
+sys.path.insert(0, HERE)
+from torch_common import result, rss_mib  # noqa: E402
 
 
 def main():
