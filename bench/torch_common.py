@@ -16,3 +16,17 @@ def rss_mib():
 def result(key, v):
     """One result line for the C side."""
     print(f"RESULT {key} {v:.6f}", flush=True)
+
+
+def report_times(tw, tc, rss0):
+    """The timing lines every script prints: median, min and max wall time (ms) of the timed
+    runs, median CPU time, RSS before the timed loop and peak RSS (MiB)."""
+    import resource
+    import statistics
+
+    result("wall_ms", statistics.median(tw))
+    result("wall_min_ms", min(tw))
+    result("wall_max_ms", max(tw))
+    result("cpu_ms", statistics.median(tc))
+    result("rss_before_mib", rss0)
+    result("peak_rss_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)

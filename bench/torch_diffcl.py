@@ -67,7 +67,6 @@ Run with Debian's interpreter:
 import argparse
 import math
 import os
-import resource
 import statistics
 import sys
 import time
@@ -88,7 +87,7 @@ gen_diffusion.timestep_embedding = lambda t, d: _temb64(t, d).float()
 
 
 sys.path.insert(0, HERE)
-from torch_common import result, rss_mib  # noqa: E402
+from torch_common import report_times, result, rss_mib  # noqa: E402
 
 
 # ------------------------------------------------------------- selective scan ----
@@ -577,12 +576,7 @@ def main():
             tc.append((time.process_time() - c0) * 1e3)
             for p in parts:
                 parts[p].append(pt.get(p, 0.0))
-    result("wall_ms", statistics.median(tw))
-    result("wall_min_ms", min(tw))
-    result("wall_max_ms", max(tw))
-    result("cpu_ms", statistics.median(tc))
-    result("rss_before_mib", rss0)
-    result("peak_rss_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+    report_times(tw, tc, rss0)
     result("threads", torch.get_num_threads())
     result("loss", loss)
     for p, v in parts.items():

@@ -14,8 +14,6 @@ One window forward as warm-up, then the median of --reps whole-volume runs; prin
 import argparse
 import math
 import os
-import resource
-import statistics
 import sys
 import time
 
@@ -28,7 +26,7 @@ from vnet_torch import VNet  # noqa: E402
 
 
 sys.path.insert(0, HERE)
-from torch_common import result, rss_mib  # noqa: E402
+from torch_common import report_times, result, rss_mib  # noqa: E402
 
 
 def gaussian_map(patch):
@@ -105,12 +103,7 @@ def main():
             tc.append((time.process_time() - c0) * 1e3)
             fg = (label != 0).float().mean().item()
             del label, probs
-    result("wall_ms", statistics.median(tw))
-    result("wall_min_ms", min(tw))
-    result("wall_max_ms", max(tw))
-    result("cpu_ms", statistics.median(tc))
-    result("rss_before_mib", rss0)
-    result("peak_rss_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+    report_times(tw, tc, rss0)
     result("windows", nw)
     result("fg_fraction", fg)
     result("threads", torch.get_num_threads())

@@ -13,8 +13,6 @@ bench_vnet reads. Run with Debian's interpreter (the python3 on PATH lacks torch
 """
 import argparse
 import os
-import resource
-import statistics
 import sys
 import time
 
@@ -27,7 +25,7 @@ from vnet_torch import VNet  # noqa: E402
 
 
 sys.path.insert(0, HERE)
-from torch_common import result, rss_mib  # noqa: E402
+from torch_common import report_times, result, rss_mib  # noqa: E402
 
 
 def main():
@@ -74,12 +72,7 @@ def main():
         if r >= 0:
             tw.append((time.perf_counter() - w0) * 1e3)
             tc.append((time.process_time() - c0) * 1e3)
-    result("wall_ms", statistics.median(tw))
-    result("wall_min_ms", min(tw))
-    result("wall_max_ms", max(tw))
-    result("cpu_ms", statistics.median(tc))
-    result("rss_before_mib", rss0)
-    result("peak_rss_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+    report_times(tw, tc, rss0)
     result("threads", torch.get_num_threads())
     if train:
         result("loss", loss)
