@@ -3,6 +3,9 @@
 Each script prints `RESULT <key> <value>` lines that bench_common.h's child runner parses.
 """
 
+import resource
+import statistics
+
 
 def rss_mib():
     """Resident set size of this process now, in MiB (NaN where /proc is missing)."""
@@ -21,9 +24,6 @@ def result(key, v):
 def report_times(tw, tc, rss0):
     """The timing lines every script prints: median, min and max wall time (ms) of the timed
     runs, median CPU time, RSS before the timed loop and peak RSS (MiB)."""
-    import resource
-    import statistics
-
     result("wall_ms", statistics.median(tw))
     result("wall_min_ms", min(tw))
     result("wall_max_ms", max(tw))
