@@ -12,6 +12,7 @@
  * nearby sizes share blocks; the bytes held (in use + cached) never grow past 1.5x the highest
  * bytes-in-use seen (oldest blocks are evicted first); all of it is released before an allocation
  * is reported as failed. The caller holds ctx->alloc_lock for every function here. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,7 @@ int dc_cache_default_enabled(void)
 
 size_t dc_cache_block_size(size_t size)
 {
+    if (size > SIZE_MAX / 2) return size; /* absurd: let the allocator refuse it, never wrap */
     if (size < DC_CACHE_MIN) return (size + DC_ALIGN - 1) / DC_ALIGN * DC_ALIGN;
     /* granularity: 1/8 of the power of two below size, at least a page */
     int top = 63 - __builtin_clzll((unsigned long long)size);
@@ -80,7 +82,7 @@ void *dc_cache_take(diffcl_context *ctx, size_t size)
             return b;
         }
     }
-    /* A miss allocates fresh memory: make room so that in use + cached stays under the peak. */
+    /* A miss allocates fresh memory: make room so that in use + cached stays under the limit. */
     while (ctx->cache_head && ctx->bytes_in_use + ctx->cached_bytes + cls > held_limit(ctx))
         evict_oldest(ctx);
     return NULL;
