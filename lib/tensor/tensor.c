@@ -423,22 +423,36 @@ diffcl_status diffcl_tensor_copy_from(diffcl_tensor *t, const void *buf, size_t 
     if (nbytes != need)
         return dc_error(DIFFCL_ERR_SHAPE, "diffcl_tensor_copy_from: buffer has %zu bytes, tensor %s needs %zu",
                         nbytes, dc_shape_str(t), need);
+    const int nt = dc_threads(t->ctx);
+    char *base = dc_data(t);
     if (dc_is_contiguous(t)) {
-        memcpy(dc_data(t), buf, nbytes);
+        int64_t bytes = (int64_t)nbytes, parts = bytes >= COPY_PAR_BYTES ? nt : 1;
+#pragma omp parallel for num_threads(nt) schedule(static) if (parts > 1)
+        for (int64_t k = 0; k < parts; k++) {
+            int64_t lo = bytes * k / parts / 64 * 64, hi = k == parts - 1 ? bytes : bytes * (k + 1) / parts / 64 * 64;
+            memcpy(base + lo, (const char *)buf + lo, (size_t)(hi - lo));
+        }
         return DIFFCL_OK;
     }
-    /* Scatter: walk t's layout with a multi-index. */
-    size_t es = diffcl_dtype_size(t->dtype);
-    const char *in = buf;
-    int64_t idx[DIFFCL_MAX_DIMS] = {0}, n = dc_numel(t);
-    for (int64_t k = 0; k < n; k++) {
-        int64_t off = 0;
-        for (int i = 0; i < t->ndim; i++) off += idx[i] * t->strides[i];
-        memcpy((char *)dc_data(t) + off * (int64_t)es, in + k * (int64_t)es, es);
-        for (int i = t->ndim - 1; i >= 0; i--) {
-            if (++idx[i] < t->shape[i]) break;
-            idx[i] = 0;
+    /* Scatter row by row (a row: the last axis), rows split over threads when large: narrow
+     * backward and concat write through such views, and an element-wise walk cost more than
+     * the ops around them. */
+    const int64_t es = (int64_t)diffcl_dtype_size(t->dtype), n = dc_numel(t);
+    const int nd = t->ndim;
+    const int64_t inner = nd ? t->shape[nd - 1] : 1, istride = nd ? t->strides[nd - 1] : 0;
+    const int64_t rows = inner ? n / inner : 0;
+#pragma omp parallel for num_threads(nt) schedule(static) if ((int64_t)nbytes >= COPY_PAR_BYTES)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t off = 0, rem = r;
+        for (int i = nd - 2; i >= 0; i--) {
+            off += (rem % t->shape[i]) * t->strides[i];
+            rem /= t->shape[i];
         }
+        char *dst = base + off * es;
+        const char *src = (const char *)buf + r * inner * es;
+        if (istride == 1) memcpy(dst, src, (size_t)(inner * es));
+        else
+            for (int64_t j = 0; j < inner; j++) memcpy(dst + j * istride * es, src + j * es, (size_t)es);
     }
     return DIFFCL_OK;
 }

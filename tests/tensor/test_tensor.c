@@ -369,7 +369,7 @@ END_TEST
 
 /* Copies of 1 MiB and more are split over threads: a permuted (strided) F32 view, a
  * narrowed one and a contiguous clone must still land element for element, at 1 and 2
- * threads. */
+ * threads, and so must scatters into such views (diffcl_tensor_copy_from). */
 START_TEST(test_large_copies_threaded)
 {
     int64_t shape[3] = {24, 80, 160}; /* 1.2 MiB of F32 */
@@ -392,6 +392,23 @@ START_TEST(test_large_copies_threaded)
             for (int64_t k = 0; k < 150; k++) ck_assert_float_eq(v[i * 150 + k], (float)(i * 160 + 7 + k));
         ck_ok(diffcl_tensor_clone(t, &c));
         ck_assert_int_eq(memcmp(diffcl_tensor_data_const(c), diffcl_tensor_data_const(t), 24 * 80 * 160 * 4), 0);
+        /* and back: scatter pc's values through a permuted view of a zero tensor, and nc's
+         * through a narrowed one; both must reproduce t where they write */
+        diffcl_tensor *z = NULL, *zp = NULL, *zn = NULL;
+        ck_ok(diffcl_tensor_new(ctx, DIFFCL_F32, 3, shape, &z)); /* zero-filled */
+        ck_ok(diffcl_tensor_permute(z, perm, &zp));
+        ck_ok(diffcl_tensor_copy_from(zp, diffcl_tensor_data_const(pc), (size_t)24 * 80 * 160 * 4));
+        ck_assert_int_eq(memcmp(diffcl_tensor_data_const(z), diffcl_tensor_data_const(t), 24 * 80 * 160 * 4), 0);
+        ck_ok(diffcl_tensor_fill(z, 0.0));
+        ck_ok(diffcl_tensor_narrow(z, 2, 7, 150, &zn));
+        ck_ok(diffcl_tensor_copy_from(zn, diffcl_tensor_data_const(nc), (size_t)24 * 80 * 150 * 4));
+        const float *zv = diffcl_tensor_data_const(z);
+        for (int64_t i = 0; i < 24 * 80; i++)
+            for (int64_t k = 0; k < 160; k++)
+                ck_assert_float_eq(zv[i * 160 + k], k >= 7 && k < 157 ? (float)(i * 160 + k) : 0.0f);
+        diffcl_tensor_free(zp);
+        diffcl_tensor_free(zn);
+        diffcl_tensor_free(z);
         diffcl_tensor_free(p);
         diffcl_tensor_free(pc);
         diffcl_tensor_free(n);
