@@ -30,9 +30,14 @@ typedef struct scan_grads {
 
 #if defined(__GNUC__) && !defined(__clang__)
 #define DC_SCAN_KERNEL DC_VEC_MATH
+/* for the kernels' reductions only, never around dc_expf (see fwd_outputs) */
+#define DC_SCAN_ASSOC                                                                            \
+    __attribute__((optimize("vect-cost-model=dynamic", "no-trapping-math", "associative-math",  \
+                            "no-signed-zeros")))
 #define DC_SCAN_ROW __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define DC_SCAN_KERNEL
+#define DC_SCAN_ASSOC
 #define DC_SCAN_ROW
 #endif
 
