@@ -31,8 +31,11 @@
  *   bench_train [--patch H,W] [--bl N] [--bu N] [--reps N] [--threads T] [--n-filters F]
  *               [--hfm-levels MASK] [--layout h5|png|phantom] [--no-torch] [--python PATH]
  *               [--script PATH] [--diffcl-script PATH] [--torch-scan chunked|loop|autograd] [--keep DIR]
- *               [--pool] [--ddim-steps N]
+ *               [--pool] [--ddim-steps N] [--rounds R]
  *
+ * --rounds R: run every row R times (at most 9), alternating, and report each row's median
+ * round and the per-round Diff-CL / supervised ratios: on this VM a whole process sometimes
+ * runs 25 % slower, which one round per row cannot tell from a real difference.
  * --ddim-steps N: DDIM steps of the DS pseudo label in the Diff-CL iteration, ours and
  * PyTorch's (default: the trainer's ddim_steps_train, 4 as in the brief).
  * --pool: our contexts use a caching allocator through the public alloc/free hooks (see
@@ -56,6 +59,7 @@ typedef struct config {
     int64_t patch[2];
     int bl, bu, reps, threads, n_filters, cases;
     int ddim_steps; /* 0: the trainer's default ddim_steps_train */
+    int rounds;     /* every row this many times, alternating (process-to-process noise) */
     unsigned hfm;
     const char *layout, *data;
 } config;
@@ -112,6 +116,26 @@ static void make_data_set(const config *c, const char *dir)
         diffcl_tensor_free(lab);
     }
     diffcl_context_free(ctx);
+}
+
+/* Index of the round whose row (at v[round * stride]) has the median wall time; rounds that
+ * failed count as slowest. */
+static int median_round(const bench_kv *v, int stride, int rounds)
+{
+    double w[9];
+    int idx[9];
+    for (int i = 0; i < rounds; i++) {
+        const bench_kv *k = v + (size_t)i * (size_t)stride;
+        w[i] = k->ok ? bench_kv_get(k, "wall_ms") : INFINITY;
+        idx[i] = i;
+    }
+    for (int i = 1; i < rounds; i++) /* insertion sort of a handful */
+        for (int j = i; j > 0 && w[idx[j]] < w[idx[j - 1]]; j--) {
+            int t = idx[j];
+            idx[j] = idx[j - 1];
+            idx[j - 1] = t;
+        }
+    return idx[rounds / 2];
 }
 
 static int child_trainer(diffcl_context *ctx, const config *c, diffcl_method method)
@@ -256,13 +280,14 @@ static void usage(const char *argv0)
             "usage: %s [--patch H,W] [--bl N] [--bu N] [--reps N] [--threads T] [--n-filters F]\n"
             "          [--hfm-levels MASK] [--layout h5|png|phantom] [--cases N] [--no-torch]\n"
             "          [--python PATH] [--script PATH] [--diffcl-script PATH]\n"
-            "          [--torch-scan chunked|loop|autograd] [--keep DIR] [--pool] [--ddim-steps N]\n",
+            "          [--torch-scan chunked|loop|autograd] [--keep DIR] [--pool] [--ddim-steps N]\n"
+            "          [--rounds R]\n",
             argv0);
 }
 
 int main(int argc, char **argv)
 {
-    config c = {{224, 192}, 2, 2, 3, 2, 16, 24, 0, DIFFCL_HFM_DEFAULT_LEVELS, NULL, NULL};
+    config c = {{224, 192}, 2, 2, 3, 2, 16, 24, 0, 1, DIFFCL_HFM_DEFAULT_LEVELS, NULL, NULL};
     int torch = 1;
     const char *child_what = NULL, *python = "/usr/bin/python3", *keep = NULL;
     const char *torch_scan = "chunked";
@@ -284,6 +309,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--threads") && v) c.threads = atoi(v), i++;
         else if (!strcmp(a, "--n-filters") && v) c.n_filters = atoi(v), i++;
         else if (!strcmp(a, "--ddim-steps") && v) c.ddim_steps = atoi(v), i++;
+        else if (!strcmp(a, "--rounds") && v) c.rounds = atoi(v), i++;
         else if (!strcmp(a, "--hfm-levels") && v) c.hfm = (unsigned)strtoul(v, NULL, 0), i++;
         else if (!strcmp(a, "--layout") && v) c.layout = v, i++;
         else if (!strcmp(a, "--data") && v) c.data = v, i++;
@@ -342,10 +368,16 @@ int main(int argc, char **argv)
 
     const char *rows[4] = {"diffcl", "supervised", "cs_step", "vnet_step"};
     /* PyTorch rows: 0 V-Net step (torch_train.py), 1 Diff-CL iteration, 2 CS step (torch_diffcl.py) */
+    enum { MAX_ROUNDS = 9 };
+    if (c.rounds < 1) c.rounds = 1;
+    if (c.rounds > MAX_ROUNDS) c.rounds = MAX_ROUNDS;
+    static bench_kv ours_r[MAX_ROUNDS][4], th_r[MAX_ROUNDS][3];
     bench_kv ours[4], th[3];
-    memset(th, 0, sizeof th);
+    memset(th_r, 0, sizeof th_r);
     diffcl_train_options defaults = DIFFCL_TRAIN_OPTIONS_INIT; /* what the trainer runs */
-    for (int r = 0; r < 4; r++) {
+    for (int q = 0; q < c.rounds * 4; q++) { /* round q / 4, row q % 4 */
+        const int r = q % 4;
+        bench_kv *ro = ours_r[q / 4], *rt = th_r[q / 4];
         char cmd[2048];
         snprintf(cmd, sizeof cmd,
                  "/proc/%d/exe --child %s --patch %lld,%lld --bl %d --bu %d --reps %d --threads %d "
@@ -353,7 +385,7 @@ int main(int argc, char **argv)
                  (int)getpid(), rows[r], (long long)c.patch[0], (long long)c.patch[1], c.bl, c.bu,
                  c.reps, c.threads, c.n_filters, c.hfm, c.ddim_steps, c.layout, c.cases, *dir ? " --data " : "", dir,
                  g_pool_flag ? " --pool" : "");
-        ours[r] = bench_run_child(cmd, c.threads, 1, "  ours: ");
+        ro[r] = bench_run_child(cmd, c.threads, 1, "  ours: ");
         if (!torch) continue;
         /* each PyTorch row right after its counterpart, so that load drift hits both alike */
         if (r == 0 || r == 1) {
@@ -364,15 +396,28 @@ int main(int argc, char **argv)
                      c.bl, c.bu, c.reps, c.threads, c.n_filters, c.hfm,
                      c.ddim_steps > 0 ? c.ddim_steps : defaults.ddim_steps_train,
                      defaults.contrast_voxels, torch_scan);
-            th[1 + r] = bench_run_child(cmd, c.threads, 1, "  torch: ");
+            rt[1 + r] = bench_run_child(cmd, c.threads, 1, "  torch: ");
         } else if (r == 3) {
             snprintf(cmd, sizeof cmd, "%s %s --size %lld,%lld --batch %d --reps %d --threads %d --n-filters %d",
                      python, script, (long long)c.patch[0], (long long)c.patch[1], c.bl, c.reps, c.threads,
                      c.n_filters);
-            th[0] = bench_run_child(cmd, c.threads, 1, "  torch: ");
+            rt[0] = bench_run_child(cmd, c.threads, 1, "  torch: ");
         }
     }
     if (*dir && !keep) rm_rf(dir);
+    /* each row: the round with its median wall time; the per-round Diff-CL / supervised ratios
+     * compare two processes started back to back */
+    for (int r = 0; r < 4; r++) ours[r] = ours_r[median_round(ours_r[0] + r, 4, c.rounds)][r];
+    for (int k = 0; k < 3; k++) th[k] = th_r[median_round(th_r[0] + k, 3, c.rounds)][k];
+    if (c.rounds > 1) {
+        double q[MAX_ROUNDS];
+        printf("\nper round, Diff-CL / supervised iteration:");
+        for (int i = 0; i < c.rounds; i++) {
+            q[i] = bench_ratio(bench_kv_get(&ours_r[i][0], "wall_ms"), bench_kv_get(&ours_r[i][1], "wall_ms"));
+            printf(" %.2f", q[i]);
+        }
+        printf("  (median %.2f)\n", bench_median(q, c.rounds));
+    }
 
     printf("\n%-38s %10s %7s %7s %10s %9s %9s %9s\n", "row", "ms", "min", "max", "cpu ms", "peak RSS",
            "+RSS", "ctx peak");
