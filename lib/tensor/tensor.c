@@ -340,11 +340,11 @@ static void store_double(void *p, diffcl_dtype d, double v)
     }
 }
 
-/* Walk src in row-major order, writing contiguously to `out` as `dtype`. */
-/* Copies of a few MiB and more are split over the context's threads: a single core
- * cannot saturate memory bandwidth, and these copies sit between parallel kernels. */
+/* Copies of 1 MiB and more are split over the context's threads: a single core cannot
+ * saturate memory bandwidth, and these copies sit between parallel kernels. */
 #define COPY_PAR_BYTES ((int64_t)1 << 20)
 
+/* Walk src in row-major order, writing contiguously to `out` as `dtype`. */
 static void copy_to_buffer(void *out_, diffcl_dtype dtype, const diffcl_tensor *src)
 {
     int64_t n = dc_numel(src);
