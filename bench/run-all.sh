@@ -13,6 +13,8 @@
 #   INFER_VOLUME, INFER_PATCH           bench_infer's volume and window (FULL=1: 144,144,96 and
 #                  the LA patch 112,112,80; FULL=0: 80,80,64 and 64,64,48); strides stay LA's 18,18,4
 #   TORCH_SCAN=chunked  bench_train's PyTorch Diff-CL / CS scan (chunked, loop or autograd)
+#   TRAIN_ROUNDS=3 bench_train runs each 2-D row this many times, alternating, and keeps each
+#                  row's median round (a whole process sometimes runs ~25 % slower on shared VMs)
 #   PYTHON=/usr/bin/python3             the interpreter with torch (Debian's torch 1.13)
 #   SCAN_TORCH=1   0: skip the selective scan's PyTorch reference (minutes on 2 cores)
 #   POOL=0         1: bench_vnet / bench_train give our contexts the caching allocator (--pool),
@@ -89,7 +91,8 @@ if [ -x "$bin/bench_train" ]; then
     echo "== train" >&2
     # shellcheck disable=SC2086
     "$bin/bench_train" --patch "$TRAIN_PATCH" --reps "$REPS" --threads "$THREADS" \
-        --python "$PYTHON" --torch-scan "$TORCH_SCAN" $pool_arg > "$out/train.log" 2>&1
+        --rounds "${TRAIN_ROUNDS:-3}" --python "$PYTHON" --torch-scan "$TORCH_SCAN" $pool_arg \
+        > "$out/train.log" 2>&1
 fi
 if [ -x "$bin/bench_infer" ]; then
     echo "== infer" >&2
