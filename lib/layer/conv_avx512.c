@@ -1027,6 +1027,32 @@ static diffcl_status cvec_fwd(diffcl_context *ctx, const dc_cgeo *g, const float
     return DIFFCL_OK;
 }
 
+/* dy of a slab ([channels][voxels], row length P) as [voxels][cp], zero channels past co,
+ * in blocks of 64 voxels: the layout the channel-vector weight-gradient kernel reads. */
+static void transpose_dy(const float *dys, int64_t P, int64_t nv, int64_t co, int64_t cp, float *dyt)
+{
+    for (int64_t v0 = 0; v0 < nv; v0 += 64) {
+        const int64_t v1 = imin(nv, v0 + 64);
+        for (int64_t o = 0; o < cp; o++)
+            for (int64_t v = v0; v < v1; v++) dyt[v * cp + o] = o < co ? dys[o * P + v] : 0.0f;
+    }
+}
+
+/* dW[oc][k] = sum over the nt threads' partial sums acc[k][oc] (each per_thread apart), in
+ * thread order (deterministic). Called inside the kernels' parallel region: the loop is
+ * shared among its threads, after the implicit barrier of the accumulation loop. */
+static void reduce_dw(const float *tw, int64_t per_thread, int nt, int64_t K, int64_t cp, int64_t co,
+                      float *dw)
+{
+    DC_OMP_FOR
+    for (int64_t o = 0; o < co; o++)
+        for (int64_t k = 0; k < K; k++) {
+            float s = 0;
+            for (int t = 0; t < nt; t++) s += tw[(int64_t)t * per_thread + k * cp + o];
+            dw[o * K + k] = s;
+        }
+}
+
 /* Weight gradient with vectors along output channels: dW^T[k][oc] = sum over voxels v of
  * x_pad[k-th (channel, tap) at q_v] * dy[oc][v]; a block is 10 k's x 32 channels whose sums
  * stay in registers over the whole slab (no horizontal reductions). dy of the slab is first
@@ -1091,26 +1117,15 @@ static diffcl_status cvec_dw(diffcl_context *ctx, const dc_cgeo *g, const float 
                 const int64_t z = v / plane, r = v - z * plane, yy = r / g->out[2];
                 qv[v] = z * d.HpWp + yy * d.Wp + (r - yy * g->out[2]);
             }
-            /* dy of the slab as [v][channels], zero channels past Co */
             const float *dys = dy + n * g->co * P + z0 * plane;
-            for (int64_t v0 = 0; v0 < nv; v0 += 64) {
-                const int64_t v1 = imin(nv, v0 + 64);
-                for (int64_t o = 0; o < cp; o++)
-                    for (int64_t v = v0; v < v1; v++) dyt[v * cp + o] = o < g->co ? dys[o * P + v] : 0.0f;
-            }
+            transpose_dy(dys, P, nv, g->co, cp, dyt);
             for (int64_t b = 0; b < cp / 32; b++)
                 for (int64_t k0 = 0; k0 < K; k0 += CV)
                     ukr_cvec_dw(nv, dyt + b * 32, cp, xp, boff + k0, qv, acc + k0 * cp + b * 32, cp,
                                 (int)imin(CV, K - k0));
         }
         /* implicit barrier; dW[oc][k] = sum over threads of acc[k][oc] */
-        DC_OMP_FOR
-        for (int64_t o = 0; o < g->co; o++)
-            for (int64_t k = 0; k < K; k++) {
-                float s = 0;
-                for (int t = 0; t < nt; t++) s += tw[(int64_t)t * per_thread + k * cp + o];
-                dw[o * K + k] = s;
-            }
+        reduce_dw(tw, per_thread, nt, K, cp, g->co, dw);
     }
     return DIFFCL_OK;
 }
@@ -1146,23 +1161,13 @@ static diffcl_status s2d_dw_cvec(diffcl_context *ctx, const dc_cgeo *g, const fl
             const int64_t nv = m * plane;
             s2d_slab(g, x + n * g->ci * NI, z0, m, col, ld);
             const float *dys = dy + n * g->co * P + z0 * plane;
-            for (int64_t v0 = 0; v0 < nv; v0 += 64) {
-                const int64_t v1 = imin(nv, v0 + 64);
-                for (int64_t o = 0; o < cp; o++)
-                    for (int64_t v = v0; v < v1; v++) dyt[v * cp + o] = o < g->co ? dys[o * P + v] : 0.0f;
-            }
+            transpose_dy(dys, P, nv, g->co, cp, dyt);
             for (int64_t b = 0; b < cp / 32; b++)
                 for (int64_t k0 = 0; k0 < K; k0 += CV)
                     ukr_cvec_dw(nv, dyt + b * 32, cp, col, boff + k0, qv, acc + k0 * cp + b * 32, cp,
                                 (int)imin(CV, K - k0));
         }
-        DC_OMP_FOR
-        for (int64_t o = 0; o < g->co; o++)
-            for (int64_t k = 0; k < K; k++) {
-                float s = 0;
-                for (int t = 0; t < nt; t++) s += tw[(int64_t)t * per_thread + k * cp + o];
-                dw[o * K + k] = s;
-            }
+        reduce_dw(tw, per_thread, nt, K, cp, g->co, dw);
     }
     return DIFFCL_OK;
 }
