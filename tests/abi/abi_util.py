@@ -88,3 +88,19 @@ def init_macros(header):
 
 def split_cmd(s):
     return shlex.split(s) if s else []
+
+
+def meson_of_build(build_root, fallback="meson"):
+    """The meson command that configured @build_root (from build.ninja's regenerate rule),
+    so an install uses the same meson version; else @fallback."""
+    try:
+        with open(os.path.join(build_root, "build.ninja"), encoding="utf-8") as f:
+            lines = f.read().split("\n")
+        for i, line in enumerate(lines):
+            if line.startswith("rule REGENERATE_BUILD"):
+                cmd = lines[i + 1].strip()
+                if cmd.startswith("command =") and " --internal regenerate" in cmd:
+                    return split_cmd(cmd[len("command ="):].split(" --internal regenerate")[0])
+    except OSError:
+        pass
+    return split_cmd(fallback)

@@ -17,22 +17,6 @@ import tempfile
 import abi_util as u
 
 
-def meson_of_build(build_root, fallback):
-    """The meson command that configured @build_root (from build.ninja's regenerate rule),
-    so the install uses the same meson version; else @fallback."""
-    try:
-        with open(os.path.join(build_root, "build.ninja"), encoding="utf-8") as f:
-            lines = f.read().split("\n")
-        for i, line in enumerate(lines):
-            if line.startswith("rule REGENERATE_BUILD"):
-                cmd = lines[i + 1].strip()
-                if cmd.startswith("command =") and " --internal regenerate" in cmd:
-                    return u.split_cmd(cmd[len("command ="):].split(" --internal regenerate")[0])
-    except OSError:
-        pass
-    return u.split_cmd(fallback)
-
-
 def main():
     if os.environ.get("DIFFCL_SKIP_INSTALL_TEST"):
         u.skip("DIFFCL_SKIP_INSTALL_TEST is set")
@@ -51,7 +35,7 @@ def main():
         libdir = a.libdir if os.path.isabs(a.libdir) else os.path.join(prefix, a.libdir)
         # The test runner has already built everything: install without rebuilding (a
         # rebuild would race the build folder's lock held by `meson test`).
-        u.run(meson_of_build(a.build_root, a.meson) + ["install", "-C", a.build_root, "--no-rebuild",
+        u.run(u.meson_of_build(a.build_root, a.meson) + ["install", "-C", a.build_root, "--no-rebuild",
                                       "--destdir", dest, "--quiet"])
         inst_lib = dest + libdir
         inst_inc = dest + os.path.join(prefix, "include", "diffcl")

@@ -27,6 +27,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "abi"))
+from abi_util import meson_of_build  # noqa: E402  (shared with the abi suite's install test)
+
 SKIP = 77
 # Examples that belong to other documents and take minutes (built by meson, not run here).
 SKIP_RUN = {"diffusion_toy"}
@@ -48,22 +51,6 @@ def run(cmd, env=None, cwd=None, check=True, show=True):
             sys.stdout.write(p.stdout)
         fail("exit %d: %s" % (p.returncode, " ".join(cmd)))
     return p
-
-
-def meson_of_build(build_root):
-    """The meson command that configured @build_root (its regenerate rule), so the install
-    runs the same meson; else `meson`."""
-    try:
-        with open(os.path.join(build_root, "build.ninja"), encoding="utf-8") as f:
-            lines = f.read().split("\n")
-        for i, line in enumerate(lines):
-            if line.startswith("rule REGENERATE_BUILD"):
-                cmd = lines[i + 1].strip()
-                if cmd.startswith("command =") and " --internal regenerate" in cmd:
-                    return shlex.split(cmd[len("command ="):].split(" --internal regenerate")[0])
-    except OSError:
-        pass
-    return ["meson"]
 
 
 def absdir(prefix, d):
