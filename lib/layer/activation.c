@@ -13,82 +13,85 @@ static const char *const ACT_FN[] = {"diffcl_relu",    "diffcl_leaky_relu", "dif
 
 #define SOFTPLUS_THRESHOLD 20.0 /* PyTorch: linear above beta * x > 20 */
 
-/* Numerically stable logistic function in both precisions. */
-static inline float sigm_f(float v)
-{
-    if (v >= 0) return 1.0f / (1.0f + expf(-v));
-    float e = expf(v);
-    return e / (1.0f + e);
-}
+/* Numerically stable logistic function and PyTorch's softplus in double. Float uses the
+ * branch-free dc_sigmoidf / dc_softplusf of fast_math.h, which vectorise (libm's expf kept
+ * the HF-Mamba's gates scalar). */
 static inline double sigm_d(double v)
 {
     if (v >= 0) return 1.0 / (1.0 + exp(-v));
     double e = exp(v);
     return e / (1.0 + e);
 }
+static inline double softplus_d(double v) { return v > SOFTPLUS_THRESHOLD ? v : log1p(exp(v)); }
 
-/* Forward and backward kernels for one precision: T the type, SFX f/d, EXP/ERF/LOG1P the
- * math functions of that precision. `relu(NaN)` stays NaN as in PyTorch. */
-#define ACT_KERNELS(T, SFX, EXP, ERF, LOG1P)                                                  \
-    static void act_fwd_##SFX(int kind, const T *x, T *y, int64_t n, T slope, int nt)         \
+/* every kernel loop: split over nt threads, vectorised within each */
+#define ACT_FOR \
+    _Pragma("omp parallel for simd num_threads(nt) schedule(static) if(n > DC_NN_PAR_MIN)")
+
+/* Forward and backward kernels for one precision: T the type, SFX f/d, EXP/ERF the math
+ * functions of that precision, SIGM/SOFTPLUS its logistic and softplus. Every loop is an
+ * `omp simd` loop (DC_VEC_MATH lets GCC vectorise them; those calling libm stay scalar).
+ * `relu(NaN)` stays NaN as in PyTorch. */
+#define ACT_KERNELS(T, SFX, EXP, ERF, SIGM, SOFTPLUS)                                         \
+    DC_VEC_MATH static void act_fwd_##SFX(int kind, const T *x, T *y, int64_t n, T slope,     \
+                                          int nt)                                             \
     {                                                                                         \
         const T rs2 = (T)0.70710678118654752440; /* 1/sqrt(2) */                              \
         switch (kind) {                                                                       \
-        case ACT_RELU: /* simd: GCC -O2 leaves this loop scalar and branchy otherwise */      \
-            _Pragma("omp parallel for simd num_threads(nt) schedule(static) if(n > DC_NN_PAR_MIN)") \
+        case ACT_RELU: /* simd: GCC -O2 leaves this loop scalar and branchy otherwise */     \
+            ACT_FOR                                                                           \
             for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0 ? (T)0 : x[i];                    \
             break;                                                                            \
         case ACT_LEAKY:                                                                       \
-            _Pragma("omp parallel for simd num_threads(nt) schedule(static) if(n > DC_NN_PAR_MIN)") \
+            ACT_FOR                                                                           \
             for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : x[i] * slope;            \
             break;                                                                            \
         case ACT_SILU:                                                                        \
-            _Pragma("omp parallel for num_threads(nt) schedule(static) if(n > DC_NN_PAR_MIN)") \
-            for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigm_##SFX(x[i]);                   \
+            ACT_FOR                                                                           \
+            for (int64_t i = 0; i < n; i++) y[i] = x[i] * SIGM(x[i]);                         \
             break;                                                                            \
         case ACT_GELU:                                                                        \
-            _Pragma("omp parallel for num_threads(nt) schedule(static) if(n > DC_NN_PAR_MIN)") \
+            ACT_FOR                                                                           \
             for (int64_t i = 0; i < n; i++) y[i] = (T)0.5 * x[i] * ((T)1 + ERF(x[i] * rs2));  \
             break;                                                                            \
         case ACT_SIGMOID:                                                                     \
-            _Pragma("omp parallel for num_threads(nt) schedule(static) if(n > DC_NN_PAR_MIN)") \
-            for (int64_t i = 0; i < n; i++) y[i] = sigm_##SFX(x[i]);                          \
+            ACT_FOR                                                                           \
+            for (int64_t i = 0; i < n; i++) y[i] = SIGM(x[i]);                                \
             break;                                                                            \
         default: /* softplus */                                                               \
-            _Pragma("omp parallel for num_threads(nt) schedule(static) if(n > DC_NN_PAR_MIN)") \
-            for (int64_t i = 0; i < n; i++)                                                   \
-                y[i] = x[i] > (T)SOFTPLUS_THRESHOLD ? x[i] : LOG1P(EXP(x[i]));                \
+            ACT_FOR                                                                           \
+            for (int64_t i = 0; i < n; i++) y[i] = SOFTPLUS(x[i]);                            \
             break;                                                                            \
         }                                                                                     \
     }                                                                                         \
-    static void act_bwd_##SFX(int kind, const T *x, const T *y, const T *g, T *gx, int64_t n, \
-                              T slope, int nt)                                                \
+    DC_VEC_MATH static void act_bwd_##SFX(int kind, const T *x, const T *y, const T *g, T *gx,  \
+                                          int64_t n, T slope, int nt)                         \
     {                                                                                         \
         const T rs2 = (T)0.70710678118654752440, rs2pi = (T)0.39894228040143267794;           \
         switch (kind) {                                                                       \
         case ACT_RELU: /* x may be y here: y > 0 exactly where x > 0 */                       \
-            _Pragma("omp parallel for simd num_threads(nt) schedule(static) if(n > DC_NN_PAR_MIN)") \
+            ACT_FOR                                                                           \
             for (int64_t i = 0; i < n; i++) {                                                 \
                 T gi = g[i]; /* loaded unconditionally so the select vectorises */            \
                 gx[i] = x[i] > 0 ? gi : (T)0;                                                 \
             }                                                                                 \
             break;                                                                            \
         case ACT_LEAKY:                                                                       \
-            _Pragma("omp parallel for simd num_threads(nt) schedule(static) if(n > DC_NN_PAR_MIN)") \
+            ACT_FOR                                                                           \
             for (int64_t i = 0; i < n; i++) {                                                 \
                 T gi = g[i];                                                                  \
                 gx[i] = x[i] > 0 ? gi : gi * slope;                                           \
             }                                                                                 \
             break;                                                                            \
         case ACT_SILU:                                                                        \
-            _Pragma("omp parallel for num_threads(nt) schedule(static) if(n > DC_NN_PAR_MIN)") \
+            ACT_FOR                                                                           \
             for (int64_t i = 0; i < n; i++) {                                                 \
-                T s = sigm_##SFX(x[i]);                                                       \
+                T s = SIGM(x[i]);                                                             \
                 gx[i] = g[i] * s * ((T)1 + x[i] * ((T)1 - s));                                \
             }                                                                                 \
             break;                                                                            \
         case ACT_GELU:                                                                        \
-            _Pragma("omp parallel for num_threads(nt) schedule(static) if(n > DC_NN_PAR_MIN)") \
+            ACT_FOR                                                                           \
             for (int64_t i = 0; i < n; i++) {                                                 \
                 T v = x[i];                                                                   \
                 T cdf = (T)0.5 * ((T)1 + ERF(v * rs2));                                       \
@@ -96,64 +99,21 @@ static inline double sigm_d(double v)
             }                                                                                 \
             break;                                                                            \
         case ACT_SIGMOID:                                                                     \
-            _Pragma("omp parallel for num_threads(nt) schedule(static) if(n > DC_NN_PAR_MIN)") \
+            ACT_FOR                                                                           \
             for (int64_t i = 0; i < n; i++) gx[i] = g[i] * y[i] * ((T)1 - y[i]);              \
             break;                                                                            \
         default: /* softplus */                                                               \
-            _Pragma("omp parallel for num_threads(nt) schedule(static) if(n > DC_NN_PAR_MIN)") \
-            for (int64_t i = 0; i < n; i++)                                                   \
-                gx[i] = x[i] > (T)SOFTPLUS_THRESHOLD ? g[i] : g[i] * sigm_##SFX(x[i]);        \
+            ACT_FOR                                                                           \
+            for (int64_t i = 0; i < n; i++) {                                                 \
+                T gi = g[i];                                                                  \
+                gx[i] = x[i] > (T)SOFTPLUS_THRESHOLD ? gi : gi * SIGM(x[i]);                  \
+            }                                                                                 \
             break;                                                                            \
         }                                                                                     \
     }
 
-ACT_KERNELS(float, f, expf, erff, log1pf)
-ACT_KERNELS(double, d, exp, erf, log1p)
-
-/* F32 SiLU, sigmoid and softplus through the branch-free exp of fast_math.h, so that these
- * loops vectorise (libm's expf kept the HF-Mamba's gates scalar). Returns 0 for the kinds it
- * does not handle. */
-DC_VEC_MATH
-static int act_fwd_vec_f(int kind, const float *x, float *y, int64_t n, int nt)
-{
-    switch (kind) {
-    case ACT_SILU:
-#pragma omp parallel for simd num_threads(nt) schedule(static) if (n > DC_NN_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) y[i] = x[i] * dc_sigmoidf(x[i]);
-        return 1;
-    case ACT_SIGMOID:
-#pragma omp parallel for simd num_threads(nt) schedule(static) if (n > DC_NN_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) y[i] = dc_sigmoidf(x[i]);
-        return 1;
-    case ACT_SOFTPLUS:
-#pragma omp parallel for simd num_threads(nt) schedule(static) if (n > DC_NN_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) y[i] = dc_softplusf(x[i]);
-        return 1;
-    default: return 0;
-    }
-}
-
-DC_VEC_MATH
-static int act_bwd_vec_f(int kind, const float *x, const float *g, float *gx, int64_t n, int nt)
-{
-    switch (kind) {
-    case ACT_SILU:
-#pragma omp parallel for simd num_threads(nt) schedule(static) if (n > DC_NN_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) {
-            float s = dc_sigmoidf(x[i]);
-            gx[i] = g[i] * s * (1.0f + x[i] * (1.0f - s));
-        }
-        return 1;
-    case ACT_SOFTPLUS:
-#pragma omp parallel for simd num_threads(nt) schedule(static) if (n > DC_NN_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) {
-            float gi = g[i], s = dc_sigmoidf(x[i]);
-            gx[i] = x[i] > (float)SOFTPLUS_THRESHOLD ? gi : gi * s;
-        }
-        return 1;
-    default: return 0; /* sigmoid's backward needs only y and vectorises as it is */
-    }
-}
+ACT_KERNELS(float, f, expf, erff, dc_sigmoidf, dc_softplusf)
+ACT_KERNELS(double, d, exp, erf, sigm_d, softplus_d)
 
 /* saved[0] = contiguous x (y for ReLU and sigmoid, whose gradients need only the output:
  * keeping x alive too would hold one more activation per layer), saved[1] = y;
@@ -170,10 +130,8 @@ static diffcl_status act_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **
     }
     int kind = (int)n->i[0], nt = dc_threads(x->ctx);
     int64_t cnt = dc_numel(x);
-    if (x->dtype == DIFFCL_F32) {
-        if (!act_bwd_vec_f(kind, dc_f32(x), dc_f32(gc), dc_f32(gx), cnt, nt))
-            act_bwd_f(kind, dc_f32(x), dc_f32(y), dc_f32(gc), dc_f32(gx), cnt, (float)n->f[0], nt);
-    }
+    if (x->dtype == DIFFCL_F32)
+        act_bwd_f(kind, dc_f32(x), dc_f32(y), dc_f32(gc), dc_f32(gx), cnt, (float)n->f[0], nt);
     else
         act_bwd_d(kind, dc_f64(x), dc_f64(y), dc_f64(gc), dc_f64(gx), cnt, n->f[0], nt);
     diffcl_tensor_free(gc);
@@ -196,10 +154,8 @@ static diffcl_status activation(const diffcl_tensor *x, int kind, double slope, 
     }
     int nt = dc_threads(x->ctx);
     int64_t cnt = dc_numel(x);
-    if (x->dtype == DIFFCL_F32) {
-        if (!act_fwd_vec_f(kind, dc_f32(xc), dc_f32(y), cnt, nt))
-            act_fwd_f(kind, dc_f32(xc), dc_f32(y), cnt, (float)slope, nt);
-    } else act_fwd_d(kind, dc_f64(xc), dc_f64(y), cnt, slope, nt);
+    if (x->dtype == DIFFCL_F32) act_fwd_f(kind, dc_f32(xc), dc_f32(y), cnt, (float)slope, nt);
+    else act_fwd_d(kind, dc_f64(xc), dc_f64(y), cnt, slope, nt);
     diffcl_tensor *in = (diffcl_tensor *)x;
     dc_node *n = dc_record(y, &OP_ACT, &in, 1);
     if (n) {
