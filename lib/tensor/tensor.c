@@ -344,6 +344,27 @@ static void store_double(void *p, diffcl_dtype d, double v)
  * saturate memory bandwidth, and these copies sit between parallel kernels. */
 #define COPY_PAR_BYTES ((int64_t)1 << 20)
 
+static void parallel_memcpy(void *dst, const void *src, int64_t bytes, int nt)
+{
+    const int64_t parts = bytes >= COPY_PAR_BYTES ? nt : 1;
+#pragma omp parallel for num_threads(nt) schedule(static) if (parts > 1)
+    for (int64_t k = 0; k < parts; k++) { /* 64-byte aligned pieces */
+        int64_t lo = bytes * k / parts / 64 * 64, hi = k == parts - 1 ? bytes : bytes * (k + 1) / parts / 64 * 64;
+        memcpy((char *)dst + lo, (const char *)src + lo, (size_t)(hi - lo));
+    }
+}
+
+/* Element offset of row r (a row: the last axis) of t, from r's index over the outer axes. */
+static inline int64_t row_offset(const diffcl_tensor *t, int64_t r)
+{
+    int64_t off = 0;
+    for (int i = t->ndim - 2; i >= 0; i--) {
+        off += (r % t->shape[i]) * t->strides[i];
+        r /= t->shape[i];
+    }
+    return off;
+}
+
 /* Walk src in row-major order, writing contiguously to `out` as `dtype`. */
 static void copy_to_buffer(void *out_, diffcl_dtype dtype, const diffcl_tensor *src)
 {
@@ -352,12 +373,7 @@ static void copy_to_buffer(void *out_, diffcl_dtype dtype, const diffcl_tensor *
     const char *base = dc_data(src);
     const int nt = dc_threads(src->ctx);
     if (src->dtype == dtype && dc_is_contiguous(src)) {
-        int64_t bytes = n * (int64_t)es, parts = bytes >= COPY_PAR_BYTES ? nt : 1;
-#pragma omp parallel for num_threads(nt) schedule(static) if (parts > 1)
-        for (int64_t k = 0; k < parts; k++) {
-            int64_t lo = bytes * k / parts / 64 * 64, hi = k == parts - 1 ? bytes : bytes * (k + 1) / parts / 64 * 64;
-            memcpy((char *)out_ + lo, base + lo, (size_t)(hi - lo));
-        }
+        parallel_memcpy(out_, base, n * (int64_t)es, nt);
         return;
     }
     if (n == 0) return;
@@ -366,12 +382,7 @@ static void copy_to_buffer(void *out_, diffcl_dtype dtype, const diffcl_tensor *
     int64_t rows = inner ? n / inner : 0;
 #pragma omp parallel for num_threads(nt) schedule(static) if (n * (int64_t)ed >= COPY_PAR_BYTES)
     for (int64_t r = 0; r < rows; r++) {
-        int64_t off = 0, rem = r;
-        for (int i = nd - 2; i >= 0; i--) { /* row r's index over the outer axes */
-            off += (rem % src->shape[i]) * src->strides[i];
-            rem /= src->shape[i];
-        }
-        const char *p = base + off * (int64_t)es;
+        const char *p = base + row_offset(src, r) * (int64_t)es;
         char *out = (char *)out_ + r * inner * (int64_t)ed;
         if (src->dtype == DIFFCL_F32 && dtype == DIFFCL_F32) {
             const float *ps = (const float *)p;
@@ -426,12 +437,7 @@ diffcl_status diffcl_tensor_copy_from(diffcl_tensor *t, const void *buf, size_t 
     const int nt = dc_threads(t->ctx);
     char *base = dc_data(t);
     if (dc_is_contiguous(t)) {
-        int64_t bytes = (int64_t)nbytes, parts = bytes >= COPY_PAR_BYTES ? nt : 1;
-#pragma omp parallel for num_threads(nt) schedule(static) if (parts > 1)
-        for (int64_t k = 0; k < parts; k++) {
-            int64_t lo = bytes * k / parts / 64 * 64, hi = k == parts - 1 ? bytes : bytes * (k + 1) / parts / 64 * 64;
-            memcpy(base + lo, (const char *)buf + lo, (size_t)(hi - lo));
-        }
+        parallel_memcpy(base, buf, (int64_t)nbytes, nt);
         return DIFFCL_OK;
     }
     /* Scatter row by row (a row: the last axis), rows split over threads when large: narrow
@@ -443,12 +449,7 @@ diffcl_status diffcl_tensor_copy_from(diffcl_tensor *t, const void *buf, size_t 
     const int64_t rows = inner ? n / inner : 0;
 #pragma omp parallel for num_threads(nt) schedule(static) if ((int64_t)nbytes >= COPY_PAR_BYTES)
     for (int64_t r = 0; r < rows; r++) {
-        int64_t off = 0, rem = r;
-        for (int i = nd - 2; i >= 0; i--) {
-            off += (rem % t->shape[i]) * t->strides[i];
-            rem /= t->shape[i];
-        }
-        char *dst = base + off * es;
+        char *dst = base + row_offset(t, r) * es;
         const char *src = (const char *)buf + r * inner * es;
         if (istride == 1) memcpy(dst, src, (size_t)(inner * es));
         else
