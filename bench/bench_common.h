@@ -12,7 +12,6 @@
 #define BENCH_COMMON_H
 
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,81 +195,6 @@ static inline void bench_report_times(double *tw, double *tc, int n, diffcl_cont
     bench_result("rss_before_mib", rss0);
     bench_result("peak_rss_mib", bench_peak_rss_mib());
     bench_result("ctx_peak_mib", (double)diffcl_context_peak_bytes(ctx) / 1048576.0);
-}
-
-/*
- * --pool: a caching allocator passed through diffcl_context_options.alloc/free (public API),
- * an experiment that measures what the library would gain from an activation memory pool.
- * Freed blocks are kept on a free list per (size, alignment) and handed out again, so the
- * large activation buffers are not returned to the kernel (glibc mmaps every block above its
- * 32 MiB mmap threshold and unmaps it on free, and the next step faults and zeroes the pages
- * again). Nothing is ever released before exit; a mutex makes it safe from any thread.
- */
-typedef struct bench_pool_bucket {
-    size_t size, align;
-    void *head; /* blocks chained through their first word */
-} bench_pool_bucket;
-static bench_pool_bucket g_pool[1024];
-static int g_pool_n;
-static pthread_mutex_t g_pool_mu = PTHREAD_MUTEX_INITIALIZER;
-
-static void *bench_pool_alloc(size_t size, size_t alignment, void *user)
-{
-    (void)user;
-    if (alignment < 64) alignment = 64;
-    const size_t hdr = alignment; /* the block's header holds its bucket index */
-    pthread_mutex_lock(&g_pool_mu);
-    int b = -1;
-    for (int i = 0; i < g_pool_n; i++)
-        if (g_pool[i].size == size && g_pool[i].align == alignment) {
-            b = i;
-            break;
-        }
-    if (b < 0 && g_pool_n < (int)(sizeof g_pool / sizeof g_pool[0])) {
-        b = g_pool_n++;
-        g_pool[b].size = size;
-        g_pool[b].align = alignment;
-        g_pool[b].head = NULL;
-    }
-    void *user_ptr = NULL;
-    if (b >= 0 && g_pool[b].head) {
-        user_ptr = g_pool[b].head;
-        g_pool[b].head = *(void **)user_ptr;
-    }
-    pthread_mutex_unlock(&g_pool_mu);
-    if (user_ptr) return user_ptr;
-    size_t total = (hdr + size + alignment - 1) / alignment * alignment;
-    char *raw = aligned_alloc(alignment, total);
-    if (!raw) return NULL;
-    *(int *)raw = b; /* -1: not pooled (table full) */
-    *(size_t *)(raw + hdr - sizeof(size_t)) = hdr; /* the word just before the user block */
-    return raw + hdr;
-}
-
-static void bench_pool_free(void *ptr, void *user)
-{
-    (void)user;
-    if (!ptr) return;
-    char *p = ptr;
-    const size_t hdr = *(size_t *)(p - sizeof(size_t));
-    int b = *(int *)(p - hdr);
-    if (b < 0) {
-        free(p - hdr);
-        return;
-    }
-    pthread_mutex_lock(&g_pool_mu);
-    *(void **)ptr = g_pool[b].head;
-    g_pool[b].head = ptr;
-    pthread_mutex_unlock(&g_pool_mu);
-}
-
-/* Install the pool on context options when @p on is set. */
-static inline void bench_pool_use(diffcl_context_options *o, int on)
-{
-    if (!on) return;
-    o->alloc = bench_pool_alloc;
-    o->free = bench_pool_free;
-    o->alloc_user = NULL;
 }
 
 #endif /* BENCH_COMMON_H */

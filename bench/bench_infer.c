@@ -18,7 +18,6 @@
  *
  *   bench_infer [--volume D,H,W] [--patch D,H,W] [--stride D,H,W] [--gaussian] [--reps N]
  *               [--threads T] [--n-filters F] [--no-torch] [--python PATH] [--script PATH]
- *               [--pool]
  * Ratios are ours / PyTorch in time (< 1: libdiffcl is faster); issue 8's target is <= 0.8.
  */
 #include "bench_common.h"
@@ -29,7 +28,7 @@
 
 typedef struct config {
     int64_t vol[3], patch[3], stride[3];
-    int gaussian, reps, threads, n_filters, pool;
+    int gaussian, reps, threads, n_filters;
 } config;
 
 static int64_t n_windows(const config *c)
@@ -47,7 +46,6 @@ static int child(const config *c)
     diffcl_context_options co = DIFFCL_CONTEXT_OPTIONS_INIT;
     co.n_threads = c->threads;
     co.log_level = DIFFCL_LOG_WARN;
-    bench_pool_use(&co, c->pool);
     diffcl_context *ctx = NULL;
     BENCH_CHECK(diffcl_context_create(&co, &ctx));
     diffcl_vnet_options vo = DIFFCL_VNET_OPTIONS_INIT;
@@ -110,14 +108,14 @@ static void usage(const char *argv0)
 {
     fprintf(stderr,
             "usage: %s [--volume D,H,W] [--patch D,H,W] [--stride D,H,W] [--gaussian] [--reps N]\n"
-            "          [--threads T] [--n-filters F] [--no-torch] [--python PATH] [--script PATH] [--pool]\n",
+            "          [--threads T] [--n-filters F] [--no-torch] [--python PATH] [--script PATH]\n",
             argv0);
 }
 
 int main(int argc, char **argv)
 {
     diffcl_sliding_window_options dso = DIFFCL_SLIDING_WINDOW_OPTIONS_INIT; /* the LA defaults */
-    config c = {{144, 144, 96}, {0, 0, 0}, {0, 0, 0}, dso.gaussian, 3, 2, 16, 0};
+    config c = {{144, 144, 96}, {0, 0, 0}, {0, 0, 0}, dso.gaussian, 3, 2, 16};
     for (int a = 0; a < 3; a++) {
         c.patch[a] = dso.patch[a];
         c.stride[a] = dso.stride[a];
@@ -144,7 +142,6 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--script") && v) snprintf(script, sizeof script, "%s", v), i++;
         else if (!strcmp(a, "--gaussian")) c.gaussian = 1;
         else if (!strcmp(a, "--no-torch")) torch = 0;
-        else if (!strcmp(a, "--pool")) c.pool = 1;
         else if (!strcmp(a, "--child")) is_child = 1;
         else {
             usage(argv[0]);
@@ -169,15 +166,13 @@ int main(int argc, char **argv)
            (long long)c.patch[0], (long long)c.patch[1], (long long)c.patch[2], (long long)c.stride[0],
            (long long)c.stride[1], (long long)c.stride[2], (long long)nw, c.gaussian ? "Gaussian" : "plain",
            c.n_filters, c.threads, c.reps, bench_loadavg());
-    if (c.pool) printf("  ours with --pool: caching allocator through the context's alloc/free hooks\n");
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "/proc/%d/exe --child --volume %lld,%lld,%lld --patch %lld,%lld,%lld --stride %lld,%lld,%lld "
-             "--reps %d --threads %d --n-filters %d%s%s",
+             "--reps %d --threads %d --n-filters %d%s",
              (int)getpid(), (long long)c.vol[0], (long long)c.vol[1], (long long)c.vol[2], (long long)c.patch[0],
              (long long)c.patch[1], (long long)c.patch[2], (long long)c.stride[0], (long long)c.stride[1],
-             (long long)c.stride[2], c.reps, c.threads, c.n_filters, c.gaussian ? " --gaussian" : "",
-             c.pool ? " --pool" : "");
+             (long long)c.stride[2], c.reps, c.threads, c.n_filters, c.gaussian ? " --gaussian" : "");
     bench_kv ours = bench_run_child(cmd, c.threads, 1, "  ours: "), th;
     memset(&th, 0, sizeof th);
     if (torch) {

@@ -31,15 +31,14 @@
  *   bench_train [--patch H,W] [--bl N] [--bu N] [--reps N] [--threads T] [--n-filters F]
  *               [--hfm-levels MASK] [--layout h5|png|phantom] [--no-torch] [--python PATH]
  *               [--script PATH] [--diffcl-script PATH] [--torch-scan chunked|loop|autograd] [--keep DIR]
- *               [--pool] [--ddim-steps N] [--rounds R]
+ *               [--ddim-steps N] [--rounds R]
  *
  * --rounds R: run every row R times (at most 9), alternating, and report each row's median
  * round and the per-round Diff-CL / supervised ratios: on this VM a whole process sometimes
  * runs 25 % slower, which one round per row cannot tell from a real difference.
  * --ddim-steps N: DDIM steps of the DS pseudo label in the Diff-CL iteration, ours and
  * PyTorch's (default: the trainer's ddim_steps_train, 4 as in the brief).
- * --pool: our contexts use a caching allocator through the public alloc/free hooks (see
- * bench_common.h), to measure what an activation memory pool would gain.
+ * DIFFCL_ALLOC_CACHE=0 in the environment measures the library without its block cache.
  * Targets: diffcl <= 3x supervised (issue 7); supervised <= 0.8x the PyTorch CS step (issue 7,
  * like for like; the plain PyTorch V-Net step is kept as a row); diffcl <= 0.8x the PyTorch
  * Diff-CL iteration (issue 8).
@@ -49,7 +48,6 @@
 
 #include "bench_common.h"
 
-static int g_pool_flag; /* --pool: caching allocator through the context hooks */
 
 #ifndef BENCH_SOURCE_DIR
 #define BENCH_SOURCE_DIR "bench"
@@ -258,7 +256,6 @@ static int child(const config *c, const char *what)
     diffcl_context_options co = DIFFCL_CONTEXT_OPTIONS_INIT;
     co.n_threads = c->threads;
     co.log_level = DIFFCL_LOG_WARN;
-    bench_pool_use(&co, g_pool_flag);
     diffcl_context *ctx = NULL;
     BENCH_CHECK(diffcl_context_create(&co, &ctx));
     int rc;
@@ -280,7 +277,7 @@ static void usage(const char *argv0)
             "usage: %s [--patch H,W] [--bl N] [--bu N] [--reps N] [--threads T] [--n-filters F]\n"
             "          [--hfm-levels MASK] [--layout h5|png|phantom] [--cases N] [--no-torch]\n"
             "          [--python PATH] [--script PATH] [--diffcl-script PATH]\n"
-            "          [--torch-scan chunked|loop|autograd] [--keep DIR] [--pool] [--ddim-steps N]\n"
+            "          [--torch-scan chunked|loop|autograd] [--keep DIR] [--ddim-steps N]\n"
             "          [--rounds R]\n",
             argv0);
 }
@@ -321,7 +318,6 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--torch-scan") && v) torch_scan = v, i++;
         else if (!strcmp(a, "--keep") && v) keep = v, i++;
         else if (!strcmp(a, "--no-torch")) torch = 0;
-        else if (!strcmp(a, "--pool")) g_pool_flag = 1;
         else {
             usage(argv[0]);
             return 2;
@@ -364,7 +360,6 @@ int main(int argc, char **argv)
            c.n_filters, c.hfm, c.n_filters, c.layout, c.cases,
            strcmp(c.layout, "phantom") ? "phantom slices at the patch size" : "96x96, zero-padded to the patch",
            c.reps, bench_loadavg());
-    if (g_pool_flag) printf("  ours with --pool: caching allocator through the context's alloc/free hooks\n");
 
     const char *rows[4] = {"diffcl", "supervised", "cs_step", "vnet_step"};
     /* PyTorch rows: 0 V-Net step (torch_train.py), 1 Diff-CL iteration, 2 CS step (torch_diffcl.py) */
@@ -381,10 +376,9 @@ int main(int argc, char **argv)
         char cmd[2048];
         snprintf(cmd, sizeof cmd,
                  "/proc/%d/exe --child %s --patch %lld,%lld --bl %d --bu %d --reps %d --threads %d "
-                 "--n-filters %d --hfm-levels %u --ddim-steps %d --layout %s --cases %d%s%s%s",
+                 "--n-filters %d --hfm-levels %u --ddim-steps %d --layout %s --cases %d%s%s",
                  (int)getpid(), rows[r], (long long)c.patch[0], (long long)c.patch[1], c.bl, c.bu,
-                 c.reps, c.threads, c.n_filters, c.hfm, c.ddim_steps, c.layout, c.cases, *dir ? " --data " : "", dir,
-                 g_pool_flag ? " --pool" : "");
+                 c.reps, c.threads, c.n_filters, c.hfm, c.ddim_steps, c.layout, c.cases, *dir ? " --data " : "", dir);
         ro[r] = bench_run_child(cmd, c.threads, 1, "  ours: ");
         if (!torch) continue;
         /* each PyTorch row right after its counterpart, so that load drift hits both alike */

@@ -14,17 +14,14 @@
  *
  *   bench_vnet [--size D,H,W] [--batch N] [--reps N] [--threads T] [--scaling]
  *              [--dims 2|3] [--n-filters F] [--only train|infer] [--no-torch]
- *              [--python PATH] [--script PATH] [--pool]
+ *              [--python PATH] [--script PATH]
  *
  * --scaling also measures 1 thread (ours and torch) and prints the speed-up of T threads.
- * --pool gives our context a caching allocator (bench_common.h) through the public allocator
- * hooks: an experiment that shows what an activation memory pool in the library would gain.
+ * DIFFCL_ALLOC_CACHE=0 in the environment measures the library without its block cache.
  * --dims 2 takes --size H,W. Ratios are ours / torch in time: below 1 we are faster
  * (issue 8's target is <= 0.8).
  */
 #include "bench_common.h"
-
-static int g_pool_flag; /* --pool: caching allocator through the context hooks */
 
 #ifndef BENCH_SOURCE_DIR
 #define BENCH_SOURCE_DIR "bench"
@@ -54,7 +51,6 @@ static int child(const config *c, const char *mode)
     diffcl_context_options co = DIFFCL_CONTEXT_OPTIONS_INIT;
     co.n_threads = c->threads;
     co.log_level = DIFFCL_LOG_WARN;
-    bench_pool_use(&co, g_pool_flag);
     diffcl_context *ctx = NULL;
     BENCH_CHECK(diffcl_context_create(&co, &ctx));
     diffcl_vnet_options vo = DIFFCL_VNET_OPTIONS_INIT;
@@ -129,9 +125,8 @@ static bench_kv run_ours(const config *c, const char *mode, int threads)
     size_str(c, sz, sizeof sz, ',');
     snprintf(cmd, sizeof cmd,
              "/proc/%d/exe --child %s --dims %d --size %s --batch %d --reps %d --threads %d "
-             "--n-filters %d%s",
-             (int)getpid(), mode, c->dims, sz, c->batch, c->reps, threads, c->n_filters,
-             g_pool_flag ? " --pool" : "");
+             "--n-filters %d",
+             (int)getpid(), mode, c->dims, sz, c->batch, c->reps, threads, c->n_filters);
     return bench_run_child(cmd, threads, 1, "  ours: ");
 }
 
@@ -151,7 +146,7 @@ static void usage(const char *argv0)
 {
     fprintf(stderr,
             "usage: %s [--size D,H,W] [--batch N] [--reps N] [--threads T] [--scaling] [--dims 2|3]\n"
-            "          [--n-filters F] [--only train|infer] [--no-torch] [--python PATH] [--script PATH] [--pool]\n",
+            "          [--n-filters F] [--only train|infer] [--no-torch] [--python PATH] [--script PATH]\n",
             argv0);
 }
 
@@ -180,7 +175,6 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--script") && v) snprintf(script, sizeof script, "%s", v), i++;
         else if (!strcmp(a, "--scaling")) scaling = 1;
         else if (!strcmp(a, "--no-torch")) torch = 0;
-        else if (!strcmp(a, "--pool")) g_pool_flag = 1;
         else {
             usage(argv[0]);
             return 2;
@@ -207,9 +201,8 @@ int main(int argc, char **argv)
     char sz[64];
     size_str(&c, sz, sizeof sz, 'x');
     printf("bench_vnet: libdiffcl %s, V-Net %dD n_filters %d batchnorm dropout 0.5, batch %d x 1 x %s,\n"
-           "  %d timed runs after 1 discarded (medians), fresh process per row, load average %.2f%s\n",
-           diffcl_version_string(), c.dims, c.n_filters, c.batch, sz, c.reps, bench_loadavg(),
-           g_pool_flag ? "\n  ours with --pool: caching allocator through the context's alloc/free hooks" : "");
+           "  %d timed runs after 1 discarded (medians), fresh process per row, load average %.2f\n",
+           diffcl_version_string(), c.dims, c.n_filters, c.batch, sz, c.reps, bench_loadavg());
     int tlist[2] = {c.threads, 1}, nt = scaling && c.threads != 1 ? 2 : 1;
     const char *modes[2] = {"train", "infer"};
     bench_kv ours[2][2], th[2][2];

@@ -17,8 +17,7 @@
 #                  row's median round (a whole process sometimes runs ~25 % slower on shared VMs)
 #   PYTHON=/usr/bin/python3             the interpreter with torch (Debian's torch 1.13)
 #   SCAN_TORCH=1   0: skip the selective scan's PyTorch reference (minutes on 2 cores)
-#   POOL=0         1: bench_vnet / bench_train give our contexts the caching allocator (--pool),
-#                  the activation-pool experiment of docs/performance.md
+#   DIFFCL_ALLOC_CACHE=0   measure the library without its block cache (passed on to every child)
 # The ratio column is ours / torch in time (below 1: libdiffcl is faster; issue 8's target is
 # <= 0.8), except rows with unit "x" (thread speed-ups, higher is better), "MiB" (memory) and
 # the train row *_over_OUR_supervised_* (Diff-CL iteration over our supervised one, target <= 3).
@@ -50,9 +49,6 @@ SCAN_TORCH=${SCAN_TORCH:-1}
 [ "$SCAN_TORCH" = 0 ] && SCAN_QUICK="$SCAN_QUICK --no-torch"
 TRAIN_PATCH=${TRAIN_PATCH:-224,192}
 TORCH_SCAN=${TORCH_SCAN:-chunked}
-POOL=${POOL:-0}
-pool_arg=
-[ "$POOL" = 1 ] && pool_arg=--pool
 export OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
 export DIFFCL_BENCH_DIR="$here"
 bin="$build/bench"
@@ -61,7 +57,7 @@ for p in bench_conv bench_scan bench_vnet bench_train bench_infer; do
 done
 
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
-echo "machine: ${cpu:-unknown}, $(nproc) cores; threads $THREADS, reps $REPS, FULL=$FULL, POOL=$POOL"
+echo "machine: ${cpu:-unknown}, $(nproc) cores; threads $THREADS, reps $REPS, FULL=$FULL, block cache ${DIFFCL_ALLOC_CACHE:-1}"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "logs: $out"
 
@@ -83,22 +79,19 @@ if [ -x "$bin/bench_scan" ]; then
 fi
 if [ -x "$bin/bench_vnet" ]; then
     echo "== vnet" >&2
-    # shellcheck disable=SC2086
     "$bin/bench_vnet" --size "$VNET_SIZE" --reps "$REPS" --threads "$THREADS" --scaling \
-        --python "$PYTHON" $pool_arg > "$out/vnet.log" 2>&1
+        --python "$PYTHON" > "$out/vnet.log" 2>&1
 fi
 if [ -x "$bin/bench_train" ]; then
     echo "== train" >&2
-    # shellcheck disable=SC2086
     "$bin/bench_train" --patch "$TRAIN_PATCH" --reps "$REPS" --threads "$THREADS" \
-        --rounds "${TRAIN_ROUNDS:-3}" --python "$PYTHON" --torch-scan "$TORCH_SCAN" $pool_arg \
+        --rounds "${TRAIN_ROUNDS:-3}" --python "$PYTHON" --torch-scan "$TORCH_SCAN" \
         > "$out/train.log" 2>&1
 fi
 if [ -x "$bin/bench_infer" ]; then
     echo "== infer" >&2
-    # shellcheck disable=SC2086
     "$bin/bench_infer" --volume "$INFER_VOLUME" --patch "$INFER_PATCH" --stride 18,18,4 \
-        --reps "$REPS" --threads "$THREADS" --python "$PYTHON" $pool_arg > "$out/infer.log" 2>&1
+        --reps "$REPS" --threads "$THREADS" --python "$PYTHON" > "$out/infer.log" 2>&1
 fi
 
 # one table: bench item ours torch unit ours/torch
