@@ -50,6 +50,9 @@ expect_err_line "needs a value"
 expect 1 "train missing data" -- "$DIFFCL" train --out "$tmp/r" --layout msd --data "$tmp/none" --iters 1
 expect 1 "resume missing run" -- "$DIFFCL" train --resume "$tmp/none"
 expect_err_line "none"
+expect 2 "demo ddim steps out of range" -- "$DIFFCL" demo --ddim-steps 0
+expect_err_line "ddim-steps"
+"$DIFFCL" demo --help | grep -q -- "--ddim-steps" || { echo "FAIL: demo --help lists no --ddim-steps"; fails=$((fails + 1)); }
 expect 2 "forward missing files" -- "$DIFFCL" forward --weights a
 expect_err_line "required"
 expect 1 "forward missing weights file" -- "$DIFFCL" forward --weights "$tmp/w.safetensors" \
