@@ -96,7 +96,8 @@ diffcl_status dc_plot_curves(const char *path, const double *loss, int64_t n_los
     double xmax = (double)(total_iters > n_loss ? total_iters : n_loss);
     static const unsigned char blue[3] = {90, 140, 230}, black[3] = {0, 0, 0}, red[3] = {220, 40, 40};
     series(c, 0, NULL, loss, n_loss, xmax, 0.0 < lo ? 0.0 : lo, hi, blue);
-    series(c, 0, NULL, smooth, n_loss, xmax, 0.0 < lo ? 0.0 : lo, hi, black);
+    if (win > 1) /* a window of one would hide the loss under its own mean */
+        series(c, 0, NULL, smooth, n_loss, xmax, 0.0 < lo ? 0.0 : lo, hi, black);
     series(c, 1, val_x, val_y, n_val, xmax, 0.0, 1.0, red);
     free(smooth);
 

@@ -1,5 +1,6 @@
 /* The Diff-CL trainer: one optimizer over the CS (V-Net + HF-Mamba) and the DS (diffusion
  * denoiser), supervised + cross pseudo supervision + prototype contrastive losses. */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,12 +42,28 @@ static double now_seconds(void)
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
+/* The run folder and any missing parents (mkdir -p): `--out runs/heart` on a fresh tree. */
 static diffcl_status make_dir(const char *path)
 {
-    if (mkdir(path, 0777) == 0) return DIFFCL_OK;
+    char buf[4096];
     struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return DIFFCL_OK;
-    return dc_error(DIFFCL_ERR_IO, "cannot create run folder %s", path);
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "run folder path too long: %s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0777) != 0) {
+            int e = errno;
+            if (stat(buf, &st) != 0)
+                return dc_error(DIFFCL_ERR_IO, "cannot create run folder %s: %s: %s", path, buf, strerror(e));
+            if (!S_ISDIR(st.st_mode))
+                return dc_error(DIFFCL_ERR_IO, "cannot create run folder %s: %s is not a folder", path, buf);
+        }
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) == 0) return DIFFCL_OK;
+    if (stat(buf, &st) == 0 && S_ISDIR(st.st_mode)) return DIFFCL_OK;
+    return dc_error(DIFFCL_ERR_IO, "cannot create run folder %s: %s", path, strerror(errno));
 }
 
 /* Resolve defaults that depend on other options. */
@@ -86,6 +103,54 @@ static diffcl_status normalise_options(diffcl_train_options *o)
     return DIFFCL_OK;
 }
 
+/* Labeled / unlabeled split of the training cases, leaving out the validation cases: the
+ * layout's training list usually holds them too, and an unlabeled validation case would still
+ * be trained on (its image, through the pseudo labels), inflating the validation Dice.
+ * Without a labeled list the labeled cases are the first N of the rest in id order. */
+static diffcl_status split_without_validation(diffcl_trainer *tr)
+{
+    const diffcl_train_options *o = &tr->o;
+    const diffcl_dataset *ds = tr->train_set;
+    int64_t n = diffcl_dataset_size(ds), n_val = 0;
+    for (int64_t i = 0; tr->val_set && i < n; i++)
+        n_val += diffcl_dataset_find(tr->val_set, diffcl_dataset_case_id(ds, i)) >= 0;
+    if (n_val == 0) return diffcl_dataset_split(ds, o->labeled, o->labeled_list, &tr->split);
+    diffcl_split all;
+    /* with a labeled list: its split; without: every case "labeled", i.e. all of them in id order */
+    DC_TRY(diffcl_dataset_split(ds, o->labeled_list ? 0 : n, o->labeled_list, &all));
+    diffcl_split *sp = &tr->split;
+    sp->labeled = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    sp->unlabeled = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    diffcl_status s = DIFFCL_OK;
+    if (!sp->labeled || !sp->unlabeled) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "splitting the data: out of memory");
+    for (int64_t k = 0; k < all.n_labeled && s == DIFFCL_OK; k++) {
+        int64_t i = all.labeled[k];
+        const char *id = diffcl_dataset_case_id(ds, i);
+        int in_val = diffcl_dataset_find(tr->val_set, id) >= 0;
+        if (o->labeled_list && in_val)
+            s = dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "case '%s' is in both the labeled list %s and the validation "
+                                                      "list %s", id, o->labeled_list, o->val_list);
+        else if (!in_val && (o->labeled_list || sp->n_labeled < o->labeled)) sp->labeled[sp->n_labeled++] = i;
+        else if (!in_val) sp->unlabeled[sp->n_unlabeled++] = i;
+    }
+    for (int64_t k = 0; k < all.n_unlabeled && s == DIFFCL_OK; k++) {
+        int64_t i = all.unlabeled[k];
+        if (diffcl_dataset_find(tr->val_set, diffcl_dataset_case_id(ds, i)) < 0) sp->unlabeled[sp->n_unlabeled++] = i;
+    }
+    if (s == DIFFCL_OK && !o->labeled_list && sp->n_labeled < o->labeled)
+        s = dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%lld labeled cases requested, but only %lld training cases are "
+                                                  "not in the validation list %s", (long long)o->labeled,
+                     (long long)sp->n_labeled, o->val_list);
+    diffcl_split_free(&all);
+    if (s != DIFFCL_OK) {
+        diffcl_split_free(sp);
+        return s;
+    }
+    dc_log(tr->ctx, DIFFCL_LOG_INFO, "%lld validation case(s) of the training list left out of training",
+           (long long)n_val);
+    return DIFFCL_OK;
+}
+
 static diffcl_status open_data(diffcl_trainer *tr)
 {
     const diffcl_train_options *o = &tr->o;
@@ -101,10 +166,6 @@ static diffcl_status open_data(diffcl_trainer *tr)
         return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "layout %s needs a data folder", o->layout);
     DC_TRY(diffcl_dataset_open(tr->ctx, layout == DIFFCL_LAYOUT_PHANTOM ? NULL : o->data_dir, &dopt,
                                &tr->train_set));
-    DC_TRY(diffcl_dataset_split(tr->train_set, o->labeled, o->labeled_list, &tr->split));
-    if (o->method == DIFFCL_METHOD_DIFFCL && tr->split.n_unlabeled == 0)
-        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "Diff-CL needs unlabeled cases: all %lld training cases are "
-                                                     "labeled", (long long)tr->split.n_labeled);
     if (o->val_list) {
         diffcl_dataset_options vopt = dopt;
         if (layout == DIFFCL_LAYOUT_PHANTOM) {
@@ -118,6 +179,10 @@ static diffcl_status open_data(diffcl_trainer *tr)
         DC_TRY(diffcl_dataset_open(tr->ctx, layout == DIFFCL_LAYOUT_PHANTOM ? NULL : o->data_dir, &vopt,
                                    &tr->val_set));
     }
+    DC_TRY(split_without_validation(tr));
+    if (o->method == DIFFCL_METHOD_DIFFCL && tr->split.n_unlabeled == 0)
+        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "Diff-CL needs unlabeled cases: all %lld training cases are "
+                                                     "labeled", (long long)tr->split.n_labeled);
     diffcl_sampler_options so = DIFFCL_SAMPLER_OPTIONS_INIT;
     so.seed = o->seed;
     for (int a = 0; a < 3; a++) so.patch[a] = o->patch[a];

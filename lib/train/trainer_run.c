@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "model/model_internal.h"
 #include "train/trainer_internal.h"
 
 static double wall(void)
@@ -41,6 +42,86 @@ static void push_val(diffcl_trainer *tr, double it, double dice)
     tr->val_dice[tr->n_val++] = dice;
 }
 
+/* A resumed run: log.csv keeps only the rows up to the checkpoint's iteration (an interrupted
+ * run logged past its last checkpoint, and those iterations are trained again), rewritten
+ * atomically, and the loss and validation curves are read back from it so that curves.png
+ * shows the whole run. A missing or unreadable log starts a new one with a warning. */
+static diffcl_status resume_log(diffcl_trainer *tr, const char *csv_path, int *have_header)
+{
+    *have_header = 0;
+    FILE *in = fopen(csv_path, "r");
+    if (!in) {
+        dc_log(tr->ctx, DIFFCL_LOG_WARN, "resuming without %s: a new log starts at iteration %lld", csv_path,
+               (long long)tr->it);
+        return DIFFCL_OK;
+    }
+    int64_t n = tr->it;
+    char **rows = calloc((size_t)(n > 0 ? n : 1), sizeof *rows);
+    char line[1024], header[1024] = "";
+    diffcl_status s = rows ? DIFFCL_OK : dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "resume: out of memory");
+    while (s == DIFFCL_OK && fgets(line, sizeof line, in)) {
+        if (!header[0]) {
+            snprintf(header, sizeof header, "%s", line);
+            continue;
+        }
+        long long k = strtoll(line, NULL, 10);
+        if (k < 1 || k > n) continue; /* past the checkpoint: trained again */
+        free(rows[k - 1]); /* a later row of an iteration replaces an earlier one */
+        rows[k - 1] = strdup(line);
+        if (!rows[k - 1]) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "resume: out of memory");
+    }
+    fclose(in);
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", csv_path);
+    FILE *out = s == DIFFCL_OK ? fopen(tmp, "w") : NULL;
+    if (s == DIFFCL_OK && !out) s = dc_error(DIFFCL_ERR_IO, "cannot write %s", tmp);
+    if (s == DIFFCL_OK) {
+        if (header[0]) fputs(header, out);
+        for (int64_t i = 0; i < n; i++) {
+            if (!rows[i]) continue;
+            fputs(rows[i], out);
+            /* iteration,loss,...,val_dice: the loss is field 2, the validation Dice the last */
+            const char *c = strchr(rows[i], ',');
+            double loss = c ? strtod(c + 1, NULL) : NAN;
+            const char *last = strrchr(rows[i], ',');
+            double val = last ? strtod(last + 1, NULL) : NAN;
+            if (tr->n_loss == tr->cap_loss) {
+                int64_t cap = tr->cap_loss ? tr->cap_loss * 2 : 256;
+                double *h = realloc(tr->loss_hist, (size_t)cap * sizeof *h);
+                if (!h) continue;
+                tr->loss_hist = h;
+                tr->cap_loss = cap;
+            }
+            tr->loss_hist[tr->n_loss++] = loss;
+            if (isfinite(val)) push_val(tr, (double)(i + 1), val);
+        }
+        if (fclose(out) != 0 || rename(tmp, csv_path) != 0) s = dc_error(DIFFCL_ERR_IO, "cannot rewrite %s", csv_path);
+        else *have_header = header[0] != 0;
+    }
+    if (s != DIFFCL_OK) remove(tmp);
+    for (int64_t i = 0; rows && i < n; i++) free(rows[i]);
+    free(rows);
+    return s;
+}
+
+/* model.safetensors: the CS alone, as diffcl_model_save writes it, plus the training options
+ * (diffcl infer takes its default window, the training patch, from them). */
+static diffcl_status save_model(diffcl_trainer *tr, const char *path)
+{
+    char *cfg = dc_model_config_json(tr->cs);
+    char *opts = cfg ? dc_train_options_to_json(&tr->o) : NULL;
+    diffcl_status s = DIFFCL_OK;
+    if (!cfg || !opts) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "saving %s: out of memory", path);
+    if (s == DIFFCL_OK) {
+        const char *keys[3] = {"diffcl.model", "diffcl.version", "diffcl.train_options"};
+        const char *vals[3] = {cfg, DIFFCL_VERSION_STRING, opts};
+        s = diffcl_module_save(tr->cs, path, keys, vals, 3);
+    }
+    free(cfg);
+    free(opts);
+    return s;
+}
+
 /* Validate, then write last (and best when it improved, or always without validation). */
 static diffcl_status checkpoint(diffcl_trainer *tr, double *val)
 {
@@ -58,7 +139,7 @@ static diffcl_status checkpoint(diffcl_trainer *tr, double *val)
     DC_TRY(diffcl_trainer_save(tr, last));
     if (improved) {
         DC_TRY(diffcl_trainer_save(tr, best));
-        DC_TRY(diffcl_model_save(tr->cs, model));
+        DC_TRY(save_model(tr, model));
     }
     return DIFFCL_OK;
 }
@@ -70,9 +151,14 @@ diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
     char csv_path[4096];
     path_in(csv_path, sizeof csv_path, tr, "log.csv");
     int root = dc_dist_rank(tr->dist) == 0; /* MPI: only rank 0 validates, logs and writes */
-    FILE *csv = root ? fopen(csv_path, tr->it > 0 ? "a" : "w") : fopen("/dev/null", "w");
+    int have_header = 0;
+    if (root && tr->it > 0) {
+        if (tr->n_loss == 0) DC_TRY(resume_log(tr, csv_path, &have_header)); /* from a checkpoint */
+        else have_header = 1;                                             /* the same trainer runs on */
+    }
+    FILE *csv = root ? fopen(csv_path, have_header ? "a" : "w") : fopen("/dev/null", "w");
     if (!csv) return dc_error(DIFFCL_ERR_IO, "cannot write %s", csv_path);
-    if (tr->it == 0)
+    if (!have_header)
         fprintf(csv, "iteration,loss,cs_sup,ds_sup,cs_pseudo,ds_pseudo,contrast,mu,lr,agreement,"
                      "cs_fg_fraction,seconds,val_dice\n");
     if (root)

@@ -4,9 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "test_util.h"
+#include "diffcl/checkpoint.h"
+#include "diffcl/image_io.h"
 #include "diffcl/infer.h"
 #include "diffcl/metrics.h"
 #include "diffcl/train.h"
@@ -100,6 +103,134 @@ START_TEST(test_resume_is_exact)
     diffcl_module_free(m);
     diffcl_trainer_free(straight);
     diffcl_trainer_free(resumed);
+}
+END_TEST
+
+static int cancel_at_3(const char *what, int64_t done, int64_t total, const char *msg, void *user)
+{
+    (void)what, (void)total, (void)msg, (void)user;
+    return done >= 3; /* non-zero: cancel */
+}
+
+/* log.csv's iteration column, in file order; returns the row count. */
+static int log_iterations(const char *dir, long *it, int cap)
+{
+    char path[256], line[1024];
+    snprintf(path, sizeof path, "%s/log.csv", dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+    ck_assert_ptr_nonnull(strstr(line, "iteration,loss"));
+    int n = 0;
+    while (fgets(line, sizeof line, f) && n < cap) it[n++] = strtol(line, NULL, 10);
+    fclose(f);
+    return n;
+}
+
+START_TEST(test_interrupted_run_resumes_its_log)
+{
+    /* an interrupted run logged past its last checkpoint (iteration 2 of 6, cancelled at 3):
+     * after the resume log.csv has each iteration once, in order, and the curves of the whole
+     * run; model.safetensors carries the training options (infer's default window) */
+    const char *d = tmpdir();
+    diffcl_train_options o = tiny(d, 6);
+    o.val_every = 2;
+    diffcl_trainer *tr = NULL;
+    ck_ok(diffcl_trainer_create(ctx, &o, &tr));
+    ck_ok(diffcl_context_set_progress(ctx, cancel_at_3, NULL));
+    ck_assert_int_eq(diffcl_trainer_run(tr), DIFFCL_ERR_CANCELLED);
+    ck_ok(diffcl_context_set_progress(ctx, NULL, NULL));
+    diffcl_trainer_free(tr);
+    long it[32];
+    ck_assert_int_eq(log_iterations(d, it, 32), 3);
+    ck_ok(diffcl_trainer_resume(ctx, d, 0, &tr));
+    ck_assert_int_eq(diffcl_trainer_iteration(tr), 2);
+    ck_ok(diffcl_trainer_run(tr));
+    diffcl_trainer_free(tr);
+    int n = log_iterations(d, it, 32);
+    ck_assert_int_eq(n, 6);
+    for (int i = 0; i < n; i++) ck_assert_int_eq(it[i], i + 1);
+    char path[256];
+    snprintf(path, sizeof path, "%s/model.safetensors", d);
+    diffcl_tensor_dict *dict = NULL;
+    ck_ok(diffcl_safetensors_load(ctx, path, &dict));
+    const char *json = diffcl_tensor_dict_get_meta(dict, "diffcl.train_options");
+    ck_assert_ptr_nonnull(json);
+    ck_assert_ptr_nonnull(strstr(json, "\"patch[1]\":32"));
+    diffcl_tensor_dict_free(dict);
+}
+END_TEST
+
+static char last_split_line[512];
+static void grab_split_line(diffcl_log_level level, const char *msg, void *user)
+{
+    (void)level, (void)user;
+    if (strstr(msg, "labeled /")) snprintf(last_split_line, sizeof last_split_line, "%s", msg);
+}
+
+/* A png data set of n phantom slices slice0..slice<n-1> in a new folder. */
+static const char *phantom_png_set(int n)
+{
+    const char *d = tmpdir();
+    char path[256];
+    snprintf(path, sizeof path, "%s/images", d);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/labels", d);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    diffcl_phantom_options po = DIFFCL_PHANTOM_OPTIONS_INIT;
+    po.ndim = 2;
+    po.height = po.width = 32;
+    for (int i = 0; i < n; i++) {
+        diffcl_tensor *img = NULL, *lab = NULL, *img2 = NULL, *img8 = NULL;
+        ck_ok(diffcl_phantom_case(ctx, &po, i, &img, &lab));
+        int64_t hw[2] = {32, 32};
+        ck_ok(diffcl_tensor_reshape(img, 2, hw, &img2));
+        ck_ok(diffcl_affine(img2, 40.0, 128.0, &img8));
+        snprintf(path, sizeof path, "%s/images/slice%d.png", d, i);
+        ck_ok(diffcl_png_write(img8, path, 16));
+        snprintf(path, sizeof path, "%s/labels/slice%d.png", d, i);
+        ck_ok(diffcl_png_write(lab, path, 8));
+        diffcl_tensor_free(img);
+        diffcl_tensor_free(img2);
+        diffcl_tensor_free(img8);
+        diffcl_tensor_free(lab);
+    }
+    return d;
+}
+
+START_TEST(test_validation_cases_are_not_trained_on)
+{
+    /* 6 slices, 2 of them in the validation list: 2 labeled + 2 unlabeled are trained on */
+    const char *data = phantom_png_set(6), *out = tmpdir();
+    char val[256], lab[256];
+    snprintf(val, sizeof val, "%s/val.list", data);
+    FILE *f = fopen(val, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("slice0\nslice3\n", f);
+    fclose(f);
+    diffcl_train_options o = tiny(out, 1);
+    o.layout = "png";
+    o.data_dir = data;
+    o.val_list = val;
+    ck_ok(diffcl_context_set_log(ctx, grab_split_line, NULL, DIFFCL_LOG_INFO));
+    diffcl_trainer *tr = NULL;
+    ck_ok(diffcl_trainer_create(ctx, &o, &tr));
+    ck_ok(diffcl_trainer_run(tr));
+    diffcl_trainer_free(tr);
+    ck_ok(diffcl_context_set_log(ctx, NULL, NULL, DIFFCL_LOG_WARN));
+    ck_assert_msg(strstr(last_split_line, "2 labeled / 2 unlabeled cases"), "log: %s", last_split_line);
+    /* more labeled cases than the non-validation ones, and a labeled case in the validation list */
+    o.labeled = 5;
+    ck_assert_int_eq(diffcl_trainer_create(ctx, &o, &tr), DIFFCL_ERR_INVALID_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "validation list"));
+    snprintf(lab, sizeof lab, "%s/labeled.list", data);
+    f = fopen(lab, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("slice1\nslice3\n", f);
+    fclose(f);
+    o.labeled_list = lab;
+    ck_assert_int_eq(diffcl_trainer_create(ctx, &o, &tr), DIFFCL_ERR_INVALID_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "slice3"));
 }
 END_TEST
 
@@ -224,6 +355,8 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_option_errors);
     tcase_add_test(tc, test_resume_is_exact);
+    tcase_add_test(tc, test_interrupted_run_resumes_its_log);
+    tcase_add_test(tc, test_validation_cases_are_not_trained_on);
     tcase_add_test(tc, test_nan_loss_stops_cleanly);
     tcase_add_test(tc, test_diffcl_beats_supervised);
     suite_add_tcase(s, tc);
