@@ -45,7 +45,8 @@ static int progress_dots(const char *what, int64_t done, int64_t total, const ch
 {
     (void)msg; (void)user;
     if (strcmp(what, "train")) return 0; /* tiles of the evaluation: too many to show */
-    if (done % 25 == 0 || done == total) fprintf(stderr, "  [%lld/%lld]\r", (long long)done, (long long)total);
+    if (done % 25 == 0 || done == total)
+        fprintf(stderr, "  [%lld/%lld]%s", (long long)done, (long long)total, done == total ? "\n" : "\r");
     return 0;
 }
 

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <diffcl/diffcl.h>
 #include <diffcl/distributed.h> /* mpirun -np N diffcl train */
@@ -15,7 +16,8 @@ static void train_usage(FILE *f)
     fprintf(f,
             "usage: diffcl train --out RUN_DIR [options]      (or: diffcl train --resume RUN_DIR [--iters N])\n\n"
             "data:\n"
-            "  --layout L           phantom|png|la-h5|msd|nnunet (default %s; phantom needs no --data)\n"
+            "  --layout L           phantom|png|la-h5|msd|nnunet|auto (default %s without --data, auto with it;\n"
+            "                       phantom needs no --data)\n"
             "  --data DIR           data set root\n"
             "  --train-list F       training case list (default: the layout's, e.g. train.list)\n"
             "  --val-list F         validation cases (phantom: a number of held-out cases); default none\n"
@@ -37,7 +39,8 @@ static void train_usage(FILE *f)
             "  --no-strong          no strong augmentation of the unlabeled patches\n"
             "  --no-pseudo-mask-dice  agreement mask on the CE of L^c_p only, not on its Dice\n"
             "run:\n"
-            "  --out DIR            run folder (checkpoints, log.csv, curves.png)\n"
+            "  --out DIR            run folder (checkpoints, log.csv, curves.png); created with its parents\n"
+            "  --overwrite          start over in a --out folder that already holds a run (else an error)\n"
             "  --val-every N        (default iters/10)   --threads N (default: all cores)\n",
             d.layout, d.dims, d.labeled, d.batch_labeled, d.batch_unlabeled, d.phantom_cases, (long long)d.iters,
             (unsigned long long)d.seed, d.n_filters, d.ds_n_filters, d.lr, d.momentum, d.weight_decay,
@@ -72,7 +75,7 @@ int cmd_train(int argc, char **argv)
 {
     diffcl_train_options o = DIFFCL_TRAIN_OPTIONS_INIT;
     const char *resume = NULL;
-    int threads = 0;
+    int threads = 0, layout_given = 0, overwrite = 0;
     int64_t iters_override = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -83,15 +86,22 @@ int cmd_train(int argc, char **argv)
         if (!strcmp(a, "--no-hfm")) { o.hfm_levels = 0; continue; }
         if (!strcmp(a, "--no-strong")) { o.strong_unlabeled = 0; continue; }
         if (!strcmp(a, "--no-pseudo-mask-dice")) { o.pseudo_mask_dice = 0; continue; }
+        if (!strcmp(a, "--overwrite")) { overwrite = 1; continue; }
         if (i + 1 >= argc) return opt_fail("train", "option %s needs a value", a);
         const char *v = argv[++i];
         int iv;
         double dv;
 #define INT_OPT(name, lo, hi, field) \
-    else if (!strcmp(a, name)) { if (!opt_int(v, lo, hi, &iv)) return opt_fail("train", "bad %s %s", name, v); field = iv; }
+    else if (!strcmp(a, name)) { \
+        if (!opt_int(v, lo, hi, &iv)) return opt_fail("train", "bad %s %s (an integer in [%s, %s])", name, v, #lo, #hi); \
+        field = iv; \
+    }
 #define DBL_OPT(name, lo, hi, field) \
-    else if (!strcmp(a, name)) { if (!opt_double(v, lo, hi, &dv)) return opt_fail("train", "bad %s %s", name, v); field = dv; }
-        if (!strcmp(a, "--layout")) o.layout = v;
+    else if (!strcmp(a, name)) { \
+        if (!opt_double(v, lo, hi, &dv)) return opt_fail("train", "bad %s %s (a number in [%s, %s])", name, v, #lo, #hi); \
+        field = dv; \
+    }
+        if (!strcmp(a, "--layout")) o.layout = v, layout_given = 1;
         else if (!strcmp(a, "--data")) o.data_dir = v;
         else if (!strcmp(a, "--train-list")) o.train_list = v;
         else if (!strcmp(a, "--val-list")) o.val_list = v;
@@ -136,6 +146,17 @@ int cmd_train(int argc, char **argv)
 #undef DBL_OPT
     }
     if (!resume && !o.out_dir) return opt_fail("train", "--out RUN_DIR is required (see 'diffcl train --help')");
+    /* --data without --layout: detect the layout instead of silently training on the phantom */
+    if (o.data_dir && !layout_given) o.layout = "auto";
+    if (!resume && !overwrite) { /* a trained run is not thrown away by a repeated command line */
+        char last[4200];
+        snprintf(last, sizeof last, "%s/last.safetensors", o.out_dir);
+        if (access(last, F_OK) == 0) {
+            fprintf(stderr, "diffcl train: %s already holds a run (%s): continue it with --resume %s, or start "
+                            "over with --overwrite\n", o.out_dir, last, o.out_dir);
+            return 1;
+        }
+    }
     diffcl_context_options co = DIFFCL_CONTEXT_OPTIONS_INIT;
     co.n_threads = threads;
     co.log = log_to_stderr;

@@ -438,6 +438,10 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
     step_vars v;
     memset(&v, 0, sizeof v);
     diffcl_status s = diffcl_sampler_next(tr->sampler, it, &v.image, &v.label, NULL);
+    if (s == DIFFCL_OK && v.image->ndim != o->dims + 2) /* 3-D volumes read with dims 2 (the default) */
+        s = dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "the data set holds %d-D images but the trainer's dims is %d "
+                                                  "(diffcl train --dims %d)", v.image->ndim - 2, o->dims,
+                     v.image->ndim - 2);
     if (s == DIFFCL_OK && tr->dist) { /* MPI: this rank's shard r, r+S, ... of the global batch */
         diffcl_tensor *gi = v.image, *gl = v.label;
         v.image = v.label = NULL;

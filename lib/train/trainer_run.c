@@ -161,13 +161,17 @@ diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
     if (!have_header)
         fprintf(csv, "iteration,loss,cs_sup,ds_sup,cs_pseudo,ds_pseudo,contrast,mu,lr,agreement,"
                      "cs_fg_fraction,seconds,val_dice\n");
+    char patch[64];
+    if (o->dims == 2) snprintf(patch, sizeof patch, "%lldx%lld", (long long)o->patch[1], (long long)o->patch[2]);
+    else
+        snprintf(patch, sizeof patch, "%lldx%lldx%lld", (long long)o->patch[0], (long long)o->patch[1],
+                 (long long)o->patch[2]);
     if (root)
-    dc_log(tr->ctx, DIFFCL_LOG_INFO, "training %s, %s, %lld iterations, %lld labeled / %lld unlabeled cases, "
-                                     "patch %lldx%lldx%lld, batch %d+%d, %d threads, output %s",
-           o->method == DIFFCL_METHOD_DIFFCL ? "Diff-CL" : "supervised", o->layout, (long long)o->iters,
-           (long long)tr->split.n_labeled, (long long)tr->split.n_unlabeled, (long long)o->patch[0],
-           (long long)o->patch[1], (long long)o->patch[2], o->batch_labeled, o->batch_unlabeled,
-           diffcl_context_threads(tr->ctx), o->out_dir);
+        dc_log(tr->ctx, DIFFCL_LOG_INFO, "training %s, %s, %lld iterations, %lld labeled / %lld unlabeled cases, "
+                                         "patch %s, batch %d+%d, %d threads, output %s",
+               o->method == DIFFCL_METHOD_DIFFCL ? "Diff-CL" : "supervised", o->layout, (long long)o->iters,
+               (long long)tr->split.n_labeled, (long long)tr->split.n_unlabeled, patch, o->batch_labeled,
+               o->batch_unlabeled, diffcl_context_threads(tr->ctx), o->out_dir);
     diffcl_status s = DIFFCL_OK;
     double t_start = wall();
     int64_t it_start = tr->it;
