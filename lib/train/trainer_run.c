@@ -169,7 +169,8 @@ diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
     if (root)
         dc_log(tr->ctx, DIFFCL_LOG_INFO, "training %s, %s, %lld iterations, %lld labeled / %lld unlabeled cases, "
                                          "patch %s, batch %d+%d, %d threads, output %s",
-               o->method == DIFFCL_METHOD_DIFFCL ? "Diff-CL" : "supervised", o->layout, (long long)o->iters,
+               o->method == DIFFCL_METHOD_DIFFCL ? "Diff-CL" : "supervised",
+               diffcl_layout_name(diffcl_dataset_layout(tr->train_set)), (long long)o->iters,
                (long long)tr->split.n_labeled, (long long)tr->split.n_unlabeled, patch, o->batch_labeled,
                o->batch_unlabeled, diffcl_context_threads(tr->ctx), o->out_dir);
     diffcl_status s = DIFFCL_OK;
