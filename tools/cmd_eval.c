@@ -40,20 +40,34 @@ static int is_file(const char *p)
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* Path of <dir>/<id><ext> for the first extension that exists; 0 if none. */
+/* Path of <dir>/<id><ext> for the first extension that exists, else the LA layout's
+ * <dir>/<id>/mri_norm2.h5 (its dataset 'label'); 0 if none. */
 static int find_case(const char *dir, const char *id, char *path, size_t n)
 {
+    size_t L = strlen(dir);
+    while (L > 1 && dir[L - 1] == '/') L--; /* "preds/" + id without a double slash */
     for (size_t k = 0; k < sizeof exts / sizeof exts[0]; k++) {
-        snprintf(path, n, "%s/%s%s", dir, id, exts[k]);
+        snprintf(path, n, "%.*s/%s%s", (int)L, dir, id, exts[k]);
         if (is_file(path)) return 1;
     }
-    return 0;
+    snprintf(path, n, "%.*s/%s/mri_norm2.h5", (int)L, dir, id);
+    return is_file(path);
 }
 
 static int ends_with(const char *s, const char *suf)
 {
     size_t a = strlen(s), b = strlen(suf);
     return a > b && !strcmp(s + a - b, suf);
+}
+
+/* A --list entry may be a file name ("la_004.nii.gz"): its id is the name less the extension. */
+static void strip_ext(char *id)
+{
+    for (size_t k = 0; k < sizeof exts / sizeof exts[0]; k++)
+        if (ends_with(id, exts[k])) {
+            id[strlen(id) - strlen(exts[k])] = 0;
+            return;
+        }
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -147,6 +161,15 @@ int cmd_eval(int argc, char **argv)
             return opt_fail("eval", "unknown option %s (see 'diffcl eval --help')", a);
     }
     if (!pred_dir || !label_dir) return opt_fail("eval", "--pred and --label are required");
+    /* before any case: a mistyped folder is not a missing case */
+    const char *dirs[2][2] = {{"--pred", pred_dir}, {"--label", label_dir}};
+    for (int k = 0; k < 2; k++) {
+        struct stat st;
+        if (stat(dirs[k][1], &st) != 0)
+            return opt_fail("eval", "%s folder '%s' does not exist", dirs[k][0], dirs[k][1]);
+        if (!S_ISDIR(st.st_mode))
+            return opt_fail("eval", "%s '%s' is not a folder", dirs[k][0], dirs[k][1]);
+    }
     diffcl_metric_options mo = DIFFCL_METRIC_OPTIONS_INIT;
     mo.connectivity = conn;
     if (!strcmp(empty, "nan")) mo.empty_policy = DIFFCL_EMPTY_NAN;
@@ -159,6 +182,7 @@ int cmd_eval(int argc, char **argv)
     if (list) {
         if (diffcl_list_read(list, &ids, &n) != DIFFCL_OK)
             return opt_fail("eval", "%s", diffcl_last_error());
+        for (int64_t i = 0; i < n; i++) strip_ext(ids[i]);
     } else if (!list_dir(pred_dir, &ids, &n)) {
         return opt_fail("eval", "cannot read the folder '%s'", pred_dir);
     }

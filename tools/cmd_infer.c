@@ -1,6 +1,7 @@
 /* diffcl infer: segment images (NIfTI, PNG, h5) with a saved model by sliding window.
  * Public API only. */
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +30,8 @@ static void infer_usage(FILE *f)
             "                        the channels\n"
             "  <case>.png            8-bit PNG of class indices (any image size)\n"
             "  <case>.h5             dataset 'image' in, dataset 'label' out\n"
-            "With a folder, every such file is segmented into the output folder.\n\n"
+            "With a folder, every such file (and each LA-layout <case>/mri_norm2.h5, written as\n"
+            "<case>.h5) is segmented into the output folder, which is created if missing.\n\n"
             "  --patch, --stride     window and step (default: the training patch from a training\n"
             "                        checkpoint, else 112,112,80 in 3-D; stride 18,18,4 for the\n"
             "                        LA patch, else half the patch; 2-D: the patch is the image\n"
@@ -58,6 +60,36 @@ static int is_file(const char *p)
 {
     struct stat st;
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* dir/name without doubling a slash the user gave ("preds/"). */
+static void join_path(char *buf, size_t n, const char *dir, const char *name)
+{
+    size_t L = strlen(dir);
+    while (L > 1 && dir[L - 1] == '/') L--;
+    snprintf(buf, n, "%.*s/%s", (int)L, dir, name);
+}
+
+/* mkdir -p: 0 when @p path is (now) a folder, else -1 with errno set. */
+static int make_dirs(const char *path)
+{
+    char p[4096];
+    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *c = p + 1; *c; c++) {
+        if (*c != '/') continue;
+        *c = 0;
+        if (mkdir(p, 0777) && errno != EEXIST) return -1;
+        *c = '/';
+    }
+    if (mkdir(p, 0777) && errno != EEXIST) return -1;
+    if (!is_dir(p)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
 }
 
 static const char *ext_of(const char *p)
@@ -238,8 +270,9 @@ static int run_case(diffcl_context *ctx, job *jb, const char *in, const char *ou
     }
     if (s == DIFFCL_OK && !rc) s = write_output(label, out, &meta);
     if (s == DIFFCL_OK && !rc && jb->overlay_dir) {
-        char p[4096];
-        snprintf(p, sizeof p, "%s/%s.png", jb->overlay_dir, id);
+        char p[4096], name[1100];
+        snprintf(name, sizeof name, "%s.png", id);
+        join_path(p, sizeof p, jb->overlay_dir, name);
         s = diffcl_overlay_png(img, label, NULL, 0, -1, p);
     }
     if (s != DIFFCL_OK) {
@@ -321,12 +354,14 @@ int cmd_infer(int argc, char **argv)
     if (!in_dir && !is_file(input)) return opt_fail("infer", "no such input '%s'", input);
     if (!in_dir && !ext_of(input))
         return opt_fail("infer", "'%s': expected .nii.gz, .nii, .png or .h5", input);
-    if (in_dir && !is_dir(output)) return opt_fail("infer", "output folder '%s' does not exist", output);
+    struct stat st;
+    if (in_dir && stat(output, &st) == 0 && !S_ISDIR(st.st_mode))
+        return opt_fail("infer", "--output '%s' must be a folder when --input is one", output);
     if (!in_dir && (!ext_of(output) || strcmp(ext_of(output), ext_of(input))))
         return opt_fail("infer", "--output '%s' must have the input's extension (%s)", output,
                         ext_of(input));
-    if (jb.overlay_dir && !is_dir(jb.overlay_dir))
-        return opt_fail("infer", "overlay folder '%s' does not exist", jb.overlay_dir);
+    if (jb.overlay_dir && stat(jb.overlay_dir, &st) == 0 && !S_ISDIR(st.st_mode))
+        return opt_fail("infer", "--overlay '%s' is not a folder", jb.overlay_dir);
 
     diffcl_context_options co = DIFFCL_CONTEXT_OPTIONS_INIT;
     co.n_threads = threads;
@@ -345,6 +380,17 @@ int cmd_infer(int argc, char **argv)
         return 1;
     }
     diffcl_module_train(jb.model, 0);
+    /* output folders are made like mkdir -p, once the model has loaded */
+    const char *dirs[2] = {in_dir ? output : NULL, jb.overlay_dir};
+    for (int k = 0; k < 2; k++) {
+        if (dirs[k] && make_dirs(dirs[k])) {
+            fprintf(stderr, "diffcl infer: cannot create the folder '%s': %s\n", dirs[k],
+                    strerror(errno));
+            diffcl_module_free(jb.model);
+            diffcl_context_free(ctx);
+            return 1;
+        }
+    }
     checkpoint_patch(ctx, jb.model_path, jb.train_patch);
     if (jb.patch_given) memcpy(jb.so.patch, patch, sizeof patch);
     else if (jb.train_patch[1] > 0) memcpy(jb.so.patch, jb.train_patch, sizeof patch);
@@ -368,32 +414,46 @@ int cmd_infer(int argc, char **argv)
         struct dirent *e;
         while (d && (e = readdir(d))) {
             const char *ext = ext_of(e->d_name);
-            if (e->d_name[0] == '.' || !ext) continue;
-            size_t base = strlen(e->d_name) - strlen(ext);
-            /* nnU-Net channel files after the first are read with _0000 */
-            if (base > 5 && e->d_name[base - 5] == '_' && strncmp(e->d_name + base - 5, "_0000", 5) &&
-                strspn(e->d_name + base - 4, "0123456789") == 4)
-                continue;
+            char la[4096], sub[1100];
+            if (e->d_name[0] == '.' || strlen(e->d_name) > 1000) continue;
+            if (!ext) {
+                /* the LA layout: <case>/mri_norm2.h5, predicted as <output>/<case>.h5 */
+                snprintf(sub, sizeof sub, "%s/mri_norm2.h5", e->d_name);
+                join_path(la, sizeof la, input, sub);
+                if (!is_file(la)) continue;
+            } else {
+                size_t base = strlen(e->d_name) - strlen(ext);
+                /* nnU-Net channel files after the first are read with _0000 */
+                if (base > 5 && e->d_name[base - 5] == '_' &&
+                    strncmp(e->d_name + base - 5, "_0000", 5) &&
+                    strspn(e->d_name + base - 4, "0123456789") == 4)
+                    continue;
+                snprintf(sub, sizeof sub, "%s", e->d_name);
+            }
             if (n == cap) {
                 cap = cap ? 2 * cap : 64;
                 names = realloc(names, sizeof(char *) * (size_t)cap);
             }
-            names[n++] = strdup(e->d_name);
+            names[n++] = strdup(sub);
         }
         if (d) closedir(d);
         if (n > 1) qsort(names, (size_t)n, sizeof(char *), cmp_str);
         if (n == 0) {
-            fprintf(stderr, "diffcl infer: no .nii.gz, .nii, .png or .h5 file in '%s'\n", input);
+            fprintf(stderr, "diffcl infer: no .nii.gz, .nii, .png or .h5 file (or "
+                    "<case>/mri_norm2.h5) in '%s'\n", input);
             rc = 1;
         }
         for (int64_t i = 0; i < n; i++) {
             const char *ext = ext_of(names[i]);
             char id[1024], in[4096], out[4096];
-            size_t base = strlen(names[i]) - strlen(ext);
-            if (base > 5 && !strncmp(names[i] + base - 5, "_0000", 5)) base -= 5;
+            const char *slash = strchr(names[i], '/');
+            size_t base = slash ? (size_t)(slash - names[i]) : strlen(names[i]) - strlen(ext);
+            if (!slash && base > 5 && !strncmp(names[i] + base - 5, "_0000", 5)) base -= 5;
             snprintf(id, sizeof id, "%.*s", (int)base, names[i]);
-            snprintf(in, sizeof in, "%s/%s", input, names[i]);
-            snprintf(out, sizeof out, "%s/%s%s", output, id, ext);
+            join_path(in, sizeof in, input, names[i]);
+            char name[1100];
+            snprintf(name, sizeof name, "%s%s", id, ext);
+            join_path(out, sizeof out, output, name);
             rc |= run_case(ctx, &jb, in, out, id);
             free(names[i]);
         }

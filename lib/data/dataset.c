@@ -87,7 +87,7 @@ diffcl_status diffcl_layout_parse(const char *name, diffcl_layout *out)
         return DIFFCL_OK;
     }
     return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
-                    "unknown data-set layout '%s' (phantom, png, h5, msd, nnunet, auto)", name);
+                    "unknown data-set layout '%s' (phantom, png, la-h5, msd, nnunet, auto)", name);
 }
 
 void diffcl_dataset_options_init(diffcl_dataset_options *opts)
@@ -126,6 +126,66 @@ static char *join(const char *a, const char *b)
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Read case list @p list: as given when absolute or present in the current folder, else
+ * relative to the data root (the data set's list and the labeled list resolve alike). */
+static diffcl_status read_case_list(const char *fn, const char *root, const char *list, char ***ids,
+                                    int64_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    if (list[0] == '/' || is_file(list) || !root || !root[0]) return diffcl_list_read(list, ids, n);
+    char *p = join(root, list);
+    if (!p) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    diffcl_status s = is_file(p) ? diffcl_list_read(p, ids, n)
+                                 : dc_error(DIFFCL_ERR_IO, "%s: no case list '%s' (looked in the "
+                                            "current folder and in '%s')", fn, list, root);
+    free(p);
+    return s;
+}
+
+/* Users paste file names into lists: drop a known image extension (and nnU-Net's channel
+ * suffix _0000 with it) so that "la_004.nii.gz" names case "la_004". */
+static void strip_file_ext(diffcl_layout layout, char *id)
+{
+    static const char *const exts[] = {".nii.gz", ".nii", ".png", ".h5"};
+    for (size_t k = 0; k < sizeof exts / sizeof exts[0]; k++) {
+        if (!ends_with(id, exts[k])) continue;
+        size_t base = strlen(id) - strlen(exts[k]);
+        if (layout == DIFFCL_LAYOUT_NNUNET && base > 5 && !strncmp(id + base - 5, "_0000", 5))
+            base -= 5;
+        id[base] = 0;
+        return;
+    }
+}
+
+/* The error for a case whose image (or label) file is missing, naming the folder and the
+ * file names looked for. */
+static diffcl_status missing_case_file(const diffcl_dataset *ds, const char *id, int label,
+                                       const char *list)
+{
+    const char *what = label ? "label" : "image", *sub, *chan = "";
+    int nii = 1;
+    switch (ds->layout) {
+    case DIFFCL_LAYOUT_PNG:
+        sub = label ? "labels" : "images";
+        nii = 0;
+        break;
+    case DIFFCL_LAYOUT_NNUNET:
+        sub = label ? "labelsTr" : "imagesTr";
+        chan = label ? "" : "_0000";
+        break;
+    default:
+        sub = label ? "labelsTr" : "imagesTr";
+    }
+    char looked[2200];
+    if (nii) snprintf(looked, sizeof looked, "%.1000s%s.nii.gz, %.1000s%s.nii", id, chan, id, chan);
+    else snprintf(looked, sizeof looked, "%.1000s.png", id);
+    return dc_error(DIFFCL_ERR_NOT_FOUND,
+                    "no %s file for case '%s' in '%s/%s' (looked for %s)%s%s%s", what, id,
+                    ds->root, sub, looked, list ? "; the id comes from '" : "", list ? list : "",
+                    list ? "'" : "");
 }
 
 /* Does folder @p dir hold a (non-hidden) file ending in @p suffix? */
@@ -288,6 +348,9 @@ static diffcl_status case_paths(const diffcl_dataset *ds, const char *id, char *
             (*channels)++;
         }
         snprintf(buf, sizeof buf, "%s/labelsTr/%s%s", r, id, ext);
+        if (!is_file(buf))
+            snprintf(buf, sizeof buf, "%s/labelsTr/%s%s", r, id,
+                     strcmp(ext, ".nii") ? ".nii" : ".nii.gz");
         *lab = strdup(buf);
         break;
     }
@@ -393,10 +456,8 @@ diffcl_status diffcl_dataset_open(diffcl_context *ctx, const char *root,
             }
         }
     } else if (o.list) {
-        char *lp = (o.list[0] == '/' || is_file(o.list)) ? strdup(o.list) : join(root, o.list);
-        if (!lp) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-        else s = diffcl_list_read(lp, &ds->ids, &ds->n);
-        free(lp);
+        s = read_case_list(fn, root, o.list, &ds->ids, &ds->n);
+        for (int64_t i = 0; i < ds->n && s == DIFFCL_OK; i++) strip_file_ext(layout, ds->ids[i]);
     } else {
         s = scan_ids(root, layout, &ds->ids, &ds->n);
         if (s == DIFFCL_OK && ds->n == 0)
@@ -418,8 +479,7 @@ diffcl_status diffcl_dataset_open(diffcl_context *ctx, const char *root,
             }
             s = case_paths(ds, ds->ids[i], &ds->img_paths[i], &ds->lab_paths[i], &ds->channels[i]);
             if (s == DIFFCL_OK && !is_file(ds->img_paths[i]))
-                s = dc_error(DIFFCL_ERR_NOT_FOUND, "%s: case '%s': image file '%s' does not exist",
-                             fn, ds->ids[i], ds->img_paths[i]);
+                s = missing_case_file(ds, ds->ids[i], 0, o.list);
         }
     }
     if (s != DIFFCL_OK) {
@@ -532,6 +592,10 @@ diffcl_status dc_dataset_load_in(const diffcl_dataset *ds, diffcl_context *ctx, 
     diffcl_tensor *img = NULL, *lab = NULL;
     const char *ip = ds->img_paths[i], *lp = ds->lab_paths[i];
     diffcl_status s = DIFFCL_OK;
+    /* labels are looked for only now: unlabeled cases may lack them */
+    if (label && ds->layout != DIFFCL_LAYOUT_PHANTOM && ds->layout != DIFFCL_LAYOUT_H5 &&
+        !is_file(lp))
+        return missing_case_file(ds, ds->ids[i], 1, NULL);
     switch (ds->layout) {
     case DIFFCL_LAYOUT_PHANTOM: {
         unsigned long long k = (unsigned long long)(ds->first_case + i);
@@ -683,8 +747,9 @@ diffcl_status diffcl_dataset_split(const diffcl_dataset *ds, int64_t n_labeled,
     if (labeled_list) {
         char **ids = NULL;
         int64_t m = 0;
-        s = diffcl_list_read(labeled_list, &ids, &m);
+        s = read_case_list(fn, ds->root, labeled_list, &ids, &m);
         for (int64_t k = 0; k < m && s == DIFFCL_OK; k++) {
+            strip_file_ext(ds->layout, ids[k]);
             int64_t j = diffcl_dataset_find(ds, ids[k]);
             if (j < 0)
                 s = dc_error(DIFFCL_ERR_NOT_FOUND, "%s: '%s' names case '%s', which the data set lacks",

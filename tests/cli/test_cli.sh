@@ -59,5 +59,53 @@ expect 1 "forward missing weights file" -- "$DIFFCL" forward --weights "$tmp/w.s
     --input "$tmp/x.safetensors" --output "$tmp/y.safetensors" --dims 2 --n-filters 4 --threads 1
 expect_err_line "w.safetensors"
 
+# infer -> eval as docs/training.md runs them, on the fixtures with a 1-iteration 3-D model
+FIX=${DIFFCL_FIXTURES:-$(dirname "$0")/../fixtures}/data
+"$DIFFCL" train --out "$tmp/m" --dims 3 --patch 16,16,16 --iters 1 --n-filters 2 --ds-n-filters 2 \
+    --no-hfm --method supervised --labeled 2 --phantom-cases 3 --threads 2 >/dev/null 2>&1 ||
+    { echo "FAIL: tiny 3-D training run"; fails=$((fails + 1)); }
+M="$tmp/m/model.safetensors"
+expect 2 "eval missing label folder" -- "$DIFFCL" eval --pred "$FIX/eval/pred" --label "$tmp/nosuch"
+expect_err_line "'$tmp/nosuch' does not exist"
+expect 2 "eval missing pred folder" -- "$DIFFCL" eval --pred "$tmp/nopred/" --label "$FIX/eval/label"
+expect_err_line "does not exist"
+mkdir "$tmp/in"
+expect 2 "infer folder into a file" -- "$DIFFCL" infer --model "$M" --input "$tmp/in" --output "$M"
+expect_err_line "folder"
+expect 1 "infer empty folder" -- "$DIFFCL" infer --model "$M" --input "$tmp/in" --output "$tmp/o"
+expect_err_line "mri_norm2.h5"
+"$DIFFCL" infer --model "$M" --input "$FIX/msd/imagesTr" --output "$tmp/preds/msd/" --threads 2 \
+    >"$tmp/out" 2>"$tmp/err"
+if grep -q "without NIfTI" "$tmp/err"; then
+    echo "skip: NIfTI infer/eval (built without NIfTI)"
+else
+    # the output folder and its parents are created; paths print without a double slash
+    if [ ! -f "$tmp/preds/msd/la_003.nii.gz" ] || [ ! -f "$tmp/preds/msd/la_007.nii.gz" ] ||
+        grep -q "//" "$tmp/out"; then
+        echo "FAIL: infer into a new folder:"; cat "$tmp/out" "$tmp/err"; fails=$((fails + 1))
+    else
+        pass=$((pass + 1))
+    fi
+    expect 0 "eval of infer's folder" -- "$DIFFCL" eval --pred "$tmp/preds/msd/" --label "$FIX/msd/labelsTr"
+    grep -q "over 2 case" "$tmp/out" || { echo "FAIL: eval did not score 2 cases"; fails=$((fails + 1)); }
+    printf 'la_007.nii.gz\n' >"$tmp/file.list"
+    expect 0 "eval --list of file names" -- "$DIFFCL" eval --pred "$tmp/preds/msd" \
+        --label "$FIX/msd/labelsTr" --list "$tmp/file.list"
+    grep -q "over 1 case" "$tmp/out" || { echo "FAIL: eval --list scored not 1 case"; fails=$((fails + 1)); }
+fi
+# an LA folder (<case>/mri_norm2.h5): <output>/<case>.h5, scored against the folder itself
+"$DIFFCL" infer --model "$M" --input "$FIX/la" --output "$tmp/preds/la" --threads 2 >"$tmp/out" 2>"$tmp/err"
+if grep -q "without HDF5" "$tmp/err"; then
+    echo "skip: LA h5 infer/eval (built without HDF5)"
+else
+    if [ ! -f "$tmp/preds/la/ACASE01.h5" ] || [ ! -f "$tmp/preds/la/ZCASE02.h5" ]; then
+        echo "FAIL: infer of an LA folder:"; cat "$tmp/out" "$tmp/err"; fails=$((fails + 1))
+    else
+        pass=$((pass + 1))
+    fi
+    expect 0 "eval against an LA folder" -- "$DIFFCL" eval --pred "$tmp/preds/la" --label "$FIX/la"
+    grep -q "over 3 case" "$tmp/out" || { echo "FAIL: eval did not score 3 LA cases"; fails=$((fails + 1)); }
+fi
+
 echo "cli: $pass passed, $fails failed"
 [ "$fails" -eq 0 ]

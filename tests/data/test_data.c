@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "test_util.h"
@@ -813,6 +814,149 @@ START_TEST(png_dataset_and_detection)
 END_TEST
 
 
+static void write_text(const char *dir, const char *name, const char *text)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    write_bytes(p, text, strlen(text));
+}
+
+static void write_png_case(diffcl_context *ctx, const char *root, const char *sub, const char *id)
+{
+    uint8_t px[8 * 8] = {0};
+    px[27] = 1;
+    diffcl_tensor *t = NULL;
+    ck_ok(diffcl_tensor_from_data(ctx, DIFFCL_U8, 2, (int64_t[]){8, 8}, px, &t));
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s/%s.png", root, sub, id);
+    ck_ok(diffcl_png_write(t, p, 8));
+    diffcl_tensor_free(t);
+}
+
+/* Case lists as users write them: relative to the root (data-set list and labeled list
+ * alike), file names for ids; a missing image or label names the case and the files looked for. */
+START_TEST(dataset_lists_and_missing_files)
+{
+    diffcl_context *ctx = test_context();
+    char root[] = "/tmp/diffcl_test_lists_XXXXXX";
+    ck_assert(mkdtemp(root) != NULL);
+    char p[4096];
+    const char *subs[2] = {"images", "labels"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(p, sizeof p, "%s/%s", root, subs[k]);
+        ck_assert(mkdir(p, 0777) == 0);
+    }
+    const char *ids[3] = {"c00", "c01", "c02"};
+    for (int i = 0; i < 3; i++) {
+        write_png_case(ctx, root, "images", ids[i]);
+        if (i) write_png_case(ctx, root, "labels", ids[i]); /* c00 has no label */
+    }
+    write_text(root, "val.list", "c00.png\nc02\n");
+    write_text(root, "lab.list", "c01.png\n");
+    write_text(root, "typo.list", "c01\nc0099\n");
+    ck_assert(access("lab.list", F_OK) != 0); /* only the root has it */
+
+    diffcl_dataset_options o = DIFFCL_DATASET_OPTIONS_INIT;
+    o.list = "val.list";
+    diffcl_dataset *ds = NULL;
+    ck_ok(diffcl_dataset_open(ctx, root, &o, &ds));
+    ck_assert_int_eq(diffcl_dataset_size(ds), 2);
+    ck_assert_str_eq(diffcl_dataset_case_id(ds, 0), "c00");
+    diffcl_tensor *img = NULL, *lab = NULL;
+    ck_assert_int_eq(diffcl_dataset_load(ds, 0, &img, &lab, NULL), DIFFCL_ERR_NOT_FOUND);
+    const char *e = diffcl_last_error();
+    ck_assert_msg(strstr(e, "no label file for case 'c00'") && strstr(e, "/labels'") &&
+                      strstr(e, "looked for c00.png"),
+                  "%s", e);
+    ck_ok(diffcl_dataset_load(ds, 0, &img, NULL, NULL)); /* unlabeled: the label is not needed */
+    diffcl_tensor_free(img);
+    diffcl_dataset_free(ds);
+
+    o.list = "typo.list";
+    ck_assert_int_eq(diffcl_dataset_open(ctx, root, &o, &ds), DIFFCL_ERR_NOT_FOUND);
+    e = diffcl_last_error();
+    ck_assert_msg(strstr(e, "no image file for case 'c0099'") && strstr(e, "c0099.png") &&
+                      strstr(e, "typo.list"),
+                  "%s", e);
+
+    ck_ok(diffcl_dataset_open(ctx, root, NULL, &ds));
+    ck_assert_int_eq(diffcl_dataset_size(ds), 3);
+    diffcl_split sp;
+    ck_ok(diffcl_dataset_split(ds, 0, "lab.list", &sp)); /* relative to the root, as o.list */
+    ck_assert(sp.n_labeled == 1 && sp.labeled[0] == 1 && sp.n_unlabeled == 2);
+    diffcl_split_free(&sp);
+    snprintf(p, sizeof p, "%s/lab.list", root);
+    ck_ok(diffcl_dataset_split(ds, 0, p, &sp));
+    ck_assert(sp.n_labeled == 1 && sp.labeled[0] == 1);
+    diffcl_split_free(&sp);
+    ck_assert_int_eq(diffcl_dataset_split(ds, 0, "none.list", &sp), DIFFCL_ERR_IO);
+    ck_assert_msg(strstr(diffcl_last_error(), "none.list"), "%s", diffcl_last_error());
+    diffcl_dataset_free(ds);
+
+    if (diffcl_io_has_nifti()) {
+        /* NIfTI: both extensions are named; nnU-Net's _0000 file names are accepted too */
+        snprintf(p, sizeof p, "%s/msd.list", root);
+        write_text(root, "msd.list", "la_007.nii.gz\nla_0099\n");
+        o.list = p;
+        ck_assert_int_eq(diffcl_dataset_open(ctx, fx("data/msd"), &o, &ds), DIFFCL_ERR_NOT_FOUND);
+        e = diffcl_last_error();
+        ck_assert_msg(strstr(e, "case 'la_0099'") && strstr(e, "/imagesTr'") &&
+                          strstr(e, "la_0099.nii.gz, la_0099.nii"),
+                      "%s", e);
+        write_text(root, "msd.list", "la_007.nii.gz\n");
+        ck_ok(diffcl_dataset_open(ctx, fx("data/msd"), &o, &ds));
+        ck_assert_str_eq(diffcl_dataset_case_id(ds, 0), "la_007");
+        diffcl_dataset_free(ds);
+        write_text(root, "msd.list", "case_02_0000.nii.gz\n");
+        ck_ok(diffcl_dataset_open(ctx, fx("data/nnunet"), &o, &ds));
+        ck_assert_str_eq(diffcl_dataset_case_id(ds, 0), "case_02");
+        diffcl_dataset_free(ds);
+        /* an MSD case without its label */
+        char q[4096];
+        snprintf(p, sizeof p, "%s/imagesTr", root);
+        ck_assert(mkdir(p, 0777) == 0);
+        snprintf(p, sizeof p, "%s/imagesTr/la_003.nii.gz", root);
+        snprintf(q, sizeof q, "%s", fx("data/msd/imagesTr/la_003.nii.gz"));
+        ck_assert(symlink(q, p) == 0);
+        snprintf(p, sizeof p, "%s/labelsTr", root);
+        ck_assert(mkdir(p, 0777) == 0);
+        o.layout = DIFFCL_LAYOUT_MSD;
+        o.list = NULL;
+        ck_ok(diffcl_dataset_open(ctx, root, &o, &ds));
+        ck_assert_int_eq(diffcl_dataset_load(ds, 0, &img, &lab, NULL), DIFFCL_ERR_NOT_FOUND);
+        e = diffcl_last_error();
+        ck_assert_msg(strstr(e, "no label file for case 'la_003'") && strstr(e, "/labelsTr'") &&
+                          strstr(e, "la_003.nii.gz, la_003.nii"),
+                      "%s", e);
+        diffcl_dataset_free(ds);
+        snprintf(p, sizeof p, "%s/imagesTr/la_003.nii.gz", root);
+        unlink(p);
+        snprintf(p, sizeof p, "%s/imagesTr", root);
+        rmdir(p);
+        snprintf(p, sizeof p, "%s/labelsTr", root);
+        rmdir(p);
+        snprintf(p, sizeof p, "%s/msd.list", root);
+        unlink(p);
+    }
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < 2; k++) {
+            snprintf(p, sizeof p, "%s/%s/%s.png", root, subs[k], ids[i]);
+            unlink(p);
+        }
+    const char *lists[3] = {"val.list", "lab.list", "typo.list"};
+    for (int k = 0; k < 3; k++) {
+        snprintf(p, sizeof p, "%s/%s", root, lists[k]);
+        unlink(p);
+    }
+    for (int k = 0; k < 2; k++) {
+        snprintf(p, sizeof p, "%s/%s", root, subs[k]);
+        rmdir(p);
+    }
+    ck_assert(rmdir(root) == 0);
+    diffcl_context_free(ctx);
+}
+END_TEST
+
 /* ------------------------------------------------------------- preprocessing ---- */
 
 static diffcl_tensor *from_floats(diffcl_context *ctx, int nd, const int64_t *shape, const float *v)
@@ -941,6 +1085,7 @@ static Suite *data_suite(void)
     tcase_add_test(tc, h5_layouts_match_h5py);
     tcase_add_test(tc, nifti_layouts_match_nibabel);
     tcase_add_test(tc, png_dataset_and_detection);
+    tcase_add_test(tc, dataset_lists_and_missing_files);
     suite_add_tcase(s, tc);
     tc = tcase_create("preprocess");
     tcase_add_test(tc, preprocess_intensity);
