@@ -27,6 +27,7 @@ static void train_usage(FILE *f)
             "  --patch H,W | D,H,W  patch size, multiples of 16 (default 96,96 in 2-D, 112,112,80 in 3-D)\n"
             "  --batch-labeled N    (default %d)      --batch-unlabeled N (default %d)\n"
             "  --phantom-cases N    phantom training cases (default %d)\n"
+            "  --classes K          label classes including background (default %d)\n"
             "method:\n"
             "  --method M           diffcl|supervised (default diffcl)\n"
             "  --iters N            (default %lld)       --seed S (default %llu)\n"
@@ -42,7 +43,7 @@ static void train_usage(FILE *f)
             "  --out DIR            run folder (checkpoints, log.csv, curves.png); created with its parents\n"
             "  --overwrite          start over in a --out folder that already holds a run (else an error)\n"
             "  --val-every N        (default iters/10)   --threads N (default: all cores)\n",
-            d.layout, d.dims, d.labeled, d.batch_labeled, d.batch_unlabeled, d.phantom_cases, (long long)d.iters,
+            d.layout, d.dims, d.labeled, d.batch_labeled, d.batch_unlabeled, d.phantom_cases, d.n_classes, (long long)d.iters,
             (unsigned long long)d.seed, d.n_filters, d.ds_n_filters, d.lr, d.momentum, d.weight_decay,
             d.warmup_frac, d.rampup_frac, d.mu1, d.mu2, d.eta, d.tau, d.ddim_steps_train, d.contrast_voxels);
 }
@@ -124,6 +125,7 @@ int cmd_train(int argc, char **argv)
         INT_OPT("--batch-labeled", 1, 4096, o.batch_labeled)
         INT_OPT("--batch-unlabeled", 0, 4096, o.batch_unlabeled)
         INT_OPT("--phantom-cases", 2, 1000000, o.phantom_cases)
+        INT_OPT("--classes", 2, 256, o.n_classes)
         INT_OPT("--iters", 1, 2000000000, o.iters)
         INT_OPT("--n-filters", 1, 1024, o.n_filters)
         INT_OPT("--ds-n-filters", 1, 1024, o.ds_n_filters)

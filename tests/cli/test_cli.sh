@@ -65,6 +65,18 @@ FIX=${DIFFCL_FIXTURES:-$(dirname "$0")/../fixtures}/data
     --no-hfm --method supervised --labeled 2 --phantom-cases 3 --threads 2 >/dev/null 2>&1 ||
     { echo "FAIL: tiny 3-D training run"; fails=$((fails + 1)); }
 M="$tmp/m/model.safetensors"
+# a folder holding a run is not trained over by a repeated command, unless --overwrite
+expect 1 "train into a finished run" -- "$DIFFCL" train --out "$tmp/m" --dims 3 --patch 16,16,16 --iters 1 \
+    --n-filters 2 --ds-n-filters 2 --no-hfm --method supervised --labeled 2 --phantom-cases 3 --threads 2
+expect_err_line "resume"
+expect 0 "train --overwrite" -- "$DIFFCL" train --out "$tmp/m" --overwrite --dims 3 --patch 16,16,16 \
+    --iters 1 --n-filters 2 --ds-n-filters 2 --no-hfm --method supervised --labeled 2 --phantom-cases 3 --threads 2
+expect 2 "train option out of range" -- "$DIFFCL" train --out "$tmp/r" --lr 100
+expect_err_line "\\[0, 10\\]"
+# --data without --layout detects the layout (here png), and a new run folder gets its parents
+expect 0 "train --data without --layout" -- "$DIFFCL" train --data "$FIX/png" --out "$tmp/runs/png" --iters 1 \
+    --patch 16,16 --n-filters 2 --ds-n-filters 2 --no-hfm --method supervised --labeled 2 --batch-labeled 2 --classes 3 --threads 2
+grep -q "training supervised, png," "$tmp/err" || { echo "FAIL: --data without --layout:"; cat "$tmp/err"; fails=$((fails + 1)); }
 expect 2 "eval missing label folder" -- "$DIFFCL" eval --pred "$FIX/eval/pred" --label "$tmp/nosuch"
 expect_err_line "'$tmp/nosuch' does not exist"
 expect 2 "eval missing pred folder" -- "$DIFFCL" eval --pred "$tmp/nopred/" --label "$FIX/eval/label"
