@@ -97,6 +97,16 @@ static diffcl_status normalise_options(diffcl_train_options *o)
             return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "diffcl_trainer_create: patch sizes must be multiples of 16 "
                                                          "(the V-Net halves them four times), got %lld",
                             (long long)o->patch[a]);
+    /* batch norm needs two values per channel: at the 1/16 bottleneck a 16-voxel patch has one per image */
+    int64_t bottleneck = (o->patch[1] / 16) * (o->patch[2] / 16) * (o->dims == 3 ? o->patch[0] / 16 : 1);
+    int64_t smallest_batch = o->method == DIFFCL_METHOD_DIFFCL && o->batch_unlabeled < o->batch_labeled
+                                 ? o->batch_unlabeled
+                                 : o->batch_labeled;
+    if (bottleneck * smallest_batch < 2)
+        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "diffcl_trainer_create: a batch of %lld with a patch of 16 voxels "
+                                                     "per axis leaves batch norm one value per channel at the "
+                                                     "bottleneck; use a batch of 2 or a larger patch",
+                        (long long)smallest_batch);
     if (o->val_every <= 0) o->val_every = o->iters / 10 > 0 ? o->iters / 10 : 1;
     if (o->log_every <= 0) o->log_every = 10;
     if (o->method == DIFFCL_METHOD_SUPERVISED) o->batch_unlabeled = 0;

@@ -275,6 +275,10 @@ START_TEST(test_option_errors)
     ck_assert_int_eq(diffcl_trainer_create(ctx, &o, &tr), DIFFCL_ERR_INVALID_ARGUMENT);
     ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "multiples of 16"));
     o = tiny(tmpdir(), 4);
+    o.patch[1] = o.patch[2] = 16; /* batch 1 of 16x16: one value per channel for batch norm at 1/16 */
+    ck_assert_int_eq(diffcl_trainer_create(ctx, &o, &tr), DIFFCL_ERR_INVALID_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "batch norm"));
+    o = tiny(tmpdir(), 4);
     o.labeled = 6; /* every case labeled: nothing for Diff-CL's unlabeled half */
     ck_assert_int_eq(diffcl_trainer_create(ctx, &o, &tr), DIFFCL_ERR_INVALID_ARGUMENT);
     o = tiny(tmpdir(), 4);
