@@ -8,6 +8,9 @@
  * public API (include/diffcl) and the shared library.
  *
  * usage: diffusion_toy [OUT_DIR [ITERATIONS [THREADS]]]   (defaults: ., 1500, 0 = all cores)
+ *
+ * Build (it calls <math.h> itself, hence -lm):
+ *   cc -std=c11 diffusion_toy.c $(pkg-config --cflags --libs diffcl) -lm -o diffusion_toy
  */
 #include <math.h>
 #include <stdio.h>

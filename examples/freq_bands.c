@@ -7,6 +7,9 @@
  *   top row:    image | low band | high band (what HF-Mamba scans) | band-pass
  *   bottom row: the masks M over the spectrum, zero frequency in the centre.
  * Uses only the public API. docs/figures/hf_bands.png is its output with the defaults.
+ *
+ * Build (it calls <math.h> itself, hence -lm):
+ *   cc -std=c11 freq_bands.c $(pkg-config --cflags --libs diffcl) -lm -o freq_bands
  */
 #include <math.h>
 #include <stdio.h>

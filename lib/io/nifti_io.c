@@ -285,6 +285,17 @@ diffcl_status diffcl_nifti_write(const diffcl_tensor *t, const char *path,
     diffcl_tensor_free(c);
     char tmp[4096];
     diffcl_status s = dc_tmp_path(path, suffix, tmp, sizeof tmp);
+    if (s == DIFFCL_OK) { /* niftilib prints its own "** ERROR" for a missing folder: check first */
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (slash == dir) slash[1] = 0;
+        else if (slash) *slash = 0;
+        else snprintf(dir, sizeof dir, ".");
+        struct stat ds;
+        if (stat(dir, &ds) != 0 || !S_ISDIR(ds.st_mode))
+            s = dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s': no folder '%s'", fn, path, dir);
+    }
     if (s == DIFFCL_OK && nifti_set_filenames(nim, tmp, 0, 1) != 0)
         s = dc_error(DIFFCL_ERR_IO, "%s: '%s': bad file name", fn, path);
     if (s == DIFFCL_OK) {

@@ -704,6 +704,9 @@ START_TEST(nifti_layouts_match_nibabel)
             m3.affine[2][2] = 3;
             m3.affine[0][3] = -4;
             ck_ok(diffcl_nifti_write(sq, "/tmp/diffcl_test_img.nii", &m3));
+            /* a missing folder: our error, before niftilib prints its own */
+            ck_assert_int_eq(diffcl_nifti_write(sq, "/tmp/diffcl_no_such_dir/img.nii", &m3), DIFFCL_ERR_IO);
+            ck_assert(strstr(diffcl_last_error(), "no folder '/tmp/diffcl_no_such_dir'"));
             ck_ok(diffcl_nifti_read(ctx, "/tmp/diffcl_test_img.nii", DIFFCL_NIFTI_IMAGE, &back, &m2));
             assert_same_values(back, sq, "image round trip");
             ck_assert(m2.spacing[1] == 2 && m2.affine[0][3] == -4 && m2.affine[2][2] == 3);

@@ -85,7 +85,8 @@ def check_layout(a, c):
             os.path.join(c.bin, "diffcl"),
             os.path.join(c.man, "man1", "diffcl.1"),
             os.path.join(c.doc, "README.md"), os.path.join(c.doc, "CHANGELOG.md"),
-            os.path.join(c.doc, "abi-policy.md"), os.path.join(c.doc, "python.md")]
+            os.path.join(c.doc, "docs", "abi-policy.md"), os.path.join(c.doc, "docs", "python.md"),
+            os.path.join(c.doc, "docs", "figures", "hf_bands.png")]
     src_inc = os.path.join(a.source_root, "include", "diffcl")
     want += [os.path.join(c.inc, h) for h in sorted(os.listdir(src_inc)) if h.endswith(".h")]
     missing = [w for w in want if not os.path.lexists(w)]
@@ -122,7 +123,7 @@ def build_example(a, src, out, flags):
         cmd = shlex.split(a.cxx) + ["-std=c++17"]
     else:
         cmd = shlex.split(a.cc) + ["-std=c11"]
-    # -lm: examples may use <math.h>; the library's own dependencies come from pkg-config
+    # -lm: as docs/packaging.md says, for the examples that call <math.h> themselves
     run(cmd + ["-Wall", "-Wextra", "-Werror", "-pedantic", src, "-o", out] + flags + ["-lm"])
     return True
 

@@ -69,6 +69,16 @@ class Loading(unittest.TestCase):
             self.assertEqual(diffcl.version(), ARGS.version)
         self.assertEqual(_ffi.missing, [], "functions the binding declares but the library lacks")
 
+    def test_module_main_names_the_loaded_file(self):
+        # python3 -m diffcl: the file the loader mapped, also when found by soname alone
+        want = os.path.realpath(diffcl.library_path)
+        self.assertEqual(os.path.realpath(_ffi._loaded_file("libdiffcl.so.0")), want)
+        p = subprocess.run([sys.executable, "-m", "diffcl"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, universal_newlines=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stderr, "")
+        self.assertIn(diffcl.version(), p.stdout)
+
     def test_explicit_library_must_exist(self):
         env = dict(os.environ, DIFFCL_LIBRARY="/nonexistent/libdiffcl.so.0")
         p = subprocess.run([sys.executable, "-c", "import diffcl"], env=env,
@@ -198,6 +208,12 @@ class ZeroCopy(unittest.TestCase):
         self.assertEqual(diffcl.Tensor.from_numpy(h, self.ctx).dtype, np.float32)
         be = np.arange(4, dtype=">f8")
         np.testing.assert_array_equal(diffcl.Tensor.from_numpy(be, self.ctx).numpy(), be)
+        # a field of a packed structured array: misaligned floats are copied, not lent
+        rec = np.zeros(4, dtype=[("a", "u1"), ("b", "<f4")])
+        rec["b"] = [1, 2, 3, 4]
+        self.assertFalse(rec["b"].flags.aligned)
+        self.assertFalse(diffcl.wrappable(rec["b"]))
+        np.testing.assert_array_equal(diffcl.Tensor.from_numpy(rec["b"], self.ctx).numpy(), rec["b"])
 
     def test_the_library_keeps_the_array_alive(self):
         before = diffcl.lent_arrays()
@@ -251,8 +267,11 @@ class Errors(unittest.TestCase):
         self.assertEqual(e.status, -3)
         self.assertEqual(e.call, "diffcl_metrics_binary")
         self.assertTrue(e.detail, "diffcl_last_error() was empty")
-        self.assertIn(e.detail, str(e))
         self.assertIn(e.reason, str(e))
+        # the detail begins with the call's name; the message says it once
+        self.assertTrue(e.detail.startswith("diffcl_metrics_binary: "), e.detail)
+        self.assertEqual(str(e), "diffcl_metrics_binary: %s: %s"
+                         % (e.reason, e.detail[len("diffcl_metrics_binary: "):]))
 
     def test_missing_file_is_an_oserror(self):
         with self.assertRaises(OSError) as cm:
@@ -268,6 +287,17 @@ class Errors(unittest.TestCase):
         self.assertEqual(cm.exception.code, "DIFFCL_ERR_INVALID_ARGUMENT")
         with self.assertRaises(diffcl.DiffclError):
             diffcl.Trainer(self.ctx, dims=2, iters=1)  # out_dir is required
+        # an unknown value of a named choice is a ValueError listing the accepted ones
+        for make in (lambda: diffcl.Context(log_level="verbose"),
+                     lambda: diffcl.vnet(self.ctx, normalization="weird"),
+                     lambda: diffcl.Trainer(self.ctx, method="semi", out_dir="/tmp/x"),
+                     lambda: diffcl.metrics(np.ones((4, 4)), np.ones((4, 4)), empty="zero"),
+                     lambda: diffcl.Tensor.zeros((2, 2), np.int16, self.ctx)):
+            with self.assertRaises(ValueError) as cm:
+                make()
+            self.assertIn("one of:", str(cm.exception))
+        with self.assertRaises(ValueError):  # 3 spacings for 2-D maps
+            diffcl.metrics(np.ones((4, 4)), np.ones((4, 4)), spacing=(1, 1, 1))
 
     def test_cancel_through_progress(self):
         m = diffcl.vnet(self.ctx, dims=2, n_filters=2, has_dropout=False)

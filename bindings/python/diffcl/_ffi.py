@@ -9,7 +9,6 @@ suite compares every layout with the C compiler's offsetof/sizeof.
 import ctypes
 import ctypes.util
 import os
-import sys
 
 # ----------------------------------------------------------------- finding the library ----
 
@@ -37,6 +36,22 @@ def _candidates():
     return out, False
 
 
+def _loaded_file(name):
+    """The file the dynamic loader mapped for @name (a bare soname says nothing about which
+    copy was found): the libdiffcl line of /proc/self/maps, else @name itself."""
+    if os.sep in name:
+        return os.path.abspath(name)
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split(None, 5)[-1].strip()
+                if os.path.basename(path).startswith("libdiffcl.so"):
+                    return path
+    except OSError:
+        pass
+    return name
+
+
 def _load():
     paths, explicit = _candidates()
     errors = []
@@ -47,7 +62,7 @@ def _load():
                 break
             continue
         try:
-            return ctypes.CDLL(p), p
+            return ctypes.CDLL(p), _loaded_file(p)
         except OSError as e:
             errors.append("%s: %s" % (p, e))
             if explicit:
@@ -342,7 +357,3 @@ if _major != 0:
                       % (library_path, version_string(), _SONAME))
 
 __all__ = ["lib", "library_path", "fn", "defaults", "version_string", "STRUCTS", "DTYPES"]
-
-if __name__ == "__main__":  # python3 -m diffcl._ffi: where the library came from
-    print("%s %s" % (library_path, version_string()))
-    sys.exit(0)

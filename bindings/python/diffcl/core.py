@@ -33,8 +33,8 @@ class DiffclError(RuntimeError):
         self.detail = detail
         self.reason = reason
         msg = "%s: %s" % (call, reason)
-        if detail:
-            msg += ": " + detail
+        if detail:  # most details begin with the function's name already: say it once
+            msg += ": " + (detail[len(call) + 2:] if detail.startswith(call + ": ") else detail)
         super().__init__(msg)
 
 
@@ -48,6 +48,15 @@ class IOErrorDiffcl(DiffclError, OSError):
 
 class CancelledError(DiffclError):
     """DIFFCL_ERR_CANCELLED (the progress callback asked to stop)."""
+
+
+def choice(table, value, what):
+    """table[value], or a ValueError naming @what and the accepted values."""
+    try:
+        return table[value]
+    except (KeyError, TypeError):
+        raise ValueError("diffcl: unknown %s %r (one of: %s)"
+                         % (what, value, ", ".join(str(k) for k in table))) from None
 
 
 _CLASSES = {-5: IOErrorDiffcl, -7: NotFoundError, -10: CancelledError}
@@ -88,7 +97,10 @@ class Context:
     def __init__(self, threads=0, log_level="info", log=None):
         opts = _ffi.defaults("diffcl_context_options")
         opts.n_threads = int(threads)
-        opts.log_level = LOG_LEVELS[log_level] if isinstance(log_level, str) else int(log_level)
+        if isinstance(log_level, str):
+            opts.log_level = choice(LOG_LEVELS, log_level, "log_level")
+        else:
+            opts.log_level = int(log_level)
         self._log_cb = None
         self._progress_cb = None
         if log is not None:
@@ -216,11 +228,13 @@ def lent_arrays():
 
 def wrappable(arr):
     """True when @arr can be lent to the library as it is (no copy): a dtype of float32,
-    float64, uint8, int32, int64 or bool, native byte order, non-negative element strides."""
+    float64, uint8, int32, int64 or bool, native byte order, aligned memory (C reads its
+    elements as such; a field of a packed structured array is not), non-negative strides
+    that are whole elements."""
     dt = arr.dtype
     if dt == np.bool_:
         dt = np.dtype(np.uint8)
-    if not dt.isnative or dt not in _NP_TO_DT:
+    if not dt.isnative or dt not in _NP_TO_DT or not arr.flags.aligned:
         return False
     return all(s >= 0 and s % dt.itemsize == 0
                for s, n in zip(arr.strides, arr.shape) if n > 1)
@@ -305,7 +319,8 @@ class Tensor:
         shape = tuple(int(n) for n in shape)
         dims = (_ffi.c_i64 * max(len(shape), 1))(*shape)
         h = _ffi.tensor_p()
-        check(fn("diffcl_tensor_new")(ctx.handle, _NP_TO_DT[np.dtype(dtype)], len(shape), dims,
+        dt = choice(_NP_TO_DT, np.dtype(dtype), "tensor dtype")
+        check(fn("diffcl_tensor_new")(ctx.handle, dt, len(shape), dims,
                                       ctypes.byref(h)), "diffcl_tensor_new")
         return cls(h, ctx)
 

@@ -5,22 +5,23 @@ import numpy as np
 
 from . import _ffi
 from ._ffi import fn
-from .core import Tensor, as_tensor, check
+from .core import Tensor, as_tensor, check, choice
 
 EMPTY_POLICIES = {"nan": 0, "value": 1, "diagonal": 2}
 _FIELDS = [k for k, _ in _ffi.SegMetrics._fields_]
 
 
-def _options(spacing, connectivity, empty, empty_value):
+def _options(spacing, connectivity, empty, empty_value, ndim):
     o = _ffi.defaults("diffcl_metric_options")
     if spacing is not None:
         s = [float(x) for x in spacing]
-        if not 1 <= len(s) <= 3:
-            raise ValueError("spacing needs one value per axis (1 to 3)")
+        if len(s) != ndim:
+            raise ValueError("spacing has %d values for %d-axis label maps: give one per axis"
+                             % (len(s), ndim))
         o.spacing[:] = s + [0.0] * (3 - len(s))
     o.connectivity = int(connectivity)
     if isinstance(empty, str):
-        o.empty_policy = EMPTY_POLICIES[empty]
+        o.empty_policy = choice(EMPTY_POLICIES, empty, "empty policy")
     else:  # a number: that value
         o.empty_policy = EMPTY_POLICIES["value"]
         empty_value = float(empty)
@@ -40,7 +41,7 @@ def metrics(pred, ref, spacing=None, connectivity=1, empty="nan", empty_value=0.
     Returns {dice, jaccard, hd95, asd, assd, hd, n_pred, n_ref}."""
     p = as_tensor(pred, ctx)
     r = as_tensor(ref, ctx or p.context)
-    o = _options(spacing, connectivity, empty, empty_value)
+    o = _options(spacing, connectivity, empty, empty_value, p.ndim)
     out = _ffi.SegMetrics()
     check(fn("diffcl_metrics_binary")(p.handle, r.handle, ctypes.byref(o), ctypes.byref(out)),
           "diffcl_metrics_binary")
@@ -55,7 +56,7 @@ def metrics_per_class(pred, ref, n_classes, spacing=None, connectivity=1, empty=
         raise ValueError("n_classes must be >= 2")
     p = as_tensor(pred, ctx)
     r = as_tensor(ref, ctx or p.context)
-    o = _options(spacing, connectivity, empty, empty_value)
+    o = _options(spacing, connectivity, empty, empty_value, p.ndim)
     out = (_ffi.SegMetrics * (n_classes - 1))()
     check(fn("diffcl_metrics_per_class")(p.handle, r.handle, int(n_classes), ctypes.byref(o),
                                          out), "diffcl_metrics_per_class")

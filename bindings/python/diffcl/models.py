@@ -6,7 +6,7 @@ import numpy as np
 
 from . import _ffi
 from ._ffi import fn
-from .core import Tensor, as_tensor, check, default_context
+from .core import Tensor, as_tensor, check, choice, default_context
 
 NORMS = {"none": 0, "batch": 1, "instance": 2, "group": 3, "layer": 4}
 
@@ -121,7 +121,7 @@ def vnet(ctx=None, **options):
     o = _ffi.defaults("diffcl_vnet_options")
     for k, v in options.items():
         if k == "normalization" and isinstance(v, str):
-            v = NORMS[v]
+            v = choice(NORMS, v, "normalization")
         if k not in dict(_ffi.VnetOptions._fields_) or k == "struct_size":
             raise TypeError("vnet: unknown option %r" % k)
         setattr(o, k, int(v) if isinstance(v, bool) else v)

@@ -4,7 +4,7 @@ import os
 
 from . import _ffi
 from ._ffi import fn
-from .core import check, default_context
+from .core import check, choice, default_context
 from .models import Model
 
 METHODS = {"diffcl": 0, "supervised": 1}
@@ -25,7 +25,7 @@ def train_options(**options):
             keep.append(b)
             setattr(o, k, b)
         elif k == "method":
-            setattr(o, k, METHODS[v] if isinstance(v, str) else int(v))
+            setattr(o, k, choice(METHODS, v, "method") if isinstance(v, str) else int(v))
         elif k == "patch":
             p = [int(x) for x in v]
             if len(p) == 2:
