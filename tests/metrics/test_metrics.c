@@ -567,6 +567,9 @@ START_TEST(eval_cli_matches_medpy)
     ck_assert(strstr(out, "needs a value"));
     ck_assert_int_eq(run_tool("eval --bogus 1", out, sizeof out), 2);
     snprintf(args, sizeof args, "eval --pred %s/pred --label /nonexistent", dir);
+    ck_assert_int_eq(run_tool(args, out, sizeof out), 2); /* a missing folder, not a missing case */
+    ck_assert(strstr(out, "'/nonexistent' does not exist"));
+    snprintf(args, sizeof args, "eval --pred %s/pred --label %s", dir, dir); /* a folder without the cases */
     ck_assert_int_eq(run_tool(args, out, sizeof out), 1);
     ck_assert(strstr(out, "no reference"));
     ck_assert_int_eq(run_tool("eval --help", out, sizeof out), 0);
