@@ -156,7 +156,11 @@ DIFFCL_API size_t diffcl_context_peak_bytes(const diffcl_context *ctx);
 DIFFCL_API diffcl_status diffcl_context_set_caching(diffcl_context *ctx, int enabled);
 /** Bytes held by the block cache (freed buffers kept for reuse); 0 for a NULL context. */
 DIFFCL_API size_t diffcl_context_cached_bytes(const diffcl_context *ctx);
-/** Give every cached block back to the system allocator. NULL is ignored. */
+/**
+ * Give every cached block, and the context's scratch workspace (op temporaries such as
+ * im2col columns), back to the system allocator: afterwards diffcl_context_bytes_in_use()
+ * counts live tensors, modules and optimizers only. NULL is ignored.
+ */
 DIFFCL_API void diffcl_context_release_cache(diffcl_context *ctx);
 
 /* -------------------------------------------------------------------- RNG ---- */

@@ -252,13 +252,14 @@ DIFFCL_API diffcl_status diffcl_diffusion_pseudo_label(const diffcl_tensor *logi
                                                        diffcl_tensor **labels, diffcl_tensor **probs);
 
 /**
- * Save a denoiser's state dict with its options in the safetensors metadata
- * ("diffcl.model" = "diffusion" and "diffcl.diffusion.<option>" keys), atomically.
+ * Save a denoiser's state dict with its options (the seed included) in the safetensors
+ * metadata (key "diffcl.model": JSON with "type": "diffusion"), atomically.
  */
 DIFFCL_API diffcl_status diffcl_diffusion_save(const diffcl_module *m, const char *path);
 /**
- * Rebuild a denoiser saved by diffcl_diffusion_save() and load its weights strictly.
- * DIFFCL_ERR_FORMAT when the file does not describe a denoiser. The caller owns @p *out.
+ * Rebuild a denoiser saved by diffcl_diffusion_save() and load its weights strictly, in
+ * eval mode. DIFFCL_ERR_FORMAT when the file does not describe a denoiser. The caller owns
+ * @p *out.
  */
 DIFFCL_API diffcl_status diffcl_diffusion_load(diffcl_context *ctx, const char *path,
                                                diffcl_module **out);

@@ -66,12 +66,16 @@ DIFFCL_API diffcl_status diffcl_vnet_get_options(const diffcl_module *vnet,
 
 /**
  * Save a model with its configuration in the safetensors metadata (key "diffcl.model"),
- * atomically, so diffcl_model_load() can rebuild it without the caller knowing its options.
+ * atomically, so diffcl_model_load() can rebuild it without the caller knowing its options
+ * (the seed included, so dropout draws continue alike). A V-Net, or a diffusion denoiser
+ * (saved as diffcl_diffusion_save() does); other modules: DIFFCL_ERR_UNSUPPORTED.
  */
 DIFFCL_API diffcl_status diffcl_model_save(const diffcl_module *model, const char *path);
 /**
  * Rebuild a model saved by diffcl_model_save() (or any safetensors whose metadata carries
- * "diffcl.model") and load its weights strictly. The caller owns @p *out.
+ * "diffcl.model") and load its weights strictly. The model comes back in eval mode (it is
+ * loaded to be applied; diffcl_module_train(m, 1) to train it further). The caller owns
+ * @p *out.
  */
 DIFFCL_API diffcl_status diffcl_model_load(diffcl_context *ctx, const char *path,
                                            diffcl_module **out);

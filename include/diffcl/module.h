@@ -107,8 +107,9 @@ typedef struct diffcl_load_options {
 DIFFCL_API void diffcl_load_options_init(diffcl_load_options *opts);
 
 /**
- * Copy the dictionary's tensors into the module's parameters and buffers (converting
- * F64/F16/BF16 to the entry's dtype; integer buffers keep their type). A wrong shape is
+ * Copy the dictionary's tensors into the module's parameters and buffers, converting any
+ * dtype to the entry's (F64/F16/BF16 or integer values into F32 parameters, as
+ * torch's load_state_dict copy_() does; integer buffers keep their type). A wrong shape is
  * always an error (DIFFCL_ERR_SHAPE naming the tensor and both shapes); missing or
  * unexpected keys are errors in strict mode (DIFFCL_ERR_NOT_FOUND / DIFFCL_ERR_FORMAT)
  * and warnings through the context's log otherwise. On error the module is unchanged.

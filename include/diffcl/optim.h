@@ -72,7 +72,8 @@ DIFFCL_API diffcl_optim_kind diffcl_optimizer_kind(const diffcl_optimizer *opt);
  * optimizer's context (the optimizer retains them); a tensor may belong to one group only.
  * @p names (may be NULL, or entries NULL) name them in the state dictionary's metadata.
  * @p opts may be NULL for the defaults; invalid values (lr < 0, momentum < 0, betas outside
- * [0,1), eps <= 0, nesterov without momentum or with dampening) give
+ * [0,1), eps < 0 for Adam/AdamW (0 is allowed, as in torch.optim.Adam: a parameter whose
+ * gradient stays 0 then gets 0/0 = NaN), nesterov without momentum or with dampening) give
  * DIFFCL_ERR_INVALID_ARGUMENT. @p group_index (may be NULL) receives the new group's index.
  * Parameters are numbered in the order they are added, across groups.
  */

@@ -67,7 +67,8 @@ DIFFCL_API diffcl_status diffcl_tensor_from_data(diffcl_context *ctx, diffcl_dty
  * Wrap user memory without copying. @p strides are in elements (NULL: row-major).
  * @p deleter (may be NULL) is called with (data, user) when the last view is released;
  * until then the memory must stay valid. libdiffcl may write into it only through
- * functions documented as in-place (diffcl_tensor_copy_from, fills).
+ * functions documented as in-place (diffcl_tensor_copy_from, fills). When the call fails the
+ * deleter is not called: the memory stays the caller's.
  */
 DIFFCL_API diffcl_status diffcl_tensor_wrap(diffcl_context *ctx, diffcl_dtype dtype, int ndim,
                                             const int64_t *shape, const int64_t *strides,

@@ -136,6 +136,11 @@ size_t diffcl_context_cached_bytes(const diffcl_context *ctx)
 void diffcl_context_release_cache(diffcl_context *ctx)
 {
     if (!ctx) return;
+    if (ctx->scratch) { /* the op workspace too: bytes in use then count live objects only */
+        dc_free(ctx, ctx->scratch, ctx->scratch_size);
+        ctx->scratch = NULL;
+        ctx->scratch_size = 0;
+    }
     pthread_mutex_lock(&ctx->alloc_lock);
     dc_cache_release_locked(ctx);
     pthread_mutex_unlock(&ctx->alloc_lock);

@@ -42,6 +42,8 @@ diffcl_status diffcl_context_create(const diffcl_context_options *opts, diffcl_c
         memcpy(&o, opts, n);
     }
     DC_CHECK_ARG(o.n_threads >= 0, "diffcl_context_create: n_threads %d < 0", o.n_threads);
+    DC_CHECK_ARG(o.log_level >= DIFFCL_LOG_ERROR && o.log_level <= DIFFCL_LOG_DEBUG,
+                 "diffcl_context_create: log_level %d is not a diffcl_log_level (0..3)", (int)o.log_level);
     DC_CHECK_ARG((o.alloc == NULL) == (o.free == NULL),
                  "diffcl_context_create: alloc and free hooks must be set together");
     diffcl_context *ctx = o.alloc ? o.alloc(sizeof *ctx, DC_ALIGN, o.alloc_user)
@@ -93,6 +95,8 @@ diffcl_status diffcl_context_set_log(diffcl_context *ctx, diffcl_log_fn fn, void
                                      diffcl_log_level level)
 {
     DC_CHECK_ARG(ctx, "diffcl_context_set_log: ctx is NULL");
+    DC_CHECK_ARG(level >= DIFFCL_LOG_ERROR && level <= DIFFCL_LOG_DEBUG,
+                 "diffcl_context_set_log: level %d is not a diffcl_log_level (0..3)", (int)level);
     ctx->log = fn;
     ctx->log_user = user;
     ctx->log_level = level;

@@ -102,6 +102,9 @@ diffcl_status dc_loss_labels(const char *fn, const diffcl_tensor *t, int64_t n_c
         long long v = (long long)dc_loss_label(src, tc->dtype, bad);
         diffcl_tensor_free(tc);
         diffcl_tensor_free(r);
+        if (ignore_index == INT64_MIN) /* the caller has no ignore_index */
+            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: target voxel %lld has class %lld, outside [0,%lld)",
+                            fn, (long long)bad, v, (long long)n_classes);
         return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
                         "%s: target voxel %lld has class %lld, outside [0,%lld) and not the "
                         "ignore_index %lld", fn, (long long)bad, v, (long long)n_classes,

@@ -73,7 +73,8 @@ diffcl_status diffcl_diffusion_get_options(const diffcl_module *m, diffcl_diffus
     const diffcl_diffusion_options *o = dc_diffusion_opts(m, "diffcl_diffusion_get_options");
     if (!o) return DIFFCL_ERR_INVALID_ARGUMENT;
     DC_CHECK_ARG(opts && opts->struct_size >= offsetof(diffcl_diffusion_options, dims) + sizeof(int),
-                 "diffcl_diffusion_get_options: opts->struct_size must be set");
+                 "diffcl_diffusion_get_options: opts is NULL or its struct_size %zu is too small",
+                 opts ? opts->struct_size : (size_t)0);
     size_t n = opts->struct_size < sizeof *o ? opts->struct_size : sizeof *o;
     memcpy(opts, o, n);
     opts->struct_size = n;
@@ -652,6 +653,9 @@ diffcl_status diffcl_diffusion_save(const diffcl_module *m, const char *path)
     cJSON_AddStringToObject(j, "target", o->target == DIFFCL_DIFFUSION_PREDICT_EPSILON ? "epsilon" : "x0");
     cJSON_AddNumberToObject(j, "time_embed_dim", o->time_embed_dim);
     cJSON_AddNumberToObject(j, "time_hidden_dim", o->time_hidden_dim);
+    char seed[32]; /* a string: JSON numbers are doubles, exact only up to 2^53 */
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
+    cJSON_AddStringToObject(j, "seed", seed);
     char *cfg = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     if (!cfg) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
@@ -719,6 +723,8 @@ diffcl_status diffcl_diffusion_load(diffcl_context *ctx, const char *path, diffc
         else {
             o.schedule = !strcmp(sch, "cosine") ? DIFFCL_BETA_COSINE : DIFFCL_BETA_LINEAR;
             o.target = !strcmp(tgt, "epsilon") ? DIFFCL_DIFFUSION_PREDICT_EPSILON : DIFFCL_DIFFUSION_PREDICT_X0;
+            const char *seed = get_str(j, "seed"); /* absent in files of 0.1.0: the default */
+            if (seed) o.seed = strtoull(seed, NULL, 10);
         }
     }
     cJSON_Delete(j);

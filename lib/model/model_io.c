@@ -1,4 +1,5 @@
 /* Checkpoints that carry their model's configuration ("diffcl.model" metadata, JSON). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +51,9 @@ char *dc_model_config_json(const diffcl_module *m)
     cJSON_AddNumberToObject(j, "has_dropout", o.has_dropout);
     cJSON_AddNumberToObject(j, "dropout_p", o.dropout_p);
     cJSON_AddNumberToObject(j, "hf_mamba_levels", o.hf_mamba_levels);
+    char seed[32]; /* a string: JSON numbers are doubles, exact only up to 2^53 */
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o.seed);
+    cJSON_AddStringToObject(j, "seed", seed);
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     if (!s) dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_model_save: out of memory");
@@ -59,6 +63,7 @@ char *dc_model_config_json(const diffcl_module *m)
 diffcl_status diffcl_model_save(const diffcl_module *m, const char *path)
 {
     DC_CHECK_ARG(m && path, "diffcl_model_save: NULL argument");
+    if (!strcmp(diffcl_module_type(m), "diffusion")) return diffcl_diffusion_save(m, path); /* as load reads */
     char *cfg = dc_model_config_json(m);
     if (!cfg) return DIFFCL_ERR_UNSUPPORTED;
     const char *keys[2] = {"diffcl.model", "diffcl.version"};
@@ -115,6 +120,8 @@ diffcl_status diffcl_model_load(diffcl_context *ctx, const char *path, diffcl_mo
         else {
             o.dropout_p = dp->valuedouble;
             o.hf_mamba_levels = (unsigned)levels;
+            const cJSON *seed = cJSON_GetObjectItemCaseSensitive(j, "seed"); /* absent before 0.2 */
+            if (cJSON_IsString(seed)) o.seed = strtoull(seed->valuestring, NULL, 10);
         }
     }
     cJSON_Delete(j);

@@ -286,7 +286,8 @@ diffcl_status diffcl_vnet_get_options(const diffcl_module *m, diffcl_vnet_option
 {
     DC_CHECK_ARG(m && m->vt == &VNET_VT, "diffcl_vnet_get_options: module is not a V-Net");
     DC_CHECK_ARG(opts && opts->struct_size >= offsetof(diffcl_vnet_options, hf_mamba_levels),
-                 "diffcl_vnet_get_options: opts->struct_size must be set");
+                 "diffcl_vnet_get_options: opts is NULL or its struct_size %zu is below the 0.1.0 layout (%zu)",
+                 opts ? opts->struct_size : (size_t)0, offsetof(diffcl_vnet_options, hf_mamba_levels));
     size_t n = opts->struct_size < sizeof(diffcl_vnet_options) ? opts->struct_size : sizeof(diffcl_vnet_options);
     memcpy(opts, &((vnet_impl *)m->impl)->opts, n);
     opts->struct_size = n;

@@ -96,7 +96,7 @@ diffcl_status diffcl_optimizer_add_group(diffcl_optimizer *opt, diffcl_tensor *c
     DC_TRY(dc_opt_check_group(fn, opt->kind, &o));
     for (int k = 0; k < n_params; k++) {
         const diffcl_tensor *t = params[k];
-        const char *nm = names && names[k] ? names[k] : "";
+        const char *nm = names && names[k] ? names[k] : "(unnamed)";
         if (!t) return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: parameter %d is NULL", fn, k);
         if (!dc_is_float(t->dtype))
             return dc_error(DIFFCL_ERR_DTYPE, "%s: parameter %d %s is %s; need f32 or f64", fn, k, nm,

@@ -1,4 +1,5 @@
 /* Tensor creation, lifetime, queries and copies in and out. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,7 +98,8 @@ static diffcl_status check_shape(int ndim, const int64_t *shape, const char *fn)
             return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: negative size %lld on axis %d", fn,
                             (long long)shape[i], i);
         if (shape[i] > 0 && n > INT64_MAX / 16 / shape[i])
-            return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: shape too large", fn);
+            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: shape too large: its byte size overflows 64 bits",
+                            fn); /* a bad size, not a failed allocation */
         n *= shape[i];
     }
     return DIFFCL_OK;
@@ -575,5 +577,7 @@ diffcl_status diffcl_tensor_fill_uniform(diffcl_tensor *t, diffcl_rng_key key, d
 diffcl_status diffcl_tensor_fill_normal(diffcl_tensor *t, diffcl_rng_key key, double mean,
                                         double stddev)
 {
+    DC_CHECK_ARG(stddev >= 0 && isfinite(stddev) && isfinite(mean),
+                 "diffcl_tensor_fill_normal: mean %g, stddev %g: need a finite mean and stddev >= 0", mean, stddev);
     return fill_random(t, key, mean, stddev, 1, "diffcl_tensor_fill_normal");
 }

@@ -168,7 +168,10 @@ diffcl_status diffcl_tensor_narrow(const diffcl_tensor *t, int axis, int64_t sta
                                    int64_t length, diffcl_tensor **out)
 {
     DC_CHECK_ARG(length >= 0, "diffcl_tensor_narrow: negative length");
-    return diffcl_tensor_slice(t, axis, start, start + length, 1, out);
+    diffcl_status s = diffcl_tensor_slice(t, axis, start, start + length, 1, out);
+    if (s != DIFFCL_OK) dc_error_prefix("diffcl_tensor_narrow(axis %d, start %lld, length %lld)", axis,
+                                        (long long)start, (long long)length); /* not just "slice" */
+    return s;
 }
 
 diffcl_status diffcl_tensor_unsqueeze(const diffcl_tensor *t, int axis, diffcl_tensor **out)

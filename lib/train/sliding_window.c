@@ -79,7 +79,8 @@ diffcl_status diffcl_sliding_window(diffcl_module *model, const diffcl_tensor *i
     DC_CHECK_ARG(model && image && probs, "%s: model, image and probs must not be NULL", fn);
     *probs = NULL;
     if ((image->ndim != 3 && image->ndim != 4) || image->dtype != DIFFCL_F32)
-        return dc_error(DIFFCL_ERR_SHAPE, "%s: image %s %s: expected f32 [C,D,H,W] or [C,H,W]", fn,
+        return dc_error(image->dtype != DIFFCL_F32 ? DIFFCL_ERR_DTYPE : DIFFCL_ERR_SHAPE,
+                        "%s: image %s %s: expected f32 [C,D,H,W] or [C,H,W]", fn,
                         diffcl_dtype_name(image->dtype), dc_shape_str(image));
     const int two_d = image->ndim == 3;
     diffcl_sliding_window_options o;
@@ -264,7 +265,8 @@ diffcl_status diffcl_largest_component(const diffcl_tensor *label, int connectiv
     DC_CHECK_ARG(label && out, "%s: label and out must not be NULL", fn);
     *out = NULL;
     if (label->dtype != DIFFCL_U8 || label->ndim < 2 || label->ndim > 3)
-        return dc_error(DIFFCL_ERR_SHAPE, "%s: label %s %s: expected u8 with 2 or 3 axes", fn,
+        return dc_error(label->dtype != DIFFCL_U8 ? DIFFCL_ERR_DTYPE : DIFFCL_ERR_SHAPE,
+                        "%s: label %s %s: expected u8 with 2 or 3 axes", fn,
                         diffcl_dtype_name(label->dtype), dc_shape_str(label));
     int nd = label->ndim;
     if (connectivity == 0) connectivity = nd;
@@ -405,8 +407,9 @@ diffcl_status diffcl_overlay_png(const diffcl_tensor *image, const diffcl_tensor
     const char *fn = "diffcl_overlay_png";
     DC_CHECK_ARG(image && path, "%s: image and path must not be NULL", fn);
     if ((image->ndim != 3 && image->ndim != 4) || image->dtype != DIFFCL_F32)
-        return dc_error(DIFFCL_ERR_SHAPE, "%s: image %s: expected f32 [C,D,H,W] or [C,H,W]", fn,
-                        dc_shape_str(image));
+        return dc_error(image->dtype != DIFFCL_F32 ? DIFFCL_ERR_DTYPE : DIFFCL_ERR_SHAPE,
+                        "%s: image %s %s: expected f32 [C,D,H,W] or [C,H,W]", fn,
+                        diffcl_dtype_name(image->dtype), dc_shape_str(image));
     const int two_d = image->ndim == 3;
     int64_t dims[3] = {two_d ? 1 : image->shape[1], image->shape[image->ndim - 2],
                        image->shape[image->ndim - 1]};

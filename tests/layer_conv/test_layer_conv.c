@@ -641,6 +641,9 @@ START_TEST(test_module)
         diffcl_tensor_free(y1);
         diffcl_tensor_free(y2);
         diffcl_module_free(m);
+        /* everything freed: after releasing the cache and the op workspace nothing is in use */
+        diffcl_context_release_cache(ctx);
+        ck_assert_uint_eq(diffcl_context_bytes_in_use(ctx), 0);
     }
     /* 2-d, no bias; same key -> same weights */
     diffcl_conv_options o;

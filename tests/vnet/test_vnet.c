@@ -297,6 +297,9 @@ START_TEST(test_model_checkpoint_roundtrip)
     ck_ok(diffcl_vnet_get_options(back, &o));
     ck_assert_int_eq(o.dims, 2);
     ck_assert_int_eq(o.n_filters, 4);
+    diffcl_vnet_options om = DIFFCL_VNET_OPTIONS_INIT;
+    ck_ok(diffcl_vnet_get_options(m, &om));
+    ck_assert_uint_eq(o.seed, om.seed); /* the dropout draws continue alike */
     diffcl_tensor *a = diffcl_module_find(m, "block_three.conv.3.weight");
     diffcl_tensor *b = diffcl_module_find(back, "block_three.conv.3.weight");
     ck_assert_double_eq(test_rel_error(a, b), 0.0);
@@ -309,12 +312,18 @@ START_TEST(test_model_checkpoint_roundtrip)
     diffcl_diffusion_options dop = DIFFCL_DIFFUSION_OPTIONS_INIT;
     dop.dims = 2;
     dop.n_filters = 4;
+    dop.seed = 0xFEDCBA9876543210ull; /* beyond a double's 53 bits */
     diffcl_module *dn = NULL;
     ck_ok(diffcl_diffusion_create(ctx, &dop, &dn));
-    ck_ok(diffcl_diffusion_save(dn, path));
-    ck_ok(diffcl_model_load(ctx, path, &back));
-    ck_assert_str_eq(diffcl_module_type(back), diffcl_module_type(dn));
-    diffcl_module_free(back);
+    for (int k = 0; k < 2; k++) { /* its own save, and diffcl_model_save, which writes the same */
+        ck_ok(k ? diffcl_model_save(dn, path) : diffcl_diffusion_save(dn, path));
+        ck_ok(diffcl_model_load(ctx, path, &back));
+        ck_assert_str_eq(diffcl_module_type(back), diffcl_module_type(dn));
+        diffcl_diffusion_options ob = DIFFCL_DIFFUSION_OPTIONS_INIT;
+        ck_ok(diffcl_diffusion_get_options(back, &ob));
+        ck_assert_uint_eq(ob.seed, dop.seed);
+        diffcl_module_free(back);
+    }
     diffcl_module_free(dn);
     remove(path);
     ck_assert_int_eq(diffcl_model_load(ctx, "/nonexistent/x.safetensors", &back), DIFFCL_ERR_IO);
