@@ -88,10 +88,29 @@ static diffcl_status h5_read_locked(diffcl_context *ctx, const char *path, const
                      fn, path, name, (int)cls, size);
         goto done;
     }
+    /* a corrupt header can claim any shape: the element count must not overflow, and an
+     * unfiltered (contiguous or compact) dataset must hold the bytes it claims */
+    uint64_t numel = 1;
+    for (int i = 0; i < nd; i++)
+        if (__builtin_mul_overflow(numel, (uint64_t)hd[i], &numel) || numel > (uint64_t)INT64_MAX / 16) {
+            s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': dataset '%s' claims a shape too large to hold", fn, path,
+                         name);
+            goto done;
+        }
+    hid_t plist = H5Dget_create_plist(d);
+    H5D_layout_t layout = plist >= 0 ? H5Pget_layout(plist) : H5D_LAYOUT_ERROR;
+    if (plist >= 0) H5Pclose(plist);
+    if ((layout == H5D_CONTIGUOUS || layout == H5D_COMPACT) && numel > 0 &&
+        (uint64_t)H5Dget_storage_size(d) < numel * size) {
+        s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': dataset '%s' claims %llu elements of %zu bytes but stores %llu "
+                                        "bytes (truncated or corrupt)", fn, path, name, (unsigned long long)numel,
+                     size, (unsigned long long)H5Dget_storage_size(d));
+        goto done;
+    }
     t = dc_tensor_empty(ctx, dt, nd, shape);
     if (!t) {
-        s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: '%s': out of memory for '%s' %s", fn, path, name,
-                     dc_shape_str(t));
+        s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: '%s': out of memory for dataset '%s' (%llu elements)", fn,
+                     path, name, (unsigned long long)numel);
         goto done;
     }
     if (dc_numel(t) > 0 && H5Dread(d, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, dc_data(t)) < 0) {

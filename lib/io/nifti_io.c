@@ -60,6 +60,38 @@ diffcl_status diffcl_nifti_read(diffcl_context *ctx, const char *path, diffcl_ni
                         fn, path);
     diffcl_status s = DIFFCL_OK;
     diffcl_tensor *t = NULL;
+    /* A corrupt header can claim any size (niftilib's own voxel count may wrap): the product
+     * of the dimensions must not overflow, and the file must be able to hold that many bytes
+     * (a .nii its size past the header; a .gz at most deflate's 1032:1 ratio) before we
+     * allocate. */
+    uint64_t nvox = 1, need_bytes = 0;
+    for (int i = 1; i <= nim->dim[0] && i <= 7; i++)
+        if (nim->dim[i] < 0 || __builtin_mul_overflow(nvox, (uint64_t)nim->dim[i], &nvox)) {
+            nvox = UINT64_MAX;
+            break;
+        }
+    const char *data_path = nim->iname ? nim->iname : path; /* .nii: the same file; .hdr: its .img */
+    struct stat ds;
+    uint64_t fsize = stat(data_path, &ds) == 0 ? (uint64_t)ds.st_size : 0;
+    uint64_t off = nim->iname_offset > 0 ? (uint64_t)nim->iname_offset : 0;
+    uint64_t room = fsize > off ? fsize - off : 0;
+    int gz = strlen(data_path) > 3 && !strcmp(data_path + strlen(data_path) - 3, ".gz");
+    if (gz) room = fsize * 1032 + 1024; /* offset and size count uncompressed bytes */
+    if (nim->dim[0] < 1 || nim->dim[0] > 7 || nvox == UINT64_MAX ||
+        __builtin_mul_overflow(nvox, (uint64_t)(nim->nbyper > 0 ? nim->nbyper : 1), &need_bytes) ||
+        need_bytes > (uint64_t)INT64_MAX / 16 || nvox != (uint64_t)nim->nvox || need_bytes > room) {
+        if (nim->dim[0] < 1 || nim->dim[0] > 7 || nvox == UINT64_MAX || need_bytes > (uint64_t)INT64_MAX / 16 ||
+            nvox != (uint64_t)nim->nvox)
+            s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': corrupt header: dim[0..7] = %d %d %d %d %d %d %d %d do not "
+                                            "give a valid size", fn, path, nim->dim[0], nim->dim[1], nim->dim[2],
+                         nim->dim[3], nim->dim[4], nim->dim[5], nim->dim[6], nim->dim[7]);
+        else
+            s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': the header claims %llu data bytes, the file %s %llu "
+                                            "(truncated, or a corrupt header)", fn, path,
+                         (unsigned long long)need_bytes, gz ? "can hold at most" : "holds",
+                         (unsigned long long)room);
+        goto done;
+    }
     /* Read the data ourselves: niftiio's loader zero-fills a short read and reports success. */
     if (supported_type(nim->datatype) && nim->nbyper > 0) {
         size_t need = nim->nvox * (size_t)nim->nbyper, got = 0;

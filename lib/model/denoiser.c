@@ -723,12 +723,19 @@ diffcl_status diffcl_diffusion_load(diffcl_context *ctx, const char *path, diffc
         else {
             o.schedule = !strcmp(sch, "cosine") ? DIFFCL_BETA_COSINE : DIFFCL_BETA_LINEAR;
             o.target = !strcmp(tgt, "epsilon") ? DIFFCL_DIFFUSION_PREDICT_EPSILON : DIFFCL_DIFFUSION_PREDICT_X0;
+            if ((strcmp(sch, "cosine") && strcmp(sch, "linear")) || (strcmp(tgt, "epsilon") && strcmp(tgt, "x0")))
+                s = dc_error(DIFFCL_ERR_FORMAT, "%s: unknown schedule '%s' or target '%s' in: %s", path, sch, tgt, cfg);
             const char *seed = get_str(j, "seed"); /* absent in files of 0.1.0: the default */
             if (seed) o.seed = strtoull(seed, NULL, 10);
         }
     }
     cJSON_Delete(j);
     diffcl_module *m = NULL;
+    if (s == DIFFCL_OK) /* the input conv sees image + noised label channels */
+        s = dc_check_saved_weight(d, NULL, "embedding_diffusion.emb.ops.0.conv.weight", o.dims, o.n_filters,
+                                  (int64_t)o.in_channels + o.n_classes, path);
+    if (s == DIFFCL_OK)
+        s = dc_check_saved_weight(d, NULL, "decoder.out_conv.weight", o.dims, o.n_classes, o.n_filters, path);
     if (s == DIFFCL_OK) s = diffcl_diffusion_create(ctx, &o, &m);
     if (s == DIFFCL_OK) {
         diffcl_load_options lo = DIFFCL_LOAD_OPTIONS_INIT;

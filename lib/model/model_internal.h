@@ -15,5 +15,11 @@ char *dc_model_config_json(const diffcl_module *m);
 /* "batchnorm" | "instancenorm" | "groupnorm" | "none", as the checkpoints spell them. */
 const char *dc_norm_name(diffcl_norm_kind k);
 int dc_norm_from_name(const char *s, diffcl_norm_kind *k);
+/* A saved configuration is checked against the file before a model is built from it (a
+ * corrupt or forged config must not allocate gigabytes): the weight prefix+name must be in
+ * @p dict with dims+2 axes and leading sizes [out, in]. DIFFCL_ERR_FORMAT otherwise. */
+struct diffcl_tensor_dict;
+diffcl_status dc_check_saved_weight(const struct diffcl_tensor_dict *dict, const char *prefix, const char *name,
+                                    int dims, int64_t out, int64_t in, const char *path);
 
 #endif

@@ -73,6 +73,21 @@ diffcl_status diffcl_model_save(const diffcl_module *m, const char *path)
     return s;
 }
 
+diffcl_status dc_check_saved_weight(const diffcl_tensor_dict *dict, const char *prefix, const char *name,
+                                    int dims, int64_t out, int64_t in, const char *path)
+{
+    char key[256];
+    snprintf(key, sizeof key, "%s%s", prefix ? prefix : "", name);
+    const diffcl_tensor *w = diffcl_tensor_dict_get(dict, key);
+    if (!w)
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: the configuration does not match the weights: no '%s'", path, key);
+    if (w->ndim != dims + 2 || w->shape[0] != out || w->shape[1] != in)
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: the configuration does not match the weights: '%s' is %s, the "
+                                           "configuration wants [%lld,%lld,...] with %d axes", path, key,
+                        dc_shape_str(w), (long long)out, (long long)in, dims + 2);
+    return DIFFCL_OK;
+}
+
 static int get_int(const cJSON *j, const char *key, int *v)
 {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, key);
@@ -126,10 +141,13 @@ diffcl_status diffcl_model_load(diffcl_context *ctx, const char *path, diffcl_mo
     }
     cJSON_Delete(j);
     diffcl_module *m = NULL;
+    const char *prefix = diffcl_tensor_dict_get_meta(d, "diffcl.model_prefix");
+    if (s == DIFFCL_OK)
+        s = dc_check_saved_weight(d, prefix, "block_one.conv.0.weight", o.dims, o.n_filters, o.in_channels, path);
+    if (s == DIFFCL_OK) s = dc_check_saved_weight(d, prefix, "out_conv.weight", o.dims, o.n_classes, o.n_filters, path);
     if (s == DIFFCL_OK) s = diffcl_vnet_create(ctx, &o, &m);
     if (s == DIFFCL_OK) {
         /* a trainer checkpoint holds the model under a prefix next to other state */
-        const char *prefix = diffcl_tensor_dict_get_meta(d, "diffcl.model_prefix");
         diffcl_load_options lo = DIFFCL_LOAD_OPTIONS_INIT;
         int missing = 0;
         if (prefix) {

@@ -132,6 +132,9 @@ diffcl_status diffcl_vnet_create(diffcl_context *ctx, const diffcl_vnet_options 
     DC_CHECK_ARG(o.dims == 2 || o.dims == 3, "diffcl_vnet_create: dims %d is not 2 or 3", o.dims);
     DC_CHECK_ARG(o.in_channels >= 1 && o.n_classes >= 1 && o.n_filters >= 1,
                  "diffcl_vnet_create: channels, classes and filters must be >= 1");
+    DC_CHECK_ARG(o.in_channels <= 4096 && o.n_classes <= 4096 && o.n_filters <= 4096, /* 16 F must fit an int */
+                 "diffcl_vnet_create: in_channels %d, n_classes %d, n_filters %d: each must be <= 4096",
+                 o.in_channels, o.n_classes, o.n_filters);
     DC_CHECK_ARG(o.normalization == DIFFCL_NORM_NONE || o.normalization == DIFFCL_NORM_BATCH ||
                      o.normalization == DIFFCL_NORM_INSTANCE || o.normalization == DIFFCL_NORM_GROUP,
                  "diffcl_vnet_create: normalization %d not batch|instance|group|none", (int)o.normalization);

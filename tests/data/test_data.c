@@ -619,6 +619,11 @@ START_TEST(h5_layouts_match_h5py)
     /* bad files */
     ck_assert_int_eq(diffcl_h5_read(ctx, fx("data/bad/nolabel.h5"), "label", &b), DIFFCL_ERR_NOT_FOUND);
     ck_assert(strstr(diffcl_last_error(), "nolabel.h5") && strstr(diffcl_last_error(), "label"));
+    /* headers claiming a shape the file cannot hold (found by fuzzing: a NULL dereference in
+     * the out-of-memory message, then an allocation of the claimed size) */
+    ck_assert_int_eq(diffcl_h5_read(ctx, fx("data/bad/huge_shape.h5"), "image", &b), DIFFCL_ERR_FORMAT);
+    ck_assert(strstr(diffcl_last_error(), "huge_shape.h5"));
+    ck_assert_int_eq(diffcl_h5_read(ctx, fx("data/bad/overflow_shape.h5"), "image", &b), DIFFCL_ERR_FORMAT);
     truncate_copy("/tmp/diffcl_test_rt.h5", "/tmp/diffcl_test_trunc.h5", 0.5);
     diffcl_status st = diffcl_h5_read(ctx, "/tmp/diffcl_test_trunc.h5", "image", &b);
     ck_assert_int_eq(st, DIFFCL_ERR_FORMAT);
@@ -769,6 +774,12 @@ START_TEST(nifti_layouts_match_nibabel)
                                        &img, NULL),
                      DIFFCL_ERR_FORMAT);
     ck_assert(strstr(diffcl_last_error(), "float_label.nii.gz") && strstr(diffcl_last_error(), "label"));
+    /* corrupt headers (fuzzing): dims whose product overflows, and dims claiming 140 TB */
+    ck_assert_int_eq(diffcl_nifti_read(ctx, fx("data/bad/dim_overflow_5d.nii"), DIFFCL_NIFTI_IMAGE, &img, NULL),
+                     DIFFCL_ERR_FORMAT);
+    ck_assert_int_eq(diffcl_nifti_read(ctx, fx("data/bad/huge_dims.nii"), DIFFCL_NIFTI_IMAGE, &img, NULL),
+                     DIFFCL_ERR_FORMAT);
+    ck_assert(strstr(diffcl_last_error(), "header claims"));
     ck_assert_int_eq(diffcl_nifti_read(ctx, "/tmp/diffcl_none.nii.gz", DIFFCL_NIFTI_IMAGE, &img, NULL),
                      DIFFCL_ERR_IO);
     diffcl_tensor_dict_free(ref);

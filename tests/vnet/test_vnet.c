@@ -304,6 +304,22 @@ START_TEST(test_model_checkpoint_roundtrip)
     diffcl_tensor *b = diffcl_module_find(back, "block_three.conv.3.weight");
     ck_assert_double_eq(test_rel_error(a, b), 0.0);
     diffcl_module_free(back);
+    /* a configuration that does not match the weights (corrupt or forged: n_filters 2^31-1
+     * overflowed, 4096 allocated gigabytes) is refused before a model is built */
+    const char *forged[3] = {
+        "{\"type\":\"vnet\",\"dims\":2,\"in_channels\":1,\"n_classes\":2,\"n_filters\":2147483647,"
+        "\"normalization\":\"batchnorm\",\"has_dropout\":0,\"dropout_p\":0.5,\"hf_mamba_levels\":0}",
+        "{\"type\":\"vnet\",\"dims\":2,\"in_channels\":100000000,\"n_classes\":2,\"n_filters\":4,"
+        "\"normalization\":\"batchnorm\",\"has_dropout\":0,\"dropout_p\":0.5,\"hf_mamba_levels\":0}",
+        "{\"type\":\"vnet\",\"dims\":3,\"in_channels\":1,\"n_classes\":2,\"n_filters\":4,"
+        "\"normalization\":\"batchnorm\",\"has_dropout\":0,\"dropout_p\":0.5,\"hf_mamba_levels\":0}"};
+    for (int k = 0; k < 3; k++) {
+        const char *key = "diffcl.model";
+        ck_ok(diffcl_module_save(m, path, &key, &forged[k], 1));
+        ck_assert_int_eq(diffcl_model_load(ctx, path, &back), DIFFCL_ERR_FORMAT);
+        ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "does not match the weights"));
+        ck_assert_ptr_null(back);
+    }
     /* a checkpoint without configuration metadata is refused with a clear message */
     ck_ok(diffcl_module_save(m, path, NULL, NULL, 0));
     ck_assert_int_eq(diffcl_model_load(ctx, path, &back), DIFFCL_ERR_FORMAT);
