@@ -277,9 +277,9 @@ diffcl_status diffcl_trainer_create(diffcl_context *ctx, const diffcl_train_opti
     tr->best_dice = NAN;
     tr->best_it = -1;
     diffcl_status s = normalise_options(&tr->o);
-    if (s == DIFFCL_OK) s = make_dir(tr->o.out_dir);
     if (s == DIFFCL_OK) s = open_data(tr);
     if (s == DIFFCL_OK) s = build_networks(tr);
+    if (s == DIFFCL_OK) s = make_dir(tr->o.out_dir); /* last: a run that cannot start leaves no folder */
     if (s != DIFFCL_OK) {
         diffcl_trainer_free(tr);
         return s;

@@ -48,6 +48,7 @@ expect_err_line "method"
 expect 2 "train value missing" -- "$DIFFCL" train --out
 expect_err_line "needs a value"
 expect 1 "train missing data" -- "$DIFFCL" train --out "$tmp/r" --layout msd --data "$tmp/none" --iters 1
+[ ! -e "$tmp/r" ] || { echo "FAIL: a run that could not start left its folder"; fails=$((fails + 1)); }
 expect 1 "resume missing run" -- "$DIFFCL" train --resume "$tmp/none"
 expect_err_line "none"
 expect 2 "demo ddim steps out of range" -- "$DIFFCL" demo --ddim-steps 0
