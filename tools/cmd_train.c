@@ -150,10 +150,10 @@ int cmd_train(int argc, char **argv)
     if (!resume && !o.out_dir) return opt_fail("train", "--out RUN_DIR is required (see 'diffcl train --help')");
     /* --data without --layout: detect the layout instead of silently training on the phantom */
     if (o.data_dir && !layout_given) o.layout = "auto";
-    if (!resume && !overwrite) { /* a trained run is not thrown away by a repeated command line */
+    if (!resume) { /* a trained run is not thrown away by a repeated command line */
         char last[4200];
         snprintf(last, sizeof last, "%s/last.safetensors", o.out_dir);
-        if (access(last, F_OK) == 0) {
+        if (access(last, F_OK) == 0 && !overwrite) {
             fprintf(stderr, "diffcl train: %s already holds a run (%s): continue it with --resume %s, or start "
                             "over with --overwrite\n", o.out_dir, last, o.out_dir);
             return 1;
@@ -170,6 +170,18 @@ int cmd_train(int argc, char **argv)
     if (s == DIFFCL_OK) s = diffcl_context_create(&co, &ctx);
     if (s == DIFFCL_OK)
         s = resume ? diffcl_trainer_resume(ctx, resume, iters_override, &tr) : diffcl_trainer_create(ctx, &o, &tr);
+    if (s == DIFFCL_OK && overwrite && !resume && mpi_rank == 0) {
+        /* --overwrite, once the new run could start (a failed start keeps the old run): the old
+         * run's files go, so that a new run stopped before its first checkpoint cannot be
+         * resumed, or its best model taken, as the old one */
+        static const char *const old_files[] = {"last.safetensors", "best.safetensors", "model.safetensors", "log.csv",
+                                                "curves.png"};
+        for (size_t k = 0; k < sizeof old_files / sizeof old_files[0]; k++) {
+            char p[4200];
+            snprintf(p, sizeof p, "%s/%s", o.out_dir, old_files[k]);
+            remove(p);
+        }
+    }
     if (s == DIFFCL_OK && mpi_on) s = diffcl_trainer_use_mpi_world(tr);
     if (s == DIFFCL_OK) s = diffcl_trainer_run(tr);
     int rc = 0;

@@ -38,9 +38,9 @@ DIFFCL_API void diffcl_tensor_zero_grad(diffcl_tensor *t);
 DIFFCL_API diffcl_status diffcl_tensor_detach(const diffcl_tensor *t, diffcl_tensor **out);
 
 /**
- * Back-propagate from @p loss. @p grad is d(objective)/d(loss) with loss's shape and dtype
- * (else DIFFCL_ERR_SHAPE / DIFFCL_ERR_DTYPE); NULL means ones (the usual case for a scalar
- * loss). Gradients accumulate (+=) into the leaves'
+ * Back-propagate from @p loss. @p grad is d(objective)/d(loss) with loss's shape (else
+ * DIFFCL_ERR_SHAPE), converted to loss's dtype (0.1.0 behaviour; torch would refuse a
+ * mismatch); NULL means ones (the usual case for a scalar loss). Gradients accumulate (+=) into the leaves'
  * grad tensors. The graph behind @p loss is freed afterwards: a second call fails with
  * DIFFCL_ERR_STATE.
  */

@@ -43,7 +43,7 @@ typedef enum diffcl_empty_policy {
 typedef struct diffcl_metric_options {
     size_t struct_size;
     double spacing[3];  /**< per spatial axis, in the tensor's axis order; 0: 1 (voxel units) */
-    int connectivity;   /**< surface structuring element, 1 (default, medpy) .. ndim */
+    int connectivity;   /**< surface structuring element, 1 (default, medpy) .. 3; above ndim = ndim */
     int empty_policy;   /**< a diffcl_empty_policy */
     double empty_value; /**< used with DIFFCL_EMPTY_VALUE */
 } diffcl_metric_options;

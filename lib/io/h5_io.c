@@ -100,8 +100,9 @@ static diffcl_status h5_read_locked(diffcl_context *ctx, const char *path, const
     hid_t plist = H5Dget_create_plist(d);
     H5D_layout_t layout = plist >= 0 ? H5Pget_layout(plist) : H5D_LAYOUT_ERROR;
     if (plist >= 0) H5Pclose(plist);
-    if ((layout == H5D_CONTIGUOUS || layout == H5D_COMPACT) && numel > 0 &&
-        (uint64_t)H5Dget_storage_size(d) < numel * size) {
+    H5D_space_status_t space = H5D_SPACE_STATUS_ERROR; /* never written: reads as the fill value */
+    if ((layout == H5D_CONTIGUOUS || layout == H5D_COMPACT) && numel > 0 && H5Dget_space_status(d, &space) >= 0 &&
+        space == H5D_SPACE_STATUS_ALLOCATED && (uint64_t)H5Dget_storage_size(d) < numel * size) {
         s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': dataset '%s' claims %llu elements of %zu bytes but stores %llu "
                                         "bytes (truncated or corrupt)", fn, path, name, (unsigned long long)numel,
                      size, (unsigned long long)H5Dget_storage_size(d));

@@ -75,7 +75,13 @@ diffcl_status diffcl_nifti_read(diffcl_context *ctx, const char *path, diffcl_ni
     uint64_t fsize = stat(data_path, &ds) == 0 ? (uint64_t)ds.st_size : 0;
     uint64_t off = nim->iname_offset > 0 ? (uint64_t)nim->iname_offset : 0;
     uint64_t room = fsize > off ? fsize - off : 0;
-    int gz = strlen(data_path) > 3 && !strcmp(data_path + strlen(data_path) - 3, ".gz");
+    unsigned char magic[2] = {0, 0}; /* gzip by its magic bytes, whatever the file name's case */
+    FILE *mf = fopen(data_path, "rb");
+    if (mf) {
+        if (fread(magic, 1, 2, mf) != 2) magic[0] = 0;
+        fclose(mf);
+    }
+    int gz = magic[0] == 0x1f && magic[1] == 0x8b;
     if (gz) room = fsize * 1032 + 1024; /* offset and size count uncompressed bytes */
     if (nim->dim[0] < 1 || nim->dim[0] > 7 || nvox == UINT64_MAX ||
         __builtin_mul_overflow(nvox, (uint64_t)(nim->nbyper > 0 ? nim->nbyper : 1), &need_bytes) ||

@@ -215,9 +215,6 @@ diffcl_status diffcl_backward(diffcl_tensor *loss, const diffcl_tensor *grad)
         if (!dc_same_shape(grad, loss))
             return dc_error(DIFFCL_ERR_SHAPE, "diffcl_backward: grad %s for loss %s", dc_shape_str(grad),
                             dc_shape_str(loss));
-        if (grad->dtype != loss->dtype) /* as torch: a silent conversion would hide a precision slip */
-            return dc_error(DIFFCL_ERR_DTYPE, "diffcl_backward: grad is %s, loss %s", diffcl_dtype_name(grad->dtype),
-                            diffcl_dtype_name(loss->dtype));
         seed = dc_tensor_empty(loss->ctx, loss->dtype, loss->ndim, loss->shape);
         if (seed) dc_copy_into(seed, grad);
     } else {

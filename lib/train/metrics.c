@@ -269,8 +269,9 @@ static diffcl_status read_options(const diffcl_metric_options *opts, int ndim,
                      "%s: options.struct_size %zu too small", fn, opts->struct_size);
         memcpy(o, opts, opts->struct_size < sizeof *o ? opts->struct_size : sizeof *o);
     }
-    DC_CHECK_ARG(o->connectivity >= 1 && o->connectivity <= ndim,
-                 "%s: connectivity %d is not in 1..%d for %d-axis maps", fn, o->connectivity, ndim, ndim);
+    DC_CHECK_ARG(o->connectivity >= 1 && o->connectivity <= 3,
+                 "%s: connectivity %d is not in 1..3", fn, o->connectivity);
+    if (o->connectivity > ndim) o->connectivity = ndim; /* above ndim: full connectivity, as 0.1.0 */
     DC_CHECK_ARG(o->empty_policy >= DIFFCL_EMPTY_NAN && o->empty_policy <= DIFFCL_EMPTY_DIAGONAL,
                  "%s: unknown empty_policy %d", fn, o->empty_policy);
     sp[0] = sp[1] = sp[2] = 1;

@@ -42,6 +42,9 @@ static void push_val(diffcl_trainer *tr, double it, double dice)
     tr->val_dice[tr->n_val++] = dice;
 }
 
+#define CSV_HEADER                                                                                               \
+    "iteration,loss,cs_sup,ds_sup,cs_pseudo,ds_pseudo,contrast,mu,lr,agreement,cs_fg_fraction,seconds,val_dice\n"
+
 /* A resumed run: log.csv keeps only the rows up to the checkpoint's iteration (an interrupted
  * run logged past its last checkpoint, and those iterations are trained again), rewritten
  * atomically, and the loss and validation curves are read back from it so that curves.png
@@ -60,7 +63,7 @@ static diffcl_status resume_log(diffcl_trainer *tr, const char *csv_path, int *h
     char line[1024], header[1024] = "";
     diffcl_status s = rows ? DIFFCL_OK : dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "resume: out of memory");
     while (s == DIFFCL_OK && fgets(line, sizeof line, in)) {
-        if (!header[0]) {
+        if (!header[0] && (line[0] < '0' || line[0] > '9')) { /* a log without its header starts with a row */
             snprintf(header, sizeof header, "%s", line);
             continue;
         }
@@ -76,7 +79,9 @@ static diffcl_status resume_log(diffcl_trainer *tr, const char *csv_path, int *h
     FILE *out = s == DIFFCL_OK ? fopen(tmp, "w") : NULL;
     if (s == DIFFCL_OK && !out) s = dc_error(DIFFCL_ERR_IO, "cannot write %s", tmp);
     if (s == DIFFCL_OK) {
-        if (header[0]) fputs(header, out);
+        if (!header[0]) /* restore the header a log written without one lacks */
+            snprintf(header, sizeof header, "%s", CSV_HEADER);
+        fputs(header, out);
         for (int64_t i = 0; i < n; i++) {
             if (!rows[i]) continue;
             fputs(rows[i], out);
@@ -96,7 +101,7 @@ static diffcl_status resume_log(diffcl_trainer *tr, const char *csv_path, int *h
             if (isfinite(val)) push_val(tr, (double)(i + 1), val);
         }
         if (fclose(out) != 0 || rename(tmp, csv_path) != 0) s = dc_error(DIFFCL_ERR_IO, "cannot rewrite %s", csv_path);
-        else *have_header = header[0] != 0;
+        else *have_header = 1;
     }
     if (s != DIFFCL_OK) remove(tmp);
     for (int64_t i = 0; rows && i < n; i++) free(rows[i]);
@@ -158,9 +163,7 @@ diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
     }
     FILE *csv = root ? fopen(csv_path, have_header ? "a" : "w") : fopen("/dev/null", "w");
     if (!csv) return dc_error(DIFFCL_ERR_IO, "cannot write %s", csv_path);
-    if (!have_header)
-        fprintf(csv, "iteration,loss,cs_sup,ds_sup,cs_pseudo,ds_pseudo,contrast,mu,lr,agreement,"
-                     "cs_fg_fraction,seconds,val_dice\n");
+    if (!have_header) fputs(CSV_HEADER, csv);
     char patch[64];
     if (o->dims == 2) snprintf(patch, sizeof patch, "%lldx%lld", (long long)o->patch[1], (long long)o->patch[2]);
     else

@@ -72,6 +72,10 @@ expect 1 "train into a finished run" -- "$DIFFCL" train --out "$tmp/m" --dims 3 
 expect_err_line "resume"
 expect 0 "train --overwrite" -- "$DIFFCL" train --out "$tmp/m" --overwrite --dims 3 --patch 16,16,16 \
     --iters 1 --n-filters 2 --ds-n-filters 2 --no-hfm --method supervised --labeled 2 --phantom-cases 3 --threads 2
+# --overwrite with a run that cannot start keeps the old run
+expect 1 "train --overwrite that cannot start" -- "$DIFFCL" train --out "$tmp/m" --overwrite --layout msd \
+    --data "$tmp/none" --iters 1
+[ -f "$tmp/m/last.safetensors" ] || { echo "FAIL: a failed --overwrite lost the old run"; fails=$((fails + 1)); }
 expect 2 "train option out of range" -- "$DIFFCL" train --out "$tmp/r" --lr 100
 expect_err_line "\\[0, 10\\]"
 # --data without --layout detects the layout (here png), and a new run folder gets its parents

@@ -130,8 +130,8 @@ static int log_iterations(const char *dir, long *it, int cap)
 START_TEST(test_interrupted_run_resumes_its_log)
 {
     /* an interrupted run logged past its last checkpoint (iteration 2 of 6, cancelled at 3):
-     * after the resume log.csv has each iteration once, in order, and the curves of the whole
-     * run; model.safetensors carries the training options (infer's default window) */
+     * after the resume log.csv has each iteration once, in order (the curves are redrawn from
+     * it); model.safetensors carries the training options (infer's default window) */
     const char *d = tmpdir();
     diffcl_train_options o = tiny(d, 6);
     o.val_every = 2;
