@@ -716,6 +716,12 @@ START_TEST(nifti_layouts_match_nibabel)
             assert_same_values(back, sq, "image round trip");
             ck_assert(m2.spacing[1] == 2 && m2.affine[0][3] == -4 && m2.affine[2][2] == 3);
             diffcl_tensor_free(back);
+            /* a gzip file is known by its bytes, not its name's case (the size check before
+             * allocating must not take NAME.NII.GZ for an uncompressed file) */
+            truncate_copy(diffcl_dataset_image_path(ds, i), "/tmp/diffcl_test_UPPER.NII.GZ", 1.0);
+            ck_ok(diffcl_nifti_read(ctx, "/tmp/diffcl_test_UPPER.NII.GZ", DIFFCL_NIFTI_IMAGE, &back, NULL));
+            diffcl_tensor_free(back);
+            remove("/tmp/diffcl_test_UPPER.NII.GZ");
             /* a truncated gzip stream */
             truncate_copy(diffcl_dataset_image_path(ds, i), "/tmp/diffcl_test_trunc.nii.gz", 0.5);
             ck_assert_int_eq(diffcl_nifti_read(ctx, "/tmp/diffcl_test_trunc.nii.gz",
