@@ -3,8 +3,8 @@
 
 Usage: scripts/check-man.py DIFFCL_BINARY [MAN_PAGE]    (default: docs/diffcl.1)
 
-For every command the page describes (a `.B <command>` paragraph under COMMANDS), runs
-`diffcl <command> --help` and checks:
+The page describes exactly the commands `diffcl --help` lists (a `.B <command>` paragraph
+under COMMANDS each), and for every one it runs `diffcl <command> --help` and checks:
  1. every option the help lists is on the page, and every option the page lists is in the
     help (an option added to the tool but not to the page, or a removed one still documented);
  2. where the page gives a plain default right after an option, `.BI \\-\\-name " N"` then a
@@ -79,6 +79,15 @@ def main():
     problems = []
     if not sections:
         problems.append(f"{page}: no commands found under .SH COMMANDS")
+    # every command `diffcl --help` lists has its paragraph on the page, and no other
+    top = subprocess.run([binary, "--help"], capture_output=True, text=True).stdout
+    listed = set(re.findall(r"^  ([a-z][a-z0-9-]*)  ", top.split("commands:", 1)[-1], re.M))
+    if not listed:
+        problems.append("diffcl --help lists no commands")
+    for cmd in sorted(listed - set(sections)):
+        problems.append(f"command {cmd} is in diffcl --help but has no paragraph on the page")
+    for cmd in sorted(set(sections) - listed):
+        problems.append(f"the page describes {cmd}, which diffcl --help does not list")
     for cmd, lines in sections.items():
         run = subprocess.run([binary, cmd, "--help"], capture_output=True, text=True)
         if run.returncode != 0:
