@@ -30,3 +30,22 @@ def report_times(tw, tc, rss0):
     result("cpu_ms", statistics.median(tc))
     result("rss_before_mib", rss0)
     result("peak_rss_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+
+
+def add_run_args(ap):
+    """The options every network benchmark takes, with the C side's defaults."""
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--n-filters", type=int, default=16)
+
+
+def start(args):
+    """Thread count and seed, as the C side runs."""
+    import torch
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+
+def sizes(s):
+    """"112,112,80" or "112x112x80" -> [112, 112, 80]."""
+    return [int(v) for v in s.replace("x", ",").split(",")]

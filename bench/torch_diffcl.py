@@ -87,7 +87,7 @@ gen_diffusion.timestep_embedding = lambda t, d: _temb64(t, d).float()
 
 
 sys.path.insert(0, HERE)
-from torch_common import report_times, result, rss_mib  # noqa: E402
+from torch_common import add_run_args, report_times, result, rss_mib, sizes, start  # noqa: E402
 
 
 # ------------------------------------------------------------- selective scan ----
@@ -479,9 +479,7 @@ def main():
     ap.add_argument("--size", default="224,192")
     ap.add_argument("--bl", type=int, default=2)
     ap.add_argument("--bu", type=int, default=2)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--n-filters", type=int, default=16)
+    add_run_args(ap)
     ap.add_argument("--hfm-levels", default="0x1c", help="bit mask of encoder levels (0x1c: 3,4,5)")
     ap.add_argument("--ddim-steps", type=int, default=4)
     ap.add_argument("--contrast-voxels", type=int, default=4096)
@@ -491,9 +489,8 @@ def main():
     ap.add_argument("--chunk", type=int, default=16, help="tokens per chunk of --scan chunked")
     ap.add_argument("--check", action="store_true", help="compare the scans with selective_scan_ref")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    size = [int(s) for s in args.size.replace("x", ",").split(",")]
+    start(args)
+    size = sizes(args.size)
     assert len(size) == 2, "--size H,W"
     levels = int(args.hfm_levels, 0)
     scan = SCAN[args.scan]

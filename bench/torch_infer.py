@@ -26,7 +26,7 @@ from vnet_torch import VNet  # noqa: E402
 
 
 sys.path.insert(0, HERE)
-from torch_common import report_times, result, rss_mib  # noqa: E402
+from torch_common import add_run_args, report_times, result, rss_mib, sizes, start  # noqa: E402
 
 
 def gaussian_map(patch):
@@ -79,14 +79,10 @@ def main():
     ap.add_argument("--patch", default="112,112,80")
     ap.add_argument("--stride", default="18,18,4")
     ap.add_argument("--gaussian", action="store_true")
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--n-filters", type=int, default=16)
+    add_run_args(ap)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    parse = lambda s: [int(v) for v in s.replace("x", ",").split(",")]  # noqa: E731
-    vol, patch, stride = parse(args.volume), parse(args.patch), parse(args.stride)
+    start(args)
+    vol, patch, stride = sizes(args.volume), sizes(args.patch), sizes(args.stride)
     net = VNet(n_channels=1, n_classes=2, n_filters=args.n_filters, normalization="batchnorm",
                has_dropout=True, dims=3)
     net.eval()

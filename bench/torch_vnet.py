@@ -25,7 +25,7 @@ from vnet_torch import VNet  # noqa: E402
 
 
 sys.path.insert(0, HERE)
-from torch_common import report_times, result, rss_mib  # noqa: E402
+from torch_common import add_run_args, report_times, result, rss_mib, sizes, start  # noqa: E402
 
 
 def main():
@@ -34,13 +34,10 @@ def main():
     ap.add_argument("--dims", type=int, default=3)
     ap.add_argument("--size", default="112,112,80")
     ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--n-filters", type=int, default=16)
+    add_run_args(ap)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    size = [int(s) for s in args.size.replace("x", ",").split(",")]
+    start(args)
+    size = sizes(args.size)
     assert len(size) == args.dims, "--size needs --dims values"
 
     net = VNet(n_channels=1, n_classes=2, n_filters=args.n_filters, normalization="batchnorm",
