@@ -88,16 +88,23 @@ static void budget_free(void *p, void *user)
     free(p);
 }
 
-START_TEST(test_allocator_hook_and_oom)
+/* A one-thread context whose allocations go through @p b. */
+static diffcl_context *budget_context(budget *b)
 {
-    budget b = {0, -1, 0};
     diffcl_context_options o = DIFFCL_CONTEXT_OPTIONS_INIT;
     o.alloc = budget_alloc;
     o.free = budget_free;
-    o.alloc_user = &b;
+    o.alloc_user = b;
     o.n_threads = 1;
     diffcl_context *ctx = NULL;
     ck_ok(diffcl_context_create(&o, &ctx));
+    return ctx;
+}
+
+START_TEST(test_allocator_hook_and_oom)
+{
+    budget b = {0, -1, 0};
+    diffcl_context *ctx = budget_context(&b);
     int64_t shape[2] = {64, 64};
     diffcl_tensor *t = NULL;
     ck_ok(diffcl_tensor_new(ctx, DIFFCL_F32, 2, shape, &t));
@@ -123,7 +130,9 @@ START_TEST(test_allocator_hook_and_oom)
     diffcl_context_free(ctx);
     ck_assert_uint_eq(b.live, 0);
     /* alloc without free is rejected */
-    o.free = NULL;
+    diffcl_context_options o = DIFFCL_CONTEXT_OPTIONS_INIT;
+    o.alloc = budget_alloc;
+    o.alloc_user = &b;
     ck_assert_int_eq(diffcl_context_create(&o, &ctx), DIFFCL_ERR_INVALID_ARGUMENT);
 }
 END_TEST
@@ -185,13 +194,7 @@ END_TEST
 START_TEST(test_block_cache_not_behind_hook)
 {
     budget bu = {0, -1, 0};
-    diffcl_context_options o = DIFFCL_CONTEXT_OPTIONS_INIT;
-    o.alloc = budget_alloc;
-    o.free = budget_free;
-    o.alloc_user = &bu;
-    o.n_threads = 1;
-    diffcl_context *ctx = NULL;
-    ck_ok(diffcl_context_create(&o, &ctx));
+    diffcl_context *ctx = budget_context(&bu);
     ck_ok(diffcl_context_set_caching(ctx, 1));
     int64_t big[1] = {1 << 20};
     diffcl_tensor *a = NULL;
