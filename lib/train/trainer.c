@@ -346,6 +346,20 @@ static diffcl_status accumulate(diffcl_tensor **acc, diffcl_tensor *term, double
     return s;
 }
 
+/* Append to the loss curve of curves.png (a point is dropped if memory runs out: the plot
+ * is a report, not state). */
+void dc_trainer_push_loss(diffcl_trainer *tr, double loss)
+{
+    if (tr->n_loss == tr->cap_loss) {
+        int64_t cap = tr->cap_loss ? tr->cap_loss * 2 : 256;
+        double *h = realloc(tr->loss_hist, (size_t)cap * sizeof *h);
+        if (!h) return;
+        tr->loss_hist = h;
+        tr->cap_loss = cap;
+    }
+    tr->loss_hist[tr->n_loss++] = loss;
+}
+
 static double item(const diffcl_tensor *t)
 {
     double v = NAN;
@@ -522,15 +536,7 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
     tr->it++;
     st.iteration = tr->it;
     st.seconds = now_seconds() - t0;
-    if (tr->n_loss == tr->cap_loss) {
-        int64_t cap = tr->cap_loss ? tr->cap_loss * 2 : 256;
-        double *h = realloc(tr->loss_hist, (size_t)cap * sizeof *h);
-        if (h) {
-            tr->loss_hist = h;
-            tr->cap_loss = cap;
-        }
-    }
-    if (tr->n_loss < tr->cap_loss) tr->loss_hist[tr->n_loss++] = st.loss;
+    dc_trainer_push_loss(tr, st.loss);
     if (stats) {
         size_t n = stats->struct_size && stats->struct_size < sizeof st ? stats->struct_size : sizeof st;
         memcpy(stats, &st, n);

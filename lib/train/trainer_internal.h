@@ -46,6 +46,8 @@ struct diffcl_trainer {
 char *dc_train_options_to_json(const diffcl_train_options *o);
 diffcl_status dc_train_options_from_json(const char *json, diffcl_train_options *o, char **strings,
                                          int n_strings);
+/* Append a point to the loss curve (trainer.c). */
+void dc_trainer_push_loss(diffcl_trainer *tr, double loss);
 /* Mean foreground Dice of the CS over the validation set (sliding over whole cases). */
 diffcl_status dc_trainer_validate(diffcl_trainer *tr, double *mean_dice);
 /* Draw curves.png: training loss and validation Dice. */

@@ -90,14 +90,7 @@ static diffcl_status resume_log(diffcl_trainer *tr, const char *csv_path, int *h
             double loss = c ? strtod(c + 1, NULL) : NAN;
             const char *last = strrchr(rows[i], ',');
             double val = last ? strtod(last + 1, NULL) : NAN;
-            if (tr->n_loss == tr->cap_loss) {
-                int64_t cap = tr->cap_loss ? tr->cap_loss * 2 : 256;
-                double *h = realloc(tr->loss_hist, (size_t)cap * sizeof *h);
-                if (!h) continue;
-                tr->loss_hist = h;
-                tr->cap_loss = cap;
-            }
-            tr->loss_hist[tr->n_loss++] = loss;
+            dc_trainer_push_loss(tr, loss);
             if (isfinite(val)) push_val(tr, (double)(i + 1), val);
         }
         if (fclose(out) != 0 || rename(tmp, csv_path) != 0) s = dc_error(DIFFCL_ERR_IO, "cannot rewrite %s", csv_path);
@@ -113,16 +106,9 @@ static diffcl_status resume_log(diffcl_trainer *tr, const char *csv_path, int *h
  * (diffcl infer takes its default window, the training patch, from them). */
 static diffcl_status save_model(diffcl_trainer *tr, const char *path)
 {
-    char *cfg = dc_model_config_json(tr->cs);
-    char *opts = cfg ? dc_train_options_to_json(&tr->o) : NULL;
-    diffcl_status s = DIFFCL_OK;
-    if (!cfg || !opts) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "saving %s: out of memory", path);
-    if (s == DIFFCL_OK) {
-        const char *keys[3] = {"diffcl.model", "diffcl.version", "diffcl.train_options"};
-        const char *vals[3] = {cfg, DIFFCL_VERSION_STRING, opts};
-        s = diffcl_module_save(tr->cs, path, keys, vals, 3);
-    }
-    free(cfg);
+    char *opts = dc_train_options_to_json(&tr->o);
+    if (!opts) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "saving %s: out of memory", path);
+    diffcl_status s = dc_model_save_with(tr->cs, path, "diffcl.train_options", opts);
     free(opts);
     return s;
 }
