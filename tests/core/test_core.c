@@ -233,6 +233,7 @@ START_TEST(test_log_and_progress_callbacks)
     diffcl_context *ctx = test_context();
     logbuf l = {0, ""};
     ck_ok(diffcl_context_set_log(ctx, capture_log, &l, DIFFCL_LOG_DEBUG));
+    ck_assert_int_eq(diffcl_context_set_log(ctx, capture_log, &l, (diffcl_log_level)99), DIFFCL_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(diffcl_context_set_log(NULL, capture_log, &l, DIFFCL_LOG_DEBUG),
                      DIFFCL_ERR_INVALID_ARGUMENT);
     int64_t seen = 0;
