@@ -369,15 +369,19 @@ static diffcl_status updown_forward(diffcl_module *blk, const diffcl_tensor *x,
     return DIFFCL_OK;
 }
 
-static diffcl_status check_inputs(const diffcl_diffusion_options *o, const diffcl_tensor *x_t,
-                                  const diffcl_tensor *image, const char *fn)
+static diffcl_status check_inputs(const diffcl_module *m, const diffcl_diffusion_options *o,
+                                  const diffcl_tensor *x_t, const diffcl_tensor *image, const char *fn)
 {
     DC_CHECK_TENSOR(x_t, fn);
     DC_CHECK_TENSOR(image, fn);
     int nd = o->dims + 2;
-    if (x_t->dtype != DIFFCL_F32 || image->dtype != DIFFCL_F32)
-        return dc_error(DIFFCL_ERR_DTYPE, "%s: x_t is %s and image %s; the denoiser computes in f32", fn,
-                        diffcl_dtype_name(x_t->dtype), diffcl_dtype_name(image->dtype));
+    /* f32 as trained; f64 after diffcl_module_to_dtype (the float64 parity check) */
+    const diffcl_tensor *w = diffcl_module_find(m, "decoder.out_conv.weight");
+    diffcl_dtype dt = w ? w->dtype : DIFFCL_F32;
+    if (x_t->dtype != dt || image->dtype != dt)
+        return dc_error(DIFFCL_ERR_DTYPE, "%s: x_t is %s and image %s; the denoiser computes in %s", fn,
+                        diffcl_dtype_name(x_t->dtype), diffcl_dtype_name(image->dtype),
+                        diffcl_dtype_name(dt));
     if (x_t->ndim != nd || x_t->shape[1] != o->n_classes)
         return dc_error(DIFFCL_ERR_SHAPE, "%s: x_t %s, expected [N,%d,%s]", fn, dc_shape_str(x_t),
                         o->n_classes, o->dims == 3 ? "D,H,W" : "H,W");
@@ -406,7 +410,7 @@ diffcl_status diffcl_diffusion_forward(diffcl_module *m, const diffcl_tensor *x_
     const diffcl_diffusion_options *o = dc_diffusion_opts(m, fn);
     if (!o) return DIFFCL_ERR_INVALID_ARGUMENT;
     DC_CHECK_ARG(t, "%s: t is NULL", fn);
-    DC_TRY(check_inputs(o, x_t, image, fn));
+    DC_TRY(check_inputs(m, o, x_t, image, fn));
     int N = (int)x_t->shape[0];
     for (int n = 0; n < N; n++)
         if (t[n] < 0 || t[n] >= o->timesteps)

@@ -34,7 +34,7 @@ void dc_diffusion_fill_noise(diffcl_tensor *x, diffcl_rng_key key, uint64_t k);
 
 /* Sinusoidal embedding [N, dim] (F32): [sin(t f_i), cos(t f_i)], f_i = exp(-ln(1e4) i/(dim/2-1)),
  * computed in double and rounded. No gradient. */
-diffcl_status dc_timestep_embedding(diffcl_context *ctx, const int64_t *t, int n, int dim,
+diffcl_status dc_timestep_embedding(diffcl_context *ctx, const int64_t *t, int n, int dim, diffcl_dtype dtype,
                                     diffcl_tensor **out);
 
 /* The time MLP module `temb` (children `dense.0`, `dense.1`: Linear(dim, hidden), Linear(hidden, hidden)). */

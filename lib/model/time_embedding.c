@@ -12,21 +12,27 @@
 /* ------------------------------------------------------------ sinusoid ---- */
 
 diffcl_status dc_timestep_embedding(diffcl_context *ctx, const int64_t *t, int n, int dim,
-                                    diffcl_tensor **out)
+                                    diffcl_dtype dtype, diffcl_tensor **out)
 {
     *out = NULL;
     DC_CHECK_ARG(dim >= 4 && dim % 2 == 0, "time embedding: dim %d must be even and >= 4", dim);
+    DC_CHECK_ARG(dtype == DIFFCL_F32 || dtype == DIFFCL_F64, "time embedding: dtype must be f32 or f64");
     int64_t shape[2] = {n, dim};
-    diffcl_tensor *e = dc_tensor_empty(ctx, DIFFCL_F32, 2, shape);
+    diffcl_tensor *e = dc_tensor_empty(ctx, dtype, 2, shape);
     if (!e) return DIFFCL_ERR_OUT_OF_MEMORY;
     int half = dim / 2;
     double step = log(10000.0) / (half - 1);
-    float *p = dc_f32(e);
     for (int k = 0; k < n; k++)
         for (int i = 0; i < half; i++) {
             double a = (double)t[k] * exp(-step * i);
-            p[(int64_t)k * dim + i] = (float)sin(a);
-            p[(int64_t)k * dim + half + i] = (float)cos(a);
+            int64_t at = (int64_t)k * dim + i;
+            if (dtype == DIFFCL_F64) {
+                dc_f64(e)[at] = sin(a);
+                dc_f64(e)[at + half] = cos(a);
+            } else {
+                dc_f32(e)[at] = (float)sin(a);
+                dc_f32(e)[at + half] = (float)cos(a);
+            }
         }
     *out = e;
     return DIFFCL_OK;
@@ -76,7 +82,9 @@ diffcl_status dc_time_mlp_forward(diffcl_module *temb, const int64_t *t, int n, 
     diffcl_module *l0 = diffcl_module_child(temb, "dense.0"), *l1 = diffcl_module_child(temb, "dense.1");
     if (!l0 || !l1) return dc_error(DIFFCL_ERR_INTERNAL, "time embedding: dense layers missing");
     diffcl_tensor *e = NULL, *h = NULL, *a = NULL;
-    diffcl_status s = dc_timestep_embedding(temb->ctx, t, n, dim, &e);
+    /* the embedding in the layers' dtype: float32 as trained, float64 after module_to_dtype */
+    diffcl_tensor *w0 = diffcl_module_find(l0, "weight");
+    diffcl_status s = dc_timestep_embedding(temb->ctx, t, n, dim, w0 ? w0->dtype : DIFFCL_F32, &e);
     if (s == DIFFCL_OK) s = diffcl_module_forward(l0, e, &h);
     if (s == DIFFCL_OK) s = diffcl_silu(h, &a);
     if (s == DIFFCL_OK) s = diffcl_module_forward(l1, a, out);

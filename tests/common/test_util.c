@@ -1,8 +1,12 @@
 #include "test_util.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "layer/conv_internal.h"
 
 int test_scale(void)
 {
@@ -62,8 +66,135 @@ double test_rel_error(const diffcl_tensor *a, const diffcl_tensor *b)
     return mr > 0 ? md / mr : md;
 }
 
+/* Copy of @p t as a malloc'ed double array (caller frees). */
+static double *as_doubles(const diffcl_tensor *t, int64_t *n)
+{
+    *n = diffcl_tensor_numel(t);
+    double *v = malloc((size_t)(*n ? *n : 1) * sizeof *v);
+    diffcl_tensor *t64 = NULL;
+    ck_assert_ptr_nonnull(v);
+    ck_assert_int_eq(diffcl_tensor_to_dtype(t, DIFFCL_F64, &t64), DIFFCL_OK);
+    diffcl_tensor_copy_to(t64, v, (size_t)*n * sizeof *v);
+    diffcl_tensor_free(t64);
+    return v;
+}
+
+test_error test_error_of(const diffcl_tensor *got, const diffcl_tensor *ref)
+{
+    int64_t n, m;
+    double *x = as_doubles(got, &n), *y = as_doubles(ref, &m);
+    ck_assert_int_eq(n, m);
+    test_error e = {0, 0, 0, 0};
+    for (int64_t i = 0; i < n; i++) {
+        double d = x[i] - y[i];
+        if (!(fabs(d) <= e.max_abs)) e.max_abs = fabs(d); /* NaN propagates as failure */
+        e.diff_norm += d * d;
+        e.ref_norm += y[i] * y[i];
+    }
+    free(x);
+    free(y);
+    e.diff_norm = sqrt(e.diff_norm);
+    e.ref_norm = sqrt(e.ref_norm);
+    e.rel = e.ref_norm > 0 ? e.diff_norm / e.ref_norm : e.diff_norm;
+    if (isnan(e.max_abs)) e.rel = NAN;
+    return e;
+}
+
+void test_expect_close(const char *what, const diffcl_tensor *got, const diffcl_tensor *ref,
+                       double bound)
+{
+    test_error e = test_error_of(got, ref);
+    fprintf(stderr, "  %s: rel %.2e (bound %.1e), max abs %.2e\n", what, e.rel, bound, e.max_abs);
+    ck_assert_msg(e.rel <= bound, "%s: rel error %g > bound %g (max abs %g)", what, e.rel, bound,
+                  e.max_abs);
+}
+
+/* The reference's total squared norm and element count over the module's parameters. */
+static void reference_scale(const char *label, diffcl_module *m, const diffcl_tensor_dict *ref,
+                            const char *prefix, double *sum_sq, int64_t *total)
+{
+    char key[256];
+    *sum_sq = 0;
+    *total = 0;
+    for (int i = 0; i < diffcl_module_state_count(m, DIFFCL_STATE_PARAMS); i++) {
+        const char *pn;
+        ck_assert_int_eq(diffcl_module_state_entry(m, DIFFCL_STATE_PARAMS, i, &pn, NULL, NULL), DIFFCL_OK);
+        snprintf(key, sizeof key, "%s%s", prefix, pn);
+        const diffcl_tensor *r = diffcl_tensor_dict_get(ref, key);
+        ck_assert_msg(r != NULL, "%s: reference lacks %s", label, key);
+        test_error z = test_error_of(r, r);
+        *sum_sq += z.ref_norm * z.ref_norm;
+        *total += diffcl_tensor_numel(r);
+    }
+}
+
+double test_check_module_grads(const char *label, diffcl_module *m, const diffcl_tensor_dict *ref,
+                               const char *prefix, double tensor_bound, double network_bound)
+{
+    int n = diffcl_module_state_count(m, DIFFCL_STATE_PARAMS), n_net_scale = 0;
+    double ref_sq, diff_sq = 0, worst = 0, worst_abs = 0;
+    int64_t total;
+    const char *worst_name = "";
+    char key[256];
+    reference_scale(label, m, ref, prefix, &ref_sq, &total);
+    double net_rms = total ? sqrt(ref_sq / (double)total) : 0;
+    for (int i = 0; i < n; i++) {
+        const char *pn;
+        diffcl_tensor *p;
+        ck_assert_int_eq(diffcl_module_state_entry(m, DIFFCL_STATE_PARAMS, i, &pn, &p, NULL), DIFFCL_OK);
+        snprintf(key, sizeof key, "%s%s", prefix, pn);
+        const diffcl_tensor *r = diffcl_tensor_dict_get(ref, key), *g = diffcl_tensor_grad(p);
+        test_error e = test_error_of(g ? g : r, r);
+        if (!g) { /* never reached by the graph: only right where the reference is zero too */
+            ck_assert_msg(e.ref_norm == 0, "%s: %s has no gradient; the reference's norm is %g", label,
+                          pn, e.ref_norm);
+            continue;
+        }
+        diff_sq += e.diff_norm * e.diff_norm;
+        double net_scale = net_rms * sqrt((double)diffcl_tensor_numel(r));
+        if (e.ref_norm < TEST_NEAR_ZERO * net_scale) {
+            e.rel = net_scale > 0 ? e.diff_norm / net_scale : e.diff_norm;
+            n_net_scale++;
+        }
+        if (getenv("DIFFCL_TEST_VERBOSE") && !(e.rel <= tensor_bound / 10))
+            fprintf(stderr, "    %s: rel %.2e, max abs %.2e, |ref| %.2e\n", pn, e.rel, e.max_abs, e.ref_norm);
+        if (!(e.rel <= worst)) {
+            worst = e.rel;
+            worst_name = pn;
+            worst_abs = e.max_abs;
+        }
+    }
+    double net = ref_sq > 0 ? sqrt(diff_sq / ref_sq) : sqrt(diff_sq);
+    if (isnan(worst)) net = NAN;
+    fprintf(stderr, "  %s: %d parameter gradients; network rel %.2e (bound %.1e); worst tensor rel "
+            "%.2e (bound %.1e) at %s (max abs %.2e); %d near zero, against the network's scale\n",
+            label, n, net, network_bound, worst, tensor_bound, worst_name, worst_abs, n_net_scale);
+    ck_assert_msg(net <= network_bound, "%s: network-level gradient rel error %g > bound %g", label, net,
+                  network_bound);
+    ck_assert_msg(worst <= tensor_bound, "%s: gradient of %s: rel error %g > bound %g", label, worst_name,
+                  worst, tensor_bound);
+    return net;
+}
+
+double test_f32_grad_bound(const diffcl_tensor_dict *fixture)
+{
+    const char *v = diffcl_tensor_dict_get_meta(fixture, "torch_f32_grad_err");
+    double torch_err = v ? atof(v) : 0;
+    return torch_err * 3 > 1e-3 ? torch_err * 3 : 1e-3;
+}
+
+void test_print_kernels(void)
+{
+    const char *cf = getenv("DIFFCL_CONV_KERNEL");
+    fprintf(stderr, "kernels: OpenBLAS core %s (OPENBLAS_CORETYPE=%s); convolutions %s "
+            "(DIFFCL_CONV_KERNEL=%s)\n", openblas_get_corename(),
+            getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset",
+            dc_conv512_usable() ? "AVX-512" : "cblas_sgemm", cf ? cf : "unset");
+}
+
 int test_run_suite(Suite *s)
 {
+    test_print_kernels();
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
