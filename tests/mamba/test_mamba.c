@@ -154,26 +154,18 @@ static void check_parity(diffcl_module *m, const char *cs, diffcl_dtype dt, doub
     diffcl_tensor *y = NULL, *yw = NULL, *L = NULL;
     ck_ok(diffcl_module_forward(m, x, &y));
     snprintf(key, sizeof key, "%s.out", cs);
-    double e = test_rel_error(y, diffcl_tensor_dict_get(fx, key));
-    ck_assert_msg(e <= tol, "%s %s: out rel error %g > %g", cs, diffcl_dtype_name(dt), e, tol);
+    char label[160];
+    snprintf(label, sizeof label, "%s %s: out", cs, diffcl_dtype_name(dt));
+    test_expect_close(label, y, diffcl_tensor_dict_get(fx, key), tol);
     ck_ok(diffcl_mul(y, w, &yw));
     ck_ok(diffcl_sum_all(yw, &L));
     ck_ok(diffcl_backward(L, NULL));
     snprintf(key, sizeof key, "%s.grad.x", cs);
-    e = test_rel_error(diffcl_tensor_grad(x), diffcl_tensor_dict_get(fx, key));
-    ck_assert_msg(e <= tol, "%s %s: dx rel error %g > %g", cs, diffcl_dtype_name(dt), e, tol);
-    int np = diffcl_module_state_count(m, DIFFCL_STATE_PARAMS);
-    for (int i = 0; i < np; i++) {
-        const char *nm = NULL;
-        diffcl_tensor *p = NULL;
-        ck_ok(diffcl_module_state_entry(m, DIFFCL_STATE_PARAMS, i, &nm, &p, NULL));
-        snprintf(key, sizeof key, "%s.grad.param.%s", cs, nm);
-        diffcl_tensor *ref = diffcl_tensor_dict_get(fx, key);
-        ck_assert_msg(ref != NULL, "fixture %s missing", key);
-        ck_assert_msg(diffcl_tensor_grad(p) != NULL, "%s: no gradient for %s", cs, nm);
-        e = test_rel_error(diffcl_tensor_grad(p), ref);
-        ck_assert_msg(e <= tol, "%s %s: d%s rel error %g > %g", cs, diffcl_dtype_name(dt), nm, e, tol);
-    }
+    snprintf(label, sizeof label, "%s %s: dx", cs, diffcl_dtype_name(dt));
+    test_expect_close(label, diffcl_tensor_grad(x), diffcl_tensor_dict_get(fx, key), tol);
+    snprintf(label, sizeof label, "%s %s", cs, diffcl_dtype_name(dt));
+    snprintf(key, sizeof key, "%s.grad.param.", cs);
+    test_check_module_grads(label, m, fx, key, tol, tol);
     diffcl_tensor *all[] = {x, w, y, yw, L};
     free_all(all, 5);
     diffcl_tensor_dict_free(fx);
