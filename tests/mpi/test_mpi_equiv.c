@@ -283,7 +283,14 @@ int main(int argc, char **argv)
                "(tolerance %.1g); vs the accumulated-shard run %.3g (tolerance %.1g); worst tensor max|dw| / its largest "
                "update %.3g; largest update %.3g; %lld gradient bytes all-reduced per step\n",
                size, BL, BL * size, STEPS, global, TOL, vs_acc, TOL_FLOOR, worst, moved, (long long)dc_dist_bytes(d));
-        CHECK(global <= TOL, "weights differ: %.3g > %.1g", global, TOL);
+        /* The batch-4 run sums the same gradients in another order. On a CPU whose BLAS core
+         * flips a ReLU decision between the two orders, they part by ~1e-4 (OpenBLAS's
+         * Cooperlake core on Zen 4) while the accumulated-shard run, the same order as the 2
+         * ranks, stays identical (vs_acc, checked to 1e-6 below). So the batch-4 comparison is
+         * held to TOL above the noise floor this run measured between the two orders. */
+        double floor_rel = max_w > 0 ? floor_diff / max_w : floor_diff;
+        CHECK(global <= TOL + floor_rel, "weights differ: %.3g > %.1g + noise floor %.3g", global, TOL,
+              floor_rel);
         CHECK(vs_acc <= TOL_FLOOR, "2 ranks differ from the accumulated-shard run: %.3g > %.1g", vs_acc, TOL_FLOOR);
         CHECK(moved > 1e-3, "weights did not move (%.3g)", moved);
         run_close(&ref);
