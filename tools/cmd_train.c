@@ -38,7 +38,15 @@ static void train_usage(FILE *f)
             "  --ddim-steps N       DDIM steps of the DS pseudo label (default %d)\n"
             "  --contrast-voxels N  (default %d)\n"
             "  --no-strong          no strong augmentation of the unlabeled patches\n"
-            "  --no-pseudo-mask-dice  agreement mask on the CE of L^c_p only, not on its Dice\n"
+            "  --cps V              how the CS learns the DS pseudo label: confidence (default: CE weighted by\n"
+            "                       the DS's confidence, Dice on the whole label), plain (CPS) or agreement\n"
+            "                       (0.1.0: only where CS and DS already agree)\n"
+            "  --cps-confidence X   confidence variant: keep voxels whose DS confidence is >= X (0: weigh by it)\n"
+            "  --no-pseudo-mask-dice  agreement variant: its mask on the CE of L^c_p only, not on its Dice\n"
+            "  --ds-pseudo-train-mode  the DS makes pseudo labels in training mode (0.1.0; default eval mode)\n"
+            "  --no-contrast-balance  contrastive voxels drawn uniformly (0.1.0; default: equal per class)\n"
+            "  --no-weak-strong     pseudo labels from the same view the losses see (0.1.0; default: from\n"
+            "                       the weak view, losses on the strong view)\n"
             "run:\n"
             "  --out DIR            run folder (checkpoints, log.csv, curves.png); created with its parents\n"
             "  --overwrite          start over in a --out folder that already holds a run (else an error)\n"
@@ -87,6 +95,9 @@ int cmd_train(int argc, char **argv)
         if (!strcmp(a, "--no-hfm")) { o.hfm_levels = 0; continue; }
         if (!strcmp(a, "--no-strong")) { o.strong_unlabeled = 0; continue; }
         if (!strcmp(a, "--no-pseudo-mask-dice")) { o.pseudo_mask_dice = 0; continue; }
+        if (!strcmp(a, "--ds-pseudo-train-mode")) { o.ds_pseudo_train_mode = 1; continue; }
+        if (!strcmp(a, "--no-contrast-balance")) { o.contrast_balanced = 0; continue; }
+        if (!strcmp(a, "--no-weak-strong")) { o.weak_strong = 0; continue; }
         if (!strcmp(a, "--overwrite")) { overwrite = 1; continue; }
         if (i + 1 >= argc) return opt_fail("train", "option %s needs a value", a);
         const char *v = argv[++i];
@@ -113,6 +124,11 @@ int cmd_train(int argc, char **argv)
             if (!strcmp(v, "diffcl")) o.method = DIFFCL_METHOD_DIFFCL;
             else if (!strcmp(v, "supervised")) o.method = DIFFCL_METHOD_SUPERVISED;
             else return opt_fail("train", "--method %s is not diffcl|supervised", v);
+        } else if (!strcmp(a, "--cps")) {
+            if (!strcmp(v, "confidence")) o.cps_variant = DIFFCL_CPS_CONFIDENCE;
+            else if (!strcmp(v, "plain")) o.cps_variant = DIFFCL_CPS_PLAIN;
+            else if (!strcmp(v, "agreement")) o.cps_variant = DIFFCL_CPS_AGREEMENT;
+            else return opt_fail("train", "--cps %s is not confidence|plain|agreement", v);
         } else if (!strcmp(a, "--patch")) {
             if (!parse_patch(v, o.patch)) return opt_fail("train", "--patch wants H,W or D,H,W, got %s", v);
         } else if (!strcmp(a, "--seed")) {
@@ -142,6 +158,7 @@ int cmd_train(int argc, char **argv)
         DBL_OPT("--mu2", 0, 1000, o.mu2)
         DBL_OPT("--eta", 0, 1000, o.eta)
         DBL_OPT("--tau", 1e-6, 1000, o.tau)
+        DBL_OPT("--cps-confidence", 0, 0.999999, o.cps_confidence)
         else return opt_fail("train", "unknown option %s (see 'diffcl train --help')", a);
         if (!strcmp(a, "--iters")) iters_override = o.iters;
 #undef INT_OPT

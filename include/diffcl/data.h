@@ -289,6 +289,30 @@ DIFFCL_API diffcl_status diffcl_sampler_next(diffcl_sampler *s, uint32_t iterati
                                              diffcl_tensor **image, diffcl_tensor **label,
                                              int64_t *case_index);
 
+/** A batch with paired views of its unlabeled half (diffcl_sampler_next_views). */
+typedef struct diffcl_sampler_views {
+    size_t struct_size;    /**< sizeof(diffcl_sampler_views) */
+    diffcl_tensor *image;  /**< [B_l + B_u, C, ...]: as diffcl_sampler_next; the unlabeled
+                                patches carry every augmentation (the strong view) */
+    diffcl_tensor *weak;   /**< [B_u, C, ...]: the same unlabeled patches, same geometry (crop,
+                                rotation, flips, scale), without the intensity and blur
+                                transforms (the weak view); NULL when B_u is 0 */
+    diffcl_tensor *label;  /**< [B_l, ...] U8 */
+} diffcl_sampler_views;
+
+#define DIFFCL_SAMPLER_VIEWS_INIT { sizeof(diffcl_sampler_views), NULL, NULL, NULL }
+
+/**
+ * The batch of @p iteration with weak and strong views of its unlabeled samples, for
+ * FixMatch-style training: pseudo labels from the weak view, losses on the strong one. The
+ * batch is the same as diffcl_sampler_next's (any sampler: each batch keeps the weak copies,
+ * one memcpy of the unlabeled patches); the views differ only where strong_unlabeled applies
+ * the intensity and blur transforms. The tensors in @p views are new and owned by the caller;
+ * @p case_index as in diffcl_sampler_next.
+ */
+DIFFCL_API diffcl_status diffcl_sampler_next_views(diffcl_sampler *s, uint32_t iteration,
+                                                   diffcl_sampler_views *views, int64_t *case_index);
+
 /* ------------------------------------------------------------- preprocessing ---- */
 
 /**

@@ -45,6 +45,15 @@ typedef enum diffcl_method {
     DIFFCL_METHOD_SUPERVISED = 1
 } diffcl_method;
 
+/** How L^c_p, the CS's loss on the DS pseudo label, weighs the unlabeled voxels. */
+typedef enum diffcl_cps_variant {
+    DIFFCL_CPS_AGREEMENT = 0,  /**< 0.1.0: CE (and Dice with pseudo_mask_dice) only where CS and
+                                    DS agree; the DS cannot correct the CS */
+    DIFFCL_CPS_PLAIN = 1,      /**< Dice + CE on the whole DS pseudo label (CPS) */
+    DIFFCL_CPS_CONFIDENCE = 2  /**< CE weighted by the DS's smoothed confidence (cps_confidence),
+                                    Dice on the whole label */
+} diffcl_cps_variant;
+
 /** Every hyper-parameter of a run; the defaults are the method brief's unless noted. */
 typedef struct diffcl_train_options {
     size_t struct_size;
@@ -89,13 +98,29 @@ typedef struct diffcl_train_options {
     int64_t log_every;        /**< iterations between progress lines; default 10 */
     int strong_unlabeled;     /**< brief's strong set (scale, blur, brightness, contrast, gamma)
                                    on the unlabeled patches; default 1 (Diff-CL only) */
-    int pseudo_mask_dice;     /**< the agreement mask also restricts the Dice of L^c_p; default 1 */
+    int pseudo_mask_dice;     /**< the agreement mask also restricts the Dice of L^c_p; default 1
+                                   (agreement variant only) */
+    diffcl_cps_variant cps_variant; /**< L^c_p's voxel weighting; default DIFFCL_CPS_CONFIDENCE */
+    double cps_confidence;    /**< confidence variant: 0 weighs each voxel by the DS's smoothed
+                                   probability of its label; t in (0,1) keeps voxels with p >= t;
+                                   default 0 */
+    int ds_pseudo_train_mode; /**< 1: the DS makes its pseudo labels in training mode (0.1.0:
+                                   dropout, batch statistics, running statistics updated by
+                                   every DDIM step); default 0, evaluation mode */
+    int contrast_balanced;    /**< an equal voxel quota per pseudo-label class in the contrastive
+                                   term (0: uniform, 0.1.0); default 1 */
+    int weak_strong;          /**< 1: both networks make their pseudo labels from the weak view of
+                                   each unlabeled patch (its geometry, without the intensity and
+                                   blur transforms; no gradient, evaluation mode) and learn them
+                                   on the strong view (FixMatch); 0: both from the one view
+                                   (0.1.0); default 1 */
 } diffcl_train_options;
 
 #define DIFFCL_TRAIN_OPTIONS_INIT                                                            \
     { sizeof(diffcl_train_options), "phantom", NULL, NULL, NULL, 2, 4, NULL, {0, 0, 0}, 2, 2, \
       24, DIFFCL_METHOD_DIFFCL, 2000, 1337, 2, 16, 16, DIFFCL_HFM_DEFAULT_LEVELS, 0.01, 0.9, \
-      3e-5, 0.1, 0.4, 1.0, 1.0, 0.1, 0.1, 0.99, 4096, 4, 10, NULL, 0, 10, 1, 1 }
+      3e-5, 0.1, 0.4, 1.0, 1.0, 0.1, 0.1, 0.99, 4096, 4, 10, NULL, 0, 10, 1, 1,              \
+      DIFFCL_CPS_CONFIDENCE, 0.0, 0, 1, 1 }
 /** Fill @p opts with the defaults (same as DIFFCL_TRAIN_OPTIONS_INIT). */
 DIFFCL_API void diffcl_train_options_init(diffcl_train_options *opts);
 

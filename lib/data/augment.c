@@ -117,7 +117,7 @@ static float sample_zero(const float *src, const int64_t dims[3], const double c
 
 int dc_augment_raw(const float *img, const uint8_t *lab, int C, const int64_t dims[3], int two_d,
                    const int64_t patch_in[3], const diffcl_augment_options *o, diffcl_rng_key key,
-                   float *out_img, uint8_t *out_lab, int n_threads)
+                   float *out_img, uint8_t *out_lab, float *out_weak, int n_threads)
 {
     dc_draw d;
     d.key = key;
@@ -210,6 +210,8 @@ int dc_augment_raw(const float *img, const uint8_t *lab, int C, const int64_t di
                                        : lab[(zi * dims[1] + yi) * dims[2] + xi];
                 }
             }
+    /* the weak view: this geometry without the intensity and blur transforms */
+    if (out_weak) memcpy(out_weak, out_img, sizeof(float) * (size_t)(C * pvol));
     if (o->strong) {
         dc_draw di = d;
         return dc_intensity_raw(out_img, C, P, two_d, o, &di, n_threads);
@@ -272,7 +274,7 @@ diffcl_status diffcl_augment_patch(const diffcl_tensor *image, const diffcl_tens
     if (!ic || (label && !lc) || !oi || (label && !ol))
         s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     else if (dc_augment_raw(dc_f32(ic), lc ? (const uint8_t *)dc_data(lc) : NULL, C, dims, two_d,
-                            patch, &o, key, dc_f32(oi), ol ? (uint8_t *)dc_data(ol) : NULL,
+                            patch, &o, key, dc_f32(oi), ol ? (uint8_t *)dc_data(ol) : NULL, NULL,
                             dc_threads(image->ctx)))
         s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     diffcl_tensor_free(ic);

@@ -26,6 +26,7 @@ typedef struct raw_case {
 typedef struct batch {
     uint32_t it;
     float *img;
+    float *weak; /* the unlabeled patches before intensity and blur (diffcl_sampler_next_views) */
     uint8_t *lab;
     int64_t *idx;
     diffcl_status status;
@@ -130,6 +131,10 @@ static diffcl_status make_batch(diffcl_sampler *s, diffcl_context *load_ctx, uin
     b->img = aligned_buf(sizeof(float) * (size_t)(B * s->C * pvol));
     b->lab = aligned_buf((size_t)((Bl ? Bl : 1) * pvol));
     b->idx = malloc(sizeof(int64_t) * (size_t)B);
+    if (Bu > 0) {
+        b->weak = aligned_buf(sizeof(float) * (size_t)(Bu * s->C * pvol));
+        if (!b->weak) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "sampler: out of memory for a batch");
+    }
     int64_t nmax = s->n_lab > s->n_unl ? s->n_lab : s->n_unl;
     int64_t *scratch = malloc(sizeof(int64_t) * (size_t)(nmax ? nmax : 1));
     if (!b->img || !b->lab || !b->idx || !scratch) {
@@ -160,7 +165,9 @@ static diffcl_status make_batch(diffcl_sampler *s, diffcl_context *load_ctx, uin
             if (dc_augment_raw(rc->img, labeled ? rc->lab : NULL, rc->C, rc->dims, rc->two_d, s->P,
                                labeled ? &s->aug_l : &s->aug_u, key,
                                b->img + (int64_t)slot * s->C * pvol,
-                               labeled ? b->lab + (int64_t)slot * pvol : NULL, n_threads))
+                               labeled ? b->lab + (int64_t)slot * pvol : NULL,
+                               !labeled && b->weak ? b->weak + (int64_t)(slot - Bl) * s->C * pvol : NULL,
+                               n_threads))
                 st = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "sampler: out of memory augmenting");
         }
         if (!s->cache) raw_free(&tmp);
@@ -173,6 +180,7 @@ static void batch_free(batch *b)
 {
     if (!b) return;
     free(b->img);
+    free(b->weak);
     free(b->lab);
     free(b->idx);
     free(b);
@@ -355,13 +363,10 @@ static void free_deleter(void *data, void *user)
     free(data);
 }
 
-diffcl_status diffcl_sampler_next(diffcl_sampler *s, uint32_t iteration, diffcl_tensor **image,
-                                  diffcl_tensor **label, int64_t *case_index)
+/* The prepared batch of @p iteration (the worker's, or made now without prefetch). */
+static diffcl_status take_batch(diffcl_sampler *s, uint32_t iteration, const char *fn, batch **out)
 {
-    const char *fn = "diffcl_sampler_next";
-    DC_CHECK_ARG(s && image, "%s: sampler and image must not be NULL", fn);
-    *image = NULL;
-    if (label) *label = NULL;
+    *out = NULL;
     batch *b = NULL;
     if (s->threaded) {
         pthread_mutex_lock(&s->mu);
@@ -408,30 +413,66 @@ diffcl_status diffcl_sampler_next(diffcl_sampler *s, uint32_t iteration, diffcl_
         batch_free(b);
         return st;
     }
-    const int Bl = s->o.batch_labeled, B = Bl + s->o.batch_unlabeled;
-    int64_t ishape[5], lshape[4];
+    *out = b;
+    return DIFFCL_OK;
+}
+
+/* Hand @p buf over to a new tensor [n, C, patch] (or [n, patch] for labels: C = 0). */
+static diffcl_status wrap(diffcl_sampler *s, int64_t n, int C, diffcl_dtype dt, void **buf, diffcl_tensor **out)
+{
+    int64_t shape[5];
     int nd = 0;
-    ishape[nd++] = B;
-    ishape[nd++] = s->C;
-    for (int a = s->two_d ? 1 : 0; a < 3; a++) ishape[nd++] = s->P[a];
-    lshape[0] = Bl;
-    for (int a = 2; a < nd; a++) lshape[a - 1] = ishape[a];
-    diffcl_tensor *ti = NULL, *tl = NULL;
-    diffcl_status st = diffcl_tensor_wrap(s->ds->ctx, DIFFCL_F32, nd, ishape, NULL, b->img,
-                                          free_deleter, NULL, &ti);
-    if (st == DIFFCL_OK) b->img = NULL;
-    if (st == DIFFCL_OK && label) {
-        st = diffcl_tensor_wrap(s->ds->ctx, DIFFCL_U8, nd - 1, lshape, NULL, b->lab, free_deleter,
-                                NULL, &tl);
-        if (st == DIFFCL_OK) b->lab = NULL;
-    }
-    if (st == DIFFCL_OK && case_index) memcpy(case_index, b->idx, sizeof(int64_t) * (size_t)B);
+    shape[nd++] = n;
+    if (C) shape[nd++] = C;
+    for (int a = s->two_d ? 1 : 0; a < 3; a++) shape[nd++] = s->P[a];
+    diffcl_status st = diffcl_tensor_wrap(s->ds->ctx, dt, nd, shape, NULL, *buf, free_deleter, NULL, out);
+    if (st == DIFFCL_OK) *buf = NULL;
+    return st;
+}
+
+/* The tensors of a batch; frees @p b. */
+static diffcl_status hand_out(diffcl_sampler *s, batch *b, diffcl_tensor **image, diffcl_tensor **weak,
+                              diffcl_tensor **label, int64_t *case_index)
+{
+    const int Bl = s->o.batch_labeled, Bu = s->o.batch_unlabeled;
+    diffcl_tensor *ti = NULL, *tw = NULL, *tl = NULL;
+    diffcl_status st = wrap(s, Bl + Bu, s->C, DIFFCL_F32, (void **)&b->img, &ti);
+    if (st == DIFFCL_OK && weak && Bu > 0) st = wrap(s, Bu, s->C, DIFFCL_F32, (void **)&b->weak, &tw);
+    if (st == DIFFCL_OK && label) st = wrap(s, Bl, 0, DIFFCL_U8, (void **)&b->lab, &tl);
+    if (st == DIFFCL_OK && case_index) memcpy(case_index, b->idx, sizeof(int64_t) * (size_t)(Bl + Bu));
     batch_free(b);
     if (st != DIFFCL_OK) {
         diffcl_tensor_free(ti);
+        diffcl_tensor_free(tw);
         return st;
     }
     *image = ti;
+    if (weak) *weak = tw;
     if (label) *label = tl;
     return DIFFCL_OK;
+}
+
+diffcl_status diffcl_sampler_next(diffcl_sampler *s, uint32_t iteration, diffcl_tensor **image,
+                                  diffcl_tensor **label, int64_t *case_index)
+{
+    const char *fn = "diffcl_sampler_next";
+    DC_CHECK_ARG(s && image, "%s: sampler and image must not be NULL", fn);
+    *image = NULL;
+    if (label) *label = NULL;
+    batch *b = NULL;
+    DC_TRY(take_batch(s, iteration, fn, &b));
+    return hand_out(s, b, image, NULL, label, case_index);
+}
+
+diffcl_status diffcl_sampler_next_views(diffcl_sampler *s, uint32_t iteration, diffcl_sampler_views *views,
+                                        int64_t *case_index)
+{
+    const char *fn = "diffcl_sampler_next_views";
+    DC_CHECK_ARG(s && views, "%s: sampler and views must not be NULL", fn);
+    DC_CHECK_ARG(views->struct_size >= sizeof *views, "%s: views.struct_size %zu too small (use "
+                 "DIFFCL_SAMPLER_VIEWS_INIT)", fn, views->struct_size);
+    views->image = views->weak = views->label = NULL;
+    batch *b = NULL;
+    DC_TRY(take_batch(s, iteration, fn, &b));
+    return hand_out(s, b, &views->image, &views->weak, &views->label, case_index);
 }

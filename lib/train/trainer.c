@@ -11,7 +11,8 @@
 #include "layer/module_internal.h"
 #include "train/trainer_internal.h"
 
-/* diffcl_train_options grew after 0.1.0 (strong_unlabeled, pseudo_mask_dice). A program
+/* diffcl_train_options grew after 0.1.0 (strong_unlabeled, pseudo_mask_dice, cps_variant,
+ * cps_confidence, ds_pseudo_train_mode, contrast_balanced: all in DIFFCL_0.2). A program
  * built against 0.1.0 calls the DIFFCL_0.1 version, which fills only the 0.1.0 layout;
  * programs built since bind to the DIFFCL_0.2 default (docs/abi-policy.md). */
 __attribute__((visibility("default"))) void dc_train_options_init_v0_1(diffcl_train_options *opts);
@@ -85,6 +86,11 @@ static diffcl_status normalise_options(diffcl_train_options *o)
                  "diffcl_trainer_create: need tau > 0 and bank_momentum in [0,1]");
     DC_CHECK_ARG(o->ddim_steps_train >= 1 && o->ddim_steps_eval >= 1,
                  "diffcl_trainer_create: DDIM steps must be >= 1");
+    DC_CHECK_ARG(o->cps_variant >= DIFFCL_CPS_AGREEMENT && o->cps_variant <= DIFFCL_CPS_CONFIDENCE,
+                 "diffcl_trainer_create: cps_variant %d is not agreement (0), plain (1) or confidence (2)",
+                 (int)o->cps_variant);
+    DC_CHECK_ARG(o->cps_confidence >= 0 && o->cps_confidence < 1,
+                 "diffcl_trainer_create: cps_confidence %g not in [0, 1)", o->cps_confidence);
     if (o->method == DIFFCL_METHOD_DIFFCL && o->batch_unlabeled < 1)
         return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "diffcl_trainer_create: Diff-CL needs batch_unlabeled >= 1");
     if (o->patch[1] == 0) {
@@ -372,7 +378,7 @@ typedef struct step_vars {
     diffcl_tensor *image, *label, *logits, *feat, *lab_logits, *unl_logits, *img_l, *img_u;
     diffcl_tensor *cs_sup, *ds_sup, *ds_pseudo, *cs_pseudo, *contrast, *total;
     diffcl_tensor *pseudo_cs, *pseudo_ds, *ds_logits, *agree, *feat_l, *feat_u, *feat_l_det;
-    diffcl_tensor *protos, *counts, *voxels, *pseudo_cs_u8;
+    diffcl_tensor *protos, *counts, *voxels, *pseudo_cs_u8, *ds_probs, *weak, *weak_logits;
 } step_vars;
 
 static void step_vars_free(step_vars *v)
@@ -390,16 +396,29 @@ static diffcl_status unlabeled_terms(diffcl_trainer *tr, step_vars *v, uint32_t 
     diffcl_context *ctx = tr->ctx;
     DC_TRY(diffcl_tensor_narrow(v->logits, 0, bl, bu, &v->unl_logits));
     DC_TRY(diffcl_tensor_narrow(v->image, 0, bl, bu, &v->img_u));
-    /* pseudo labels, without gradients: CS argmax, and the DS's DDIM sample from noise */
+    /* pseudo labels, without gradients: CS argmax, and the DS's DDIM sample from noise. The DS
+     * samples in evaluation mode: running statistics, no dropout, and its pure-noise inputs
+     * leave the running statistics alone (batch norm updates them even without gradients). */
     int prev = diffcl_set_grad_enabled(ctx, 0);
-    diffcl_status s = diffcl_argmax(v->unl_logits, 1, 0, &v->pseudo_cs);
+    diffcl_status s = DIFFCL_OK;
+    const diffcl_tensor *teacher_in = v->img_u, *cs_out = v->unl_logits;
+    if (v->weak) { /* weak/strong: the pseudo labels come from the weak view, in evaluation mode */
+        teacher_in = v->weak;
+        diffcl_module_train(tr->cs, 0);
+        s = diffcl_vnet_forward(tr->cs, v->weak, &v->weak_logits, NULL);
+        diffcl_module_train(tr->cs, 1);
+        cs_out = v->weak_logits;
+    }
+    if (s == DIFFCL_OK) s = diffcl_argmax(cs_out, 1, 0, &v->pseudo_cs);
     if (s == DIFFCL_OK) {
         diffcl_diffusion_sample_options so = DIFFCL_DIFFUSION_SAMPLE_OPTIONS_INIT;
         so.steps = o->ddim_steps_train;
         so.key = diffcl_rng_key_make(o->seed, STREAM_DDIM, 0, it);
-        s = diffcl_diffusion_sample(tr->ds, v->img_u, &so, &v->ds_logits);
+        if (!o->ds_pseudo_train_mode) diffcl_module_train(tr->ds, 0);
+        s = diffcl_diffusion_sample(tr->ds, teacher_in, &so, &v->ds_logits);
+        diffcl_module_train(tr->ds, 1);
     }
-    if (s == DIFFCL_OK) s = diffcl_diffusion_pseudo_label(v->ds_logits, &v->pseudo_ds, NULL);
+    if (s == DIFFCL_OK) s = diffcl_diffusion_pseudo_label(v->ds_logits, &v->pseudo_ds, &v->ds_probs);
     /* agreement mask (F32 1/0) and statistics */
     if (s == DIFFCL_OK) {
         v->agree = dc_tensor_empty(ctx, DIFFCL_F32, v->pseudo_cs->ndim, v->pseudo_cs->shape);
@@ -420,17 +439,13 @@ static diffcl_status unlabeled_terms(diffcl_trainer *tr, step_vars *v, uint32_t 
     diffcl_set_grad_enabled(ctx, prev);
     if (s != DIFFCL_OK) return s;
 
-    /* L^d_p: the DS learns the CS's pseudo label from its noised version */
+    /* L^d_p: the DS learns the CS's pseudo label from its noised version (on the strong view) */
     DC_TRY(diffcl_diffusion_loss(tr->ds, v->img_u, v->pseudo_cs,
                                  diffcl_rng_key_make(o->seed, STREAM_DS_PSEUDO, 0, it), &v->ds_pseudo, NULL));
-    /* L^c_p: the CS learns the DS's pseudo label; CE only where the two networks agree */
-    diffcl_ce_options ce = DIFFCL_CE_OPTIONS_INIT;
-    ce.voxel_weight = v->agree;
-    diffcl_dice_ce_options dce = DIFFCL_DICE_CE_OPTIONS_INIT;
-    dce.ce = &ce;
-    if (o->pseudo_mask_dice) dce.voxel_weight = v->agree; /* both terms */
-    DC_TRY(diffcl_dice_ce_loss(v->unl_logits, v->pseudo_ds, &dce, &v->cs_pseudo, NULL));
-    /* L_cl: prototypes of the labeled features (EMA bank), InfoNCE on agreeing unlabeled voxels */
+    /* L^c_p: the CS learns the DS's pseudo label, weighted as the variant says */
+    DC_TRY(dc_cs_pseudo_loss(o, v->unl_logits, v->pseudo_ds, v->ds_probs, v->agree, &v->cs_pseudo));
+    /* L_cl: prototypes of the labeled features (EMA bank), InfoNCE on unlabeled voxels labeled
+     * by the DS (the agreeing ones only in the agreement variant) */
     DC_TRY(diffcl_tensor_narrow(v->feat, 0, 0, bl, &v->feat_l));
     DC_TRY(diffcl_tensor_narrow(v->feat, 0, bl, bu, &v->feat_u));
     DC_TRY(diffcl_tensor_detach(v->feat_l, &v->feat_l_det));
@@ -438,8 +453,8 @@ static diffcl_status unlabeled_terms(diffcl_trainer *tr, step_vars *v, uint32_t 
     if (tr->dist) /* MPI: prototypes of all ranks' labeled voxels */
         DC_TRY(dc_dist_prototypes(tr->dist, v->feat_l_det, v->label, o->n_classes, v->protos, v->counts));
     DC_TRY(diffcl_prototype_bank_update(tr->bank, v->protos, v->counts, o->bank_momentum));
-    DC_TRY(diffcl_sample_voxels(v->agree, o->contrast_voxels,
-                                diffcl_rng_key_make(o->seed, STREAM_VOXELS, 0, it), &v->voxels));
+    DC_TRY(dc_contrast_voxels(o, o->cps_variant == DIFFCL_CPS_AGREEMENT ? v->agree : NULL, v->pseudo_ds, it,
+                              &v->voxels));
     if (dc_numel(v->voxels) > 0) {
         diffcl_proto_contrast_options po = DIFFCL_PROTO_CONTRAST_OPTIONS_INIT;
         po.temperature = o->tau;
@@ -461,7 +476,14 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
     st.cs_pseudo = st.ds_pseudo = st.contrast = st.ds_sup = NAN;
     step_vars v;
     memset(&v, 0, sizeof v);
-    diffcl_status s = diffcl_sampler_next(tr->sampler, it, &v.image, &v.label, NULL);
+    diffcl_status s;
+    if (o->method == DIFFCL_METHOD_DIFFCL && o->weak_strong) {
+        diffcl_sampler_views views = DIFFCL_SAMPLER_VIEWS_INIT;
+        s = diffcl_sampler_next_views(tr->sampler, it, &views, NULL);
+        v.image = views.image, v.weak = views.weak, v.label = views.label;
+    } else {
+        s = diffcl_sampler_next(tr->sampler, it, &v.image, &v.label, NULL);
+    }
     if (s == DIFFCL_OK && v.image->ndim != o->dims + 2) /* 3-D volumes read with dims 2 (the default) */
         s = dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "the data set holds %d-D images but the trainer's dims is %d "
                                                   "(diffcl train --dims %d)", v.image->ndim - 2, o->dims,
@@ -473,6 +495,13 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
                           gl, &v.image, &v.label);
         diffcl_tensor_free(gi);
         diffcl_tensor_free(gl);
+        if (s == DIFFCL_OK && v.weak) { /* the weak views: the same unlabeled rows */
+            diffcl_tensor *gw = v.weak;
+            v.weak = NULL;
+            s = dc_dist_shard(dc_dist_rank(tr->dist), dc_dist_size(tr->dist), 0, o->batch_unlabeled, gw, NULL,
+                              &v.weak, NULL);
+            diffcl_tensor_free(gw);
+        }
     }
     diffcl_module_train(tr->cs, 1);
     diffcl_module_set_step(tr->cs, it);

@@ -21,6 +21,7 @@ char *dc_train_options_to_json(const diffcl_train_options *o)
     N(phantom_cases); N(method); N(iters); N(n_classes); N(n_filters); N(ds_n_filters); N(hfm_levels);
     N(lr); N(momentum); N(weight_decay); N(warmup_frac); N(rampup_frac); N(mu1); N(mu2); N(eta); N(tau);
     N(bank_momentum); N(contrast_voxels); N(ddim_steps_train); N(ddim_steps_eval); N(val_every); N(log_every); N(strong_unlabeled); N(pseudo_mask_dice);
+    N(cps_variant); N(cps_confidence); N(ds_pseudo_train_mode); N(contrast_balanced); N(weak_strong);
 #undef S
 #undef N
     char seed[32];
@@ -61,6 +62,18 @@ diffcl_status dc_train_options_from_json(const char *json, diffcl_train_options 
     N(rampup_frac, double); N(mu1, double); N(mu2, double); N(eta, double); N(tau, double);
     N(bank_momentum, double); N(contrast_voxels, int); N(ddim_steps_train, int); N(ddim_steps_eval, int);
     N(val_every, int64_t); N(log_every, int64_t); N(strong_unlabeled, int); N(pseudo_mask_dice, int);
+    /* added in 0.2: a checkpoint without them was written by a trainer that behaved as these values */
+#define N_SINCE_0_2(f, T, before)                                                          \
+    do {                                                                                   \
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, #f);                          \
+        o->f = cJSON_IsNumber(x) ? (T)x->valuedouble : (before);                           \
+    } while (0)
+    N_SINCE_0_2(cps_variant, diffcl_cps_variant, DIFFCL_CPS_AGREEMENT);
+    N_SINCE_0_2(cps_confidence, double, 0.0);
+    N_SINCE_0_2(ds_pseudo_train_mode, int, 1);
+    N_SINCE_0_2(contrast_balanced, int, 0);
+    N_SINCE_0_2(weak_strong, int, 0);
+#undef N_SINCE_0_2
 #undef S
 #undef N
     const cJSON *seed = cJSON_GetObjectItemCaseSensitive(j, "seed");

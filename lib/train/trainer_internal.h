@@ -54,6 +54,16 @@ diffcl_status dc_trainer_validate(diffcl_trainer *tr, double *mean_dice);
 diffcl_status dc_plot_curves(const char *path, const double *loss, int64_t n_loss,
                              const double *val_x, const double *val_y, int64_t n_val,
                              int64_t total_iters);
+/* L^c_p: the CS's Dice + CE on the DS pseudo label @p pseudo (I64), weighted per voxel as
+ * o->cps_variant says; @p probs: the DS's smoothed probabilities (confidence variant),
+ * @p agree: the F32 agreement mask (agreement variant) (cross_supervision.c). */
+diffcl_status dc_cs_pseudo_loss(const diffcl_train_options *o, const diffcl_tensor *logits,
+                                const diffcl_tensor *pseudo, const diffcl_tensor *probs,
+                                const diffcl_tensor *agree, diffcl_tensor **loss);
+/* The unlabeled voxels of the contrastive term: within @p base (F32 mask; NULL: all), an equal
+ * quota per class of @p labels when o->contrast_balanced, else uniform (0.1.0). */
+diffcl_status dc_contrast_voxels(const diffcl_train_options *o, const diffcl_tensor *base,
+                                 const diffcl_tensor *labels, uint32_t it, diffcl_tensor **voxels);
 /* Segment one case [C,(D),H,W] with a CS in eval mode: labels I64 [(D),H,W]. */
 diffcl_status dc_segment_case(diffcl_module *cs, const diffcl_tensor *image, diffcl_tensor **labels);
 

@@ -165,7 +165,9 @@ class TrainOptions(ctypes.Structure):
                 ("ddim_steps_train", c_int), ("ddim_steps_eval", c_int),
                 ("out_dir", c_char_p), ("val_every", c_i64), ("log_every", c_i64),
                 # after 0.1.0 (a 0.1.0 library reads only up to log_every)
-                ("strong_unlabeled", c_int), ("pseudo_mask_dice", c_int)]
+                ("strong_unlabeled", c_int), ("pseudo_mask_dice", c_int),
+                ("cps_variant", c_int), ("cps_confidence", c_double), ("ds_pseudo_train_mode", c_int),
+                ("contrast_balanced", c_int), ("weak_strong", c_int)]
 
 
 class TrainStats(ctypes.Structure):
