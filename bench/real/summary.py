@@ -1,0 +1,64 @@
+"""Summarise bench/real runs: per-seed test Dice / HD95 of supervised and Diff-CL, mean +- std
+(sample std over seeds), and the mean paired difference with its standard error.
+
+Run: /usr/bin/python3 bench/real/summary.py RUNS/<set> [DIFFCL_RUN_NAME]   (default diffcl-default)
+Each run folder holds seed<k>/metrics.csv from `diffcl eval --csv` (one row per slice and class).
+"""
+import csv
+import glob
+import math
+import os
+import sys
+
+
+def run_means(path):
+    """Mean over slices of the per-slice mean over foreground classes: (dice, hd95)."""
+    per_case = {}
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            per_case.setdefault(row["case"], []).append((float(row["dice"]), float(row["hd95"])))
+    dice = [sum(d for d, _ in v) / len(v) for v in per_case.values()]
+    hd = [sum(h for _, h in v) / len(v) for v in per_case.values()]
+    return sum(dice) / len(dice), sum(hd) / len(hd)
+
+
+def seeds_of(folder):
+    out = {}
+    for p in glob.glob(os.path.join(folder, "seed*", "metrics.csv")):
+        out[int(os.path.basename(os.path.dirname(p))[4:])] = run_means(p)
+    return out
+
+
+def mean_std(v):
+    m = sum(v) / len(v)
+    s = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else float("nan")
+    return m, s
+
+
+def main():
+    base = sys.argv[1]
+    name = sys.argv[2] if len(sys.argv) > 2 else "diffcl-default"
+    sup, dcl = seeds_of(os.path.join(base, "supervised")), seeds_of(os.path.join(base, name))
+    seeds = sorted(set(sup) & set(dcl))
+    print("%s, %s vs supervised (test slices; Dice, HD95 in pixels)" % (os.path.basename(base), name))
+    print("| seed | supervised Dice | %s Dice | difference | supervised HD95 | %s HD95 |" % (name, name))
+    print("|---|---|---|---|---|---|")
+    for s in seeds:
+        print("| %d | %.4f | %.4f | %+.4f | %.2f | %.2f |" % (s, sup[s][0], dcl[s][0], dcl[s][0] - sup[s][0],
+                                                           sup[s][1], dcl[s][1]))
+    if not seeds:
+        return
+    ms, ss = mean_std([sup[s][0] for s in seeds])
+    md, sd = mean_std([dcl[s][0] for s in seeds])
+    hs, hss = mean_std([sup[s][1] for s in seeds])
+    hd, hds = mean_std([dcl[s][1] for s in seeds])
+    diff = [dcl[s][0] - sup[s][0] for s in seeds]
+    mdiff, sdiff = mean_std(diff)
+    se = sdiff / math.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+    print("| mean +- std (%d seeds) | %.4f +- %.4f | %.4f +- %.4f | %+.4f (SE %.4f) | %.2f +- %.2f | %.2f +- %.2f |"
+          % (len(seeds), ms, ss, md, sd, mdiff, se, hs, hss, hd, hds))
+    print("worst seed difference %+.4f" % min(diff))
+
+
+if __name__ == "__main__":
+    main()
