@@ -12,15 +12,19 @@ written with torch built-ins, at the shapes and with the passes of libdiffcl's t
             16, time embedding 128 -> 512, stage dropout 0.1, train mode), two passes with
             gradients: the supervised one on the labeled half (t ~ U{0..999}, x_t = q_sample(
             2 one_hot(label) - 1, t)) and L^d_p's on the unlabeled half (x_t from the CS's argmax).
-  DDIM      without gradients: the DS's pseudo label, DDIM (eta 0) from pure noise over
-            --ddim-steps (4, the trainer's ddim_steps_train) evenly respaced timesteps in train
-            mode, as diffcl_diffusion_sample; then softmax, 3-tap Gaussian smoothing (sigma 1,
-            renormalised at the borders), argmax (diffcl_diffusion_pseudo_label); the CS argmax
-            and the agreement mask.
-  losses    CS supervised Dice+CE, DS supervised Dice+CE, L^d_p Dice+CE, L^c_p Dice+CE with the
-            agreement mask on both terms, L_cl: class prototypes of the detached labeled
-            features -> EMA memory bank (0.99) -> InfoNCE (tau 0.1) on <= 4096 agreeing
-            unlabeled voxels drawn without replacement; total = sum (eta = 0.1 on L_cl).
+  DDIM      without gradients, on the weak views of the unlabeled patches, both networks in
+            eval mode: the CS argmax (one more CS forward), and the DS's pseudo label, DDIM
+            (eta 0) from pure noise over --ddim-steps (4, the trainer's ddim_steps_train)
+            evenly respaced timesteps, as diffcl_diffusion_sample; then softmax, 3-tap Gaussian
+            smoothing (sigma 1, renormalised at the borders), argmax and the confidence
+            (diffcl_diffusion_pseudo_label).
+  losses    CS supervised Dice+CE, DS supervised Dice+CE, L^d_p Dice+CE, L^c_p: CE weighted by
+            the DS confidence + Dice on the whole pseudo label (the trainer's default
+            cps_variant), L_cl: class prototypes of the detached labeled features -> EMA memory
+            bank (0.99) -> InfoNCE (tau 0.1) on <= 4096 unlabeled voxels, an equal quota per
+            class, drawn without replacement; total = sum (eta = 0.1 on L_cl).
+--iteration 0.1 the 0.1.0 iteration instead: pseudo labels from the one (strong) view in train
+            mode, L^c_p and L_cl on the agreement mask, voxels drawn uniformly.
   backward  one backward of the total through both networks.
   step      one SGD (lr 0.01 poly, momentum 0.9, Nesterov, weight decay 3e-5) over both nets.
 --mode cs       the CS step: the same V-Net + HF-Mamba on the 2 labeled patches, Dice+CE,
@@ -389,6 +393,17 @@ def dice_ce(logits, y, mask=None, smooth=1e-5):
     return ce + 1 - (2 * inter + smooth) / (zz + yy + smooth)
 
 
+def dice_ce_weighted(logits, y, ce_w, smooth=1e-5):
+    """CE weighted per voxel by ce_w (weighted mean) + soft Dice on the whole label
+    (the trainer's confidence variant of L^c_p)."""
+    logp = F.log_softmax(logits, dim=1)
+    nll = -logp.gather(1, y.unsqueeze(1)).squeeze(1)
+    ce = (nll * ce_w).sum() / ce_w.sum().clamp(min=1e-12)
+    p = logp[:, 1].exp()
+    g = (y == 1).float()
+    return ce + 1 - (2 * (p * g).sum() + smooth) / ((p * p).sum() + g.sum() + smooth)
+
+
 def gaussian_smooth(p):
     """3-tap Gaussian (sigma 1) along each spatial axis, renormalised at the borders."""
     w1 = math.exp(-0.5)
@@ -482,6 +497,8 @@ def main():
     add_run_args(ap)
     ap.add_argument("--hfm-levels", default="0x1c", help="bit mask of encoder levels (0x1c: 3,4,5)")
     ap.add_argument("--ddim-steps", type=int, default=4)
+    ap.add_argument("--iteration", choices=["current", "0.1"], default="current",
+                    help="the trainer's current Diff-CL iteration or 0.1.0's")
     ap.add_argument("--contrast-voxels", type=int, default=4096)
     ap.add_argument("--scan", choices=sorted(SCAN), default="chunked")
     ap.add_argument("--conv1d", choices=["shifts", "torch"], default="shifts",
@@ -512,7 +529,9 @@ def main():
     opt = torch.optim.SGD(params, lr=0.01, momentum=0.9, nesterov=True, weight_decay=3e-5)
     nb = args.bl + (args.bu if diffcl else 0)
     x = torch.randn(nb, 1, *size)
+    x_weak = x[args.bl:] * 0.9  # the weak views (same shape; values do not matter for timing)
     y = (x[: args.bl, 0] > 0.5).long()
+    new = args.iteration == "current"
 
     def iteration(it, pt):
         def lap(name, t0):
@@ -534,9 +553,19 @@ def main():
             ds_out_l = diff.forward(ds, img_l, y)
             t0 = lap("ds_fwd", t0)
             with torch.no_grad():
-                pseudo_cs = unl.argmax(1)
-                ds_logits = diff.ddim(ds, img_u, args.ddim_steps)
-                pseudo_ds = gaussian_smooth(torch.softmax(ds_logits, 1)).argmax(1)
+                if new:  # the weak view, both networks in eval mode
+                    cs.eval()
+                    ds.eval()
+                    pseudo_cs = cs(x_weak)[0].argmax(1)
+                    ds_logits = diff.ddim(ds, x_weak, args.ddim_steps)
+                    cs.train()
+                    ds.train()
+                else:
+                    pseudo_cs = unl.argmax(1)
+                    ds_logits = diff.ddim(ds, img_u, args.ddim_steps)
+                probs = gaussian_smooth(torch.softmax(ds_logits, 1))
+                pseudo_ds = probs.argmax(1)
+                conf = probs.gather(1, pseudo_ds.unsqueeze(1)).squeeze(1)
                 agree = (pseudo_cs == pseudo_ds).float()
             t0 = lap("ddim", t0)
             ds_out_u = diff.forward(ds, img_u, pseudo_cs)
@@ -544,12 +573,19 @@ def main():
             cs_sup = dice_ce(logits[: args.bl], y)
             ds_sup = dice_ce(ds_out_l, y)
             ds_pseudo = dice_ce(ds_out_u, pseudo_cs)
-            cs_pseudo = dice_ce(unl, pseudo_ds, agree)
+            cs_pseudo = dice_ce_weighted(unl, pseudo_ds, conf) if new else dice_ce(unl, pseudo_ds, agree)
             with torch.no_grad():
                 protos, counts = prototypes(feat[: args.bl].detach(), y)
                 bank_update(bank, protos, counts)
-                cand = agree.reshape(-1).nonzero().squeeze(1)
-                idx = cand[torch.randperm(cand.numel())[: args.contrast_voxels]].sort().values
+                if new:  # an equal quota per class
+                    parts = []
+                    for c in range(2):
+                        cand = (pseudo_ds == c).reshape(-1).nonzero().squeeze(1)
+                        parts.append(cand[torch.randperm(cand.numel())[: args.contrast_voxels // 2]])
+                    idx = torch.cat(parts).sort().values
+                else:
+                    cand = agree.reshape(-1).nonzero().squeeze(1)
+                    idx = cand[torch.randperm(cand.numel())[: args.contrast_voxels]].sort().values
             contrast = proto_contrast(feat[args.bl:], bank, pseudo_ds, idx) if idx.numel() else 0.0
             total = cs_sup + ds_sup + ds_pseudo + cs_pseudo + 0.1 * contrast
             t0 = lap("losses", t0)
@@ -578,7 +614,8 @@ def main():
     result("loss", loss)
     for p, v in parts.items():
         result(f"part_{p}_ms", statistics.median(v))
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, mode {args.mode}, "
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, mode {args.mode} "
+          f"(iteration {args.iteration}), "
           f"scan {args.scan}, conv1d {args.conv1d}, batch {nb}, HF-Mamba levels 0x{levels:x}", flush=True)
     print("per part (median ms): " + ", ".join(f"{p} {statistics.median(v):.1f}" for p, v in parts.items()),
           flush=True)

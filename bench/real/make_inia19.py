@@ -8,6 +8,8 @@ and writes three 2-D PNG data sets of axial slices, in the `png` layout of `diff
   multi      3 classes: 1 = 82 | 1082, 2 = 98 | 1098 (per-class pixel counts printed)
   secondary  binary: the cortical parcel pair 45 | 1045, no contrast; for choosing options,
              never the main test slices
+  main-dev   main's training slices with one training-side block (the 5th, z 59-62) held out
+             as its test: for choosing options on the main structure without the test slices
 
 Each set: OUT/<set>/train/{images,labels}/<id>.png, OUT/<set>/test/{images,labels}/<id>.png,
 OUT/<set>/labeled.list (4 ids), OUT/<set>/split.txt. The split is fixed here:
@@ -66,13 +68,21 @@ def write_png(path, a):
     Image.fromarray(a).save(path)
 
 
-def make(out, name, classes, t1_8, lab):
+DEV_BLOCK = 4  # main-dev: the training-side block held out (blocks 2 and 6 are main's test)
+
+
+def make(out, name, classes, t1_8, lab, dev=False):
     lm = class_map(lab, classes)
     fg = (lm > 0).reshape(-1, lm.shape[2]).sum(0)
     z_kept = [int(z) for z in np.nonzero(fg >= MIN_FG)[0]]
     # the kept slices must be consecutive for the blocks to be slabs
     assert z_kept == list(range(z_kept[0], z_kept[-1] + 1)), "%s: kept slices are not contiguous" % name
     train, test, labeled = split(z_kept)
+    if dev:  # the main test slices are dropped entirely; a training-side block becomes the test
+        blocks = [z_kept[i:i + BLOCK] for i in range(0, len(z_kept), BLOCK)]
+        test = blocks[DEV_BLOCK]
+        assert not set(test) & set(labeled), "main-dev: a labeled slice is in the held-out block"
+        train = [z for z in train if z not in test]
     root = os.path.join(out, name)
     for part, zs in (("train", train), ("test", test)):
         for z in zs:
@@ -104,6 +114,7 @@ def main():
     t1_8 = np.clip(t1 / p995 * 255.0, 0, 255).round().astype(np.uint8)
     for name, classes in SETS.items():
         make(out, name, classes, t1_8, lab)
+    make(out, "main-dev", SETS["main"], t1_8, lab, dev=True)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ def run_means(path):
     per_case = {}
     with open(path) as f:
         for row in csv.DictReader(f):
+            if row["case"] in ("mean", "std"):  # eval's summary rows
+                continue
             per_case.setdefault(row["case"], []).append((float(row["dice"]), float(row["hd95"])))
     dice = [sum(d for d, _ in v) / len(v) for v in per_case.values()]
     hd = [sum(h for _, h in v) / len(v) for v in per_case.values()]
