@@ -47,6 +47,7 @@ static void train_usage(FILE *f)
             "  --no-contrast-balance  contrastive voxels drawn uniformly (0.1.0; default: equal per class)\n"
             "  --no-weak-strong     pseudo labels from the same view the losses see (0.1.0; default: from\n"
             "                       the weak view, losses on the strong view)\n"
+            "  --hfm-border B       HF-Mamba FFT border: periodic (default, 0.1.0), zero or reflect padding\n"
             "run:\n"
             "  --out DIR            run folder (checkpoints, log.csv, curves.png); created with its parents\n"
             "  --overwrite          start over in a --out folder that already holds a run (else an error)\n"
@@ -129,6 +130,11 @@ int cmd_train(int argc, char **argv)
             else if (!strcmp(v, "plain")) o.cps_variant = DIFFCL_CPS_PLAIN;
             else if (!strcmp(v, "agreement")) o.cps_variant = DIFFCL_CPS_AGREEMENT;
             else return opt_fail("train", "--cps %s is not confidence|plain|agreement", v);
+        } else if (!strcmp(a, "--hfm-border")) {
+            if (!strcmp(v, "periodic")) o.hfm_border = DIFFCL_HFM_BORDER_PERIODIC;
+            else if (!strcmp(v, "zero")) o.hfm_border = DIFFCL_HFM_BORDER_ZERO;
+            else if (!strcmp(v, "reflect")) o.hfm_border = DIFFCL_HFM_BORDER_REFLECT;
+            else return opt_fail("train", "--hfm-border %s is not periodic|zero|reflect", v);
         } else if (!strcmp(a, "--patch")) {
             if (!parse_patch(v, o.patch)) return opt_fail("train", "--patch wants H,W or D,H,W, got %s", v);
         } else if (!strcmp(a, "--seed")) {

@@ -99,6 +99,15 @@ typedef enum diffcl_hfm_combine {
 } diffcl_hfm_combine;
 
 /** Options of diffcl_hf_mamba_create(). */
+/** The border of the HF-Mamba FFT: the patch as one period (the FFT's own, 0.1.0), or padded
+ * with zeros or by reflection, filtered, and cropped back. At the small grids of the deep
+ * V-Net levels the periodic seam between opposite borders is most of the high band. */
+typedef enum diffcl_hfm_border {
+    DIFFCL_HFM_BORDER_PERIODIC = 0,
+    DIFFCL_HFM_BORDER_ZERO = 1,
+    DIFFCL_HFM_BORDER_REFLECT = 2
+} diffcl_hfm_border;
+
 typedef struct diffcl_hf_mamba_options {
     size_t struct_size;         /**< sizeof(diffcl_hf_mamba_options) */
     int channels;               /**< C of the feature maps (required, >= 1) */
@@ -113,11 +122,16 @@ typedef struct diffcl_hf_mamba_options {
     double norm_eps;            /**< LayerNorm epsilon, default 1e-5 */
     int scan_chunk;             /**< 0 (default) = auto */
     diffcl_rng_key init_key;    /**< initialisation draws */
+    diffcl_hfm_border border;   /**< what the FFT sees beyond the patch; default
+                                     DIFFCL_HFM_BORDER_PERIODIC (0.1.0) */
+    int border_pad;             /**< voxels padded on each side of each spatial axis with a
+                                     ZERO or REFLECT border; 0 (default): a quarter of the
+                                     axis, at least 1 (reflection: at most length - 1) */
 } diffcl_hf_mamba_options;
 
 #define DIFFCL_HF_MAMBA_OPTIONS_INIT                                                        \
     { sizeof(diffcl_hf_mamba_options), 0, DIFFCL_WINDOW_GAUSSIAN, 0.25, DIFFCL_HFM_RESIDUAL, 1, \
-      16, 4, 2, 0, 1e-5, 0, {0, 0, 0, 0, 0} }
+      16, 4, 2, 0, 1e-5, 0, {0, 0, 0, 0, 0}, DIFFCL_HFM_BORDER_PERIODIC, 0 }
 /** Fill @p opts with the defaults (same as DIFFCL_HF_MAMBA_OPTIONS_INIT). */
 DIFFCL_API void diffcl_hf_mamba_options_init(diffcl_hf_mamba_options *opts);
 

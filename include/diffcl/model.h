@@ -42,10 +42,12 @@ typedef struct diffcl_vnet_options {
     double dropout_p;         /**< default 0.5 */
     unsigned hf_mamba_levels; /**< bit mask of DIFFCL_LEVEL(n); 0 (default) = plain V-Net */
     uint64_t seed;            /**< weight initialisation and dropout draws */
+    int hfm_border;           /**< diffcl_hfm_border of the HF-Mamba modules (mamba.h); default 0,
+                                   periodic (0.1.0) */
 } diffcl_vnet_options;
 
 #define DIFFCL_VNET_OPTIONS_INIT \
-    { sizeof(diffcl_vnet_options), 3, 1, 2, 16, DIFFCL_NORM_BATCH, 1, 0.5, 0u, 0 }
+    { sizeof(diffcl_vnet_options), 3, 1, 2, 16, DIFFCL_NORM_BATCH, 1, 0.5, 0u, 0, 0 }
 /** Fill @p opts with the defaults (same as DIFFCL_VNET_OPTIONS_INIT). */
 DIFFCL_API void diffcl_vnet_options_init(diffcl_vnet_options *opts);
 

@@ -114,13 +114,15 @@ typedef struct diffcl_train_options {
                                    blur transforms; no gradient, evaluation mode) and learn them
                                    on the strong view (FixMatch); 0: both from the one view
                                    (0.1.0); default 1 */
+    int hfm_border;           /**< the CS's HF-Mamba FFT border (diffcl_hfm_border): 0 periodic
+                                   (0.1.0, default), 1 zero, 2 reflect padding */
 } diffcl_train_options;
 
 #define DIFFCL_TRAIN_OPTIONS_INIT                                                            \
     { sizeof(diffcl_train_options), "phantom", NULL, NULL, NULL, 2, 4, NULL, {0, 0, 0}, 2, 2, \
       24, DIFFCL_METHOD_DIFFCL, 2000, 1337, 2, 16, 16, DIFFCL_HFM_DEFAULT_LEVELS, 0.01, 0.9, \
       3e-5, 0.1, 0.4, 1.0, 1.0, 0.1, 0.1, 0.99, 4096, 4, 10, NULL, 0, 10, 1, 1,              \
-      DIFFCL_CPS_CONFIDENCE, 0.0, 0, 1, 1 }
+      DIFFCL_CPS_CONFIDENCE, 0.0, 0, 1, 1, 0 }
 /** Fill @p opts with the defaults (same as DIFFCL_TRAIN_OPTIONS_INIT). */
 DIFFCL_API void diffcl_train_options_init(diffcl_train_options *opts);
 

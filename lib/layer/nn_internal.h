@@ -116,4 +116,9 @@ void dc_norm_row_bwd_apply(const diffcl_tensor *x, const diffcl_tensor *g, diffc
                            int64_t rows, int64_t len, const double *shift, const double *A,
                            const double *B, const double *C, int nt);
 
+/* Pad the spatial axes of [N,C,(D),H,W] (F32/F64) by pad[a] voxels on both sides (pad[] in
+ * D,H,W order; a 2-D map uses pad[1..2]): zeros, or reflection as PyTorch's "reflect"
+ * (pad < length). Recorded for autograd (spatial_pad.c). */
+diffcl_status dc_spatial_pad(const diffcl_tensor *x, const int64_t pad[3], int reflect, diffcl_tensor **out);
+
 #endif

@@ -6,6 +6,7 @@
 #include "diffcl/layer.h"
 #include "diffcl/mamba.h"
 #include "layer/module_internal.h"
+#include "layer/nn_internal.h"
 
 typedef struct hfm_impl {
     diffcl_hf_mamba_options o;
@@ -24,6 +25,40 @@ void diffcl_hf_mamba_options_init(diffcl_hf_mamba_options *opts)
     do {                                 \
         if (s == DIFFCL_OK) s = (expr);  \
     } while (0)
+
+/* The high band of x: FFT high-pass on the patch as one period, or on the patch padded with
+ * zeros / by reflection and cropped back (o->border). */
+static diffcl_status high_band(const diffcl_hf_mamba_options *o, const diffcl_tensor *x,
+                               const diffcl_freq_options *fo, diffcl_tensor **high)
+{
+    if (o->border == DIFFCL_HFM_BORDER_PERIODIC) return diffcl_freq_filter(x, fo, high);
+    const int nsp = x->ndim - 2, reflect = o->border == DIFFCL_HFM_BORDER_REFLECT;
+    int64_t pad[3] = {0, 0, 0};
+    for (int a = 0; a < nsp; a++) {
+        int64_t L = x->shape[2 + a], p = o->border_pad > 0 ? o->border_pad : (L + 3) / 4;
+        if (reflect && p > L - 1) p = L - 1;
+        pad[3 - nsp + a] = p;
+    }
+    diffcl_tensor *xp = NULL, *hp = NULL, *cur = NULL, *next = NULL;
+    diffcl_status s = DIFFCL_OK;
+    STEP(dc_spatial_pad(x, pad, reflect, &xp));
+    STEP(diffcl_freq_filter(xp, fo, &hp));
+    if (s == DIFFCL_OK) cur = diffcl_tensor_retain(hp);
+    for (int a = 0; a < nsp && s == DIFFCL_OK; a++) { /* crop back, axis by axis */
+        s = diffcl_tensor_narrow(cur, 2 + a, pad[3 - nsp + a], x->shape[2 + a], &next);
+        diffcl_tensor_free(cur);
+        cur = next;
+        next = NULL;
+    }
+    diffcl_tensor_free(xp);
+    diffcl_tensor_free(hp);
+    if (s != DIFFCL_OK) {
+        diffcl_tensor_free(cur);
+        return s;
+    }
+    *high = cur;
+    return DIFFCL_OK;
+}
 
 static diffcl_status hfm_forward(diffcl_module *m, const diffcl_tensor *x, diffcl_tensor **out)
 {
@@ -55,7 +90,7 @@ static diffcl_status hfm_forward(diffcl_module *m, const diffcl_tensor *x, diffc
     diffcl_status s = DIFFCL_OK;
     diffcl_tensor *high = NULL, *hp = NULL, *tok = NULL, *tn = NULL, *tm = NULL, *grid = NULL;
     diffcl_tensor *back = NULL, *gate = NULL;
-    STEP(diffcl_freq_filter(x, &fo, &high));
+    STEP(high_band(&hi->o, x, &fo, &high));
     STEP(diffcl_tensor_permute(high, to_tokens, &hp));
     STEP(diffcl_tensor_reshape(hp, 3, tok_shape, &tok));
     STEP(diffcl_module_forward(dc_module_get_child(m, "norm"), tok, &tn));
@@ -95,6 +130,10 @@ diffcl_status diffcl_hf_mamba_create(diffcl_context *ctx, const diffcl_hf_mamba_
                  "%s: window %d is not GAUSSIAN, IDEAL or BOX", fn, (int)o.window);
     DC_CHECK_ARG(o.cutoff > 0, "%s: cutoff %g must be > 0", fn, o.cutoff);
     DC_CHECK_ARG(o.norm_eps >= 0, "%s: norm_eps %g must be >= 0", fn, o.norm_eps);
+    DC_CHECK_ARG(o.border >= DIFFCL_HFM_BORDER_PERIODIC && o.border <= DIFFCL_HFM_BORDER_REFLECT,
+                 "%s: border %d is not PERIODIC, ZERO or REFLECT", fn, (int)o.border);
+    DC_CHECK_ARG(o.border_pad >= 0 && o.border_pad <= 4096, "%s: border_pad %d not in [0, 4096]", fn,
+                 o.border_pad);
 
     hfm_impl *hi = calloc(1, sizeof *hi);
     if (!hi) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);

@@ -8,7 +8,7 @@
 #include "diffcl/module.h"
 
 diffcl_status dc_hfm_create_for_vnet(diffcl_context *ctx, int dims, int channels, uint64_t seed,
-                                     uint32_t level, diffcl_module **out);
+                                     uint32_t level, int border, diffcl_module **out);
 int dc_is_vnet(const diffcl_module *m);
 /* The JSON configuration diffcl_model_save() stores ("diffcl.model"); NULL with the error set. */
 char *dc_model_config_json(const diffcl_module *m);

@@ -51,6 +51,7 @@ char *dc_model_config_json(const diffcl_module *m)
     cJSON_AddNumberToObject(j, "has_dropout", o.has_dropout);
     cJSON_AddNumberToObject(j, "dropout_p", o.dropout_p);
     cJSON_AddNumberToObject(j, "hf_mamba_levels", o.hf_mamba_levels);
+    if (o.hfm_border) cJSON_AddNumberToObject(j, "hfm_border", o.hfm_border); /* absent: periodic (0.1.0) */
     char seed[32]; /* a string: JSON numbers are doubles, exact only up to 2^53 */
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)o.seed);
     cJSON_AddStringToObject(j, "seed", seed);
@@ -141,6 +142,10 @@ diffcl_status diffcl_model_load(diffcl_context *ctx, const char *path, diffcl_mo
         else {
             o.dropout_p = dp->valuedouble;
             o.hf_mamba_levels = (unsigned)levels;
+            int border = 0;
+            if (cJSON_GetObjectItemCaseSensitive(j, "hfm_border") && !get_int(j, "hfm_border", &border))
+                s = dc_error(DIFFCL_ERR_FORMAT, "%s: invalid hfm_border in %s", path, cfg);
+            o.hfm_border = border;
             const cJSON *seed = cJSON_GetObjectItemCaseSensitive(j, "seed"); /* absent before 0.2 */
             if (cJSON_IsString(seed)) o.seed = strtoull(seed->valuestring, NULL, 10);
         }

@@ -16,12 +16,14 @@
  * Every stage is Conv k3 p1 -> [norm] -> ReLU, in a Sequential named `conv`, so the
  * parameter names and `conv.<i>` indices match the PyTorch module for every normalisation.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "diffcl/layer_conv.h"
 #include "diffcl/model.h"
+#include "diffcl/mamba.h"
 #include "layer/module_internal.h"
 #include "model/model_internal.h"
 
@@ -108,12 +110,27 @@ static diffcl_status vnet_module_forward(diffcl_module *m, const diffcl_tensor *
                                          diffcl_tensor **out);
 static const dc_module_vtable VNET_VT = {"vnet", vnet_module_forward, free_vnet_impl};
 
-void diffcl_vnet_options_init(diffcl_vnet_options *opts)
+/* diffcl_vnet_options grew after 0.1.0 (hfm_border). A program built against 0.1.0 calls the
+ * DIFFCL_0.1 version, which fills only the 0.1.0 layout; programs built since bind to the
+ * DIFFCL_0.2 default (docs/abi-policy.md; the pattern of diffcl_train_options_init). */
+__attribute__((visibility("default"))) void dc_vnet_options_init_v0_1(diffcl_vnet_options *opts);
+void dc_vnet_options_init_v0_1(diffcl_vnet_options *opts)
+{
+    if (!opts) return;
+    diffcl_vnet_options d = DIFFCL_VNET_OPTIONS_INIT;
+    d.struct_size = offsetof(diffcl_vnet_options, seed) + sizeof d.seed;
+    memcpy(opts, &d, d.struct_size);
+}
+__asm__(".symver dc_vnet_options_init_v0_1, diffcl_vnet_options_init@DIFFCL_0.1");
+
+__attribute__((visibility("default"))) void dc_vnet_options_init_v0_2(diffcl_vnet_options *opts);
+void dc_vnet_options_init_v0_2(diffcl_vnet_options *opts)
 {
     if (!opts) return;
     diffcl_vnet_options d = DIFFCL_VNET_OPTIONS_INIT;
     *opts = d;
 }
+__asm__(".symver dc_vnet_options_init_v0_2, diffcl_vnet_options_init@@DIFFCL_0.2");
 
 static const char *const LEVEL_NAMES[5] = {"one", "two", "three", "four", "five"};
 
@@ -140,6 +157,8 @@ diffcl_status diffcl_vnet_create(diffcl_context *ctx, const diffcl_vnet_options 
                  "diffcl_vnet_create: normalization %d not batch|instance|group|none", (int)o.normalization);
     DC_CHECK_ARG(o.dropout_p >= 0 && o.dropout_p < 1, "diffcl_vnet_create: dropout_p %g not in [0,1)",
                  o.dropout_p);
+    DC_CHECK_ARG(o.hfm_border >= DIFFCL_HFM_BORDER_PERIODIC && o.hfm_border <= DIFFCL_HFM_BORDER_REFLECT,
+                 "diffcl_vnet_create: hfm_border %d is not periodic (0), zero (1) or reflect (2)", o.hfm_border);
     DC_CHECK_ARG(o.hf_mamba_levels < 32u, "diffcl_vnet_create: hf_mamba_levels 0x%x names levels > 5",
                  o.hf_mamba_levels);
     vnet_impl *impl = calloc(1, sizeof *impl);
@@ -186,7 +205,7 @@ diffcl_status diffcl_vnet_create(diffcl_context *ctx, const diffcl_vnet_options 
         if (!(o.hf_mamba_levels & DIFFCL_LEVEL(lv))) continue;
         int ch = F << (lv - 1);
         diffcl_module *h = NULL;
-        s = dc_hfm_create_for_vnet(ctx, o.dims, ch, o.seed, (uint32_t)lv, &h);
+        s = dc_hfm_create_for_vnet(ctx, o.dims, ch, o.seed, (uint32_t)lv, o.hfm_border, &h);
         if (s == DIFFCL_OK) {
             char name[32];
             snprintf(name, sizeof name, "hfm_%s", LEVEL_NAMES[lv - 1]);

@@ -8,11 +8,12 @@
 #define DC_STREAM_HFM_INIT 0x48460000u /* "HF": sub-streams + 0..13 per parameter */
 
 diffcl_status dc_hfm_create_for_vnet(diffcl_context *ctx, int dims, int channels, uint64_t seed,
-                                     uint32_t level, diffcl_module **out)
+                                     uint32_t level, int border, diffcl_module **out)
 {
     (void)dims; /* the module serves 2D and 3D feature maps alike */
     diffcl_hf_mamba_options o = DIFFCL_HF_MAMBA_OPTIONS_INIT;
     o.channels = channels;
+    o.border = (diffcl_hfm_border)border;
     o.init_key = diffcl_rng_key_make(seed, DC_STREAM_HFM_INIT, level, 0);
     return diffcl_hf_mamba_create(ctx, &o, out);
 }

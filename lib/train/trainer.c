@@ -227,6 +227,7 @@ static diffcl_status build_networks(diffcl_trainer *tr)
     vo.n_classes = o->n_classes;
     vo.n_filters = o->n_filters;
     vo.hf_mamba_levels = o->hfm_levels;
+    vo.hfm_border = o->hfm_border;
     vo.seed = o->seed;
     DC_TRY(diffcl_vnet_create(tr->ctx, &vo, &tr->cs));
     diffcl_param_group_options go = DIFFCL_PARAM_GROUP_OPTIONS_INIT;

@@ -21,7 +21,7 @@ char *dc_train_options_to_json(const diffcl_train_options *o)
     N(phantom_cases); N(method); N(iters); N(n_classes); N(n_filters); N(ds_n_filters); N(hfm_levels);
     N(lr); N(momentum); N(weight_decay); N(warmup_frac); N(rampup_frac); N(mu1); N(mu2); N(eta); N(tau);
     N(bank_momentum); N(contrast_voxels); N(ddim_steps_train); N(ddim_steps_eval); N(val_every); N(log_every); N(strong_unlabeled); N(pseudo_mask_dice);
-    N(cps_variant); N(cps_confidence); N(ds_pseudo_train_mode); N(contrast_balanced); N(weak_strong);
+    N(cps_variant); N(cps_confidence); N(ds_pseudo_train_mode); N(contrast_balanced); N(weak_strong); N(hfm_border);
 #undef S
 #undef N
     char seed[32];
@@ -73,6 +73,7 @@ diffcl_status dc_train_options_from_json(const char *json, diffcl_train_options 
     N_SINCE_0_2(ds_pseudo_train_mode, int, 1);
     N_SINCE_0_2(contrast_balanced, int, 0);
     N_SINCE_0_2(weak_strong, int, 0);
+    N_SINCE_0_2(hfm_border, int, 0);
 #undef N_SINCE_0_2
 #undef S
 #undef N

@@ -10,6 +10,7 @@
 #include "test_util.h"
 #include "diffcl/diffusion.h"
 #include "diffcl/model.h"
+#include "diffcl/mamba.h"
 #include "layer/conv_internal.h"
 #include "diffcl/optim.h"
 
@@ -303,6 +304,23 @@ START_TEST(test_model_checkpoint_roundtrip)
         diffcl_module_free(back);
     }
     diffcl_module_free(dn);
+    /* an HF-Mamba border other than the periodic default survives save and load */
+    diffcl_vnet_options hb = DIFFCL_VNET_OPTIONS_INIT;
+    hb.dims = 2;
+    hb.n_filters = 4;
+    hb.hf_mamba_levels = DIFFCL_LEVEL(4);
+    hb.hfm_border = DIFFCL_HFM_BORDER_REFLECT;
+    diffcl_module *hm = NULL;
+    ck_ok(diffcl_vnet_create(ctx, &hb, &hm));
+    ck_ok(diffcl_model_save(hm, path));
+    ck_ok(diffcl_model_load(ctx, path, &back));
+    diffcl_vnet_options hl = DIFFCL_VNET_OPTIONS_INIT;
+    ck_ok(diffcl_vnet_get_options(back, &hl));
+    ck_assert_int_eq(hl.hfm_border, DIFFCL_HFM_BORDER_REFLECT);
+    diffcl_module_free(back);
+    diffcl_module_free(hm);
+    hb.hfm_border = 7;
+    ck_assert_int_eq(diffcl_vnet_create(ctx, &hb, &hm), DIFFCL_ERR_INVALID_ARGUMENT);
     remove(path);
     ck_assert_int_eq(diffcl_model_load(ctx, "/nonexistent/x.safetensors", &back), DIFFCL_ERR_IO);
     diffcl_module_free(m);

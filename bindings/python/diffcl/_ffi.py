@@ -140,7 +140,7 @@ class VnetOptions(ctypes.Structure):
     _fields_ = [("struct_size", c_size), ("dims", c_int), ("in_channels", c_int),
                 ("n_classes", c_int), ("n_filters", c_int), ("normalization", c_int),
                 ("has_dropout", c_int), ("dropout_p", c_double), ("hf_mamba_levels", c_uint),
-                ("seed", c_u64)]
+                ("seed", c_u64), ("hfm_border", c_int)]
 
 
 class SlidingWindowOptions(ctypes.Structure):
@@ -167,7 +167,8 @@ class TrainOptions(ctypes.Structure):
                 # after 0.1.0 (a 0.1.0 library reads only up to log_every)
                 ("strong_unlabeled", c_int), ("pseudo_mask_dice", c_int),
                 ("cps_variant", c_int), ("cps_confidence", c_double), ("ds_pseudo_train_mode", c_int),
-                ("contrast_balanced", c_int), ("weak_strong", c_int)]
+                ("contrast_balanced", c_int), ("weak_strong", c_int),
+                ("hfm_border", c_int)]
 
 
 class TrainStats(ctypes.Structure):
