@@ -21,7 +21,8 @@ static void infer_usage(FILE *f)
             "usage: diffcl infer --model CKPT --input FILE|DIR --output FILE|DIR\n"
             "                    [--patch D,H,W] [--stride D,H,W] [--preset la|pancreas|brats]\n"
             "                    [--gaussian] [--tta] [--lcc] [--normalize none|zscore|zscore-nonzero|minmax]\n"
-            "                    [--overlay DIR] [--batch N] [--threads N] [--quiet]\n\n"
+            "                    [--overlay DIR] [--batch N] [--threads N] [--quiet]\n"
+            "                    [--net cs|ds|ensemble] [--ddim-steps N]\n\n"
             "Segments each input with the model saved in CKPT (diffcl_model_save or a training\n"
             "checkpoint: the file carries the model configuration) by sliding window, averaged\n"
             "softmax and argmax, and writes the label map in the input's format:\n"
@@ -41,7 +42,10 @@ static void infer_usage(FILE *f)
             "  --lcc                 keep the largest connected component of each class\n"
             "  --normalize           intensity normalisation before inference (default none: the\n"
             "                        model sees the data as the training loader gave it)\n"
-            "  --overlay DIR         also write a colour overlay PNG of the slice with most foreground\n");
+            "  --overlay DIR         also write a colour overlay PNG of the slice with most foreground\n"
+            "  --net N               of a Diff-CL run: cs (default), ds (a seeded DDIM sample from noise,\n"
+            "                        conditioned on the image) or ensemble (the mean of both softmaxes)\n"
+            "  --ddim-steps N        DS sampling steps (default: the run's, 10)\n");
 }
 
 static int ends_with(const char *s, const char *suf)
@@ -300,6 +304,7 @@ int cmd_infer(int argc, char **argv)
     jb.normalize = "none";
     const char *input = NULL, *output = NULL, *preset = NULL;
     int threads = 0, tta = 0, gaussian = 0, lcc = 0, batch = 1;
+    diffcl_net_options net = DIFFCL_NET_OPTIONS_INIT;
     int64_t patch[3] = {0, 0, 0}, stride[3] = {0, 0, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -330,6 +335,13 @@ int cmd_infer(int argc, char **argv)
             jb.stride_given = 1;
         } else if (!strcmp(a, "--threads")) {
             if (!opt_int(v, 0, 1024, &threads)) return opt_fail("infer", "bad --threads %s", v);
+        } else if (!strcmp(a, "--net")) {
+            if (!strcmp(v, "cs")) net.net = DIFFCL_NET_CS;
+            else if (!strcmp(v, "ds")) net.net = DIFFCL_NET_DS;
+            else if (!strcmp(v, "ensemble")) net.net = DIFFCL_NET_ENSEMBLE;
+            else return opt_fail("infer", "--net %s is not cs|ds|ensemble", v);
+        } else if (!strcmp(a, "--ddim-steps")) {
+            if (!opt_int(v, 1, 1000, &net.ddim_steps)) return opt_fail("infer", "bad --ddim-steps %s (1..1000)", v);
         } else if (!strcmp(a, "--batch")) {
             if (!opt_int(v, 1, 256, &batch)) return opt_fail("infer", "bad --batch %s", v);
         } else
@@ -367,13 +379,15 @@ int cmd_infer(int argc, char **argv)
     co.n_threads = threads;
     diffcl_context *ctx = NULL;
     if (diffcl_context_create(&co, &ctx) != DIFFCL_OK ||
-        diffcl_model_load(ctx, jb.model_path, &jb.model) != DIFFCL_OK) {
+        diffcl_trainer_load_net(ctx, jb.model_path, &net, &jb.model) != DIFFCL_OK) {
         fprintf(stderr, "diffcl infer: %s\n", diffcl_last_error());
         diffcl_context_free(ctx);
         return 1;
     }
     jb.vo.struct_size = sizeof jb.vo;
-    if (diffcl_vnet_get_options(jb.model, &jb.vo) != DIFFCL_OK) {
+    /* the DS and the ensemble come wrapped; the CS's options describe the input */
+    const diffcl_module *cs = net.net == DIFFCL_NET_CS ? jb.model : diffcl_module_child(jb.model, "cs");
+    if (diffcl_vnet_get_options(cs, &jb.vo) != DIFFCL_OK) {
         fprintf(stderr, "diffcl infer: %s\n", diffcl_last_error());
         diffcl_module_free(jb.model);
         diffcl_context_free(ctx);

@@ -176,6 +176,43 @@ DIFFCL_API diffcl_module *diffcl_trainer_ds(const diffcl_trainer *tr);
 /** Best validation Dice so far (NaN before any validation). */
 DIFFCL_API double diffcl_trainer_best_dice(const diffcl_trainer *tr);
 
+/* ------------------------------------------------- the trained networks ---- */
+
+/** Which network of a trained Diff-CL pair segments (diffcl_trainer_load_net). */
+typedef enum diffcl_pair_net {
+    DIFFCL_NET_CS = 0,      /**< the CS (V-Net + HF-Mamba), as diffcl_model_load returns it */
+    DIFFCL_NET_DS = 1,      /**< the DS: a seeded DDIM sample from noise, conditioned on the image */
+    DIFFCL_NET_ENSEMBLE = 2 /**< the mean of the CS's and the DS's softmax */
+} diffcl_pair_net;
+
+/** Options of diffcl_trainer_load_net(). */
+typedef struct diffcl_net_options {
+    size_t struct_size;   /**< sizeof(diffcl_net_options) */
+    diffcl_pair_net net;  /**< default DIFFCL_NET_CS */
+    int ddim_steps;       /**< DS sampling steps; 0 (default): the run's ddim_steps_eval */
+    uint64_t seed;        /**< DS noise; 0 (default): the run's seed */
+} diffcl_net_options;
+
+#define DIFFCL_NET_OPTIONS_INIT { sizeof(diffcl_net_options), DIFFCL_NET_CS, 0, 0 }
+/** Fill @p opts with the defaults (same as DIFFCL_NET_OPTIONS_INIT). */
+DIFFCL_API void diffcl_net_options_init(diffcl_net_options *opts);
+
+/**
+ * Load one network of a Diff-CL run from @p path: the run's model.safetensors (which holds
+ * the DS next to the CS) or a training checkpoint (last/best.safetensors). @p opts NULL: the
+ * CS, the same module diffcl_model_load() returns. The DS and the ensemble come as one module
+ * whose forward maps image windows [B, C, ...] to logits [B, n_classes, ...], for
+ * diffcl_segment() and diffcl_sliding_window(). Each forward call (window) draws its DS noise
+ * from (seed, call index), so one image segmented the same way gives the same result.
+ *
+ * Ownership: @p *out is the caller's (diffcl_module_free), in evaluation mode.
+ * Errors: the file's (DIFFCL_ERR_IO, DIFFCL_ERR_FORMAT); DIFFCL_ERR_NOT_FOUND for the DS of a
+ * supervised run; DIFFCL_ERR_INVALID_ARGUMENT for bad options.
+ * Thread safety: the module follows its context's one-thread rule.
+ */
+DIFFCL_API diffcl_status diffcl_trainer_load_net(diffcl_context *ctx, const char *path,
+                                                 const diffcl_net_options *opts, diffcl_module **out);
+
 DIFFCL_END_DECLS
 
 #endif /* DIFFCL_TRAIN_H */

@@ -635,14 +635,12 @@ diffcl_status diffcl_diffusion_loss_ex(diffcl_module *m, const diffcl_tensor *im
 
 /* ------------------------------------------------------------ save / load ---- */
 
-diffcl_status diffcl_diffusion_save(const diffcl_module *m, const char *path)
+char *dc_diffusion_config_json(const diffcl_module *m)
 {
-    const char *fn = "diffcl_diffusion_save";
-    const diffcl_diffusion_options *o = dc_diffusion_opts(m, fn);
-    if (!o) return DIFFCL_ERR_INVALID_ARGUMENT;
-    DC_CHECK_ARG(path, "%s: path is NULL", fn);
+    const diffcl_diffusion_options *o = dc_diffusion_opts(m, "diffusion config");
+    if (!o) return NULL;
     cJSON *j = cJSON_CreateObject();
-    if (!j) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    if (!j) return NULL;
     cJSON_AddStringToObject(j, "type", "diffusion");
     cJSON_AddNumberToObject(j, "dims", o->dims);
     cJSON_AddNumberToObject(j, "in_channels", o->in_channels);
@@ -662,6 +660,15 @@ diffcl_status diffcl_diffusion_save(const diffcl_module *m, const char *path)
     cJSON_AddStringToObject(j, "seed", seed);
     char *cfg = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
+    return cfg;
+}
+
+diffcl_status diffcl_diffusion_save(const diffcl_module *m, const char *path)
+{
+    const char *fn = "diffcl_diffusion_save";
+    if (!dc_diffusion_opts(m, fn)) return DIFFCL_ERR_INVALID_ARGUMENT;
+    DC_CHECK_ARG(path, "%s: path is NULL", fn);
+    char *cfg = dc_diffusion_config_json(m);
     if (!cfg) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     const char *keys[2] = {"diffcl.model", "diffcl.version"};
     const char *vals[2] = {cfg, DIFFCL_VERSION_STRING};
@@ -692,15 +699,10 @@ static const char *get_str(const cJSON *j, const char *key)
     return cJSON_IsString(x) ? x->valuestring : NULL;
 }
 
-diffcl_status diffcl_diffusion_load(diffcl_context *ctx, const char *path, diffcl_module **out)
+diffcl_status dc_diffusion_from_dict(diffcl_context *ctx, const diffcl_tensor_dict *d, const char *cfg,
+                                     const char *prefix, const char *path, diffcl_module **out)
 {
-    const char *fn = "diffcl_diffusion_load";
-    DC_CHECK_ARG(out, "%s: out is NULL", fn);
     *out = NULL;
-    DC_CHECK_ARG(ctx && path, "%s: NULL argument", fn);
-    diffcl_tensor_dict *d = NULL;
-    DC_TRY(diffcl_safetensors_load(ctx, path, &d));
-    const char *cfg = diffcl_tensor_dict_get_meta(d, "diffcl.model");
     cJSON *j = cfg ? cJSON_Parse(cfg) : NULL;
     diffcl_diffusion_options o = DIFFCL_DIFFUSION_OPTIONS_INIT;
     diffcl_status s = DIFFCL_OK;
@@ -736,17 +738,22 @@ diffcl_status diffcl_diffusion_load(diffcl_context *ctx, const char *path, diffc
     cJSON_Delete(j);
     diffcl_module *m = NULL;
     if (s == DIFFCL_OK) /* the input conv sees image + noised label channels */
-        s = dc_check_saved_weight(d, NULL, "embedding_diffusion.emb.ops.0.conv.weight", o.dims, o.n_filters,
+        s = dc_check_saved_weight(d, prefix, "embedding_diffusion.emb.ops.0.conv.weight", o.dims, o.n_filters,
                                   (int64_t)o.in_channels + o.n_classes, path);
     if (s == DIFFCL_OK)
-        s = dc_check_saved_weight(d, NULL, "decoder.out_conv.weight", o.dims, o.n_classes, o.n_filters, path);
+        s = dc_check_saved_weight(d, prefix, "decoder.out_conv.weight", o.dims, o.n_classes, o.n_filters, path);
     if (s == DIFFCL_OK) s = diffcl_diffusion_create(ctx, &o, &m);
     if (s == DIFFCL_OK) {
         diffcl_load_options lo = DIFFCL_LOAD_OPTIONS_INIT;
-        s = diffcl_module_load_state_dict(m, d, &lo, NULL, NULL);
+        if (prefix) { /* next to other entries (a Diff-CL model file): every own key must be there */
+            lo.prefix = prefix;
+            lo.strict = 0;
+        }
+        int missing = 0;
+        s = diffcl_module_load_state_dict(m, d, &lo, &missing, NULL);
+        if (s == DIFFCL_OK && missing) s = dc_error(DIFFCL_ERR_NOT_FOUND, "%d denoiser tensors are missing", missing);
         if (s != DIFFCL_OK) dc_error_prefix("%s", path);
     }
-    diffcl_tensor_dict_free(d);
     if (s != DIFFCL_OK) {
         diffcl_module_free(m);
         return s;
@@ -754,4 +761,17 @@ diffcl_status diffcl_diffusion_load(diffcl_context *ctx, const char *path, diffc
     diffcl_module_train(m, 0);
     *out = m;
     return DIFFCL_OK;
+}
+
+diffcl_status diffcl_diffusion_load(diffcl_context *ctx, const char *path, diffcl_module **out)
+{
+    const char *fn = "diffcl_diffusion_load";
+    DC_CHECK_ARG(out, "%s: out is NULL", fn);
+    *out = NULL;
+    DC_CHECK_ARG(ctx && path, "%s: NULL argument", fn);
+    diffcl_tensor_dict *d = NULL;
+    DC_TRY(diffcl_safetensors_load(ctx, path, &d));
+    diffcl_status s = dc_diffusion_from_dict(ctx, d, diffcl_tensor_dict_get_meta(d, "diffcl.model"), NULL, path, out);
+    diffcl_tensor_dict_free(d);
+    return s;
 }

@@ -10,6 +10,9 @@
 diffcl_status dc_hfm_create_for_vnet(diffcl_context *ctx, int dims, int channels, uint64_t seed,
                                      uint32_t level, int border, diffcl_module **out);
 int dc_is_vnet(const diffcl_module *m);
+/* diffcl_model_load on a dictionary already read from @p path (named in messages). */
+diffcl_status dc_model_from_dict(diffcl_context *ctx, const diffcl_tensor_dict *d, const char *path,
+                                 diffcl_module **out);
 /* The JSON configuration diffcl_model_save() stores ("diffcl.model"); NULL with the error set. */
 char *dc_model_config_json(const diffcl_module *m);
 /* diffcl_model_save() of a V-Net with one more metadata item (@p extra_key NULL: none). */

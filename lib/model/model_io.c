@@ -8,6 +8,7 @@
 #include "diffcl/diffusion.h"
 #include "diffcl/model.h"
 #include "layer/module_internal.h"
+#include "model/diffusion_internal.h"
 #include "model/model_internal.h"
 
 const char *dc_norm_name(diffcl_norm_kind k)
@@ -103,13 +104,10 @@ static int get_int(const cJSON *j, const char *key, int *v)
     return 1;
 }
 
-diffcl_status diffcl_model_load(diffcl_context *ctx, const char *path, diffcl_module **out)
+diffcl_status dc_model_from_dict(diffcl_context *ctx, const diffcl_tensor_dict *d, const char *path,
+                                 diffcl_module **out)
 {
-    DC_CHECK_ARG(out, "diffcl_model_load: out is NULL");
     *out = NULL;
-    DC_CHECK_ARG(ctx && path, "diffcl_model_load: NULL argument");
-    diffcl_tensor_dict *d = NULL;
-    DC_TRY(diffcl_safetensors_load(ctx, path, &d));
     const char *cfg = diffcl_tensor_dict_get_meta(d, "diffcl.model");
     diffcl_status s = DIFFCL_OK;
     cJSON *j = cfg ? cJSON_Parse(cfg) : NULL;
@@ -127,8 +125,7 @@ diffcl_status diffcl_model_load(diffcl_context *ctx, const char *path, diffcl_mo
         if (cJSON_IsString(type) && !strcmp(type->valuestring, "diffusion")) {
             /* the diffusion denoiser reads its own configuration */
             cJSON_Delete(j);
-            diffcl_tensor_dict_free(d);
-            return diffcl_diffusion_load(ctx, path, out);
+            return dc_diffusion_from_dict(ctx, d, cfg, NULL, path, out);
         }
         if (!cJSON_IsString(type) || strcmp(type->valuestring, "vnet"))
             s = dc_error(DIFFCL_ERR_UNSUPPORTED, "%s: model type %s is not supported", path,
@@ -161,7 +158,8 @@ diffcl_status diffcl_model_load(diffcl_context *ctx, const char *path, diffcl_mo
         /* a trainer checkpoint holds the model under a prefix next to other state */
         diffcl_load_options lo = DIFFCL_LOAD_OPTIONS_INIT;
         int missing = 0;
-        if (prefix) {
+        if (prefix || diffcl_tensor_dict_get_meta(d, "diffcl.ds_model")) {
+            /* a trainer checkpoint or a Diff-CL model file: the CS next to the DS and other state */
             lo.prefix = prefix;
             lo.strict = 0;
         }
@@ -170,7 +168,6 @@ diffcl_status diffcl_model_load(diffcl_context *ctx, const char *path, diffcl_mo
             s = dc_error(DIFFCL_ERR_NOT_FOUND, "%d model tensors are missing", missing);
         if (s != DIFFCL_OK) dc_error_prefix("%s", path);
     }
-    diffcl_tensor_dict_free(d);
     if (s != DIFFCL_OK) {
         diffcl_module_free(m);
         return s;
@@ -178,4 +175,16 @@ diffcl_status diffcl_model_load(diffcl_context *ctx, const char *path, diffcl_mo
     diffcl_module_train(m, 0);
     *out = m;
     return DIFFCL_OK;
+}
+
+diffcl_status diffcl_model_load(diffcl_context *ctx, const char *path, diffcl_module **out)
+{
+    DC_CHECK_ARG(out, "diffcl_model_load: out is NULL");
+    *out = NULL;
+    DC_CHECK_ARG(ctx && path, "diffcl_model_load: NULL argument");
+    diffcl_tensor_dict *d = NULL;
+    DC_TRY(diffcl_safetensors_load(ctx, path, &d));
+    diffcl_status s = dc_model_from_dict(ctx, d, path, out);
+    diffcl_tensor_dict_free(d);
+    return s;
 }

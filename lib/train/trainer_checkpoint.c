@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "model/diffusion_internal.h"
 #include "model/model_internal.h"
 #include "train/trainer_internal.h"
 
@@ -126,21 +127,39 @@ static diffcl_tensor *scalar_f64(diffcl_context *ctx, double v)
     return t;
 }
 
-diffcl_status diffcl_trainer_save(const diffcl_trainer *tr, const char *path)
+diffcl_status dc_trainer_add_networks(const diffcl_trainer *tr, diffcl_tensor_dict *all, const char *cs_prefix)
 {
-    DC_CHECK_ARG(tr && path, "diffcl_trainer_save: NULL argument");
-    diffcl_tensor_dict *all = NULL, *part = NULL;
-    diffcl_status s = diffcl_tensor_dict_new(tr->ctx, &all);
-    if (s == DIFFCL_OK) s = diffcl_module_state_dict(tr->cs, &part);
-    if (s == DIFFCL_OK) s = merge(all, part, "cs.");
+    diffcl_tensor_dict *part = NULL;
+    diffcl_status s = diffcl_module_state_dict(tr->cs, &part);
+    if (s == DIFFCL_OK) s = merge(all, part, cs_prefix);
     diffcl_tensor_dict_free(part);
     part = NULL;
     if (s == DIFFCL_OK && tr->ds) {
         s = diffcl_module_state_dict(tr->ds, &part);
         if (s == DIFFCL_OK) s = merge(all, part, "ds.");
         diffcl_tensor_dict_free(part);
-        part = NULL;
     }
+    /* the configurations, so diffcl_model_load() reads the CS and diffcl_trainer_load_net() the DS */
+    char *opts = s == DIFFCL_OK ? dc_train_options_to_json(&tr->o) : NULL;
+    char *cfg = opts ? dc_model_config_json(tr->cs) : NULL;
+    char *ds_cfg = cfg && tr->ds ? dc_diffusion_config_json(tr->ds) : NULL;
+    if (s == DIFFCL_OK && (!cfg || (tr->ds && !ds_cfg))) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "saving: out of memory");
+    if (s == DIFFCL_OK) s = diffcl_tensor_dict_set_meta(all, "diffcl.train_options", opts);
+    if (s == DIFFCL_OK) s = diffcl_tensor_dict_set_meta(all, "diffcl.model", cfg);
+    if (s == DIFFCL_OK && *cs_prefix) s = diffcl_tensor_dict_set_meta(all, "diffcl.model_prefix", cs_prefix);
+    if (s == DIFFCL_OK && ds_cfg) s = diffcl_tensor_dict_set_meta(all, "diffcl.ds_model", ds_cfg);
+    free(opts);
+    free(cfg);
+    free(ds_cfg);
+    return s;
+}
+
+diffcl_status diffcl_trainer_save(const diffcl_trainer *tr, const char *path)
+{
+    DC_CHECK_ARG(tr && path, "diffcl_trainer_save: NULL argument");
+    diffcl_tensor_dict *all = NULL, *part = NULL;
+    diffcl_status s = diffcl_tensor_dict_new(tr->ctx, &all);
+    if (s == DIFFCL_OK) s = dc_trainer_add_networks(tr, all, "cs.");
     if (s == DIFFCL_OK) s = diffcl_optimizer_state_dict(tr->opt, &part);
     if (s == DIFFCL_OK) s = merge(all, part, "optim.");
     diffcl_tensor_dict_free(part);
@@ -155,16 +174,6 @@ diffcl_status diffcl_trainer_save(const diffcl_trainer *tr, const char *path)
     diffcl_tensor_free(it);
     diffcl_tensor_free(best);
     diffcl_tensor_free(best_it);
-    char *opts = s == DIFFCL_OK ? dc_train_options_to_json(&tr->o) : NULL;
-    if (s == DIFFCL_OK && !opts) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_trainer_save: out of memory");
-    if (s == DIFFCL_OK) s = diffcl_tensor_dict_set_meta(all, "diffcl.train_options", opts);
-    free(opts);
-    /* the CS configuration, so diffcl_model_load() reads this file as a model */
-    char *cfg = s == DIFFCL_OK ? dc_model_config_json(tr->cs) : NULL;
-    if (s == DIFFCL_OK && !cfg) s = DIFFCL_ERR_OUT_OF_MEMORY;
-    if (s == DIFFCL_OK) s = diffcl_tensor_dict_set_meta(all, "diffcl.model", cfg);
-    free(cfg);
-    if (s == DIFFCL_OK) s = diffcl_tensor_dict_set_meta(all, "diffcl.model_prefix", "cs.");
     if (s == DIFFCL_OK) s = diffcl_tensor_dict_set_meta(all, "diffcl.version", DIFFCL_VERSION_STRING);
     if (s == DIFFCL_OK) s = diffcl_safetensors_save(all, path);
     diffcl_tensor_dict_free(all);

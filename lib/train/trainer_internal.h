@@ -46,6 +46,9 @@ struct diffcl_trainer {
 char *dc_train_options_to_json(const diffcl_train_options *o);
 diffcl_status dc_train_options_from_json(const char *json, diffcl_train_options *o, char **strings,
                                          int n_strings);
+/* The CS (under @p cs_prefix, "" for none) and the DS (under "ds.") of @p tr with their
+ * configurations and the training options, into @p all (trainer_checkpoint.c). */
+diffcl_status dc_trainer_add_networks(const diffcl_trainer *tr, diffcl_tensor_dict *all, const char *cs_prefix);
 /* Append a point to the loss curve (trainer.c). */
 void dc_trainer_push_loss(diffcl_trainer *tr, double loss);
 /* Mean foreground Dice of the CS over the validation set (sliding over whole cases). */

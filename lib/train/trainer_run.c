@@ -102,14 +102,24 @@ static diffcl_status resume_log(diffcl_trainer *tr, const char *csv_path, int *h
     return s;
 }
 
-/* model.safetensors: the CS alone, as diffcl_model_save writes it, plus the training options
- * (diffcl infer takes its default window, the training patch, from them). */
+/* model.safetensors: the CS as diffcl_model_save writes it (what diffcl_model_load reads),
+ * the training options (diffcl infer takes its default window, the training patch, from
+ * them) and, for Diff-CL, the DS under "ds." with its configuration (diffcl_trainer_load_net). */
 static diffcl_status save_model(diffcl_trainer *tr, const char *path)
 {
-    char *opts = dc_train_options_to_json(&tr->o);
-    if (!opts) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "saving %s: out of memory", path);
-    diffcl_status s = dc_model_save_with(tr->cs, path, "diffcl.train_options", opts);
-    free(opts);
+    if (!tr->ds) {
+        char *opts = dc_train_options_to_json(&tr->o);
+        if (!opts) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "saving %s: out of memory", path);
+        diffcl_status s = dc_model_save_with(tr->cs, path, "diffcl.train_options", opts);
+        free(opts);
+        return s;
+    }
+    diffcl_tensor_dict *all = NULL;
+    DC_TRY(diffcl_tensor_dict_new(tr->ctx, &all));
+    diffcl_status s = dc_trainer_add_networks(tr, all, "");
+    if (s == DIFFCL_OK) s = diffcl_tensor_dict_set_meta(all, "diffcl.version", DIFFCL_VERSION_STRING);
+    if (s == DIFFCL_OK) s = diffcl_safetensors_save(all, path);
+    diffcl_tensor_dict_free(all);
     return s;
 }
 

@@ -12,6 +12,7 @@
 
 #include "test_util.h"
 #include "diffcl/data.h"
+#include "diffcl/infer.h"
 #include "diffcl/train.h"
 #include "train/trainer_internal.h"
 
@@ -223,6 +224,87 @@ START_TEST(test_paired_views_share_geometry)
 }
 END_TEST
 
+/* Softmax probabilities of a network of a run over a 2-D phantom image, one window. */
+static diffcl_tensor *net_probs(const char *path, diffcl_pair_net net, const diffcl_tensor *img)
+{
+    diffcl_net_options no = DIFFCL_NET_OPTIONS_INIT;
+    no.net = net;
+    no.ddim_steps = 2;
+    diffcl_module *m = NULL;
+    ck_ok(diffcl_trainer_load_net(ctx, path, &no, &m));
+    diffcl_sliding_window_options sw = DIFFCL_SLIDING_WINDOW_OPTIONS_INIT;
+    sw.patch[0] = sw.stride[0] = 1;
+    sw.patch[1] = sw.stride[1] = diffcl_tensor_dim(img, 1);
+    sw.patch[2] = sw.stride[2] = diffcl_tensor_dim(img, 2);
+    diffcl_tensor *p = NULL;
+    ck_ok(diffcl_sliding_window(m, img, &sw, &p));
+    diffcl_module_free(m);
+    return p;
+}
+
+/* model.safetensors of a Diff-CL run holds the DS next to the CS: diffcl_model_load still
+ * gives the CS; diffcl_trainer_load_net gives the DS and the ensemble, whose probabilities
+ * are the mean of the two networks'. A supervised run has no DS. */
+START_TEST(test_model_file_holds_the_ds)
+{
+    char dir[2][32] = {"/tmp/diffcl_pair_XXXXXX", "/tmp/diffcl_pair_XXXXXX"};
+    char path[2][96], last[96];
+    for (int k = 0; k < 2; k++) {
+        ck_assert_ptr_nonnull(mkdtemp(dir[k]));
+        diffcl_train_options o = DIFFCL_TRAIN_OPTIONS_INIT;
+        o.labeled = 2;
+        o.phantom_cases = 6;
+        o.patch[1] = o.patch[2] = 32;
+        o.n_filters = o.ds_n_filters = 4;
+        o.hfm_levels = 0;
+        o.ddim_steps_train = 2;
+        o.contrast_voxels = 64;
+        o.iters = 3;
+        o.method = k ? DIFFCL_METHOD_SUPERVISED : DIFFCL_METHOD_DIFFCL;
+        o.out_dir = dir[k];
+        diffcl_trainer *tr = NULL;
+        ck_ok(diffcl_trainer_create(ctx, &o, &tr));
+        ck_ok(diffcl_trainer_run(tr));
+        diffcl_trainer_free(tr);
+        snprintf(path[k], sizeof path[k], "%s/model.safetensors", dir[k]);
+    }
+    snprintf(last, sizeof last, "%s/last.safetensors", dir[0]);
+    diffcl_module *cs = NULL;
+    ck_ok(diffcl_model_load(ctx, path[0], &cs));
+    ck_assert_str_eq(diffcl_module_type(cs), "vnet");
+    diffcl_module_free(cs);
+    diffcl_dataset_options dopt = DIFFCL_DATASET_OPTIONS_INIT;
+    dopt.layout = DIFFCL_LAYOUT_PHANTOM;
+    dopt.phantom.ndim = 2;
+    dopt.n_cases = 1;
+    diffcl_dataset *ds = NULL;
+    diffcl_tensor *img = NULL;
+    ck_ok(diffcl_dataset_open(ctx, NULL, &dopt, &ds));
+    ck_ok(diffcl_dataset_load(ds, 0, &img, NULL, NULL));
+    diffcl_tensor *pc = net_probs(path[0], DIFFCL_NET_CS, img), *pd = net_probs(path[0], DIFFCL_NET_DS, img);
+    diffcl_tensor *pe = net_probs(path[0], DIFFCL_NET_ENSEMBLE, img), *pl = net_probs(last, DIFFCL_NET_DS, img);
+    diffcl_tensor *sum = NULL, *mean = NULL;
+    ck_ok(diffcl_add(pc, pd, &sum));
+    ck_ok(diffcl_affine(sum, 0.5, 0.0, &mean));
+    test_expect_close("ensemble vs the mean of the CS's and the DS's probabilities", pe, mean, 1e-6);
+    ck_assert(test_rel_error(pd, pc) > 0); /* two networks */
+    ck_assert_double_eq(test_rel_error(pl, pd), 0); /* the checkpoint holds the same DS */
+    diffcl_net_options no = DIFFCL_NET_OPTIONS_INIT;
+    no.net = DIFFCL_NET_DS;
+    diffcl_module *m = NULL;
+    ck_assert_int_eq(diffcl_trainer_load_net(ctx, path[1], &no, &m), DIFFCL_ERR_NOT_FOUND);
+    ck_assert_ptr_null(m);
+    diffcl_tensor *all[] = {img, pc, pd, pe, pl, sum, mean};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) diffcl_tensor_free(all[i]);
+    diffcl_dataset_free(ds);
+    for (int k = 0; k < 2; k++) {
+        char cmd[96];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir[k]);
+        ck_assert_int_eq(system(cmd), 0);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("cross");
@@ -232,6 +314,7 @@ int main(void)
     tcase_add_test(tc, test_cs_pseudo_gradient_points_to_ds_label);
     tcase_add_test(tc, test_ds_pseudo_labels_leave_running_statistics);
     tcase_add_test(tc, test_paired_views_share_geometry);
+    tcase_add_test(tc, test_model_file_holds_the_ds);
     suite_add_tcase(su, tc);
     return test_run_suite(su);
 }
