@@ -1,8 +1,9 @@
 """Summarise bench/real runs: per-seed test Dice / HD95 of supervised and Diff-CL, mean +- std
 (sample std over seeds), and the mean paired difference with its standard error.
 
-Run: /usr/bin/python3 bench/real/summary.py RUNS/<set> [DIFFCL_RUN_NAME]   (default diffcl-default)
-Each run folder holds seed<k>/metrics.csv from `diffcl eval --csv` (one row per slice and class).
+Run: /usr/bin/python3 bench/real/summary.py RUNS/<set> [DIFFCL_RUN_NAME [METRICS]]
+(defaults: diffcl-default, metrics.csv). Each run folder holds seed<k>/<METRICS> from
+`diffcl eval --csv` (one row per slice and class); the supervised runs always use metrics.csv.
 """
 import csv
 import glob
@@ -24,9 +25,9 @@ def run_means(path):
     return sum(dice) / len(dice), sum(hd) / len(hd)
 
 
-def seeds_of(folder):
+def seeds_of(folder, metrics="metrics.csv"):
     out = {}
-    for p in glob.glob(os.path.join(folder, "seed*", "metrics.csv")):
+    for p in glob.glob(os.path.join(folder, "seed*", metrics)):
         out[int(os.path.basename(os.path.dirname(p))[4:])] = run_means(p)
     return out
 
@@ -40,7 +41,8 @@ def mean_std(v):
 def main():
     base = sys.argv[1]
     name = sys.argv[2] if len(sys.argv) > 2 else "diffcl-default"
-    sup, dcl = seeds_of(os.path.join(base, "supervised")), seeds_of(os.path.join(base, name))
+    metrics = sys.argv[3] if len(sys.argv) > 3 else "metrics.csv"
+    sup, dcl = seeds_of(os.path.join(base, "supervised")), seeds_of(os.path.join(base, name), metrics)
     seeds = sorted(set(sup) & set(dcl))
     print("%s, %s vs supervised (test slices; Dice, HD95 in pixels)" % (os.path.basename(base), name))
     print("| seed | supervised Dice | %s Dice | difference | supervised HD95 | %s HD95 |" % (name, name))
