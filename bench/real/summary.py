@@ -1,9 +1,10 @@
 """Summarise bench/real runs: per-seed test Dice / HD95 of supervised and Diff-CL, mean +- std
 (sample std over seeds), and the mean paired difference with its standard error.
 
-Run: /usr/bin/python3 bench/real/summary.py RUNS/<set> [DIFFCL_RUN_NAME [METRICS]]
-(defaults: diffcl-default, metrics.csv). Each run folder holds seed<k>/<METRICS> from
-`diffcl eval --csv` (one row per slice and class); the supervised runs always use metrics.csv.
+Run: /usr/bin/python3 bench/real/summary.py RUNS/<set> [DIFFCL_RUN_NAME [METRICS [SUP_METRICS]]]
+(defaults: diffcl-default, metrics.csv, metrics.csv). Each run folder holds seed<k>/<METRICS>
+from `diffcl eval --csv` (one row per slice and class). The last line gives each method's
+predicted / reference foreground volume over all slices and seeds (1 = no size bias).
 """
 import csv
 import glob
@@ -15,14 +16,17 @@ import sys
 def run_means(path):
     """Mean over slices of the per-slice mean over foreground classes: (dice, hd95)."""
     per_case = {}
+    n_pred = n_ref = 0
     with open(path) as f:
         for row in csv.DictReader(f):
             if row["case"] in ("mean", "std"):  # eval's summary rows
                 continue
             per_case.setdefault(row["case"], []).append((float(row["dice"]), float(row["hd95"])))
+            n_pred += int(row["n_pred"])
+            n_ref += int(row["n_ref"])
     dice = [sum(d for d, _ in v) / len(v) for v in per_case.values()]
     hd = [sum(h for _, h in v) / len(v) for v in per_case.values()]
-    return sum(dice) / len(dice), sum(hd) / len(hd)
+    return sum(dice) / len(dice), sum(hd) / len(hd), n_pred, n_ref
 
 
 def seeds_of(folder, metrics="metrics.csv"):
@@ -42,7 +46,8 @@ def main():
     base = sys.argv[1]
     name = sys.argv[2] if len(sys.argv) > 2 else "diffcl-default"
     metrics = sys.argv[3] if len(sys.argv) > 3 else "metrics.csv"
-    sup, dcl = seeds_of(os.path.join(base, "supervised")), seeds_of(os.path.join(base, name), metrics)
+    sup_metrics = sys.argv[4] if len(sys.argv) > 4 else "metrics.csv"
+    sup, dcl = seeds_of(os.path.join(base, "supervised"), sup_metrics), seeds_of(os.path.join(base, name), metrics)
     seeds = sorted(set(sup) & set(dcl))
     print("%s, %s vs supervised (test slices; Dice, HD95 in pixels)" % (os.path.basename(base), name))
     print("| seed | supervised Dice | %s Dice | difference | supervised HD95 | %s HD95 |" % (name, name))
@@ -62,6 +67,8 @@ def main():
     print("| mean +- std (%d seeds) | %.4f +- %.4f | %.4f +- %.4f | %+.4f (SE %.4f) | %.2f +- %.2f | %.2f +- %.2f |"
           % (len(seeds), ms, ss, md, sd, mdiff, se, hs, hss, hd, hds))
     print("worst seed difference %+.4f" % min(diff))
+    vol = [sum(r[s][2] for s in seeds) / max(1, sum(r[s][3] for s in seeds)) for r in (sup, dcl)]
+    print("predicted / reference volume: supervised %.3f, %s %.3f" % (vol[0], name, vol[1]))
 
 
 if __name__ == "__main__":
