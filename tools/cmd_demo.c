@@ -32,7 +32,7 @@ static void demo_usage(FILE *f)
             "--ddim-steps sets the DDIM steps of the DS pseudo label in training (the speed /\n"
             "accuracy knob of the Diff-CL iteration; default the trainer's, 4).\n"
             "Defaults: --iters 300 --labeled 2 --seeds 1 --test-cases 20 --n-filters 16\n"
-            "          --out demo-run --threads <all cores>\n");
+            "          --out demo-run --threads <usable CPUs>\n");
 }
 
 static void quiet_log(diffcl_log_level level, const char *msg, void *user)

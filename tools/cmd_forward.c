@@ -20,7 +20,7 @@ static void forward_usage(FILE *f)
             "Runs the model on the tensor named 'input' (N,C,[D,]H,W) of X and writes the logits as\n"
             "'output' to Y. Eval mode (running statistics, no dropout) unless --train.\n"
             "Defaults: --model vnet --dims 3 --in-channels 1 --classes 2 --n-filters 16\n"
-            "          --normalization batchnorm --threads <all cores>\n");
+            "          --normalization batchnorm --threads <usable CPUs>\n");
 }
 
 int cmd_forward(int argc, char **argv)

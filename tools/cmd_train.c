@@ -51,7 +51,7 @@ static void train_usage(FILE *f)
             "run:\n"
             "  --out DIR            run folder (checkpoints, log.csv, curves.png); created with its parents\n"
             "  --overwrite          start over in a --out folder that already holds a run (else an error)\n"
-            "  --val-every N        (default iters/10)   --threads N (default: all cores)\n",
+            "  --val-every N        (default iters/10)   --threads N (default: the usable CPUs)\n",
             d.layout, d.dims, d.labeled, d.batch_labeled, d.batch_unlabeled, d.phantom_cases, d.n_classes, (long long)d.iters,
             (unsigned long long)d.seed, d.n_filters, d.ds_n_filters, d.lr, d.momentum, d.weight_decay,
             d.warmup_frac, d.rampup_frac, d.mu1, d.mu2, d.eta, d.tau, d.ddim_steps_train, d.contrast_voxels);

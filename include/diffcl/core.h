@@ -96,7 +96,8 @@ typedef void (*diffcl_free_fn)(void *ptr, void *user);
 /** Options for diffcl_context_create(). */
 typedef struct diffcl_context_options {
     size_t struct_size;          /**< sizeof(diffcl_context_options) */
-    int n_threads;               /**< 0: the machine's available cores */
+    int n_threads;               /**< 0: the CPUs this process may use: the affinity mask,
+                                      capped by a cgroup CPU quota (docs/performance.md) */
     diffcl_alloc_fn alloc;       /**< NULL: aligned malloc */
     diffcl_free_fn free;         /**< must be set when alloc is */
     void *alloc_user;
@@ -121,7 +122,8 @@ DIFFCL_API diffcl_status diffcl_context_create(const diffcl_context_options *opt
 DIFFCL_API void diffcl_context_free(diffcl_context *ctx);
 
 /**
- * Set the number of compute threads (0 = all available cores). Also sets OpenBLAS's and
+ * Set the number of compute threads (0 = the CPUs this process may use: its affinity mask,
+ * capped by a cgroup CPU quota; logged at DIFFCL_LOG_INFO). Also sets OpenBLAS's and
  * FFTW's counts so the libraries never oversubscribe the cores. OpenBLAS's count is
  * process-wide: contexts with different counts in one process take turns setting it.
  */

@@ -5,9 +5,6 @@
 #include <unistd.h>
 
 #include <cblas.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "core/core_internal.h"
 
@@ -18,15 +15,6 @@ void diffcl_context_options_init(diffcl_context_options *opts)
     *opts = d;
 }
 
-static int available_cores(void)
-{
-#ifdef _OPENMP
-    int n = omp_get_num_procs();
-#else
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-#endif
-    return n > 0 ? (int)n : 1;
-}
 
 diffcl_status diffcl_context_create(const diffcl_context_options *opts, diffcl_context **out)
 {
@@ -83,7 +71,17 @@ diffcl_status diffcl_context_set_threads(diffcl_context *ctx, int n_threads)
 {
     DC_CHECK_ARG(ctx, "diffcl_context_set_threads: ctx is NULL");
     DC_CHECK_ARG(n_threads >= 0, "diffcl_context_set_threads: n_threads %d < 0", n_threads);
-    ctx->n_threads = n_threads ? n_threads : available_cores();
+    if (n_threads == 0) {
+        int affinity = 0;
+        double quota = 0;
+        n_threads = dc_cpu_budget(&affinity, &quota);
+        if (quota > 0)
+            dc_log(ctx, DIFFCL_LOG_INFO, "%d threads: %d CPUs in the affinity mask, cgroup CPU quota %.2f", n_threads,
+                   affinity, quota);
+        else
+            dc_log(ctx, DIFFCL_LOG_INFO, "%d threads: the CPUs in the affinity mask, no cgroup CPU quota", n_threads);
+    }
+    ctx->n_threads = n_threads;
     /* One pool serves BLAS and our kernels: tell OpenBLAS the same count. */
     openblas_set_num_threads(ctx->n_threads);
     return DIFFCL_OK;

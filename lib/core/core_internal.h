@@ -69,6 +69,13 @@ void dc_log(diffcl_context *ctx, diffcl_log_level level, const char *fmt, ...)
 int dc_progress(diffcl_context *ctx, const char *what, int64_t done, int64_t total,
                 const char *message);
 
+/* The CPUs this process may use (cpu_budget.c): min(affinity mask, ceil(cgroup CPU quota)),
+ * at least 1; the default thread count. The out-pointers (may be NULL) get the two parts
+ * (quota 0: none set). dc_cgroup_cpu_quota reads /proc/self/cgroup and the cgroup files under
+ * @p root ("" for the live system; a folder of fixtures in tests). */
+int dc_cpu_budget(int *affinity_out, double *quota_out);
+double dc_cgroup_cpu_quota(const char *root);
+
 /* Thread count to hand OpenMP regions. */
 static inline int dc_threads(const diffcl_context *ctx) { return ctx ? ctx->n_threads : 1; }
 
