@@ -147,7 +147,7 @@ int cmd_demo(int argc, char **argv)
     co.n_threads = d.threads;
     co.log = quiet_log;
     diffcl_context *ctx = NULL;
-    if (diffcl_context_create(&co, &ctx) != DIFFCL_OK) {
+    if (tool_context_create(&co, &ctx) != DIFFCL_OK) {
         fprintf(stderr, "diffcl demo: %s\n", diffcl_last_error());
         return 1;
     }

@@ -191,7 +191,7 @@ int cmd_eval(int argc, char **argv)
         return opt_fail("eval", "no label maps (.nii.gz, .nii, .png, .h5) in '%s'", pred_dir);
     }
     diffcl_context *ctx = NULL;
-    if (diffcl_context_create(NULL, &ctx) != DIFFCL_OK) {
+    if (tool_context_create(NULL, &ctx) != DIFFCL_OK) {
         fprintf(stderr, "diffcl eval: %s\n", diffcl_last_error());
         diffcl_list_free(ids, n);
         return 1;

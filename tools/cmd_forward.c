@@ -70,7 +70,7 @@ int cmd_forward(int argc, char **argv)
     diffcl_module *m = NULL;
     diffcl_tensor_dict *in = NULL, *out = NULL;
     diffcl_tensor *logits = NULL;
-    diffcl_status s = diffcl_context_create(&co, &ctx);
+    diffcl_status s = tool_context_create(&co, &ctx);
     if (s == DIFFCL_OK) s = diffcl_vnet_create(ctx, &vo, &m);
     if (s == DIFFCL_OK) s = diffcl_module_load(m, weights, NULL);
     if (s == DIFFCL_OK) s = diffcl_safetensors_load(ctx, input, &in);

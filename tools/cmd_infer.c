@@ -378,7 +378,7 @@ int cmd_infer(int argc, char **argv)
     diffcl_context_options co = DIFFCL_CONTEXT_OPTIONS_INIT;
     co.n_threads = threads;
     diffcl_context *ctx = NULL;
-    if (diffcl_context_create(&co, &ctx) != DIFFCL_OK ||
+    if (tool_context_create(&co, &ctx) != DIFFCL_OK ||
         diffcl_trainer_load_net(ctx, jb.model_path, &net, &jb.model) != DIFFCL_OK) {
         fprintf(stderr, "diffcl infer: %s\n", diffcl_last_error());
         diffcl_context_free(ctx);

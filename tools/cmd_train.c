@@ -190,7 +190,7 @@ int cmd_train(int argc, char **argv)
     /* MPI: under mpirun/srun (and built with -Dmpi=enabled) initialise MPI and train on MPI_COMM_WORLD */
     int mpi_on = 0, mpi_rank = 0, mpi_size = 1;
     diffcl_status s = diffcl_mpi_launch_init(&mpi_on, &mpi_rank, &mpi_size);
-    if (s == DIFFCL_OK) s = diffcl_context_create(&co, &ctx);
+    if (s == DIFFCL_OK) s = tool_context_create(&co, &ctx);
     if (s == DIFFCL_OK)
         s = resume ? diffcl_trainer_resume(ctx, resume, iters_override, &tr) : diffcl_trainer_create(ctx, &o, &tr);
     if (s == DIFFCL_OK && overwrite && !resume && mpi_rank == 0) {

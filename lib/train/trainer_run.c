@@ -165,13 +165,21 @@ diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
     else
         snprintf(patch, sizeof patch, "%lldx%lldx%lld", (long long)o->patch[0], (long long)o->patch[1],
                  (long long)o->patch[2]);
+    /* the thread count, and what this process may use (issue 23: affinity mask, cgroup quota) */
+    char cpus[96];
+    int affinity = 0;
+    double quota = 0;
+    int usable = dc_cpu_budget(&affinity, &quota);
+    if (quota > 0) snprintf(cpus, sizeof cpus, "%d usable CPUs: %d in the affinity mask, cgroup quota %.2f", usable,
+                            affinity, quota);
+    else snprintf(cpus, sizeof cpus, "%d usable CPUs", usable);
     if (root)
         dc_log(tr->ctx, DIFFCL_LOG_INFO, "training %s, %s, %lld iterations, %lld labeled / %lld unlabeled cases, "
-                                         "patch %s, batch %d+%d, %d threads, output %s",
+                                         "patch %s, batch %d+%d, %d threads (%s), output %s",
                o->method == DIFFCL_METHOD_DIFFCL ? "Diff-CL" : "supervised",
                diffcl_layout_name(diffcl_dataset_layout(tr->train_set)), (long long)o->iters,
                (long long)tr->split.n_labeled, (long long)tr->split.n_unlabeled, patch, o->batch_labeled,
-               o->batch_unlabeled, diffcl_context_threads(tr->ctx), o->out_dir);
+               o->batch_unlabeled, diffcl_context_threads(tr->ctx), cpus, o->out_dir);
     diffcl_status s = DIFFCL_OK;
     double t_start = wall();
     int64_t it_start = tr->it;

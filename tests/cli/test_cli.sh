@@ -32,6 +32,13 @@ grep -q "train" "$tmp/out" || { echo "FAIL: --help lists no train"; fails=$((fai
 expect 2 "no command" -- "$DIFFCL"
 expect 2 "unknown command" -- "$DIFFCL" frobnicate
 expect_err_line "unknown command"
+# the OpenMP wait policy (tools/diffcl.c): a short spin by default, the user's setting kept
+expect 0 "version, default wait" -- env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT -u DIFFCL_SET_SPINCOUNT "$DIFFCL" version
+grep -q "GOMP_SPINCOUNT=10000 (diffcl's default)" "$tmp/out" ||
+    { echo "FAIL: no default spin count:"; cat "$tmp/out"; fails=$((fails + 1)); }
+expect 0 "version, user's wait" -- env -u GOMP_SPINCOUNT -u DIFFCL_SET_SPINCOUNT OMP_WAIT_POLICY=active "$DIFFCL" version
+grep -q "OMP_WAIT_POLICY=active (from the environment)" "$tmp/out" ||
+    { echo "FAIL: the user's wait policy was not kept:"; cat "$tmp/out"; fails=$((fails + 1)); }
 for cmd in train demo forward; do
     expect 0 "$cmd --help" -- "$DIFFCL" "$cmd" --help
     expect 2 "$cmd unknown option" -- "$DIFFCL" "$cmd" --no-such-option 1

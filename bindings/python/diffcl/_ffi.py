@@ -52,7 +52,27 @@ def _loaded_file(name):
     return name
 
 
+def _libgomp_loaded():
+    try:
+        with open("/proc/self/maps") as f:
+            return any("libgomp" in line for line in f)
+    except OSError:
+        return True  # cannot tell: leave the environment alone
+
+
+def _default_wait_policy():
+    """The spin count the diffcl tool uses (tools/diffcl.c, docs/performance.md "Shared machines
+    and containers"): OpenMP threads wait briefly and then sleep, so that a busy neighbour process
+    does not make every parallel region wait for a descheduled thread. libgomp reads it once,
+    when it is loaded, so it is set only when libgomp is not in the process yet and the user has
+    set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT."""
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ or _libgomp_loaded():
+        return
+    os.environ["GOMP_SPINCOUNT"] = "10000"
+
+
 def _load():
+    _default_wait_policy()
     paths, explicit = _candidates()
     errors = []
     for p in paths:
