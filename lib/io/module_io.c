@@ -175,6 +175,13 @@ diffcl_status diffcl_module_load_state_dict(diffcl_module *m, const diffcl_tenso
                                             const diffcl_load_options *opts, int *n_missing,
                                             int *n_unexpected)
 {
+    return dc_module_load_state_dict_skip(m, dict, opts, NULL, n_missing, n_unexpected);
+}
+
+diffcl_status dc_module_load_state_dict_skip(diffcl_module *m, const diffcl_tensor_dict *dict,
+                                             const diffcl_load_options *opts, const char *skip, int *n_missing,
+                                             int *n_unexpected)
+{
     if (n_missing) *n_missing = 0;
     if (n_unexpected) *n_unexpected = 0;
     DC_CHECK_ARG(m && dict, "diffcl_module_load_state_dict: NULL argument");
@@ -206,6 +213,7 @@ diffcl_status diffcl_module_load_state_dict(diffcl_module *m, const diffcl_tenso
     /* Resolve keys: the key itself first, then with each leading "module." removed. */
     for (int k = 0; k < dict->n; k++) {
         const char *key = dict->names[k];
+        if (skip && !strncmp(key, skip, strlen(skip))) continue; /* another network's entries */
         const char *c = key, *name = NULL;
         int eligible = 0, entry = -1;
         for (;;) {

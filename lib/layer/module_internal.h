@@ -70,4 +70,11 @@ diffcl_module *dc_module_get_child(const diffcl_module *m, const char *name);
 /* Run a child's forward (NULL child = identity, returns a retained x). */
 diffcl_status dc_module_run(diffcl_module *child, const diffcl_tensor *x, diffcl_tensor **out);
 
+/* diffcl_module_load_state_dict that passes over the keys starting with @p skip (NULL: none),
+ * as if they were another module's: a Diff-CL model file holds the DS under "ds." next to the
+ * CS, and loading the CS must neither warn about nor count them (lib/io/module_io.c). */
+diffcl_status dc_module_load_state_dict_skip(diffcl_module *m, const diffcl_tensor_dict *dict,
+                                             const diffcl_load_options *opts, const char *skip, int *n_missing,
+                                             int *n_unexpected);
+
 #endif

@@ -158,12 +158,14 @@ diffcl_status dc_model_from_dict(diffcl_context *ctx, const diffcl_tensor_dict *
         /* a trainer checkpoint holds the model under a prefix next to other state */
         diffcl_load_options lo = DIFFCL_LOAD_OPTIONS_INIT;
         int missing = 0;
-        if (prefix || diffcl_tensor_dict_get_meta(d, "diffcl.ds_model")) {
-            /* a trainer checkpoint or a Diff-CL model file: the CS next to the DS and other state */
+        const char *skip = NULL;
+        if (prefix) { /* a trainer checkpoint: the CS under its prefix, next to other state */
             lo.prefix = prefix;
             lo.strict = 0;
+        } else if (diffcl_tensor_dict_get_meta(d, "diffcl.ds_model")) {
+            skip = "ds."; /* a Diff-CL model file: the CS, and the DS under "ds." */
         }
-        s = diffcl_module_load_state_dict(m, d, &lo, &missing, NULL);
+        s = dc_module_load_state_dict_skip(m, d, &lo, skip, &missing, NULL);
         if (s == DIFFCL_OK && missing)
             s = dc_error(DIFFCL_ERR_NOT_FOUND, "%d model tensors are missing", missing);
         if (s != DIFFCL_OK) dc_error_prefix("%s", path);

@@ -242,6 +242,14 @@ static diffcl_tensor *net_probs(const char *path, diffcl_pair_net net, const dif
     return p;
 }
 
+static void count_warnings(diffcl_log_level level, const char *message, void *user)
+{
+    if (level <= DIFFCL_LOG_WARN) {
+        fprintf(stderr, "unexpected warning: %s\n", message);
+        ++*(int *)user;
+    }
+}
+
 /* model.safetensors of a Diff-CL run holds the DS next to the CS: diffcl_model_load still
  * gives the CS; diffcl_trainer_load_net gives the DS and the ensemble, whose probabilities
  * are the mean of the two networks'. A supervised run has no DS. */
@@ -270,7 +278,11 @@ START_TEST(test_model_file_holds_the_ds)
     }
     snprintf(last, sizeof last, "%s/last.safetensors", dir[0]);
     diffcl_module *cs = NULL;
+    int warnings = 0;
+    ck_ok(diffcl_context_set_log(ctx, count_warnings, &warnings, DIFFCL_LOG_WARN));
     ck_ok(diffcl_model_load(ctx, path[0], &cs));
+    ck_ok(diffcl_context_set_log(ctx, NULL, NULL, DIFFCL_LOG_WARN));
+    ck_assert_int_eq(warnings, 0); /* the DS's tensors are expected there, not "unexpected keys" */
     ck_assert_str_eq(diffcl_module_type(cs), "vnet");
     diffcl_module_free(cs);
     diffcl_dataset_options dopt = DIFFCL_DATASET_OPTIONS_INIT;
