@@ -154,7 +154,7 @@ int main(int argc, char **argv)
             return 2;
         }
     if (c.reps < 1) c.reps = 1;
-    if (c.threads < 1) c.threads = 1;
+    if (c.threads < 0) c.threads = 0; /* 0: the library's default (usable CPUs, following the load) */
     if (is_child) return child(&c);
 
     const int64_t nw = n_windows(&c);

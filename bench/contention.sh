@@ -9,15 +9,17 @@
 #              two rates over the rate alone; 1.0 = no loss).
 #
 #   bench/contention.sh [BUILD_DIR]          # default build
-# Environment: THREADS (2), ITERS (150, training iterations; the rate excludes the first 20),
+# Environment: THREADS (ours: the library's default, the usable CPUs following the load;
+# PyTorch: the number of CPUs; a number fixes both), ITERS (150, training iterations; the median excludes the first 20),
 # INFER_VOLUME (80,80,64), INFER_PATCH (64,64,48), REPS (3, inference runs per measurement),
 # TORCH (1; 0 skips PyTorch), PYTHON (/usr/bin/python3). Any OMP_* / GOMP_* variable set by the
-# caller reaches both sides; DIFFCL_SPIN (see docs/performance.md) reaches ours.
+# caller reaches both sides, and DIFFCL_ADAPT_THREADS=0 turns our adaptation off.
 # Run it on an otherwise idle machine: it makes its own competition.
 set -u
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 build="${1:-$here/../build}"
-threads="${THREADS:-2}"
+threads="${THREADS:-}"
+torch_threads="${THREADS:-$(nproc)}"
 iters="${ITERS:-150}"
 volume="${INFER_VOLUME:-80,80,64}"
 patch="${INFER_PATCH:-64,64,48}"
@@ -34,22 +36,24 @@ trap cleanup EXIT
 # Each workload prints one number: milliseconds per unit of work (iteration or volume).
 train_ours() { # $1: a tag that keeps parallel copies apart
     "$build/tools/diffcl" train --layout phantom --dims 2 --iters "$iters" --method supervised \
-        --threads "$threads" --out "$work/train-$1" --overwrite > /dev/null 2>&1 || return 1
-    # log.csv's seconds column: mean time per iteration after the first 20 (allocation warm-up)
+        --threads "${threads:-0}" --out "$work/train-$1" --overwrite > /dev/null 2>&1 || return 1
+    # log.csv's seconds column: the median time per iteration after the first 20 (allocation
+    # warm-up; the median, because single iterations of a shared VM jump by 50 %)
     awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "seconds") c = i; next }
-             NR > 21 { s += $c; n++ } END { printf "%.2f\n", 1000 * s / n }' "$work/train-$1/log.csv"
+             NR > 21 { print 1000 * $c }' "$work/train-$1/log.csv" | sort -n |
+        awk '{ v[NR] = $1 } END { printf "%.2f\n", v[int((NR + 1) / 2)] }'
 }
 train_torch() {
-    "$python" "$here/torch_train.py" --size 96,96 --batch 2 --reps 20 --threads "$threads" |
+    "$python" "$here/torch_train.py" --size 96,96 --batch 2 --reps 20 --threads "$torch_threads" |
         awk '$1 == "RESULT" && $2 == "wall_ms" { print $3 }'
 }
 infer_ours() {
     "$build/bench/bench_infer" --child --volume "$volume" --patch "$patch" --reps "$reps" \
-        --threads "$threads" | awk '$1 == "RESULT" && $2 == "wall_ms" { print $3 }'
+        --threads "${threads:-0}" | awk '$1 == "RESULT" && $2 == "wall_ms" { print $3 }'
 }
 infer_torch() {
     "$python" "$here/torch_infer.py" --volume "$volume" --patch "$patch" --reps "$reps" \
-        --threads "$threads" | awk '$1 == "RESULT" && $2 == "wall_ms" { print $3 }'
+        --threads "$torch_threads" | awk '$1 == "RESULT" && $2 == "wall_ms" { print $3 }'
 }
 
 busy_start() {
@@ -77,8 +81,8 @@ row() { # name function
         "$(awk -v a="$alone" -v b="$b2" 'BEGIN { print b / a }')" "$pair"
 }
 
-echo "contention: $(nproc) CPUs, $threads threads, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-env | grep -E '^(OMP_|GOMP_|DIFFCL_SPIN)' | sed 's/^/  env /'
+echo "contention: $(nproc) CPUs, threads: ours ${threads:-default}, PyTorch $torch_threads, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+env | grep -E '^(OMP_|GOMP_|DIFFCL_ADAPT)' | sed 's/^/  env /'
 echo "load average before: $(cut -d' ' -f1 /proc/loadavg)"
 echo
 echo "| workload | alone (ms) | 1 busy process | 2 busy processes | two side by side: total throughput |"

@@ -123,12 +123,17 @@ DIFFCL_API void diffcl_context_free(diffcl_context *ctx);
 
 /**
  * Set the number of compute threads (0 = the CPUs this process may use: its affinity mask,
- * capped by a cgroup CPU quota; logged at DIFFCL_LOG_INFO). Also sets OpenBLAS's and
- * FFTW's counts so the libraries never oversubscribe the cores. OpenBLAS's count is
- * process-wide: contexts with different counts in one process take turns setting it.
+ * capped by a cgroup CPU quota; logged at DIFFCL_LOG_INFO). With 0 the count also follows
+ * the load: at each training step and sliding-window batch it becomes the CPUs that other
+ * processes leave free, between 1 and that budget (results do not depend on the thread
+ * count; `DIFFCL_ADAPT_THREADS=0` in the environment turns this off). A count given here
+ * is never changed. Also sets OpenBLAS's and FFTW's counts so the libraries never
+ * oversubscribe the cores. OpenBLAS's count is process-wide: contexts with different counts
+ * in one process take turns setting it.
  */
 DIFFCL_API diffcl_status diffcl_context_set_threads(diffcl_context *ctx, int n_threads);
-/** @return the thread count in use (>= 1), or 0 for a NULL context. */
+/** @return the thread count in use now (>= 1; it follows the load when the count was left to
+ *  the library), or 0 for a NULL context. */
 DIFFCL_API int diffcl_context_threads(const diffcl_context *ctx);
 
 /** Redirect log lines; @p fn NULL restores the default (stderr). */

@@ -71,6 +71,9 @@ diffcl_status diffcl_context_set_threads(diffcl_context *ctx, int n_threads)
 {
     DC_CHECK_ARG(ctx, "diffcl_context_set_threads: ctx is NULL");
     DC_CHECK_ARG(n_threads >= 0, "diffcl_context_set_threads: n_threads %d < 0", n_threads);
+    ctx->threads_auto = n_threads == 0 && dc_adapt_enabled_by_env();
+    ctx->adapt_samples = 0;
+    ctx->others_avg = 0;
     if (n_threads == 0) {
         int affinity = 0;
         double quota = 0;
@@ -81,7 +84,7 @@ diffcl_status diffcl_context_set_threads(diffcl_context *ctx, int n_threads)
         else
             dc_log(ctx, DIFFCL_LOG_INFO, "%d threads: the CPUs in the affinity mask, no cgroup CPU quota", n_threads);
     }
-    ctx->n_threads = n_threads;
+    ctx->n_threads = ctx->threads_budget = n_threads;
     /* One pool serves BLAS and our kernels: tell OpenBLAS the same count. */
     openblas_set_num_threads(ctx->n_threads);
     return DIFFCL_OK;

@@ -15,7 +15,11 @@
 struct dc_fft_cache; /* owned by the context, defined by the FFT layer */
 
 struct diffcl_context {
-    int n_threads;
+    int n_threads; /* the threads of the next parallel region */
+    /* n_threads left to the library: re-chosen by dc_threads_adapt between 1 and the budget
+     * (thread_adapt.c); others_avg is the running mean of other processes' runnable threads */
+    int threads_auto, threads_budget, adapt_samples;
+    double others_avg, adapt_wall, adapt_own, adapt_busy;
     diffcl_alloc_fn alloc;
     diffcl_free_fn free;
     void *alloc_user;
@@ -75,6 +79,14 @@ int dc_progress(diffcl_context *ctx, const char *what, int64_t done, int64_t tot
  * @p root ("" for the live system; a folder of fixtures in tests). */
 int dc_cpu_budget(int *affinity_out, double *quota_out);
 double dc_cgroup_cpu_quota(const char *root);
+
+/* Contention-aware thread count (thread_adapt.c). dc_threads_adapt re-chooses n_threads of a
+ * context whose count was left to the library, at the start of a unit of work (a training
+ * step, a sliding-window batch); dc_threads_for_load is its rule: the CPUs not taken by
+ * @p others runnable threads of other processes, between 1 and @p budget. */
+void dc_threads_adapt(diffcl_context *ctx);
+int dc_threads_for_load(int budget, int online, double others); /* others: CPUs in use */
+int dc_adapt_enabled_by_env(void); /* 0 when DIFFCL_ADAPT_THREADS=0 */
 
 /* Thread count to hand OpenMP regions. */
 static inline int dc_threads(const diffcl_context *ctx) { return ctx ? ctx->n_threads : 1; }

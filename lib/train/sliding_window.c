@@ -122,6 +122,7 @@ diffcl_status diffcl_sliding_window(diffcl_module *model, const diffcl_tensor *i
     int64_t done = 0;
     for (int64_t w0 = 0; w0 < total && st == DIFFCL_OK; w0 += o.batch) {
         int B = (int)(total - w0 < o.batch ? total - w0 : o.batch);
+        dc_threads_adapt(ctx); /* a default thread count follows the load (thread_adapt.c) */
         for (int b = 0; b < B; b++) {
             int64_t w = w0 + b, ix = w % nwin[2], iy = (w / nwin[2]) % nwin[1], iz = w / (nwin[2] * nwin[1]);
             int64_t ii[3] = {iz, iy, ix};

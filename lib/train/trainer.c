@@ -469,6 +469,7 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
 {
     DC_CHECK_ARG(tr, "diffcl_trainer_step: trainer is NULL");
     const diffcl_train_options *o = &tr->o;
+    dc_threads_adapt(tr->ctx); /* a default thread count follows the load (thread_adapt.c) */
     double t0 = now_seconds();
     uint32_t it = (uint32_t)tr->it;
     diffcl_train_stats st;

@@ -1,5 +1,6 @@
 /* Suite core, test cpu-budget: the default thread count is the CPUs this process may use, the
- * affinity mask capped by a cgroup CPU quota (lib/core/cpu_budget.c, issue 23).
+ * affinity mask capped by a cgroup CPU quota (lib/core/cpu_budget.c, issue 23), and it follows
+ * the competition for the CPUs (lib/core/thread_adapt.c).
  *
  * The quota parser runs on fixture trees written here (cgroup v1 and v2, a limit on an
  * ancestor, no limit). The live checks run in forked children, so the test process keeps its
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -192,6 +194,55 @@ START_TEST(test_cgroup_one_cpu)
 }
 END_TEST
 
+START_TEST(test_threads_for_load)
+{
+    ck_assert_int_eq(dc_threads_for_load(2, 2, 0.0), 2);  /* alone */
+    ck_assert_int_eq(dc_threads_for_load(2, 2, 0.4), 2);  /* a light neighbour */
+    ck_assert_int_eq(dc_threads_for_load(2, 2, 0.7), 1);  /* a busy one */
+    ck_assert_int_eq(dc_threads_for_load(2, 2, 2.0), 1);  /* never below 1 */
+    ck_assert_int_eq(dc_threads_for_load(8, 64, 40.0), 8); /* a big machine with idle CPUs */
+    ck_assert_int_eq(dc_threads_for_load(8, 8, 3.0), 5);
+}
+END_TEST
+
+/* A busy process appears: a default count drops below the budget within a few samples; a
+ * count the caller gave stays. Only the direction is checked, because other tests may load
+ * the machine too (which lowers the count further, never raises it). */
+START_TEST(test_threads_follow_a_busy_neighbour)
+{
+    diffcl_context *ctx = NULL, *fixed = NULL;
+    ck_assert_int_eq(diffcl_context_create(NULL, &ctx), DIFFCL_OK);
+    diffcl_context_options co = DIFFCL_CONTEXT_OPTIONS_INIT;
+    co.n_threads = 2;
+    ck_assert_int_eq(diffcl_context_create(&co, &fixed), DIFFCL_OK);
+    int budget = diffcl_context_threads(ctx);
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    if (budget < 2 || online != budget || !dc_adapt_enabled_by_env()) {
+        fprintf(stderr, "cpu-budget: %d usable of %ld CPUs: the live adaptation check needs all of them and >= 2\n",
+                budget, online);
+        diffcl_context_free(ctx);
+        diffcl_context_free(fixed);
+        return;
+    }
+    pid_t busy = fork();
+    ck_assert_int_ge(busy, 0);
+    if (busy == 0)
+        for (volatile unsigned long x = 0;; x++) {
+        }
+    for (int k = 0; k < 6; k++) {
+        usleep(120000);
+        dc_threads_adapt(ctx);
+        dc_threads_adapt(fixed);
+    }
+    kill(busy, SIGKILL);
+    waitpid(busy, NULL, 0);
+    ck_assert_int_lt(diffcl_context_threads(ctx), budget);
+    ck_assert_int_eq(diffcl_context_threads(fixed), 2);
+    diffcl_context_free(ctx);
+    diffcl_context_free(fixed);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cpu-budget");
@@ -201,6 +252,8 @@ int main(void)
     tcase_add_test(tc, test_quota_absent_or_corrupt);
     tcase_add_test(tc, test_affinity_one_cpu);
     tcase_add_test(tc, test_cgroup_one_cpu);
+    tcase_add_test(tc, test_threads_for_load);
+    tcase_add_test(tc, test_threads_follow_a_busy_neighbour);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }
