@@ -89,7 +89,12 @@ int dc_threads_for_load(int budget, int online, double others); /* others: CPUs 
 int dc_adapt_enabled_by_env(void); /* 0 when DIFFCL_ADAPT_THREADS=0 */
 
 /* Thread count to hand OpenMP regions. */
-static inline int dc_threads(const diffcl_context *ctx) { return ctx ? ctx->n_threads : 1; }
+/* Relaxed atomic: dc_threads_adapt may change the count between steps while the sampler's
+ * prefetch thread reads it. */
+static inline int dc_threads(const diffcl_context *ctx)
+{
+    return ctx ? __atomic_load_n(&ctx->n_threads, __ATOMIC_RELAXED) : 1;
+}
 
 #define DC_CHECK_ARG(cond, ...)                                                   \
     do {                                                                          \

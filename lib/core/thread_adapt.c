@@ -92,6 +92,6 @@ void dc_threads_adapt(diffcl_context *ctx)
     if (n == ctx->n_threads) return;
     dc_log(ctx, DIFFCL_LOG_DEBUG, "threads %d -> %d: other processes use %.2f of %ld CPUs", ctx->n_threads, n,
            ctx->others_avg, online);
-    ctx->n_threads = n;
+    __atomic_store_n(&ctx->n_threads, n, __ATOMIC_RELAXED); /* see dc_threads */
     openblas_set_num_threads(n);
 }
