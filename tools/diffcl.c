@@ -64,6 +64,9 @@ static void usage(FILE *f)
 static void apply_wait_policy(char **argv)
 {
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    /* under valgrind the new image would run outside it */
+    const char *preload = getenv("LD_PRELOAD");
+    if (preload && strstr(preload, "vgpreload")) return;
     if (setenv("GOMP_SPINCOUNT", DIFFCL_DEFAULT_SPINCOUNT, 1) != 0) return;
     setenv("DIFFCL_SET_SPINCOUNT", "1", 1); /* for `diffcl version`; child processes inherit both */
     execv("/proc/self/exe", argv);
