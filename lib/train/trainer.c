@@ -446,7 +446,9 @@ static diffcl_status unlabeled_terms(diffcl_trainer *tr, step_vars *v, uint32_t 
     /* L^c_p: the CS learns the DS's pseudo label, weighted as the variant says */
     DC_TRY(dc_cs_pseudo_loss(o, v->unl_logits, v->pseudo_ds, v->ds_probs, v->agree, &v->cs_pseudo));
     /* L_cl: prototypes of the labeled features (EMA bank), InfoNCE on unlabeled voxels labeled
-     * by the DS (the agreeing ones only in the agreement variant) */
+     * by the DS (the agreeing ones only in the agreement variant). With eta 0 its weight is 0:
+     * skipping it changes no weight (its gradient would be exact zeros) and saves its time. */
+    if (o->eta == 0) return DIFFCL_OK;
     DC_TRY(diffcl_tensor_narrow(v->feat, 0, 0, bl, &v->feat_l));
     DC_TRY(diffcl_tensor_narrow(v->feat, 0, bl, bu, &v->feat_u));
     DC_TRY(diffcl_tensor_detach(v->feat_l, &v->feat_l_det));
