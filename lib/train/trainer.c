@@ -264,6 +264,8 @@ diffcl_status diffcl_trainer_create(diffcl_context *ctx, const diffcl_train_opti
     diffcl_trainer *tr = calloc(1, sizeof *tr);
     if (!tr) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_trainer_create: out of memory");
     tr->ctx = ctx;
+    const char *profile = getenv("DIFFCL_PROFILE");
+    tr->profile = profile && !strcmp(profile, "1");
     diffcl_train_options o = DIFFCL_TRAIN_OPTIONS_INIT;
     memcpy(&o, opts, opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
     o.struct_size = sizeof o;
@@ -295,9 +297,34 @@ diffcl_status diffcl_trainer_create(diffcl_context *ctx, const diffcl_train_opti
     return DIFFCL_OK;
 }
 
+/* DIFFCL_PROFILE=1: the mean time of each part of a step, at the INFO level. */
+static void print_profile(diffcl_trainer *tr)
+{
+    if (!tr->profile || tr->prof_steps == 0) return;
+    static const char *const names[PROF_N] = {"batch",        "CS forward + supervised", "DS supervised",
+                                              "pseudo labels", "unlabeled losses",       "backward",
+                                              "optimizer step"};
+    char line[512];
+    int n = snprintf(line, sizeof line, "time per step over %lld steps (ms):", (long long)tr->prof_steps);
+    for (int k = 0; k < PROF_N && n > 0 && n < (int)sizeof line; k++)
+        n += snprintf(line + n, sizeof line - (size_t)n, "%s %s %.1f", k ? "," : "", names[k],
+                      1000.0 * tr->prof[k] / (double)tr->prof_steps);
+    dc_log(tr->ctx, DIFFCL_LOG_INFO, "%s", line);
+}
+
+/* Adds the time since the last mark to part k. */
+static void prof_mark(diffcl_trainer *tr, int k)
+{
+    if (!tr->profile) return;
+    double now = now_seconds();
+    tr->prof[k] += now - tr->prof_t;
+    tr->prof_t = now;
+}
+
 void diffcl_trainer_free(diffcl_trainer *tr)
 {
     if (!tr) return;
+    print_profile(tr);
     dc_dist_free(tr->dist); /* MPI: before the parameters it hooks */
     diffcl_sampler_free(tr->sampler);
     diffcl_split_free(&tr->split);
@@ -439,6 +466,7 @@ static diffcl_status unlabeled_terms(diffcl_trainer *tr, step_vars *v, uint32_t 
     }
     diffcl_set_grad_enabled(ctx, prev);
     if (s != DIFFCL_OK) return s;
+    prof_mark(tr, PROF_PSEUDO);
 
     /* L^d_p: the DS learns the CS's pseudo label from its noised version (on the strong view) */
     DC_TRY(diffcl_diffusion_loss(tr->ds, v->img_u, v->pseudo_cs,
@@ -473,6 +501,7 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
     const diffcl_train_options *o = &tr->o;
     dc_threads_adapt(tr->ctx); /* a default thread count follows the load (thread_adapt.c) */
     double t0 = now_seconds();
+    tr->prof_t = t0;
     uint32_t it = (uint32_t)tr->it;
     diffcl_train_stats st;
     memset(&st, 0, sizeof st);
@@ -507,6 +536,7 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
             diffcl_tensor_free(gw);
         }
     }
+    prof_mark(tr, PROF_BATCH);
     diffcl_module_train(tr->cs, 1);
     diffcl_module_set_step(tr->cs, it);
     if (tr->ds) {
@@ -521,6 +551,7 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
     if (s == DIFFCL_OK) s = diffcl_tensor_narrow(v.logits, 0, 0, o->batch_labeled, &v.lab_logits);
     if (s == DIFFCL_OK) s = diffcl_dice_ce_loss(v.lab_logits, v.label, NULL, &v.cs_sup, NULL);
     if (s == DIFFCL_OK) s = accumulate(&v.total, v.cs_sup, 1.0);
+    prof_mark(tr, PROF_CS);
     if (tr->ds) {
         /* DS supervised: x_t from the labels, Dice + CE on its x_0 logits */
         if (s == DIFFCL_OK) s = diffcl_tensor_narrow(v.image, 0, 0, o->batch_labeled, &v.img_l);
@@ -528,11 +559,13 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
             s = diffcl_diffusion_loss(tr->ds, v.img_l, v.label, diffcl_rng_key_make(o->seed, STREAM_DS_SUP, 0, it),
                                       &v.ds_sup, NULL);
         if (s == DIFFCL_OK) s = accumulate(&v.total, v.ds_sup, 1.0);
+        prof_mark(tr, PROF_DS_SUP);
         if (s == DIFFCL_OK && mu > 0) {
             s = unlabeled_terms(tr, &v, it, &st.agreement, &st.cs_fg_fraction);
             if (s == DIFFCL_OK) s = accumulate(&v.total, v.ds_pseudo, o->mu1 * mu);
             if (s == DIFFCL_OK) s = accumulate(&v.total, v.cs_pseudo, o->mu2 * mu);
             if (s == DIFFCL_OK && v.contrast) s = accumulate(&v.total, v.contrast, o->mu2 * mu * o->eta);
+            prof_mark(tr, PROF_UNLABELED);
         }
     }
     st.loss = item(v.total);
@@ -557,6 +590,7 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
         s = diffcl_backward(v.total, NULL);
         diffcl_status ds = dc_dist_finish_backward(tr->dist);
         if (s == DIFFCL_OK) s = ds;
+        prof_mark(tr, PROF_BACKWARD);
     }
     if (s == DIFFCL_OK) {
         st.lr = diffcl_lr_poly(o->lr, tr->it, o->iters, 0.9);
@@ -565,7 +599,9 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
     }
     diffcl_optimizer_zero_grad(tr->opt);
     step_vars_free(&v);
+    prof_mark(tr, PROF_STEP);
     if (s != DIFFCL_OK) return s;
+    tr->prof_steps += tr->profile;
     tr->it++;
     st.iteration = tr->it;
     st.seconds = now_seconds() - t0;

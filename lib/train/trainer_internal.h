@@ -19,8 +19,15 @@ enum {
     STREAM_VOXELS = 0x54520004u    /* contrastive voxel sample */
 };
 
+/* Parts of a training step, timed when DIFFCL_PROFILE=1 (trainer.c, docs/performance.md). */
+enum { PROF_BATCH, PROF_CS, PROF_DS_SUP, PROF_PSEUDO, PROF_UNLABELED, PROF_BACKWARD, PROF_STEP, PROF_N };
+
 struct diffcl_trainer {
     diffcl_context *ctx;
+    int profile;             /* DIFFCL_PROFILE=1: time the parts of each step */
+    double prof[PROF_N];     /* seconds summed over prof_steps steps */
+    double prof_t;           /* the end of the last timed part */
+    int64_t prof_steps;
     diffcl_train_options o;
     char *s_layout, *s_data_dir, *s_train_list, *s_val_list, *s_labeled_list, *s_out_dir;
     diffcl_dataset *train_set;
