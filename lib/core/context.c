@@ -15,7 +15,6 @@ void diffcl_context_options_init(diffcl_context_options *opts)
     *opts = d;
 }
 
-
 diffcl_status diffcl_context_create(const diffcl_context_options *opts, diffcl_context **out)
 {
     DC_CHECK_ARG(out, "diffcl_context_create: out is NULL");
@@ -74,6 +73,8 @@ diffcl_status diffcl_context_set_threads(diffcl_context *ctx, int n_threads)
     ctx->threads_auto = n_threads == 0 && dc_adapt_enabled_by_env();
     ctx->adapt_samples = 0;
     ctx->others_avg = 0;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    ctx->threads_online = online > 0 ? (int)online : 1;
     if (n_threads == 0) {
         int affinity = 0;
         double quota = 0;

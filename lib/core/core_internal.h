@@ -17,8 +17,9 @@ struct dc_fft_cache; /* owned by the context, defined by the FFT layer */
 struct diffcl_context {
     int n_threads; /* the threads of the next parallel region */
     /* n_threads left to the library: re-chosen by dc_threads_adapt between 1 and the budget
-     * (thread_adapt.c); others_avg is the running mean of other processes' runnable threads */
-    int threads_auto, threads_budget, adapt_samples;
+     * (thread_adapt.c); threads_online is the machine's CPU count, others_avg the running mean
+     * of the CPUs other processes use, adapt_* the clocks of the last sample */
+    int threads_auto, threads_budget, threads_online, adapt_samples;
     double others_avg, adapt_wall, adapt_own, adapt_busy;
     diffcl_alloc_fn alloc;
     diffcl_free_fn free;
@@ -82,10 +83,10 @@ double dc_cgroup_cpu_quota(const char *root);
 
 /* Contention-aware thread count (thread_adapt.c). dc_threads_adapt re-chooses n_threads of a
  * context whose count was left to the library, at the start of a unit of work (a training
- * step, a sliding-window batch); dc_threads_for_load is its rule: the CPUs not taken by
- * @p others runnable threads of other processes, between 1 and @p budget. */
+ * step, a sliding-window batch); dc_threads_for_load is its rule: the @p online CPUs not
+ * taken by the @p others CPUs that other processes use, between 1 and @p budget. */
 void dc_threads_adapt(diffcl_context *ctx);
-int dc_threads_for_load(int budget, int online, double others); /* others: CPUs in use */
+int dc_threads_for_load(int budget, int online, double others);
 int dc_adapt_enabled_by_env(void); /* 0 when DIFFCL_ADAPT_THREADS=0 */
 
 /* Thread count to hand OpenMP regions. */

@@ -14,8 +14,9 @@
  * Other processes' use is the machine's busy CPU time (/proc/stat) minus this process's own,
  * over the time since the last sample (at least 50 ms), averaged over the last samples so that
  * one quiet moment of a neighbour does not flip the count. (A count of runnable threads, the
- * first try, was useless: our own OpenMP threads wake and sleep faster than /proc can be read.) A count given by the caller is never changed, and
- * DIFFCL_ADAPT_THREADS=0 turns the adaptation off. Counting processes on every CPU of the
+ * first try, was useless: our own OpenMP threads wake and sleep faster than /proc can be
+ * read.) A count given by the caller is never changed, and DIFFCL_ADAPT_THREADS=0 turns the
+ * adaptation off. Counting processes on every CPU of the
  * machine never lowers the count on a large machine that has enough idle CPUs: the free CPUs
  * are counted machine-wide. */
 #ifndef _GNU_SOURCE
@@ -71,12 +72,13 @@ int dc_threads_for_load(int budget, int online, double others)
 void dc_threads_adapt(diffcl_context *ctx)
 {
     if (!ctx || !ctx->threads_auto || ctx->threads_budget <= 1) return;
-    double wall = clock_seconds(CLOCK_MONOTONIC), own = clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
-    double busy = machine_busy_seconds();
-    long online = sysconf(_SC_NPROCESSORS_ONLN);
-    if (wall < 0 || own < 0 || busy < 0 || online < 1) return;
+    /* called per sliding-window batch too: only the clock until a sample is due */
+    double wall = clock_seconds(CLOCK_MONOTONIC);
     double dt = wall - ctx->adapt_wall;
-    if (ctx->adapt_samples > 0 && dt < 0.05) return; /* /proc/stat counts 10 ms ticks: wait for more */
+    if (wall < 0 || (ctx->adapt_samples > 0 && dt < 0.05)) return; /* /proc/stat counts 10 ms ticks */
+    double own = clock_seconds(CLOCK_PROCESS_CPUTIME_ID), busy = machine_busy_seconds();
+    int online = ctx->threads_online;
+    if (own < 0 || busy < 0 || online < 1) return;
     if (ctx->adapt_samples > 0) {
         /* CPUs used by other processes over the interval: the machine's busy time minus ours */
         double others = ((busy - ctx->adapt_busy) - (own - ctx->adapt_own)) / dt;
@@ -88,9 +90,9 @@ void dc_threads_adapt(diffcl_context *ctx)
     ctx->adapt_own = own;
     ctx->adapt_busy = busy;
     if (ctx->adapt_samples < 2) return;
-    int n = dc_threads_for_load(ctx->threads_budget, (int)online, ctx->others_avg);
+    int n = dc_threads_for_load(ctx->threads_budget, online, ctx->others_avg);
     if (n == ctx->n_threads) return;
-    dc_log(ctx, DIFFCL_LOG_DEBUG, "threads %d -> %d: other processes use %.2f of %ld CPUs", ctx->n_threads, n,
+    dc_log(ctx, DIFFCL_LOG_DEBUG, "threads %d -> %d: other processes use %.2f of %d CPUs", ctx->n_threads, n,
            ctx->others_avg, online);
     __atomic_store_n(&ctx->n_threads, n, __ATOMIC_RELAXED); /* see dc_threads */
     openblas_set_num_threads(n);
