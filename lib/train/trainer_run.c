@@ -5,7 +5,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "model/model_internal.h"
 #include "train/trainer_internal.h"
 
 static double wall(void)
@@ -107,13 +106,6 @@ static diffcl_status resume_log(diffcl_trainer *tr, const char *csv_path, int *h
  * them) and, for Diff-CL, the DS under "ds." with its configuration (diffcl_trainer_load_net). */
 static diffcl_status save_model(diffcl_trainer *tr, const char *path)
 {
-    if (!tr->ds) {
-        char *opts = dc_train_options_to_json(&tr->o);
-        if (!opts) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "saving %s: out of memory", path);
-        diffcl_status s = dc_model_save_with(tr->cs, path, "diffcl.train_options", opts);
-        free(opts);
-        return s;
-    }
     diffcl_tensor_dict *all = NULL;
     DC_TRY(diffcl_tensor_dict_new(tr->ctx, &all));
     diffcl_status s = dc_trainer_add_networks(tr, all, "");
