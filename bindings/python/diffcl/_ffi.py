@@ -36,28 +36,24 @@ def _candidates():
     return out, False
 
 
+def _mapped_files():
+    """The files mapped into this process (/proc/self/maps); None where it cannot be read."""
+    try:
+        with open("/proc/self/maps") as f:
+            return [line.split(None, 5)[-1].strip() for line in f]
+    except OSError:
+        return None
+
+
 def _loaded_file(name):
     """The file the dynamic loader mapped for @name (a bare soname says nothing about which
     copy was found): the libdiffcl line of /proc/self/maps, else @name itself."""
     if os.sep in name:
         return os.path.abspath(name)
-    try:
-        with open("/proc/self/maps") as f:
-            for line in f:
-                path = line.split(None, 5)[-1].strip()
-                if os.path.basename(path).startswith("libdiffcl.so"):
-                    return path
-    except OSError:
-        pass
+    for path in _mapped_files() or []:
+        if os.path.basename(path).startswith("libdiffcl.so"):
+            return path
     return name
-
-
-def _libgomp_loaded():
-    try:
-        with open("/proc/self/maps") as f:
-            return any("libgomp" in line for line in f)
-    except OSError:
-        return True  # cannot tell: leave the environment alone
 
 
 def _default_wait_policy():
@@ -66,8 +62,11 @@ def _default_wait_policy():
     does not make every parallel region wait for a descheduled thread. libgomp reads it once,
     when it is loaded, so it is set only when libgomp is not in the process yet and the user has
     set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT."""
-    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ or _libgomp_loaded():
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
         return
+    mapped = _mapped_files()
+    if mapped is None or any("libgomp" in os.path.basename(p) for p in mapped):
+        return  # libgomp is loaded (or we cannot tell): too late to set it
     os.environ["GOMP_SPINCOUNT"] = "10000"
 
 
