@@ -15,9 +15,6 @@ diffcl_status dc_model_from_dict(diffcl_context *ctx, const diffcl_tensor_dict *
                                  diffcl_module **out);
 /* The JSON configuration diffcl_model_save() stores ("diffcl.model"); NULL with the error set. */
 char *dc_model_config_json(const diffcl_module *m);
-/* diffcl_model_save() of a V-Net with one more metadata item (@p extra_key NULL: none). */
-diffcl_status dc_model_save_with(const diffcl_module *m, const char *path, const char *extra_key,
-                                 const char *extra_value);
 /* "batchnorm" | "instancenorm" | "groupnorm" | "none", as the checkpoints spell them. */
 const char *dc_norm_name(diffcl_norm_kind k);
 int dc_norm_from_name(const char *s, diffcl_norm_kind *k);

@@ -62,23 +62,17 @@ char *dc_model_config_json(const diffcl_module *m)
     return s;
 }
 
-diffcl_status dc_model_save_with(const diffcl_module *m, const char *path, const char *extra_key,
-                                 const char *extra_value)
-{
-    DC_CHECK_ARG(m && path, "diffcl_model_save: NULL argument");
-    char *cfg = dc_model_config_json(m);
-    if (!cfg) return DIFFCL_ERR_UNSUPPORTED;
-    const char *keys[3] = {"diffcl.model", "diffcl.version", extra_key};
-    const char *vals[3] = {cfg, DIFFCL_VERSION_STRING, extra_value};
-    diffcl_status s = diffcl_module_save(m, path, keys, vals, extra_key ? 3 : 2);
-    free(cfg);
-    return s;
-}
-
 diffcl_status diffcl_model_save(const diffcl_module *m, const char *path)
 {
     if (m && !strcmp(diffcl_module_type(m), "diffusion")) return diffcl_diffusion_save(m, path); /* as load reads */
-    return dc_model_save_with(m, path, NULL, NULL);
+    DC_CHECK_ARG(m && path, "diffcl_model_save: NULL argument");
+    char *cfg = dc_model_config_json(m);
+    if (!cfg) return DIFFCL_ERR_UNSUPPORTED;
+    const char *keys[2] = {"diffcl.model", "diffcl.version"};
+    const char *vals[2] = {cfg, DIFFCL_VERSION_STRING};
+    diffcl_status s = diffcl_module_save(m, path, keys, vals, 2);
+    free(cfg);
+    return s;
 }
 
 diffcl_status dc_check_saved_weight(const diffcl_tensor_dict *dict, const char *prefix, const char *name,
