@@ -4,11 +4,13 @@
 #
 #   bench/real/ablation.sh [SET] [SEEDS]      # default: main, "0 1 2"; about 35 min a row
 #
-# Rows (run-folder tag: the one option that differs from the defaults):
+# Rows, most telling first (run-folder tag: the one option that differs from the defaults):
+#   mu2-0       --mu2 0                    (the CS learns nothing from unlabeled data; the DS
+#                                           still does, and the batches are unchanged)
 #   no-cps      --cps agreement            (0.1.0's L^c_p: only where CS and DS agree)
-#   plain       --cps plain                (CPS without confidence weighting)
 #   train-mode  --ds-pseudo-train-mode     (DS pseudo labels in training mode)
 #   no-views    --no-weak-strong           (pseudo labels from the strong view)
+#   plain       --cps plain                (CPS without confidence weighting)
 #   uniform-cl  --no-contrast-balance      (contrastive voxels drawn uniformly)
 #   v010        all of the above but plain (the 0.1.0 configuration)
 # A finished row is not run again (bench/real/run.sh keeps metrics.csv).
@@ -17,10 +19,11 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 set_name="${1:-main}"
 seeds="${2:-0 1 2}"
 rows=(
+    "mu2-0|--mu2 0"
     "no-cps|--cps agreement"
-    "plain|--cps plain"
     "train-mode|--ds-pseudo-train-mode"
     "no-views|--no-weak-strong"
+    "plain|--cps plain"
     "uniform-cl|--no-contrast-balance"
     "v010|--cps agreement --ds-pseudo-train-mode --no-contrast-balance --no-weak-strong"
 )
