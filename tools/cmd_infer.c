@@ -13,40 +13,8 @@
 #include <diffcl/model.h>
 
 #include "commands.h"
+#include "args.h"
 #include "options.h"
-
-static void infer_usage(FILE *f)
-{
-    fprintf(f,
-            "usage: diffcl infer --model CKPT --input FILE|DIR --output FILE|DIR\n"
-            "                    [--patch D,H,W] [--stride D,H,W] [--preset la|pancreas|brats]\n"
-            "                    [--gaussian] [--tta] [--lcc] [--normalize none|zscore|zscore-nonzero|minmax]\n"
-            "                    [--overlay DIR] [--batch N] [--threads N] [--quiet]\n"
-            "                    [--net cs|ds|ensemble] [--ddim-steps N]\n\n"
-            "Segments each input with the model saved in CKPT (diffcl_model_save or a training\n"
-            "checkpoint: the file carries the model configuration) by sliding window, averaged\n"
-            "softmax and argmax, and writes the label map in the input's format:\n"
-            "  <case>.nii.gz / .nii  NIfTI with the input's header (spacing, affine); a 4-D input\n"
-            "                        (x,y,z,c) or nnU-Net channel files <case>_0000, _0001... are\n"
-            "                        the channels\n"
-            "  <case>.png            8-bit PNG of class indices (any image size)\n"
-            "  <case>.h5             dataset 'image' in, dataset 'label' out\n"
-            "With a folder, every such file (and each LA-layout <case>/mri_norm2.h5, written as\n"
-            "<case>.h5) is segmented into the output folder, which is created if missing.\n\n"
-            "  --patch, --stride     window and step (default: the training patch from a training\n"
-            "                        checkpoint, else 112,112,80 in 3-D; stride 18,18,4 for the\n"
-            "                        LA patch, else half the patch; 2-D: the patch is the image\n"
-            "                        rounded up to a multiple of 16)\n"
-            "  --preset              la: 112,112,80 / 18,18,4; pancreas: 96^3 / 16^3; brats: 96^3 / 64^3\n"
-            "  --gaussian            Gaussian window weighting; --tta: average over all flips\n"
-            "  --lcc                 keep the largest connected component of each class\n"
-            "  --normalize           intensity normalisation before inference (default none: the\n"
-            "                        model sees the data as the training loader gave it)\n"
-            "  --overlay DIR         also write a colour overlay PNG of the slice with most foreground\n"
-            "  --net N               of a Diff-CL run: cs (default), ds (a seeded DDIM sample from noise,\n"
-            "                        conditioned on the image) or ensemble (the mean of both softmaxes)\n"
-            "  --ddim-steps N        DS sampling steps (default: the run's, 10)\n");
-}
 
 static int ends_with(const char *s, const char *suf)
 {
@@ -103,27 +71,6 @@ static const char *ext_of(const char *p)
     if (ends_with(p, ".png")) return ".png";
     if (ends_with(p, ".h5")) return ".h5";
     return NULL;
-}
-
-static int parse3(const char *s, int64_t v[3])
-{
-    long long a, b, c;
-    char tail;
-    int n = sscanf(s, "%lld,%lld,%lld%c", &a, &b, &c, &tail);
-    if (n == 3 && a > 0 && b > 0 && c > 0) {
-        v[0] = a;
-        v[1] = b;
-        v[2] = c;
-        return 1;
-    }
-    n = sscanf(s, "%lld,%lld%c", &b, &c, &tail);
-    if (n == 2 && b > 0 && c > 0) {
-        v[0] = 1;
-        v[1] = b;
-        v[2] = c;
-        return 1;
-    }
-    return 0;
 }
 
 /* The training patch from a training checkpoint's "diffcl.train_options" (0 if absent). */
@@ -298,70 +245,20 @@ static int cmp_str(const void *a, const void *b)
 
 int cmd_infer(int argc, char **argv)
 {
+    infer_args args;
+    int parsed = infer_args_parse(argc, argv, &args);
+    if (parsed != TOOL_ARGS_RUN) return parsed;
     job jb;
     memset(&jb, 0, sizeof jb);
     diffcl_sliding_window_options_init(&jb.so);
-    jb.normalize = "none";
-    const char *input = NULL, *output = NULL, *preset = NULL;
-    int threads = 0, tta = 0, gaussian = 0, lcc = 0, batch = 1;
-    diffcl_net_options net = DIFFCL_NET_OPTIONS_INIT;
-    int64_t patch[3] = {0, 0, 0}, stride[3] = {0, 0, 0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            infer_usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--gaussian")) { gaussian = 1; continue; }
-        if (!strcmp(a, "--tta")) { tta = 1; continue; }
-        if (!strcmp(a, "--lcc")) { lcc = 1; continue; }
-        if (!strcmp(a, "--quiet")) { jb.quiet = 1; continue; }
-        if (i + 1 >= argc) return opt_fail("infer", "option %s needs a value", a);
-        const char *v = argv[++i];
-        if (!strcmp(a, "--model")) jb.model_path = v;
-        else if (!strcmp(a, "--input")) input = v;
-        else if (!strcmp(a, "--output")) output = v;
-        else if (!strcmp(a, "--overlay")) jb.overlay_dir = v;
-        else if (!strcmp(a, "--preset")) preset = v;
-        else if (!strcmp(a, "--normalize")) {
-            if (strcmp(v, "none") && strcmp(v, "zscore") && strcmp(v, "zscore-nonzero") && strcmp(v, "minmax"))
-                return opt_fail("infer", "--normalize must be none, zscore, zscore-nonzero or minmax");
-            jb.normalize = v;
-        } else if (!strcmp(a, "--patch")) {
-            if (!parse3(v, patch)) return opt_fail("infer", "--patch must be D,H,W (or H,W), not '%s'", v);
-            jb.patch_given = 1;
-        } else if (!strcmp(a, "--stride")) {
-            if (!parse3(v, stride)) return opt_fail("infer", "--stride must be D,H,W (or H,W), not '%s'", v);
-            jb.stride_given = 1;
-        } else if (!strcmp(a, "--threads")) {
-            if (!opt_int(v, 0, 1024, &threads)) return opt_fail("infer", "bad --threads %s", v);
-        } else if (!strcmp(a, "--net")) {
-            if (!strcmp(v, "cs")) net.net = DIFFCL_NET_CS;
-            else if (!strcmp(v, "ds")) net.net = DIFFCL_NET_DS;
-            else if (!strcmp(v, "ensemble")) net.net = DIFFCL_NET_ENSEMBLE;
-            else return opt_fail("infer", "--net %s is not cs|ds|ensemble", v);
-        } else if (!strcmp(a, "--ddim-steps")) {
-            if (!opt_int(v, 1, 1000, &net.ddim_steps)) return opt_fail("infer", "bad --ddim-steps %s (1..1000)", v);
-        } else if (!strcmp(a, "--batch")) {
-            if (!opt_int(v, 1, 256, &batch)) return opt_fail("infer", "bad --batch %s", v);
-        } else
-            return opt_fail("infer", "unknown option %s (see 'diffcl infer --help')", a);
-    }
-    if (!jb.model_path || !input || !output)
-        return opt_fail("infer", "--model, --input and --output are required");
-    if (preset) {
-        static const struct { const char *n; int64_t p[3], s[3]; } presets[] = {
-            {"la", {112, 112, 80}, {18, 18, 4}},
-            {"pancreas", {96, 96, 96}, {16, 16, 16}},
-            {"brats", {96, 96, 96}, {64, 64, 64}}};
-        int k = -1;
-        for (int j = 0; j < 3; j++)
-            if (!strcmp(preset, presets[j].n)) k = j;
-        if (k < 0) return opt_fail("infer", "--preset must be la, pancreas or brats");
-        if (!jb.patch_given) memcpy(patch, presets[k].p, sizeof patch);
-        if (!jb.stride_given) memcpy(stride, presets[k].s, sizeof stride);
-        jb.patch_given = jb.stride_given = 1;
-    }
+    jb.model_path = args.model_path;
+    jb.normalize = args.normalize;
+    jb.overlay_dir = args.overlay_dir;
+    jb.quiet = args.quiet;
+    jb.patch_given = args.patch_given;
+    jb.stride_given = args.stride_given;
+    const char *input = args.input, *output = args.output;
+    diffcl_net_options net = args.net;
     int in_dir = is_dir(input);
     if (!in_dir && !is_file(input)) return opt_fail("infer", "no such input '%s'", input);
     if (!in_dir && !ext_of(input))
@@ -376,7 +273,7 @@ int cmd_infer(int argc, char **argv)
         return opt_fail("infer", "--overlay '%s' is not a folder", jb.overlay_dir);
 
     diffcl_context_options co = DIFFCL_CONTEXT_OPTIONS_INIT;
-    co.n_threads = threads;
+    co.n_threads = args.threads;
     diffcl_context *ctx = NULL;
     if (tool_context_create(&co, &ctx) != DIFFCL_OK ||
         diffcl_trainer_load_net(ctx, jb.model_path, &net, &jb.model) != DIFFCL_OK) {
@@ -406,13 +303,13 @@ int cmd_infer(int argc, char **argv)
         }
     }
     checkpoint_patch(ctx, jb.model_path, jb.train_patch);
-    if (jb.patch_given) memcpy(jb.so.patch, patch, sizeof patch);
-    else if (jb.train_patch[1] > 0) memcpy(jb.so.patch, jb.train_patch, sizeof patch);
-    if (jb.stride_given) memcpy(jb.so.stride, stride, sizeof stride);
-    jb.so.gaussian = gaussian;
-    jb.so.tta_flips = tta;
-    jb.so.largest_cc = lcc;
-    jb.so.batch = batch;
+    if (jb.patch_given) memcpy(jb.so.patch, args.patch, sizeof args.patch);
+    else if (jb.train_patch[1] > 0) memcpy(jb.so.patch, jb.train_patch, sizeof jb.train_patch);
+    if (jb.stride_given) memcpy(jb.so.stride, args.stride, sizeof args.stride);
+    jb.so.gaussian = args.gaussian;
+    jb.so.tta_flips = args.tta;
+    jb.so.largest_cc = args.lcc;
+    jb.so.batch = args.batch;
 
     int rc = 0;
     if (!in_dir) {

@@ -1,0 +1,49 @@
+/* The argument parsers of `diffcl train`, `infer` and `eval`, kept apart from the commands that
+ * run them so that each can be read at once and fuzzed alone (tests/fuzz/fuzz_args.c).
+ *
+ * A parser reads argv (argv[0] is the subcommand name) into its struct and touches nothing else:
+ * no file is opened or stat'ed, no context is made. It returns TOOL_ARGS_RUN when the command
+ * should run, or else the exit code to return at once: 0 after --help (usage on stdout), 2 after a
+ * usage error (one line on stderr, via opt_fail). The strings in the struct point into argv.
+ * Checks that need the file system (does the input exist, is a run already there) belong to the
+ * command. */
+#ifndef DIFFCL_TOOLS_ARGS_H
+#define DIFFCL_TOOLS_ARGS_H
+
+#include <stdint.h>
+
+#include <diffcl/diffcl.h>
+
+#define TOOL_ARGS_RUN (-1)
+
+typedef struct train_args {
+    diffcl_train_options o;
+    const char *resume;     /* --resume RUN_DIR, or NULL */
+    int threads;            /* 0: the library's default */
+    int overwrite;
+    int64_t iters_override; /* --iters given with --resume; 0 otherwise */
+} train_args;
+
+int train_args_parse(int argc, char **argv, train_args *a);
+
+typedef struct infer_args {
+    const char *model_path, *input, *output, *overlay_dir;
+    const char *normalize; /* none|zscore|zscore-nonzero|minmax */
+    diffcl_net_options net;
+    int64_t patch[3], stride[3]; /* given by --patch / --stride or --preset */
+    int patch_given, stride_given;
+    int threads, tta, gaussian, lcc, batch, quiet;
+} infer_args;
+
+int infer_args_parse(int argc, char **argv, infer_args *a);
+
+typedef struct eval_args {
+    const char *pred_dir, *label_dir, *list, *csv;
+    int classes; /* 0: the largest label + 1 */
+    int physical;
+    diffcl_metric_options mo; /* connectivity and the empty-mask policy */
+} eval_args;
+
+int eval_args_parse(int argc, char **argv, eval_args *a);
+
+#endif
