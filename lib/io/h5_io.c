@@ -18,6 +18,10 @@
  * (the sampler's prefetch thread may read while the caller's thread does). */
 static pthread_mutex_t h5_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Bytes of fill value (chunks never written) a dataset may claim beyond what its stored
+ * chunks can expand to: h5_read_locked, docs/security.md. */
+#define H5_FILL_SLACK ((uint64_t)64 << 20)
+
 int diffcl_io_has_hdf5(void) { return 1; }
 
 /* HDF5 prints its error stack to stderr by default: silence it for our calls. */
@@ -106,6 +110,16 @@ static diffcl_status h5_read_locked(diffcl_context *ctx, const char *path, const
         s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': dataset '%s' claims %llu elements of %zu bytes but stores %llu "
                                         "bytes (truncated or corrupt)", fn, path, name, (unsigned long long)numel,
                      size, (unsigned long long)H5Dget_storage_size(d));
+        goto done;
+    }
+    /* A chunked dataset holds compressed chunks, and chunks never written read as the fill
+     * value, so a file of a few KB can claim terabytes. Deflate (the one filter Debian's
+     * libhdf5 decodes) expands at most 1032:1; beyond that, allow H5_FILL_SLACK of fill. */
+    uint64_t stored = (uint64_t)H5Dget_storage_size(d);
+    if (layout == H5D_CHUNKED && numel * size / 1032 > stored + H5_FILL_SLACK / 1032) {
+        s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': dataset '%s' claims %llu elements of %zu bytes but stores %llu "
+                                        "compressed bytes, more than deflate can expand to (corrupt)", fn, path, name,
+                     (unsigned long long)numel, size, (unsigned long long)stored);
         goto done;
     }
     t = dc_tensor_empty(ctx, dt, nd, shape);
