@@ -742,6 +742,14 @@ diffcl_status dc_diffusion_from_dict(diffcl_context *ctx, const diffcl_tensor_di
                                   (int64_t)o.in_channels + o.n_classes, path);
     if (s == DIFFCL_OK)
         s = dc_check_saved_weight(d, prefix, "decoder.out_conv.weight", o.dims, o.n_classes, o.n_filters, path);
+    /* the time MLP's sizes too, before anything is built: a forged time_hidden_dim alone would
+     * otherwise make a network of any size (dims 0: a [out, in] matrix) */
+    if (s == DIFFCL_OK)
+        s = dc_check_saved_weight(d, prefix, "embedding_diffusion.temb.dense.0.weight", 0, o.time_hidden_dim,
+                                  o.time_embed_dim, path);
+    if (s == DIFFCL_OK)
+        s = dc_check_saved_weight(d, prefix, "embedding_diffusion.temb.dense.1.weight", 0, o.time_hidden_dim,
+                                  o.time_hidden_dim, path);
     if (s == DIFFCL_OK) s = diffcl_diffusion_create(ctx, &o, &m);
     if (s == DIFFCL_OK) {
         diffcl_load_options lo = DIFFCL_LOAD_OPTIONS_INIT;

@@ -726,6 +726,26 @@ START_TEST(test_save_load)
     ck_assert(!diffcl_module_is_training(r));
     diffcl_module_free(r);
     r = NULL;
+    /* a forged configuration: the time MLP's width is checked against the saved weights before
+     * anything is built (a time_hidden_dim of 10^6 would be a 4 TB network) */
+    diffcl_tensor_dict *d = NULL;
+    ck_ok(diffcl_safetensors_load(ctx, path, &d));
+    const char *cfg = diffcl_tensor_dict_get_meta(d, "diffcl.model");
+    ck_assert_ptr_nonnull(cfg);
+    const char *at = strstr(cfg, "\"time_hidden_dim\":");
+    ck_assert_ptr_nonnull(at);
+    char forged[2048];
+    int head = (int)(at - cfg);
+    const char *tail = strpbrk(at + strlen("\"time_hidden_dim\":"), ",}");
+    snprintf(forged, sizeof forged, "%.*s\"time_hidden_dim\":1000000%s", head, cfg, tail);
+    ck_ok(diffcl_tensor_dict_set_meta(d, "diffcl.model", forged));
+    ck_ok(diffcl_safetensors_save(d, path));
+    diffcl_tensor_dict_free(d);
+    size_t before = diffcl_context_bytes_in_use(ctx);
+    ck_assert_int_eq(diffcl_diffusion_load(ctx, path, &r), DIFFCL_ERR_FORMAT);
+    ck_assert_ptr_null(r);
+    ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "temb.dense.0.weight"));
+    ck_assert_uint_eq(diffcl_context_bytes_in_use(ctx), before);
     /* a file that is not a denoiser */
     diffcl_module *lin = NULL;
     ck_ok(diffcl_linear_create(ctx, 2, 2, 1, diffcl_rng_key_make(0, 0, 0, 0), &lin));
