@@ -70,6 +70,10 @@ static diffcl_status h5_read_locked(diffcl_context *ctx, const char *path, const
     H5T_class_t cls = H5Tget_class(ty);
     size_t size = H5Tget_size(ty);
     diffcl_dtype dt;
+    if (size == 0) { /* H5Tget_size's error value: a corrupt datatype message */
+        s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': dataset '%s' has a corrupt element type", fn, path, name);
+        goto done;
+    }
     if (cls == H5T_FLOAT && size == 4) {
         dt = DIFFCL_F32;
         mem = H5Tcopy(H5T_NATIVE_FLOAT);

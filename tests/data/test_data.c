@@ -624,6 +624,15 @@ START_TEST(h5_layouts_match_h5py)
     ck_assert_int_eq(diffcl_h5_read(ctx, fx("data/bad/huge_shape.h5"), "image", &b), DIFFCL_ERR_FORMAT);
     ck_assert(strstr(diffcl_last_error(), "huge_shape.h5"));
     ck_assert_int_eq(diffcl_h5_read(ctx, fx("data/bad/overflow_shape.h5"), "image", &b), DIFFCL_ERR_FORMAT);
+    /* found by fuzz-h5 (tests/fuzz/regress/h5): a 12 KB file whose chunked dataset claims 209 GB,
+     * and a corrupt datatype of size 0 whose label would have allocated 2.3 GB */
+    char rp[4200];
+    snprintf(rp, sizeof rp, "%s/tests/fuzz/regress/h5/claims-209GB-chunked.h5", getenv("DIFFCL_SOURCE_ROOT"));
+    ck_assert_int_eq(diffcl_h5_read(ctx, rp, "image", &b), DIFFCL_ERR_FORMAT);
+    ck_assert(strstr(diffcl_last_error(), "more than deflate can expand to"));
+    snprintf(rp, sizeof rp, "%s/tests/fuzz/regress/h5/type-size-0.h5", getenv("DIFFCL_SOURCE_ROOT"));
+    ck_assert_int_eq(diffcl_h5_read(ctx, rp, "label", &b), DIFFCL_ERR_FORMAT);
+    ck_assert(strstr(diffcl_last_error(), "corrupt element type"));
     truncate_copy("/tmp/diffcl_test_rt.h5", "/tmp/diffcl_test_trunc.h5", 0.5);
     diffcl_status st = diffcl_h5_read(ctx, "/tmp/diffcl_test_trunc.h5", "image", &b);
     ck_assert_int_eq(st, DIFFCL_ERR_FORMAT);
