@@ -1,4 +1,4 @@
-/* The argument parsers of `diffcl train`, `infer` and `eval`, kept apart from the commands that
+/* The argument parsers of `diffcl train`, `infer`, `eval`, `demo` and `forward`, kept apart from the commands that
  * run them so that each can be read at once and fuzzed alone (tests/fuzz/fuzz_args.c).
  *
  * A parser reads argv (argv[0] is the subcommand name) into its struct and touches nothing else:
@@ -45,5 +45,22 @@ typedef struct eval_args {
 } eval_args;
 
 int eval_args_parse(int argc, char **argv, eval_args *a);
+
+typedef struct demo_args {
+    int64_t iters;
+    int labeled, seeds, threads, test_cases, n_filters, no_hfm;
+    int ddim_steps; /* 0: the trainer's default (ddim_steps_train) */
+    const char *out;
+} demo_args;
+
+int demo_args_parse(int argc, char **argv, demo_args *args);
+
+typedef struct forward_args {
+    diffcl_vnet_options vo; /* the model to build, from --model, --dims, ... --normalization */
+    const char *weights, *input, *output;
+    int train, threads;
+} forward_args;
+
+int forward_args_parse(int argc, char **argv, forward_args *args);
 
 #endif

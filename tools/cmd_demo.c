@@ -12,28 +12,7 @@
 #include <diffcl/infer.h>
 
 #include "commands.h"
-#include "options.h"
-
-typedef struct demo_opts {
-    int64_t iters;
-    int labeled, seeds, threads, test_cases, n_filters, no_hfm;
-    int ddim_steps; /* 0: the trainer's default (ddim_steps_train) */
-    const char *out;
-} demo_opts;
-
-static void demo_usage(FILE *f)
-{
-    fprintf(f,
-            "usage: diffcl demo [--iters N] [--labeled N] [--seeds K] [--test-cases N] [--n-filters N]\n"
-            "                   [--no-hfm] [--ddim-steps N] [--threads N] [--out DIR]\n\n"
-            "Trains the supervised baseline and Diff-CL on the built-in 2-D phantom (a few labeled\n"
-            "slices, the rest unlabeled), evaluates both on held-out phantom cases from another seed\n"
-            "and prints Dice / Jaccard / HD95 / ASD (mean +- std over cases). Overlays go to DIR.\n"
-            "--ddim-steps sets the DDIM steps of the DS pseudo label in training (the speed /\n"
-            "accuracy knob of the Diff-CL iteration; default the trainer's, 4).\n"
-            "Defaults: --iters 300 --labeled 2 --seeds 1 --test-cases 20 --n-filters 16\n"
-            "          --out demo-run --threads <usable CPUs>\n");
-}
+#include "args.h"
 
 static void quiet_log(diffcl_log_level level, const char *msg, void *user)
 {
@@ -56,7 +35,7 @@ typedef struct scores {
 } scores;
 
 /* Evaluate a trained CS on the held-out phantom cases. */
-static diffcl_status evaluate(diffcl_context *ctx, diffcl_module *cs, const demo_opts *d, uint64_t seed,
+static diffcl_status evaluate(diffcl_context *ctx, diffcl_module *cs, const demo_args *d, uint64_t seed,
                               const char *overlay_dir, scores *sc)
 {
     diffcl_dataset_options dopt = DIFFCL_DATASET_OPTIONS_INIT;
@@ -119,30 +98,9 @@ static void mean_std(const double *v, int64_t n, double *mean, double *sd)
 
 int cmd_demo(int argc, char **argv)
 {
-    demo_opts d = {300, 2, 1, 0, 20, 16, 0, 0, "demo-run"};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int iv;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            demo_usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--no-hfm")) {
-            d.no_hfm = 1;
-            continue;
-        }
-        if (i + 1 >= argc) return opt_fail("demo", "option %s needs a value", a);
-        const char *v = argv[++i];
-        if (!strcmp(a, "--out")) d.out = v;
-        else if (!strcmp(a, "--iters") && opt_int(v, 1, 100000000, &iv)) d.iters = iv;
-        else if (!strcmp(a, "--labeled") && opt_int(v, 1, 1000, &iv)) d.labeled = iv;
-        else if (!strcmp(a, "--seeds") && opt_int(v, 1, 100, &iv)) d.seeds = iv;
-        else if (!strcmp(a, "--test-cases") && opt_int(v, 1, 4096, &iv)) d.test_cases = iv;
-        else if (!strcmp(a, "--n-filters") && opt_int(v, 1, 1024, &iv)) d.n_filters = iv;
-        else if (!strcmp(a, "--threads") && opt_int(v, 0, 1024, &iv)) d.threads = iv;
-        else if (!strcmp(a, "--ddim-steps") && opt_int(v, 1, 1000, &iv)) d.ddim_steps = iv;
-        else return opt_fail("demo", "bad option %s %s (see 'diffcl demo --help')", a, v);
-    }
+    demo_args d;
+    int parsed = demo_args_parse(argc, argv, &d);
+    if (parsed != TOOL_ARGS_RUN) return parsed;
     diffcl_context_options co = DIFFCL_CONTEXT_OPTIONS_INIT;
     co.n_threads = d.threads;
     co.log = quiet_log;
