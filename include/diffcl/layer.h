@@ -38,7 +38,7 @@ DIFFCL_API diffcl_status diffcl_silu(const diffcl_tensor *x, diffcl_tensor **out
 DIFFCL_API diffcl_status diffcl_gelu(const diffcl_tensor *x, diffcl_tensor **out);
 /** Logistic sigmoid 1 / (1 + exp(-x)). */
 DIFFCL_API diffcl_status diffcl_sigmoid(const diffcl_tensor *x, diffcl_tensor **out);
-/** softplus(x) = log(1 + exp(x)), linear above @p threshold (PyTorch: beta 1, threshold 20). */
+/** softplus(x) = log(1 + exp(x)), taken as x above 20 (PyTorch's defaults: beta 1, threshold 20). */
 DIFFCL_API diffcl_status diffcl_softplus(const diffcl_tensor *x, diffcl_tensor **out);
 /** Softmax over @p axis (the class axis is 1 for NC... tensors). */
 DIFFCL_API diffcl_status diffcl_softmax(const diffcl_tensor *x, int axis, diffcl_tensor **out);

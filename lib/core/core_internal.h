@@ -108,4 +108,12 @@ static inline int dc_threads(const diffcl_context *ctx)
         if (dc_try_s_ != DIFFCL_OK) return dc_try_s_;                             \
     } while (0)
 
+/* DC_STEP(expr): evaluate @p expr only while the status `s` in scope is still DIFFCL_OK, and
+ * keep the first error. For a chain of steps followed by one clean-up path, where DC_TRY's
+ * early return would leak what the earlier steps made. */
+#define DC_STEP(expr)                                                             \
+    do {                                                                          \
+        if (s == DIFFCL_OK) s = (expr);                                           \
+    } while (0)
+
 #endif

@@ -36,8 +36,5 @@ double dc_draw_normal(dc_draw *d);
 int dc_gauss_blur(float *buf, int64_t n_volumes, const int64_t dims[3], const double sigma[3],
                   int n_threads);
 
-/* Linear interpolation of volume @p src (dims) at fractional coordinates (z, y, x); points
- * outside are clamped to the border (mode 'nearest'). */
-float dc_sample_linear(const float *src, const int64_t dims[3], double z, double y, double x);
 
 #endif

@@ -97,34 +97,3 @@ int dc_gauss_blur(float *buf, int64_t n_volumes, const int64_t dims[3], const do
     return 0;
 }
 
-float dc_sample_linear(const float *src, const int64_t dims[3], double z, double y, double x)
-{
-    double c[3] = {z, y, x};
-    int64_t i0[3], i1[3];
-    double f[3];
-    for (int a = 0; a < 3; a++) {
-        double v = c[a];
-        if (v < 0) v = 0;
-        if (v > (double)(dims[a] - 1)) v = (double)(dims[a] - 1);
-        double fl = floor(v);
-        i0[a] = (int64_t)fl;
-        i1[a] = i0[a] + 1 < dims[a] ? i0[a] + 1 : i0[a];
-        f[a] = v - fl;
-    }
-    const int64_t sH = dims[2], sD = dims[1] * dims[2];
-    double acc = 0;
-    for (int dz = 0; dz < 2; dz++) {
-        double wz = dz ? f[0] : 1 - f[0];
-        if (wz == 0) continue;
-        int64_t zz = dz ? i1[0] : i0[0];
-        for (int dy = 0; dy < 2; dy++) {
-            double wy = dy ? f[1] : 1 - f[1];
-            if (wy == 0) continue;
-            int64_t yy = dy ? i1[1] : i0[1];
-            const float *row = src + zz * sD + yy * sH;
-            double v = (1 - f[2]) * row[i0[2]] + (f[2] ? f[2] * row[i1[2]] : 0.0);
-            acc += wz * wy * v;
-        }
-    }
-    return (float)acc;
-}

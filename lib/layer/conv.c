@@ -186,8 +186,8 @@ static void k_channel_sum(diffcl_context *ctx, diffcl_dtype dt, const void *x, i
 static void k_add_bias(diffcl_context *ctx, diffcl_dtype dt, void *x, int64_t n, int64_t c,
                        int64_t vox, const void *b)
 {
-    if (dt == DIFFCL_F32) dc_add_channel_bias_f32(ctx, x, n, c, vox, b);
-    else dc_add_channel_bias_f64(ctx, x, n, c, vox, b);
+    if (dt == DIFFCL_F32) dc_kern_add_channel_bias_f32(ctx, x, n, c, vox, b);
+    else dc_kern_add_channel_bias_f64(ctx, x, n, c, vox, b);
 }
 
 /* ---- autograd ---- */

@@ -113,9 +113,9 @@ void dc_channel_sum_f32(diffcl_context *ctx, const float *x, int64_t n, int64_t 
                         float *out);
 void dc_channel_sum_f64(diffcl_context *ctx, const double *x, int64_t n, int64_t c,
                         int64_t vox, double *out);
-void dc_add_channel_bias_f32(diffcl_context *ctx, float *x, int64_t n, int64_t c, int64_t vox,
+void dc_kern_add_channel_bias_f32(diffcl_context *ctx, float *x, int64_t n, int64_t c, int64_t vox,
                              const float *bias);
-void dc_add_channel_bias_f64(diffcl_context *ctx, double *x, int64_t n, int64_t c, int64_t vox,
+void dc_kern_add_channel_bias_f64(diffcl_context *ctx, double *x, int64_t n, int64_t c, int64_t vox,
                              const double *bias);
 
 /* Column-buffer budget per thread in bytes and the minimum tile width in output voxels
@@ -138,7 +138,6 @@ diffcl_status dc_conv512_bwd_weight(diffcl_context *ctx, const dc_cgeo *g, const
                                     const float *dy, float *dw);
 /* Force the execution mode for tests: 0 automatic, 1 tiles in parallel, 2 tiles in turn. */
 void dc_conv_set_mode(int mode);
-int dc_conv_mode(void);
 
 /* Read a caller's geometry (struct_size-aware) into @p out, validated for @p what.
  * @p pool: kernels are windows (dilation allowed only for max pooling). */

@@ -29,7 +29,6 @@ void dc_conv_tiling_knobs(size_t *tile_bytes, int64_t *min_cols)
     *min_cols = g_min_cols;
 }
 void dc_conv_set_mode(int mode) { g_mode = mode; }
-int dc_conv_mode(void) { return g_mode; }
 
 typedef struct dc_conv_tiling {
     int64_t rows;     /* output rows (of out[2] voxels) per tile */

@@ -21,11 +21,6 @@ void diffcl_hf_mamba_options_init(diffcl_hf_mamba_options *opts)
     *opts = d;
 }
 
-#define STEP(expr)                       \
-    do {                                 \
-        if (s == DIFFCL_OK) s = (expr);  \
-    } while (0)
-
 /* The high band of x: FFT high-pass on the patch as one period, or on the patch padded with
  * zeros / by reflection and cropped back (o->border). */
 static diffcl_status high_band(const diffcl_hf_mamba_options *o, const diffcl_tensor *x,
@@ -41,8 +36,8 @@ static diffcl_status high_band(const diffcl_hf_mamba_options *o, const diffcl_te
     }
     diffcl_tensor *xp = NULL, *hp = NULL, *cur = NULL, *next = NULL;
     diffcl_status s = DIFFCL_OK;
-    STEP(dc_spatial_pad(x, pad, reflect, &xp));
-    STEP(diffcl_freq_filter(xp, fo, &hp));
+    DC_STEP(dc_spatial_pad(x, pad, reflect, &xp));
+    DC_STEP(diffcl_freq_filter(xp, fo, &hp));
     if (s == DIFFCL_OK) cur = diffcl_tensor_retain(hp);
     for (int a = 0; a < nsp && s == DIFFCL_OK; a++) { /* crop back, axis by axis */
         s = diffcl_tensor_narrow(cur, 2 + a, pad[3 - nsp + a], x->shape[2 + a], &next);
@@ -90,18 +85,18 @@ static diffcl_status hfm_forward(diffcl_module *m, const diffcl_tensor *x, diffc
     diffcl_status s = DIFFCL_OK;
     diffcl_tensor *high = NULL, *hp = NULL, *tok = NULL, *tn = NULL, *tm = NULL, *grid = NULL;
     diffcl_tensor *back = NULL, *gate = NULL;
-    STEP(high_band(&hi->o, x, &fo, &high));
-    STEP(diffcl_tensor_permute(high, to_tokens, &hp));
-    STEP(diffcl_tensor_reshape(hp, 3, tok_shape, &tok));
-    STEP(diffcl_module_forward(dc_module_get_child(m, "norm"), tok, &tn));
-    STEP(diffcl_module_forward(dc_module_get_child(m, "mixer"), tn, &tm));
-    STEP(diffcl_tensor_reshape(tm, nd, grid_shape, &grid));
-    STEP(diffcl_tensor_permute(grid, from_tokens, &back));
+    DC_STEP(high_band(&hi->o, x, &fo, &high));
+    DC_STEP(diffcl_tensor_permute(high, to_tokens, &hp));
+    DC_STEP(diffcl_tensor_reshape(hp, 3, tok_shape, &tok));
+    DC_STEP(diffcl_module_forward(dc_module_get_child(m, "norm"), tok, &tn));
+    DC_STEP(diffcl_module_forward(dc_module_get_child(m, "mixer"), tn, &tm));
+    DC_STEP(diffcl_tensor_reshape(tm, nd, grid_shape, &grid));
+    DC_STEP(diffcl_tensor_permute(grid, from_tokens, &back));
     if (hi->o.combine == DIFFCL_HFM_ATTENTION) {
-        STEP(diffcl_sigmoid(back, &gate));
-        STEP(diffcl_mul(x, gate, out));
+        DC_STEP(diffcl_sigmoid(back, &gate));
+        DC_STEP(diffcl_mul(x, gate, out));
     } else {
-        STEP(diffcl_add(x, back, out));
+        DC_STEP(diffcl_add(x, back, out));
     }
     diffcl_tensor *tmp[] = {high, hp, tok, tn, tm, grid, back, gate};
     for (size_t i = 0; i < sizeof tmp / sizeof tmp[0]; i++) diffcl_tensor_free(tmp[i]);

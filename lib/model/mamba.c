@@ -321,11 +321,6 @@ static void release(tmp_list *l)
     l->n = 0;
 }
 
-#define STEP(expr)                       \
-    do {                                 \
-        if (s == DIFFCL_OK) s = (expr);  \
-    } while (0)
-
 /* One scan direction: u = silu(conv(x)), the projections, the scan. y: [B, E, L]. */
 static diffcl_status direction(diffcl_module *m, int back, diffcl_tensor *xin, diffcl_tensor *z,
                                tmp_list *tl, diffcl_tensor **y)
@@ -344,38 +339,38 @@ static diffcl_status direction(diffcl_module *m, int back, diffcl_tensor *xin, d
     diffcl_tensor *xc = NULL, *xs = NULL, *xdbl = NULL, *dt = NULL, *dtp = NULL, *Bv = NULL, *Cv = NULL;
     diffcl_tensor *u = NULL, *delta = NULL, *Bp = NULL, *Cp = NULL, *Ae = NULL, *A = NULL;
     int perm[3] = {0, 2, 1};
-    STEP(diffcl_causal_conv1d(xin, dc_module_param(conv, "weight"), dc_module_param(conv, "bias"), 1,
+    DC_STEP(diffcl_causal_conv1d(xin, dc_module_param(conv, "weight"), dc_module_param(conv, "bias"), 1,
                               back, &xc));
     keep(tl, xc);
-    STEP(diffcl_silu(xc, &xs));
+    DC_STEP(diffcl_silu(xc, &xs));
     keep(tl, xs);
-    STEP(diffcl_linear(xs, dc_module_param(xproj, "weight"), dc_module_param(xproj, "bias"), &xdbl));
+    DC_STEP(diffcl_linear(xs, dc_module_param(xproj, "weight"), dc_module_param(xproj, "bias"), &xdbl));
     keep(tl, xdbl);
-    STEP(diffcl_tensor_narrow(xdbl, 2, 0, R, &dt));
+    DC_STEP(diffcl_tensor_narrow(xdbl, 2, 0, R, &dt));
     keep(tl, dt);
-    STEP(diffcl_linear(dt, dc_module_param(dtproj, "weight"), NULL, &dtp));
+    DC_STEP(diffcl_linear(dt, dc_module_param(dtproj, "weight"), NULL, &dtp));
     keep(tl, dtp);
-    STEP(diffcl_tensor_narrow(xdbl, 2, R, N, &Bv));
+    DC_STEP(diffcl_tensor_narrow(xdbl, 2, R, N, &Bv));
     keep(tl, Bv);
-    STEP(diffcl_tensor_narrow(xdbl, 2, R + N, N, &Cv));
+    DC_STEP(diffcl_tensor_narrow(xdbl, 2, R + N, N, &Cv));
     keep(tl, Cv);
-    STEP(diffcl_tensor_permute(xs, perm, &u));
+    DC_STEP(diffcl_tensor_permute(xs, perm, &u));
     keep(tl, u);
-    STEP(diffcl_tensor_permute(dtp, perm, &delta));
+    DC_STEP(diffcl_tensor_permute(dtp, perm, &delta));
     keep(tl, delta);
-    STEP(diffcl_tensor_permute(Bv, perm, &Bp));
+    DC_STEP(diffcl_tensor_permute(Bv, perm, &Bp));
     keep(tl, Bp);
-    STEP(diffcl_tensor_permute(Cv, perm, &Cp));
+    DC_STEP(diffcl_tensor_permute(Cv, perm, &Cp));
     keep(tl, Cp);
-    STEP(diffcl_exp(A_log, &Ae));
+    DC_STEP(diffcl_exp(A_log, &Ae));
     keep(tl, Ae);
-    STEP(diffcl_neg(Ae, &A));
+    DC_STEP(diffcl_neg(Ae, &A));
     keep(tl, A);
     diffcl_scan_options so = DIFFCL_SCAN_OPTIONS_INIT;
     so.delta_softplus = 1;
     so.reverse = back;
     so.chunk = mi->o.scan_chunk;
-    STEP(diffcl_selective_scan(u, delta, A, Bp, Cp, D, z, dc_module_param(dtproj, "bias"), &so, y));
+    DC_STEP(diffcl_selective_scan(u, delta, A, Bp, Cp, D, z, dc_module_param(dtproj, "bias"), &so, y));
     return s;
 }
 
@@ -392,27 +387,27 @@ static diffcl_status mamba_forward(diffcl_module *m, const diffcl_tensor *x, dif
     diffcl_tensor *xz = NULL, *xin = NULL, *zt = NULL, *z = NULL, *y = NULL, *yb = NULL, *ys = NULL;
     diffcl_tensor *yt = NULL;
     int perm[3] = {0, 2, 1};
-    STEP(diffcl_linear(x, dc_module_param(inp, "weight"), dc_module_param(inp, "bias"), &xz));
+    DC_STEP(diffcl_linear(x, dc_module_param(inp, "weight"), dc_module_param(inp, "bias"), &xz));
     keep(&tl, xz);
-    STEP(diffcl_tensor_narrow(xz, 2, 0, E, &xin));
+    DC_STEP(diffcl_tensor_narrow(xz, 2, 0, E, &xin));
     keep(&tl, xin);
-    STEP(diffcl_tensor_narrow(xz, 2, E, E, &zt));
+    DC_STEP(diffcl_tensor_narrow(xz, 2, E, E, &zt));
     keep(&tl, zt);
-    STEP(diffcl_tensor_permute(zt, perm, &z));
+    DC_STEP(diffcl_tensor_permute(zt, perm, &z));
     keep(&tl, z);
-    STEP(direction(m, 0, xin, z, &tl, &y));
+    DC_STEP(direction(m, 0, xin, z, &tl, &y));
     keep(&tl, y);
     if (mi->o.bidirectional) {
-        STEP(direction(m, 1, xin, z, &tl, &yb));
+        DC_STEP(direction(m, 1, xin, z, &tl, &yb));
         keep(&tl, yb);
-        STEP(diffcl_add(y, yb, &ys));
+        DC_STEP(diffcl_add(y, yb, &ys));
         keep(&tl, ys);
     } else {
         ys = y;
     }
-    STEP(diffcl_tensor_permute(ys, perm, &yt));
+    DC_STEP(diffcl_tensor_permute(ys, perm, &yt));
     keep(&tl, yt);
-    STEP(diffcl_linear(yt, dc_module_param(outp, "weight"), dc_module_param(outp, "bias"), out));
+    DC_STEP(diffcl_linear(yt, dc_module_param(outp, "weight"), dc_module_param(outp, "bias"), out));
     release(&tl);
     if (s != DIFFCL_OK) dc_error_prefix("mamba");
     return s;
