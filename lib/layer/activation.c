@@ -32,88 +32,33 @@ static inline double softplus_d(double v) { return v > SOFTPLUS_THRESHOLD ? v : 
  * functions of that precision, SIGM/SOFTPLUS its logistic and softplus. Every loop is an
  * `omp simd` loop (DC_VEC_MATH lets GCC vectorise them; those calling libm stay scalar).
  * `relu(NaN)` stays NaN as in PyTorch. */
-#define ACT_KERNELS(T, SFX, EXP, ERF, SIGM, SOFTPLUS)                                         \
-    DC_VEC_MATH static void act_fwd_##SFX(int kind, const T *x, T *y, int64_t n, T slope,     \
-                                          int nt)                                             \
-    {                                                                                         \
-        const T rs2 = (T)0.70710678118654752440; /* 1/sqrt(2) */                              \
-        switch (kind) {                                                                       \
-        case ACT_RELU: /* simd: GCC -O2 leaves this loop scalar and branchy otherwise */     \
-            ACT_FOR                                                                           \
-            for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0 ? (T)0 : x[i];                    \
-            break;                                                                            \
-        case ACT_LEAKY:                                                                       \
-            ACT_FOR                                                                           \
-            for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : x[i] * slope;            \
-            break;                                                                            \
-        case ACT_SILU:                                                                        \
-            ACT_FOR                                                                           \
-            for (int64_t i = 0; i < n; i++) y[i] = x[i] * SIGM(x[i]);                         \
-            break;                                                                            \
-        case ACT_GELU:                                                                        \
-            ACT_FOR                                                                           \
-            for (int64_t i = 0; i < n; i++) y[i] = (T)0.5 * x[i] * ((T)1 + ERF(x[i] * rs2));  \
-            break;                                                                            \
-        case ACT_SIGMOID:                                                                     \
-            ACT_FOR                                                                           \
-            for (int64_t i = 0; i < n; i++) y[i] = SIGM(x[i]);                                \
-            break;                                                                            \
-        default: /* softplus */                                                               \
-            ACT_FOR                                                                           \
-            for (int64_t i = 0; i < n; i++) y[i] = SOFTPLUS(x[i]);                            \
-            break;                                                                            \
-        }                                                                                     \
-    }                                                                                         \
-    DC_VEC_MATH static void act_bwd_##SFX(int kind, const T *x, const T *y, const T *g, T *gx,  \
-                                          int64_t n, T slope, int nt)                         \
-    {                                                                                         \
-        const T rs2 = (T)0.70710678118654752440, rs2pi = (T)0.39894228040143267794;           \
-        switch (kind) {                                                                       \
-        case ACT_RELU: /* x may be y here: y > 0 exactly where x > 0 */                       \
-            ACT_FOR                                                                           \
-            for (int64_t i = 0; i < n; i++) {                                                 \
-                T gi = g[i]; /* loaded unconditionally so the select vectorises */            \
-                gx[i] = x[i] > 0 ? gi : (T)0;                                                 \
-            }                                                                                 \
-            break;                                                                            \
-        case ACT_LEAKY:                                                                       \
-            ACT_FOR                                                                           \
-            for (int64_t i = 0; i < n; i++) {                                                 \
-                T gi = g[i];                                                                  \
-                gx[i] = x[i] > 0 ? gi : gi * slope;                                           \
-            }                                                                                 \
-            break;                                                                            \
-        case ACT_SILU:                                                                        \
-            ACT_FOR                                                                           \
-            for (int64_t i = 0; i < n; i++) {                                                 \
-                T s = SIGM(x[i]);                                                             \
-                gx[i] = g[i] * s * ((T)1 + x[i] * ((T)1 - s));                                \
-            }                                                                                 \
-            break;                                                                            \
-        case ACT_GELU:                                                                        \
-            ACT_FOR                                                                           \
-            for (int64_t i = 0; i < n; i++) {                                                 \
-                T v = x[i];                                                                   \
-                T cdf = (T)0.5 * ((T)1 + ERF(v * rs2));                                       \
-                gx[i] = g[i] * (cdf + v * rs2pi * EXP((T)-0.5 * v * v));                      \
-            }                                                                                 \
-            break;                                                                            \
-        case ACT_SIGMOID:                                                                     \
-            ACT_FOR                                                                           \
-            for (int64_t i = 0; i < n; i++) gx[i] = g[i] * y[i] * ((T)1 - y[i]);              \
-            break;                                                                            \
-        default: /* softplus */                                                               \
-            ACT_FOR                                                                           \
-            for (int64_t i = 0; i < n; i++) {                                                 \
-                T gi = g[i];                                                                  \
-                gx[i] = x[i] > (T)SOFTPLUS_THRESHOLD ? gi : gi * SIGM(x[i]);                  \
-            }                                                                                 \
-            break;                                                                            \
-        }                                                                                     \
-    }
 
-ACT_KERNELS(float, f, expf, erff, dc_sigmoidf, dc_softplusf)
-ACT_KERNELS(double, d, exp, erf, sigm_d, softplus_d)
+#define T float
+#define SFX f
+#define EXP expf
+#define ERF erff
+#define SIGM dc_sigmoidf
+#define SOFTPLUS dc_softplusf
+#include "layer/activation_kernels.inc"
+#undef T
+#undef SFX
+#undef EXP
+#undef ERF
+#undef SIGM
+#undef SOFTPLUS
+#define T double
+#define SFX d
+#define EXP exp
+#define ERF erf
+#define SIGM sigm_d
+#define SOFTPLUS softplus_d
+#include "layer/activation_kernels.inc"
+#undef T
+#undef SFX
+#undef EXP
+#undef ERF
+#undef SIGM
+#undef SOFTPLUS
 
 /* saved[0] = contiguous x (y for ReLU and sigmoid, whose gradients need only the output:
  * keeping x alive too would hold one more activation per layer), saved[1] = y;

@@ -6,59 +6,17 @@
 
 #include "layer/nn_internal.h"
 
-#define LN_KERNELS(T, SFX)                                                                    \
-    static void ln_fwd_##SFX(const T *x, T *y, int64_t R, int64_t C, const double *stats,     \
-                             const T *w, const T *b, int nt)                                  \
-    {                                                                                         \
-        _Pragma("omp parallel for num_threads(nt) schedule(static) if(R * C > DC_NN_PAR_MIN)") \
-        for (int64_t r = 0; r < R; r++) {                                                     \
-            const T *p = x + r * C;                                                           \
-            T *q = y + r * C;                                                                 \
-            const T m = (T)stats[r], is = (T)stats[R + r];                                    \
-            for (int64_t j = 0; j < C; j++) q[j] = (p[j] - m) * is * w[j] + b[j];             \
-        }                                                                                     \
-    }                                                                                         \
-    static void ln_bwd_x_##SFX(const T *x, const T *g, T *gx, int64_t R, int64_t C,           \
-                               const double *stats, const T *w, int nt)                       \
-    {                                                                                         \
-        _Pragma("omp parallel for num_threads(nt) schedule(static) if(R * C > DC_NN_PAR_MIN)") \
-        for (int64_t r = 0; r < R; r++) {                                                     \
-            const T *p = x + r * C, *q = g + r * C;                                           \
-            T *o = gx + r * C;                                                                \
-            double m = stats[r], is = stats[R + r], s1 = 0, s2 = 0;                           \
-            for (int64_t j = 0; j < C; j++) {                                                 \
-                double gy = (double)q[j] * w[j];                                              \
-                s1 += gy;                                                                     \
-                s2 += gy * ((double)p[j] - m) * is;                                           \
-            }                                                                                 \
-            const T k1 = (T)(s1 / (double)C), k2 = (T)(s2 / (double)C), tm = (T)m, tis = (T)is; \
-            for (int64_t j = 0; j < C; j++)                                                   \
-                o[j] = tis * (q[j] * w[j] - k1 - (p[j] - tm) * tis * k2);                     \
-        }                                                                                     \
-    }                                                                                         \
-    /* part[blk][0..C) = sum g xhat, part[blk][C..2C) = sum g over the block's rows */        \
-    static void ln_bwd_wb_##SFX(const T *x, const T *g, int64_t R, int64_t C,                 \
-                                const double *stats, double *part, int nt)                    \
-    {                                                                                         \
-        int64_t nblk = (R + DC_NN_ROW_BLOCK - 1) / DC_NN_ROW_BLOCK;                           \
-        _Pragma("omp parallel for num_threads(nt) schedule(static) if(R * C > DC_NN_PAR_MIN)") \
-        for (int64_t k = 0; k < nblk; k++) {                                                  \
-            double *pw = part + k * 2 * C, *pb = pw + C;                                      \
-            for (int64_t j = 0; j < 2 * C; j++) pw[j] = 0;                                    \
-            int64_t r1 = (k + 1) * DC_NN_ROW_BLOCK < R ? (k + 1) * DC_NN_ROW_BLOCK : R;       \
-            for (int64_t r = k * DC_NN_ROW_BLOCK; r < r1; r++) {                              \
-                const T *p = x + r * C, *q = g + r * C;                                       \
-                double m = stats[r], is = stats[R + r];                                       \
-                for (int64_t j = 0; j < C; j++) {                                             \
-                    pw[j] += (double)q[j] * ((double)p[j] - m) * is;                          \
-                    pb[j] += (double)q[j];                                                    \
-                }                                                                             \
-            }                                                                                 \
-        }                                                                                     \
-    }
 
-LN_KERNELS(float, f)
-LN_KERNELS(double, d)
+#define T float
+#define SFX f
+#include "layer/layer_norm_kernels.inc"
+#undef T
+#undef SFX
+#define T double
+#define SFX d
+#include "layer/layer_norm_kernels.inc"
+#undef T
+#undef SFX
 
 /* Weight and bias (or 1 and 0) as a contiguous 2C array of the input's type. */
 static void *load_affine(const diffcl_tensor *x, const diffcl_tensor *w, const diffcl_tensor *b,

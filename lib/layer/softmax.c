@@ -10,75 +10,24 @@
 #define SM_BLOCK 256
 
 /* Kernels of one precision. One work item = (outer o, inner block b). */
-#define SM_KERNELS(T, SFX, EXP, LOG)                                                          \
-    static void sm_fwd_##SFX(const T *x, T *y, int64_t outer, int64_t n, int64_t inner,       \
-                             int logsm, int nt)                                               \
-    {                                                                                         \
-        int64_t nb = (inner + SM_BLOCK - 1) / SM_BLOCK, items = outer * nb;                   \
-        _Pragma("omp parallel for num_threads(nt) schedule(static) if(outer * n * inner > DC_NN_PAR_MIN)") \
-        for (int64_t it = 0; it < items; it++) {                                              \
-            int64_t o = it / nb, i0 = (it % nb) * SM_BLOCK;                                   \
-            int64_t w = inner - i0 < SM_BLOCK ? inner - i0 : SM_BLOCK;                        \
-            const T *px = x + o * n * inner + i0;                                             \
-            T *py = y + o * n * inner + i0;                                                   \
-            T mx[SM_BLOCK];                                                                   \
-            double sum[SM_BLOCK];                                                             \
-            for (int64_t j = 0; j < w; j++) { mx[j] = px[j]; sum[j] = 0; }                    \
-            for (int64_t k = 1; k < n; k++)                                                   \
-                for (int64_t j = 0; j < w; j++) {                                             \
-                    T v = px[k * inner + j];                                                  \
-                    if (v > mx[j] || isnan(v)) mx[j] = v;                                     \
-                }                                                                             \
-            for (int64_t k = 0; k < n; k++)                                                   \
-                for (int64_t j = 0; j < w; j++) {                                             \
-                    T e = EXP(px[k * inner + j] - mx[j]);                                     \
-                    if (!logsm) py[k * inner + j] = e;                                        \
-                    sum[j] += e;                                                              \
-                }                                                                             \
-            if (logsm) {                                                                      \
-                T lse[SM_BLOCK];                                                              \
-                for (int64_t j = 0; j < w; j++) lse[j] = mx[j] + (T)LOG((T)sum[j]);           \
-                for (int64_t k = 0; k < n; k++)                                               \
-                    for (int64_t j = 0; j < w; j++)                                           \
-                        py[k * inner + j] = px[k * inner + j] - lse[j];                       \
-            } else {                                                                          \
-                T inv[SM_BLOCK];                                                              \
-                for (int64_t j = 0; j < w; j++) inv[j] = (T)(1.0 / sum[j]);                   \
-                for (int64_t k = 0; k < n; k++)                                               \
-                    for (int64_t j = 0; j < w; j++) py[k * inner + j] *= inv[j];              \
-            }                                                                                 \
-        }                                                                                     \
-    }                                                                                         \
-    /* softmax: gx = y (g - sum g y); log-softmax: gx = g - exp(y) sum g */                   \
-    static void sm_bwd_##SFX(const T *y, const T *g, T *gx, int64_t outer, int64_t n,         \
-                             int64_t inner, int logsm, int nt)                                \
-    {                                                                                         \
-        int64_t nb = (inner + SM_BLOCK - 1) / SM_BLOCK, items = outer * nb;                   \
-        _Pragma("omp parallel for num_threads(nt) schedule(static) if(outer * n * inner > DC_NN_PAR_MIN)") \
-        for (int64_t it = 0; it < items; it++) {                                              \
-            int64_t o = it / nb, i0 = (it % nb) * SM_BLOCK;                                   \
-            int64_t w = inner - i0 < SM_BLOCK ? inner - i0 : SM_BLOCK;                        \
-            size_t base = (size_t)(o * n * inner + i0);                                       \
-            const T *py = y + base, *pg = g + base;                                           \
-            T *pgx = gx + base;                                                               \
-            double acc[SM_BLOCK];                                                             \
-            for (int64_t j = 0; j < w; j++) acc[j] = 0;                                       \
-            for (int64_t k = 0; k < n; k++)                                                   \
-                for (int64_t j = 0; j < w; j++)                                               \
-                    acc[j] += logsm ? (double)pg[k * inner + j]                               \
-                                    : (double)pg[k * inner + j] * py[k * inner + j];          \
-            T s[SM_BLOCK];                                                                    \
-            for (int64_t j = 0; j < w; j++) s[j] = (T)acc[j];                                 \
-            for (int64_t k = 0; k < n; k++)                                                   \
-                for (int64_t j = 0; j < w; j++) {                                             \
-                    int64_t at = k * inner + j;                                               \
-                    pgx[at] = logsm ? pg[at] - EXP(py[at]) * s[j] : py[at] * (pg[at] - s[j]); \
-                }                                                                             \
-        }                                                                                     \
-    }
-
-SM_KERNELS(float, f, expf, logf)
-SM_KERNELS(double, d, exp, log)
+#define T float
+#define SFX f
+#define EXP expf
+#define LOG logf
+#include "layer/softmax_kernels.inc"
+#undef T
+#undef SFX
+#undef EXP
+#undef LOG
+#define T double
+#define SFX d
+#define EXP exp
+#define LOG log
+#include "layer/softmax_kernels.inc"
+#undef T
+#undef SFX
+#undef EXP
+#undef LOG
 
 /* saved[0] = y; i[0] = log-softmax, i[1..3] = outer, n, inner */
 static diffcl_status softmax_backward(dc_node *nd, diffcl_tensor *g, diffcl_tensor **gin)

@@ -34,74 +34,20 @@ static void ce_state_free(void *p)
     free(st);
 }
 
-#define CE_KERNELS(T, SFX, EXP)                                                               \
-    /* Per block: partial[2b] = sum w * nll, partial[2b+1] = sum w. */                        \
-    static void ce_fwd_##SFX(const ce_state *st, T *lse_out, double *partial, int nt)         \
-    {                                                                                         \
-        const int64_t C = st->C, S = st->S;                                                   \
-        const int64_t nb = (S + DC_LOSS_BLOCK - 1) / DC_LOSS_BLOCK, total = st->N * nb;       \
-        const T *x = (const T *)dc_data(st->x);                                               \
-        const int32_t *y = (const int32_t *)dc_data(st->y);                                   \
-        const T *m = st->m ? (const T *)dc_data(st->m) : NULL;                                \
-        const double *cw = st->cw;                                                            \
-        _Pragma("omp parallel for num_threads(nt) schedule(static) if(total > 1)")            \
-        for (int64_t b = 0; b < total; b++) {                                                 \
-            int64_t n = b / nb, s0 = (b % nb) * DC_LOSS_BLOCK;                                \
-            int64_t len = S - s0 < DC_LOSS_BLOCK ? S - s0 : DC_LOSS_BLOCK;                    \
-            const T *xb = x + n * C * S + s0;                                                 \
-            T lse[DC_LOSS_BLOCK];                                                             \
-            dc_lse_block_##SFX(xb, C, S, len, lse);                                           \
-            double num = 0, den = 0;                                                          \
-            for (int64_t j = 0; j < len; j++) {                                               \
-                int64_t i = n * S + s0 + j;                                                   \
-                int32_t c = y[i];                                                             \
-                if (c < 0) continue;                                                          \
-                double w = (cw ? cw[c] : 1.0) * (m ? (double)m[i] : 1.0);                     \
-                if (w == 0) continue;                                                         \
-                num += w * ((double)lse[j] - (double)xb[c * S + j]);                          \
-                den += w;                                                                     \
-            }                                                                                 \
-            if (lse_out) memcpy(lse_out + n * S + s0, lse, (size_t)len * sizeof(T));          \
-            partial[2 * b] = num;                                                             \
-            partial[2 * b + 1] = den;                                                         \
-        }                                                                                     \
-    }                                                                                         \
-    /* dx[c] = g / den * w * (softmax_c - [c == y]) */                                        \
-    static void ce_bwd_##SFX(const ce_state *st, double gscale, T *dx, int nt)                \
-    {                                                                                         \
-        const int64_t C = st->C, S = st->S;                                                   \
-        const int64_t nb = (S + DC_LOSS_BLOCK - 1) / DC_LOSS_BLOCK, total = st->N * nb;       \
-        const T *x = (const T *)dc_data(st->x);                                               \
-        const T *lse_all = (const T *)dc_data(st->lse);                                       \
-        const int32_t *y = (const int32_t *)dc_data(st->y);                                   \
-        const T *m = st->m ? (const T *)dc_data(st->m) : NULL;                                \
-        const double *cw = st->cw;                                                            \
-        _Pragma("omp parallel for num_threads(nt) schedule(static) if(total > 1)")            \
-        for (int64_t b = 0; b < total; b++) {                                                 \
-            int64_t n = b / nb, s0 = (b % nb) * DC_LOSS_BLOCK;                                \
-            int64_t len = S - s0 < DC_LOSS_BLOCK ? S - s0 : DC_LOSS_BLOCK;                    \
-            const T *xb = x + n * C * S + s0;                                                 \
-            const T *lse = lse_all + n * S + s0;                                              \
-            T *db = dx + n * C * S + s0;                                                      \
-            T k[DC_LOSS_BLOCK], l[DC_LOSS_BLOCK];                                             \
-            for (int64_t j = 0; j < len; j++) {                                               \
-                int64_t i = n * S + s0 + j;                                                   \
-                int32_t c = y[i];                                                             \
-                double w = c < 0 ? 0.0 : (cw ? cw[c] : 1.0) * (m ? (double)m[i] : 1.0);       \
-                k[j] = (T)(gscale * w);                                                       \
-                l[j] = k[j] != 0 ? lse[j] : (T)INFINITY; /* exp(x - inf) = 0 */               \
-            }                                                                                 \
-            for (int64_t c = 0; c < C; c++)                                                   \
-                for (int64_t j = 0; j < len; j++)                                             \
-                    db[c * S + j] = k[j] * EXP(xb[c * S + j] - l[j]);                         \
-            for (int64_t j = 0; j < len; j++) {                                               \
-                int32_t c = y[n * S + s0 + j];                                                \
-                if (c >= 0) db[c * S + j] -= k[j];                                            \
-            }                                                                                 \
-        }                                                                                     \
-    }
-CE_KERNELS(float, f32, expf)
-CE_KERNELS(double, f64, exp)
+#define T float
+#define SFX f32
+#define EXP expf
+#include "loss/cross_entropy_kernels.inc"
+#undef T
+#undef SFX
+#undef EXP
+#define T double
+#define SFX f64
+#define EXP exp
+#include "loss/cross_entropy_kernels.inc"
+#undef T
+#undef SFX
+#undef EXP
 
 static diffcl_status ce_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **gin)
 {

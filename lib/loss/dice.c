@@ -36,95 +36,20 @@ static void dice_state_free(void *p)
     free(st);
 }
 
-#define DICE_KERNELS(T, SFX, EXP)                                                             \
-    /* Per block b: partial[b][c][0..2] = sum m p g, sum m p^2 (or m p), sum m g. */          \
-    static void dice_fwd_##SFX(const dice_state *st, T *lse_out, double *partial, int nt)     \
-    {                                                                                         \
-        const int64_t C = st->C, S = st->S, c0 = st->c0;                                     \
-        const int64_t nb = (S + DC_LOSS_BLOCK - 1) / DC_LOSS_BLOCK, total = st->N * nb;       \
-        const T *x = (const T *)dc_data(st->x);                                               \
-        const int32_t *y = (const int32_t *)dc_data(st->y);                                   \
-        const T *m = st->m ? (const T *)dc_data(st->m) : NULL;                                \
-        const int sq = st->squared;                                                           \
-        _Pragma("omp parallel for num_threads(nt) schedule(static) if(total > 1)")            \
-        for (int64_t b = 0; b < total; b++) {                                                 \
-            int64_t n = b / nb, s0 = (b % nb) * DC_LOSS_BLOCK;                                \
-            int64_t len = S - s0 < DC_LOSS_BLOCK ? S - s0 : DC_LOSS_BLOCK;                    \
-            const T *xb = x + n * C * S + s0;                                                 \
-            const int32_t *yb = y + n * S + s0;                                               \
-            T lse[DC_LOSS_BLOCK], w[DC_LOSS_BLOCK];                                           \
-            dc_lse_block_##SFX(xb, C, S, len, lse);                                           \
-            for (int64_t j = 0; j < len; j++)                                                 \
-                w[j] = yb[j] < 0 ? (T)0 : (m ? m[n * S + s0 + j] : (T)1);                     \
-            double *pb = partial + b * C * 3;                                                 \
-            for (int64_t c = 0; c < c0; c++) pb[3 * c] = pb[3 * c + 1] = pb[3 * c + 2] = 0;   \
-            for (int64_t c = c0; c < C; c++) {                                                \
-                const T *xc = xb + c * S;                                                     \
-                double I = 0, Z = 0, Y = 0;                                                   \
-                for (int64_t j = 0; j < len; j++) {                                           \
-                    if (w[j] == 0) continue;                                                  \
-                    T p = EXP(xc[j] - lse[j]);                                                \
-                    T wp = w[j] * p;                                                          \
-                    Z += sq ? (double)(wp * p) : (double)wp;                                  \
-                    if (yb[j] == c) {                                                         \
-                        I += wp;                                                              \
-                        Y += w[j];                                                            \
-                    }                                                                         \
-                }                                                                             \
-                pb[3 * c] = I;                                                                \
-                pb[3 * c + 1] = Z;                                                            \
-                pb[3 * c + 2] = Y;                                                            \
-            }                                                                                 \
-            if (lse_out) memcpy(lse_out + n * S + s0, lse, (size_t)len * sizeof(T));          \
-        }                                                                                     \
-    }                                                                                         \
-    /* dp_c = m (a_c [y == c] + b_c dZ/dp);  dx_c = p_c (dp_c - sum_k p_k dp_k) */             \
-    static void dice_bwd_##SFX(const dice_state *st, double gv, T *dx, int nt)                \
-    {                                                                                         \
-        const int64_t C = st->C, S = st->S, c0 = st->c0;                                      \
-        const int64_t nb = (S + DC_LOSS_BLOCK - 1) / DC_LOSS_BLOCK, total = st->N * nb;       \
-        const T *x = (const T *)dc_data(st->x);                                               \
-        const T *lse_all = (const T *)dc_data(st->lse);                                       \
-        const int32_t *y = (const int32_t *)dc_data(st->y);                                   \
-        const T *m = st->m ? (const T *)dc_data(st->m) : NULL;                                \
-        const int sq = st->squared;                                                           \
-        _Pragma("omp parallel for num_threads(nt) schedule(static) if(total > 1)")            \
-        for (int64_t b = 0; b < total; b++) {                                                 \
-            int64_t n = b / nb, s0 = (b % nb) * DC_LOSS_BLOCK;                                \
-            int64_t len = S - s0 < DC_LOSS_BLOCK ? S - s0 : DC_LOSS_BLOCK;                    \
-            const T *xb = x + n * C * S + s0;                                                 \
-            const T *lse = lse_all + n * S + s0;                                              \
-            const int32_t *yb = y + n * S + s0;                                               \
-            const double *cf = st->coef + (st->G > 1 ? n : 0) * C * 2;                        \
-            T *db = dx + n * C * S + s0;                                                      \
-            T w[DC_LOSS_BLOCK], dot[DC_LOSS_BLOCK];                                           \
-            for (int64_t j = 0; j < len; j++) {                                               \
-                w[j] = yb[j] < 0 ? (T)0 : (T)gv * (m ? m[n * S + s0 + j] : (T)1);             \
-                dot[j] = 0;                                                                   \
-            }                                                                                 \
-            for (int64_t c = c0; c < C; c++) {                                                \
-                const T *xc = xb + c * S;                                                     \
-                const T a = (T)cf[2 * c], bz = (T)cf[2 * c + 1];                              \
-                for (int64_t j = 0; j < len; j++) {                                           \
-                    T p = EXP(xc[j] - lse[j]);                                                \
-                    T dp = w[j] * ((yb[j] == c ? a : (T)0) + bz * (sq ? 2 * p : (T)1));       \
-                    db[c * S + j] = dp; /* stash dp, turned into dx below */                  \
-                    dot[j] += p * dp;                                                         \
-                }                                                                             \
-            }                                                                                 \
-            for (int64_t c = 0; c < C; c++) {                                                 \
-                const T *xc = xb + c * S;                                                     \
-                T *dc = db + c * S;                                                           \
-                if (c < c0) {                                                                 \
-                    for (int64_t j = 0; j < len; j++) dc[j] = -EXP(xc[j] - lse[j]) * dot[j];  \
-                } else {                                                                      \
-                    for (int64_t j = 0; j < len; j++) dc[j] = EXP(xc[j] - lse[j]) * (dc[j] - dot[j]); \
-                }                                                                             \
-            }                                                                                 \
-        }                                                                                     \
-    }
-DICE_KERNELS(float, f32, expf)
-DICE_KERNELS(double, f64, exp)
+#define T float
+#define SFX f32
+#define EXP expf
+#include "loss/dice_kernels.inc"
+#undef T
+#undef SFX
+#undef EXP
+#define T double
+#define SFX f64
+#define EXP exp
+#include "loss/dice_kernels.inc"
+#undef T
+#undef SFX
+#undef EXP
 
 static diffcl_status dice_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **gin)
 {

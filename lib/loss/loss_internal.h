@@ -97,26 +97,23 @@ static inline double dc_loss_gval(const diffcl_tensor *g)
  * class 0 of the first voxel, classes are S apart. Loops run class-outer, voxel-inner so
  * they vectorise over voxels.
  */
-#define DC_LSE_BLOCK(T, SFX, EXP, LOG)                                                      \
-    static inline void dc_lse_block_##SFX(const T *x, int64_t C, int64_t S, int64_t B,      \
-                                          T *lse)                                           \
-    {                                                                                       \
-        T mx[DC_LOSS_BLOCK], sum[DC_LOSS_BLOCK];                                            \
-        for (int64_t j = 0; j < B; j++) {                                                   \
-            mx[j] = x[j];                                                                   \
-            sum[j] = 0;                                                                     \
-        }                                                                                   \
-        for (int64_t c = 1; c < C; c++) {                                                   \
-            const T *xc = x + c * S;                                                        \
-            for (int64_t j = 0; j < B; j++) mx[j] = xc[j] > mx[j] ? xc[j] : mx[j];          \
-        }                                                                                   \
-        for (int64_t c = 0; c < C; c++) {                                                   \
-            const T *xc = x + c * S;                                                        \
-            for (int64_t j = 0; j < B; j++) sum[j] += EXP(xc[j] - mx[j]);                   \
-        }                                                                                   \
-        for (int64_t j = 0; j < B; j++) lse[j] = mx[j] + LOG(sum[j]);                       \
-    }
-DC_LSE_BLOCK(float, f32, expf, logf)
-DC_LSE_BLOCK(double, f64, exp, log)
+#define T float
+#define SFX f32
+#define EXP expf
+#define LOG logf
+#include "loss/lse_block_kernels.inc"
+#undef T
+#undef SFX
+#undef EXP
+#undef LOG
+#define T double
+#define SFX f64
+#define EXP exp
+#define LOG log
+#include "loss/lse_block_kernels.inc"
+#undef T
+#undef SFX
+#undef EXP
+#undef LOG
 
 #endif

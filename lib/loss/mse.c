@@ -29,50 +29,16 @@ static inline int64_t mse_mi(const mse_state *st, int64_t i)
     return st->C > 0 ? (i / (st->C * st->S)) * st->S + i % st->S : i;
 }
 
-#define MSE_KERNELS(T, SFX)                                                                   \
-    static void mse_fwd_##SFX(const mse_state *st, double *partial, int nt)                   \
-    {                                                                                         \
-        const T *a = (const T *)dc_data(st->a), *b = (const T *)dc_data(st->b);               \
-        const T *m = st->m ? (const T *)dc_data(st->m) : NULL;                                \
-        const int64_t n = st->n, nb = (n + MSE_BLOCK - 1) / MSE_BLOCK;                        \
-        _Pragma("omp parallel for num_threads(nt) schedule(static) if(nb > 1)")               \
-        for (int64_t k = 0; k < nb; k++) {                                                    \
-            int64_t e = (k + 1) * MSE_BLOCK < n ? (k + 1) * MSE_BLOCK : n;                    \
-            double acc = 0, den = 0;                                                          \
-            if (!m) {                                                                         \
-                for (int64_t i = k * MSE_BLOCK; i < e; i++) {                                 \
-                    T d = a[i] - b[i];                                                        \
-                    acc += (double)(d * d);                                                   \
-                }                                                                             \
-                den = (double)(e - k * MSE_BLOCK);                                            \
-            } else {                                                                          \
-                for (int64_t i = k * MSE_BLOCK; i < e; i++) {                                 \
-                    T w = m[mse_mi(st, i)];                                                   \
-                    if (w == 0) continue;                                                     \
-                    T d = a[i] - b[i];                                                        \
-                    acc += (double)(w * d * d);                                               \
-                    den += (double)w;                                                         \
-                }                                                                             \
-            }                                                                                 \
-            partial[2 * k] = acc;                                                             \
-            partial[2 * k + 1] = den;                                                         \
-        }                                                                                     \
-    }                                                                                         \
-    static void mse_bwd_##SFX(const mse_state *st, double gs, T *da, T *db, int nt)           \
-    {                                                                                         \
-        const T *a = (const T *)dc_data(st->a), *b = (const T *)dc_data(st->b);               \
-        const T *m = st->m ? (const T *)dc_data(st->m) : NULL;                                \
-        const int64_t n = st->n;                                                              \
-        const T k = (T)gs;                                                                    \
-        _Pragma("omp parallel for num_threads(nt) schedule(static) if(n > 65536)")            \
-        for (int64_t i = 0; i < n; i++) {                                                     \
-            T v = k * (m ? m[mse_mi(st, i)] : (T)1) * (a[i] - b[i]);                          \
-            if (da) da[i] = v;                                                                \
-            if (db) db[i] = -v;                                                               \
-        }                                                                                     \
-    }
-MSE_KERNELS(float, f32)
-MSE_KERNELS(double, f64)
+#define T float
+#define SFX f32
+#include "loss/mse_kernels.inc"
+#undef T
+#undef SFX
+#define T double
+#define SFX f64
+#include "loss/mse_kernels.inc"
+#undef T
+#undef SFX
 
 static diffcl_status mse_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **gin)
 {

@@ -4,31 +4,20 @@
 
 #include "optim/optim_internal.h"
 
-#define ADAM_KERNEL(T, SFX, SQRT)                                                             \
-    static void adam_##SFX(T *p, const T *g, T *m, T *v, T *vmax, int64_t n, int decoupled,   \
-                           T lr, T wd, T b1, T b2, T eps, T step_size, T bc2_sqrt,            \
-                           int maximize, int nt)                                              \
-    {                                                                                         \
-        _Pragma("omp parallel for num_threads(nt) schedule(static) if(n > DC_OPT_PAR_MIN)")   \
-        for (int64_t i = 0; i < n; i++) {                                                     \
-            T gi = maximize ? -g[i] : g[i];                                                   \
-            T pv = p[i];                                                                      \
-            if (decoupled) pv = pv * ((T)1 - lr * wd);                                        \
-            else if (wd != 0) gi = gi + wd * pv;                                              \
-            T mi = m[i] * b1 + gi * ((T)1 - b1);                                              \
-            T vi = v[i] * b2 + gi * gi * ((T)1 - b2);                                         \
-            m[i] = mi;                                                                        \
-            v[i] = vi;                                                                        \
-            if (vmax) {                                                                       \
-                vi = vmax[i] > vi ? vmax[i] : vi;                                             \
-                vmax[i] = vi;                                                                 \
-            }                                                                                 \
-            T denom = SQRT(vi) / bc2_sqrt + eps;                                              \
-            p[i] = pv + -step_size * (mi / denom);                                            \
-        }                                                                                     \
-    }
-ADAM_KERNEL(float, f32, sqrtf)
-ADAM_KERNEL(double, f64, sqrt)
+#define T float
+#define SFX f32
+#define SQRT sqrtf
+#include "optim/adam_kernels.inc"
+#undef T
+#undef SFX
+#undef SQRT
+#define T double
+#define SFX f64
+#define SQRT sqrt
+#include "optim/adam_kernels.inc"
+#undef T
+#undef SFX
+#undef SQRT
 
 diffcl_status dc_adam_update(diffcl_optimizer *opt, dc_opt_param *pi, const dc_opt_group *grp,
                              const diffcl_tensor *g)

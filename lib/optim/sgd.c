@@ -2,24 +2,16 @@
  * a momentum buffer created from the first step's gradient, dampening, Nesterov. */
 #include "optim/optim_internal.h"
 
-#define SGD_KERNEL(T, SFX)                                                                    \
-    static void sgd_##SFX(T *p, const T *g, T *buf, int first, int64_t n, T lr, T wd, T mom,  \
-                          T damp, int nesterov, int maximize, int nt)                         \
-    {                                                                                         \
-        _Pragma("omp parallel for num_threads(nt) schedule(static) if(n > DC_OPT_PAR_MIN)")   \
-        for (int64_t i = 0; i < n; i++) {                                                     \
-            T d = maximize ? -g[i] : g[i];                                                    \
-            if (wd != 0) d = d + wd * p[i];                                                   \
-            if (buf) {                                                                        \
-                T b = first ? d : buf[i] * mom + d * ((T)1 - damp);                           \
-                buf[i] = b;                                                                   \
-                d = nesterov ? d + mom * b : b;                                               \
-            }                                                                                 \
-            p[i] = p[i] + d * -lr;                                                            \
-        }                                                                                     \
-    }
-SGD_KERNEL(float, f32)
-SGD_KERNEL(double, f64)
+#define T float
+#define SFX f32
+#include "optim/sgd_kernels.inc"
+#undef T
+#undef SFX
+#define T double
+#define SFX f64
+#include "optim/sgd_kernels.inc"
+#undef T
+#undef SFX
 
 diffcl_status dc_sgd_update(diffcl_optimizer *opt, dc_opt_param *pi, const dc_opt_group *grp,
                             const diffcl_tensor *g)
