@@ -72,7 +72,7 @@ diffcl_status dc_module_run(diffcl_module *child, const diffcl_tensor *x, diffcl
 
 /* diffcl_module_load_state_dict that passes over the keys starting with @p skip (NULL: none),
  * as if they were another module's: a Diff-CL model file holds the DS under "ds." next to the
- * CS, and loading the CS must neither warn about nor count them (lib/io/module_io.c). */
+ * CS, and loading the CS must neither warn about nor count them (lib/layer/module_io.c). */
 diffcl_status dc_module_load_state_dict_skip(diffcl_module *m, const diffcl_tensor_dict *dict,
                                              const diffcl_load_options *opts, const char *skip, int *n_missing,
                                              int *n_unexpected);

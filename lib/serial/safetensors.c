@@ -19,7 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "io/tensor_dict_internal.h"
+#include "serial/tensor_dict_internal.h"
 
 #define ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000) /* the reference reader's limit */
 #define ST_MAX_INT ((uint64_t)1 << 53)              /* integers a JSON double holds exactly */

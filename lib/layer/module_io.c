@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/tensor_dict_internal.h"
+#include "serial/tensor_dict_internal.h"
 #include "layer/module_internal.h"
 
 #define DDP_PREFIX "module."

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/tensor_dict_internal.h"
+#include "serial/tensor_dict_internal.h"
 
 diffcl_status diffcl_tensor_dict_new(diffcl_context *ctx, diffcl_tensor_dict **out)
 {
