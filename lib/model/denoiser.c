@@ -19,8 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-
 #include "diffcl/layer_conv.h"
 #include "diffcl/loss.h"
 #include "model/diffusion_internal.h"
@@ -635,140 +633,18 @@ diffcl_status diffcl_diffusion_loss_ex(diffcl_module *m, const diffcl_tensor *im
 
 /* ------------------------------------------------------------ save / load ---- */
 
-char *dc_diffusion_config_json(const diffcl_module *m)
-{
-    const diffcl_diffusion_options *o = dc_diffusion_opts(m, "diffusion config");
-    if (!o) return NULL;
-    cJSON *j = cJSON_CreateObject();
-    if (!j) return NULL;
-    cJSON_AddStringToObject(j, "type", "diffusion");
-    cJSON_AddNumberToObject(j, "dims", o->dims);
-    cJSON_AddNumberToObject(j, "in_channels", o->in_channels);
-    cJSON_AddNumberToObject(j, "n_classes", o->n_classes);
-    cJSON_AddNumberToObject(j, "n_filters", o->n_filters);
-    cJSON_AddStringToObject(j, "normalization", dc_norm_name(o->normalization));
-    cJSON_AddNumberToObject(j, "stage_dropout", o->stage_dropout);
-    cJSON_AddNumberToObject(j, "has_dropout", o->has_dropout);
-    cJSON_AddNumberToObject(j, "dropout_p", o->dropout_p);
-    cJSON_AddStringToObject(j, "schedule", o->schedule == DIFFCL_BETA_COSINE ? "cosine" : "linear");
-    cJSON_AddNumberToObject(j, "timesteps", o->timesteps);
-    cJSON_AddStringToObject(j, "target", o->target == DIFFCL_DIFFUSION_PREDICT_EPSILON ? "epsilon" : "x0");
-    cJSON_AddNumberToObject(j, "time_embed_dim", o->time_embed_dim);
-    cJSON_AddNumberToObject(j, "time_hidden_dim", o->time_hidden_dim);
-    char seed[32]; /* a string: JSON numbers are doubles, exact only up to 2^53 */
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
-    cJSON_AddStringToObject(j, "seed", seed);
-    char *cfg = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    return cfg;
-}
-
 diffcl_status diffcl_diffusion_save(const diffcl_module *m, const char *path)
 {
     const char *fn = "diffcl_diffusion_save";
     if (!dc_diffusion_opts(m, fn)) return DIFFCL_ERR_INVALID_ARGUMENT;
     DC_CHECK_ARG(path, "%s: path is NULL", fn);
-    char *cfg = dc_diffusion_config_json(m);
-    if (!cfg) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    char *cfg = NULL;
+    DC_TRY(dc_model_encode(m, &cfg));
     const char *keys[2] = {"diffcl.model", "diffcl.version"};
     const char *vals[2] = {cfg, DIFFCL_VERSION_STRING};
     diffcl_status s = diffcl_module_save(m, path, keys, vals, 2);
     free(cfg);
     return s;
-}
-
-static int get_num(const cJSON *j, const char *key, double *v)
-{
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (!cJSON_IsNumber(x)) return 0;
-    *v = x->valuedouble;
-    return 1;
-}
-
-static int get_int(const cJSON *j, const char *key, int *v)
-{
-    double d;
-    if (!get_num(j, key, &d)) return 0;
-    *v = (int)d;
-    return 1;
-}
-
-static const char *get_str(const cJSON *j, const char *key)
-{
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, key);
-    return cJSON_IsString(x) ? x->valuestring : NULL;
-}
-
-diffcl_status dc_diffusion_from_dict(diffcl_context *ctx, const diffcl_tensor_dict *d, const char *cfg,
-                                     const char *prefix, const char *path, diffcl_module **out)
-{
-    *out = NULL;
-    cJSON *j = cfg ? cJSON_Parse(cfg) : NULL;
-    diffcl_diffusion_options o = DIFFCL_DIFFUSION_OPTIONS_INIT;
-    diffcl_status s = DIFFCL_OK;
-    const char *type = j ? get_str(j, "type") : NULL;
-    if (!cfg)
-        s = dc_error(DIFFCL_ERR_FORMAT, "%s: no \"diffcl.model\" metadata; create the denoiser and use "
-                                        "diffcl_module_load()", path);
-    else if (!j)
-        s = dc_error(DIFFCL_ERR_FORMAT, "%s: \"diffcl.model\" metadata is not valid JSON", path);
-    else if (!type || strcmp(type, "diffusion"))
-        s = dc_error(DIFFCL_ERR_FORMAT, "%s: model type %s is not a diffusion denoiser", path,
-                     type ? type : "(missing)");
-    else {
-        const char *norm = get_str(j, "normalization"), *sch = get_str(j, "schedule"),
-                   *tgt = get_str(j, "target");
-        if (!get_int(j, "dims", &o.dims) || !get_int(j, "in_channels", &o.in_channels) ||
-            !get_int(j, "n_classes", &o.n_classes) || !get_int(j, "n_filters", &o.n_filters) ||
-            !norm || !dc_norm_from_name(norm, &o.normalization) ||
-            !get_num(j, "stage_dropout", &o.stage_dropout) || !get_int(j, "has_dropout", &o.has_dropout) ||
-            !get_num(j, "dropout_p", &o.dropout_p) || !sch || !get_int(j, "timesteps", &o.timesteps) ||
-            !tgt || !get_int(j, "time_embed_dim", &o.time_embed_dim) ||
-            !get_int(j, "time_hidden_dim", &o.time_hidden_dim))
-            s = dc_error(DIFFCL_ERR_FORMAT, "%s: incomplete or invalid denoiser configuration: %s", path, cfg);
-        else {
-            o.schedule = !strcmp(sch, "cosine") ? DIFFCL_BETA_COSINE : DIFFCL_BETA_LINEAR;
-            o.target = !strcmp(tgt, "epsilon") ? DIFFCL_DIFFUSION_PREDICT_EPSILON : DIFFCL_DIFFUSION_PREDICT_X0;
-            if ((strcmp(sch, "cosine") && strcmp(sch, "linear")) || (strcmp(tgt, "epsilon") && strcmp(tgt, "x0")))
-                s = dc_error(DIFFCL_ERR_FORMAT, "%s: unknown schedule '%s' or target '%s' in: %s", path, sch, tgt, cfg);
-            const char *seed = get_str(j, "seed"); /* absent in files of 0.1.0: the default */
-            if (seed) o.seed = strtoull(seed, NULL, 10);
-        }
-    }
-    cJSON_Delete(j);
-    diffcl_module *m = NULL;
-    if (s == DIFFCL_OK) /* the input conv sees image + noised label channels */
-        s = dc_check_saved_weight(d, prefix, "embedding_diffusion.emb.ops.0.conv.weight", o.dims, o.n_filters,
-                                  (int64_t)o.in_channels + o.n_classes, path);
-    if (s == DIFFCL_OK)
-        s = dc_check_saved_weight(d, prefix, "decoder.out_conv.weight", o.dims, o.n_classes, o.n_filters, path);
-    /* the time MLP's sizes too, before anything is built: a forged time_hidden_dim alone would
-     * otherwise make a network of any size (dims 0: a [out, in] matrix) */
-    if (s == DIFFCL_OK)
-        s = dc_check_saved_weight(d, prefix, "embedding_diffusion.temb.dense.0.weight", 0, o.time_hidden_dim,
-                                  o.time_embed_dim, path);
-    if (s == DIFFCL_OK)
-        s = dc_check_saved_weight(d, prefix, "embedding_diffusion.temb.dense.1.weight", 0, o.time_hidden_dim,
-                                  o.time_hidden_dim, path);
-    if (s == DIFFCL_OK) s = diffcl_diffusion_create(ctx, &o, &m);
-    if (s == DIFFCL_OK) {
-        diffcl_load_options lo = DIFFCL_LOAD_OPTIONS_INIT;
-        if (prefix) { /* next to other entries (a Diff-CL model file): every own key must be there */
-            lo.prefix = prefix;
-            lo.strict = 0;
-        }
-        int missing = 0;
-        s = diffcl_module_load_state_dict(m, d, &lo, &missing, NULL);
-        if (s == DIFFCL_OK && missing) s = dc_error(DIFFCL_ERR_NOT_FOUND, "%d denoiser tensors are missing", missing);
-        if (s != DIFFCL_OK) dc_error_prefix("%s", path);
-    }
-    if (s != DIFFCL_OK) {
-        diffcl_module_free(m);
-        return s;
-    }
-    diffcl_module_train(m, 0);
-    *out = m;
-    return DIFFCL_OK;
 }
 
 diffcl_status diffcl_diffusion_load(diffcl_context *ctx, const char *path, diffcl_module **out)
@@ -779,7 +655,8 @@ diffcl_status diffcl_diffusion_load(diffcl_context *ctx, const char *path, diffc
     DC_CHECK_ARG(ctx && path, "%s: NULL argument", fn);
     diffcl_tensor_dict *d = NULL;
     DC_TRY(diffcl_safetensors_load(ctx, path, &d));
-    diffcl_status s = dc_diffusion_from_dict(ctx, d, diffcl_tensor_dict_get_meta(d, "diffcl.model"), NULL, path, out);
+    diffcl_status s = dc_model_decode(ctx, d, diffcl_tensor_dict_get_meta(d, "diffcl.model"), "diffusion", NULL, NULL,
+                                      path, out);
     diffcl_tensor_dict_free(d);
     return s;
 }

@@ -62,11 +62,5 @@ diffcl_status dc_add_channel_bias(const diffcl_tensor *x, const diffcl_tensor *b
 
 /* The options of a denoiser module, or NULL (error set) if @p m is not one. */
 const diffcl_diffusion_options *dc_diffusion_opts(const diffcl_module *m, const char *fn);
-/* The denoiser's configuration as saved in "diffcl.model" (JSON, malloc'ed; NULL on failure). */
-char *dc_diffusion_config_json(const diffcl_module *m);
-/* Build a denoiser from configuration JSON @p cfg and the weights of @p d under @p prefix
- * (NULL: the whole dictionary, strictly); @p path names the file in messages. Eval mode. */
-diffcl_status dc_diffusion_from_dict(diffcl_context *ctx, const diffcl_tensor_dict *d, const char *cfg,
-                                     const char *prefix, const char *path, diffcl_module **out);
 
 #endif

@@ -81,9 +81,9 @@ static diffcl_status ds_config(diffcl_context *ctx, const diffcl_tensor_dict *d,
     dop.seed = o->seed + 1;
     diffcl_module *tmp = NULL;
     DC_TRY(diffcl_diffusion_create(ctx, &dop, &tmp));
-    *cfg = dc_diffusion_config_json(tmp);
+    diffcl_status s = dc_model_encode(tmp, cfg);
     diffcl_module_free(tmp);
-    return *cfg ? DIFFCL_OK : DIFFCL_ERR_OUT_OF_MEMORY;
+    return s;
 }
 
 /* The DS of a Diff-CL file (under "ds.") and the run's options. */
@@ -101,7 +101,7 @@ static diffcl_status load_ds(diffcl_context *ctx, const diffcl_tensor_dict *d, c
         s = dc_error(DIFFCL_ERR_NOT_FOUND, "%s: a supervised run has no DS; use the CS", path);
     char *cfg = NULL;
     if (s == DIFFCL_OK) s = ds_config(ctx, d, o, cs, &cfg);
-    if (s == DIFFCL_OK) s = dc_diffusion_from_dict(ctx, d, cfg, "ds.", path, ds);
+    if (s == DIFFCL_OK) s = dc_model_decode(ctx, d, cfg, "diffusion", "ds.", NULL, path, ds);
     free(cfg);
     return s;
 }

@@ -140,10 +140,10 @@ diffcl_status dc_trainer_add_networks(const diffcl_trainer *tr, diffcl_tensor_di
         diffcl_tensor_dict_free(part);
     }
     /* the configurations, so diffcl_model_load() reads the CS and diffcl_trainer_load_net() the DS */
-    char *opts = s == DIFFCL_OK ? dc_train_options_to_json(&tr->o) : NULL;
-    char *cfg = opts ? dc_model_config_json(tr->cs) : NULL;
-    char *ds_cfg = cfg && tr->ds ? dc_diffusion_config_json(tr->ds) : NULL;
-    if (s == DIFFCL_OK && (!cfg || (tr->ds && !ds_cfg))) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "saving: out of memory");
+    char *opts = s == DIFFCL_OK ? dc_train_options_to_json(&tr->o) : NULL, *cfg = NULL, *ds_cfg = NULL;
+    if (s == DIFFCL_OK && !opts) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "saving: out of memory");
+    if (s == DIFFCL_OK) s = dc_model_encode(tr->cs, &cfg);
+    if (s == DIFFCL_OK && tr->ds) s = dc_model_encode(tr->ds, &ds_cfg);
     if (s == DIFFCL_OK) s = diffcl_tensor_dict_set_meta(all, "diffcl.train_options", opts);
     if (s == DIFFCL_OK) s = diffcl_tensor_dict_set_meta(all, "diffcl.model", cfg);
     if (s == DIFFCL_OK && *cs_prefix) s = diffcl_tensor_dict_set_meta(all, "diffcl.model_prefix", cs_prefix);
