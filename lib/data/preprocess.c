@@ -105,7 +105,7 @@ static int cmp_float(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* numpy.percentile(sorted, q), linear (see lib/train/metrics.c). */
+/* numpy.percentile(sorted, q), linear (see lib/eval/metrics.c). */
 static double pct_sorted(const float *a, int64_t n, double q)
 {
     double qq = q / 100.0;
