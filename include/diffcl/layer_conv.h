@@ -104,6 +104,20 @@ DIFFCL_API void diffcl_conv_options_init(diffcl_conv_options *opts);
 DIFFCL_API diffcl_status diffcl_conv_create(diffcl_context *ctx, const diffcl_conv_options *opts,
                                             diffcl_module **out);
 
+/* ------------------------------------------------------- causal convolution ---- */
+
+/**
+ * Depthwise causal 1-D convolution over the token axis: PyTorch's
+ * `Conv1d(C, C, K, groups=C, padding=K-1)(x)[..., :L]` (mamba_ssm's short convolution).
+ * @p x is [B, C, L] when @p channels_last is 0, or [B, L, C] when it is 1 (the output has the
+ * same layout); @p w is [C, 1, K] or [C, K]; @p b is [C] or NULL. With @p reverse = 1 the
+ * convolution is anti-causal (output t sees inputs t .. t+K-1): the same as flipping x along
+ * L, convolving and flipping back. F32 or F64; recorded for autograd.
+ */
+DIFFCL_API diffcl_status diffcl_causal_conv1d(const diffcl_tensor *x, const diffcl_tensor *w,
+                                              const diffcl_tensor *b, int channels_last,
+                                              int reverse, diffcl_tensor **out);
+
 DIFFCL_END_DECLS
 
 #endif /* DIFFCL_LAYER_CONV_H */

@@ -20,8 +20,6 @@ struct diffcl_diffusion_schedule {
 /* RNG draw offset of a sample's training timestep (beyond any noise draw). */
 #define DC_DIFFUSION_T_OFFSET (1ull << 33)
 
-/* Number of elements of one batch item of x (numel / shape[0]). */
-int64_t dc_per_sample(const diffcl_tensor *x);
 
 /* Fill out[n] (n < N) with uniform timesteps in [0, T): draw DC_DIFFUSION_T_OFFSET of the key
  * with index key.index + n. */
@@ -50,9 +48,6 @@ diffcl_status dc_temb_fusion_create(diffcl_context *ctx, int hidden, int channel
 /* x + temb_proj(silu_temb)[:, :, None, ...]; silu_temb is SiLU(temb) [N, hidden]. */
 diffcl_status dc_temb_fusion_forward(diffcl_module *fusion, const diffcl_tensor *x,
                                      const diffcl_tensor *silu_temb, diffcl_tensor **out);
-
-/* out[n, c, ...] = x[n, c, ...] + b[n, c]: x [N, C, ...], b [N, C] (F32 or F64), with backward. */
-diffcl_status dc_add_channel_bias(const diffcl_tensor *x, const diffcl_tensor *b, diffcl_tensor **out);
 
 /* Init-key stream of the denoiser's linear and conv layers. */
 #define DC_STREAM_DIFFUSION_INIT 0x44494600u

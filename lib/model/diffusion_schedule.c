@@ -118,12 +118,6 @@ diffcl_status diffcl_diffusion_respace(int timesteps, int steps, diffcl_respacin
 
 /* ---------------------------------------------------------- random draws ---- */
 
-int64_t dc_per_sample(const diffcl_tensor *x)
-{
-    int64_t n = dc_numel(x);
-    return x->ndim && x->shape[0] ? n / x->shape[0] : n;
-}
-
 void dc_diffusion_draw_timesteps(diffcl_rng_key key, int T, int N, int64_t *out)
 {
     for (int n = 0; n < N; n++) {
@@ -155,30 +149,6 @@ void dc_diffusion_fill_noise(diffcl_tensor *x, diffcl_rng_key key, uint64_t k)
 
 /* -------------------------------------------------------------- q_sample ---- */
 
-/* state: double coef[N] = sqrt(alpha_bar[t_n]); d x_t / d x_0 = coef[n] */
-static diffcl_status q_sample_backward(dc_node *node, diffcl_tensor *g, diffcl_tensor **gin)
-{
-    const double *coef = node->state;
-    const diffcl_tensor *x0 = node->inputs[0];
-    diffcl_tensor *gc = dc_contiguous(g);
-    diffcl_tensor *r = gc ? dc_tensor_empty(x0->ctx, x0->dtype, x0->ndim, x0->shape) : NULL;
-    if (!r) {
-        diffcl_tensor_free(gc);
-        return DIFFCL_ERR_OUT_OF_MEMORY;
-    }
-    int64_t N = x0->shape[0], P = dc_per_sample(x0);
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t i = 0; i < P; i++) {
-            int64_t j = n * P + i;
-            if (r->dtype == DIFFCL_F32) dc_f32(r)[j] = (float)(coef[n] * dc_f32(gc)[j]);
-            else dc_f64(r)[j] = coef[n] * dc_f64(gc)[j];
-        }
-    diffcl_tensor_free(gc);
-    gin[0] = r;
-    return DIFFCL_OK;
-}
-static const dc_op OP_Q_SAMPLE = {"diffusion_q_sample", q_sample_backward, free, 0};
-
 diffcl_status diffcl_diffusion_q_sample(const diffcl_diffusion_schedule *s, const diffcl_tensor *x0,
                                         const int64_t *t, diffcl_rng_key key, diffcl_tensor **x_t,
                                         diffcl_tensor **noise)
@@ -195,37 +165,29 @@ diffcl_status diffcl_diffusion_q_sample(const diffcl_diffusion_schedule *s, cons
     if (x0->ndim < 2)
         return dc_error(DIFFCL_ERR_SHAPE, "%s: x0 %s needs a batch and a channel axis", fn,
                         dc_shape_str(x0));
-    int64_t N = x0->shape[0], P = dc_per_sample(x0);
+    int64_t N = x0->shape[0];
     for (int64_t n = 0; n < N; n++)
         if (t[n] < 0 || t[n] >= s->T)
             return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: t[%lld] = %lld not in [0, %d)", fn,
                             (long long)n, (long long)t[n], s->T);
-    double *coef = malloc((size_t)(N ? N : 1) * sizeof *coef);
-    diffcl_tensor *eps = dc_tensor_empty(x0->ctx, x0->dtype, x0->ndim, x0->shape);
-    diffcl_tensor *x = dc_contiguous(x0);
-    diffcl_tensor *r = dc_tensor_empty(x0->ctx, x0->dtype, x0->ndim, x0->shape);
-    if (!coef || !eps || !x || !r) {
-        free(coef);
-        diffcl_tensor_free(eps);
-        diffcl_tensor_free(x);
-        diffcl_tensor_free(r);
-        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    }
-    dc_diffusion_fill_noise(eps, key, 0);
-    for (int64_t n = 0; n < N; n++) {
-        double ab = s->alpha_bar[t[n]], a = sqrt(ab), b = sqrt(1.0 - ab);
-        coef[n] = a;
-        for (int64_t i = 0; i < P; i++) {
-            int64_t j = n * P + i;
-            if (r->dtype == DIFFCL_F32) dc_f32(r)[j] = (float)(a * dc_f32(x)[j] + b * dc_f32(eps)[j]);
-            else dc_f64(r)[j] = a * dc_f64(x)[j] + b * dc_f64(eps)[j];
+    /* x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, differentiable in x_0 */
+    double *a = malloc((size_t)(N ? N : 1) * sizeof *a), *b = malloc((size_t)(N ? N : 1) * sizeof *b);
+    diffcl_tensor *eps = dc_tensor_empty(x0->ctx, x0->dtype, x0->ndim, x0->shape), *r = NULL;
+    diffcl_status st = a && b && eps ? DIFFCL_OK : dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    if (st == DIFFCL_OK) {
+        dc_diffusion_fill_noise(eps, key, 0);
+        for (int64_t n = 0; n < N; n++) {
+            a[n] = sqrt(s->alpha_bar[t[n]]);
+            b[n] = sqrt(1.0 - s->alpha_bar[t[n]]);
         }
+        st = dc_per_sample_axpby(x0, a, eps, b, &r);
     }
-    diffcl_tensor_free(x);
-    diffcl_tensor *in = (diffcl_tensor *)x0;
-    dc_node *node = dc_record(r, &OP_Q_SAMPLE, &in, 1);
-    if (node) node->state = coef;
-    else free(coef);
+    free(a);
+    free(b);
+    if (st != DIFFCL_OK) {
+        diffcl_tensor_free(eps);
+        return st;
+    }
     *x_t = r;
     if (noise) *noise = eps;
     else diffcl_tensor_free(eps);

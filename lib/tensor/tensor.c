@@ -56,6 +56,12 @@ static void contiguous_strides(int ndim, const int64_t *shape, int64_t *strides)
     }
 }
 
+int64_t dc_per_sample(const diffcl_tensor *x)
+{
+    int64_t n = dc_numel(x);
+    return x->ndim && x->shape[0] ? n / x->shape[0] : n;
+}
+
 int dc_is_contiguous(const diffcl_tensor *t)
 {
     int64_t s = 1;

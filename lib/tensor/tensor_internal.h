@@ -137,4 +137,16 @@ diffcl_tensor *dc_nograd_affine(const diffcl_tensor *a, double scale, double shi
         if (!(t)) return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: tensor is NULL", fn); \
     } while (0)
 
+/* out[n, c, ...] = x[n, c, ...] + b[n, c]: x [N, C, ...], b [N, C] (F32 or F64), with backward
+ * (channel_bias.c). */
+diffcl_status dc_add_channel_bias(const diffcl_tensor *x, const diffcl_tensor *b, diffcl_tensor **out);
+
+/* Elements per sample: numel / shape[0] (numel for a 0-d or empty batch). */
+int64_t dc_per_sample(const diffcl_tensor *x);
+/* out[n] = a[n] * x[n] + b[n] * c[n] over the batch axis (x, c contiguous-able, same shape;
+ * F32 or F64), computed in double and rounded once; recorded with a gradient to x only
+ * (per_sample_axpby.c). */
+diffcl_status dc_per_sample_axpby(const diffcl_tensor *x, const double *a, const diffcl_tensor *c,
+                                  const double *b, diffcl_tensor **out);
+
 #endif
