@@ -45,6 +45,14 @@ struct diffcl_context {
     /* FFT plan cache, created on first use by the fft layer and freed with the context */
     struct dc_fft_cache *fft_cache;
     void (*fft_cache_free)(struct dc_fft_cache *);
+    /* Convolution knobs for tests and benchmarks (lib/layer/conv_internal.h): the column
+     * budget per thread and the minimum tile width (0: the planner's defaults), the execution
+     * mode (0 automatic, 1 tiles in parallel, 2 in turn) and the F32 kernel family (0
+     * automatic, 1 BLAS, 3/4 AVX-512 forcing cvec / direct). Per context, so that two
+     * contexts in two threads cannot change each other's kernels. */
+    size_t conv_tile_bytes;
+    int64_t conv_min_cols;
+    int conv_mode, conv_kernel;
 };
 
 /* Record an error message for diffcl_last_error() and return @p status. */

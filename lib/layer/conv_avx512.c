@@ -33,21 +33,25 @@
 #include <immintrin.h>
 #endif
 
-static int g_kernel = 0; /* 0/2 automatic, 1 BLAS, 3/4 AVX-512 forcing cvec / direct for stride 1 */
-void dc_conv_set_kernel(int kernel) { g_kernel = kernel; }
+void dc_conv_set_kernel(diffcl_context *ctx, int kernel) { ctx->conv_kernel = kernel; }
 
 /* DIFFCL_CONV_KERNEL=blas in the environment selects the cblas_sgemm family (debugging,
  * comparisons); the default is AVX-512 where the CPU has it. */
-int dc_conv512_usable(void)
+int dc_conv512_usable(const diffcl_context *ctx)
 {
 #ifdef DC_HAVE_AVX512_CODE
+    /* machine and environment facts, read once; relaxed atomics because two contexts may
+     * ask from two threads at the same time (both compute the same value) */
     static int cpu = -1;
-    if (cpu < 0) {
+    int c = __atomic_load_n(&cpu, __ATOMIC_RELAXED);
+    if (c < 0) {
         const char *e = getenv("DIFFCL_CONV_KERNEL");
-        cpu = __builtin_cpu_supports("avx512f") && !(e && !strcmp(e, "blas")) ? 1 : 0;
+        c = __builtin_cpu_supports("avx512f") && !(e && !strcmp(e, "blas")) ? 1 : 0;
+        __atomic_store_n(&cpu, c, __ATOMIC_RELAXED);
     }
-    return g_kernel != 1 && cpu;
+    return ctx->conv_kernel != 1 && c;
 #else
+    (void)ctx;
     return 0;
 #endif
 }
@@ -410,7 +414,7 @@ static direct_geo direct_plan(diffcl_context *ctx, const dc_cgeo *g, int64_t ext
     const int64_t halo = (int64_t)g->d[0] * (g->k[0] - 1);
     size_t budget;
     int64_t knob_min;
-    dc_conv_tiling_knobs(&budget, &knob_min);
+    dc_conv_tiling_knobs(ctx, &budget, &knob_min);
     if (!budget) budget = (size_t)4 << 20;
     const int64_t plane_bytes = (g->ci + extra_per_plane) * d.HpWp * (int64_t)sizeof(float);
     int64_t nz = (int64_t)budget / imax(plane_bytes, 1) - halo;
@@ -643,7 +647,7 @@ static tiles512 plan512(diffcl_context *ctx, const dc_cgeo *g, int64_t per_col_b
     const int64_t P = dc_cgeo_out_vox(g);
     size_t budget;
     int64_t knob_min;
-    dc_conv_tiling_knobs(&budget, &knob_min);
+    dc_conv_tiling_knobs(ctx, &budget, &knob_min);
     if (!budget) budget = (size_t)1 << 20; /* about an L2: packed, then consumed while hot */
     if (knob_min > 0) min_cols = knob_min; /* tests: exact control */
     int64_t cols = (int64_t)budget / imax(per_col_bytes, 1);
@@ -771,7 +775,7 @@ static int64_t s2d_planes(diffcl_context *ctx, const dc_cgeo *g, int64_t K)
     const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
     size_t budget;
     int64_t knob_min;
-    dc_conv_tiling_knobs(&budget, &knob_min);
+    dc_conv_tiling_knobs(ctx, &budget, &knob_min);
     if (!budget) budget = (size_t)2 << 20;
     const int64_t plane = g->out[1] * g->out[2];
     int64_t nz = (int64_t)budget / imax(K * plane * (int64_t)sizeof(float), 1);
@@ -943,12 +947,12 @@ static void pack_wt32(const float *restrict w, int64_t co, int64_t K, float *res
 }
 
 /* Input channels per pass: the weights of one 32-channel block for a pass stay in L2. */
-static int64_t cvec_chunk(const dc_cgeo *g)
+static int64_t cvec_chunk(const diffcl_context *ctx, const dc_cgeo *g)
 {
     const int64_t kvol = dc_cgeo_kvol(g);
     size_t budget;
     int64_t knob_min;
-    dc_conv_tiling_knobs(&budget, &knob_min);
+    dc_conv_tiling_knobs(ctx, &budget, &knob_min);
     if (knob_min > 0) return 1; /* tests: every pass path */
     return imax(1, imin(g->ci, (256 * 1024) / (kvol * 32 * (int64_t)sizeof(float))));
 }
@@ -959,7 +963,7 @@ static direct_geo cvec_plan(diffcl_context *ctx, const dc_cgeo *g)
 {
     const int64_t plane = g->out[1] * g->out[2];
     const int64_t hpwp = (g->in[1] + 2 * g->p[1]) * (g->in[2] + 2 * g->p[2]);
-    const int64_t extra = cvec_chunk(g) < g->ci ? (round_up(g->co, 32) * plane + hpwp - 1) / imax(hpwp, 1) : 0;
+    const int64_t extra = cvec_chunk(ctx, g) < g->ci ? (round_up(g->co, 32) * plane + hpwp - 1) / imax(hpwp, 1) : 0;
     return direct_plan(ctx, g, extra);
 }
 
@@ -968,7 +972,7 @@ static size_t cvec_fwd_ws(diffcl_context *ctx, const dc_cgeo *g)
     const direct_geo d = cvec_plan(ctx, g);
     const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
     const int64_t K = g->ci * dc_cgeo_kvol(g), plane = g->out[1] * g->out[2];
-    const int64_t acc = cvec_chunk(g) < g->ci ? round_up(g->co, 32) * round_up(d.nz * plane, CV) : CV * 32;
+    const int64_t acc = cvec_chunk(ctx, g) < g->ci ? round_up(g->co, 32) * round_up(d.nz * plane, CV) : CV * 32;
     return (size_t)(round_up(g->co, 32) * K + nt * (g->ci * d.cs + acc)) * sizeof(float) +
            (size_t)round_up(K, 8) * sizeof(int64_t);
 }
@@ -980,7 +984,7 @@ static diffcl_status cvec_fwd(diffcl_context *ctx, const dc_cgeo *g, const float
     const int64_t kvol = dc_cgeo_kvol(g), K = g->ci * kvol, NI = dc_cgeo_in_vox(g);
     const int64_t P = dc_cgeo_out_vox(g), plane = g->out[1] * g->out[2], nb = (g->co + 31) / 32;
     const direct_geo d = cvec_plan(ctx, g);
-    const int64_t chunk = cvec_chunk(g), passes = (g->ci + chunk - 1) / chunk;
+    const int64_t chunk = cvec_chunk(ctx, g), passes = (g->ci + chunk - 1) / chunk;
     const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
     const int64_t tbytes = round_up(K, 8) * (int64_t)sizeof(int64_t);
     const int64_t nvmax = round_up(d.nz * plane, CV);
@@ -1184,10 +1188,10 @@ static int stride_one(const dc_cgeo *g)
  * V-Net levels (one core): cvec 245/248/243/186 GF/s at 32/64/128/256 channels against
  * direct 229/211/176/117 (direct wastes its padded positions on small planes, cvec wastes
  * nothing but needs 32 channels to fill its vectors). Knob: kernel 3 forces cvec, 4 direct. */
-static int use_cvec(const dc_cgeo *g)
+static int use_cvec(const diffcl_context *ctx, const dc_cgeo *g)
 {
-    if (g_kernel == 3) return 1;
-    if (g_kernel == 4) return 0;
+    if (ctx->conv_kernel == 3) return 1;
+    if (ctx->conv_kernel == 4) return 0;
     return g->co >= 32;
 }
 
@@ -1198,7 +1202,7 @@ diffcl_status dc_conv512_fwd(diffcl_context *ctx, const dc_cgeo *g, const float 
     const int direct = dc_conv_is_pointwise(g);
     const int64_t a_elems = round_up(g->co, MR) * K;
     if (!direct && stride_one(g)) {
-        if (use_cvec(g)) return cvec_fwd(ctx, g, x, w, bias, y, 0);
+        if (use_cvec(ctx, g)) return cvec_fwd(ctx, g, x, w, bias, y, 0);
         float *ws = dc_scratch(ctx, (size_t)a_elems * sizeof(float) + direct_fwd_ws(ctx, g));
         if (!ws) return DIFFCL_ERR_OUT_OF_MEMORY;
         pack_a(w, g->co, K, 0, ws, dc_threads(ctx));
@@ -1246,7 +1250,7 @@ diffcl_status dc_conv512_bwd_data(diffcl_context *ctx, const dc_cgeo *g, const f
             g2.out[a] = g->in[a];
             g2.p[a] = g->d[a] * (g->k[a] - 1) - g->p[a];
         }
-        if (use_cvec(&g2)) return cvec_fwd(ctx, &g2, dy, w, NULL, dx, 1); /* flips as it packs */
+        if (use_cvec(ctx, &g2)) return cvec_fwd(ctx, &g2, dy, w, NULL, dx, 1); /* flips as it packs */
         const size_t wn = (size_t)(g->co * K);
         float *wf = dc_alloc(ctx, wn * sizeof(float));
         if (!wf) return DIFFCL_ERR_OUT_OF_MEMORY;
@@ -1324,9 +1328,9 @@ diffcl_status dc_conv512_bwd_weight(diffcl_context *ctx, const dc_cgeo *g, const
     const int direct = dc_conv_is_pointwise(g);
     /* (the dot products over gathered columns measured slower than over padded positions) */
     if (!direct && stride_one(g))
-        return use_cvec(g) ? cvec_dw(ctx, g, x, dy, dw) : direct_dw(ctx, g, x, dy, dw);
+        return use_cvec(ctx, g) ? cvec_dw(ctx, g, x, dy, dw) : direct_dw(ctx, g, x, dy, dw);
     if (!direct && dc_conv_is_nonoverlap(g))
-        return use_cvec(g) ? s2d_dw_cvec(ctx, g, x, dy, dw) : s2d_dw(ctx, g, x, dy, dw);
+        return use_cvec(ctx, g) ? s2d_dw_cvec(ctx, g, x, dy, dw) : s2d_dw(ctx, g, x, dy, dw);
     const int64_t wn = g->co * K;
     const tiles512 t = plan512(ctx, g, direct ? 0 : K * (int64_t)sizeof(float), 1024);
     const int64_t c_elems = direct ? 0 : K * t.cols;

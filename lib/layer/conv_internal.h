@@ -119,17 +119,19 @@ void dc_kern_add_channel_bias_f64(diffcl_context *ctx, double *x, int64_t n, int
                              const double *bias);
 
 /* Column-buffer budget per thread in bytes and the minimum tile width in output voxels
- * (tests shrink both to exercise tiling; 0 restores a default). Process-wide, not
- * thread-safe: meant for tests and benchmarks. */
-void dc_conv_set_tiling(size_t tile_bytes, int64_t min_cols);
-void dc_conv_tiling_knobs(size_t *tile_bytes, int64_t *min_cols);
+ * (tests shrink both to exercise tiling; 0 restores a default). Per context (its
+ * conv_* fields): meant for tests and benchmarks. */
+void dc_conv_set_tiling(diffcl_context *ctx, size_t tile_bytes, int64_t min_cols);
+void dc_conv_tiling_knobs(const diffcl_context *ctx, size_t *tile_bytes, int64_t *min_cols);
 /* Kernel family for F32: 0 automatic (AVX-512 when the CPU has it), 1 BLAS (cblas_sgemm),
- * 2 AVX-512 where available. Process-wide; for tests and benchmarks. */
-void dc_conv_set_kernel(int kernel);
+ * 2 AVX-512 where available, 3/4 AVX-512 forcing cvec / direct for stride 1. Per context;
+ * for tests and benchmarks. DIFFCL_CONV_KERNEL=blas in the environment still forces BLAS
+ * for every context (the default's override, read once). */
+void dc_conv_set_kernel(diffcl_context *ctx, int kernel);
 
 /* F32 kernels with our own AVX-512 GEMM micro-kernels (conv_avx512.c); usable() tells
  * whether the CPU has AVX-512 and the BLAS family is not forced. bwd_weight fills dw only. */
-int dc_conv512_usable(void);
+int dc_conv512_usable(const diffcl_context *ctx);
 diffcl_status dc_conv512_fwd(diffcl_context *ctx, const dc_cgeo *g, const float *x,
                              const float *w, const float *bias, float *y);
 diffcl_status dc_conv512_bwd_data(diffcl_context *ctx, const dc_cgeo *g, const float *dy,
@@ -137,7 +139,7 @@ diffcl_status dc_conv512_bwd_data(diffcl_context *ctx, const dc_cgeo *g, const f
 diffcl_status dc_conv512_bwd_weight(diffcl_context *ctx, const dc_cgeo *g, const float *x,
                                     const float *dy, float *dw);
 /* Force the execution mode for tests: 0 automatic, 1 tiles in parallel, 2 tiles in turn. */
-void dc_conv_set_mode(int mode);
+void dc_conv_set_mode(diffcl_context *ctx, int mode);
 
 /* Read a caller's geometry (struct_size-aware) into @p out, validated for @p what.
  * @p pool: kernels are windows (dilation allowed only for max pooling). */

@@ -13,22 +13,19 @@
 #define DC_MIN_COLS 256
 #define DC_MAX_WS_BYTES ((size_t)64 << 20)
 
-static size_t g_tile_bytes = 0; /* 0: each planner's default */
-static int64_t g_min_cols = 0;  /* 0: each planner's default; else exactly this */
-static int g_mode = 0;
-
-void dc_conv_set_tiling(size_t tile_bytes, int64_t min_cols)
+void dc_conv_set_tiling(diffcl_context *ctx, size_t tile_bytes, int64_t min_cols)
 {
-    g_tile_bytes = tile_bytes;
-    g_min_cols = min_cols > 0 ? min_cols : 0;
+    ctx->conv_tile_bytes = tile_bytes;
+    ctx->conv_min_cols = min_cols > 0 ? min_cols : 0;
 }
 
-void dc_conv_tiling_knobs(size_t *tile_bytes, int64_t *min_cols)
+void dc_conv_tiling_knobs(const diffcl_context *ctx, size_t *tile_bytes, int64_t *min_cols)
 {
-    *tile_bytes = g_tile_bytes;
-    *min_cols = g_min_cols;
+    *tile_bytes = ctx->conv_tile_bytes;
+    *min_cols = ctx->conv_min_cols;
 }
-void dc_conv_set_mode(int mode) { g_mode = mode; }
+
+void dc_conv_set_mode(diffcl_context *ctx, int mode) { ctx->conv_mode = mode; }
 
 typedef struct dc_conv_tiling {
     int64_t rows;     /* output rows (of out[2] voxels) per tile */
@@ -47,9 +44,9 @@ static dc_conv_tiling dc_conv_plan(diffcl_context *ctx, const dc_cgeo *g, size_t
     const int64_t L = g->out[2], R = g->out[0] * g->out[1];
     const int64_t K = direct ? (g->ci > g->co ? g->ci : g->co) : g->ci * dc_cgeo_kvol(g);
     const int64_t row_bytes = K * L * (int64_t)sz > 0 ? K * L * (int64_t)sz : 1;
-    int64_t rows = (int64_t)(g_tile_bytes ? g_tile_bytes : DC_DEFAULT_TILE_BYTES) / row_bytes;
+    int64_t rows = (int64_t)(ctx->conv_tile_bytes ? ctx->conv_tile_bytes : DC_DEFAULT_TILE_BYTES) / row_bytes;
     int64_t min_cols = g->co > DC_MIN_COLS ? g->co : DC_MIN_COLS;
-    if (g_min_cols) min_cols = g_min_cols; /* tests: exact control */
+    if (ctx->conv_min_cols) min_cols = ctx->conv_min_cols; /* tests: exact control */
     if (rows * L < min_cols) rows = (min_cols + L - 1) / L;
     int64_t cap = (int64_t)(DC_MAX_WS_BYTES / (size_t)nt) / row_bytes;
     if (rows > cap) rows = cap;
@@ -60,7 +57,7 @@ static dc_conv_tiling dc_conv_plan(diffcl_context *ctx, const dc_cgeo *g, size_t
     if (nt > 1 && g->n * tiles < 4 * nt) {
         int64_t want = (4 * nt + g->n - 1) / (g->n > 0 ? g->n : 1);
         int64_t r2 = (R + want - 1) / want;
-        int64_t rmin = ((g_min_cols ? g_min_cols : DC_MIN_COLS) + L - 1) / L;
+        int64_t rmin = ((ctx->conv_min_cols ? ctx->conv_min_cols : DC_MIN_COLS) + L - 1) / L;
         if (r2 < rmin) r2 = rmin;
         if (r2 < rows) {
             rows = r2;
@@ -76,8 +73,8 @@ static dc_conv_tiling dc_conv_plan(diffcl_context *ctx, const dc_cgeo *g, size_t
     else
         par = g->n * tiles >= nt;
     par = par && nt > 1;
-    if (g_mode == 1) par = 1;
-    if (g_mode == 2) par = 0;
+    if (ctx->conv_mode == 1) par = 1;
+    if (ctx->conv_mode == 2) par = 0;
     t.parallel = par;
     t.ws_elems = direct ? 0 : (par ? nt : 1) * K * rows * L;
     return t;

@@ -186,10 +186,17 @@ double test_f32_grad_bound(const diffcl_tensor_dict *fixture)
 void test_print_kernels(void)
 {
     const char *cf = getenv("DIFFCL_CONV_KERNEL");
+    diffcl_context_options o = DIFFCL_CONTEXT_OPTIONS_INIT;
+    o.n_threads = 1;
+    o.log_level = DIFFCL_LOG_ERROR;
+    diffcl_context *c = NULL; /* a new context: the default kernel family (not a Check call: this
+                               * runs before the suite) */
+    if (diffcl_context_create(&o, &c) != DIFFCL_OK) return;
     fprintf(stderr, "kernels: OpenBLAS core %s (OPENBLAS_CORETYPE=%s); convolutions %s "
             "(DIFFCL_CONV_KERNEL=%s)\n", openblas_get_corename(),
             getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset",
-            dc_conv512_usable() ? "AVX-512" : "cblas_sgemm", cf ? cf : "unset");
+            dc_conv512_usable(c) ? "AVX-512" : "cblas_sgemm", cf ? cf : "unset");
+    diffcl_context_free(c);
 }
 
 int test_run_suite(Suite *s)

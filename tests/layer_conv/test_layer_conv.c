@@ -14,9 +14,9 @@ static diffcl_context *ctx;
 static void setup(void) { ctx = test_context(); }
 static void teardown(void)
 {
-    dc_conv_set_tiling(0, 0);
-    dc_conv_set_mode(0);
-    dc_conv_set_kernel(0);
+    dc_conv_set_tiling(ctx, 0, 0);
+    dc_conv_set_mode(ctx, 0);
+    dc_conv_set_kernel(ctx, 0);
     diffcl_context_free(ctx);
 }
 
@@ -182,9 +182,9 @@ static const kconf KCONFS[] = {
 
 static diffcl_context *apply_conf(const kconf *k)
 {
-    dc_conv_set_tiling(k->tile_bytes, k->min_cols);
-    dc_conv_set_mode(k->mode);
-    dc_conv_set_kernel(k->kernel);
+    dc_conv_set_tiling(ctx, k->tile_bytes, k->min_cols);
+    dc_conv_set_mode(ctx, k->mode);
+    dc_conv_set_kernel(ctx, k->kernel);
     return ctx_threads(k->threads);
 }
 
@@ -374,7 +374,7 @@ END_TEST
  * each F32 kernel family. */
 START_TEST(test_vnet_shapes_f32_vs_f64)
 {
-    dc_conv_set_kernel(1 + _i);
+    dc_conv_set_kernel(ctx, 1 + _i);
     diffcl_context *c = ctx_threads(2);
     struct {
         int ci, co, k, s, transposed;
@@ -430,8 +430,8 @@ END_TEST
 /* Weight gradients (reduced over threads) are bitwise identical from run to run. */
 START_TEST(test_deterministic)
 {
-    dc_conv_set_kernel(1 + _i);
-    dc_conv_set_tiling(4096, 1);
+    dc_conv_set_kernel(ctx, 1 + _i);
+    dc_conv_set_tiling(ctx, 4096, 1);
     diffcl_context *c = ctx_threads(2);
     const int cfg[3][3] = {{8, 32, 3}, {8, 32, 2}, {4, 8, 3}}; /* ci, co, k (k2: stride 2) */
     for (int v = 0; v < 3; v++) {

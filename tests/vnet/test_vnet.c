@@ -136,7 +136,7 @@ static void parity(int dims, diffcl_dtype dt, int kernel)
     diffcl_tensor *x = to_dtype(diffcl_tensor_dict_get(fx, "x"), dt);
     diffcl_tensor *w = to_dtype(diffcl_tensor_dict_get(fx, "w"), dt);
     diffcl_module_train(m, 1);
-    dc_conv_set_kernel(kernel);
+    dc_conv_set_kernel(ctx, kernel);
     diffcl_tensor *logits = NULL;
     ck_ok(diffcl_vnet_forward(m, x, &logits, NULL));
     fprintf(stderr, "%s:\n", label);
@@ -146,7 +146,7 @@ static void parity(int dims, diffcl_dtype dt, int kernel)
     ck_ok(diffcl_backward(loss, NULL));
     if (dt == DIFFCL_F64) test_check_module_grads(label, m, fx, "grad.", 1e-8, 1e-8);
     else test_check_module_grads(label, m, fx, "grad.", TEST_NO_BOUND, test_f32_grad_bound(fx));
-    dc_conv_set_kernel(0);
+    dc_conv_set_kernel(ctx, 0);
     diffcl_tensor_free(loss);
     diffcl_tensor_free(logits);
     diffcl_tensor_free(x);
