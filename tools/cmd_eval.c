@@ -113,140 +113,194 @@ static diffcl_status read_map(diffcl_context *ctx, const char *path, diffcl_tens
     return s;
 }
 
-int cmd_eval(int argc, char **argv)
+/* The cases of one run: their ids, maps, spacings and scores. */
+typedef struct eval_set {
+    int64_t n;
+    char **ids;
+    diffcl_tensor **pred, **ref;
+    double (*spacing)[3]; /* the reference's, for --physical */
+    int classes;          /* K, background included */
+    diffcl_seg_metrics *res; /* [n][K - 1] */
+} eval_set;
+
+static void eval_set_free(eval_set *e)
 {
-    eval_args args;
-    int parsed = eval_args_parse(argc, argv, &args);
-    if (parsed != TOOL_ARGS_RUN) return parsed;
-    const char *pred_dir = args.pred_dir, *label_dir = args.label_dir, *list = args.list, *csv = args.csv;
-    int classes = args.classes, physical = args.physical;
-    diffcl_metric_options mo = args.mo;
-    /* before any case: a mistyped folder is not a missing case */
-    const char *dirs[2][2] = {{"--pred", pred_dir}, {"--label", label_dir}};
+    for (int64_t i = 0; i < e->n; i++) {
+        if (e->pred) diffcl_tensor_free(e->pred[i]);
+        if (e->ref) diffcl_tensor_free(e->ref[i]);
+    }
+    free(e->pred);
+    free(e->ref);
+    free(e->spacing);
+    free(e->res);
+    diffcl_list_free(e->ids, e->n);
+}
+
+/* Before any case: a mistyped folder is not a missing case. Returns 0 or the exit code. */
+static int check_folders(const eval_args *a)
+{
+    const char *dirs[2][2] = {{"--pred", a->pred_dir}, {"--label", a->label_dir}};
     for (int k = 0; k < 2; k++) {
         struct stat st;
         if (stat(dirs[k][1], &st) != 0)
             return opt_fail("eval", "%s folder '%s' does not exist", dirs[k][0], dirs[k][1]);
-        if (!S_ISDIR(st.st_mode))
-            return opt_fail("eval", "%s '%s' is not a folder", dirs[k][0], dirs[k][1]);
+        if (!S_ISDIR(st.st_mode)) return opt_fail("eval", "%s '%s' is not a folder", dirs[k][0], dirs[k][1]);
     }
-    char **ids = NULL;
-    int64_t n = 0;
-    if (list) {
-        if (diffcl_list_read(list, &ids, &n) != DIFFCL_OK)
-            return opt_fail("eval", "%s", diffcl_last_error());
-        for (int64_t i = 0; i < n; i++) strip_ext(ids[i]);
-    } else if (!list_dir(pred_dir, &ids, &n)) {
-        return opt_fail("eval", "cannot read the folder '%s'", pred_dir);
+    return 0;
+}
+
+/* The ids to score: --list, or every label map in --pred. Returns 0 or the exit code. */
+static int case_ids(const eval_args *a, eval_set *e)
+{
+    if (a->list) {
+        if (diffcl_list_read(a->list, &e->ids, &e->n) != DIFFCL_OK) return opt_fail("eval", "%s", diffcl_last_error());
+        for (int64_t i = 0; i < e->n; i++) strip_ext(e->ids[i]);
+    } else if (!list_dir(a->pred_dir, &e->ids, &e->n)) {
+        return opt_fail("eval", "cannot read the folder '%s'", a->pred_dir);
     }
-    if (n == 0) {
-        diffcl_list_free(ids, n);
-        return opt_fail("eval", "no label maps (.nii.gz, .nii, .png, .h5) in '%s'", pred_dir);
-    }
-    diffcl_context *ctx = NULL;
-    if (tool_context_create(NULL, &ctx) != DIFFCL_OK) {
-        fprintf(stderr, "diffcl eval: %s\n", diffcl_last_error());
-        diffcl_list_free(ids, n);
+    if (e->n == 0) return opt_fail("eval", "no label maps (.nii.gz, .nii, .png, .h5) in '%s'", a->pred_dir);
+    return 0;
+}
+
+/* Read every case's prediction and reference; the class count is --classes or the largest
+ * label seen + 1. Returns 0 or 1 (message printed). */
+static int read_cases(diffcl_context *ctx, const eval_args *a, eval_set *e)
+{
+    e->pred = calloc((size_t)e->n, sizeof *e->pred);
+    e->ref = calloc((size_t)e->n, sizeof *e->ref);
+    e->spacing = calloc((size_t)e->n, sizeof *e->spacing);
+    if (!e->pred || !e->ref || !e->spacing) {
+        fprintf(stderr, "diffcl eval: out of memory for %lld cases\n", (long long)e->n);
         return 1;
     }
-    diffcl_tensor **P = calloc((size_t)n, sizeof *P), **R = calloc((size_t)n, sizeof *R);
-    double(*sp)[3] = calloc((size_t)n, sizeof *sp);
-    int rc = 0, maxlab = 0;
-    for (int64_t i = 0; i < n && !rc; i++) {
+    int maxlab = 0;
+    for (int64_t i = 0; i < e->n; i++) {
         char pp[4096], lp[4096];
         double psp[3];
-        if (!find_case(pred_dir, ids[i], pp, sizeof pp)) {
-            fprintf(stderr, "diffcl eval: no prediction for case '%s' in '%s'\n", ids[i], pred_dir);
-            rc = 1;
-            break;
+        if (!find_case(a->pred_dir, e->ids[i], pp, sizeof pp)) {
+            fprintf(stderr, "diffcl eval: no prediction for case '%s' in '%s'\n", e->ids[i], a->pred_dir);
+            return 1;
         }
-        if (!find_case(label_dir, ids[i], lp, sizeof lp)) {
-            fprintf(stderr, "diffcl eval: no reference for case '%s' in '%s'\n", ids[i], label_dir);
-            rc = 1;
-            break;
+        if (!find_case(a->label_dir, e->ids[i], lp, sizeof lp)) {
+            fprintf(stderr, "diffcl eval: no reference for case '%s' in '%s'\n", e->ids[i], a->label_dir);
+            return 1;
         }
-        if (read_map(ctx, pp, &P[i], psp) != DIFFCL_OK || read_map(ctx, lp, &R[i], sp[i]) != DIFFCL_OK) {
+        if (read_map(ctx, pp, &e->pred[i], psp) != DIFFCL_OK || read_map(ctx, lp, &e->ref[i], e->spacing[i]) != DIFFCL_OK) {
             fprintf(stderr, "diffcl eval: %s\n", diffcl_last_error());
-            rc = 1;
-            break;
+            return 1;
         }
         for (int m = 0; m < 2; m++) {
-            const uint8_t *d = diffcl_tensor_data_const(m ? R[i] : P[i]);
-            for (int64_t k = 0; k < diffcl_tensor_numel(m ? R[i] : P[i]); k++)
-                maxlab = d[k] > maxlab ? d[k] : maxlab;
+            const diffcl_tensor *t = m ? e->ref[i] : e->pred[i];
+            const uint8_t *d = diffcl_tensor_data_const(t);
+            for (int64_t k = 0; k < diffcl_tensor_numel(t); k++) maxlab = d[k] > maxlab ? d[k] : maxlab;
         }
     }
-    int K = classes ? classes : (maxlab + 1 < 2 ? 2 : maxlab + 1);
-    diffcl_seg_metrics *res = calloc((size_t)n * (size_t)(K > 1 ? K - 1 : 1), sizeof *res);
-    for (int64_t i = 0; i < n && !rc; i++) {
-        if (physical)
-            for (int a = 0; a < 3; a++) mo.spacing[a] = sp[i][a];
-        if (diffcl_metrics_per_class(P[i], R[i], K, &mo, res + i * (K - 1)) != DIFFCL_OK) {
-            fprintf(stderr, "diffcl eval: case '%s': %s\n", ids[i], diffcl_last_error());
-            rc = 1;
+    e->classes = a->classes ? a->classes : (maxlab + 1 < 2 ? 2 : maxlab + 1);
+    return 0;
+}
+
+/* Per-class metrics of every case into e->res. Returns 0 or 1 (message printed). */
+static int score_cases(const eval_args *a, eval_set *e)
+{
+    const int K = e->classes;
+    e->res = calloc((size_t)e->n * (size_t)(K - 1), sizeof *e->res);
+    if (!e->res) {
+        fprintf(stderr, "diffcl eval: out of memory\n");
+        return 1;
+    }
+    diffcl_metric_options mo = a->mo;
+    for (int64_t i = 0; i < e->n; i++) {
+        if (a->physical)
+            for (int k = 0; k < 3; k++) mo.spacing[k] = e->spacing[i][k];
+        if (diffcl_metrics_per_class(e->pred[i], e->ref[i], K, &mo, e->res + i * (K - 1)) != DIFFCL_OK) {
+            fprintf(stderr, "diffcl eval: case '%s': %s\n", e->ids[i], diffcl_last_error());
+            return 1;
         }
     }
-    FILE *cf = NULL;
-    if (!rc && csv) {
-        cf = fopen(csv, "w");
-        if (!cf) {
-            fprintf(stderr, "diffcl eval: cannot write '%s'\n", csv);
-            rc = 1;
-        } else {
-            fprintf(cf, "case,class,dice,jaccard,hd95,asd,assd,hd,n_pred,n_ref\n");
-        }
-    }
-    if (!rc) {
-        printf("%-24s %5s %8s %8s %9s %8s %8s\n", "case", "class", "dice", "jaccard", "hd95", "asd",
-               "assd");
-        for (int64_t i = 0; i < n; i++)
-            for (int k = 1; k < K; k++) {
-                const diffcl_seg_metrics *m = &res[i * (K - 1) + k - 1];
-                printf("%-24s %5d %8.4f %8.4f %9.4f %8.4f %8.4f\n", ids[i], k, m->dice, m->jaccard,
-                       m->hd95, m->asd, m->assd);
-                if (cf)
-                    fprintf(cf, "%s,%d,%.10g,%.10g,%.10g,%.10g,%.10g,%.10g,%lld,%lld\n", ids[i], k,
-                            m->dice, m->jaccard, m->hd95, m->asd, m->assd, m->hd,
-                            (long long)m->n_pred, (long long)m->n_ref);
-            }
-        printf("\nmean +- std over %lld case(s)%s:\n", (long long)n,
-               physical ? " (distances in spacing units)" : " (distances in voxels)");
-        const int64_t stride = (int64_t)(sizeof(diffcl_seg_metrics) / sizeof(double));
+    return 0;
+}
+
+/* The per-case table on stdout (and as CSV rows in @p cf when not NULL). */
+static void print_cases(const eval_set *e, FILE *cf)
+{
+    const int K = e->classes;
+    printf("%-24s %5s %8s %8s %9s %8s %8s\n", "case", "class", "dice", "jaccard", "hd95", "asd", "assd");
+    if (cf) fprintf(cf, "case,class,dice,jaccard,hd95,asd,assd,hd,n_pred,n_ref\n");
+    for (int64_t i = 0; i < e->n; i++)
         for (int k = 1; k < K; k++) {
-            printf("class %d:", k);
-            const char *names[5] = {"dice", "jaccard", "hd95", "asd", "assd"};
-            double mean[5], sd[5];
-            int64_t nv[5];
-            for (int f = 0; f < 5; f++) {
-                /* the fields are consecutive doubles: walk one of them across cases */
-                const double *base = (const double *)&res[k - 1] + f;
-                diffcl_metrics_summarize(base, n, stride * (K - 1), &mean[f], &sd[f], &nv[f]);
-                printf("  %s %.4f +- %.4f", names[f], mean[f], sd[f]);
-                if (nv[f] != n) printf(" (n=%lld)", (long long)nv[f]);
-            }
-            printf("\n");
-            if (cf) {
-                fprintf(cf, "mean,%d", k);
-                for (int f = 0; f < 5; f++) fprintf(cf, ",%.10g", mean[f]);
-                fprintf(cf, ",,,\nstd,%d", k);
-                for (int f = 0; f < 5; f++) fprintf(cf, ",%.10g", sd[f]);
-                fprintf(cf, ",,,\n");
-            }
+            const diffcl_seg_metrics *m = &e->res[i * (K - 1) + k - 1];
+            printf("%-24s %5d %8.4f %8.4f %9.4f %8.4f %8.4f\n", e->ids[i], k, m->dice, m->jaccard, m->hd95, m->asd,
+                   m->assd);
+            if (cf)
+                fprintf(cf, "%s,%d,%.10g,%.10g,%.10g,%.10g,%.10g,%.10g,%lld,%lld\n", e->ids[i], k, m->dice,
+                        m->jaccard, m->hd95, m->asd, m->assd, m->hd, (long long)m->n_pred, (long long)m->n_ref);
+        }
+}
+
+/* Mean +- std over cases per class on stdout (and as CSV mean/std rows). */
+static void print_means(const eval_set *e, int physical, FILE *cf)
+{
+    const int K = e->classes;
+    printf("\nmean +- std over %lld case(s)%s:\n", (long long)e->n,
+           physical ? " (distances in spacing units)" : " (distances in voxels)");
+    const int64_t stride = (int64_t)(sizeof(diffcl_seg_metrics) / sizeof(double));
+    static const char *const names[5] = {"dice", "jaccard", "hd95", "asd", "assd"};
+    for (int k = 1; k < K; k++) {
+        printf("class %d:", k);
+        double mean[5], sd[5];
+        int64_t nv[5];
+        for (int f = 0; f < 5; f++) {
+            /* the fields are consecutive doubles: walk one of them across cases */
+            const double *base = (const double *)&e->res[k - 1] + f;
+            diffcl_metrics_summarize(base, e->n, stride * (K - 1), &mean[f], &sd[f], &nv[f]);
+            printf("  %s %.4f +- %.4f", names[f], mean[f], sd[f]);
+            if (nv[f] != e->n) printf(" (n=%lld)", (long long)nv[f]);
+        }
+        printf("\n");
+        if (cf) {
+            fprintf(cf, "mean,%d", k);
+            for (int f = 0; f < 5; f++) fprintf(cf, ",%.10g", mean[f]);
+            fprintf(cf, ",,,\nstd,%d", k);
+            for (int f = 0; f < 5; f++) fprintf(cf, ",%.10g", sd[f]);
+            fprintf(cf, ",,,\n");
         }
     }
+}
+
+/* The tables, and the CSV when asked. Returns 0 or 1 (message printed). */
+static int report(const eval_args *a, const eval_set *e)
+{
+    FILE *cf = NULL;
+    if (a->csv && !(cf = fopen(a->csv, "w"))) {
+        fprintf(stderr, "diffcl eval: cannot write '%s'\n", a->csv);
+        return 1;
+    }
+    print_cases(e, cf);
+    print_means(e, a->physical, cf);
     if (cf && fclose(cf) != 0) {
-        fprintf(stderr, "diffcl eval: cannot write '%s'\n", csv);
+        fprintf(stderr, "diffcl eval: cannot write '%s'\n", a->csv);
+        return 1;
+    }
+    return 0;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    eval_args args;
+    int rc = eval_args_parse(argc, argv, &args);
+    if (rc != TOOL_ARGS_RUN) return rc;
+    eval_set e = {0};
+    rc = check_folders(&args);
+    if (!rc) rc = case_ids(&args, &e);
+    diffcl_context *ctx = NULL;
+    if (!rc && tool_context_create(NULL, &ctx) != DIFFCL_OK) {
+        fprintf(stderr, "diffcl eval: %s\n", diffcl_last_error());
         rc = 1;
     }
-    for (int64_t i = 0; i < n; i++) {
-        diffcl_tensor_free(P[i]);
-        diffcl_tensor_free(R[i]);
-    }
-    free(P);
-    free(R);
-    free(sp);
-    free(res);
-    diffcl_list_free(ids, n);
+    if (!rc) rc = read_cases(ctx, &args, &e);
+    if (!rc) rc = score_cases(&args, &e);
+    if (!rc) rc = report(&args, &e);
+    eval_set_free(&e);
     diffcl_context_free(ctx);
     return rc;
 }
