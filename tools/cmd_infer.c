@@ -243,11 +243,144 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Checks of --input, --output and --overlay before anything loads. 0 or the exit code. */
+static int check_paths(const infer_args *a, int in_dir)
+{
+    if (!in_dir && !is_file(a->input)) return opt_fail("infer", "no such input '%s'", a->input);
+    if (!in_dir && !ext_of(a->input)) return opt_fail("infer", "'%s': expected .nii.gz, .nii, .png or .h5", a->input);
+    struct stat st;
+    if (in_dir && stat(a->output, &st) == 0 && !S_ISDIR(st.st_mode))
+        return opt_fail("infer", "--output '%s' must be a folder when --input is one", a->output);
+    if (!in_dir && (!ext_of(a->output) || strcmp(ext_of(a->output), ext_of(a->input))))
+        return opt_fail("infer", "--output '%s' must have the input's extension (%s)", a->output, ext_of(a->input));
+    if (a->overlay_dir && stat(a->overlay_dir, &st) == 0 && !S_ISDIR(st.st_mode))
+        return opt_fail("infer", "--overlay '%s' is not a folder", a->overlay_dir);
+    return 0;
+}
+
+/* The network (--net) and the CS's options, which describe the input. 0 or 1 (printed). */
+static int load_model(diffcl_context *ctx, const infer_args *a, job *jb)
+{
+    if (diffcl_trainer_load_net(ctx, jb->model_path, &a->net, &jb->model) != DIFFCL_OK) {
+        fprintf(stderr, "diffcl infer: %s\n", diffcl_last_error());
+        return 1;
+    }
+    jb->vo.struct_size = sizeof jb->vo;
+    /* the DS and the ensemble come wrapped; the CS's options describe the input */
+    const diffcl_module *cs = a->net.net == DIFFCL_NET_CS ? jb->model : diffcl_module_child(jb->model, "cs");
+    if (diffcl_vnet_get_options(cs, &jb->vo) != DIFFCL_OK) {
+        fprintf(stderr, "diffcl infer: %s\n", diffcl_last_error());
+        return 1;
+    }
+    diffcl_module_train(jb->model, 0);
+    return 0;
+}
+
+/* Output folders are made like mkdir -p, once the model has loaded. 0 or 1 (printed). */
+static int make_output_dirs(const infer_args *a, int in_dir)
+{
+    const char *dirs[2] = {in_dir ? a->output : NULL, a->overlay_dir};
+    for (int k = 0; k < 2; k++)
+        if (dirs[k] && make_dirs(dirs[k])) {
+            fprintf(stderr, "diffcl infer: cannot create the folder '%s': %s\n", dirs[k], strerror(errno));
+            return 1;
+        }
+    return 0;
+}
+
+/* Window, stride and options: given, else the training patch of a checkpoint, else the
+ * library's defaults. */
+static void window_options(diffcl_context *ctx, const infer_args *a, job *jb)
+{
+    checkpoint_patch(ctx, jb->model_path, jb->train_patch);
+    if (jb->patch_given) memcpy(jb->so.patch, a->patch, sizeof a->patch);
+    else if (jb->train_patch[1] > 0) memcpy(jb->so.patch, jb->train_patch, sizeof jb->train_patch);
+    if (jb->stride_given) memcpy(jb->so.stride, a->stride, sizeof a->stride);
+    jb->so.gaussian = a->gaussian;
+    jb->so.tta_flips = a->tta;
+    jb->so.largest_cc = a->lcc;
+    jb->so.batch = a->batch;
+}
+
+/* The inputs of folder @p input, sorted: image files (nnU-Net channel files after _0000
+ * left out) and LA-layout <case>/mri_norm2.h5. 0, or 1 on running out of memory. */
+static int list_inputs(const char *input, char ***names_out, int64_t *n_out)
+{
+    DIR *d = opendir(input);
+    char **names = NULL;
+    int64_t n = 0, cap = 0;
+    int oom = 0;
+    struct dirent *e;
+    while (d && !oom && (e = readdir(d))) {
+        const char *ext = ext_of(e->d_name);
+        char la[4096], sub[1100];
+        if (e->d_name[0] == '.' || strlen(e->d_name) > 1000) continue;
+        if (!ext) {
+            /* the LA layout: <case>/mri_norm2.h5, predicted as <output>/<case>.h5 */
+            snprintf(sub, sizeof sub, "%s/mri_norm2.h5", e->d_name);
+            join_path(la, sizeof la, input, sub);
+            if (!is_file(la)) continue;
+        } else {
+            size_t base = strlen(e->d_name) - strlen(ext);
+            /* nnU-Net channel files after the first are read with _0000 */
+            if (base > 5 && e->d_name[base - 5] == '_' && strncmp(e->d_name + base - 5, "_0000", 5) &&
+                strspn(e->d_name + base - 4, "0123456789") == 4)
+                continue;
+            snprintf(sub, sizeof sub, "%s", e->d_name);
+        }
+        if (n == cap) {
+            char **grown = realloc(names, sizeof(char *) * (size_t)(cap ? 2 * cap : 64));
+            if (!grown) {
+                oom = 1;
+                break;
+            }
+            names = grown;
+            cap = cap ? 2 * cap : 64;
+        }
+        if (!(names[n] = strdup(sub))) oom = 1;
+        else n++;
+    }
+    if (d) closedir(d);
+    if (n > 1) qsort(names, (size_t)n, sizeof(char *), cmp_str);
+    *names_out = names;
+    *n_out = n;
+    if (oom) fprintf(stderr, "diffcl infer: out of memory listing '%s'\n", input);
+    return oom;
+}
+
+/* Every input of folder @p input into folder @p output. The exit code. */
+static int run_folder(diffcl_context *ctx, job *jb, const char *input, const char *output)
+{
+    char **names = NULL;
+    int64_t n = 0;
+    const int oom = list_inputs(input, &names, &n);
+    int rc = oom;
+    if (!oom && n == 0) {
+        fprintf(stderr, "diffcl infer: no .nii.gz, .nii, .png or .h5 file (or <case>/mri_norm2.h5) in '%s'\n", input);
+        rc = 1;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const char *ext = ext_of(names[i]);
+        char id[1024], in[4096], out[4096], name[1100];
+        const char *slash = strchr(names[i], '/');
+        size_t base = slash ? (size_t)(slash - names[i]) : strlen(names[i]) - strlen(ext);
+        if (!slash && base > 5 && !strncmp(names[i] + base - 5, "_0000", 5)) base -= 5;
+        snprintf(id, sizeof id, "%.*s", (int)base, names[i]);
+        join_path(in, sizeof in, input, names[i]);
+        snprintf(name, sizeof name, "%s%s", id, ext);
+        join_path(out, sizeof out, output, name);
+        if (!oom) rc |= run_case(ctx, jb, in, out, id);
+        free(names[i]);
+    }
+    free(names);
+    return rc;
+}
+
 int cmd_infer(int argc, char **argv)
 {
     infer_args args;
-    int parsed = infer_args_parse(argc, argv, &args);
-    if (parsed != TOOL_ARGS_RUN) return parsed;
+    int rc = infer_args_parse(argc, argv, &args);
+    if (rc != TOOL_ARGS_RUN) return rc;
     job jb;
     memset(&jb, 0, sizeof jb);
     diffcl_sliding_window_options_init(&jb.so);
@@ -257,118 +390,29 @@ int cmd_infer(int argc, char **argv)
     jb.quiet = args.quiet;
     jb.patch_given = args.patch_given;
     jb.stride_given = args.stride_given;
-    const char *input = args.input, *output = args.output;
-    diffcl_net_options net = args.net;
-    int in_dir = is_dir(input);
-    if (!in_dir && !is_file(input)) return opt_fail("infer", "no such input '%s'", input);
-    if (!in_dir && !ext_of(input))
-        return opt_fail("infer", "'%s': expected .nii.gz, .nii, .png or .h5", input);
-    struct stat st;
-    if (in_dir && stat(output, &st) == 0 && !S_ISDIR(st.st_mode))
-        return opt_fail("infer", "--output '%s' must be a folder when --input is one", output);
-    if (!in_dir && (!ext_of(output) || strcmp(ext_of(output), ext_of(input))))
-        return opt_fail("infer", "--output '%s' must have the input's extension (%s)", output,
-                        ext_of(input));
-    if (jb.overlay_dir && stat(jb.overlay_dir, &st) == 0 && !S_ISDIR(st.st_mode))
-        return opt_fail("infer", "--overlay '%s' is not a folder", jb.overlay_dir);
-
+    int in_dir = is_dir(args.input);
+    rc = check_paths(&args, in_dir);
+    if (rc) return rc;
     diffcl_context_options co = DIFFCL_CONTEXT_OPTIONS_INIT;
     co.n_threads = args.threads;
     diffcl_context *ctx = NULL;
-    if (tool_context_create(&co, &ctx) != DIFFCL_OK ||
-        diffcl_trainer_load_net(ctx, jb.model_path, &net, &jb.model) != DIFFCL_OK) {
+    if (tool_context_create(&co, &ctx) != DIFFCL_OK) {
         fprintf(stderr, "diffcl infer: %s\n", diffcl_last_error());
-        diffcl_context_free(ctx);
         return 1;
     }
-    jb.vo.struct_size = sizeof jb.vo;
-    /* the DS and the ensemble come wrapped; the CS's options describe the input */
-    const diffcl_module *cs = net.net == DIFFCL_NET_CS ? jb.model : diffcl_module_child(jb.model, "cs");
-    if (diffcl_vnet_get_options(cs, &jb.vo) != DIFFCL_OK) {
-        fprintf(stderr, "diffcl infer: %s\n", diffcl_last_error());
-        diffcl_module_free(jb.model);
-        diffcl_context_free(ctx);
-        return 1;
-    }
-    diffcl_module_train(jb.model, 0);
-    /* output folders are made like mkdir -p, once the model has loaded */
-    const char *dirs[2] = {in_dir ? output : NULL, jb.overlay_dir};
-    for (int k = 0; k < 2; k++) {
-        if (dirs[k] && make_dirs(dirs[k])) {
-            fprintf(stderr, "diffcl infer: cannot create the folder '%s': %s\n", dirs[k],
-                    strerror(errno));
-            diffcl_module_free(jb.model);
-            diffcl_context_free(ctx);
-            return 1;
+    rc = load_model(ctx, &args, &jb);
+    if (!rc) rc = make_output_dirs(&args, in_dir);
+    if (!rc) {
+        window_options(ctx, &args, &jb);
+        if (in_dir) {
+            rc = run_folder(ctx, &jb, args.input, args.output);
+        } else {
+            const char *slash = strrchr(args.input, '/');
+            char id[1024];
+            snprintf(id, sizeof id, "%s", slash ? slash + 1 : args.input);
+            id[strlen(id) - strlen(ext_of(args.input))] = 0;
+            rc = run_case(ctx, &jb, args.input, args.output, id);
         }
-    }
-    checkpoint_patch(ctx, jb.model_path, jb.train_patch);
-    if (jb.patch_given) memcpy(jb.so.patch, args.patch, sizeof args.patch);
-    else if (jb.train_patch[1] > 0) memcpy(jb.so.patch, jb.train_patch, sizeof jb.train_patch);
-    if (jb.stride_given) memcpy(jb.so.stride, args.stride, sizeof args.stride);
-    jb.so.gaussian = args.gaussian;
-    jb.so.tta_flips = args.tta;
-    jb.so.largest_cc = args.lcc;
-    jb.so.batch = args.batch;
-
-    int rc = 0;
-    if (!in_dir) {
-        const char *slash = strrchr(input, '/');
-        char id[1024];
-        snprintf(id, sizeof id, "%s", slash ? slash + 1 : input);
-        id[strlen(id) - strlen(ext_of(input))] = 0;
-        rc = run_case(ctx, &jb, input, output, id);
-    } else {
-        DIR *d = opendir(input);
-        char **names = NULL;
-        int64_t n = 0, cap = 0;
-        struct dirent *e;
-        while (d && (e = readdir(d))) {
-            const char *ext = ext_of(e->d_name);
-            char la[4096], sub[1100];
-            if (e->d_name[0] == '.' || strlen(e->d_name) > 1000) continue;
-            if (!ext) {
-                /* the LA layout: <case>/mri_norm2.h5, predicted as <output>/<case>.h5 */
-                snprintf(sub, sizeof sub, "%s/mri_norm2.h5", e->d_name);
-                join_path(la, sizeof la, input, sub);
-                if (!is_file(la)) continue;
-            } else {
-                size_t base = strlen(e->d_name) - strlen(ext);
-                /* nnU-Net channel files after the first are read with _0000 */
-                if (base > 5 && e->d_name[base - 5] == '_' &&
-                    strncmp(e->d_name + base - 5, "_0000", 5) &&
-                    strspn(e->d_name + base - 4, "0123456789") == 4)
-                    continue;
-                snprintf(sub, sizeof sub, "%s", e->d_name);
-            }
-            if (n == cap) {
-                cap = cap ? 2 * cap : 64;
-                names = realloc(names, sizeof(char *) * (size_t)cap);
-            }
-            names[n++] = strdup(sub);
-        }
-        if (d) closedir(d);
-        if (n > 1) qsort(names, (size_t)n, sizeof(char *), cmp_str);
-        if (n == 0) {
-            fprintf(stderr, "diffcl infer: no .nii.gz, .nii, .png or .h5 file (or "
-                    "<case>/mri_norm2.h5) in '%s'\n", input);
-            rc = 1;
-        }
-        for (int64_t i = 0; i < n; i++) {
-            const char *ext = ext_of(names[i]);
-            char id[1024], in[4096], out[4096];
-            const char *slash = strchr(names[i], '/');
-            size_t base = slash ? (size_t)(slash - names[i]) : strlen(names[i]) - strlen(ext);
-            if (!slash && base > 5 && !strncmp(names[i] + base - 5, "_0000", 5)) base -= 5;
-            snprintf(id, sizeof id, "%.*s", (int)base, names[i]);
-            join_path(in, sizeof in, input, names[i]);
-            char name[1100];
-            snprintf(name, sizeof name, "%s%s", id, ext);
-            join_path(out, sizeof out, output, name);
-            rc |= run_case(ctx, &jb, in, out, id);
-            free(names[i]);
-        }
-        free(names);
     }
     diffcl_module_free(jb.model);
     diffcl_context_free(ctx);
