@@ -71,6 +71,201 @@ static float *gaussian_map(const int64_t P[3], int two_d)
     return w;
 }
 
+/* One sliding-window run: the geometry of the padded image and its windows, and the
+ * accumulators. Indices (z, y, x) run over a padded volume of size[]; a 2-D image has depth 1. */
+typedef struct sw_run {
+    const char *fn;
+    diffcl_context *ctx;
+    diffcl_module *model;
+    const diffcl_sliding_window_options *o;
+    int two_d, n_spatial, n_flips;
+    int64_t C, K;                               /* input channels; classes, once known */
+    int64_t dims[3], P[3], S[3], padlo[3], size[3], nwin[3];
+    int64_t total, pvol, vol, svol;             /* windows; voxels of a window, image, padded image */
+    diffcl_tensor *img;                         /* the image, contiguous */
+    float *wmap, *cnt, *score;                  /* window weights; weight and score sums */
+    int64_t *starts;                            /* [batch][3] window origins in the padded volume */
+} sw_run;
+
+/* The padded size (centred, up to one patch) and the window grid: ceil((size - P) / S) + 1
+ * windows per axis, the last one flush with the end. */
+static void sw_geometry(sw_run *r, const diffcl_tensor *image)
+{
+    const diffcl_sliding_window_options *o = r->o;
+    r->C = image->shape[0];
+    int64_t dims[3] = {r->two_d ? 1 : image->shape[1], image->shape[image->ndim - 2], image->shape[image->ndim - 1]};
+    int64_t P[3] = {r->two_d ? 1 : o->patch[0], o->patch[1], o->patch[2]};
+    int64_t S[3] = {r->two_d ? 1 : o->stride[0], o->stride[1], o->stride[2]};
+    for (int a = 0; a < 3; a++) {
+        r->dims[a] = dims[a];
+        r->P[a] = P[a];
+        r->S[a] = S[a];
+        int64_t pad = dims[a] < P[a] ? P[a] - dims[a] : 0;
+        r->padlo[a] = pad / 2;
+        r->size[a] = dims[a] + pad;
+        r->nwin[a] = (r->size[a] - P[a] + S[a] - 1) / S[a] + 1; /* ceil((size-P)/S) + 1 */
+    }
+    r->total = r->nwin[0] * r->nwin[1] * r->nwin[2];
+    r->pvol = P[0] * P[1] * P[2];
+    r->vol = dims[0] * dims[1] * dims[2];
+    r->svol = r->size[0] * r->size[1] * r->size[2];
+    r->n_spatial = r->two_d ? 2 : 3;
+    r->n_flips = o->tta_flips ? 1 << r->n_spatial : 1;
+}
+
+static void sw_free(sw_run *r)
+{
+    diffcl_tensor_free(r->img);
+    free(r->wmap);
+    free(r->cnt);
+    free(r->starts);
+    free(r->score);
+}
+
+/* Origins of windows w0 .. w0+B-1 (x fastest), clamped so the last window ends at the edge. */
+static void sw_window_starts(sw_run *r, int64_t w0, int B)
+{
+    for (int b = 0; b < B; b++) {
+        int64_t w = w0 + b, ix = w % r->nwin[2], iy = (w / r->nwin[2]) % r->nwin[1], iz = w / (r->nwin[2] * r->nwin[1]);
+        int64_t ii[3] = {iz, iy, ix};
+        for (int a = 0; a < 3; a++) {
+            int64_t s = r->S[a] * ii[a], mx = r->size[a] - r->P[a];
+            r->starts[3 * b + a] = s < mx ? s : mx;
+        }
+    }
+}
+
+/* The B windows as one [B, C, (D,) H, W] input, flipped along the axes of @p flip; zero
+ * outside the image (the padding). */
+static diffcl_status sw_gather(sw_run *r, int B, const int flip[3], diffcl_tensor **win)
+{
+    int64_t ishape[5];
+    int nd = 0;
+    ishape[nd++] = B;
+    ishape[nd++] = r->C;
+    for (int a = r->two_d ? 1 : 0; a < 3; a++) ishape[nd++] = r->P[a];
+    *win = dc_tensor_empty(r->ctx, DIFFCL_F32, nd, ishape);
+    if (!*win) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", r->fn);
+    float *wp = dc_f32(*win);
+    const float *src = dc_f32(r->img);
+    const int64_t *P = r->P, *dims = r->dims, C = r->C, vol = r->vol;
+    for (int b = 0; b < B; b++)
+        for (int64_t c = 0; c < C; c++)
+#pragma omp parallel for collapse(2) schedule(static) num_threads(dc_threads(r->ctx))
+            for (int64_t z = 0; z < P[0]; z++)
+                for (int64_t y = 0; y < P[1]; y++)
+                    for (int64_t x = 0; x < P[2]; x++) {
+                        int64_t q[3] = {flip[0] ? P[0] - 1 - z : z, flip[1] ? P[1] - 1 - y : y,
+                                        flip[2] ? P[2] - 1 - x : x};
+                        int64_t v[3];
+                        int inside = 1;
+                        for (int a = 0; a < 3; a++) {
+                            v[a] = r->starts[3 * b + a] + q[a] - r->padlo[a];
+                            if (v[a] < 0 || v[a] >= dims[a]) inside = 0;
+                        }
+                        wp[((b * C + c) * P[0] + z) * P[1] * P[2] + y * P[2] + x] =
+                            inside ? src[c * vol + (v[0] * dims[1] + v[1]) * dims[2] + v[2]] : 0.0f;
+                    }
+    return DIFFCL_OK;
+}
+
+/* The model's output for a window batch must be f32 [B, K, same spatial size], with the same
+ * K every time; the first one fixes K and allocates the score sums. */
+static diffcl_status sw_check_output(sw_run *r, const diffcl_tensor *oc, const diffcl_tensor *win)
+{
+    const int B = (int)win->shape[0];
+    int ok = oc->ndim == win->ndim && oc->shape[0] == B && oc->dtype == DIFFCL_F32 && oc->shape[1] >= 1;
+    for (int a = 2; ok && a < win->ndim; a++) ok = oc->shape[a] == win->shape[a];
+    if (ok && r->K && oc->shape[1] != r->K) ok = 0;
+    if (!ok) {
+        char a[64];
+        snprintf(a, sizeof a, "%s", dc_shape_str(oc));
+        return dc_error(DIFFCL_ERR_SHAPE,
+                        "%s: the model mapped a window [%lld,%lld,...] to %s %s; expected f32 "
+                        "[%d, classes, same spatial size]",
+                        r->fn, (long long)B, (long long)r->C, diffcl_dtype_name(oc->dtype), a, B);
+    }
+    if (!r->K) {
+        r->K = oc->shape[1];
+        r->score = calloc((size_t)(r->K * r->svol), sizeof(float));
+        if (!r->score) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory for the score map", r->fn);
+    }
+    return DIFFCL_OK;
+}
+
+/* Add each window's softmax (flipped back, weighted) and its weight into the sums. */
+static void sw_accumulate(sw_run *r, const diffcl_tensor *oc, int B, const int flip[3])
+{
+    const float *op = dc_f32(oc);
+    const int64_t *P = r->P, *size = r->size, K = r->K, pvol = r->pvol, svol = r->svol;
+    const float *wmap = r->wmap;
+    float *score = r->score, *cnt = r->cnt;
+    for (int b = 0; b < B; b++)
+#pragma omp parallel for collapse(2) schedule(static) num_threads(dc_threads(r->ctx))
+        for (int64_t z = 0; z < P[0]; z++)
+            for (int64_t y = 0; y < P[1]; y++)
+                for (int64_t x = 0; x < P[2]; x++) {
+                    int64_t pi = (z * P[1] + y) * P[2] + x;
+                    const float *l = op + b * K * pvol + pi;
+                    double mx = l[0];
+                    for (int64_t k = 1; k < K; k++) mx = l[k * pvol] > mx ? l[k * pvol] : mx;
+                    double sum = 0;
+                    for (int64_t k = 0; k < K; k++) sum += exp(l[k * pvol] - mx);
+                    int64_t q[3] = {flip[0] ? P[0] - 1 - z : z, flip[1] ? P[1] - 1 - y : y,
+                                    flip[2] ? P[2] - 1 - x : x};
+                    const int64_t *st = r->starts + 3 * b;
+                    int64_t g = ((st[0] + q[0]) * size[1] + st[1] + q[1]) * size[2] + st[2] + q[2];
+                    float wt = wmap ? wmap[(q[0] * P[1] + q[1]) * P[2] + q[2]] : 1.0f;
+                    for (int64_t k = 0; k < K; k++) score[k * svol + g] += (float)(wt * exp(l[k * pvol] - mx) / sum);
+                    cnt[g] += wt;
+                }
+}
+
+/* Windows w0 .. w0+B-1 under every flip: gather, forward, check, accumulate. */
+static diffcl_status sw_batch(sw_run *r, int64_t w0, int B)
+{
+    sw_window_starts(r, w0, B);
+    for (int f = 0; f < r->n_flips; f++) {
+        /* flip bit k flips spatial axis k (of the n_spatial present) */
+        int flip[3] = {0, 0, 0};
+        for (int k = 0; k < r->n_spatial; k++) flip[3 - r->n_spatial + k] = (f >> k) & 1;
+        diffcl_tensor *win = NULL, *out = NULL;
+        DC_TRY(sw_gather(r, B, flip, &win));
+        diffcl_status st = diffcl_module_forward(r->model, win, &out);
+        diffcl_tensor *oc = st == DIFFCL_OK ? dc_contiguous(out) : NULL;
+        diffcl_tensor_free(out);
+        if (st == DIFFCL_OK && !oc) st = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", r->fn);
+        if (st == DIFFCL_OK) st = sw_check_output(r, oc, win);
+        if (st == DIFFCL_OK) sw_accumulate(r, oc, B, flip);
+        diffcl_tensor_free(oc);
+        diffcl_tensor_free(win);
+        if (st != DIFFCL_OK) return st;
+    }
+    return DIFFCL_OK;
+}
+
+/* The averaged probabilities, cropped from the padded volume: [K, (D,) H, W]. */
+static diffcl_status sw_result(const sw_run *r, diffcl_tensor **out)
+{
+    int64_t oshape[4];
+    int nd = 0;
+    oshape[nd++] = r->K;
+    for (int a = r->two_d ? 1 : 0; a < 3; a++) oshape[nd++] = r->dims[a];
+    diffcl_tensor *res = dc_tensor_empty(r->ctx, DIFFCL_F32, nd, oshape);
+    if (!res) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", r->fn);
+    float *rp = dc_f32(res);
+    const int64_t *dims = r->dims, *size = r->size, *padlo = r->padlo;
+    for (int64_t k = 0; k < r->K; k++)
+        for (int64_t z = 0; z < dims[0]; z++)
+            for (int64_t y = 0; y < dims[1]; y++)
+                for (int64_t x = 0; x < dims[2]; x++) {
+                    int64_t g = ((z + padlo[0]) * size[1] + y + padlo[1]) * size[2] + x + padlo[2];
+                    rp[k * r->vol + (z * dims[1] + y) * dims[2] + x] = r->score[k * r->svol + g] / r->cnt[g];
+                }
+    *out = res;
+    return DIFFCL_OK;
+}
+
 diffcl_status diffcl_sliding_window(diffcl_module *model, const diffcl_tensor *image,
                                     const diffcl_sliding_window_options *opts,
                                     diffcl_tensor **probs)
@@ -82,179 +277,32 @@ diffcl_status diffcl_sliding_window(diffcl_module *model, const diffcl_tensor *i
         return dc_error(image->dtype != DIFFCL_F32 ? DIFFCL_ERR_DTYPE : DIFFCL_ERR_SHAPE,
                         "%s: image %s %s: expected f32 [C,D,H,W] or [C,H,W]", fn,
                         diffcl_dtype_name(image->dtype), dc_shape_str(image));
-    const int two_d = image->ndim == 3;
     diffcl_sliding_window_options o;
-    DC_TRY(read_opts(opts, &o, two_d, fn));
-    diffcl_context *ctx = image->ctx;
-    const int64_t C = image->shape[0];
-    int64_t dims[3] = {two_d ? 1 : image->shape[1], image->shape[image->ndim - 2],
-                       image->shape[image->ndim - 1]};
-    int64_t P[3] = {two_d ? 1 : o.patch[0], o.patch[1], o.patch[2]};
-    int64_t S[3] = {two_d ? 1 : o.stride[0], o.stride[1], o.stride[2]};
-    int64_t padlo[3], size[3], nwin[3];
-    for (int a = 0; a < 3; a++) {
-        int64_t pad = dims[a] < P[a] ? P[a] - dims[a] : 0;
-        padlo[a] = pad / 2;
-        size[a] = dims[a] + pad;
-        nwin[a] = (size[a] - P[a] + S[a] - 1) / S[a] + 1; /* ceil((size-P)/S) + 1 */
-    }
-    const int64_t total = nwin[0] * nwin[1] * nwin[2];
-    const int64_t pvol = P[0] * P[1] * P[2], vol = dims[0] * dims[1] * dims[2];
-    const int n_spatial = two_d ? 2 : 3;
-    const int n_flips = o.tta_flips ? 1 << n_spatial : 1;
-
-    diffcl_tensor *img = dc_contiguous(image);
-    float *wmap = o.gaussian ? gaussian_map(P, two_d) : NULL;
-    float *cnt = calloc((size_t)(size[0] * size[1] * size[2]), sizeof(float));
-    int64_t *starts = malloc(sizeof(int64_t) * 3 * (size_t)o.batch);
-    if (!img || (o.gaussian && !wmap) || !cnt || !starts) {
-        diffcl_tensor_free(img);
-        free(wmap);
-        free(cnt);
-        free(starts);
+    DC_TRY(read_opts(opts, &o, image->ndim == 3, fn));
+    sw_run r = {.fn = fn, .ctx = image->ctx, .model = model, .o = &o, .two_d = image->ndim == 3};
+    sw_geometry(&r, image);
+    r.img = dc_contiguous(image);
+    r.wmap = o.gaussian ? gaussian_map(r.P, r.two_d) : NULL;
+    r.cnt = calloc((size_t)r.svol, sizeof(float));
+    r.starts = malloc(sizeof(int64_t) * 3 * (size_t)o.batch);
+    if (!r.img || (o.gaussian && !r.wmap) || !r.cnt || !r.starts) {
+        sw_free(&r);
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     }
-    const float *src = dc_f32(img);
-    float *score = NULL;
-    int64_t K = 0;
     diffcl_status st = DIFFCL_OK;
-    int prev_grad = diffcl_set_grad_enabled(ctx, 0);
-    int64_t done = 0;
-    for (int64_t w0 = 0; w0 < total && st == DIFFCL_OK; w0 += o.batch) {
-        int B = (int)(total - w0 < o.batch ? total - w0 : o.batch);
-        dc_threads_adapt(ctx); /* a default thread count follows the load (thread_adapt.c) */
-        for (int b = 0; b < B; b++) {
-            int64_t w = w0 + b, ix = w % nwin[2], iy = (w / nwin[2]) % nwin[1], iz = w / (nwin[2] * nwin[1]);
-            int64_t ii[3] = {iz, iy, ix};
-            for (int a = 0; a < 3; a++) {
-                int64_t s = S[a] * ii[a], mx = size[a] - P[a];
-                starts[3 * b + a] = s < mx ? s : mx;
-            }
-        }
-        for (int f = 0; f < n_flips && st == DIFFCL_OK; f++) {
-            /* flip bit k flips spatial axis k (of the n_spatial present) */
-            int flip[3] = {0, 0, 0};
-            for (int k = 0; k < n_spatial; k++) flip[3 - n_spatial + k] = (f >> k) & 1;
-            int64_t ishape[5];
-            int nd = 0;
-            ishape[nd++] = B;
-            ishape[nd++] = C;
-            for (int a = two_d ? 1 : 0; a < 3; a++) ishape[nd++] = P[a];
-            diffcl_tensor *win = dc_tensor_empty(ctx, DIFFCL_F32, nd, ishape);
-            if (!win) {
-                st = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-                break;
-            }
-            float *wp = dc_f32(win);
-            for (int b = 0; b < B; b++)
-                for (int64_t c = 0; c < C; c++)
-#pragma omp parallel for collapse(2) schedule(static) num_threads(dc_threads(ctx))
-                    for (int64_t z = 0; z < P[0]; z++)
-                        for (int64_t y = 0; y < P[1]; y++)
-                            for (int64_t x = 0; x < P[2]; x++) {
-                                int64_t q[3] = {flip[0] ? P[0] - 1 - z : z, flip[1] ? P[1] - 1 - y : y,
-                                                flip[2] ? P[2] - 1 - x : x};
-                                int64_t v[3];
-                                int inside = 1;
-                                for (int a = 0; a < 3; a++) {
-                                    v[a] = starts[3 * b + a] + q[a] - padlo[a];
-                                    if (v[a] < 0 || v[a] >= dims[a]) inside = 0;
-                                }
-                                wp[((b * C + c) * P[0] + z) * P[1] * P[2] + y * P[2] + x] =
-                                    inside ? src[c * vol + (v[0] * dims[1] + v[1]) * dims[2] + v[2]]
-                                           : 0.0f;
-                            }
-            diffcl_tensor *out = NULL;
-            st = diffcl_module_forward(model, win, &out);
-            diffcl_tensor_free(win);
-            if (st != DIFFCL_OK) break;
-            diffcl_tensor *oc = dc_contiguous(out);
-            diffcl_tensor_free(out);
-            if (!oc) {
-                st = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-                break;
-            }
-            int ok = oc->ndim == nd && oc->shape[0] == B && oc->dtype == DIFFCL_F32 && oc->shape[1] >= 1;
-            for (int a = 2; ok && a < nd; a++) ok = oc->shape[a] == ishape[a];
-            if (ok && K && oc->shape[1] != K) ok = 0;
-            if (!ok) {
-                char a[64];
-                snprintf(a, sizeof a, "%s", dc_shape_str(oc));
-                st = dc_error(DIFFCL_ERR_SHAPE,
-                              "%s: the model mapped a window [%lld,%lld,...] to %s %s; expected f32 "
-                              "[%d, classes, same spatial size]",
-                              fn, (long long)B, (long long)C, diffcl_dtype_name(oc->dtype), a, B);
-                diffcl_tensor_free(oc);
-                break;
-            }
-            if (!K) {
-                K = oc->shape[1];
-                score = calloc((size_t)(K * size[0] * size[1] * size[2]), sizeof(float));
-                if (!score) {
-                    diffcl_tensor_free(oc);
-                    st = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory for the score map", fn);
-                    break;
-                }
-            }
-            const float *op = dc_f32(oc);
-            const int64_t svol = size[0] * size[1] * size[2];
-            for (int b = 0; b < B; b++)
-#pragma omp parallel for collapse(2) schedule(static) num_threads(dc_threads(ctx))
-                for (int64_t z = 0; z < P[0]; z++)
-                    for (int64_t y = 0; y < P[1]; y++)
-                        for (int64_t x = 0; x < P[2]; x++) {
-                            int64_t pi = (z * P[1] + y) * P[2] + x;
-                            const float *l = op + b * K * pvol + pi;
-                            double mx = l[0];
-                            for (int64_t k = 1; k < K; k++) mx = l[k * pvol] > mx ? l[k * pvol] : mx;
-                            double sum = 0;
-                            for (int64_t k = 0; k < K; k++) sum += exp(l[k * pvol] - mx);
-                            int64_t q[3] = {flip[0] ? P[0] - 1 - z : z, flip[1] ? P[1] - 1 - y : y,
-                                            flip[2] ? P[2] - 1 - x : x};
-                            int64_t g = ((starts[3 * b] + q[0]) * size[1] + starts[3 * b + 1] + q[1]) *
-                                            size[2] +
-                                        starts[3 * b + 2] + q[2];
-                            float wt = wmap ? wmap[(q[0] * P[1] + q[1]) * P[2] + q[2]] : 1.0f;
-                            for (int64_t k = 0; k < K; k++)
-                                score[k * svol + g] += (float)(wt * exp(l[k * pvol] - mx) / sum);
-                            cnt[g] += wt;
-                        }
-            diffcl_tensor_free(oc);
-        }
-        done += B;
-        if (st == DIFFCL_OK && dc_progress(ctx, "infer", done, total, NULL))
+    int prev_grad = diffcl_set_grad_enabled(r.ctx, 0);
+    for (int64_t w0 = 0; w0 < r.total && st == DIFFCL_OK; w0 += o.batch) {
+        int B = (int)(r.total - w0 < o.batch ? r.total - w0 : o.batch);
+        dc_threads_adapt(r.ctx); /* a default thread count follows the load (thread_adapt.c) */
+        st = sw_batch(&r, w0, B);
+        if (st == DIFFCL_OK && dc_progress(r.ctx, "infer", w0 + B, r.total, NULL))
             st = dc_error(DIFFCL_ERR_CANCELLED, "%s: cancelled by the progress callback after %lld of "
-                          "%lld windows", fn, (long long)done, (long long)total);
+                          "%lld windows", fn, (long long)(w0 + B), (long long)r.total);
     }
-    diffcl_set_grad_enabled(ctx, prev_grad);
-    diffcl_tensor *res = NULL;
-    if (st == DIFFCL_OK) {
-        int64_t oshape[4];
-        int nd = 0;
-        oshape[nd++] = K;
-        for (int a = two_d ? 1 : 0; a < 3; a++) oshape[nd++] = dims[a];
-        res = dc_tensor_empty(ctx, DIFFCL_F32, nd, oshape);
-        if (!res) st = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    }
-    if (st == DIFFCL_OK) {
-        float *rp = dc_f32(res);
-        const int64_t svol = size[0] * size[1] * size[2];
-        for (int64_t k = 0; k < K; k++)
-            for (int64_t z = 0; z < dims[0]; z++)
-                for (int64_t y = 0; y < dims[1]; y++)
-                    for (int64_t x = 0; x < dims[2]; x++) {
-                        int64_t g = ((z + padlo[0]) * size[1] + y + padlo[1]) * size[2] + x + padlo[2];
-                        rp[k * vol + (z * dims[1] + y) * dims[2] + x] = score[k * svol + g] / cnt[g];
-                    }
-    }
-    diffcl_tensor_free(img);
-    free(wmap);
-    free(cnt);
-    free(starts);
-    free(score);
-    if (st != DIFFCL_OK) return st;
-    *probs = res;
-    return DIFFCL_OK;
+    diffcl_set_grad_enabled(r.ctx, prev_grad);
+    if (st == DIFFCL_OK) st = sw_result(&r, probs);
+    sw_free(&r);
+    return st;
 }
 
 /* ------------------------------------------------------------ components ---- */
