@@ -42,28 +42,11 @@ static int supported_type(int dt)
            dt == DT_FLOAT64;
 }
 
-diffcl_status diffcl_nifti_read(diffcl_context *ctx, const char *path, diffcl_nifti_read_as as,
-                                diffcl_tensor **out, diffcl_image_meta *meta)
+/* A corrupt header can claim any size (niftilib's own voxel count may wrap): the product of
+ * the dimensions must not overflow, and the file must be able to hold that many bytes (a .nii
+ * its size past the header; a .gz at most deflate's 1032:1 ratio) before we allocate. */
+static diffcl_status nifti_check_size(const nifti_image *nim, const char *path, const char *fn)
 {
-    const char *fn = "diffcl_nifti_read";
-    DC_CHECK_ARG(ctx && path && out, "%s: ctx, path and out must not be NULL", fn);
-    DC_CHECK_ARG(as == DIFFCL_NIFTI_IMAGE || as == DIFFCL_NIFTI_LABEL, "%s: bad read mode %d", fn,
-                 (int)as);
-    *out = NULL;
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return dc_error(DIFFCL_ERR_IO, "%s: cannot open '%s': %s", fn, path, strerror(errno));
-    nifti_set_debug_level(0);
-    nifti_image *nim = nifti_image_read(path, 0);
-    if (!nim)
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' is not a readable NIfTI-1 file (bad header)",
-                        fn, path);
-    diffcl_status s = DIFFCL_OK;
-    diffcl_tensor *t = NULL;
-    /* A corrupt header can claim any size (niftilib's own voxel count may wrap): the product
-     * of the dimensions must not overflow, and the file must be able to hold that many bytes
-     * (a .nii its size past the header; a .gz at most deflate's 1032:1 ratio) before we
-     * allocate. */
     uint64_t nvox = 1, need_bytes = 0;
     for (int i = 1; i <= nim->dim[0] && i <= 7; i++)
         if (nim->dim[i] < 0 || __builtin_mul_overflow(nvox, (uint64_t)nim->dim[i], &nvox)) {
@@ -83,64 +66,63 @@ diffcl_status diffcl_nifti_read(diffcl_context *ctx, const char *path, diffcl_ni
     }
     int gz = magic[0] == 0x1f && magic[1] == 0x8b;
     if (gz) room = fsize * 1032 + 1024; /* offset and size count uncompressed bytes */
-    if (nim->dim[0] < 1 || nim->dim[0] > 7 || nvox == UINT64_MAX ||
-        __builtin_mul_overflow(nvox, (uint64_t)(nim->nbyper > 0 ? nim->nbyper : 1), &need_bytes) ||
-        need_bytes > (uint64_t)INT64_MAX / 16 || nvox != (uint64_t)nim->nvox || need_bytes > room) {
-        if (nim->dim[0] < 1 || nim->dim[0] > 7 || nvox == UINT64_MAX || need_bytes > (uint64_t)INT64_MAX / 16 ||
-            nvox != (uint64_t)nim->nvox)
-            s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': corrupt header: dim[0..7] = %d %d %d %d %d %d %d %d do not "
-                                            "give a valid size", fn, path, nim->dim[0], nim->dim[1], nim->dim[2],
-                         nim->dim[3], nim->dim[4], nim->dim[5], nim->dim[6], nim->dim[7]);
-        else
-            s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': the header claims %llu data bytes, the file %s %llu "
-                                            "(truncated, or a corrupt header)", fn, path,
-                         (unsigned long long)need_bytes, gz ? "can hold at most" : "holds",
-                         (unsigned long long)room);
-        goto done;
-    }
-    /* Read the data ourselves: niftiio's loader zero-fills a short read and reports success. */
-    if (supported_type(nim->datatype) && nim->nbyper > 0) {
-        size_t need = nim->nvox * (size_t)nim->nbyper, got = 0;
-        nim->data = malloc(need ? need : 1);
-        gzFile g = nim->data ? gzopen(nim->iname ? nim->iname : path, "rb") : NULL;
-        if (!nim->data) {
-            s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: '%s': out of memory", fn, path);
-        } else if (!g || gzseek(g, nim->iname_offset, SEEK_SET) != (z_off_t)nim->iname_offset) {
-            s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' is truncated (no data after the header)", fn,
-                         path);
-        } else {
-            while (got < need) {
-                unsigned chunk = need - got > (1u << 30) ? (1u << 30) : (unsigned)(need - got);
-                int r = gzread(g, (char *)nim->data + got, chunk);
-                if (r <= 0) break;
-                got += (size_t)r;
-            }
-            if (got < need)
-                s = dc_error(DIFFCL_ERR_FORMAT,
-                             "%s: '%s' is truncated or corrupt: %zu of %zu data bytes could be read",
-                             fn, path, got, need);
-            else if (nim->byteorder != nifti_short_order() && nim->swapsize > 1)
-                nifti_swap_Nbytes(nim->nvox, nim->swapsize, nim->data);
+    int bad_dims = nim->dim[0] < 1 || nim->dim[0] > 7 || nvox == UINT64_MAX || nvox != (uint64_t)nim->nvox ||
+                   __builtin_mul_overflow(nvox, (uint64_t)(nim->nbyper > 0 ? nim->nbyper : 1), &need_bytes) ||
+                   need_bytes > (uint64_t)INT64_MAX / 16;
+    if (bad_dims)
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': corrupt header: dim[0..7] = %d %d %d %d %d %d %d %d do not "
+                                           "give a valid size", fn, path, nim->dim[0], nim->dim[1], nim->dim[2],
+                        nim->dim[3], nim->dim[4], nim->dim[5], nim->dim[6], nim->dim[7]);
+    if (need_bytes > room)
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': the header claims %llu data bytes, the file %s %llu "
+                                           "(truncated, or a corrupt header)", fn, path,
+                        (unsigned long long)need_bytes, gz ? "can hold at most" : "holds", (unsigned long long)room);
+    return DIFFCL_OK;
+}
+
+/* Read the data ourselves into nim->data: niftiio's loader zero-fills a short read and
+ * reports success. Byte order is fixed here. */
+static diffcl_status nifti_read_data(nifti_image *nim, const char *path, const char *fn)
+{
+    diffcl_status s = DIFFCL_OK;
+    size_t need = nim->nvox * (size_t)nim->nbyper, got = 0;
+    nim->data = malloc(need ? need : 1);
+    gzFile g = nim->data ? gzopen(nim->iname ? nim->iname : path, "rb") : NULL;
+    if (!nim->data) {
+        s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: '%s': out of memory", fn, path);
+    } else if (!g || gzseek(g, nim->iname_offset, SEEK_SET) != (z_off_t)nim->iname_offset) {
+        s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' is truncated (no data after the header)", fn, path);
+    } else {
+        while (got < need) {
+            unsigned chunk = need - got > (1u << 30) ? (1u << 30) : (unsigned)(need - got);
+            int r = gzread(g, (char *)nim->data + got, chunk);
+            if (r <= 0) break;
+            got += (size_t)r;
         }
-        if (g) gzclose(g);
-        if (s != DIFFCL_OK) goto done;
+        if (got < need)
+            s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' is truncated or corrupt: %zu of %zu data bytes could be read",
+                         fn, path, got, need);
+        else if (nim->byteorder != nifti_short_order() && nim->swapsize > 1)
+            nifti_swap_Nbytes(nim->nvox, nim->swapsize, nim->data);
     }
+    if (g) gzclose(g);
+    return s;
+}
+
+/* The voxels as the tensor nibabel shows ((x, y, z[, t]), trailing size-1 axes of dims 5..7
+ * dropped): F32 with scl_slope/scl_inter applied, or U8 class indices. */
+static diffcl_status nifti_to_tensor(diffcl_context *ctx, const nifti_image *nim, diffcl_nifti_read_as as,
+                                     const char *path, const char *fn, diffcl_tensor **out)
+{
     int nd = nim->dim[0];
     while (nd > DIFFCL_MAX_DIMS && nim->dim[nd] == 1) nd--;
-    if (nd < 1 || nd > DIFFCL_MAX_DIMS) {
-        s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' has %d dimensions (1 to %d supported)", fn, path,
-                     nim->dim[0], DIFFCL_MAX_DIMS);
-        goto done;
-    }
-    if (!supported_type(nim->datatype)) {
-        s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' has unsupported data type %s", fn, path,
-                     nifti_datatype_string(nim->datatype));
-        goto done;
-    }
-    if (!nim->data) {
-        s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': no image data could be read", fn, path);
-        goto done;
-    }
+    if (nd < 1 || nd > DIFFCL_MAX_DIMS)
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' has %d dimensions (1 to %d supported)", fn, path, nim->dim[0],
+                        DIFFCL_MAX_DIMS);
+    if (!supported_type(nim->datatype))
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' has unsupported data type %s", fn, path,
+                        nifti_datatype_string(nim->datatype));
+    if (!nim->data) return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': no image data could be read", fn, path);
     int64_t shape[DIFFCL_MAX_DIMS], disk_stride[DIFFCL_MAX_DIMS];
     int64_t acc = 1;
     for (int i = 0; i < nd; i++) {
@@ -154,23 +136,19 @@ diffcl_status diffcl_nifti_read(diffcl_context *ctx, const char *path, diffcl_ni
         inter = 0;
     }
     if (!isfinite(inter)) inter = 0;
-    t = dc_tensor_empty(ctx, as == DIFFCL_NIFTI_LABEL ? DIFFCL_U8 : DIFFCL_F32, nd, shape);
-    if (!t) {
-        s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: '%s': out of memory", fn, path);
-        goto done;
-    }
-    int64_t n = acc, idx[DIFFCL_MAX_DIMS] = {0};
-    for (int64_t i = 0; i < n; i++) { /* i walks the tensor in row-major order */
+    diffcl_tensor *t = dc_tensor_empty(ctx, as == DIFFCL_NIFTI_LABEL ? DIFFCL_U8 : DIFFCL_F32, nd, shape);
+    if (!t) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: '%s': out of memory", fn, path);
+    int64_t idx[DIFFCL_MAX_DIMS] = {0};
+    for (int64_t i = 0; i < acc; i++) { /* i walks the tensor in row-major order */
         int64_t src = 0;
         for (int a = 0; a < nd; a++) src += idx[a] * disk_stride[a];
         double v = voxel_value(nim->data, nim->datatype, (size_t)src) * slope + inter;
         if (as == DIFFCL_NIFTI_LABEL) {
             if (!(v >= 0 && v <= 255 && v == floor(v))) {
-                s = dc_error(DIFFCL_ERR_FORMAT,
-                             "%s: '%s' is not a label map: voxel %lld has value %g (class indices "
-                             "0..255 expected)",
-                             fn, path, (long long)src, v);
-                goto done;
+                diffcl_tensor_free(t);
+                return dc_error(DIFFCL_ERR_FORMAT,
+                                "%s: '%s' is not a label map: voxel %lld has value %g (class indices 0..255 expected)",
+                                fn, path, (long long)src, v);
             }
             ((uint8_t *)dc_data(t))[i] = (uint8_t)v;
         } else {
@@ -181,32 +159,51 @@ diffcl_status diffcl_nifti_read(diffcl_context *ctx, const char *path, diffcl_ni
             idx[a] = 0;
         }
     }
-    if (meta) {
-        diffcl_image_meta m;
-        diffcl_image_meta_init(&m);
-        m.ndim = nd >= 3 ? 3 : nd;
-        for (int i = 0; i < 3; i++) {
-            double p = fabs((double)nim->pixdim[i + 1]);
-            m.spacing[i] = (i < nd && p > 0 && isfinite(p)) ? p : 1.0;
-        }
-        const mat44 *A = nim->sform_code > 0 ? &nim->sto_xyz : &nim->qto_xyz;
-        for (int r = 0; r < 4; r++)
-            for (int c = 0; c < 4; c++) m.affine[r][c] = A->m[r][c];
-        struct nifti_1_header h = nifti_convert_nim2nhdr(nim);
-        memcpy(m.nifti_header, &h, sizeof m.nifti_header);
-        m.has_nifti_header = 1;
-        size_t keep = meta->struct_size && meta->struct_size < sizeof m ? meta->struct_size : sizeof m;
-        memcpy(meta, &m, keep);
-        meta->struct_size = keep;
-    }
-done:
-    nifti_image_free(nim);
-    if (s != DIFFCL_OK) {
-        diffcl_tensor_free(t);
-        return s;
-    }
     *out = t;
     return DIFFCL_OK;
+}
+
+/* Spacing (pixdim), the affine (sform if set, else qform) and the header, for @p nd axes. */
+static void nifti_fill_meta(nifti_image *nim, int nd, diffcl_image_meta *meta)
+{
+    diffcl_image_meta m;
+    diffcl_image_meta_init(&m);
+    m.ndim = nd >= 3 ? 3 : nd;
+    for (int i = 0; i < 3; i++) {
+        double p = fabs((double)nim->pixdim[i + 1]);
+        m.spacing[i] = (i < nd && p > 0 && isfinite(p)) ? p : 1.0;
+    }
+    const mat44 *A = nim->sform_code > 0 ? &nim->sto_xyz : &nim->qto_xyz;
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++) m.affine[r][c] = A->m[r][c];
+    struct nifti_1_header h = nifti_convert_nim2nhdr(nim);
+    memcpy(m.nifti_header, &h, sizeof m.nifti_header);
+    m.has_nifti_header = 1;
+    size_t keep = meta->struct_size && meta->struct_size < sizeof m ? meta->struct_size : sizeof m;
+    memcpy(meta, &m, keep);
+    meta->struct_size = keep;
+}
+
+diffcl_status diffcl_nifti_read(diffcl_context *ctx, const char *path, diffcl_nifti_read_as as,
+                                diffcl_tensor **out, diffcl_image_meta *meta)
+{
+    const char *fn = "diffcl_nifti_read";
+    DC_CHECK_ARG(ctx && path && out, "%s: ctx, path and out must not be NULL", fn);
+    DC_CHECK_ARG(as == DIFFCL_NIFTI_IMAGE || as == DIFFCL_NIFTI_LABEL, "%s: bad read mode %d", fn, (int)as);
+    *out = NULL;
+    struct stat st;
+    if (stat(path, &st) != 0) return dc_error(DIFFCL_ERR_IO, "%s: cannot open '%s': %s", fn, path, strerror(errno));
+    nifti_set_debug_level(0);
+    nifti_image *nim = nifti_image_read(path, 0);
+    if (!nim) return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' is not a readable NIfTI-1 file (bad header)", fn, path);
+    diffcl_status s = nifti_check_size(nim, path, fn);
+    if (s == DIFFCL_OK && supported_type(nim->datatype) && nim->nbyper > 0) s = nifti_read_data(nim, path, fn);
+    diffcl_tensor *t = NULL;
+    if (s == DIFFCL_OK) s = nifti_to_tensor(ctx, nim, as, path, fn, &t);
+    if (s == DIFFCL_OK && meta) nifti_fill_meta(nim, diffcl_tensor_ndim(t), meta);
+    nifti_image_free(nim);
+    if (s == DIFFCL_OK) *out = t;
+    return s;
 }
 
 static const char *nifti_suffix(const char *path)
