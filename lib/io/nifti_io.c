@@ -214,67 +214,56 @@ static const char *nifti_suffix(const char *path)
     return NULL;
 }
 
-diffcl_status diffcl_nifti_write(const diffcl_tensor *t, const char *path,
-                                 const diffcl_image_meta *meta)
+static int nifti_datatype_of(diffcl_dtype d)
 {
-    const char *fn = "diffcl_nifti_write";
-    DC_CHECK_ARG(t && path, "%s: tensor and path must not be NULL", fn);
-    const char *suffix = nifti_suffix(path);
-    DC_CHECK_ARG(suffix, "%s: '%s' must end in .nii or .nii.gz", fn, path);
-    if (t->ndim < 1 || t->ndim > 4)
-        return dc_error(DIFFCL_ERR_SHAPE, "%s: '%s': tensor %s: 1 to 4 axes supported", fn, path,
-                        dc_shape_str(t));
-    int datatype;
-    switch (t->dtype) {
-    case DIFFCL_U8: datatype = DT_UINT8; break;
-    case DIFFCL_I32: datatype = DT_INT32; break;
-    case DIFFCL_I64: datatype = DT_INT64; break;
-    case DIFFCL_F64: datatype = DT_FLOAT64; break;
-    default: datatype = DT_FLOAT32; break;
+    switch (d) {
+    case DIFFCL_U8: return DT_UINT8;
+    case DIFFCL_I32: return DT_INT32;
+    case DIFFCL_I64: return DT_INT64;
+    case DIFFCL_F64: return DT_FLOAT64;
+    default: return DT_FLOAT32;
     }
-    int have_hdr = meta && dc_meta_can_hold(meta, offsetof(diffcl_image_meta, nifti_header) + 348) &&
-                   meta->has_nifti_header;
-    nifti_set_debug_level(0);
-    nifti_image *nim = NULL;
-    if (have_hdr) {
-        struct nifti_1_header h;
-        memcpy(&h, meta->nifti_header, sizeof h);
-        nim = nifti_convert_nhdr2nim(h, NULL);
-    } else {
-        int dims[8] = {t->ndim, 1, 1, 1, 1, 1, 1, 1};
-        for (int i = 0; i < t->ndim; i++) dims[i + 1] = (int)t->shape[i];
-        nim = nifti_make_new_nim(dims, datatype, 0);
-        if (nim) {
-            mat44 A;
-            double sp[3] = {1, 1, 1};
-            int has_affine = meta && dc_meta_can_hold(meta, offsetof(diffcl_image_meta, has_nifti_header));
-            for (int i = 0; i < 3 && meta; i++)
-                if (meta->spacing[i] > 0) sp[i] = meta->spacing[i];
-            for (int r = 0; r < 4; r++)
-                for (int c = 0; c < 4; c++)
-                    A.m[r][c] = has_affine ? (float)meta->affine[r][c] : (r == c ? (float)(r < 3 ? sp[r] : 1) : 0);
-            nim->sto_xyz = A;
-            nim->sform_code = NIFTI_XFORM_SCANNER_ANAT;
-            nim->qform_code = NIFTI_XFORM_SCANNER_ANAT;
-            float qb, qc, qd, qx, qy, qz, dx, dy, dz, qfac;
-            nifti_mat44_to_quatern(A, &qb, &qc, &qd, &qx, &qy, &qz, &dx, &dy, &dz, &qfac);
-            nim->quatern_b = qb;
-            nim->quatern_c = qc;
-            nim->quatern_d = qd;
-            nim->qoffset_x = qx;
-            nim->qoffset_y = qy;
-            nim->qoffset_z = qz;
-            nim->qfac = qfac;
-            nim->qto_xyz = nifti_quatern_to_mat44(qb, qc, qd, qx, qy, qz, (float)sp[0],
-                                                  (float)sp[1], (float)sp[2], qfac);
-            nim->pixdim[1] = nim->dx = (float)sp[0];
-            nim->pixdim[2] = nim->dy = (float)sp[1];
-            nim->pixdim[3] = nim->dz = (float)sp[2];
-            nim->xyz_units = NIFTI_UNITS_MM;
-        }
-    }
-    if (!nim) return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': cannot build a NIfTI header", fn, path);
-    /* data type, dimensions and scaling from the tensor; geometry kept from the header */
+}
+
+/* A new header for @p t without a source header: @p meta's affine when it has one, else its
+ * spacing (or unit spacing) on the diagonal, as both sform and qform. */
+static nifti_image *nifti_new_header(const diffcl_tensor *t, int datatype, const diffcl_image_meta *meta)
+{
+    int dims[8] = {t->ndim, 1, 1, 1, 1, 1, 1, 1};
+    for (int i = 0; i < t->ndim; i++) dims[i + 1] = (int)t->shape[i];
+    nifti_image *nim = nifti_make_new_nim(dims, datatype, 0);
+    if (!nim) return NULL;
+    mat44 A;
+    double sp[3] = {1, 1, 1};
+    int has_affine = meta && dc_meta_can_hold(meta, offsetof(diffcl_image_meta, has_nifti_header));
+    for (int i = 0; i < 3 && meta; i++)
+        if (meta->spacing[i] > 0) sp[i] = meta->spacing[i];
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++)
+            A.m[r][c] = has_affine ? (float)meta->affine[r][c] : (r == c ? (float)(r < 3 ? sp[r] : 1) : 0);
+    nim->sto_xyz = A;
+    nim->sform_code = NIFTI_XFORM_SCANNER_ANAT;
+    nim->qform_code = NIFTI_XFORM_SCANNER_ANAT;
+    float qb, qc, qd, qx, qy, qz, dx, dy, dz, qfac;
+    nifti_mat44_to_quatern(A, &qb, &qc, &qd, &qx, &qy, &qz, &dx, &dy, &dz, &qfac);
+    nim->quatern_b = qb;
+    nim->quatern_c = qc;
+    nim->quatern_d = qd;
+    nim->qoffset_x = qx;
+    nim->qoffset_y = qy;
+    nim->qoffset_z = qz;
+    nim->qfac = qfac;
+    nim->qto_xyz = nifti_quatern_to_mat44(qb, qc, qd, qx, qy, qz, (float)sp[0], (float)sp[1], (float)sp[2], qfac);
+    nim->pixdim[1] = nim->dx = (float)sp[0];
+    nim->pixdim[2] = nim->dy = (float)sp[1];
+    nim->pixdim[3] = nim->dz = (float)sp[2];
+    nim->xyz_units = NIFTI_UNITS_MM;
+    return nim;
+}
+
+/* Data type, dimensions and scaling from the tensor; the geometry stays the header's. */
+static void nifti_set_data_shape(nifti_image *nim, const diffcl_tensor *t, int datatype)
+{
     nim->datatype = datatype;
     nifti_datatype_sizes(datatype, &nim->nbyper, &nim->swapsize);
     for (int i = 0; i < 8; i++) nim->dim[i] = i == 0 ? t->ndim : (i <= t->ndim ? (int)t->shape[i - 1] : 1);
@@ -292,14 +281,17 @@ diffcl_status diffcl_nifti_write(const diffcl_tensor *t, const char *path,
     nim->cal_min = nim->cal_max = 0;
     nim->nifti_type = NIFTI_FTYPE_NIFTI1_1;
     nim->byteorder = nifti_short_order();
-    /* transpose to x-fastest */
-    size_t es = diffcl_dtype_size(t->dtype);
+}
+
+/* The tensor's elements in disk order (x fastest); NULL when out of memory. */
+static void *nifti_disk_order(const diffcl_tensor *t)
+{
+    size_t es = diffcl_dtype_size(t->dtype), nvox = (size_t)dc_numel(t);
     diffcl_tensor *c = dc_contiguous(t);
-    void *disk = c ? malloc(es * (nim->nvox ? nim->nvox : 1)) : NULL;
+    char *disk = c ? malloc(es * (nvox ? nvox : 1)) : NULL;
     if (!disk) {
         diffcl_tensor_free(c);
-        nifti_image_free(nim);
-        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+        return NULL;
     }
     int nd = t->ndim;
     int64_t dst_stride[4], acc = 1, idx[4] = {0};
@@ -308,42 +300,82 @@ diffcl_status diffcl_nifti_write(const diffcl_tensor *t, const char *path,
         acc *= t->shape[a];
     }
     const char *src = dc_data(c);
-    for (int64_t i = 0; i < (int64_t)nim->nvox; i++) {
+    for (int64_t i = 0; i < (int64_t)nvox; i++) {
         int64_t dst = 0;
         for (int a = 0; a < nd; a++) dst += idx[a] * dst_stride[a];
-        memcpy((char *)disk + dst * es, src + i * es, es);
+        memcpy(disk + dst * es, src + i * es, es);
         for (int a = nd - 1; a >= 0; a--) {
             if (++idx[a] < t->shape[a]) break;
             idx[a] = 0;
         }
     }
     diffcl_tensor_free(c);
+    return disk;
+}
+
+/* niftilib prints its own "** ERROR" for a missing folder: check first. */
+static diffcl_status nifti_check_folder(const char *path, const char *fn)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir) slash[1] = 0;
+    else if (slash) *slash = 0;
+    else snprintf(dir, sizeof dir, ".");
+    struct stat ds;
+    if (stat(dir, &ds) != 0 || !S_ISDIR(ds.st_mode))
+        return dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s': no folder '%s'", fn, path, dir);
+    return DIFFCL_OK;
+}
+
+/* Write @p nim with @p disk as its data to @p tmp, and read the header back: niftilib's
+ * writer reports nothing. */
+static diffcl_status nifti_write_checked(nifti_image *nim, void *disk, const char *tmp, const char *path,
+                                         const char *fn)
+{
+    if (nifti_set_filenames(nim, tmp, 0, 1) != 0) return dc_error(DIFFCL_ERR_IO, "%s: '%s': bad file name", fn, path);
+    nim->data = disk;
+    unlink(tmp);
+    nifti_image_write(nim);
+    nim->data = NULL;
+    struct stat st;
+    nifti_image *chk = stat(tmp, &st) == 0 ? nifti_image_read(tmp, 0) : NULL;
+    diffcl_status s = chk ? DIFFCL_OK : dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s'", fn, path);
+    nifti_image_free(chk);
+    return s;
+}
+
+diffcl_status diffcl_nifti_write(const diffcl_tensor *t, const char *path, const diffcl_image_meta *meta)
+{
+    const char *fn = "diffcl_nifti_write";
+    DC_CHECK_ARG(t && path, "%s: tensor and path must not be NULL", fn);
+    const char *suffix = nifti_suffix(path);
+    DC_CHECK_ARG(suffix, "%s: '%s' must end in .nii or .nii.gz", fn, path);
+    if (t->ndim < 1 || t->ndim > 4)
+        return dc_error(DIFFCL_ERR_SHAPE, "%s: '%s': tensor %s: 1 to 4 axes supported", fn, path, dc_shape_str(t));
+    int datatype = nifti_datatype_of(t->dtype);
+    int have_hdr = meta && dc_meta_can_hold(meta, offsetof(diffcl_image_meta, nifti_header) + 348) &&
+                   meta->has_nifti_header;
+    nifti_set_debug_level(0);
+    nifti_image *nim = NULL;
+    if (have_hdr) {
+        struct nifti_1_header h;
+        memcpy(&h, meta->nifti_header, sizeof h);
+        nim = nifti_convert_nhdr2nim(h, NULL);
+    } else {
+        nim = nifti_new_header(t, datatype, meta);
+    }
+    if (!nim) return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': cannot build a NIfTI header", fn, path);
+    nifti_set_data_shape(nim, t, datatype);
+    void *disk = nifti_disk_order(t);
+    if (!disk) {
+        nifti_image_free(nim);
+        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    }
     char tmp[4096];
     diffcl_status s = dc_tmp_path(path, suffix, tmp, sizeof tmp);
-    if (s == DIFFCL_OK) { /* niftilib prints its own "** ERROR" for a missing folder: check first */
-        char dir[4096];
-        snprintf(dir, sizeof dir, "%s", path);
-        char *slash = strrchr(dir, '/');
-        if (slash == dir) slash[1] = 0;
-        else if (slash) *slash = 0;
-        else snprintf(dir, sizeof dir, ".");
-        struct stat ds;
-        if (stat(dir, &ds) != 0 || !S_ISDIR(ds.st_mode))
-            s = dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s': no folder '%s'", fn, path, dir);
-    }
-    if (s == DIFFCL_OK && nifti_set_filenames(nim, tmp, 0, 1) != 0)
-        s = dc_error(DIFFCL_ERR_IO, "%s: '%s': bad file name", fn, path);
-    if (s == DIFFCL_OK) {
-        nim->data = disk;
-        unlink(tmp);
-        nifti_image_write(nim);
-        nim->data = NULL;
-        /* nifti_image_write() reports nothing: read the header back to check */
-        struct stat st;
-        nifti_image *chk = stat(tmp, &st) == 0 ? nifti_image_read(tmp, 0) : NULL;
-        if (!chk) s = dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s'", fn, path);
-        nifti_image_free(chk);
-    }
+    if (s == DIFFCL_OK) s = nifti_check_folder(path, fn);
+    if (s == DIFFCL_OK) s = nifti_write_checked(nim, disk, tmp, path, fn);
     free(disk);
     nifti_image_free(nim);
     if (s != DIFFCL_OK) {
