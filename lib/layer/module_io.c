@@ -178,6 +178,120 @@ diffcl_status diffcl_module_load_state_dict(diffcl_module *m, const diffcl_tenso
     return dc_module_load_state_dict_skip(m, dict, opts, NULL, n_missing, n_unexpected);
 }
 
+/* What a load will do, decided before anything changes: for each module entry the key that
+ * supplies it (slots, by entry), and what is wrong. */
+typedef struct load_plan {
+    int n;              /* module entries */
+    load_slot *slots;   /* [n] */
+    name_index *idx;    /* [n] entry names, sorted for lookup */
+    char unexpected[512], missing[512], shape_msg[700], dup_msg[700];
+    int n_unexp, n_miss, n_shape_err;
+} load_plan;
+
+/* The module entry that dictionary key @p key loads: the key itself after @p prefix, then with
+ * each leading "module." removed. -1 when none; *eligible is 0 when the key lies outside the
+ * prefix (another module's entry), *name the key's name inside the module. */
+static int resolve_key(const load_plan *p, const diffcl_load_options *o, const char *prefix, const char *key,
+                       int *eligible, const char **name)
+{
+    size_t plen = prefix ? strlen(prefix) : 0;
+    const char *c = key;
+    *eligible = 0;
+    for (;;) {
+        const char *cand = c;
+        int ok = 1;
+        if (prefix) {
+            ok = !strncmp(c, prefix, plen);
+            cand = c + plen;
+        }
+        if (ok) {
+            *eligible = 1;
+            *name = cand;
+            int entry = lookup(p->idx, p->n, cand);
+            if (entry >= 0) return entry;
+        }
+        if (!o->strip_module_prefix || strncmp(c, DDP_PREFIX, DDP_PREFIX_LEN)) return -1;
+        c += DDP_PREFIX_LEN;
+    }
+}
+
+/* Give every dictionary key its module entry; note unexpected keys, keys that supply the
+ * same entry twice and wrong shapes; then list the entries no key supplies. */
+static void plan_keys(load_plan *p, const diffcl_module *m, const diffcl_tensor_dict *dict,
+                      const diffcl_load_options *o, const char *skip)
+{
+    const char *prefix = o->prefix && *o->prefix ? o->prefix : NULL;
+    for (int k = 0; k < dict->n; k++) {
+        const char *key = dict->names[k], *name = NULL;
+        if (skip && !strncmp(key, skip, strlen(skip))) continue; /* another network's entries */
+        int eligible, entry = resolve_key(p, o, prefix, key, &eligible, &name);
+        if (!eligible) continue; /* outside the prefix: another module's entries */
+        if (entry < 0) {
+            list_add(p->unexpected, sizeof p->unexpected, &p->n_unexp, key);
+            continue;
+        }
+        load_slot *slot = &p->slots[entry];
+        const diffcl_tensor *dst = m->flat[entry].t;
+        diffcl_tensor *src = dict->tensors[k];
+        if (slot->key) {
+            if (!p->dup_msg[0])
+                snprintf(p->dup_msg, sizeof p->dup_msg, "%s: supplied by two keys, %s and %s", name, slot->key, key);
+            continue;
+        }
+        slot->key = key;
+        slot->src = src;
+        if (!shapes_compatible(dst, src) && p->n_shape_err++ == 0) {
+            if (strcmp(key, name))
+                snprintf(p->shape_msg, sizeof p->shape_msg, "%s: expected shape %s, file has %s (key %s)", name,
+                         dc_shape_str(dst), dc_shape_str(src), key);
+            else
+                snprintf(p->shape_msg, sizeof p->shape_msg, "%s: expected shape %s, file has %s", name,
+                         dc_shape_str(dst), dc_shape_str(src));
+        }
+    }
+    for (int i = 0; i < p->n; i++)
+        if (!p->slots[i].key) list_add(p->missing, sizeof p->missing, &p->n_miss, m->flat[i].name);
+    list_finish(p->unexpected, sizeof p->unexpected, p->n_unexp);
+    list_finish(p->missing, sizeof p->missing, p->n_miss);
+}
+
+/* Wrong shapes and duplicates are errors even when not strict; missing or unexpected keys
+ * are errors when strict. */
+static diffcl_status plan_verdict(const load_plan *p, int strict)
+{
+    if (p->n_shape_err > 1)
+        return dc_error(DIFFCL_ERR_SHAPE, "%s (and %d more tensors with a wrong shape)", p->shape_msg,
+                        p->n_shape_err - 1);
+    if (p->n_shape_err) return dc_error(DIFFCL_ERR_SHAPE, "%s", p->shape_msg);
+    if (p->dup_msg[0]) return dc_error(DIFFCL_ERR_FORMAT, "%s", p->dup_msg);
+    if (!strict || (!p->n_miss && !p->n_unexp)) return DIFFCL_OK;
+    char both[1100];
+    if (p->n_miss && p->n_unexp)
+        snprintf(both, sizeof both, "%d missing key%s: %s; %d unexpected key%s: %s", p->n_miss,
+                 p->n_miss > 1 ? "s" : "", p->missing, p->n_unexp, p->n_unexp > 1 ? "s" : "", p->unexpected);
+    else if (p->n_miss)
+        snprintf(both, sizeof both, "%d missing key%s: %s", p->n_miss, p->n_miss > 1 ? "s" : "", p->missing);
+    else
+        snprintf(both, sizeof both, "%d unexpected key%s: %s", p->n_unexp, p->n_unexp > 1 ? "s" : "", p->unexpected);
+    return dc_error(p->n_miss ? DIFFCL_ERR_NOT_FOUND : DIFFCL_ERR_FORMAT, "load_state_dict (strict): %s", both);
+}
+
+/* Phase 2: copies that cannot fail (sizes checked in phase 1). */
+static diffcl_status plan_commit(const load_plan *p, diffcl_module *m)
+{
+    for (int i = 0; i < p->n; i++) {
+        if (!p->slots[i].key) continue;
+        diffcl_tensor *dst = m->flat[i].t;
+        const diffcl_tensor *from = p->slots[i].prepared ? p->slots[i].prepared : p->slots[i].src;
+        if (from == dst || (dc_data(from) == dc_data(dst) && dc_is_contiguous(dst))) continue;
+        size_t nbytes = (size_t)dc_numel(dst) * diffcl_dtype_size(dst->dtype);
+        if (diffcl_tensor_copy_from(dst, dc_data(from), nbytes) != DIFFCL_OK) /* unreachable: sizes checked */
+            return dc_error(DIFFCL_ERR_INTERNAL, "%s: copy failed after validation: %s", m->flat[i].name,
+                            diffcl_last_error());
+    }
+    return DIFFCL_OK;
+}
+
 diffcl_status dc_module_load_state_dict_skip(diffcl_module *m, const diffcl_tensor_dict *dict,
                                              const diffcl_load_options *opts, const char *skip, int *n_missing,
                                              int *n_unexpected)
@@ -187,131 +301,37 @@ diffcl_status dc_module_load_state_dict_skip(diffcl_module *m, const diffcl_tens
     DC_CHECK_ARG(m && dict, "diffcl_module_load_state_dict: NULL argument");
     diffcl_load_options o;
     DC_TRY(read_options(opts, &o));
-    const char *prefix = o.prefix && *o.prefix ? o.prefix : NULL;
-    size_t plen = prefix ? strlen(prefix) : 0;
-
-    int n = diffcl_module_state_count(m, DIFFCL_STATE_ALL); /* builds m->flat */
+    load_plan p = {.n = diffcl_module_state_count(m, DIFFCL_STATE_ALL)}; /* builds m->flat */
     if (!m->flat_valid) return DIFFCL_ERR_OUT_OF_MEMORY; /* error set by the listing */
-    load_slot *slots = calloc((size_t)(n ? n : 1), sizeof *slots);
-    name_index *idx = calloc((size_t)(n ? n : 1), sizeof *idx);
-    if (!slots || !idx) {
-        free(slots);
-        free(idx);
+    p.slots = calloc((size_t)(p.n ? p.n : 1), sizeof *p.slots);
+    p.idx = calloc((size_t)(p.n ? p.n : 1), sizeof *p.idx);
+    if (!p.slots || !p.idx) {
+        free(p.slots);
+        free(p.idx);
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_module_load_state_dict: out of memory");
     }
-    for (int i = 0; i < n; i++) {
-        idx[i].name = m->flat[i].name;
-        idx[i].entry = i;
+    for (int i = 0; i < p.n; i++) {
+        p.idx[i].name = m->flat[i].name;
+        p.idx[i].entry = i;
     }
-    qsort(idx, (size_t)n, sizeof *idx, cmp_index);
-
-    diffcl_status s = DIFFCL_OK;
-    char unexpected[512] = "", missing[512] = "";
-    char shape_msg[700] = "", dup_msg[700] = "";
-    int n_unexp = 0, n_miss = 0, n_shape_err = 0;
-
-    /* Resolve keys: the key itself first, then with each leading "module." removed. */
-    for (int k = 0; k < dict->n; k++) {
-        const char *key = dict->names[k];
-        if (skip && !strncmp(key, skip, strlen(skip))) continue; /* another network's entries */
-        const char *c = key, *name = NULL;
-        int eligible = 0, entry = -1;
-        for (;;) {
-            const char *cand = c;
-            int ok = 1;
-            if (prefix) {
-                ok = !strncmp(c, prefix, plen);
-                cand = c + plen;
-            }
-            if (ok) {
-                eligible = 1;
-                name = cand;
-                entry = lookup(idx, n, cand);
-                if (entry >= 0) break;
-            }
-            if (!o.strip_module_prefix || strncmp(c, DDP_PREFIX, DDP_PREFIX_LEN)) break;
-            c += DDP_PREFIX_LEN;
-        }
-        if (!eligible) continue; /* outside the prefix: another module's entries */
-        if (entry < 0) {
-            list_add(unexpected, sizeof unexpected, &n_unexp, key);
-            continue;
-        }
-        load_slot *slot = &slots[entry];
-        const diffcl_tensor *dst = m->flat[entry].t;
-        diffcl_tensor *src = dict->tensors[k];
-        if (slot->key) {
-            if (!dup_msg[0])
-                snprintf(dup_msg, sizeof dup_msg, "%s: supplied by two keys, %s and %s", name, slot->key, key);
-            continue;
-        }
-        slot->key = key;
-        slot->src = src;
-        if (!shapes_compatible(dst, src) && n_shape_err++ == 0) {
-            if (strcmp(key, name))
-                snprintf(shape_msg, sizeof shape_msg, "%s: expected shape %s, file has %s (key %s)", name,
-                         dc_shape_str(dst), dc_shape_str(src), key);
-            else
-                snprintf(shape_msg, sizeof shape_msg, "%s: expected shape %s, file has %s", name,
-                         dc_shape_str(dst), dc_shape_str(src));
-        }
-    }
-    for (int i = 0; i < n; i++)
-        if (!slots[i].key) list_add(missing, sizeof missing, &n_miss, m->flat[i].name);
-    list_finish(unexpected, sizeof unexpected, n_unexp);
-    list_finish(missing, sizeof missing, n_miss);
-    if (n_missing) *n_missing = n_miss;
-    if (n_unexpected) *n_unexpected = n_unexp;
-
-    if (n_shape_err) { /* wrong shapes are errors even when not strict */
-        if (n_shape_err > 1)
-            s = dc_error(DIFFCL_ERR_SHAPE, "%s (and %d more tensors with a wrong shape)", shape_msg, n_shape_err - 1);
-        else
-            s = dc_error(DIFFCL_ERR_SHAPE, "%s", shape_msg);
-        goto done;
-    }
-    if (dup_msg[0]) {
-        s = dc_error(DIFFCL_ERR_FORMAT, "%s", dup_msg);
-        goto done;
-    }
-    if (o.strict && (n_miss || n_unexp)) {
-        char both[1100];
-        if (n_miss && n_unexp)
-            snprintf(both, sizeof both, "%d missing key%s: %s; %d unexpected key%s: %s", n_miss,
-                     n_miss > 1 ? "s" : "", missing, n_unexp, n_unexp > 1 ? "s" : "", unexpected);
-        else if (n_miss)
-            snprintf(both, sizeof both, "%d missing key%s: %s", n_miss, n_miss > 1 ? "s" : "", missing);
-        else
-            snprintf(both, sizeof both, "%d unexpected key%s: %s", n_unexp, n_unexp > 1 ? "s" : "", unexpected);
-        s = dc_error(n_miss ? DIFFCL_ERR_NOT_FOUND : DIFFCL_ERR_FORMAT, "load_state_dict (strict): %s", both);
-        goto done;
-    }
+    qsort(p.idx, (size_t)p.n, sizeof *p.idx, cmp_index);
+    plan_keys(&p, m, dict, &o, skip);
+    if (n_missing) *n_missing = p.n_miss;
+    if (n_unexpected) *n_unexpected = p.n_unexp;
+    diffcl_status s = plan_verdict(&p, o.strict);
     /* Phase 1: conversions and range checks, before anything changes. */
-    for (int i = 0; i < n && s == DIFFCL_OK; i++)
-        if (slots[i].key) s = prepare(&slots[i], m->flat[i].t, m->flat[i].name);
-    if (s != DIFFCL_OK) goto done;
-    if (n_miss) dc_log(m->ctx, DIFFCL_LOG_WARN, "load_state_dict: %d missing key%s: %s", n_miss, n_miss > 1 ? "s" : "", missing);
-    if (n_unexp)
-        dc_log(m->ctx, DIFFCL_LOG_WARN, "load_state_dict: %d unexpected key%s: %s", n_unexp, n_unexp > 1 ? "s" : "",
-               unexpected);
-    /* Phase 2: copies that cannot fail (sizes checked above). */
-    for (int i = 0; i < n; i++) {
-        if (!slots[i].key) continue;
-        diffcl_tensor *dst = m->flat[i].t;
-        const diffcl_tensor *from = slots[i].prepared ? slots[i].prepared : slots[i].src;
-        if (from == dst || (dc_data(from) == dc_data(dst) && dc_is_contiguous(dst))) continue;
-        size_t nbytes = (size_t)dc_numel(dst) * diffcl_dtype_size(dst->dtype);
-        diffcl_status cs = diffcl_tensor_copy_from(dst, dc_data(from), nbytes);
-        if (cs != DIFFCL_OK) { /* unreachable: the sizes were checked */
-            s = dc_error(DIFFCL_ERR_INTERNAL, "%s: copy failed after validation: %s", m->flat[i].name,
-                         diffcl_last_error());
-            break;
-        }
-    }
-done:
-    for (int i = 0; i < n; i++) diffcl_tensor_free(slots[i].prepared);
-    free(slots);
-    free(idx);
+    for (int i = 0; i < p.n && s == DIFFCL_OK; i++)
+        if (p.slots[i].key) s = prepare(&p.slots[i], m->flat[i].t, m->flat[i].name);
+    if (s == DIFFCL_OK && p.n_miss)
+        dc_log(m->ctx, DIFFCL_LOG_WARN, "load_state_dict: %d missing key%s: %s", p.n_miss, p.n_miss > 1 ? "s" : "",
+               p.missing);
+    if (s == DIFFCL_OK && p.n_unexp)
+        dc_log(m->ctx, DIFFCL_LOG_WARN, "load_state_dict: %d unexpected key%s: %s", p.n_unexp,
+               p.n_unexp > 1 ? "s" : "", p.unexpected);
+    if (s == DIFFCL_OK) s = plan_commit(&p, m);
+    for (int i = 0; i < p.n; i++) diffcl_tensor_free(p.slots[i].prepared);
+    free(p.slots);
+    free(p.idx);
     return s;
 }
 
