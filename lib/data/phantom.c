@@ -223,6 +223,117 @@ static diffcl_status check_options(const diffcl_phantom_options *o)
     return DIFFCL_OK;
 }
 
+/* The caller's options over the defaults, with the size defaults of 2-D and 3-D cases. */
+static diffcl_status phantom_options(const diffcl_phantom_options *opts, diffcl_phantom_options *o)
+{
+    diffcl_phantom_options d = DIFFCL_PHANTOM_OPTIONS_INIT;
+    *o = d;
+    if (opts) {
+        DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_phantom_options, ndim),
+                     "diffcl_phantom_case: options.struct_size %zu too small", opts->struct_size);
+        memcpy(o, opts, opts->struct_size < sizeof *o ? opts->struct_size : sizeof *o);
+    }
+    if (o->ndim == 2) {
+        o->depth = o->depth ? o->depth : 16;
+        if (!o->height) o->height = 96;
+        if (!o->width) o->width = 96;
+    } else {
+        if (!o->depth) o->depth = 64;
+        if (!o->height) o->height = 64;
+        if (!o->width) o->width = 48;
+    }
+    return check_options(o);
+}
+
+/* Where a case is sampled: the 3-D object in dims; a 2-D case is the plane z0 through it. */
+typedef struct phantom_grid {
+    shape s;
+    int two_d;
+    double z0, dims[3];
+    int64_t D, H, W, vol;
+} phantom_grid;
+
+/* Occupancy of the structures (o_fg) and of the distractor (o_dis) per voxel, and the label. */
+static void phantom_rasterise(diffcl_context *ctx, const phantom_grid *g, int tube_class, float *o_fg, float *o_dis,
+                              uint8_t *lp)
+{
+    const int64_t D = g->D, H = g->H, W = g->W;
+#pragma omp parallel for collapse(2) schedule(static) num_threads(dc_threads(ctx))
+    for (int64_t z = 0; z < D; z++)
+        for (int64_t y = 0; y < H; y++)
+            for (int64_t x = 0; x < W; x++) {
+                double p[3] = {g->two_d ? g->z0 : (double)z + 0.5, (double)y + 0.5, (double)x + 0.5};
+                double sb = blob_sdf(&g->s, p), st = tubes_sdf(&g->s, p), sd = distractor_sdf(&g->s, p);
+                double sf = sb < st ? sb : st;
+                int64_t i = (z * H + y) * W + x;
+                double of = 0.5 - sf, od = 0.5 - sd;
+                o_fg[i] = (float)(of < 0 ? 0 : of > 1 ? 1 : of);
+                o_dis[i] = (float)(od < 0 ? 0 : od > 1 ? 1 : od);
+                if (lp) lp[i] = sb < 0 ? 1 : (st < 0 ? (uint8_t)tube_class : 0);
+            }
+}
+
+/* A smooth multiplicative bias field and Rician noise (the magnitude of a complex Gaussian
+ * around the value): @p noise holds 2 draws per voxel. */
+static void phantom_bias_noise(diffcl_context *ctx, const phantom_grid *g, double bias, double sigma,
+                               const float *noise, float *ch)
+{
+    const int64_t D = g->D, H = g->H, W = g->W;
+    const shape *s = &g->s;
+#pragma omp parallel for collapse(2) schedule(static) num_threads(dc_threads(ctx))
+    for (int64_t z = 0; z < D; z++)
+        for (int64_t y = 0; y < H; y++)
+            for (int64_t x = 0; x < W; x++) {
+                int64_t i = (z * H + y) * W + x;
+                double q[3] = {(g->two_d ? g->z0 : z + 0.5) / g->dims[0], (y + 0.5) / g->dims[1],
+                               (x + 0.5) / g->dims[2]};
+                double b = 0;
+                for (int j = 0; j < 4; j++)
+                    b += s->bias_w[j] * cos(M_PI * (s->bias_k[j][0] * q[0] + s->bias_k[j][1] * q[1] +
+                                                    s->bias_k[j][2] * q[2]) + s->bias_ph[j]);
+                double v = ch[i] * exp(bias * 0.5 * b);
+                double re = v + sigma * noise[2 * i], im = sigma * noise[2 * i + 1];
+                v = sqrt(re * re + im * im);
+                ch[i] = (float)v;
+            }
+}
+
+/* Zero mean, unit variance; serial sums, so the result does not depend on the thread count. */
+static void phantom_normalise(float *ch, int64_t vol)
+{
+    double sum = 0, sum2 = 0;
+    for (int64_t i = 0; i < vol; i++) {
+        sum += ch[i];
+        sum2 += (double)ch[i] * ch[i];
+    }
+    double mean = sum / (double)vol, var = sum2 / (double)vol - mean * mean;
+    double sd = var > 1e-20 ? sqrt(var) : 1.0;
+    for (int64_t i = 0; i < vol; i++) ch[i] = (float)((ch[i] - mean) / sd);
+}
+
+/* Channel @p c: its tissue levels blended by occupancy, blurred (the partial-volume effect),
+ * biased, noised and optionally normalised. 0, or 1 when the blur ran out of memory. */
+static int phantom_channel(diffcl_context *ctx, const phantom_grid *g, const diffcl_phantom_options *o,
+                           int64_t index, int c, const float *o_fg, const float *o_dis, float *noise, float *ch)
+{
+    double lv[3];
+    channel_levels(c, lv);
+    for (int64_t i = 0; i < g->vol; i++) {
+        double v = lv[0];
+        v += (lv[2] - v) * o_dis[i];
+        v += (lv[1] - v) * o_fg[i];
+        ch[i] = (float)v;
+    }
+    const int64_t dims_v[3] = {g->D, g->H, g->W};
+    const double sig[3] = {g->two_d ? 0 : o->blur_sigma, o->blur_sigma, o->blur_sigma};
+    int failed = dc_gauss_blur(ch, 1, dims_v, sig, dc_threads(ctx)) != 0;
+    diffcl_rng_normal(diffcl_rng_key_make(o->seed, DIFFCL_STREAM_PHANTOM_NOISE, (uint32_t)index, (uint32_t)c), 0,
+                      (size_t)g->vol * 2, 0.0f, 1.0f, noise);
+    phantom_bias_noise(ctx, g, o->bias, o->noise * (lv[1] > lv[0] ? lv[1] : lv[0]), noise, ch);
+    if (o->normalize) phantom_normalise(ch, g->vol);
+    return failed;
+}
+
 diffcl_status diffcl_phantom_case(diffcl_context *ctx, const diffcl_phantom_options *opts,
                                   int64_t index, diffcl_tensor **image, diffcl_tensor **label)
 {
@@ -231,122 +342,34 @@ diffcl_status diffcl_phantom_case(diffcl_context *ctx, const diffcl_phantom_opti
     if (label) *label = NULL;
     DC_CHECK_ARG(index >= 0 && index <= (int64_t)UINT32_MAX,
                  "diffcl_phantom_case: case index %lld out of range", (long long)index);
-    diffcl_phantom_options o = DIFFCL_PHANTOM_OPTIONS_INIT;
-    if (opts) {
-        DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_phantom_options, ndim),
-                     "diffcl_phantom_case: options.struct_size %zu too small", opts->struct_size);
-        memcpy(&o, opts, opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
-    }
-    if (o.ndim == 2) {
-        o.depth = o.depth ? o.depth : 16;
-        if (!o.height) o.height = 96;
-        if (!o.width) o.width = 96;
-    } else {
-        if (!o.depth) o.depth = 64;
-        if (!o.height) o.height = 64;
-        if (!o.width) o.width = 48;
-    }
-    DC_TRY(check_options(&o));
-
-    const int two_d = o.ndim == 2;
-    /* The 3-D object lives in dims; a 2-D case is the plane z0 through it. */
-    double dims[3] = {(double)o.depth, (double)o.height, (double)o.width};
-    if (two_d) dims[0] = (double)(o.height < o.width ? o.height : o.width);
-    shape s;
-    make_shape(&o, index, dims, &s);
-    double z0 = 0;
-    if (two_d) {
+    diffcl_phantom_options o;
+    DC_TRY(phantom_options(opts, &o));
+    phantom_grid g = {.two_d = o.ndim == 2};
+    g.dims[0] = g.two_d ? (double)(o.height < o.width ? o.height : o.width) : (double)o.depth;
+    g.dims[1] = (double)o.height;
+    g.dims[2] = (double)o.width;
+    make_shape(&o, index, g.dims, &g.s);
+    if (g.two_d) {
         dc_draw dz = dc_draw_make(o.seed, DIFFCL_STREAM_PHANTOM, (uint32_t)index, 1);
-        z0 = s.c[0] + s.r[0] * dc_draw_uniform(&dz, -0.15, 0.15);
+        g.z0 = g.s.c[0] + g.s.r[0] * dc_draw_uniform(&dz, -0.15, 0.15);
     }
-
-    const int64_t D = two_d ? 1 : o.depth, H = o.height, W = o.width;
-    const int64_t vol = D * H * W;
-    const int C = o.channels;
+    g.D = g.two_d ? 1 : o.depth;
+    g.H = o.height;
+    g.W = o.width;
+    g.vol = g.D * g.H * g.W;
     int64_t ishape[4], lshape[3];
     int ind = 0, lnd = 0;
-    ishape[ind++] = C;
-    if (!two_d) ishape[ind++] = lshape[lnd++] = D;
-    ishape[ind++] = lshape[lnd++] = H;
-    ishape[ind++] = lshape[lnd++] = W;
-
+    ishape[ind++] = o.channels;
+    if (!g.two_d) ishape[ind++] = lshape[lnd++] = g.D;
+    ishape[ind++] = lshape[lnd++] = g.H;
+    ishape[ind++] = lshape[lnd++] = g.W;
     diffcl_tensor *img = dc_tensor_empty(ctx, DIFFCL_F32, ind, ishape);
     diffcl_tensor *lab = label ? dc_tensor_empty(ctx, DIFFCL_U8, lnd, lshape) : NULL;
-    float *occ = malloc(sizeof(float) * (size_t)vol * 2);
-    float *noise = malloc(sizeof(float) * (size_t)vol * 2);
-    if (!img || (label && !lab) || !occ || !noise) {
-        diffcl_tensor_free(img);
-        diffcl_tensor_free(lab);
-        free(occ);
-        free(noise);
-        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_phantom_case: out of memory");
-    }
-    float *o_fg = occ, *o_dis = occ + vol;
-    uint8_t *lp = lab ? (uint8_t *)dc_data(lab) : NULL;
-    const int tube_class = o.tube_class;
-
-#pragma omp parallel for collapse(2) schedule(static) num_threads(dc_threads(ctx))
-    for (int64_t z = 0; z < D; z++)
-        for (int64_t y = 0; y < H; y++)
-            for (int64_t x = 0; x < W; x++) {
-                double p[3] = {two_d ? z0 : (double)z + 0.5, (double)y + 0.5, (double)x + 0.5};
-                double sb = blob_sdf(&s, p), st = tubes_sdf(&s, p), sd = distractor_sdf(&s, p);
-                double sf = sb < st ? sb : st;
-                int64_t i = (z * H + y) * W + x;
-                double of = 0.5 - sf, od = 0.5 - sd;
-                o_fg[i] = (float)(of < 0 ? 0 : of > 1 ? 1 : of);
-                o_dis[i] = (float)(od < 0 ? 0 : od > 1 ? 1 : od);
-                if (lp) lp[i] = sb < 0 ? 1 : (st < 0 ? (uint8_t)tube_class : 0);
-            }
-
-    float *ip = dc_f32(img);
-    const int64_t dims_v[3] = {D, H, W};
-    const double sig[3] = {two_d ? 0 : o.blur_sigma, o.blur_sigma, o.blur_sigma};
-    int failed = 0;
-    for (int c = 0; c < C && !failed; c++) {
-        double lv[3];
-        channel_levels(c, lv);
-        float *ch = ip + (int64_t)c * vol;
-        for (int64_t i = 0; i < vol; i++) {
-            double v = lv[0];
-            v += (lv[2] - v) * o_dis[i];
-            v += (lv[1] - v) * o_fg[i];
-            ch[i] = (float)v;
-        }
-        if (dc_gauss_blur(ch, 1, dims_v, sig, dc_threads(ctx))) failed = 1;
-        diffcl_rng_normal(diffcl_rng_key_make(o.seed, DIFFCL_STREAM_PHANTOM_NOISE,
-                                              (uint32_t)index, (uint32_t)c),
-                          0, (size_t)vol * 2, 0.0f, 1.0f, noise);
-        const double sigma = o.noise * (lv[1] > lv[0] ? lv[1] : lv[0]);
-#pragma omp parallel for collapse(2) schedule(static) num_threads(dc_threads(ctx))
-        for (int64_t z = 0; z < D; z++)
-            for (int64_t y = 0; y < H; y++)
-                for (int64_t x = 0; x < W; x++) {
-                    int64_t i = (z * H + y) * W + x;
-                    double q[3] = {(two_d ? z0 : z + 0.5) / dims[0], (y + 0.5) / dims[1],
-                                   (x + 0.5) / dims[2]};
-                    double b = 0;
-                    for (int j = 0; j < 4; j++)
-                        b += s.bias_w[j] *
-                             cos(M_PI * (s.bias_k[j][0] * q[0] + s.bias_k[j][1] * q[1] +
-                                         s.bias_k[j][2] * q[2]) + s.bias_ph[j]);
-                    double v = ch[i] * exp(o.bias * 0.5 * b);
-                    double re = v + sigma * noise[2 * i], im = sigma * noise[2 * i + 1];
-                    v = sqrt(re * re + im * im);
-                    ch[i] = (float)v;
-                }
-        if (o.normalize) {
-            /* serial sums: the result must not depend on the thread count */
-            double sum = 0, sum2 = 0;
-            for (int64_t i = 0; i < vol; i++) {
-                sum += ch[i];
-                sum2 += (double)ch[i] * ch[i];
-            }
-            double mean = sum / (double)vol, var = sum2 / (double)vol - mean * mean;
-            double sd = var > 1e-20 ? sqrt(var) : 1.0;
-            for (int64_t i = 0; i < vol; i++) ch[i] = (float)((ch[i] - mean) / sd);
-        }
-    }
+    float *occ = malloc(sizeof(float) * (size_t)g.vol * 2), *noise = malloc(sizeof(float) * (size_t)g.vol * 2);
+    int failed = !img || (label && !lab) || !occ || !noise;
+    if (!failed) phantom_rasterise(ctx, &g, o.tube_class, occ, occ + g.vol, lab ? (uint8_t *)dc_data(lab) : NULL);
+    for (int c = 0; c < o.channels && !failed; c++)
+        failed = phantom_channel(ctx, &g, &o, index, c, occ, occ + g.vol, noise, dc_f32(img) + (int64_t)c * g.vol);
     free(occ);
     free(noise);
     if (failed) {
