@@ -577,6 +577,106 @@ static int spatial_match(const diffcl_tensor *img, const diffcl_tensor *lab)
     return 1;
 }
 
+/* One case's image [C, ...] and (when @p lab is not NULL) label, by layout. */
+static diffcl_status load_phantom(const diffcl_dataset *ds, diffcl_context *ctx, int64_t i, diffcl_tensor **img,
+                                  diffcl_tensor **lab, diffcl_image_meta *m)
+{
+    unsigned long long k = (unsigned long long)(ds->first_case + i);
+    if (ds->first_case == 0 && sscanf(ds->ids[i], "phantom_%llu", &k) != 1) k = (unsigned long long)i;
+    m->ndim = ds->phantom.ndim;
+    return diffcl_phantom_case(ctx, &ds->phantom, (int64_t)k, img, lab);
+}
+
+static diffcl_status load_png(diffcl_context *ctx, const char *ip, const char *lp, diffcl_tensor **img,
+                              diffcl_tensor **lab, diffcl_image_meta *m)
+{
+    m->ndim = 2;
+    DC_TRY(diffcl_png_read_image(ctx, ip, img, NULL));
+    DC_TRY(as_image(img, 1, ip));
+    return lab ? diffcl_png_read_label(ctx, lp, lab) : DIFFCL_OK;
+}
+
+static diffcl_status load_h5(diffcl_context *ctx, const char *ip, const char *lp, diffcl_tensor **img,
+                             diffcl_tensor **lab, diffcl_image_meta *m)
+{
+    DC_TRY(diffcl_h5_read(ctx, ip, "image", img));
+    if ((*img)->ndim < 2 || (*img)->ndim > 4)
+        return dc_error(DIFFCL_ERR_FORMAT, "'%s': dataset 'image' %s: expected 2 to 4 axes", ip, dc_shape_str(*img));
+    int add = (*img)->ndim <= 3; /* a 4-D image is already [C, D, H, W] */
+    m->ndim = add ? (*img)->ndim : 3;
+    DC_TRY(as_image(img, add, ip));
+    if (!lab) return DIFFCL_OK;
+    DC_TRY(diffcl_h5_read(ctx, lp, "label", lab));
+    return as_label(lab, lp);
+}
+
+/* The channel files of an MSD / nnU-Net case: <id>.nii.gz, then <id>_0001.nii.gz ... (the
+ * first file's name without its _0000), each 2-D or 3-D and of one shape. */
+static diffcl_status read_channel_files(const diffcl_dataset *ds, diffcl_context *ctx, int64_t i, int C,
+                                        diffcl_tensor **chs, int *got, diffcl_image_meta *m)
+{
+    const char *ip = ds->img_paths[i];
+    for (int c = 0; c < C; c++) {
+        char buf[4096];
+        const char *path = ip;
+        if (c > 0) {
+            size_t L = strlen(ip);
+            const char *ext = ends_with(ip, ".nii.gz") ? ".nii.gz" : ".nii";
+            snprintf(buf, sizeof buf, "%.*s_%04d%s", (int)(L - strlen(ext) - 5), ip, c, ext);
+            path = buf;
+        }
+        diffcl_tensor *t = NULL;
+        DC_TRY(diffcl_nifti_read(ctx, path, DIFFCL_NIFTI_IMAGE, &t, c == 0 ? m : NULL));
+        chs[(*got)++] = t;
+        if (t->ndim < 2 || t->ndim > 4 || (C > 1 && t->ndim == 4))
+            return dc_error(DIFFCL_ERR_FORMAT, "'%s': image %s: expected 2 or 3 axes%s", path, dc_shape_str(t),
+                            C > 1 ? "" : " (or 4 with channels last)");
+        if (c > 0 && !dc_same_shape(t, chs[0])) {
+            char a[64];
+            snprintf(a, sizeof a, "%s", dc_shape_str(chs[0]));
+            return dc_error(DIFFCL_ERR_FORMAT, "case '%s': channel file '%s' has shape %s, channel 0 %s", ds->ids[i],
+                            path, dc_shape_str(t), a);
+        }
+    }
+    return DIFFCL_OK;
+}
+
+/* The channels as one [C, ...] image: stacked files, or an MSD 4-D file (x, y, z, c) moved
+ * to [c, x, y, z]. */
+static diffcl_status stack_channels(diffcl_tensor **chs, int C, diffcl_tensor **img)
+{
+    diffcl_tensor *x = chs[0];
+    if (C == 1 && x->ndim == 4) {
+        int perm[4] = {3, 0, 1, 2};
+        diffcl_tensor *p = NULL;
+        DC_TRY(diffcl_tensor_permute(x, perm, &p));
+        *img = dc_contiguous(p);
+        diffcl_tensor_free(p);
+        return *img ? DIFFCL_OK : dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    diffcl_tensor *u[64] = {NULL};
+    diffcl_status s = DIFFCL_OK;
+    int k = 0;
+    for (; k < C && s == DIFFCL_OK; k++) s = diffcl_tensor_unsqueeze(chs[k], 0, &u[k]);
+    if (s == DIFFCL_OK) s = diffcl_tensor_concat(u, C, 0, img);
+    for (int j = 0; j < k; j++) diffcl_tensor_free(u[j]);
+    return s;
+}
+
+static diffcl_status load_nifti_case(const diffcl_dataset *ds, diffcl_context *ctx, int64_t i, diffcl_tensor **img,
+                                     diffcl_tensor **lab, diffcl_image_meta *m)
+{
+    int C = ds->channels[i];
+    if (C > 64) return dc_error(DIFFCL_ERR_FORMAT, "case '%s': %d channel files (64 at most)", ds->ids[i], C);
+    diffcl_tensor *chs[64];
+    int got = 0;
+    diffcl_status s = read_channel_files(ds, ctx, i, C, chs, &got, m);
+    if (s == DIFFCL_OK) s = stack_channels(chs, C, img);
+    for (int c = 0; c < got; c++) diffcl_tensor_free(chs[c]);
+    if (s == DIFFCL_OK && lab) s = diffcl_nifti_read(ctx, ds->lab_paths[i], DIFFCL_NIFTI_LABEL, lab, NULL);
+    return s;
+}
+
 diffcl_status dc_dataset_load_in(const diffcl_dataset *ds, diffcl_context *ctx, int64_t i,
                                  diffcl_tensor **image, diffcl_tensor **label,
                                  diffcl_image_meta *meta)
@@ -589,104 +689,24 @@ diffcl_status dc_dataset_load_in(const diffcl_dataset *ds, diffcl_context *ctx, 
                  (long long)ds->n);
     diffcl_image_meta m;
     diffcl_image_meta_init(&m);
-    diffcl_tensor *img = NULL, *lab = NULL;
+    diffcl_tensor *img = NULL, *lab = NULL, **labp = label ? &lab : NULL;
     const char *ip = ds->img_paths[i], *lp = ds->lab_paths[i];
     diffcl_status s = DIFFCL_OK;
     /* labels are looked for only now: unlabeled cases may lack them */
-    if (label && ds->layout != DIFFCL_LAYOUT_PHANTOM && ds->layout != DIFFCL_LAYOUT_H5 &&
-        !is_file(lp))
+    if (label && ds->layout != DIFFCL_LAYOUT_PHANTOM && ds->layout != DIFFCL_LAYOUT_H5 && !is_file(lp))
         return missing_case_file(ds, ds->ids[i], 1, NULL);
     switch (ds->layout) {
-    case DIFFCL_LAYOUT_PHANTOM: {
-        unsigned long long k = (unsigned long long)(ds->first_case + i);
-        if (ds->first_case == 0 && sscanf(ds->ids[i], "phantom_%llu", &k) != 1)
-            k = (unsigned long long)i;
-        s = diffcl_phantom_case(ctx, &ds->phantom, (int64_t)k, &img, label ? &lab : NULL);
-        m.ndim = ds->phantom.ndim;
-        break;
-    }
-    case DIFFCL_LAYOUT_PNG:
-        s = diffcl_png_read_image(ctx, ip, &img, NULL);
-        if (s == DIFFCL_OK) s = as_image(&img, 1, ip);
-        if (s == DIFFCL_OK && label) s = diffcl_png_read_label(ctx, lp, &lab);
-        m.ndim = 2;
-        break;
-    case DIFFCL_LAYOUT_H5:
-        s = diffcl_h5_read(ctx, ip, "image", &img);
-        if (s == DIFFCL_OK && (img->ndim < 2 || img->ndim > 4))
-            s = dc_error(DIFFCL_ERR_FORMAT, "'%s': dataset 'image' %s: expected 2 to 4 axes", ip,
-                         dc_shape_str(img));
-        if (s == DIFFCL_OK) {
-            int add = img->ndim <= 3; /* a 4-D image is already [C, D, H, W] */
-            m.ndim = add ? img->ndim : 3;
-            s = as_image(&img, add, ip);
-        }
-        if (s == DIFFCL_OK && label) s = diffcl_h5_read(ctx, lp, "label", &lab);
-        if (s == DIFFCL_OK && lab) s = as_label(&lab, lp);
-        break;
+    case DIFFCL_LAYOUT_PHANTOM: s = load_phantom(ds, ctx, i, &img, labp, &m); break;
+    case DIFFCL_LAYOUT_PNG: s = load_png(ctx, ip, lp, &img, labp, &m); break;
+    case DIFFCL_LAYOUT_H5: s = load_h5(ctx, ip, lp, &img, labp, &m); break;
     case DIFFCL_LAYOUT_MSD:
-    case DIFFCL_LAYOUT_NNUNET: {
-        int C = ds->channels[i];
-        diffcl_tensor *chs[64];
-        int got = 0;
-        if (C > 64) {
-            s = dc_error(DIFFCL_ERR_FORMAT, "case '%s': %d channel files (64 at most)", ds->ids[i], C);
-            break;
-        }
-        for (int c = 0; c < C && s == DIFFCL_OK; c++) {
-            char buf[4096];
-            const char *path = ip;
-            if (c > 0) {
-                size_t L = strlen(ip);
-                const char *ext = ends_with(ip, ".nii.gz") ? ".nii.gz" : ".nii";
-                snprintf(buf, sizeof buf, "%.*s_%04d%s", (int)(L - strlen(ext) - 5), ip, c, ext);
-                path = buf;
-            }
-            diffcl_tensor *t = NULL;
-            s = diffcl_nifti_read(ctx, path, DIFFCL_NIFTI_IMAGE, &t, c == 0 ? &m : NULL);
-            if (s != DIFFCL_OK) break;
-            chs[got++] = t;
-            if (t->ndim < 2 || t->ndim > 4 || (C > 1 && t->ndim == 4)) {
-                s = dc_error(DIFFCL_ERR_FORMAT, "'%s': image %s: expected 2 or 3 axes%s", path,
-                             dc_shape_str(t), C > 1 ? "" : " (or 4 with channels last)");
-            } else if (c > 0 && !dc_same_shape(t, chs[0])) {
-                char a[64];
-                snprintf(a, sizeof a, "%s", dc_shape_str(chs[0]));
-                s = dc_error(DIFFCL_ERR_FORMAT, "case '%s': channel file '%s' has shape %s, channel 0 %s",
-                             ds->ids[i], path, dc_shape_str(t), a);
-            }
-        }
-        if (s == DIFFCL_OK) {
-            diffcl_tensor *x = chs[0];
-            if (C == 1 && x->ndim == 4) { /* MSD multi-modal: (x, y, z, c) -> [c, x, y, z] */
-                int perm[4] = {3, 0, 1, 2};
-                diffcl_tensor *p = NULL;
-                s = diffcl_tensor_permute(x, perm, &p);
-                if (s == DIFFCL_OK) {
-                    img = dc_contiguous(p);
-                    diffcl_tensor_free(p);
-                    if (!img) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "out of memory");
-                }
-            } else {
-                diffcl_tensor *u[64] = {NULL};
-                int k = 0;
-                for (; k < C && s == DIFFCL_OK; k++) s = diffcl_tensor_unsqueeze(chs[k], 0, &u[k]);
-                if (s == DIFFCL_OK) s = diffcl_tensor_concat(u, C, 0, &img);
-                for (int j = 0; j < k; j++) diffcl_tensor_free(u[j]);
-            }
-        }
-        for (int c = 0; c < got; c++) diffcl_tensor_free(chs[c]);
-        if (s == DIFFCL_OK && label) s = diffcl_nifti_read(ctx, lp, DIFFCL_NIFTI_LABEL, &lab, NULL);
-        break;
-    }
-    default:
-        s = dc_error(DIFFCL_ERR_INTERNAL, "%s: bad layout %d", fn, (int)ds->layout);
+    case DIFFCL_LAYOUT_NNUNET: s = load_nifti_case(ds, ctx, i, &img, labp, &m); break;
+    default: s = dc_error(DIFFCL_ERR_INTERNAL, "%s: bad layout %d", fn, (int)ds->layout);
     }
     if (s == DIFFCL_OK && lab && !spatial_match(img, lab)) {
         char a[64];
         snprintf(a, sizeof a, "%s", dc_shape_str(img));
-        s = dc_error(DIFFCL_ERR_FORMAT,
-                     "case '%s': image '%s' [C,spatial] %s and label '%s' %s differ in shape",
+        s = dc_error(DIFFCL_ERR_FORMAT, "case '%s': image '%s' [C,spatial] %s and label '%s' %s differ in shape",
                      ds->ids[i], ip, a, lp, dc_shape_str(lab));
     }
     if (s != DIFFCL_OK) {
