@@ -234,76 +234,65 @@ static diffcl_status pc_select(const char *fn, pc_state *st, const diffcl_tensor
     return DIFFCL_OK;
 }
 
-diffcl_status diffcl_proto_contrast_loss(const diffcl_tensor *features,
-                                         const diffcl_tensor *prototypes,
-                                         const diffcl_tensor *target,
-                                         const diffcl_proto_contrast_options *opts,
-                                         diffcl_tensor **out)
+/* Shapes, dtypes and contexts of the inputs; N, F, S of the features [N, F, spatial]. */
+static diffcl_status pc_check(const char *fn, const diffcl_tensor *features, const diffcl_tensor *prototypes,
+                              const diffcl_tensor *target, int64_t *N, int64_t *F, int64_t *S)
 {
-    static const char *fn = "diffcl_proto_contrast_loss";
-    DC_CHECK_ARG(out, "%s: out is NULL", fn);
-    *out = NULL;
-    DC_CHECK_TENSOR(prototypes, fn);
-    DC_CHECK_TENSOR(target, fn);
-    diffcl_proto_contrast_options o;
-    DC_LOSS_OPTS(o, opts, DIFFCL_PROTO_CONTRAST_OPTIONS_INIT);
-    if (!(o.temperature > 0) || !isfinite(o.temperature))
-        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: temperature is %g; need a finite value > 0",
-                        fn, o.temperature);
-    int64_t N, F, S;
-    DC_TRY(dc_loss_split(fn, features, "features", target, "target", &N, &F, &S));
+    DC_TRY(dc_loss_split(fn, features, "features", target, "target", N, F, S));
     if (prototypes->dtype != features->dtype)
-        return dc_error(DIFFCL_ERR_DTYPE, "%s: prototypes are %s, features %s; need the same dtype",
-                        fn, diffcl_dtype_name(prototypes->dtype), diffcl_dtype_name(features->dtype));
-    if (prototypes->ndim != 2 || prototypes->shape[1] != F || prototypes->shape[0] < 1)
-        return dc_error(DIFFCL_ERR_SHAPE, "%s: prototypes have shape %s; need [C,%lld] with C >= 1",
-                        fn, dc_shape_str(prototypes), (long long)F);
+        return dc_error(DIFFCL_ERR_DTYPE, "%s: prototypes are %s, features %s; need the same dtype", fn,
+                        diffcl_dtype_name(prototypes->dtype), diffcl_dtype_name(features->dtype));
+    if (prototypes->ndim != 2 || prototypes->shape[1] != *F || prototypes->shape[0] < 1)
+        return dc_error(DIFFCL_ERR_SHAPE, "%s: prototypes have shape %s; need [C,%lld] with C >= 1", fn,
+                        dc_shape_str(prototypes), (long long)*F);
     if (prototypes->ctx != features->ctx)
         return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: tensors belong to different contexts", fn);
+    return DIFFCL_OK;
+}
+
+/* The state of one call: the voxels taken (pc_select), the features, and the prototypes
+ * L2-normalised in double (st->v) with their norms (st->pn) for the backward. */
+static diffcl_status pc_prepare(const char *fn, pc_state *st, const diffcl_tensor *features,
+                                const diffcl_tensor *prototypes, const diffcl_tensor *target,
+                                const diffcl_proto_contrast_options *o)
+{
     diffcl_context *ctx = features->ctx;
-    pc_state *st = calloc(1, sizeof *st);
-    if (!st) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    st->N = N;
-    st->F = F;
-    st->S = S;
-    st->C = prototypes->shape[0];
-    st->tau = o.temperature;
     diffcl_tensor *wt = NULL, *y = NULL;
-    diffcl_status s = dc_loss_weights(fn, o.voxel_weight, target, DIFFCL_F64, &wt);
-    if (s == DIFFCL_OK) s = dc_loss_labels(fn, target, st->C, o.ignore_index, wt, dc_threads(ctx), &y);
-    if (s == DIFFCL_OK)
-        s = pc_select(fn, st, o.indices, (const int32_t *)dc_data(y), wt ? dc_f64(wt) : NULL);
+    diffcl_status s = dc_loss_weights(fn, o->voxel_weight, target, DIFFCL_F64, &wt);
+    if (s == DIFFCL_OK) s = dc_loss_labels(fn, target, st->C, o->ignore_index, wt, dc_threads(ctx), &y);
+    if (s == DIFFCL_OK) s = pc_select(fn, st, o->indices, (const int32_t *)dc_data(y), wt ? dc_f64(wt) : NULL);
     diffcl_tensor_free(wt);
     diffcl_tensor_free(y);
-    diffcl_tensor *fc = s == DIFFCL_OK ? dc_contiguous(features) : NULL;
+    if (s != DIFFCL_OK) return s;
+    diffcl_tensor *fc = dc_contiguous(features);
     if (fc) st->f = dc_tensor_alias(fc, fc->ndim, fc->shape, fc->strides, fc->offset);
     diffcl_tensor_free(fc);
-    const int64_t C = st->C, K = st->K;
-    if (s == DIFFCL_OK) {
-        st->v = malloc((size_t)(C * F > 0 ? C * F : 1) * sizeof *st->v);
-        st->pn = malloc((size_t)C * sizeof *st->pn);
-        if (!st->f || !st->v || !st->pn) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    }
-    if (s != DIFFCL_OK) {
-        pc_state_free(st);
-        return s;
-    }
+    const int64_t C = st->C, F = st->F;
+    st->v = malloc((size_t)(C * F > 0 ? C * F : 1) * sizeof *st->v);
+    st->pn = malloc((size_t)C * sizeof *st->pn);
+    if (!st->f || !st->v || !st->pn) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     for (int64_t c = 0; c < C; c++) {
         double r2 = 0, *vc = st->v + c * F;
         for (int64_t f = 0; f < F; f++) {
             int64_t off = c * prototypes->strides[0] + f * prototypes->strides[1];
-            vc[f] = prototypes->dtype == DIFFCL_F32 ? (double)dc_f32(prototypes)[off]
-                                                    : dc_f64(prototypes)[off];
+            vc[f] = prototypes->dtype == DIFFCL_F32 ? (double)dc_f32(prototypes)[off] : dc_f64(prototypes)[off];
             r2 += vc[f] * vc[f];
         }
         st->pn[c] = sqrt(r2);
         double inv = 1.0 / fmax(st->pn[c], PC_NORM_EPS);
         for (int64_t f = 0; f < F; f++) vc[f] *= inv;
     }
-    const int64_t nb = (K + PC_BLOCK - 1) / PC_BLOCK;
+    return DIFFCL_OK;
+}
+
+/* The weighted sum of the voxels' InfoNCE terms and of their weights, in blocks of PC_BLOCK
+ * voxels summed in order (the result does not depend on the thread count). 0, or 1 when out
+ * of memory. */
+static int pc_sum(const pc_state *st, int nt, double *num_out, double *den_out)
+{
+    const int64_t K = st->K, F = st->F, C = st->C, nb = (K + PC_BLOCK - 1) / PC_BLOCK;
     double *partial = calloc((size_t)(nb ? nb : 1) * 2, sizeof *partial);
     int fail = !partial;
-    int nt = dc_threads(ctx);
     if (!fail && K > 0) {
 #pragma omp parallel num_threads(nt) if (nb > 1)
         {
@@ -336,22 +325,50 @@ diffcl_status diffcl_proto_contrast_loss(const diffcl_tensor *features,
         den += partial[2 * b + 1];
     }
     free(partial);
-    if (fail) {
-        pc_state_free(st);
-        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    }
+    *num_out = num;
+    *den_out = den;
+    return fail;
+}
+
+diffcl_status diffcl_proto_contrast_loss(const diffcl_tensor *features,
+                                         const diffcl_tensor *prototypes,
+                                         const diffcl_tensor *target,
+                                         const diffcl_proto_contrast_options *opts,
+                                         diffcl_tensor **out)
+{
+    static const char *fn = "diffcl_proto_contrast_loss";
+    DC_CHECK_ARG(out, "%s: out is NULL", fn);
+    *out = NULL;
+    DC_CHECK_TENSOR(prototypes, fn);
+    DC_CHECK_TENSOR(target, fn);
+    diffcl_proto_contrast_options o;
+    DC_LOSS_OPTS(o, opts, DIFFCL_PROTO_CONTRAST_OPTIONS_INIT);
+    if (!(o.temperature > 0) || !isfinite(o.temperature))
+        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: temperature is %g; need a finite value > 0", fn,
+                        o.temperature);
+    int64_t N, F, S;
+    DC_TRY(pc_check(fn, features, prototypes, target, &N, &F, &S));
+    pc_state *st = calloc(1, sizeof *st);
+    if (!st) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    st->N = N;
+    st->F = F;
+    st->S = S;
+    st->C = prototypes->shape[0];
+    st->tau = o.temperature;
+    double num = 0, den = 0;
+    diffcl_status s = pc_prepare(fn, st, features, prototypes, target, &o);
+    if (s == DIFFCL_OK && pc_sum(st, dc_threads(features->ctx), &num, &den))
+        s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     double loss = den > 0 ? num / den : 0.0;
-    if (!isfinite(loss)) {
+    if (s == DIFFCL_OK && !isfinite(loss))
+        s = dc_error(DIFFCL_ERR_NUMERIC, "%s: the loss is %g: features or prototypes hold NaN/Inf", fn, loss);
+    diffcl_tensor *r = s == DIFFCL_OK ? dc_loss_scalar(features->ctx, features->dtype, loss) : NULL;
+    if (s == DIFFCL_OK && !r) s = DIFFCL_ERR_OUT_OF_MEMORY;
+    if (s != DIFFCL_OK) {
         pc_state_free(st);
-        return dc_error(DIFFCL_ERR_NUMERIC, "%s: the loss is %g: features or prototypes hold NaN/Inf",
-                        fn, loss);
+        return s;
     }
     st->inv_den = den > 0 ? 1.0 / den : 0.0;
-    diffcl_tensor *r = dc_loss_scalar(ctx, features->dtype, loss);
-    if (!r) {
-        pc_state_free(st);
-        return DIFFCL_ERR_OUT_OF_MEMORY;
-    }
     diffcl_tensor *in[2] = {(diffcl_tensor *)features, (diffcl_tensor *)prototypes};
     dc_node *node = dc_record(r, &OP_PC, in, 2);
     if (node) node->state = st;
