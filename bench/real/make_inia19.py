@@ -10,6 +10,11 @@ and writes three 2-D PNG data sets of axial slices, in the `png` layout of `diff
              never the main test slices
   main-dev   main's training slices with one training-side block (the 5th, z 59-62) held out
              as its test: for choosing options on the main structure without the test slices
+  main-fold0, main-fold1, main-fold3
+             main with the test blocks rotated: fold r tests the blocks b with b % 4 == r
+             (main itself is fold 2), so over the four folds every kept slice is a test slice
+             once. The cross-validated benchmark proposed in docs/method.md: 4x the compute of
+             main, about half its standard error. Not yet run.
 
 Each set: OUT/<set>/train/{images,labels}/<id>.png, OUT/<set>/test/{images,labels}/<id>.png,
 OUT/<set>/labeled.list (4 ids), OUT/<set>/split.txt. The split is fixed here:
@@ -53,10 +58,13 @@ def class_map(lab, classes):
     return out
 
 
-def split(z_kept):
+MAIN_FOLD = 2  # main's test blocks: b % 4 == 2 (interior blocks, not an end slab)
+
+
+def split(z_kept, fold=MAIN_FOLD):
     """(train slices, test slices, labeled slices) of the kept slice indices."""
     blocks = [z_kept[i:i + BLOCK] for i in range(0, len(z_kept), BLOCK)]
-    test = [z for b, blk in enumerate(blocks) if b % 4 == 2 for z in blk]
+    test = [z for b, blk in enumerate(blocks) if b % 4 == fold for z in blk]
     train = [z for z in z_kept if z not in test]
     pick = np.linspace(0, len(train) - 1, N_LABELED).round().astype(int)
     labeled = [train[i] for i in pick]
@@ -71,13 +79,13 @@ def write_png(path, a):
 DEV_BLOCK = 4  # main-dev: the training-side block held out (blocks 2 and 6 are main's test)
 
 
-def make(out, name, classes, t1_8, lab, dev=False):
+def make(out, name, classes, t1_8, lab, dev=False, fold=MAIN_FOLD):
     lm = class_map(lab, classes)
     fg = (lm > 0).reshape(-1, lm.shape[2]).sum(0)
     z_kept = [int(z) for z in np.nonzero(fg >= MIN_FG)[0]]
     # the kept slices must be consecutive for the blocks to be slabs
     assert z_kept == list(range(z_kept[0], z_kept[-1] + 1)), "%s: kept slices are not contiguous" % name
-    train, test, labeled = split(z_kept)
+    train, test, labeled = split(z_kept, fold)
     if dev:  # the main test slices are dropped entirely; a training-side block becomes the test
         blocks = [z_kept[i:i + BLOCK] for i in range(0, len(z_kept), BLOCK)]
         test = blocks[DEV_BLOCK]
@@ -115,6 +123,8 @@ def main():
     for name, classes in SETS.items():
         make(out, name, classes, t1_8, lab)
     make(out, "main-dev", SETS["main"], t1_8, lab, dev=True)
+    for fold in (0, 1, 3):
+        make(out, "main-fold%d" % fold, SETS["main"], t1_8, lab, fold=fold)
 
 
 if __name__ == "__main__":
