@@ -43,8 +43,8 @@ diffcl_status dc_augment_read_options(const diffcl_augment_options *in,
 }
 
 /* Strong intensity transforms of one sample (C channels of vol voxels). */
-int dc_intensity_raw(float *img, int C, const int64_t dims[3], int two_d,
-                     const diffcl_augment_options *o, dc_draw *d, int n_threads)
+int dc_kern_intensity(float *img, int C, const int64_t dims[3], int two_d,
+                      const diffcl_augment_options *o, dc_draw *d, int n_threads)
 {
     int64_t vol = dims[0] * dims[1] * dims[2];
     double p = o->strong_prob;
@@ -55,7 +55,7 @@ int dc_intensity_raw(float *img, int C, const int64_t dims[3], int two_d,
     double u_g = dc_draw_uniform(d, 0, 1), g = dc_draw_uniform(d, o->gamma_lo, o->gamma_hi);
     if (u_blur < p && sigma > 0) {
         double sg[3] = {two_d ? 0 : sigma, sigma, sigma};
-        if (dc_gauss_blur(img, C, dims, sg, n_threads)) return -1;
+        if (dc_kern_gauss_blur(img, C, dims, sg, n_threads)) return -1;
     }
     for (int ch = 0; ch < C; ch++) {
         float *x = img + (int64_t)ch * vol;
@@ -115,9 +115,9 @@ static float sample_zero(const float *src, const int64_t dims[3], const double c
     return (float)acc;
 }
 
-int dc_augment_raw(const float *img, const uint8_t *lab, int C, const int64_t dims[3], int two_d,
-                   const int64_t patch_in[3], const diffcl_augment_options *o, diffcl_rng_key key,
-                   float *out_img, uint8_t *out_lab, float *out_weak, int n_threads)
+int dc_kern_augment(const float *img, const uint8_t *lab, int C, const int64_t dims[3], int two_d,
+                    const int64_t patch_in[3], const diffcl_augment_options *o, diffcl_rng_key key,
+                    float *out_img, uint8_t *out_lab, float *out_weak, int n_threads)
 {
     dc_draw d;
     d.key = key;
@@ -214,7 +214,7 @@ int dc_augment_raw(const float *img, const uint8_t *lab, int C, const int64_t di
     if (out_weak) memcpy(out_weak, out_img, sizeof(float) * (size_t)(C * pvol));
     if (o->strong) {
         dc_draw di = d;
-        return dc_intensity_raw(out_img, C, P, two_d, o, &di, n_threads);
+        return dc_kern_intensity(out_img, C, P, two_d, o, &di, n_threads);
     }
     return 0;
 }
@@ -273,9 +273,9 @@ diffcl_status diffcl_augment_patch(const diffcl_tensor *image, const diffcl_tens
     diffcl_status s = DIFFCL_OK;
     if (!ic || (label && !lc) || !oi || (label && !ol))
         s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    else if (dc_augment_raw(dc_f32(ic), lc ? (const uint8_t *)dc_data(lc) : NULL, C, dims, two_d,
-                            patch, &o, key, dc_f32(oi), ol ? (uint8_t *)dc_data(ol) : NULL, NULL,
-                            dc_threads(image->ctx)))
+    else if (dc_kern_augment(dc_f32(ic), lc ? (const uint8_t *)dc_data(lc) : NULL, C, dims, two_d,
+                             patch, &o, key, dc_f32(oi), ol ? (uint8_t *)dc_data(ol) : NULL, NULL,
+                             dc_threads(image->ctx)))
         s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     diffcl_tensor_free(ic);
     diffcl_tensor_free(lc);
@@ -314,7 +314,7 @@ diffcl_status diffcl_augment_intensity(const diffcl_tensor *batch,
     int64_t per = (int64_t)C * dims[0] * dims[1] * dims[2];
     for (int64_t n = 0; n < batch->shape[0]; n++) {
         dc_draw d = dc_draw_make(key.seed, key.stream, (uint32_t)n, key.iteration);
-        if (dc_intensity_raw(dc_f32(o_t) + n * per, C, dims, two_d, &o, &d, dc_threads(batch->ctx))) {
+        if (dc_kern_intensity(dc_f32(o_t) + n * per, C, dims, two_d, &o, &d, dc_threads(batch->ctx))) {
             diffcl_tensor_free(o_t);
             return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
         }

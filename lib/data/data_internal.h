@@ -33,8 +33,8 @@ double dc_draw_normal(dc_draw *d);
  * (use dims[0] = 1 for 2-D), sigma per axis in voxels (0: axis untouched); the kernel is
  * truncated at 4 sigma and the border mirrored as scipy.ndimage's mode 'reflect'.
  * @p n_volumes consecutive volumes are blurred. Returns 0, or -1 when out of memory. */
-int dc_gauss_blur(float *buf, int64_t n_volumes, const int64_t dims[3], const double sigma[3],
-                  int n_threads);
+int dc_kern_gauss_blur(float *buf, int64_t n_volumes, const int64_t dims[3], const double sigma[3],
+                       int n_threads);
 
 
 #endif

@@ -326,7 +326,7 @@ static int phantom_channel(diffcl_context *ctx, const phantom_grid *g, const dif
     }
     const int64_t dims_v[3] = {g->D, g->H, g->W};
     const double sig[3] = {g->two_d ? 0 : o->blur_sigma, o->blur_sigma, o->blur_sigma};
-    int failed = dc_gauss_blur(ch, 1, dims_v, sig, dc_threads(ctx)) != 0;
+    int failed = dc_kern_gauss_blur(ch, 1, dims_v, sig, dc_threads(ctx)) != 0;
     diffcl_rng_normal(diffcl_rng_key_make(o->seed, DIFFCL_STREAM_PHANTOM_NOISE, (uint32_t)index, (uint32_t)c), 0,
                       (size_t)g->vol * 2, 0.0f, 1.0f, noise);
     phantom_bias_noise(ctx, g, o->bias, o->noise * (lv[1] > lv[0] ? lv[1] : lv[0]), noise, ch);

@@ -162,7 +162,7 @@ static diffcl_status make_batch(diffcl_sampler *s, diffcl_context *load_ctx, uin
         } else {
             diffcl_rng_key key = diffcl_rng_key_make(s->o.seed, DIFFCL_STREAM_AUGMENT,
                                                      (uint32_t)slot, it);
-            if (dc_augment_raw(rc->img, labeled ? rc->lab : NULL, rc->C, rc->dims, rc->two_d, s->P,
+            if (dc_kern_augment(rc->img, labeled ? rc->lab : NULL, rc->C, rc->dims, rc->two_d, s->P,
                                labeled ? &s->aug_l : &s->aug_u, key,
                                b->img + (int64_t)slot * s->C * pvol,
                                labeled ? b->lab + (int64_t)slot * pvol : NULL,

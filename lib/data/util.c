@@ -82,8 +82,8 @@ static int blur_axis(float *buf, int64_t outer, int64_t n, int64_t inner, double
     return failed ? -1 : 0;
 }
 
-int dc_gauss_blur(float *buf, int64_t n_volumes, const int64_t dims[3], const double sigma[3],
-                  int n_threads)
+int dc_kern_gauss_blur(float *buf, int64_t n_volumes, const int64_t dims[3], const double sigma[3],
+                       int n_threads)
 {
     int64_t vol = dims[0] * dims[1] * dims[2];
     if (n_threads < 1) n_threads = 1;

@@ -163,25 +163,25 @@ static diffcl_status check_conv(const char *what, const diffcl_tensor *x, const 
 static diffcl_status k_fwd(diffcl_context *ctx, const dc_cgeo *g, diffcl_dtype dt, const void *x,
                            const void *w, const void *b, void *y)
 {
-    return dt == DIFFCL_F32 ? dc_conv_fwd_f32(ctx, g, x, w, b, y) : dc_conv_fwd_f64(ctx, g, x, w, b, y);
+    return dt == DIFFCL_F32 ? dc_kern_conv_fwd_f32(ctx, g, x, w, b, y) : dc_kern_conv_fwd_f64(ctx, g, x, w, b, y);
 }
 static diffcl_status k_bwd_data(diffcl_context *ctx, const dc_cgeo *g, diffcl_dtype dt,
                                 const void *dy, const void *w, void *dx)
 {
-    return dt == DIFFCL_F32 ? dc_conv_bwd_data_f32(ctx, g, dy, w, dx)
-                            : dc_conv_bwd_data_f64(ctx, g, dy, w, dx);
+    return dt == DIFFCL_F32 ? dc_kern_conv_bwd_data_f32(ctx, g, dy, w, dx)
+                            : dc_kern_conv_bwd_data_f64(ctx, g, dy, w, dx);
 }
 static diffcl_status k_bwd_weight(diffcl_context *ctx, const dc_cgeo *g, diffcl_dtype dt,
                                   const void *x, const void *dy, void *dw, void *db)
 {
-    return dt == DIFFCL_F32 ? dc_conv_bwd_weight_f32(ctx, g, x, dy, dw, db)
-                            : dc_conv_bwd_weight_f64(ctx, g, x, dy, dw, db);
+    return dt == DIFFCL_F32 ? dc_kern_conv_bwd_weight_f32(ctx, g, x, dy, dw, db)
+                            : dc_kern_conv_bwd_weight_f64(ctx, g, x, dy, dw, db);
 }
 static void k_channel_sum(diffcl_context *ctx, diffcl_dtype dt, const void *x, int64_t n,
                           int64_t c, int64_t vox, void *out)
 {
-    if (dt == DIFFCL_F32) dc_channel_sum_f32(ctx, x, n, c, vox, out);
-    else dc_channel_sum_f64(ctx, x, n, c, vox, out);
+    if (dt == DIFFCL_F32) dc_kern_channel_sum_f32(ctx, x, n, c, vox, out);
+    else dc_kern_channel_sum_f64(ctx, x, n, c, vox, out);
 }
 static void k_add_bias(diffcl_context *ctx, diffcl_dtype dt, void *x, int64_t n, int64_t c,
                        int64_t vox, const void *b)

@@ -37,7 +37,7 @@ void dc_conv_set_kernel(diffcl_context *ctx, int kernel) { ctx->conv_kernel = ke
 
 /* DIFFCL_CONV_KERNEL=blas in the environment selects the cblas_sgemm family (debugging,
  * comparisons); the default is AVX-512 where the CPU has it. */
-int dc_conv512_usable(const diffcl_context *ctx)
+int dc_kern_conv512_usable(const diffcl_context *ctx)
 {
 #ifdef DC_HAVE_AVX512_CODE
     /* machine and environment facts, read once; relaxed atomics because two contexts may
@@ -1195,8 +1195,8 @@ static int use_cvec(const diffcl_context *ctx, const dc_cgeo *g)
     return g->co >= 32;
 }
 
-diffcl_status dc_conv512_fwd(diffcl_context *ctx, const dc_cgeo *g, const float *x,
-                             const float *w, const float *bias, float *y)
+diffcl_status dc_kern_conv512_fwd(diffcl_context *ctx, const dc_cgeo *g, const float *x,
+                                  const float *w, const float *bias, float *y)
 {
     const int64_t K = g->ci * dc_cgeo_kvol(g), P = dc_cgeo_out_vox(g), NI = dc_cgeo_in_vox(g);
     const int direct = dc_conv_is_pointwise(g);
@@ -1234,8 +1234,8 @@ diffcl_status dc_conv512_fwd(diffcl_context *ctx, const dc_cgeo *g, const float 
     return DIFFCL_OK;
 }
 
-diffcl_status dc_conv512_bwd_data(diffcl_context *ctx, const dc_cgeo *g, const float *dy,
-                                  const float *w, float *dx)
+diffcl_status dc_kern_conv512_bwd_data(diffcl_context *ctx, const dc_cgeo *g, const float *dy,
+                                       const float *w, float *dx)
 {
     const int64_t K = g->ci * dc_cgeo_kvol(g), P = dc_cgeo_out_vox(g), NI = dc_cgeo_in_vox(g);
     const int64_t kvol = dc_cgeo_kvol(g);
@@ -1258,7 +1258,7 @@ diffcl_status dc_conv512_bwd_data(diffcl_context *ctx, const dc_cgeo *g, const f
             for (int64_t c = 0; c < g->ci; c++)
                 for (int64_t k = 0; k < kvol; k++)
                     wf[(c * g->co + o) * kvol + (kvol - 1 - k)] = w[(o * g->ci + c) * kvol + k];
-        diffcl_status s = dc_conv512_fwd(ctx, &g2, dy, wf, NULL, dx);
+        diffcl_status s = dc_kern_conv512_fwd(ctx, &g2, dy, wf, NULL, dx);
         dc_free(ctx, wf, wn * sizeof(float));
         return s;
     }
@@ -1321,8 +1321,8 @@ diffcl_status dc_conv512_bwd_data(diffcl_context *ctx, const dc_cgeo *g, const f
     return DIFFCL_OK;
 }
 
-diffcl_status dc_conv512_bwd_weight(diffcl_context *ctx, const dc_cgeo *g, const float *x,
-                                    const float *dy, float *dw)
+diffcl_status dc_kern_conv512_bwd_weight(diffcl_context *ctx, const dc_cgeo *g, const float *x,
+                                         const float *dy, float *dw)
 {
     const int64_t K = g->ci * dc_cgeo_kvol(g), P = dc_cgeo_out_vox(g), NI = dc_cgeo_in_vox(g);
     const int direct = dc_conv_is_pointwise(g);
@@ -1374,18 +1374,18 @@ diffcl_status dc_conv512_bwd_weight(diffcl_context *ctx, const dc_cgeo *g, const
 
 #else /* no AVX-512 code in this build */
 
-diffcl_status dc_conv512_fwd(diffcl_context *ctx, const dc_cgeo *g, const float *x,
-                             const float *w, const float *bias, float *y)
+diffcl_status dc_kern_conv512_fwd(diffcl_context *ctx, const dc_cgeo *g, const float *x,
+                                  const float *w, const float *bias, float *y)
 {
     return dc_error(DIFFCL_ERR_INTERNAL, "AVX-512 convolution not built");
 }
-diffcl_status dc_conv512_bwd_data(diffcl_context *ctx, const dc_cgeo *g, const float *dy,
-                                  const float *w, float *dx)
+diffcl_status dc_kern_conv512_bwd_data(diffcl_context *ctx, const dc_cgeo *g, const float *dy,
+                                       const float *w, float *dx)
 {
     return dc_error(DIFFCL_ERR_INTERNAL, "AVX-512 convolution not built");
 }
-diffcl_status dc_conv512_bwd_weight(diffcl_context *ctx, const dc_cgeo *g, const float *x,
-                                    const float *dy, float *dw)
+diffcl_status dc_kern_conv512_bwd_weight(diffcl_context *ctx, const dc_cgeo *g, const float *x,
+                                         const float *dy, float *dw)
 {
     return dc_error(DIFFCL_ERR_INTERNAL, "AVX-512 convolution not built");
 }

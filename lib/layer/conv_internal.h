@@ -95,28 +95,28 @@ static inline int dc_conv_bwd_data_as_fwd(const dc_cgeo *g)
 
 /* Kernels on contiguous data. ctx gives threads and scratch. bias / db may be NULL;
  * dw may be NULL (only db wanted). The bwd_data result is overwritten, not accumulated. */
-diffcl_status dc_conv_fwd_f32(diffcl_context *ctx, const dc_cgeo *g, const float *x,
-                              const float *w, const float *bias, float *y);
-diffcl_status dc_conv_bwd_data_f32(diffcl_context *ctx, const dc_cgeo *g, const float *dy,
-                                   const float *w, float *dx);
-diffcl_status dc_conv_bwd_weight_f32(diffcl_context *ctx, const dc_cgeo *g, const float *x,
-                                     const float *dy, float *dw, float *db);
-diffcl_status dc_conv_fwd_f64(diffcl_context *ctx, const dc_cgeo *g, const double *x,
-                              const double *w, const double *bias, double *y);
-diffcl_status dc_conv_bwd_data_f64(diffcl_context *ctx, const dc_cgeo *g, const double *dy,
-                                   const double *w, double *dx);
-diffcl_status dc_conv_bwd_weight_f64(diffcl_context *ctx, const dc_cgeo *g, const double *x,
-                                     const double *dy, double *dw, double *db);
+diffcl_status dc_kern_conv_fwd_f32(diffcl_context *ctx, const dc_cgeo *g, const float *x,
+                                   const float *w, const float *bias, float *y);
+diffcl_status dc_kern_conv_bwd_data_f32(diffcl_context *ctx, const dc_cgeo *g, const float *dy,
+                                        const float *w, float *dx);
+diffcl_status dc_kern_conv_bwd_weight_f32(diffcl_context *ctx, const dc_cgeo *g, const float *x,
+                                          const float *dy, float *dw, float *db);
+diffcl_status dc_kern_conv_fwd_f64(diffcl_context *ctx, const dc_cgeo *g, const double *x,
+                                   const double *w, const double *bias, double *y);
+diffcl_status dc_kern_conv_bwd_data_f64(diffcl_context *ctx, const dc_cgeo *g, const double *dy,
+                                        const double *w, double *dx);
+diffcl_status dc_kern_conv_bwd_weight_f64(diffcl_context *ctx, const dc_cgeo *g, const double *x,
+                                          const double *dy, double *dw, double *db);
 
 /* out[c] = sum of x [N,C,vox] over samples and voxels; x [N,C,vox] += bias[c]. */
-void dc_channel_sum_f32(diffcl_context *ctx, const float *x, int64_t n, int64_t c, int64_t vox,
-                        float *out);
-void dc_channel_sum_f64(diffcl_context *ctx, const double *x, int64_t n, int64_t c,
-                        int64_t vox, double *out);
+void dc_kern_channel_sum_f32(diffcl_context *ctx, const float *x, int64_t n, int64_t c, int64_t vox,
+                             float *out);
+void dc_kern_channel_sum_f64(diffcl_context *ctx, const double *x, int64_t n, int64_t c,
+                             int64_t vox, double *out);
 void dc_kern_add_channel_bias_f32(diffcl_context *ctx, float *x, int64_t n, int64_t c, int64_t vox,
-                             const float *bias);
+                                  const float *bias);
 void dc_kern_add_channel_bias_f64(diffcl_context *ctx, double *x, int64_t n, int64_t c, int64_t vox,
-                             const double *bias);
+                                  const double *bias);
 
 /* Column-buffer budget per thread in bytes and the minimum tile width in output voxels
  * (tests shrink both to exercise tiling; 0 restores a default). Per context (its
@@ -131,13 +131,13 @@ void dc_conv_set_kernel(diffcl_context *ctx, int kernel);
 
 /* F32 kernels with our own AVX-512 GEMM micro-kernels (conv_avx512.c); usable() tells
  * whether the CPU has AVX-512 and the BLAS family is not forced. bwd_weight fills dw only. */
-int dc_conv512_usable(const diffcl_context *ctx);
-diffcl_status dc_conv512_fwd(diffcl_context *ctx, const dc_cgeo *g, const float *x,
-                             const float *w, const float *bias, float *y);
-diffcl_status dc_conv512_bwd_data(diffcl_context *ctx, const dc_cgeo *g, const float *dy,
-                                  const float *w, float *dx);
-diffcl_status dc_conv512_bwd_weight(diffcl_context *ctx, const dc_cgeo *g, const float *x,
-                                    const float *dy, float *dw);
+int dc_kern_conv512_usable(const diffcl_context *ctx);
+diffcl_status dc_kern_conv512_fwd(diffcl_context *ctx, const dc_cgeo *g, const float *x,
+                                  const float *w, const float *bias, float *y);
+diffcl_status dc_kern_conv512_bwd_data(diffcl_context *ctx, const dc_cgeo *g, const float *dy,
+                                       const float *w, float *dx);
+diffcl_status dc_kern_conv512_bwd_weight(diffcl_context *ctx, const dc_cgeo *g, const float *x,
+                                         const float *dy, float *dw);
 /* Force the execution mode for tests: 0 automatic, 1 tiles in parallel, 2 tiles in turn. */
 void dc_conv_set_mode(diffcl_context *ctx, int mode);
 

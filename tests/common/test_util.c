@@ -195,7 +195,7 @@ void test_print_kernels(void)
     fprintf(stderr, "kernels: OpenBLAS core %s (OPENBLAS_CORETYPE=%s); convolutions %s "
             "(DIFFCL_CONV_KERNEL=%s)\n", openblas_get_corename(),
             getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset",
-            dc_conv512_usable(c) ? "AVX-512" : "cblas_sgemm", cf ? cf : "unset");
+            dc_kern_conv512_usable(c) ? "AVX-512" : "cblas_sgemm", cf ? cf : "unset");
     diffcl_context_free(c);
 }
 
