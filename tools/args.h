@@ -18,8 +18,8 @@
 
 typedef struct train_args {
     diffcl_train_options o;
-    const char *resume;     /* --resume RUN_DIR, or NULL */
-    int threads;            /* 0: the library's default */
+    const char *resume; /* --resume RUN_DIR, or NULL */
+    int threads;        /* 0: the library's default */
     int overwrite;
     int64_t iters_override; /* --iters given with --resume; 0 otherwise */
 } train_args;

@@ -10,35 +10,36 @@
 
 static void infer_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: diffcl infer --model CKPT --input FILE|DIR --output FILE|DIR\n"
-            "                    [--patch D,H,W] [--stride D,H,W] [--preset la|pancreas|brats]\n"
-            "                    [--gaussian] [--tta] [--lcc] [--normalize none|zscore|zscore-nonzero|minmax]\n"
-            "                    [--overlay DIR] [--batch N] [--threads N] [--quiet]\n"
-            "                    [--net cs|ds|ensemble] [--ddim-steps N]\n\n"
-            "Segments each input with the model saved in CKPT (diffcl_model_save or a training\n"
-            "checkpoint: the file carries the model configuration) by sliding window, averaged\n"
-            "softmax and argmax, and writes the label map in the input's format:\n"
-            "  <case>.nii.gz / .nii  NIfTI with the input's header (spacing, affine); a 4-D input\n"
-            "                        (x,y,z,c) or nnU-Net channel files <case>_0000, _0001... are\n"
-            "                        the channels\n"
-            "  <case>.png            8-bit PNG of class indices (any image size)\n"
-            "  <case>.h5             dataset 'image' in, dataset 'label' out\n"
-            "With a folder, every such file (and each LA-layout <case>/mri_norm2.h5, written as\n"
-            "<case>.h5) is segmented into the output folder, which is created if missing.\n\n"
-            "  --patch, --stride     window and step (default: the training patch from a training\n"
-            "                        checkpoint, else 112,112,80 in 3-D; stride 18,18,4 for the\n"
-            "                        LA patch, else half the patch; 2-D: the patch is the image\n"
-            "                        rounded up to a multiple of 16)\n"
-            "  --preset              la: 112,112,80 / 18,18,4; pancreas: 96^3 / 16^3; brats: 96^3 / 64^3\n"
-            "  --gaussian            Gaussian window weighting; --tta: average over all flips\n"
-            "  --lcc                 keep the largest connected component of each class\n"
-            "  --normalize           intensity normalisation before inference (default none: the\n"
-            "                        model sees the data as the training loader gave it)\n"
-            "  --overlay DIR         also write a colour overlay PNG of the slice with most foreground\n"
-            "  --net N               of a Diff-CL run: cs (default), ds (a seeded DDIM sample from noise,\n"
-            "                        conditioned on the image) or ensemble (the mean of both softmaxes)\n"
-            "  --ddim-steps N        DS sampling steps (default: the run's, 10)\n");
+    fprintf(
+        f,
+        "usage: diffcl infer --model CKPT --input FILE|DIR --output FILE|DIR\n"
+        "                    [--patch D,H,W] [--stride D,H,W] [--preset la|pancreas|brats]\n"
+        "                    [--gaussian] [--tta] [--lcc] [--normalize none|zscore|zscore-nonzero|minmax]\n"
+        "                    [--overlay DIR] [--batch N] [--threads N] [--quiet]\n"
+        "                    [--net cs|ds|ensemble] [--ddim-steps N]\n\n"
+        "Segments each input with the model saved in CKPT (diffcl_model_save or a training\n"
+        "checkpoint: the file carries the model configuration) by sliding window, averaged\n"
+        "softmax and argmax, and writes the label map in the input's format:\n"
+        "  <case>.nii.gz / .nii  NIfTI with the input's header (spacing, affine); a 4-D input\n"
+        "                        (x,y,z,c) or nnU-Net channel files <case>_0000, _0001... are\n"
+        "                        the channels\n"
+        "  <case>.png            8-bit PNG of class indices (any image size)\n"
+        "  <case>.h5             dataset 'image' in, dataset 'label' out\n"
+        "With a folder, every such file (and each LA-layout <case>/mri_norm2.h5, written as\n"
+        "<case>.h5) is segmented into the output folder, which is created if missing.\n\n"
+        "  --patch, --stride     window and step (default: the training patch from a training\n"
+        "                        checkpoint, else 112,112,80 in 3-D; stride 18,18,4 for the\n"
+        "                        LA patch, else half the patch; 2-D: the patch is the image\n"
+        "                        rounded up to a multiple of 16)\n"
+        "  --preset              la: 112,112,80 / 18,18,4; pancreas: 96^3 / 16^3; brats: 96^3 / 64^3\n"
+        "  --gaussian            Gaussian window weighting; --tta: average over all flips\n"
+        "  --lcc                 keep the largest connected component of each class\n"
+        "  --normalize           intensity normalisation before inference (default none: the\n"
+        "                        model sees the data as the training loader gave it)\n"
+        "  --overlay DIR         also write a colour overlay PNG of the slice with most foreground\n"
+        "  --net N               of a Diff-CL run: cs (default), ds (a seeded DDIM sample from noise,\n"
+        "                        conditioned on the image) or ensemble (the mean of both softmaxes)\n"
+        "  --ddim-steps N        DS sampling steps (default: the run's, 10)\n");
 }
 
 static int parse3(const char *s, int64_t v[3])
@@ -78,36 +79,63 @@ int infer_args_parse(int argc, char **argv, infer_args *args)
             infer_usage(stdout);
             return 0;
         }
-        if (!strcmp(a, "--gaussian")) { args->gaussian = 1; continue; }
-        if (!strcmp(a, "--tta")) { args->tta = 1; continue; }
-        if (!strcmp(a, "--lcc")) { args->lcc = 1; continue; }
-        if (!strcmp(a, "--quiet")) { args->quiet = 1; continue; }
+        if (!strcmp(a, "--gaussian")) {
+            args->gaussian = 1;
+            continue;
+        }
+        if (!strcmp(a, "--tta")) {
+            args->tta = 1;
+            continue;
+        }
+        if (!strcmp(a, "--lcc")) {
+            args->lcc = 1;
+            continue;
+        }
+        if (!strcmp(a, "--quiet")) {
+            args->quiet = 1;
+            continue;
+        }
         if (i + 1 >= argc) return opt_fail("infer", "option %s needs a value", a);
         const char *v = argv[++i];
-        if (!strcmp(a, "--model")) args->model_path = v;
-        else if (!strcmp(a, "--input")) args->input = v;
-        else if (!strcmp(a, "--output")) args->output = v;
-        else if (!strcmp(a, "--overlay")) args->overlay_dir = v;
-        else if (!strcmp(a, "--preset")) preset = v;
+        if (!strcmp(a, "--model"))
+            args->model_path = v;
+        else if (!strcmp(a, "--input"))
+            args->input = v;
+        else if (!strcmp(a, "--output"))
+            args->output = v;
+        else if (!strcmp(a, "--overlay"))
+            args->overlay_dir = v;
+        else if (!strcmp(a, "--preset"))
+            preset = v;
         else if (!strcmp(a, "--normalize")) {
-            if (strcmp(v, "none") && strcmp(v, "zscore") && strcmp(v, "zscore-nonzero") && strcmp(v, "minmax"))
-                return opt_fail("infer", "--normalize must be none, zscore, zscore-nonzero or minmax");
+            if (strcmp(v, "none") && strcmp(v, "zscore") && strcmp(v, "zscore-nonzero") &&
+                strcmp(v, "minmax"))
+                return opt_fail("infer",
+                                "--normalize must be none, zscore, zscore-nonzero or minmax");
             args->normalize = v;
         } else if (!strcmp(a, "--patch")) {
-            if (!parse3(v, args->patch)) return opt_fail("infer", "--patch must be D,H,W (or H,W), not '%s'", v);
+            if (!parse3(v, args->patch))
+                return opt_fail("infer", "--patch must be D,H,W (or H,W), not '%s'", v);
             args->patch_given = 1;
         } else if (!strcmp(a, "--stride")) {
-            if (!parse3(v, args->stride)) return opt_fail("infer", "--stride must be D,H,W (or H,W), not '%s'", v);
+            if (!parse3(v, args->stride))
+                return opt_fail("infer", "--stride must be D,H,W (or H,W), not '%s'", v);
             args->stride_given = 1;
         } else if (!strcmp(a, "--threads")) {
-            if (!opt_int(v, 0, 1024, &args->threads)) return opt_fail("infer", "bad --threads %s", v);
+            if (!opt_int(v, 0, 1024, &args->threads))
+                return opt_fail("infer", "bad --threads %s", v);
         } else if (!strcmp(a, "--net")) {
-            if (!strcmp(v, "cs")) args->net.net = DIFFCL_NET_CS;
-            else if (!strcmp(v, "ds")) args->net.net = DIFFCL_NET_DS;
-            else if (!strcmp(v, "ensemble")) args->net.net = DIFFCL_NET_ENSEMBLE;
-            else return opt_fail("infer", "--net %s is not cs|ds|ensemble", v);
+            if (!strcmp(v, "cs"))
+                args->net.net = DIFFCL_NET_CS;
+            else if (!strcmp(v, "ds"))
+                args->net.net = DIFFCL_NET_DS;
+            else if (!strcmp(v, "ensemble"))
+                args->net.net = DIFFCL_NET_ENSEMBLE;
+            else
+                return opt_fail("infer", "--net %s is not cs|ds|ensemble", v);
         } else if (!strcmp(a, "--ddim-steps")) {
-            if (!opt_int(v, 1, 1000, &args->net.ddim_steps)) return opt_fail("infer", "bad --ddim-steps %s (1..1000)", v);
+            if (!opt_int(v, 1, 1000, &args->net.ddim_steps))
+                return opt_fail("infer", "bad --ddim-steps %s (1..1000)", v);
         } else if (!strcmp(a, "--batch")) {
             if (!opt_int(v, 1, 256, &args->batch)) return opt_fail("infer", "bad --batch %s", v);
         } else
@@ -116,10 +144,12 @@ int infer_args_parse(int argc, char **argv, infer_args *args)
     if (!args->model_path || !args->input || !args->output)
         return opt_fail("infer", "--model, --input and --output are required");
     if (preset) {
-        static const struct { const char *n; int64_t p[3], s[3]; } presets[] = {
-            {"la", {112, 112, 80}, {18, 18, 4}},
-            {"pancreas", {96, 96, 96}, {16, 16, 16}},
-            {"brats", {96, 96, 96}, {64, 64, 64}}};
+        static const struct {
+            const char *n;
+            int64_t p[3], s[3];
+        } presets[] = {{"la", {112, 112, 80}, {18, 18, 4}},
+                       {"pancreas", {96, 96, 96}, {16, 16, 16}},
+                       {"brats", {96, 96, 96}, {64, 64, 64}}};
         int k = -1;
         for (int j = 0; j < 3; j++)
             if (!strcmp(preset, presets[j].n)) k = j;

@@ -11,48 +11,50 @@
 static void train_usage(FILE *f)
 {
     diffcl_train_options d = DIFFCL_TRAIN_OPTIONS_INIT;
-    fprintf(f,
-            "usage: diffcl train --out RUN_DIR [options]      (or: diffcl train --resume RUN_DIR [--iters N])\n\n"
-            "data:\n"
-            "  --layout L           phantom|png|la-h5|msd|nnunet|auto (default %s without --data, auto with it;\n"
-            "                       phantom needs no --data)\n"
-            "  --data DIR           data set root\n"
-            "  --train-list F       training case list (default: the layout's, e.g. train.list)\n"
-            "  --val-list F         validation cases (phantom: a number of held-out cases); default none\n"
-            "  --dims 2|3           (default %d)\n"
-            "  --labeled N          first N of the sorted training list are labeled (default %d)\n"
-            "  --labeled-list F     explicit labeled case ids instead\n"
-            "  --patch H,W | D,H,W  patch size, multiples of 16 (default 96,96 in 2-D, 112,112,80 in 3-D)\n"
-            "  --batch-labeled N    (default %d)      --batch-unlabeled N (default %d)\n"
-            "  --phantom-cases N    phantom training cases (default %d)\n"
-            "  --classes K          label classes including background (default %d)\n"
-            "method:\n"
-            "  --method M           diffcl|supervised (default diffcl)\n"
-            "  --iters N            (default %lld)       --seed S (default %llu)\n"
-            "  --n-filters N        CS width (default %d)   --ds-n-filters N  DS width (default %d)\n"
-            "  --no-hfm             plain V-Net CS (default: HF-Mamba on the two deepest levels + bottleneck)\n"
-            "  --lr X (default %g)  --momentum X (%g)  --weight-decay X (%g)\n"
-            "  --warmup X (%g)  --rampup X (%g)  --mu1 X (%g)  --mu2 X (%g)  --eta X (%g)  --tau X (%g)\n"
-            "  --ddim-steps N       DDIM steps of the DS pseudo label (default %d)\n"
-            "  --contrast-voxels N  (default %d)\n"
-            "  --no-strong          no strong augmentation of the unlabeled patches\n"
-            "  --cps V              how the CS learns the DS pseudo label: confidence (default: CE weighted by\n"
-            "                       the DS's confidence, Dice on the whole label), plain (CPS) or agreement\n"
-            "                       (0.1.0: only where CS and DS already agree)\n"
-            "  --cps-confidence X   confidence variant: keep voxels whose DS confidence is >= X (0: weigh by it)\n"
-            "  --no-pseudo-mask-dice  agreement variant: its mask on the CE of L^c_p only, not on its Dice\n"
-            "  --ds-pseudo-train-mode  the DS makes pseudo labels in training mode (0.1.0; default eval mode)\n"
-            "  --no-contrast-balance  contrastive voxels drawn uniformly (0.1.0; default: equal per class)\n"
-            "  --no-weak-strong     pseudo labels from the same view the losses see (0.1.0; default: from\n"
-            "                       the weak view, losses on the strong view)\n"
-            "  --hfm-border B       HF-Mamba FFT border: periodic (default, 0.1.0), zero or reflect padding\n"
-            "run:\n"
-            "  --out DIR            run folder (checkpoints, log.csv, curves.png); created with its parents\n"
-            "  --overwrite          start over in a --out folder that already holds a run (else an error)\n"
-            "  --val-every N        (default iters/10)   --threads N (default: the usable CPUs)\n",
-            d.layout, d.dims, d.labeled, d.batch_labeled, d.batch_unlabeled, d.phantom_cases, d.n_classes, (long long)d.iters,
-            (unsigned long long)d.seed, d.n_filters, d.ds_n_filters, d.lr, d.momentum, d.weight_decay,
-            d.warmup_frac, d.rampup_frac, d.mu1, d.mu2, d.eta, d.tau, d.ddim_steps_train, d.contrast_voxels);
+    fprintf(
+        f,
+        "usage: diffcl train --out RUN_DIR [options]      (or: diffcl train --resume RUN_DIR [--iters N])\n\n"
+        "data:\n"
+        "  --layout L           phantom|png|la-h5|msd|nnunet|auto (default %s without --data, auto with it;\n"
+        "                       phantom needs no --data)\n"
+        "  --data DIR           data set root\n"
+        "  --train-list F       training case list (default: the layout's, e.g. train.list)\n"
+        "  --val-list F         validation cases (phantom: a number of held-out cases); default none\n"
+        "  --dims 2|3           (default %d)\n"
+        "  --labeled N          first N of the sorted training list are labeled (default %d)\n"
+        "  --labeled-list F     explicit labeled case ids instead\n"
+        "  --patch H,W | D,H,W  patch size, multiples of 16 (default 96,96 in 2-D, 112,112,80 in 3-D)\n"
+        "  --batch-labeled N    (default %d)      --batch-unlabeled N (default %d)\n"
+        "  --phantom-cases N    phantom training cases (default %d)\n"
+        "  --classes K          label classes including background (default %d)\n"
+        "method:\n"
+        "  --method M           diffcl|supervised (default diffcl)\n"
+        "  --iters N            (default %lld)       --seed S (default %llu)\n"
+        "  --n-filters N        CS width (default %d)   --ds-n-filters N  DS width (default %d)\n"
+        "  --no-hfm             plain V-Net CS (default: HF-Mamba on the two deepest levels + bottleneck)\n"
+        "  --lr X (default %g)  --momentum X (%g)  --weight-decay X (%g)\n"
+        "  --warmup X (%g)  --rampup X (%g)  --mu1 X (%g)  --mu2 X (%g)  --eta X (%g)  --tau X (%g)\n"
+        "  --ddim-steps N       DDIM steps of the DS pseudo label (default %d)\n"
+        "  --contrast-voxels N  (default %d)\n"
+        "  --no-strong          no strong augmentation of the unlabeled patches\n"
+        "  --cps V              how the CS learns the DS pseudo label: confidence (default: CE weighted by\n"
+        "                       the DS's confidence, Dice on the whole label), plain (CPS) or agreement\n"
+        "                       (0.1.0: only where CS and DS already agree)\n"
+        "  --cps-confidence X   confidence variant: keep voxels whose DS confidence is >= X (0: weigh by it)\n"
+        "  --no-pseudo-mask-dice  agreement variant: its mask on the CE of L^c_p only, not on its Dice\n"
+        "  --ds-pseudo-train-mode  the DS makes pseudo labels in training mode (0.1.0; default eval mode)\n"
+        "  --no-contrast-balance  contrastive voxels drawn uniformly (0.1.0; default: equal per class)\n"
+        "  --no-weak-strong     pseudo labels from the same view the losses see (0.1.0; default: from\n"
+        "                       the weak view, losses on the strong view)\n"
+        "  --hfm-border B       HF-Mamba FFT border: periodic (default, 0.1.0), zero or reflect padding\n"
+        "run:\n"
+        "  --out DIR            run folder (checkpoints, log.csv, curves.png); created with its parents\n"
+        "  --overwrite          start over in a --out folder that already holds a run (else an error)\n"
+        "  --val-every N        (default iters/10)   --threads N (default: the usable CPUs)\n",
+        d.layout, d.dims, d.labeled, d.batch_labeled, d.batch_unlabeled, d.phantom_cases,
+        d.n_classes, (long long)d.iters, (unsigned long long)d.seed, d.n_filters, d.ds_n_filters,
+        d.lr, d.momentum, d.weight_decay, d.warmup_frac, d.rampup_frac, d.mu1, d.mu2, d.eta, d.tau,
+        d.ddim_steps_train, d.contrast_voxels);
 }
 
 static int parse_patch(const char *s, int64_t patch[3])
@@ -83,50 +85,94 @@ int train_args_parse(int argc, char **argv, train_args *args)
             train_usage(stdout);
             return 0;
         }
-        if (!strcmp(a, "--no-hfm")) { args->o.hfm_levels = 0; continue; }
-        if (!strcmp(a, "--no-strong")) { args->o.strong_unlabeled = 0; continue; }
-        if (!strcmp(a, "--no-pseudo-mask-dice")) { args->o.pseudo_mask_dice = 0; continue; }
-        if (!strcmp(a, "--ds-pseudo-train-mode")) { args->o.ds_pseudo_train_mode = 1; continue; }
-        if (!strcmp(a, "--no-contrast-balance")) { args->o.contrast_balanced = 0; continue; }
-        if (!strcmp(a, "--no-weak-strong")) { args->o.weak_strong = 0; continue; }
-        if (!strcmp(a, "--overwrite")) { args->overwrite = 1; continue; }
+        if (!strcmp(a, "--no-hfm")) {
+            args->o.hfm_levels = 0;
+            continue;
+        }
+        if (!strcmp(a, "--no-strong")) {
+            args->o.strong_unlabeled = 0;
+            continue;
+        }
+        if (!strcmp(a, "--no-pseudo-mask-dice")) {
+            args->o.pseudo_mask_dice = 0;
+            continue;
+        }
+        if (!strcmp(a, "--ds-pseudo-train-mode")) {
+            args->o.ds_pseudo_train_mode = 1;
+            continue;
+        }
+        if (!strcmp(a, "--no-contrast-balance")) {
+            args->o.contrast_balanced = 0;
+            continue;
+        }
+        if (!strcmp(a, "--no-weak-strong")) {
+            args->o.weak_strong = 0;
+            continue;
+        }
+        if (!strcmp(a, "--overwrite")) {
+            args->overwrite = 1;
+            continue;
+        }
         if (i + 1 >= argc) return opt_fail("train", "option %s needs a value", a);
         const char *v = argv[++i];
         int iv;
         double dv;
-#define INT_OPT(name, lo, hi, field) \
-    else if (!strcmp(a, name)) { \
-        if (!opt_int(v, lo, hi, &iv)) return opt_fail("train", "bad %s %s (an integer in [%s, %s])", name, v, #lo, #hi); \
-        field = iv; \
+#define INT_OPT(name, lo, hi, field)                                                               \
+    else if (!strcmp(a, name))                                                                     \
+    {                                                                                              \
+        if (!opt_int(v, lo, hi, &iv))                                                              \
+            return opt_fail("train", "bad %s %s (an integer in [%s, %s])", name, v, #lo, #hi);     \
+        field = iv;                                                                                \
     }
-#define DBL_OPT(name, lo, hi, field) \
-    else if (!strcmp(a, name)) { \
-        if (!opt_double(v, lo, hi, &dv)) return opt_fail("train", "bad %s %s (a number in [%s, %s])", name, v, #lo, #hi); \
-        field = dv; \
+#define DBL_OPT(name, lo, hi, field)                                                               \
+    else if (!strcmp(a, name))                                                                     \
+    {                                                                                              \
+        if (!opt_double(v, lo, hi, &dv))                                                           \
+            return opt_fail("train", "bad %s %s (a number in [%s, %s])", name, v, #lo, #hi);       \
+        field = dv;                                                                                \
     }
-        if (!strcmp(a, "--layout")) args->o.layout = v, layout_given = 1;
-        else if (!strcmp(a, "--data")) args->o.data_dir = v;
-        else if (!strcmp(a, "--train-list")) args->o.train_list = v;
-        else if (!strcmp(a, "--val-list")) args->o.val_list = v;
-        else if (!strcmp(a, "--labeled-list")) args->o.labeled_list = v;
-        else if (!strcmp(a, "--out")) args->o.out_dir = v;
-        else if (!strcmp(a, "--resume")) args->resume = v;
+        if (!strcmp(a, "--layout"))
+            args->o.layout = v, layout_given = 1;
+        else if (!strcmp(a, "--data"))
+            args->o.data_dir = v;
+        else if (!strcmp(a, "--train-list"))
+            args->o.train_list = v;
+        else if (!strcmp(a, "--val-list"))
+            args->o.val_list = v;
+        else if (!strcmp(a, "--labeled-list"))
+            args->o.labeled_list = v;
+        else if (!strcmp(a, "--out"))
+            args->o.out_dir = v;
+        else if (!strcmp(a, "--resume"))
+            args->resume = v;
         else if (!strcmp(a, "--method")) {
-            if (!strcmp(v, "diffcl")) args->o.method = DIFFCL_METHOD_DIFFCL;
-            else if (!strcmp(v, "supervised")) args->o.method = DIFFCL_METHOD_SUPERVISED;
-            else return opt_fail("train", "--method %s is not diffcl|supervised", v);
+            if (!strcmp(v, "diffcl"))
+                args->o.method = DIFFCL_METHOD_DIFFCL;
+            else if (!strcmp(v, "supervised"))
+                args->o.method = DIFFCL_METHOD_SUPERVISED;
+            else
+                return opt_fail("train", "--method %s is not diffcl|supervised", v);
         } else if (!strcmp(a, "--cps")) {
-            if (!strcmp(v, "confidence")) args->o.cps_variant = DIFFCL_CPS_CONFIDENCE;
-            else if (!strcmp(v, "plain")) args->o.cps_variant = DIFFCL_CPS_PLAIN;
-            else if (!strcmp(v, "agreement")) args->o.cps_variant = DIFFCL_CPS_AGREEMENT;
-            else return opt_fail("train", "--cps %s is not confidence|plain|agreement", v);
+            if (!strcmp(v, "confidence"))
+                args->o.cps_variant = DIFFCL_CPS_CONFIDENCE;
+            else if (!strcmp(v, "plain"))
+                args->o.cps_variant = DIFFCL_CPS_PLAIN;
+            else if (!strcmp(v, "agreement"))
+                args->o.cps_variant = DIFFCL_CPS_AGREEMENT;
+            else
+                return opt_fail("train", "--cps %s is not confidence|plain|agreement", v);
         } else if (!strcmp(a, "--hfm-border")) {
-            if (!strcmp(v, "periodic")) args->o.hfm_border = DIFFCL_HFM_BORDER_PERIODIC;
-            else if (!strcmp(v, "zero")) args->o.hfm_border = DIFFCL_HFM_BORDER_ZERO;
-            else if (!strcmp(v, "reflect")) args->o.hfm_border = DIFFCL_HFM_BORDER_REFLECT;
-            else return opt_fail("train", "--hfm-border %s is not periodic|zero|reflect", v);
+            if (!strcmp(v, "periodic"))
+                args->o.hfm_border = DIFFCL_HFM_BORDER_PERIODIC;
+            else if (!strcmp(v, "zero"))
+                args->o.hfm_border = DIFFCL_HFM_BORDER_ZERO;
+            else if (!strcmp(v, "reflect"))
+                args->o.hfm_border = DIFFCL_HFM_BORDER_REFLECT;
+            else
+                return opt_fail("train", "--hfm-border %s is not periodic|zero|reflect", v);
         } else if (!strcmp(a, "--patch")) {
-            if (!parse_patch(v, args->o.patch)) return opt_fail("train", "--patch wants H,W or D,H,W, got %s", v);
+            if (!parse_patch(v, args->o.patch))
+                return opt_fail("train", "--patch wants H,W or D,H,W, got %s", v);
         } else if (!strcmp(a, "--seed")) {
             char *end;
             args->o.seed = strtoull(v, &end, 10);
@@ -160,7 +206,8 @@ int train_args_parse(int argc, char **argv, train_args *args)
 #undef INT_OPT
 #undef DBL_OPT
     }
-    if (!args->resume && !args->o.out_dir) return opt_fail("train", "--out RUN_DIR is required (see 'diffcl train --help')");
+    if (!args->resume && !args->o.out_dir)
+        return opt_fail("train", "--out RUN_DIR is required (see 'diffcl train --help')");
     /* --data without --layout: detect the layout instead of silently training on the phantom */
     if (args->o.data_dir && !layout_given) args->o.layout = "auto";
     return TOOL_ARGS_RUN;

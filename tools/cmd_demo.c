@@ -17,15 +17,18 @@
 static void quiet_log(diffcl_log_level level, const char *msg, void *user)
 {
     (void)user;
-    if (level <= DIFFCL_LOG_WARN || strstr(msg, "val") || strstr(msg, "training ")) fprintf(stderr, "  %s\n", msg);
+    if (level <= DIFFCL_LOG_WARN || strstr(msg, "val") || strstr(msg, "training "))
+        fprintf(stderr, "  %s\n", msg);
 }
 
 static int progress_dots(const char *what, int64_t done, int64_t total, const char *msg, void *user)
 {
-    (void)msg; (void)user;
+    (void)msg;
+    (void)user;
     if (strcmp(what, "train")) return 0; /* tiles of the evaluation: too many to show */
     if (done % 25 == 0 || done == total)
-        fprintf(stderr, "  [%lld/%lld]%s", (long long)done, (long long)total, done == total ? "\n" : "\r");
+        fprintf(stderr, "  [%lld/%lld]%s", (long long)done, (long long)total,
+                done == total ? "\n" : "\r");
     return 0;
 }
 
@@ -35,8 +38,8 @@ typedef struct scores {
 } scores;
 
 /* Evaluate a trained CS on the held-out phantom cases. */
-static diffcl_status evaluate(diffcl_context *ctx, diffcl_module *cs, const demo_args *d, uint64_t seed,
-                              const char *overlay_dir, scores *sc)
+static diffcl_status evaluate(diffcl_context *ctx, diffcl_module *cs, const demo_args *d,
+                              uint64_t seed, const char *overlay_dir, scores *sc)
 {
     diffcl_dataset_options dopt = DIFFCL_DATASET_OPTIONS_INIT;
     dopt.layout = DIFFCL_LAYOUT_PHANTOM;
@@ -70,7 +73,8 @@ static diffcl_status evaluate(diffcl_context *ctx, diffcl_module *cs, const demo
         }
         if (s == DIFFCL_OK && overlay_dir && i < 3) {
             char path[8192];
-            snprintf(path, sizeof path, "%s/overlay_%s.png", overlay_dir, diffcl_dataset_case_id(test, i));
+            snprintf(path, sizeof path, "%s/overlay_%s.png", overlay_dir,
+                     diffcl_dataset_case_id(test, i));
             s = diffcl_overlay_png(img, pred, lab, 0, 0, path);
         }
         diffcl_tensor_free(img);
@@ -114,8 +118,11 @@ int cmd_demo(int argc, char **argv)
     static scores sc[2][100];
     const char *names[2] = {"supervised", "diffcl"};
     diffcl_status s = DIFFCL_OK;
-    fprintf(stderr, "diffcl demo: 2-D phantom, %d labeled of 24 training cases, %lld iterations, %d seed(s), "
-                    "%d threads\n", d.labeled, (long long)d.iters, d.seeds, diffcl_context_threads(ctx));
+    fprintf(
+        stderr,
+        "diffcl demo: 2-D phantom, %d labeled of 24 training cases, %lld iterations, %d seed(s), "
+        "%d threads\n",
+        d.labeled, (long long)d.iters, d.seeds, diffcl_context_threads(ctx));
     for (int k = 0; k < d.seeds && s == DIFFCL_OK; k++) {
         for (int m = 0; m < 2 && s == DIFFCL_OK; m++) {
             char dir[4096];
@@ -136,7 +143,9 @@ int cmd_demo(int argc, char **argv)
             diffcl_trainer *tr = NULL;
             s = diffcl_trainer_create(ctx, &o, &tr);
             if (s == DIFFCL_OK) s = diffcl_trainer_run(tr);
-            if (s == DIFFCL_OK) s = evaluate(ctx, diffcl_trainer_cs(tr), &d, o.seed, k == 0 ? dir : NULL, &sc[m][k]);
+            if (s == DIFFCL_OK)
+                s = evaluate(ctx, diffcl_trainer_cs(tr), &d, o.seed, k == 0 ? dir : NULL,
+                             &sc[m][k]);
             diffcl_trainer_free(tr);
         }
     }
@@ -146,14 +155,15 @@ int cmd_demo(int argc, char **argv)
         return 1;
     }
     /* per seed: mean over the test cases; table: mean +- std over seeds (over cases if one seed) */
-    printf("\n%d-D phantom, %d labeled, %lld iterations, %d held-out cases, %d seed(s)\n", 2, d.labeled,
-           (long long)d.iters, d.test_cases, d.seeds);
+    printf("\n%d-D phantom, %d labeled, %lld iterations, %d held-out cases, %d seed(s)\n", 2,
+           d.labeled, (long long)d.iters, d.test_cases, d.seeds);
     printf("%-12s %-18s %-18s %-18s %-18s\n", "method", "Dice", "Jaccard", "HD95 (px)", "ASD (px)");
     for (int m = 0; m < 2; m++) {
         printf("%-12s", names[m]);
         for (int q = 0; q < 4; q++) {
             double mean, sd;
-            if (d.seeds == 1) mean_std(sc[m][0].v[q], sc[m][0].n, &mean, &sd);
+            if (d.seeds == 1)
+                mean_std(sc[m][0].v[q], sc[m][0].n, &mean, &sd);
             else {
                 double per[100];
                 for (int k = 0; k < d.seeds; k++) {
@@ -167,7 +177,8 @@ int cmd_demo(int argc, char **argv)
         }
         printf("\n");
     }
-    printf("(std over %s; overlays in %s/seed0_*/)\n", d.seeds == 1 ? "test cases" : "seeds", d.out);
+    printf("(std over %s; overlays in %s/seed0_*/)\n", d.seeds == 1 ? "test cases" : "seeds",
+           d.out);
     diffcl_context_free(ctx);
     return 0;
 }

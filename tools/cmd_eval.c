@@ -118,8 +118,8 @@ typedef struct eval_set {
     int64_t n;
     char **ids;
     diffcl_tensor **pred, **ref;
-    double (*spacing)[3]; /* the reference's, for --physical */
-    int classes;          /* K, background included */
+    double (*spacing)[3];    /* the reference's, for --physical */
+    int classes;             /* K, background included */
     diffcl_seg_metrics *res; /* [n][K - 1] */
 } eval_set;
 
@@ -144,7 +144,8 @@ static int check_folders(const eval_args *a)
         struct stat st;
         if (stat(dirs[k][1], &st) != 0)
             return opt_fail("eval", "%s folder '%s' does not exist", dirs[k][0], dirs[k][1]);
-        if (!S_ISDIR(st.st_mode)) return opt_fail("eval", "%s '%s' is not a folder", dirs[k][0], dirs[k][1]);
+        if (!S_ISDIR(st.st_mode))
+            return opt_fail("eval", "%s '%s' is not a folder", dirs[k][0], dirs[k][1]);
     }
     return 0;
 }
@@ -153,12 +154,14 @@ static int check_folders(const eval_args *a)
 static int case_ids(const eval_args *a, eval_set *e)
 {
     if (a->list) {
-        if (diffcl_list_read(a->list, &e->ids, &e->n) != DIFFCL_OK) return opt_fail("eval", "%s", diffcl_last_error());
+        if (diffcl_list_read(a->list, &e->ids, &e->n) != DIFFCL_OK)
+            return opt_fail("eval", "%s", diffcl_last_error());
         for (int64_t i = 0; i < e->n; i++) strip_ext(e->ids[i]);
     } else if (!list_dir(a->pred_dir, &e->ids, &e->n)) {
         return opt_fail("eval", "cannot read the folder '%s'", a->pred_dir);
     }
-    if (e->n == 0) return opt_fail("eval", "no label maps (.nii.gz, .nii, .png, .h5) in '%s'", a->pred_dir);
+    if (e->n == 0)
+        return opt_fail("eval", "no label maps (.nii.gz, .nii, .png, .h5) in '%s'", a->pred_dir);
     return 0;
 }
 
@@ -178,21 +181,25 @@ static int read_cases(diffcl_context *ctx, const eval_args *a, eval_set *e)
         char pp[4096], lp[4096];
         double psp[3];
         if (!find_case(a->pred_dir, e->ids[i], pp, sizeof pp)) {
-            fprintf(stderr, "diffcl eval: no prediction for case '%s' in '%s'\n", e->ids[i], a->pred_dir);
+            fprintf(stderr, "diffcl eval: no prediction for case '%s' in '%s'\n", e->ids[i],
+                    a->pred_dir);
             return 1;
         }
         if (!find_case(a->label_dir, e->ids[i], lp, sizeof lp)) {
-            fprintf(stderr, "diffcl eval: no reference for case '%s' in '%s'\n", e->ids[i], a->label_dir);
+            fprintf(stderr, "diffcl eval: no reference for case '%s' in '%s'\n", e->ids[i],
+                    a->label_dir);
             return 1;
         }
-        if (read_map(ctx, pp, &e->pred[i], psp) != DIFFCL_OK || read_map(ctx, lp, &e->ref[i], e->spacing[i]) != DIFFCL_OK) {
+        if (read_map(ctx, pp, &e->pred[i], psp) != DIFFCL_OK ||
+            read_map(ctx, lp, &e->ref[i], e->spacing[i]) != DIFFCL_OK) {
             fprintf(stderr, "diffcl eval: %s\n", diffcl_last_error());
             return 1;
         }
         for (int m = 0; m < 2; m++) {
             const diffcl_tensor *t = m ? e->ref[i] : e->pred[i];
             const uint8_t *d = diffcl_tensor_data_const(t);
-            for (int64_t k = 0; k < diffcl_tensor_numel(t); k++) maxlab = d[k] > maxlab ? d[k] : maxlab;
+            for (int64_t k = 0; k < diffcl_tensor_numel(t); k++)
+                maxlab = d[k] > maxlab ? d[k] : maxlab;
         }
     }
     e->classes = a->classes ? a->classes : (maxlab + 1 < 2 ? 2 : maxlab + 1);
@@ -212,7 +219,8 @@ static int score_cases(const eval_args *a, eval_set *e)
     for (int64_t i = 0; i < e->n; i++) {
         if (a->physical)
             for (int k = 0; k < 3; k++) mo.spacing[k] = e->spacing[i][k];
-        if (diffcl_metrics_per_class(e->pred[i], e->ref[i], K, &mo, e->res + i * (K - 1)) != DIFFCL_OK) {
+        if (diffcl_metrics_per_class(e->pred[i], e->ref[i], K, &mo, e->res + i * (K - 1)) !=
+            DIFFCL_OK) {
             fprintf(stderr, "diffcl eval: case '%s': %s\n", e->ids[i], diffcl_last_error());
             return 1;
         }
@@ -224,16 +232,18 @@ static int score_cases(const eval_args *a, eval_set *e)
 static void print_cases(const eval_set *e, FILE *cf)
 {
     const int K = e->classes;
-    printf("%-24s %5s %8s %8s %9s %8s %8s\n", "case", "class", "dice", "jaccard", "hd95", "asd", "assd");
+    printf("%-24s %5s %8s %8s %9s %8s %8s\n", "case", "class", "dice", "jaccard", "hd95", "asd",
+           "assd");
     if (cf) fprintf(cf, "case,class,dice,jaccard,hd95,asd,assd,hd,n_pred,n_ref\n");
     for (int64_t i = 0; i < e->n; i++)
         for (int k = 1; k < K; k++) {
             const diffcl_seg_metrics *m = &e->res[i * (K - 1) + k - 1];
-            printf("%-24s %5d %8.4f %8.4f %9.4f %8.4f %8.4f\n", e->ids[i], k, m->dice, m->jaccard, m->hd95, m->asd,
-                   m->assd);
+            printf("%-24s %5d %8.4f %8.4f %9.4f %8.4f %8.4f\n", e->ids[i], k, m->dice, m->jaccard,
+                   m->hd95, m->asd, m->assd);
             if (cf)
-                fprintf(cf, "%s,%d,%.10g,%.10g,%.10g,%.10g,%.10g,%.10g,%lld,%lld\n", e->ids[i], k, m->dice,
-                        m->jaccard, m->hd95, m->asd, m->assd, m->hd, (long long)m->n_pred, (long long)m->n_ref);
+                fprintf(cf, "%s,%d,%.10g,%.10g,%.10g,%.10g,%.10g,%.10g,%lld,%lld\n", e->ids[i], k,
+                        m->dice, m->jaccard, m->hd95, m->asd, m->assd, m->hd, (long long)m->n_pred,
+                        (long long)m->n_ref);
         }
 }
 

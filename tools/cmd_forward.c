@@ -50,7 +50,8 @@ int cmd_forward(int argc, char **argv)
     int rc = 0;
     if (s != DIFFCL_OK) {
         if (s != DIFFCL_ERR_NOT_FOUND || diffcl_last_error()[0])
-            fprintf(stderr, "diffcl forward: %s: %s\n", diffcl_status_string(s), diffcl_last_error());
+            fprintf(stderr, "diffcl forward: %s: %s\n", diffcl_status_string(s),
+                    diffcl_last_error());
         rc = 1;
     }
     diffcl_tensor_free(x);

@@ -197,10 +197,14 @@ static int run_case(diffcl_context *ctx, job *jb, const char *in, const char *ou
         }
     }
     if (s == DIFFCL_OK && !rc) {
-        if (!strcmp(jb->normalize, "zscore")) s = diffcl_normalize_zscore(img, 0, &x);
-        else if (!strcmp(jb->normalize, "zscore-nonzero")) s = diffcl_normalize_zscore(img, 1, &x);
-        else if (!strcmp(jb->normalize, "minmax")) s = diffcl_normalize_minmax(img, &x);
-        else x = diffcl_tensor_retain(img);
+        if (!strcmp(jb->normalize, "zscore"))
+            s = diffcl_normalize_zscore(img, 0, &x);
+        else if (!strcmp(jb->normalize, "zscore-nonzero"))
+            s = diffcl_normalize_zscore(img, 1, &x);
+        else if (!strcmp(jb->normalize, "minmax"))
+            s = diffcl_normalize_minmax(img, &x);
+        else
+            x = diffcl_tensor_retain(img);
     }
     if (s == DIFFCL_OK && !rc) {
         diffcl_sliding_window_options so = jb->so;
@@ -247,12 +251,14 @@ static int cmp_str(const void *a, const void *b)
 static int check_paths(const infer_args *a, int in_dir)
 {
     if (!in_dir && !is_file(a->input)) return opt_fail("infer", "no such input '%s'", a->input);
-    if (!in_dir && !ext_of(a->input)) return opt_fail("infer", "'%s': expected .nii.gz, .nii, .png or .h5", a->input);
+    if (!in_dir && !ext_of(a->input))
+        return opt_fail("infer", "'%s': expected .nii.gz, .nii, .png or .h5", a->input);
     struct stat st;
     if (in_dir && stat(a->output, &st) == 0 && !S_ISDIR(st.st_mode))
         return opt_fail("infer", "--output '%s' must be a folder when --input is one", a->output);
     if (!in_dir && (!ext_of(a->output) || strcmp(ext_of(a->output), ext_of(a->input))))
-        return opt_fail("infer", "--output '%s' must have the input's extension (%s)", a->output, ext_of(a->input));
+        return opt_fail("infer", "--output '%s' must have the input's extension (%s)", a->output,
+                        ext_of(a->input));
     if (a->overlay_dir && stat(a->overlay_dir, &st) == 0 && !S_ISDIR(st.st_mode))
         return opt_fail("infer", "--overlay '%s' is not a folder", a->overlay_dir);
     return 0;
@@ -267,7 +273,8 @@ static int load_model(diffcl_context *ctx, const infer_args *a, job *jb)
     }
     jb->vo.struct_size = sizeof jb->vo;
     /* the DS and the ensemble come wrapped; the CS's options describe the input */
-    const diffcl_module *cs = a->net.net == DIFFCL_NET_CS ? jb->model : diffcl_module_child(jb->model, "cs");
+    const diffcl_module *cs =
+        a->net.net == DIFFCL_NET_CS ? jb->model : diffcl_module_child(jb->model, "cs");
     if (diffcl_vnet_get_options(cs, &jb->vo) != DIFFCL_OK) {
         fprintf(stderr, "diffcl infer: %s\n", diffcl_last_error());
         return 1;
@@ -282,7 +289,8 @@ static int make_output_dirs(const infer_args *a, int in_dir)
     const char *dirs[2] = {in_dir ? a->output : NULL, a->overlay_dir};
     for (int k = 0; k < 2; k++)
         if (dirs[k] && make_dirs(dirs[k])) {
-            fprintf(stderr, "diffcl infer: cannot create the folder '%s': %s\n", dirs[k], strerror(errno));
+            fprintf(stderr, "diffcl infer: cannot create the folder '%s': %s\n", dirs[k],
+                    strerror(errno));
             return 1;
         }
     return 0;
@@ -293,8 +301,10 @@ static int make_output_dirs(const infer_args *a, int in_dir)
 static void window_options(diffcl_context *ctx, const infer_args *a, job *jb)
 {
     checkpoint_patch(ctx, jb->model_path, jb->train_patch);
-    if (jb->patch_given) memcpy(jb->so.patch, a->patch, sizeof a->patch);
-    else if (jb->train_patch[1] > 0) memcpy(jb->so.patch, jb->train_patch, sizeof jb->train_patch);
+    if (jb->patch_given)
+        memcpy(jb->so.patch, a->patch, sizeof a->patch);
+    else if (jb->train_patch[1] > 0)
+        memcpy(jb->so.patch, jb->train_patch, sizeof jb->train_patch);
     if (jb->stride_given) memcpy(jb->so.stride, a->stride, sizeof a->stride);
     jb->so.gaussian = a->gaussian;
     jb->so.tta_flips = a->tta;
@@ -323,7 +333,8 @@ static int list_inputs(const char *input, char ***names_out, int64_t *n_out)
         } else {
             size_t base = strlen(e->d_name) - strlen(ext);
             /* nnU-Net channel files after the first are read with _0000 */
-            if (base > 5 && e->d_name[base - 5] == '_' && strncmp(e->d_name + base - 5, "_0000", 5) &&
+            if (base > 5 && e->d_name[base - 5] == '_' &&
+                strncmp(e->d_name + base - 5, "_0000", 5) &&
                 strspn(e->d_name + base - 4, "0123456789") == 4)
                 continue;
             snprintf(sub, sizeof sub, "%s", e->d_name);
@@ -337,8 +348,10 @@ static int list_inputs(const char *input, char ***names_out, int64_t *n_out)
             names = grown;
             cap = cap ? 2 * cap : 64;
         }
-        if (!(names[n] = strdup(sub))) oom = 1;
-        else n++;
+        if (!(names[n] = strdup(sub)))
+            oom = 1;
+        else
+            n++;
     }
     if (d) closedir(d);
     if (n > 1) qsort(names, (size_t)n, sizeof(char *), cmp_str);
@@ -356,7 +369,10 @@ static int run_folder(diffcl_context *ctx, job *jb, const char *input, const cha
     const int oom = list_inputs(input, &names, &n);
     int rc = oom;
     if (!oom && n == 0) {
-        fprintf(stderr, "diffcl infer: no .nii.gz, .nii, .png or .h5 file (or <case>/mri_norm2.h5) in '%s'\n", input);
+        fprintf(
+            stderr,
+            "diffcl infer: no .nii.gz, .nii, .png or .h5 file (or <case>/mri_norm2.h5) in '%s'\n",
+            input);
         rc = 1;
     }
     for (int64_t i = 0; i < n; i++) {

@@ -13,7 +13,10 @@
 static void log_to_stderr(diffcl_log_level level, const char *msg, void *user)
 {
     (void)user;
-    fprintf(stderr, "%s%s\n", level == DIFFCL_LOG_ERROR ? "error: " : level == DIFFCL_LOG_WARN ? "warning: " : "",
+    fprintf(stderr, "%s%s\n",
+            level == DIFFCL_LOG_ERROR  ? "error: "
+            : level == DIFFCL_LOG_WARN ? "warning: "
+                                       : "",
             msg);
 }
 
@@ -29,8 +32,11 @@ int cmd_train(int argc, char **argv)
         char last[4200];
         snprintf(last, sizeof last, "%s/last.safetensors", o.out_dir);
         if (access(last, F_OK) == 0 && !overwrite) {
-            fprintf(stderr, "diffcl train: %s already holds a run (%s): continue it with --resume %s, or start "
-                            "over with --overwrite\n", o.out_dir, last, o.out_dir);
+            fprintf(
+                stderr,
+                "diffcl train: %s already holds a run (%s): continue it with --resume %s, or start "
+                "over with --overwrite\n",
+                o.out_dir, last, o.out_dir);
             return 1;
         }
     }
@@ -44,13 +50,14 @@ int cmd_train(int argc, char **argv)
     diffcl_status s = diffcl_mpi_launch_init(&mpi_on, &mpi_rank, &mpi_size);
     if (s == DIFFCL_OK) s = tool_context_create(&co, &ctx);
     if (s == DIFFCL_OK)
-        s = resume ? diffcl_trainer_resume(ctx, resume, args.iters_override, &tr) : diffcl_trainer_create(ctx, &o, &tr);
+        s = resume ? diffcl_trainer_resume(ctx, resume, args.iters_override, &tr)
+                   : diffcl_trainer_create(ctx, &o, &tr);
     if (s == DIFFCL_OK && overwrite && !resume && mpi_rank == 0) {
         /* --overwrite, once the new run could start (a failed start keeps the old run): the old
          * run's files go, so that a new run stopped before its first checkpoint cannot be
          * resumed, or its best model taken, as the old one */
-        static const char *const old_files[] = {"last.safetensors", "best.safetensors", "model.safetensors", "log.csv",
-                                                "curves.png"};
+        static const char *const old_files[] = {"last.safetensors", "best.safetensors",
+                                                "model.safetensors", "log.csv", "curves.png"};
         for (size_t k = 0; k < sizeof old_files / sizeof old_files[0]; k++) {
             char p[4200];
             snprintf(p, sizeof p, "%s/%s", o.out_dir, old_files[k]);
@@ -61,14 +68,16 @@ int cmd_train(int argc, char **argv)
     if (s == DIFFCL_OK) s = diffcl_trainer_run(tr);
     int rc = 0;
     if (s != DIFFCL_OK) {
-        if (mpi_size > 1) fprintf(stderr, "diffcl train (MPI rank %d of %d): ", mpi_rank, mpi_size);
-        else fprintf(stderr, "diffcl train: ");
+        if (mpi_size > 1)
+            fprintf(stderr, "diffcl train (MPI rank %d of %d): ", mpi_rank, mpi_size);
+        else
+            fprintf(stderr, "diffcl train: ");
         fprintf(stderr, "%s: %s\n", diffcl_status_string(s), diffcl_last_error());
         rc = 1;
         if (mpi_size > 1) diffcl_mpi_abort(rc); /* the other ranks would wait forever */
     } else if (mpi_rank == 0) {
-        fprintf(stderr, "done: %s/model.safetensors (best validation Dice %.4f)\n", resume ? resume : o.out_dir,
-                diffcl_trainer_best_dice(tr));
+        fprintf(stderr, "done: %s/model.safetensors (best validation Dice %.4f)\n",
+                resume ? resume : o.out_dir, diffcl_trainer_best_dice(tr));
     }
     diffcl_trainer_free(tr);
     diffcl_context_free(ctx);

@@ -14,11 +14,14 @@ int cmd_version(int argc, char **argv)
     (void)argv;
     printf("diffcl %s (library %s)\n", DIFFCL_VERSION_STRING, diffcl_version_string());
     const char *policy = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
-    if (getenv("DIFFCL_SET_SPINCOUNT")) printf("openmp wait: GOMP_SPINCOUNT=%s (diffcl's default)\n", spin ? spin : "?");
+    if (getenv("DIFFCL_SET_SPINCOUNT"))
+        printf("openmp wait: GOMP_SPINCOUNT=%s (diffcl's default)\n", spin ? spin : "?");
     else if (policy || spin)
         printf("openmp wait: %s%s%s%s%s (from the environment)\n", policy ? "OMP_WAIT_POLICY=" : "",
-               policy ? policy : "", policy && spin ? " " : "", spin ? "GOMP_SPINCOUNT=" : "", spin ? spin : "");
-    else printf("openmp wait: libgomp's default\n");
+               policy ? policy : "", policy && spin ? " " : "", spin ? "GOMP_SPINCOUNT=" : "",
+               spin ? spin : "");
+    else
+        printf("openmp wait: libgomp's default\n");
     return 0;
 }
 
@@ -29,12 +32,14 @@ diffcl_status tool_context_create(const diffcl_context_options *co, diffcl_conte
     int level = o.log_level;
     if (o.log_level > DIFFCL_LOG_WARN) o.log_level = DIFFCL_LOG_WARN;
     diffcl_status s = diffcl_context_create(&o, ctx);
-    if (s == DIFFCL_OK) s = diffcl_context_set_log(*ctx, o.log, o.log_user, (diffcl_log_level)level);
+    if (s == DIFFCL_OK)
+        s = diffcl_context_set_log(*ctx, o.log, o.log_user, (diffcl_log_level)level);
     return s;
 }
 
 static const diffcl_command commands[] = {
-    {"demo", "train supervised and Diff-CL on the phantom and compare them (the main job)", cmd_demo},
+    {"demo", "train supervised and Diff-CL on the phantom and compare them (the main job)",
+     cmd_demo},
     {"train", "train Diff-CL (or the supervised baseline) on a data set", cmd_train},
     {"forward", "run a V-Net on a safetensors input (parity checks)", cmd_forward},
     {"infer", "segment images (NIfTI, PNG, h5) with a saved model by sliding window", cmd_infer},

@@ -77,25 +77,27 @@ typedef diffcl_status (*diffcl_gradcheck_fn)(diffcl_tensor *const *inputs, int n
 /** Options for diffcl_gradcheck(). */
 typedef struct diffcl_gradcheck_options {
     size_t struct_size;
-    double eps;        /**< central-difference step, default 1e-6 */
-    double atol;       /**< default 1e-5 */
-    double rtol;       /**< default 1e-4: pass iff |num - ana| <= atol + rtol * |num| */
-    int max_checks;    /**< elements probed per input (evenly spaced); 0 = all */
-    uint64_t seed;     /**< for the output weighting */
+    double eps;     /**< central-difference step, default 1e-6 */
+    double atol;    /**< default 1e-5 */
+    double rtol;    /**< default 1e-4: pass iff |num - ana| <= atol + rtol * |num| */
+    int max_checks; /**< elements probed per input (evenly spaced); 0 = all */
+    uint64_t seed;  /**< for the output weighting */
 } diffcl_gradcheck_options;
 
-#define DIFFCL_GRADCHECK_OPTIONS_INIT \
-    { sizeof(diffcl_gradcheck_options), 1e-6, 1e-5, 1e-4, 0, 1234 }
+#define DIFFCL_GRADCHECK_OPTIONS_INIT                                                              \
+    {                                                                                              \
+        sizeof(diffcl_gradcheck_options), 1e-6, 1e-5, 1e-4, 0, 1234                                \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_GRADCHECK_OPTIONS_INIT). */
 DIFFCL_API void diffcl_gradcheck_options_init(diffcl_gradcheck_options *opts);
 
 /** Result of diffcl_gradcheck(). */
 typedef struct diffcl_gradcheck_result {
     size_t struct_size;
-    double max_abs_error;   /**< max |numerical - analytical| */
-    double max_rel_error;   /**< max |num - ana| / max(|num|, |ana|, 1e-12) */
-    int worst_input;        /**< input index of the worst element */
-    int64_t worst_index;    /**< flat element index of it */
+    double max_abs_error; /**< max |numerical - analytical| */
+    double max_rel_error; /**< max |num - ana| / max(|num|, |ana|, 1e-12) */
+    int worst_input;      /**< input index of the worst element */
+    int64_t worst_index;  /**< flat element index of it */
     int64_t n_checked;
     int n_failed;
 } diffcl_gradcheck_result;

@@ -37,8 +37,7 @@ DIFFCL_API void diffcl_tensor_dict_free(diffcl_tensor_dict *dict);
 DIFFCL_API diffcl_status diffcl_tensor_dict_set(diffcl_tensor_dict *dict, const char *name,
                                                 diffcl_tensor *t);
 /** The tensor stored under @p name (borrowed), or NULL. */
-DIFFCL_API diffcl_tensor *diffcl_tensor_dict_get(const diffcl_tensor_dict *dict,
-                                                 const char *name);
+DIFFCL_API diffcl_tensor *diffcl_tensor_dict_get(const diffcl_tensor_dict *dict, const char *name);
 /** Remove @p name; DIFFCL_ERR_NOT_FOUND if absent. */
 DIFFCL_API diffcl_status diffcl_tensor_dict_remove(diffcl_tensor_dict *dict, const char *name);
 /** Number of tensors. */
@@ -51,8 +50,7 @@ DIFFCL_API diffcl_tensor *diffcl_tensor_dict_at(const diffcl_tensor_dict *dict, 
 DIFFCL_API diffcl_status diffcl_tensor_dict_set_meta(diffcl_tensor_dict *dict, const char *key,
                                                      const char *value);
 /** A metadata string (borrowed), or NULL. */
-DIFFCL_API const char *diffcl_tensor_dict_get_meta(const diffcl_tensor_dict *dict,
-                                                   const char *key);
+DIFFCL_API const char *diffcl_tensor_dict_get_meta(const diffcl_tensor_dict *dict, const char *key);
 
 /** Number of metadata entries. */
 DIFFCL_API int diffcl_tensor_dict_meta_count(const diffcl_tensor_dict *dict);
@@ -72,8 +70,7 @@ DIFFCL_API diffcl_status diffcl_safetensors_load(diffcl_context *ctx, const char
  * fsync'ed and renamed over @p path, so a crash never leaves a half-written checkpoint in
  * place of the previous one.
  */
-DIFFCL_API diffcl_status diffcl_safetensors_save(const diffcl_tensor_dict *dict,
-                                                 const char *path);
+DIFFCL_API diffcl_status diffcl_safetensors_save(const diffcl_tensor_dict *dict, const char *path);
 
 DIFFCL_END_DECLS
 

@@ -95,19 +95,21 @@ typedef void (*diffcl_free_fn)(void *ptr, void *user);
 
 /** Options for diffcl_context_create(). */
 typedef struct diffcl_context_options {
-    size_t struct_size;          /**< sizeof(diffcl_context_options) */
-    int n_threads;               /**< 0: the CPUs this process may use: the affinity mask,
+    size_t struct_size;    /**< sizeof(diffcl_context_options) */
+    int n_threads;         /**< 0: the CPUs this process may use: the affinity mask,
                                       capped by a cgroup CPU quota (docs/performance.md) */
-    diffcl_alloc_fn alloc;       /**< NULL: aligned malloc */
-    diffcl_free_fn free;         /**< must be set when alloc is */
+    diffcl_alloc_fn alloc; /**< NULL: aligned malloc */
+    diffcl_free_fn free;   /**< must be set when alloc is */
     void *alloc_user;
-    diffcl_log_fn log;           /**< NULL: lines up to log_level go to stderr */
+    diffcl_log_fn log; /**< NULL: lines up to log_level go to stderr */
     void *log_user;
-    int log_level;               /**< a diffcl_log_level; more verbose levels are dropped */
+    int log_level; /**< a diffcl_log_level; more verbose levels are dropped */
 } diffcl_context_options;
 
-#define DIFFCL_CONTEXT_OPTIONS_INIT \
-    { sizeof(diffcl_context_options), 0, NULL, NULL, NULL, NULL, NULL, DIFFCL_LOG_INFO }
+#define DIFFCL_CONTEXT_OPTIONS_INIT                                                                \
+    {                                                                                              \
+        sizeof(diffcl_context_options), 0, NULL, NULL, NULL, NULL, NULL, DIFFCL_LOG_INFO           \
+    }
 
 /** Fill @p opts with the defaults (same as DIFFCL_CONTEXT_OPTIONS_INIT). */
 DIFFCL_API void diffcl_context_options_init(diffcl_context_options *opts);
@@ -137,11 +139,11 @@ DIFFCL_API diffcl_status diffcl_context_set_threads(diffcl_context *ctx, int n_t
 DIFFCL_API int diffcl_context_threads(const diffcl_context *ctx);
 
 /** Redirect log lines; @p fn NULL restores the default (stderr). */
-DIFFCL_API diffcl_status diffcl_context_set_log(diffcl_context *ctx, diffcl_log_fn fn,
-                                                void *user, diffcl_log_level level);
+DIFFCL_API diffcl_status diffcl_context_set_log(diffcl_context *ctx, diffcl_log_fn fn, void *user,
+                                                diffcl_log_level level);
 /** Install a progress callback (NULL removes it). */
-DIFFCL_API diffcl_status diffcl_context_set_progress(diffcl_context *ctx,
-                                                     diffcl_progress_fn fn, void *user);
+DIFFCL_API diffcl_status diffcl_context_set_progress(diffcl_context *ctx, diffcl_progress_fn fn,
+                                                     void *user);
 
 /** Bytes currently allocated through this context (tensors and scratch). */
 DIFFCL_API size_t diffcl_context_bytes_in_use(const diffcl_context *ctx);
@@ -192,7 +194,7 @@ typedef struct diffcl_rng_key {
 
 /** Build a key. */
 DIFFCL_API diffcl_rng_key diffcl_rng_key_make(uint64_t seed, uint32_t stream, uint32_t index,
-                                             uint32_t iteration);
+                                              uint32_t iteration);
 /** Fill out[0..n) with 32-bit draws number offset, offset+1, ... of @p key. */
 DIFFCL_API void diffcl_rng_bits(diffcl_rng_key key, uint64_t offset, size_t n, uint32_t *out);
 /** Fill out[0..n) with uniform floats in [lo, hi), draws offset... of @p key. */

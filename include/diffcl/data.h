@@ -39,11 +39,11 @@
 DIFFCL_BEGIN_DECLS
 
 /* RNG streams used by the data layer (the `stream` of a diffcl_rng_key). */
-#define DIFFCL_STREAM_PHANTOM 0x44500000u       /**< phantom shapes */
-#define DIFFCL_STREAM_PHANTOM_NOISE 0x44504e00u /**< phantom noise (index = case) */
+#define DIFFCL_STREAM_PHANTOM 0x44500000u          /**< phantom shapes */
+#define DIFFCL_STREAM_PHANTOM_NOISE 0x44504e00u    /**< phantom noise (index = case) */
 #define DIFFCL_STREAM_SAMPLE_LABELED 0x44534c00u   /**< labeled case order */
 #define DIFFCL_STREAM_SAMPLE_UNLABELED 0x44535500u /**< unlabeled case order */
-#define DIFFCL_STREAM_AUGMENT 0x44410000u       /**< crop / flip / rotation / strong set */
+#define DIFFCL_STREAM_AUGMENT 0x44410000u          /**< crop / flip / rotation / strong set */
 
 /* ---------------------------------------------------------------- phantom ---- */
 
@@ -56,23 +56,25 @@ DIFFCL_BEGIN_DECLS
  */
 typedef struct diffcl_phantom_options {
     size_t struct_size;
-    uint64_t seed;       /**< default 1234 */
-    int ndim;            /**< 3 (default) or 2 */
-    int64_t depth;       /**< D (3-D only); 0: 64 */
-    int64_t height;      /**< H; 0: 64 in 3-D, 96 in 2-D */
-    int64_t width;       /**< W; 0: 48 in 3-D, 96 in 2-D */
-    int channels;        /**< image channels (modalities with different contrasts); default 1 */
-    int max_tubes;       /**< 2..max_tubes tubes per case; default 4 (0: none) */
-    int tube_class;      /**< class of the tubes: 1 (default, part of the atrium) or 2 */
-    int distractors;     /**< unlabeled bright structures; default 1 */
-    double noise;        /**< Rician noise sigma relative to the foreground level; 0.08 */
-    double bias;         /**< bias-field amplitude (log scale); 0.25 */
-    double blur_sigma;   /**< partial-volume blur in voxels; 0.7 */
-    int normalize;       /**< 1 (default): z-score the image (as LA's mri_norm2.h5) */
+    uint64_t seed;     /**< default 1234 */
+    int ndim;          /**< 3 (default) or 2 */
+    int64_t depth;     /**< D (3-D only); 0: 64 */
+    int64_t height;    /**< H; 0: 64 in 3-D, 96 in 2-D */
+    int64_t width;     /**< W; 0: 48 in 3-D, 96 in 2-D */
+    int channels;      /**< image channels (modalities with different contrasts); default 1 */
+    int max_tubes;     /**< 2..max_tubes tubes per case; default 4 (0: none) */
+    int tube_class;    /**< class of the tubes: 1 (default, part of the atrium) or 2 */
+    int distractors;   /**< unlabeled bright structures; default 1 */
+    double noise;      /**< Rician noise sigma relative to the foreground level; 0.08 */
+    double bias;       /**< bias-field amplitude (log scale); 0.25 */
+    double blur_sigma; /**< partial-volume blur in voxels; 0.7 */
+    int normalize;     /**< 1 (default): z-score the image (as LA's mri_norm2.h5) */
 } diffcl_phantom_options;
 
-#define DIFFCL_PHANTOM_OPTIONS_INIT \
-    { sizeof(diffcl_phantom_options), 1234, 3, 0, 0, 0, 1, 4, 1, 1, 0.08, 0.25, 0.7, 1 }
+#define DIFFCL_PHANTOM_OPTIONS_INIT                                                                \
+    {                                                                                              \
+        sizeof(diffcl_phantom_options), 1234, 3, 0, 0, 0, 1, 4, 1, 1, 0.08, 0.25, 0.7, 1           \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_PHANTOM_OPTIONS_INIT). */
 DIFFCL_API void diffcl_phantom_options_init(diffcl_phantom_options *opts);
 
@@ -121,16 +123,19 @@ typedef struct diffcl_dataset diffcl_dataset;
 /** Options of diffcl_dataset_open(). */
 typedef struct diffcl_dataset_options {
     size_t struct_size;
-    int layout;          /**< a diffcl_layout; default AUTO */
-    const char *list;    /**< case list file (absolute or relative to the root), e.g.
+    int layout;         /**< a diffcl_layout; default AUTO */
+    const char *list;   /**< case list file (absolute or relative to the root), e.g.
                               "train.list"; NULL: every case found, sorted by id */
-    int64_t n_cases;     /**< phantom: number of cases (default 20); ids "phantom_000"... */
-    int64_t first_case;  /**< phantom: index of the first case (test sets use another range) */
+    int64_t n_cases;    /**< phantom: number of cases (default 20); ids "phantom_000"... */
+    int64_t first_case; /**< phantom: index of the first case (test sets use another range) */
     diffcl_phantom_options phantom; /**< phantom: generator options */
 } diffcl_dataset_options;
 
-#define DIFFCL_DATASET_OPTIONS_INIT \
-    { sizeof(diffcl_dataset_options), DIFFCL_LAYOUT_AUTO, NULL, 20, 0, DIFFCL_PHANTOM_OPTIONS_INIT }
+#define DIFFCL_DATASET_OPTIONS_INIT                                                                \
+    {                                                                                              \
+        sizeof(diffcl_dataset_options), DIFFCL_LAYOUT_AUTO, NULL, 20, 0,                           \
+            DIFFCL_PHANTOM_OPTIONS_INIT                                                            \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_DATASET_OPTIONS_INIT). */
 DIFFCL_API void diffcl_dataset_options_init(diffcl_dataset_options *opts);
 
@@ -201,23 +206,25 @@ DIFFCL_API void diffcl_split_free(diffcl_split *split);
 /** Options of the patch sampler's augmentation (docs/data.md). */
 typedef struct diffcl_augment_options {
     size_t struct_size;
-    double fg_prob;        /**< probability that a crop is centred on a random foreground voxel
+    double fg_prob;     /**< probability that a crop is centred on a random foreground voxel
                                 (labeled cases only); default 0 (uniform crops, as UA-MT) */
-    int flip;              /**< random flips of the spatial axes; default 1 */
-    int rot90;             /**< random multiple of 90 degrees in the rotation plane; default 1 */
-    double rotate_deg;     /**< extra random rotation in [-a, a] degrees; default 0 */
-    int strong;            /**< apply the strong set below; default 0 */
-    double strong_prob;    /**< probability of each strong transform; default 0.5 */
-    double scale_lo, scale_hi;          /**< zoom factor range; 0.7, 1.0 */
-    double blur_lo, blur_hi;            /**< Gaussian blur sigma (voxels); 0.7, 1.3 */
+    int flip;           /**< random flips of the spatial axes; default 1 */
+    int rot90;          /**< random multiple of 90 degrees in the rotation plane; default 1 */
+    double rotate_deg;  /**< extra random rotation in [-a, a] degrees; default 0 */
+    int strong;         /**< apply the strong set below; default 0 */
+    double strong_prob; /**< probability of each strong transform; default 0.5 */
+    double scale_lo, scale_hi;           /**< zoom factor range; 0.7, 1.0 */
+    double blur_lo, blur_hi;             /**< Gaussian blur sigma (voxels); 0.7, 1.3 */
     double brightness_lo, brightness_hi; /**< multiplicative; 0.7, 1.3 */
-    double contrast_lo, contrast_hi;    /**< around the mean; 0.7, 1.3 */
-    double gamma_lo, gamma_hi;          /**< on the min-max range; 0.7, 1.3 */
+    double contrast_lo, contrast_hi;     /**< around the mean; 0.7, 1.3 */
+    double gamma_lo, gamma_hi;           /**< on the min-max range; 0.7, 1.3 */
 } diffcl_augment_options;
 
-#define DIFFCL_AUGMENT_OPTIONS_INIT \
-    { sizeof(diffcl_augment_options), 0.0, 1, 1, 0.0, 0, 0.5, 0.7, 1.0, 0.7, 1.3, 0.7, 1.3, \
-      0.7, 1.3, 0.7, 1.3 }
+#define DIFFCL_AUGMENT_OPTIONS_INIT                                                                \
+    {                                                                                              \
+        sizeof(diffcl_augment_options), 0.0, 1, 1, 0.0, 0, 0.5, 0.7, 1.0, 0.7, 1.3, 0.7, 1.3, 0.7, \
+            1.3, 0.7, 1.3                                                                          \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_AUGMENT_OPTIONS_INIT). */
 DIFFCL_API void diffcl_augment_options_init(diffcl_augment_options *opts);
 
@@ -230,8 +237,7 @@ DIFFCL_API void diffcl_augment_options_init(diffcl_augment_options *opts);
  * new tensors in @p image's context (patch_label NULL when label is NULL).
  */
 DIFFCL_API diffcl_status diffcl_augment_patch(const diffcl_tensor *image,
-                                              const diffcl_tensor *label,
-                                              const int64_t patch[3],
+                                              const diffcl_tensor *label, const int64_t patch[3],
                                               const diffcl_augment_options *opts,
                                               diffcl_rng_key key, diffcl_tensor **patch_image,
                                               diffcl_tensor **patch_label);
@@ -252,19 +258,21 @@ typedef struct diffcl_sampler diffcl_sampler;
 /** Options of diffcl_sampler_create(). */
 typedef struct diffcl_sampler_options {
     size_t struct_size;
-    uint64_t seed;          /**< default 1337 */
-    int64_t patch[3];       /**< D, H, W (2-D: H, W in patch[1..2]); default 112, 112, 80 */
-    int batch_labeled;      /**< default 2 */
-    int batch_unlabeled;    /**< default 2 */
-    int prefetch;           /**< batches prepared ahead by a background thread; 0: none; 2 */
-    int cache;              /**< 1 (default): keep the split's cases in memory */
-    int strong_unlabeled;   /**< 1: strong set on the unlabeled half too (default 0) */
+    uint64_t seed;        /**< default 1337 */
+    int64_t patch[3];     /**< D, H, W (2-D: H, W in patch[1..2]); default 112, 112, 80 */
+    int batch_labeled;    /**< default 2 */
+    int batch_unlabeled;  /**< default 2 */
+    int prefetch;         /**< batches prepared ahead by a background thread; 0: none; 2 */
+    int cache;            /**< 1 (default): keep the split's cases in memory */
+    int strong_unlabeled; /**< 1: strong set on the unlabeled half too (default 0) */
     diffcl_augment_options augment;
 } diffcl_sampler_options;
 
-#define DIFFCL_SAMPLER_OPTIONS_INIT \
-    { sizeof(diffcl_sampler_options), 1337, {112, 112, 80}, 2, 2, 2, 1, 0, \
-      DIFFCL_AUGMENT_OPTIONS_INIT }
+#define DIFFCL_SAMPLER_OPTIONS_INIT                                                                \
+    {                                                                                              \
+        sizeof(diffcl_sampler_options), 1337, {112, 112, 80}, 2, 2, 2, 1, 0,                       \
+            DIFFCL_AUGMENT_OPTIONS_INIT                                                            \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_SAMPLER_OPTIONS_INIT). */
 DIFFCL_API void diffcl_sampler_options_init(diffcl_sampler_options *opts);
 
@@ -291,16 +299,19 @@ DIFFCL_API diffcl_status diffcl_sampler_next(diffcl_sampler *s, uint32_t iterati
 
 /** A batch with paired views of its unlabeled half (diffcl_sampler_next_views). */
 typedef struct diffcl_sampler_views {
-    size_t struct_size;    /**< sizeof(diffcl_sampler_views) */
-    diffcl_tensor *image;  /**< [B_l + B_u, C, ...]: as diffcl_sampler_next; the unlabeled
+    size_t struct_size;   /**< sizeof(diffcl_sampler_views) */
+    diffcl_tensor *image; /**< [B_l + B_u, C, ...]: as diffcl_sampler_next; the unlabeled
                                 patches carry every augmentation (the strong view) */
-    diffcl_tensor *weak;   /**< [B_u, C, ...]: the same unlabeled patches, same geometry (crop,
+    diffcl_tensor *weak;  /**< [B_u, C, ...]: the same unlabeled patches, same geometry (crop,
                                 rotation, flips, scale), without the intensity and blur
                                 transforms (the weak view); NULL when B_u is 0 */
-    diffcl_tensor *label;  /**< [B_l, ...] U8 */
+    diffcl_tensor *label; /**< [B_l, ...] U8 */
 } diffcl_sampler_views;
 
-#define DIFFCL_SAMPLER_VIEWS_INIT { sizeof(diffcl_sampler_views), NULL, NULL, NULL }
+#define DIFFCL_SAMPLER_VIEWS_INIT                                                                  \
+    {                                                                                              \
+        sizeof(diffcl_sampler_views), NULL, NULL, NULL                                             \
+    }
 
 /**
  * The batch of @p iteration with weak and strong views of its unlabeled samples, for
@@ -311,7 +322,8 @@ typedef struct diffcl_sampler_views {
  * @p case_index as in diffcl_sampler_next.
  */
 DIFFCL_API diffcl_status diffcl_sampler_next_views(diffcl_sampler *s, uint32_t iteration,
-                                                   diffcl_sampler_views *views, int64_t *case_index);
+                                                   diffcl_sampler_views *views,
+                                                   int64_t *case_index);
 
 /* ------------------------------------------------------------- preprocessing ---- */
 

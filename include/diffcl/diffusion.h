@@ -110,25 +110,27 @@ typedef enum diffcl_diffusion_target {
 /** Options of diffcl_diffusion_create(). */
 typedef struct diffcl_diffusion_options {
     size_t struct_size;
-    int dims;                 /**< 3 (default) or 2 */
-    int in_channels;          /**< image channels, default 1 */
-    int n_classes;            /**< label classes = channels of x_t and of the output, default 2 */
-    int n_filters;            /**< width of the first level, default 16 (16,32,64,128,256) */
+    int dims;        /**< 3 (default) or 2 */
+    int in_channels; /**< image channels, default 1 */
+    int n_classes;   /**< label classes = channels of x_t and of the output, default 2 */
+    int n_filters;   /**< width of the first level, default 16 (16,32,64,128,256) */
     diffcl_norm_kind normalization; /**< BATCH (default), GROUP (16 groups), INSTANCE or NONE */
-    double stage_dropout;     /**< Dropout{2,3}d after every conv stage, default 0.1 */
-    int has_dropout;          /**< Dropout{2,3}d(dropout_p) on the bottleneck and last feature; default 0 */
-    double dropout_p;         /**< default 0.5 */
-    diffcl_beta_schedule schedule; /**< default DIFFCL_BETA_LINEAR */
-    int timesteps;            /**< T, default 1000 */
+    double stage_dropout;           /**< Dropout{2,3}d after every conv stage, default 0.1 */
+    int has_dropout;  /**< Dropout{2,3}d(dropout_p) on the bottleneck and last feature; default 0 */
+    double dropout_p; /**< default 0.5 */
+    diffcl_beta_schedule schedule;  /**< default DIFFCL_BETA_LINEAR */
+    int timesteps;                  /**< T, default 1000 */
     diffcl_diffusion_target target; /**< default DIFFCL_DIFFUSION_PREDICT_X0 */
-    int time_embed_dim;       /**< sinusoidal embedding size, default 128 (even, >= 4) */
-    int time_hidden_dim;      /**< time MLP width, default 512 (= 4 x 128) */
-    uint64_t seed;            /**< weight initialisation and dropout draws */
+    int time_embed_dim;             /**< sinusoidal embedding size, default 128 (even, >= 4) */
+    int time_hidden_dim;            /**< time MLP width, default 512 (= 4 x 128) */
+    uint64_t seed;                  /**< weight initialisation and dropout draws */
 } diffcl_diffusion_options;
 
-#define DIFFCL_DIFFUSION_OPTIONS_INIT                                                         \
-    { sizeof(diffcl_diffusion_options), 3, 1, 2, 16, DIFFCL_NORM_BATCH, 0.1, 0, 0.5,        \
-      DIFFCL_BETA_LINEAR, 1000, DIFFCL_DIFFUSION_PREDICT_X0, 128, 512, 0 }
+#define DIFFCL_DIFFUSION_OPTIONS_INIT                                                              \
+    {                                                                                              \
+        sizeof(diffcl_diffusion_options), 3, 1, 2, 16, DIFFCL_NORM_BATCH, 0.1, 0, 0.5,             \
+            DIFFCL_BETA_LINEAR, 1000, DIFFCL_DIFFUSION_PREDICT_X0, 128, 512, 0                     \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_DIFFUSION_OPTIONS_INIT). */
 DIFFCL_API void diffcl_diffusion_options_init(diffcl_diffusion_options *opts);
 
@@ -180,8 +182,8 @@ DIFFCL_API diffcl_status diffcl_diffusion_loss(diffcl_module *m, const diffcl_te
 /** Options of diffcl_diffusion_loss_ex(). */
 typedef struct diffcl_diffusion_loss_options {
     size_t struct_size;
-    double dice_weight;       /**< PREDICT_X0: weight of the Dice term, default 1 */
-    double ce_weight;         /**< PREDICT_X0: weight of the cross-entropy term, default 1 */
+    double dice_weight; /**< PREDICT_X0: weight of the Dice term, default 1 */
+    double ce_weight;   /**< PREDICT_X0: weight of the cross-entropy term, default 1 */
     /**
      * Voxel weights / mask shaped like the label without a channel axis ([N, (D), H, W], any
      * dtype), or NULL. PREDICT_X0: the voxel weights of both Dice and CE (e.g. a confidence
@@ -192,8 +194,10 @@ typedef struct diffcl_diffusion_loss_options {
     const int64_t *timesteps;
 } diffcl_diffusion_loss_options;
 
-#define DIFFCL_DIFFUSION_LOSS_OPTIONS_INIT \
-    { sizeof(diffcl_diffusion_loss_options), 1.0, 1.0, NULL, NULL }
+#define DIFFCL_DIFFUSION_LOSS_OPTIONS_INIT                                                         \
+    {                                                                                              \
+        sizeof(diffcl_diffusion_loss_options), 1.0, 1.0, NULL, NULL                                \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_DIFFUSION_LOSS_OPTIONS_INIT). */
 DIFFCL_API void diffcl_diffusion_loss_options_init(diffcl_diffusion_loss_options *opts);
 
@@ -210,14 +214,19 @@ DIFFCL_API diffcl_status diffcl_diffusion_loss_ex(diffcl_module *m, const diffcl
 /** Options of diffcl_diffusion_sample(). */
 typedef struct diffcl_diffusion_sample_options {
     size_t struct_size;
-    int steps;                /**< respaced DDIM steps, default 10 */
-    double eta;               /**< DDIM eta, default 0 (deterministic given x_T) */
+    int steps;                  /**< respaced DDIM steps, default 10 */
+    double eta;                 /**< DDIM eta, default 0 (deterministic given x_T) */
     diffcl_respacing respacing; /**< default DIFFCL_RESPACE_EVEN */
-    diffcl_rng_key key;       /**< draws of x_T (and of the eta > 0 noise) */
+    diffcl_rng_key key;         /**< draws of x_T (and of the eta > 0 noise) */
 } diffcl_diffusion_sample_options;
 
-#define DIFFCL_DIFFUSION_SAMPLE_OPTIONS_INIT                                                  \
-    { sizeof(diffcl_diffusion_sample_options), 10, 0.0, DIFFCL_RESPACE_EVEN, { 0, 0, 0, 0, 0 } }
+#define DIFFCL_DIFFUSION_SAMPLE_OPTIONS_INIT                                                       \
+    {                                                                                              \
+        sizeof(diffcl_diffusion_sample_options), 10, 0.0, DIFFCL_RESPACE_EVEN,                     \
+        {                                                                                          \
+            0, 0, 0, 0, 0                                                                          \
+        }                                                                                          \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_DIFFUSION_SAMPLE_OPTIONS_INIT). */
 DIFFCL_API void diffcl_diffusion_sample_options_init(diffcl_diffusion_sample_options *opts);
 
@@ -249,7 +258,8 @@ DIFFCL_API diffcl_status diffcl_diffusion_denoise_once(diffcl_module *m, const d
  * [N, C, ...] (F32). Not differentiable; records nothing.
  */
 DIFFCL_API diffcl_status diffcl_diffusion_pseudo_label(const diffcl_tensor *logits,
-                                                       diffcl_tensor **labels, diffcl_tensor **probs);
+                                                       diffcl_tensor **labels,
+                                                       diffcl_tensor **probs);
 
 /**
  * Save a denoiser's state dict with its options (the seed included) in the safetensors

@@ -64,18 +64,20 @@ typedef enum diffcl_freq_window {
 
 /** Options of a frequency filter. */
 typedef struct diffcl_freq_options {
-    size_t struct_size;         /**< sizeof(diffcl_freq_options) */
-    diffcl_freq_band band;      /**< default DIFFCL_FREQ_HIGH */
-    diffcl_freq_window window;  /**< default DIFFCL_WINDOW_GAUSSIAN */
-    double cutoff;              /**< sigma / radius as a fraction of Nyquist, > 0; default 0.25
+    size_t struct_size;        /**< sizeof(diffcl_freq_options) */
+    diffcl_freq_band band;     /**< default DIFFCL_FREQ_HIGH */
+    diffcl_freq_window window; /**< default DIFFCL_WINDOW_GAUSSIAN */
+    double cutoff;             /**< sigma / radius as a fraction of Nyquist, > 0; default 0.25
                                      (the lower edge of a band-pass) */
-    double cutoff_high;         /**< band-pass upper edge (> cutoff); default 0.5 */
-    int spatial_dims;           /**< axes transformed (the last ones): 2, 3, or 0 (default)
+    double cutoff_high;        /**< band-pass upper edge (> cutoff); default 0.5 */
+    int spatial_dims;          /**< axes transformed (the last ones): 2, 3, or 0 (default)
                                      for ndim - 2 (HW of NCHW, DHW of NCDHW) */
 } diffcl_freq_options;
 
-#define DIFFCL_FREQ_OPTIONS_INIT \
-    { sizeof(diffcl_freq_options), DIFFCL_FREQ_HIGH, DIFFCL_WINDOW_GAUSSIAN, 0.25, 0.5, 0 }
+#define DIFFCL_FREQ_OPTIONS_INIT                                                                   \
+    {                                                                                              \
+        sizeof(diffcl_freq_options), DIFFCL_FREQ_HIGH, DIFFCL_WINDOW_GAUSSIAN, 0.25, 0.5, 0        \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_FREQ_OPTIONS_INIT). */
 DIFFCL_API void diffcl_freq_options_init(diffcl_freq_options *opts);
 

@@ -38,10 +38,10 @@ DIFFCL_BEGIN_DECLS
  */
 typedef struct diffcl_image_meta {
     size_t struct_size;
-    int ndim;                /**< spatial dims: 2 or 3 (0: unknown) */
-    double spacing[3];       /**< per spatial axis; 1 when unknown */
-    double affine[4][4];     /**< voxel index (D,H,W,1) -> world (RAS for NIfTI); identity if unknown */
-    int has_nifti_header;    /**< nifti_header holds a valid NIfTI-1 header */
+    int ndim;            /**< spatial dims: 2 or 3 (0: unknown) */
+    double spacing[3];   /**< per spatial axis; 1 when unknown */
+    double affine[4][4]; /**< voxel index (D,H,W,1) -> world (RAS for NIfTI); identity if unknown */
+    int has_nifti_header; /**< nifti_header holds a valid NIfTI-1 header */
     unsigned char nifti_header[348];
 } diffcl_image_meta;
 
@@ -74,8 +74,7 @@ DIFFCL_API diffcl_status diffcl_png_read_label(diffcl_context *ctx, const char *
  * clamped to the range), or a [H, W, 3] U8 tensor as an RGB PNG (bit_depth 8).
  * Written atomically (temporary file + rename).
  */
-DIFFCL_API diffcl_status diffcl_png_write(const diffcl_tensor *t, const char *path,
-                                          int bit_depth);
+DIFFCL_API diffcl_status diffcl_png_write(const diffcl_tensor *t, const char *path, int bit_depth);
 
 /* ------------------------------------------------------------------- HDF5 ---- */
 
@@ -84,8 +83,8 @@ DIFFCL_API diffcl_status diffcl_png_write(const diffcl_tensor *t, const char *pa
  * order. float32 -> F32, float64 -> F64, 8-bit integers and bool -> U8, other integers of
  * up to 32 bits -> I32, 64-bit integers -> I64. The caller owns @p *out.
  */
-DIFFCL_API diffcl_status diffcl_h5_read(diffcl_context *ctx, const char *path,
-                                        const char *name, diffcl_tensor **out);
+DIFFCL_API diffcl_status diffcl_h5_read(diffcl_context *ctx, const char *path, const char *name,
+                                        diffcl_tensor **out);
 /**
  * Write @p n tensors as datasets @p names[i] of a new HDF5 file (replacing @p path), with
  * gzip compression level @p gzip (0: none).

@@ -33,16 +33,18 @@ DIFFCL_BEGIN_DECLS
 /** Options of diffcl_sliding_window() and diffcl_segment(). */
 typedef struct diffcl_sliding_window_options {
     size_t struct_size;
-    int64_t patch[3];   /**< window D, H, W (2-D images: patch[1..2]); default 112, 112, 80 (LA) */
-    int64_t stride[3];  /**< default 18, 18, 4 (LA); Pancreas 16,16,16; BraTS 64,64,64 */
-    int gaussian;       /**< 1: weight each window by a Gaussian (sigma = patch/8); default 0 */
-    int tta_flips;      /**< 1: average over every flip of the spatial axes; default 0 */
-    int batch;          /**< windows per forward call; default 1 */
-    int largest_cc;     /**< diffcl_segment: keep each class's largest component; default 0 */
+    int64_t patch[3];  /**< window D, H, W (2-D images: patch[1..2]); default 112, 112, 80 (LA) */
+    int64_t stride[3]; /**< default 18, 18, 4 (LA); Pancreas 16,16,16; BraTS 64,64,64 */
+    int gaussian;      /**< 1: weight each window by a Gaussian (sigma = patch/8); default 0 */
+    int tta_flips;     /**< 1: average over every flip of the spatial axes; default 0 */
+    int batch;         /**< windows per forward call; default 1 */
+    int largest_cc;    /**< diffcl_segment: keep each class's largest component; default 0 */
 } diffcl_sliding_window_options;
 
-#define DIFFCL_SLIDING_WINDOW_OPTIONS_INIT \
-    { sizeof(diffcl_sliding_window_options), {112, 112, 80}, {18, 18, 4}, 0, 0, 1, 0 }
+#define DIFFCL_SLIDING_WINDOW_OPTIONS_INIT                                                         \
+    {                                                                                              \
+        sizeof(diffcl_sliding_window_options), {112, 112, 80}, {18, 18, 4}, 0, 0, 1, 0             \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_SLIDING_WINDOW_OPTIONS_INIT). */
 DIFFCL_API void diffcl_sliding_window_options_init(diffcl_sliding_window_options *opts);
 
@@ -85,8 +87,8 @@ DIFFCL_API diffcl_status diffcl_largest_component(const diffcl_tensor *label, in
  * foreground of @p label (or the middle one). 2-D images ignore both.
  */
 DIFFCL_API diffcl_status diffcl_overlay_png(const diffcl_tensor *image, const diffcl_tensor *label,
-                                            const diffcl_tensor *reference, int axis,
-                                            int64_t index, const char *path);
+                                            const diffcl_tensor *reference, int axis, int64_t index,
+                                            const char *path);
 
 DIFFCL_END_DECLS
 

@@ -43,8 +43,7 @@ DIFFCL_API diffcl_status diffcl_softplus(const diffcl_tensor *x, diffcl_tensor *
 /** Softmax over @p axis (the class axis is 1 for NC... tensors). */
 DIFFCL_API diffcl_status diffcl_softmax(const diffcl_tensor *x, int axis, diffcl_tensor **out);
 /** log(softmax(x)) over @p axis, as x - logsumexp(x) with the maximum subtracted (stable). */
-DIFFCL_API diffcl_status diffcl_log_softmax(const diffcl_tensor *x, int axis,
-                                            diffcl_tensor **out);
+DIFFCL_API diffcl_status diffcl_log_softmax(const diffcl_tensor *x, int axis, diffcl_tensor **out);
 
 /* ------------------------------------------------------------ normalisation ---- */
 
@@ -56,10 +55,9 @@ DIFFCL_API diffcl_status diffcl_log_softmax(const diffcl_tensor *x, int axis,
  * @p weight / @p bias ([C]) may be NULL (no affine).
  */
 DIFFCL_API diffcl_status diffcl_batch_norm(const diffcl_tensor *x, diffcl_tensor *running_mean,
-                                           diffcl_tensor *running_var,
-                                           const diffcl_tensor *weight, const diffcl_tensor *bias,
-                                           int training, double momentum, double eps,
-                                           diffcl_tensor **out);
+                                           diffcl_tensor *running_var, const diffcl_tensor *weight,
+                                           const diffcl_tensor *bias, int training, double momentum,
+                                           double eps, diffcl_tensor **out);
 /** Group normalisation (instance norm = groups equal to channels; no running stats). */
 DIFFCL_API diffcl_status diffcl_group_norm(const diffcl_tensor *x, int groups,
                                            const diffcl_tensor *weight, const diffcl_tensor *bias,
@@ -100,16 +98,18 @@ typedef struct diffcl_norm_options {
     size_t struct_size;
     diffcl_norm_kind kind;
     int channels;
-    int groups;        /**< group norm only (default 16, clamped to channels) */
-    int affine;        /**< learnable weight/bias (default 1) */
+    int groups;              /**< group norm only (default 16, clamped to channels) */
+    int affine;              /**< learnable weight/bias (default 1) */
     int track_running_stats; /**< batch / instance norm (default 1; PyTorch's
                                    InstanceNorm default is affine = 0, track = 0) */
-    double momentum;   /**< default 0.1 */
-    double eps;        /**< default 1e-5 */
+    double momentum;         /**< default 0.1 */
+    double eps;              /**< default 1e-5 */
 } diffcl_norm_options;
 
-#define DIFFCL_NORM_OPTIONS_INIT \
-    { sizeof(diffcl_norm_options), DIFFCL_NORM_BATCH, 1, 16, 1, 1, 0.1, 1e-5 }
+#define DIFFCL_NORM_OPTIONS_INIT                                                                   \
+    {                                                                                              \
+        sizeof(diffcl_norm_options), DIFFCL_NORM_BATCH, 1, 16, 1, 1, 0.1, 1e-5                     \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_NORM_OPTIONS_INIT). */
 DIFFCL_API void diffcl_norm_options_init(diffcl_norm_options *opts);
 /** BatchNorm{1,2,3}d / InstanceNorm / GroupNorm / LayerNorm module (PyTorch names). */
@@ -133,16 +133,15 @@ DIFFCL_API diffcl_status diffcl_activation_create(diffcl_context *ctx, diffcl_ac
  * reproducible from the seed and across resumes.
  */
 DIFFCL_API diffcl_status diffcl_dropout_create(diffcl_context *ctx, double p, int channelwise,
-                                               uint64_t seed, uint32_t stream,
-                                               diffcl_module **out);
+                                               uint64_t seed, uint32_t stream, diffcl_module **out);
 /**
  * Linear module: `weight` [out,in], `bias` [out]; PyTorch init (both uniform in
  * +-1/sqrt(in)): the weight draws from @p init_key, the bias from @p init_key with the top
  * bit of its stream flipped.
  */
 DIFFCL_API diffcl_status diffcl_linear_create(diffcl_context *ctx, int in_features,
-                                              int out_features, int bias,
-                                              diffcl_rng_key init_key, diffcl_module **out);
+                                              int out_features, int bias, diffcl_rng_key init_key,
+                                              diffcl_module **out);
 /**
  * Sequential container: children named "0", "1", ... run in order.
  * diffcl_sequential_append() takes ownership of @p child (on failure it is freed, unless it

@@ -35,21 +35,26 @@ DIFFCL_BEGIN_DECLS
  */
 typedef struct diffcl_conv_geometry {
     size_t struct_size;
-    int dims;          /**< 2 or 3 spatial dimensions */
+    int dims; /**< 2 or 3 spatial dimensions */
     int kernel[3];
     int stride[3];
-    int padding[3];    /**< zero padding on both sides */
+    int padding[3];        /**< zero padding on both sides */
     int output_padding[3]; /**< transposed convolution only */
-    int dilation[3];   /**< default 1 */
+    int dilation[3];       /**< default 1 */
 } diffcl_conv_geometry;
 
-#define DIFFCL_CONV_GEOMETRY_INIT \
-    { sizeof(diffcl_conv_geometry), 3, {3, 3, 3}, {1, 1, 1}, {0, 0, 0}, {0, 0, 0}, {1, 1, 1} }
+#define DIFFCL_CONV_GEOMETRY_INIT                                                                  \
+    {                                                                                              \
+        sizeof(diffcl_conv_geometry), 3, {3, 3, 3}, {1, 1, 1}, {0, 0, 0}, {0, 0, 0},               \
+        {                                                                                          \
+            1, 1, 1                                                                                \
+        }                                                                                          \
+    }
 /** Fill @p g with the defaults (same as DIFFCL_CONV_GEOMETRY_INIT). */
 DIFFCL_API void diffcl_conv_geometry_init(diffcl_conv_geometry *g);
 /** Geometry with the same kernel, stride and padding on every axis. */
 DIFFCL_API diffcl_conv_geometry diffcl_conv_geometry_make(int dims, int kernel, int stride,
-                                                         int padding);
+                                                          int padding);
 
 /**
  * Convolution: x [N,Cin,(D),H,W], w [Cout,Cin,k...], b [Cout] or NULL.
@@ -61,8 +66,7 @@ DIFFCL_API diffcl_status diffcl_conv(const diffcl_tensor *x, const diffcl_tensor
 /** Transposed convolution: x [N,Cin,...], w [Cin,Cout,k...], b [Cout] or NULL. */
 DIFFCL_API diffcl_status diffcl_conv_transpose(const diffcl_tensor *x, const diffcl_tensor *w,
                                                const diffcl_tensor *b,
-                                               const diffcl_conv_geometry *g,
-                                               diffcl_tensor **out);
+                                               const diffcl_conv_geometry *g, diffcl_tensor **out);
 /** Max pooling (padding with -inf). */
 DIFFCL_API diffcl_status diffcl_max_pool(const diffcl_tensor *x, const diffcl_conv_geometry *g,
                                          diffcl_tensor **out);
@@ -84,14 +88,19 @@ typedef struct diffcl_conv_options {
     size_t struct_size;
     int in_channels;
     int out_channels;
-    int bias;          /**< 1 (default): learnable bias */
-    int transposed;    /**< 1: ConvTranspose */
+    int bias;       /**< 1 (default): learnable bias */
+    int transposed; /**< 1: ConvTranspose */
     diffcl_conv_geometry geometry;
     diffcl_rng_key init_key; /**< PyTorch reset_parameters (kaiming-uniform a=sqrt(5)) */
 } diffcl_conv_options;
 
-#define DIFFCL_CONV_OPTIONS_INIT \
-    { sizeof(diffcl_conv_options), 1, 1, 1, 0, DIFFCL_CONV_GEOMETRY_INIT, {0, 0, 0, 0, 0} }
+#define DIFFCL_CONV_OPTIONS_INIT                                                                   \
+    {                                                                                              \
+        sizeof(diffcl_conv_options), 1, 1, 1, 0, DIFFCL_CONV_GEOMETRY_INIT,                        \
+        {                                                                                          \
+            0, 0, 0, 0, 0                                                                          \
+        }                                                                                          \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_CONV_OPTIONS_INIT). */
 DIFFCL_API void diffcl_conv_options_init(diffcl_conv_options *opts);
 

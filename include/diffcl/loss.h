@@ -41,7 +41,10 @@ typedef struct diffcl_ce_options {
     int64_t ignore_index;              /**< target value to skip; default -100 (PyTorch) */
 } diffcl_ce_options;
 
-#define DIFFCL_CE_OPTIONS_INIT { sizeof(diffcl_ce_options), NULL, NULL, -100 }
+#define DIFFCL_CE_OPTIONS_INIT                                                                     \
+    {                                                                                              \
+        sizeof(diffcl_ce_options), NULL, NULL, -100                                                \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_CE_OPTIONS_INIT). */
 DIFFCL_API void diffcl_ce_options_init(diffcl_ce_options *opts);
 
@@ -74,8 +77,10 @@ typedef struct diffcl_dice_options {
     int64_t ignore_index;              /**< target value treated as masked out; default -100 */
 } diffcl_dice_options;
 
-#define DIFFCL_DICE_OPTIONS_INIT \
-    { sizeof(diffcl_dice_options), 0, 0, 1, 1e-5, NULL, NULL, -100 }
+#define DIFFCL_DICE_OPTIONS_INIT                                                                   \
+    {                                                                                              \
+        sizeof(diffcl_dice_options), 0, 0, 1, 1e-5, NULL, NULL, -100                               \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_DICE_OPTIONS_INIT). */
 DIFFCL_API void diffcl_dice_options_init(diffcl_dice_options *opts);
 
@@ -89,10 +94,8 @@ DIFFCL_API void diffcl_dice_options_init(diffcl_dice_options *opts);
  * so with class weights it divides by K as SSL4MIS does, not by the weights' sum.
  * Foreground-only (the default) needs C >= 2. @p opts may be NULL for the defaults.
  */
-DIFFCL_API diffcl_status diffcl_dice_loss(const diffcl_tensor *logits,
-                                          const diffcl_tensor *target,
-                                          const diffcl_dice_options *opts,
-                                          diffcl_tensor **out);
+DIFFCL_API diffcl_status diffcl_dice_loss(const diffcl_tensor *logits, const diffcl_tensor *target,
+                                          const diffcl_dice_options *opts, diffcl_tensor **out);
 
 /* ------------------------------------------------------------------- DiceCE ---- */
 
@@ -107,8 +110,10 @@ typedef struct diffcl_dice_ce_options {
                                             the voxel_weight of @p dice and @p ce */
 } diffcl_dice_ce_options;
 
-#define DIFFCL_DICE_CE_OPTIONS_INIT \
-    { sizeof(diffcl_dice_ce_options), 1.0, 1.0, NULL, NULL, NULL }
+#define DIFFCL_DICE_CE_OPTIONS_INIT                                                                \
+    {                                                                                              \
+        sizeof(diffcl_dice_ce_options), 1.0, 1.0, NULL, NULL, NULL                                 \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_DICE_CE_OPTIONS_INIT). */
 DIFFCL_API void diffcl_dice_ce_options_init(diffcl_dice_ce_options *opts);
 
@@ -146,8 +151,10 @@ typedef struct diffcl_proto_contrast_options {
     int64_t ignore_index;              /**< target value to skip; default -100 */
 } diffcl_proto_contrast_options;
 
-#define DIFFCL_PROTO_CONTRAST_OPTIONS_INIT \
-    { sizeof(diffcl_proto_contrast_options), 0.1, NULL, NULL, -100 }
+#define DIFFCL_PROTO_CONTRAST_OPTIONS_INIT                                                         \
+    {                                                                                              \
+        sizeof(diffcl_proto_contrast_options), 0.1, NULL, NULL, -100                               \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_PROTO_CONTRAST_OPTIONS_INIT). */
 DIFFCL_API void diffcl_proto_contrast_options_init(diffcl_proto_contrast_options *opts);
 
@@ -190,8 +197,7 @@ DIFFCL_API diffcl_status diffcl_class_prototypes(const diffcl_tensor *features,
  */
 DIFFCL_API diffcl_status diffcl_prototype_bank_update(diffcl_tensor *bank,
                                                       const diffcl_tensor *new_protos,
-                                                      const diffcl_tensor *counts,
-                                                      double momentum);
+                                                      const diffcl_tensor *counts, double momentum);
 
 /**
  * Sample at most @p max_count voxel positions where @p mask (any dtype, any shape) is

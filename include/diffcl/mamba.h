@@ -58,8 +58,13 @@ typedef struct diffcl_mamba_options {
     diffcl_rng_key init_key; /**< initialisation draws (parameter p uses stream + p) */
 } diffcl_mamba_options;
 
-#define DIFFCL_MAMBA_OPTIONS_INIT \
-    { sizeof(diffcl_mamba_options), 0, 16, 4, 2, 0, 1e-3, 0.1, 1e-4, 1.0, 1, 0, 0, 0, {0, 0, 0, 0, 0} }
+#define DIFFCL_MAMBA_OPTIONS_INIT                                                                  \
+    {                                                                                              \
+        sizeof(diffcl_mamba_options), 0, 16, 4, 2, 0, 1e-3, 0.1, 1e-4, 1.0, 1, 0, 0, 0,            \
+        {                                                                                          \
+            0, 0, 0, 0, 0                                                                          \
+        }                                                                                          \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_MAMBA_OPTIONS_INIT). */
 DIFFCL_API void diffcl_mamba_options_init(diffcl_mamba_options *opts);
 
@@ -81,8 +86,8 @@ DIFFCL_API diffcl_status diffcl_mamba_create(diffcl_context *ctx, const diffcl_m
 
 /** How the HF-Mamba output is combined with the input feature map F. */
 typedef enum diffcl_hfm_combine {
-    DIFFCL_HFM_RESIDUAL = 0,  /**< F + HFM(F_high) (default) */
-    DIFFCL_HFM_ATTENTION = 1  /**< F * sigmoid(HFM(F_high)) */
+    DIFFCL_HFM_RESIDUAL = 0, /**< F + HFM(F_high) (default) */
+    DIFFCL_HFM_ATTENTION = 1 /**< F * sigmoid(HFM(F_high)) */
 } diffcl_hfm_combine;
 
 /** Options of diffcl_hf_mamba_create(). */
@@ -116,9 +121,11 @@ typedef struct diffcl_hf_mamba_options {
                                      axis, at least 1 (reflection: at most length - 1) */
 } diffcl_hf_mamba_options;
 
-#define DIFFCL_HF_MAMBA_OPTIONS_INIT                                                        \
-    { sizeof(diffcl_hf_mamba_options), 0, DIFFCL_WINDOW_GAUSSIAN, 0.25, DIFFCL_HFM_RESIDUAL, 1, \
-      16, 4, 2, 0, 1e-5, 0, {0, 0, 0, 0, 0}, DIFFCL_HFM_BORDER_PERIODIC, 0 }
+#define DIFFCL_HF_MAMBA_OPTIONS_INIT                                                               \
+    {                                                                                              \
+        sizeof(diffcl_hf_mamba_options), 0, DIFFCL_WINDOW_GAUSSIAN, 0.25, DIFFCL_HFM_RESIDUAL, 1,  \
+            16, 4, 2, 0, 1e-5, 0, {0, 0, 0, 0, 0}, DIFFCL_HFM_BORDER_PERIODIC, 0                   \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_HF_MAMBA_OPTIONS_INIT). */
 DIFFCL_API void diffcl_hf_mamba_options_init(diffcl_hf_mamba_options *opts);
 

@@ -34,22 +34,24 @@ DIFFCL_BEGIN_DECLS
 
 /** Distances reported when exactly one of prediction and reference is empty. */
 typedef enum diffcl_empty_policy {
-    DIFFCL_EMPTY_NAN = 0,      /**< NaN (default): "undefined", skipped by summaries */
-    DIFFCL_EMPTY_VALUE = 1,    /**< diffcl_metric_options.empty_value */
-    DIFFCL_EMPTY_DIAGONAL = 2  /**< the image diagonal in spacing units (a worst case) */
+    DIFFCL_EMPTY_NAN = 0,     /**< NaN (default): "undefined", skipped by summaries */
+    DIFFCL_EMPTY_VALUE = 1,   /**< diffcl_metric_options.empty_value */
+    DIFFCL_EMPTY_DIAGONAL = 2 /**< the image diagonal in spacing units (a worst case) */
 } diffcl_empty_policy;
 
 /** Options of the metric functions. */
 typedef struct diffcl_metric_options {
     size_t struct_size;
-    double spacing[3];  /**< per spatial axis, in the tensor's axis order; 0: 1 (voxel units) */
-    int connectivity;   /**< surface structuring element, 1 (default, medpy) .. 3; above ndim = ndim */
+    double spacing[3]; /**< per spatial axis, in the tensor's axis order; 0: 1 (voxel units) */
+    int connectivity; /**< surface structuring element, 1 (default, medpy) .. 3; above ndim = ndim */
     int empty_policy;   /**< a diffcl_empty_policy */
     double empty_value; /**< used with DIFFCL_EMPTY_VALUE */
 } diffcl_metric_options;
 
-#define DIFFCL_METRIC_OPTIONS_INIT \
-    { sizeof(diffcl_metric_options), {0.0, 0.0, 0.0}, 1, DIFFCL_EMPTY_NAN, 0.0 }
+#define DIFFCL_METRIC_OPTIONS_INIT                                                                 \
+    {                                                                                              \
+        sizeof(diffcl_metric_options), {0.0, 0.0, 0.0}, 1, DIFFCL_EMPTY_NAN, 0.0                   \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_METRIC_OPTIONS_INIT). */
 DIFFCL_API void diffcl_metric_options_init(diffcl_metric_options *opts);
 
@@ -66,7 +68,7 @@ typedef struct diffcl_seg_metrics {
     double dice;
     double jaccard;
     double hd95;
-    double asd;     /**< prediction -> reference */
+    double asd; /**< prediction -> reference */
     double assd;
     double hd;      /**< maximum of the pooled surface distances (Hausdorff) */
     int64_t n_pred; /**< foreground voxels of the prediction */
@@ -104,9 +106,8 @@ DIFFCL_API diffcl_status diffcl_metrics_per_class(const diffcl_tensor *pred,
  * finite value mean and std are NaN. Errors: DIFFCL_ERR_INVALID_ARGUMENT when @p values
  * is NULL with n > 0, n < 0 or stride < 1.
  */
-DIFFCL_API diffcl_status diffcl_metrics_summarize(const double *values, int64_t n,
-                                                  int64_t stride, double *mean, double *std,
-                                                  int64_t *n_valid);
+DIFFCL_API diffcl_status diffcl_metrics_summarize(const double *values, int64_t n, int64_t stride,
+                                                  double *mean, double *std, int64_t *n_valid);
 
 /**
  * Exact Euclidean distance transform (Felzenszwalb-Huttenlocher, separable), as
@@ -118,8 +119,8 @@ DIFFCL_API diffcl_status diffcl_metrics_summarize(const double *values, int64_t 
  * (NULL, a spacing that is not positive and finite), DIFFCL_ERR_SHAPE (not 1 to 3 axes),
  * DIFFCL_ERR_OUT_OF_MEMORY.
  */
-DIFFCL_API diffcl_status diffcl_distance_transform(const diffcl_tensor *mask,
-                                                   const double *spacing, diffcl_tensor **out);
+DIFFCL_API diffcl_status diffcl_distance_transform(const diffcl_tensor *mask, const double *spacing,
+                                                   diffcl_tensor **out);
 
 DIFFCL_END_DECLS
 

@@ -26,28 +26,30 @@
 DIFFCL_BEGIN_DECLS
 
 /** Encoder levels (1 = full resolution ... 5 = bottleneck) that carry an HF-Mamba module. */
-#define DIFFCL_LEVEL(n) (1u << ((n) - 1))
+#define DIFFCL_LEVEL(n) (1u << ((n)-1))
 /** The default HF-Mamba placement: the two deepest encoder levels and the bottleneck. */
 #define DIFFCL_HFM_DEFAULT_LEVELS (DIFFCL_LEVEL(3) | DIFFCL_LEVEL(4) | DIFFCL_LEVEL(5))
 
 /** Options of diffcl_vnet_create(). */
 typedef struct diffcl_vnet_options {
     size_t struct_size;
-    int dims;                 /**< 3 (default) or 2 */
-    int in_channels;          /**< default 1 */
-    int n_classes;            /**< default 2 */
-    int n_filters;            /**< default 16 */
+    int dims;                       /**< 3 (default) or 2 */
+    int in_channels;                /**< default 1 */
+    int n_classes;                  /**< default 2 */
+    int n_filters;                  /**< default 16 */
     diffcl_norm_kind normalization; /**< default batch norm */
-    int has_dropout;          /**< Dropout{2,3}d(p) on the bottleneck and last decoder feature; default 1 */
-    double dropout_p;         /**< default 0.5 */
+    int has_dropout;  /**< Dropout{2,3}d(p) on the bottleneck and last decoder feature; default 1 */
+    double dropout_p; /**< default 0.5 */
     unsigned hf_mamba_levels; /**< bit mask of DIFFCL_LEVEL(n); 0 (default) = plain V-Net */
     uint64_t seed;            /**< weight initialisation and dropout draws */
     int hfm_border;           /**< diffcl_hfm_border of the HF-Mamba modules (mamba.h); default 0,
                                    periodic (0.1.0) */
 } diffcl_vnet_options;
 
-#define DIFFCL_VNET_OPTIONS_INIT \
-    { sizeof(diffcl_vnet_options), 3, 1, 2, 16, DIFFCL_NORM_BATCH, 1, 0.5, 0u, 0, 0 }
+#define DIFFCL_VNET_OPTIONS_INIT                                                                   \
+    {                                                                                              \
+        sizeof(diffcl_vnet_options), 3, 1, 2, 16, DIFFCL_NORM_BATCH, 1, 0.5, 0u, 0, 0              \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_VNET_OPTIONS_INIT). */
 DIFFCL_API void diffcl_vnet_options_init(diffcl_vnet_options *opts);
 

@@ -91,18 +91,20 @@ DIFFCL_API int64_t diffcl_module_num_parameters(const diffcl_module *m);
  * The module's state as a new dictionary of name -> tensor (the dictionary references the
  * module's own tensors; it does not copy them).
  */
-DIFFCL_API diffcl_status diffcl_module_state_dict(const diffcl_module *m,
-                                                  diffcl_tensor_dict **out);
+DIFFCL_API diffcl_status diffcl_module_state_dict(const diffcl_module *m, diffcl_tensor_dict **out);
 
 /** Options for diffcl_module_load_state_dict(). */
 typedef struct diffcl_load_options {
     size_t struct_size;
-    int strict;           /**< 1 (default): missing or unexpected keys are errors */
-    const char *prefix;   /**< strip this prefix from the dictionary's keys; NULL: none */
+    int strict;              /**< 1 (default): missing or unexpected keys are errors */
+    const char *prefix;      /**< strip this prefix from the dictionary's keys; NULL: none */
     int strip_module_prefix; /**< 1 (default): "module." of DataParallel/DDP is stripped */
 } diffcl_load_options;
 
-#define DIFFCL_LOAD_OPTIONS_INIT { sizeof(diffcl_load_options), 1, NULL, 1 }
+#define DIFFCL_LOAD_OPTIONS_INIT                                                                   \
+    {                                                                                              \
+        sizeof(diffcl_load_options), 1, NULL, 1                                                    \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_LOAD_OPTIONS_INIT). */
 DIFFCL_API void diffcl_load_options_init(diffcl_load_options *opts);
 

@@ -34,9 +34,9 @@ typedef struct diffcl_optimizer diffcl_optimizer;
 
 /** The update rule of an optimizer (fixed at creation). */
 typedef enum diffcl_optim_kind {
-    DIFFCL_OPTIM_SGD = 0,   /**< torch.optim.SGD */
-    DIFFCL_OPTIM_ADAM = 1,  /**< torch.optim.Adam (L2 weight decay added to the gradient) */
-    DIFFCL_OPTIM_ADAMW = 2  /**< torch.optim.AdamW (decoupled weight decay) */
+    DIFFCL_OPTIM_SGD = 0,  /**< torch.optim.SGD */
+    DIFFCL_OPTIM_ADAM = 1, /**< torch.optim.Adam (L2 weight decay added to the gradient) */
+    DIFFCL_OPTIM_ADAMW = 2 /**< torch.optim.AdamW (decoupled weight decay) */
 } diffcl_optim_kind;
 
 /** Hyper-parameters of one parameter group; fields a kind does not use are ignored. */
@@ -54,8 +54,10 @@ typedef struct diffcl_param_group_options {
     int maximize;        /**< ascend instead of descend, default 0 */
 } diffcl_param_group_options;
 
-#define DIFFCL_PARAM_GROUP_OPTIONS_INIT \
-    { sizeof(diffcl_param_group_options), 0.01, 0.0, 0.0, 0.0, 0, 0.9, 0.999, 1e-8, 0, 0 }
+#define DIFFCL_PARAM_GROUP_OPTIONS_INIT                                                            \
+    {                                                                                              \
+        sizeof(diffcl_param_group_options), 0.01, 0.0, 0.0, 0.0, 0, 0.9, 0.999, 1e-8, 0, 0         \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_PARAM_GROUP_OPTIONS_INIT). */
 DIFFCL_API void diffcl_param_group_options_init(diffcl_param_group_options *opts);
 
@@ -180,17 +182,19 @@ typedef enum diffcl_lr_schedule_kind {
 
 /** A learning-rate schedule (the fields its kind uses). */
 typedef struct diffcl_lr_schedule {
-    size_t struct_size;   /**< sizeof(diffcl_lr_schedule) */
-    int kind;             /**< a diffcl_lr_schedule_kind, default DIFFCL_LR_POLY */
-    int64_t max_iters;    /**< poly, cosine: default 10000 */
-    double power;         /**< poly: default 0.9 */
-    int64_t step_size;    /**< step: default 2500 */
-    double gamma;         /**< step: default 0.1 */
-    double min_lr;        /**< cosine: default 0 */
+    size_t struct_size; /**< sizeof(diffcl_lr_schedule) */
+    int kind;           /**< a diffcl_lr_schedule_kind, default DIFFCL_LR_POLY */
+    int64_t max_iters;  /**< poly, cosine: default 10000 */
+    double power;       /**< poly: default 0.9 */
+    int64_t step_size;  /**< step: default 2500 */
+    double gamma;       /**< step: default 0.1 */
+    double min_lr;      /**< cosine: default 0 */
 } diffcl_lr_schedule;
 
-#define DIFFCL_LR_SCHEDULE_INIT \
-    { sizeof(diffcl_lr_schedule), DIFFCL_LR_POLY, 10000, 0.9, 2500, 0.1, 0.0 }
+#define DIFFCL_LR_SCHEDULE_INIT                                                                    \
+    {                                                                                              \
+        sizeof(diffcl_lr_schedule), DIFFCL_LR_POLY, 10000, 0.9, 2500, 0.1, 0.0                     \
+    }
 /** Fill @p s with the defaults (same as DIFFCL_LR_SCHEDULE_INIT). */
 DIFFCL_API void diffcl_lr_schedule_init(diffcl_lr_schedule *s);
 /** The schedule's learning rate at iteration @p it for base rate @p base (NULL: poly defaults). */

@@ -39,16 +39,19 @@ DIFFCL_BEGIN_DECLS
 
 /** Options of diffcl_selective_scan(). */
 typedef struct diffcl_scan_options {
-    size_t struct_size;  /**< sizeof(diffcl_scan_options) */
-    int delta_softplus;  /**< 1: delta = softplus(delta + bias) (Mamba); default 0, as
+    size_t struct_size; /**< sizeof(diffcl_scan_options) */
+    int delta_softplus; /**< 1: delta = softplus(delta + bias) (Mamba); default 0, as
                               mamba_ssm's selective_scan_fn */
-    int reverse;         /**< 1: scan from the last token to the first; equal to flipping
+    int reverse;        /**< 1: scan from the last token to the first; equal to flipping
                               u, delta, B, C, z along L, scanning, and flipping the output */
-    int chunk;           /**< tokens between state checkpoints for the backward; 0 (default):
+    int chunk;          /**< tokens between state checkpoints for the backward; 0 (default):
                               about sqrt(L) */
 } diffcl_scan_options;
 
-#define DIFFCL_SCAN_OPTIONS_INIT { sizeof(diffcl_scan_options), 0, 0, 0 }
+#define DIFFCL_SCAN_OPTIONS_INIT                                                                   \
+    {                                                                                              \
+        sizeof(diffcl_scan_options), 0, 0, 0                                                       \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_SCAN_OPTIONS_INIT). */
 DIFFCL_API void diffcl_scan_options_init(diffcl_scan_options *opts);
 
@@ -62,13 +65,10 @@ DIFFCL_API void diffcl_scan_options_init(diffcl_scan_options *opts);
  * DIFFCL_ERR_DTYPE, DIFFCL_ERR_UNSUPPORTED (N > DIFFCL_SCAN_MAX_STATE),
  * DIFFCL_ERR_OUT_OF_MEMORY.
  */
-DIFFCL_API diffcl_status diffcl_selective_scan(const diffcl_tensor *u, const diffcl_tensor *delta,
-                                               const diffcl_tensor *A, const diffcl_tensor *B,
-                                               const diffcl_tensor *C, const diffcl_tensor *D,
-                                               const diffcl_tensor *z,
-                                               const diffcl_tensor *delta_bias,
-                                               const diffcl_scan_options *opts,
-                                               diffcl_tensor **out);
+DIFFCL_API diffcl_status diffcl_selective_scan(
+    const diffcl_tensor *u, const diffcl_tensor *delta, const diffcl_tensor *A,
+    const diffcl_tensor *B, const diffcl_tensor *C, const diffcl_tensor *D, const diffcl_tensor *z,
+    const diffcl_tensor *delta_bias, const diffcl_scan_options *opts, diffcl_tensor **out);
 
 /**
  * Bytes the scan's backward keeps between forward and backward (the chunk checkpoints) and
@@ -78,8 +78,7 @@ DIFFCL_API diffcl_status diffcl_selective_scan(const diffcl_tensor *u, const dif
 DIFFCL_API diffcl_status diffcl_selective_scan_memory(int64_t batch, int64_t channels,
                                                       int64_t length, int64_t state,
                                                       diffcl_dtype dtype, int chunk,
-                                                      size_t *saved_bytes,
-                                                      size_t *workspace_bytes);
+                                                      size_t *saved_bytes, size_t *workspace_bytes);
 
 DIFFCL_END_DECLS
 

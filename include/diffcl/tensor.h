@@ -60,9 +60,9 @@ DIFFCL_API const char *diffcl_dtype_name(diffcl_dtype dtype);
 DIFFCL_API diffcl_status diffcl_tensor_new(diffcl_context *ctx, diffcl_dtype dtype, int ndim,
                                            const int64_t *shape, diffcl_tensor **out);
 /** New contiguous tensor holding a copy of @p data (row-major, numel elements of @p dtype). */
-DIFFCL_API diffcl_status diffcl_tensor_from_data(diffcl_context *ctx, diffcl_dtype dtype,
-                                                 int ndim, const int64_t *shape,
-                                                 const void *data, diffcl_tensor **out);
+DIFFCL_API diffcl_status diffcl_tensor_from_data(diffcl_context *ctx, diffcl_dtype dtype, int ndim,
+                                                 const int64_t *shape, const void *data,
+                                                 diffcl_tensor **out);
 /**
  * Wrap user memory without copying. @p strides are in elements (NULL: row-major).
  * @p deleter (may be NULL) is called with (data, user) when the last view is released;
@@ -105,11 +105,9 @@ DIFFCL_API const void *diffcl_tensor_data_const(const diffcl_tensor *t);
 /* ----------------------------------------------------------- copy in/out ---- */
 
 /** Copy the elements, in row-major order, to @p buf of @p nbytes (must be numel*size). */
-DIFFCL_API diffcl_status diffcl_tensor_copy_to(const diffcl_tensor *t, void *buf,
-                                               size_t nbytes);
+DIFFCL_API diffcl_status diffcl_tensor_copy_to(const diffcl_tensor *t, void *buf, size_t nbytes);
 /** In place: overwrite the elements of @p t from row-major @p buf (not recorded by autograd). */
-DIFFCL_API diffcl_status diffcl_tensor_copy_from(diffcl_tensor *t, const void *buf,
-                                                 size_t nbytes);
+DIFFCL_API diffcl_status diffcl_tensor_copy_from(diffcl_tensor *t, const void *buf, size_t nbytes);
 /** Deep copy into a new contiguous tensor (recorded by autograd). */
 DIFFCL_API diffcl_status diffcl_tensor_clone(const diffcl_tensor *t, diffcl_tensor **out);
 /** @p t itself (retained) if contiguous, else a contiguous copy. */
@@ -130,8 +128,8 @@ DIFFCL_API diffcl_status diffcl_tensor_item(const diffcl_tensor *t, double *valu
 /** In place: set every element to @p value. */
 DIFFCL_API diffcl_status diffcl_tensor_fill(diffcl_tensor *t, double value);
 /** In place: uniform [lo, hi) from @p key (element i is draw i, whatever the thread count). */
-DIFFCL_API diffcl_status diffcl_tensor_fill_uniform(diffcl_tensor *t, diffcl_rng_key key,
-                                                    double lo, double hi);
+DIFFCL_API diffcl_status diffcl_tensor_fill_uniform(diffcl_tensor *t, diffcl_rng_key key, double lo,
+                                                    double hi);
 /** In place: normal(mean, stddev) from @p key. */
 DIFFCL_API diffcl_status diffcl_tensor_fill_normal(diffcl_tensor *t, diffcl_rng_key key,
                                                    double mean, double stddev);
@@ -193,8 +191,7 @@ DIFFCL_API diffcl_status diffcl_square(const diffcl_tensor *a, diffcl_tensor **o
 /** Elementwise |a| (gradient 0 at 0). */
 DIFFCL_API diffcl_status diffcl_abs(const diffcl_tensor *a, diffcl_tensor **out);
 /** a ** p for a scalar exponent. */
-DIFFCL_API diffcl_status diffcl_pow_scalar(const diffcl_tensor *a, double p,
-                                           diffcl_tensor **out);
+DIFFCL_API diffcl_status diffcl_pow_scalar(const diffcl_tensor *a, double p, diffcl_tensor **out);
 
 /* ----------------------------------------------------------- reductions ---- */
 
@@ -221,8 +218,8 @@ DIFFCL_API diffcl_status diffcl_mean_all(const diffcl_tensor *a, diffcl_tensor *
  * Matrix product via BLAS: [M,K]x[K,N] -> [M,N], or batched [B,M,K]x[B,K,N] -> [B,M,N].
  * @p trans_a / @p trans_b use the transposed operand ([K,M] / [N,K]).
  */
-DIFFCL_API diffcl_status diffcl_matmul(const diffcl_tensor *a, const diffcl_tensor *b,
-                                       int trans_a, int trans_b, diffcl_tensor **out);
+DIFFCL_API diffcl_status diffcl_matmul(const diffcl_tensor *a, const diffcl_tensor *b, int trans_a,
+                                       int trans_b, diffcl_tensor **out);
 
 DIFFCL_END_DECLS
 

@@ -40,17 +40,14 @@
 
 DIFFCL_BEGIN_DECLS
 
-typedef enum diffcl_method {
-    DIFFCL_METHOD_DIFFCL = 0,
-    DIFFCL_METHOD_SUPERVISED = 1
-} diffcl_method;
+typedef enum diffcl_method { DIFFCL_METHOD_DIFFCL = 0, DIFFCL_METHOD_SUPERVISED = 1 } diffcl_method;
 
 /** How L^c_p, the CS's loss on the DS pseudo label, weighs the unlabeled voxels. */
 typedef enum diffcl_cps_variant {
-    DIFFCL_CPS_AGREEMENT = 0,  /**< 0.1.0: CE (and Dice with pseudo_mask_dice) only where CS and
+    DIFFCL_CPS_AGREEMENT = 0, /**< 0.1.0: CE (and Dice with pseudo_mask_dice) only where CS and
                                     DS agree; the DS cannot correct the CS */
-    DIFFCL_CPS_PLAIN = 1,      /**< Dice + CE on the whole DS pseudo label (CPS) */
-    DIFFCL_CPS_CONFIDENCE = 2  /**< CE weighted by the DS's smoothed confidence (cps_confidence),
+    DIFFCL_CPS_PLAIN = 1,     /**< Dice + CE on the whole DS pseudo label (CPS) */
+    DIFFCL_CPS_CONFIDENCE = 2 /**< CE weighted by the DS's smoothed confidence (cps_confidence),
                                     Dice on the whole label */
 } diffcl_cps_variant;
 
@@ -65,40 +62,40 @@ typedef struct diffcl_train_options {
     int dims;                 /**< 2 (default) or 3 */
     int labeled;              /**< first N of the sorted training list are labeled; default 4 */
     const char *labeled_list; /**< or an explicit list of labeled case ids */
-    int64_t patch[3];         /**< D,H,W (2-D: H,W in [1],[2]); 0: 96x96 in 2-D, 112x112x80 in 3-D */
-    int batch_labeled;        /**< default 2 */
-    int batch_unlabeled;      /**< default 2 */
-    int phantom_cases;        /**< phantom: training cases generated; default 24 */
+    int64_t patch[3];    /**< D,H,W (2-D: H,W in [1],[2]); 0: 96x96 in 2-D, 112x112x80 in 3-D */
+    int batch_labeled;   /**< default 2 */
+    int batch_unlabeled; /**< default 2 */
+    int phantom_cases;   /**< phantom: training cases generated; default 24 */
     /* method */
     diffcl_method method;
-    int64_t iters;            /**< default 2000 */
-    uint64_t seed;            /**< default 1337 */
+    int64_t iters; /**< default 2000 */
+    uint64_t seed; /**< default 1337 */
     /* networks */
-    int n_classes;            /**< default 2 */
-    int n_filters;            /**< CS width; default 16 */
-    int ds_n_filters;         /**< DS width; default 16 (the CS's) */
-    unsigned hfm_levels;      /**< CS HF-Mamba placement; default DIFFCL_HFM_DEFAULT_LEVELS */
+    int n_classes;       /**< default 2 */
+    int n_filters;       /**< CS width; default 16 */
+    int ds_n_filters;    /**< DS width; default 16 (the CS's) */
+    unsigned hfm_levels; /**< CS HF-Mamba placement; default DIFFCL_HFM_DEFAULT_LEVELS */
     /* optimisation */
-    double lr;                /**< SGD, default 0.01, poly decay power 0.9 */
-    double momentum;          /**< default 0.9 (Nesterov) */
-    double weight_decay;      /**< default 3e-5 */
-    double warmup_frac;       /**< supervised-only fraction of iterations; default 0.1 */
-    double rampup_frac;       /**< sigmoid ramp-up of mu over the next fraction; default 0.4 */
-    double mu1;               /**< DS pseudo-supervision weight; default 1 */
-    double mu2;               /**< CS pseudo-supervision weight; default 1 */
-    double eta;               /**< contrastive weight; default 0.1 */
-    double tau;               /**< contrastive temperature; default 0.1 */
-    double bank_momentum;     /**< prototype memory bank EMA; default 0.99 */
-    int contrast_voxels;      /**< unlabeled voxels sampled per iteration; default 4096 */
-    int ddim_steps_train;     /**< DDIM steps of the DS pseudo label; default 4 */
-    int ddim_steps_eval;      /**< DDIM steps when the DS is evaluated; default 10 */
+    double lr;            /**< SGD, default 0.01, poly decay power 0.9 */
+    double momentum;      /**< default 0.9 (Nesterov) */
+    double weight_decay;  /**< default 3e-5 */
+    double warmup_frac;   /**< supervised-only fraction of iterations; default 0.1 */
+    double rampup_frac;   /**< sigmoid ramp-up of mu over the next fraction; default 0.4 */
+    double mu1;           /**< DS pseudo-supervision weight; default 1 */
+    double mu2;           /**< CS pseudo-supervision weight; default 1 */
+    double eta;           /**< contrastive weight; default 0.1 */
+    double tau;           /**< contrastive temperature; default 0.1 */
+    double bank_momentum; /**< prototype memory bank EMA; default 0.99 */
+    int contrast_voxels;  /**< unlabeled voxels sampled per iteration; default 4096 */
+    int ddim_steps_train; /**< DDIM steps of the DS pseudo label; default 4 */
+    int ddim_steps_eval;  /**< DDIM steps when the DS is evaluated; default 10 */
     /* bookkeeping */
-    const char *out_dir;      /**< run folder (created); required */
-    int64_t val_every;        /**< iterations between validations; 0: iters / 10 */
-    int64_t log_every;        /**< iterations between progress lines; default 10 */
-    int strong_unlabeled;     /**< brief's strong set (scale, blur, brightness, contrast, gamma)
+    const char *out_dir;  /**< run folder (created); required */
+    int64_t val_every;    /**< iterations between validations; 0: iters / 10 */
+    int64_t log_every;    /**< iterations between progress lines; default 10 */
+    int strong_unlabeled; /**< brief's strong set (scale, blur, brightness, contrast, gamma)
                                    on the unlabeled patches; default 1 (Diff-CL only) */
-    int pseudo_mask_dice;     /**< the agreement mask also restricts the Dice of L^c_p; default 1
+    int pseudo_mask_dice; /**< the agreement mask also restricts the Dice of L^c_p; default 1
                                    (agreement variant only) */
     diffcl_cps_variant cps_variant; /**< L^c_p's voxel weighting; default DIFFCL_CPS_CONFIDENCE */
     double cps_confidence;    /**< confidence variant: 0 weighs each voxel by the DS's smoothed
@@ -118,25 +115,27 @@ typedef struct diffcl_train_options {
                                    (0.1.0, default), 1 zero, 2 reflect padding */
 } diffcl_train_options;
 
-#define DIFFCL_TRAIN_OPTIONS_INIT                                                            \
-    { sizeof(diffcl_train_options), "phantom", NULL, NULL, NULL, 2, 4, NULL, {0, 0, 0}, 2, 2, \
-      24, DIFFCL_METHOD_DIFFCL, 2000, 1337, 2, 16, 16, DIFFCL_HFM_DEFAULT_LEVELS, 0.01, 0.9, \
-      3e-5, 0.1, 0.4, 1.0, 1.0, 0.1, 0.1, 0.99, 4096, 4, 10, NULL, 0, 10, 1, 1,              \
-      DIFFCL_CPS_CONFIDENCE, 0.0, 0, 1, 1, 0 }
+#define DIFFCL_TRAIN_OPTIONS_INIT                                                                  \
+    {                                                                                              \
+        sizeof(diffcl_train_options), "phantom", NULL, NULL, NULL, 2, 4, NULL, {0, 0, 0}, 2, 2,    \
+            24, DIFFCL_METHOD_DIFFCL, 2000, 1337, 2, 16, 16, DIFFCL_HFM_DEFAULT_LEVELS, 0.01, 0.9, \
+            3e-5, 0.1, 0.4, 1.0, 1.0, 0.1, 0.1, 0.99, 4096, 4, 10, NULL, 0, 10, 1, 1,              \
+            DIFFCL_CPS_CONFIDENCE, 0.0, 0, 1, 1, 0                                                 \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_TRAIN_OPTIONS_INIT). */
 DIFFCL_API void diffcl_train_options_init(diffcl_train_options *opts);
 
 /** Losses and state after one iteration. */
 typedef struct diffcl_train_stats {
     size_t struct_size;
-    int64_t iteration;     /**< iterations completed */
-    double loss;           /**< total */
-    double cs_sup;         /**< L^c_s */
-    double ds_sup;         /**< L^d_s */
-    double cs_pseudo;      /**< L^c_p */
-    double ds_pseudo;      /**< L^d_p */
-    double contrast;       /**< L_cl */
-    double mu;             /**< ramp-up factor in [0,1] */
+    int64_t iteration; /**< iterations completed */
+    double loss;       /**< total */
+    double cs_sup;     /**< L^c_s */
+    double ds_sup;     /**< L^d_s */
+    double cs_pseudo;  /**< L^c_p */
+    double ds_pseudo;  /**< L^d_p */
+    double contrast;   /**< L_cl */
+    double mu;         /**< ramp-up factor in [0,1] */
     double lr;
     double agreement;      /**< fraction of unlabeled voxels where CS and DS agree */
     double cs_fg_fraction; /**< foreground fraction of the CS prediction on unlabeled data */
@@ -146,7 +145,8 @@ typedef struct diffcl_train_stats {
 typedef struct diffcl_trainer diffcl_trainer;
 
 /** Create a trainer (opens the data, builds the networks and the optimizer). */
-DIFFCL_API diffcl_status diffcl_trainer_create(diffcl_context *ctx, const diffcl_train_options *opts,
+DIFFCL_API diffcl_status diffcl_trainer_create(diffcl_context *ctx,
+                                               const diffcl_train_options *opts,
                                                diffcl_trainer **out);
 /**
  * Re-open the run in @p run_dir from its last.safetensors (options, networks, optimizer,
@@ -180,20 +180,23 @@ DIFFCL_API double diffcl_trainer_best_dice(const diffcl_trainer *tr);
 
 /** Which network of a trained Diff-CL pair segments (diffcl_trainer_load_net). */
 typedef enum diffcl_pair_net {
-    DIFFCL_NET_CS = 0,      /**< the CS (V-Net + HF-Mamba), as diffcl_model_load returns it */
-    DIFFCL_NET_DS = 1,      /**< the DS: a seeded DDIM sample from noise, conditioned on the image */
+    DIFFCL_NET_CS = 0, /**< the CS (V-Net + HF-Mamba), as diffcl_model_load returns it */
+    DIFFCL_NET_DS = 1, /**< the DS: a seeded DDIM sample from noise, conditioned on the image */
     DIFFCL_NET_ENSEMBLE = 2 /**< the mean of the CS's and the DS's softmax */
 } diffcl_pair_net;
 
 /** Options of diffcl_trainer_load_net(). */
 typedef struct diffcl_net_options {
-    size_t struct_size;   /**< sizeof(diffcl_net_options) */
-    diffcl_pair_net net;  /**< default DIFFCL_NET_CS */
-    int ddim_steps;       /**< DS sampling steps; 0 (default): the run's ddim_steps_eval */
-    uint64_t seed;        /**< DS noise; 0 (default): the run's seed */
+    size_t struct_size;  /**< sizeof(diffcl_net_options) */
+    diffcl_pair_net net; /**< default DIFFCL_NET_CS */
+    int ddim_steps;      /**< DS sampling steps; 0 (default): the run's ddim_steps_eval */
+    uint64_t seed;       /**< DS noise; 0 (default): the run's seed */
 } diffcl_net_options;
 
-#define DIFFCL_NET_OPTIONS_INIT { sizeof(diffcl_net_options), DIFFCL_NET_CS, 0, 0 }
+#define DIFFCL_NET_OPTIONS_INIT                                                                    \
+    {                                                                                              \
+        sizeof(diffcl_net_options), DIFFCL_NET_CS, 0, 0                                            \
+    }
 /** Fill @p opts with the defaults (same as DIFFCL_NET_OPTIONS_INIT). */
 DIFFCL_API void diffcl_net_options_init(diffcl_net_options *opts);
 
@@ -211,7 +214,8 @@ DIFFCL_API void diffcl_net_options_init(diffcl_net_options *opts);
  * Thread safety: the module follows its context's one-thread rule.
  */
 DIFFCL_API diffcl_status diffcl_trainer_load_net(diffcl_context *ctx, const char *path,
-                                                 const diffcl_net_options *opts, diffcl_module **out);
+                                                 const diffcl_net_options *opts,
+                                                 diffcl_module **out);
 
 DIFFCL_END_DECLS
 

@@ -16,7 +16,7 @@
 #define DIFFCL_VERSION_MINOR 1
 #define DIFFCL_VERSION_PATCH 0
 /** One number, comparable with <, e.g. 0.1.0 -> 100. */
-#define DIFFCL_VERSION_NUMBER \
+#define DIFFCL_VERSION_NUMBER                                                                      \
     (DIFFCL_VERSION_MAJOR * 10000 + DIFFCL_VERSION_MINOR * 100 + DIFFCL_VERSION_PATCH)
 #define DIFFCL_VERSION_STRING "0.1.0"
 

@@ -22,19 +22,19 @@ diffcl_status diffcl_context_create(const diffcl_context_options *opts, diffcl_c
     diffcl_context_options o = DIFFCL_CONTEXT_OPTIONS_INIT;
     if (opts) {
         DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_context_options, alloc),
-                     "diffcl_context_create: options.struct_size %zu too small",
-                     opts->struct_size);
+                     "diffcl_context_create: options.struct_size %zu too small", opts->struct_size);
         /* Copy only the fields the caller's header version knew about. */
         size_t n = opts->struct_size < sizeof o ? opts->struct_size : sizeof o;
         memcpy(&o, opts, n);
     }
     DC_CHECK_ARG(o.n_threads >= 0, "diffcl_context_create: n_threads %d < 0", o.n_threads);
     DC_CHECK_ARG(o.log_level >= DIFFCL_LOG_ERROR && o.log_level <= DIFFCL_LOG_DEBUG,
-                 "diffcl_context_create: log_level %d is not a diffcl_log_level (0..3)", (int)o.log_level);
+                 "diffcl_context_create: log_level %d is not a diffcl_log_level (0..3)",
+                 (int)o.log_level);
     DC_CHECK_ARG((o.alloc == NULL) == (o.free == NULL),
                  "diffcl_context_create: alloc and free hooks must be set together");
-    diffcl_context *ctx = o.alloc ? o.alloc(sizeof *ctx, DC_ALIGN, o.alloc_user)
-                                  : calloc(1, sizeof *ctx);
+    diffcl_context *ctx =
+        o.alloc ? o.alloc(sizeof *ctx, DC_ALIGN, o.alloc_user) : calloc(1, sizeof *ctx);
     if (!ctx) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_context_create: out of memory");
     memset(ctx, 0, sizeof *ctx);
     ctx->alloc = o.alloc;
@@ -62,8 +62,10 @@ void diffcl_context_free(diffcl_context *ctx)
     if (ctx->scratch) dc_free(ctx, ctx->scratch, ctx->scratch_size);
     dc_cache_release_locked(ctx);
     pthread_mutex_destroy(&ctx->alloc_lock);
-    if (ctx->alloc) ctx->free(ctx, ctx->alloc_user);
-    else free(ctx);
+    if (ctx->alloc)
+        ctx->free(ctx, ctx->alloc_user);
+    else
+        free(ctx);
 }
 
 diffcl_status diffcl_context_set_threads(diffcl_context *ctx, int n_threads)
@@ -80,10 +82,12 @@ diffcl_status diffcl_context_set_threads(diffcl_context *ctx, int n_threads)
         double quota = 0;
         n_threads = dc_cpu_budget(&affinity, &quota);
         if (quota > 0)
-            dc_log(ctx, DIFFCL_LOG_INFO, "%d threads: %d CPUs in the affinity mask, cgroup CPU quota %.2f", n_threads,
+            dc_log(ctx, DIFFCL_LOG_INFO,
+                   "%d threads: %d CPUs in the affinity mask, cgroup CPU quota %.2f", n_threads,
                    affinity, quota);
         else
-            dc_log(ctx, DIFFCL_LOG_INFO, "%d threads: the CPUs in the affinity mask, no cgroup CPU quota", n_threads);
+            dc_log(ctx, DIFFCL_LOG_INFO,
+                   "%d threads: the CPUs in the affinity mask, no cgroup CPU quota", n_threads);
     }
     ctx->n_threads = ctx->threads_budget = n_threads;
     /* One pool serves BLAS and our kernels: tell OpenBLAS the same count. */
@@ -91,7 +95,10 @@ diffcl_status diffcl_context_set_threads(diffcl_context *ctx, int n_threads)
     return DIFFCL_OK;
 }
 
-int diffcl_context_threads(const diffcl_context *ctx) { return ctx ? ctx->n_threads : 0; }
+int diffcl_context_threads(const diffcl_context *ctx)
+{
+    return ctx ? ctx->n_threads : 0;
+}
 
 diffcl_status diffcl_context_set_log(diffcl_context *ctx, diffcl_log_fn fn, void *user,
                                      diffcl_log_level level)
@@ -113,9 +120,15 @@ diffcl_status diffcl_context_set_progress(diffcl_context *ctx, diffcl_progress_f
     return DIFFCL_OK;
 }
 
-size_t diffcl_context_bytes_in_use(const diffcl_context *ctx) { return ctx ? ctx->bytes_in_use : 0; }
+size_t diffcl_context_bytes_in_use(const diffcl_context *ctx)
+{
+    return ctx ? ctx->bytes_in_use : 0;
+}
 
-size_t diffcl_context_peak_bytes(const diffcl_context *ctx) { return ctx ? ctx->peak_bytes : 0; }
+size_t diffcl_context_peak_bytes(const diffcl_context *ctx)
+{
+    return ctx ? ctx->peak_bytes : 0;
+}
 
 /* Fresh memory from the hook or the C library; large blocks get their cache class size so
  * that any block can later be cached and serve every request of its class. */
@@ -169,8 +182,10 @@ void dc_free(diffcl_context *ctx, void *ptr, size_t size)
     int kept = dc_cache_put(ctx, ptr, size);
     pthread_mutex_unlock(&ctx->alloc_lock);
     if (kept) return;
-    if (ctx->alloc) ctx->free(ptr, ctx->alloc_user);
-    else free(ptr);
+    if (ctx->alloc)
+        ctx->free(ptr, ctx->alloc_user);
+    else
+        free(ptr);
 }
 
 void *dc_scratch(diffcl_context *ctx, size_t size)
@@ -198,8 +213,7 @@ void dc_log(diffcl_context *ctx, diffcl_log_level level, const char *fmt, ...)
         return;
     }
     int threshold = ctx ? ctx->log_level : DIFFCL_LOG_WARN;
-    if ((int)level <= threshold)
-        fprintf(stderr, "diffcl: %s\n", line);
+    if ((int)level <= threshold) fprintf(stderr, "diffcl: %s\n", line);
 }
 
 int dc_progress(diffcl_context *ctx, const char *what, int64_t done, int64_t total,

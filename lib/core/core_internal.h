@@ -68,8 +68,8 @@ void dc_free(diffcl_context *ctx, void *ptr, size_t size);
 
 /* Block cache behind dc_alloc/dc_free (alloc_cache.c). */
 int dc_cache_default_enabled(void);
-void *dc_cache_take(diffcl_context *ctx, size_t size);          /* lock held; NULL: miss */
-int dc_cache_put(diffcl_context *ctx, void *ptr, size_t size);  /* lock held; 1: kept */
+void *dc_cache_take(diffcl_context *ctx, size_t size);         /* lock held; NULL: miss */
+int dc_cache_put(diffcl_context *ctx, void *ptr, size_t size); /* lock held; 1: kept */
 void dc_cache_release_locked(diffcl_context *ctx);
 size_t dc_cache_block_size(size_t size); /* bytes a cached block of @p size really has */
 
@@ -105,23 +105,23 @@ static inline int dc_threads(const diffcl_context *ctx)
     return ctx ? __atomic_load_n(&ctx->n_threads, __ATOMIC_RELAXED) : 1;
 }
 
-#define DC_CHECK_ARG(cond, ...)                                                   \
-    do {                                                                          \
-        if (!(cond)) return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, __VA_ARGS__);   \
+#define DC_CHECK_ARG(cond, ...)                                                                    \
+    do {                                                                                           \
+        if (!(cond)) return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, __VA_ARGS__);                    \
     } while (0)
 
-#define DC_TRY(expr)                                                              \
-    do {                                                                          \
-        diffcl_status dc_try_s_ = (expr);                                         \
-        if (dc_try_s_ != DIFFCL_OK) return dc_try_s_;                             \
+#define DC_TRY(expr)                                                                               \
+    do {                                                                                           \
+        diffcl_status dc_try_s_ = (expr);                                                          \
+        if (dc_try_s_ != DIFFCL_OK) return dc_try_s_;                                              \
     } while (0)
 
 /* DC_STEP(expr): evaluate @p expr only while the status `s` in scope is still DIFFCL_OK, and
  * keep the first error. For a chain of steps followed by one clean-up path, where DC_TRY's
  * early return would leak what the earlier steps made. */
-#define DC_STEP(expr)                                                             \
-    do {                                                                          \
-        if (s == DIFFCL_OK) s = (expr);                                           \
+#define DC_STEP(expr)                                                                              \
+    do {                                                                                           \
+        if (s == DIFFCL_OK) s = (expr);                                                            \
     } while (0)
 
 #endif

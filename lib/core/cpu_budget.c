@@ -46,7 +46,8 @@ static double quota_of(const char *root, const char *dir, int v2)
         double quota = atof(q);
         return quota > 0 ? quota / period : 0;
     }
-    if (read_line(root, dir, "cpu.cfs_quota_us", a, sizeof a) || read_line(root, dir, "cpu.cfs_period_us", b, sizeof b))
+    if (read_line(root, dir, "cpu.cfs_quota_us", a, sizeof a) ||
+        read_line(root, dir, "cpu.cfs_period_us", b, sizeof b))
         return 0;
     double quota = atof(a), period = atof(b);
     return quota > 0 && period > 0 ? quota / period : 0;
@@ -56,7 +57,8 @@ static double quota_of(const char *root, const char *dir, int v2)
 static double quota_along(const char *root, const char *mount, const char *path, int v2)
 {
     char dir[PATH_MAX];
-    if (snprintf(dir, sizeof dir, "%s%s", mount, strcmp(path, "/") ? path : "") >= (int)sizeof dir) return 0;
+    if (snprintf(dir, sizeof dir, "%s%s", mount, strcmp(path, "/") ? path : "") >= (int)sizeof dir)
+        return 0;
     double best = 0;
     for (;;) {
         double q = quota_of(root, dir, v2);

@@ -26,11 +26,17 @@ static void philox4x32_10(const uint32_t in[4], uint64_t seed, uint32_t out[4])
         mulhilo(PHILOX_M0, c0, &hi0, &lo0);
         mulhilo(PHILOX_M1, c2, &hi1, &lo1);
         uint32_t n0 = hi1 ^ c1 ^ k0, n2 = hi0 ^ c3 ^ k1;
-        c0 = n0; c1 = lo1; c2 = n2; c3 = lo0;
+        c0 = n0;
+        c1 = lo1;
+        c2 = n2;
+        c3 = lo0;
         k0 += PHILOX_W0;
         k1 += PHILOX_W1;
     }
-    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+    out[0] = c0;
+    out[1] = c1;
+    out[2] = c2;
+    out[3] = c3;
 }
 
 diffcl_rng_key diffcl_rng_key_make(uint64_t seed, uint32_t stream, uint32_t index,
@@ -62,7 +68,10 @@ void diffcl_rng_bits(diffcl_rng_key key, uint64_t offset, size_t n, uint32_t *ou
 }
 
 /* 24 high bits -> float in [0,1): exact and never 1.0f. */
-static inline float u01(uint32_t x) { return (float)(x >> 8) * (1.0f / 16777216.0f); }
+static inline float u01(uint32_t x)
+{
+    return (float)(x >> 8) * (1.0f / 16777216.0f);
+}
 
 void diffcl_rng_uniform(diffcl_rng_key key, uint64_t offset, size_t n, float lo, float hi,
                         float *out)

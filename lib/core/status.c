@@ -27,9 +27,15 @@ const char *diffcl_status_string(diffcl_status status)
     return "unknown status";
 }
 
-const char *diffcl_last_error(void) { return last_error; }
+const char *diffcl_last_error(void)
+{
+    return last_error;
+}
 
-void diffcl_clear_error(void) { last_error[0] = '\0'; }
+void diffcl_clear_error(void)
+{
+    last_error[0] = '\0';
+}
 
 diffcl_status dc_error(diffcl_status status, const char *fmt, ...)
 {

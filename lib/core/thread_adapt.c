@@ -40,8 +40,8 @@ static double machine_busy_seconds(void)
     FILE *f = fopen("/proc/stat", "r");
     if (!f) return -1;
     unsigned long long v[8] = {0};
-    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
-                   &v[6], &v[7]);
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]);
     fclose(f);
     long hz = sysconf(_SC_CLK_TCK);
     if (n < 8 || hz <= 0) return -1;
@@ -75,7 +75,8 @@ void dc_threads_adapt(diffcl_context *ctx)
     /* called per sliding-window batch too: only the clock until a sample is due */
     double wall = clock_seconds(CLOCK_MONOTONIC);
     double dt = wall - ctx->adapt_wall;
-    if (wall < 0 || (ctx->adapt_samples > 0 && dt < 0.05)) return; /* /proc/stat counts 10 ms ticks */
+    if (wall < 0 || (ctx->adapt_samples > 0 && dt < 0.05))
+        return; /* /proc/stat counts 10 ms ticks */
     double own = clock_seconds(CLOCK_PROCESS_CPUTIME_ID), busy = machine_busy_seconds();
     int online = ctx->threads_online;
     if (own < 0 || busy < 0 || online < 1) return;
@@ -92,8 +93,8 @@ void dc_threads_adapt(diffcl_context *ctx)
     if (ctx->adapt_samples < 2) return;
     int n = dc_threads_for_load(ctx->threads_budget, online, ctx->others_avg);
     if (n == ctx->n_threads) return;
-    dc_log(ctx, DIFFCL_LOG_DEBUG, "threads %d -> %d: other processes use %.2f of %d CPUs", ctx->n_threads, n,
-           ctx->others_avg, online);
+    dc_log(ctx, DIFFCL_LOG_DEBUG, "threads %d -> %d: other processes use %.2f of %d CPUs",
+           ctx->n_threads, n, ctx->others_avg, online);
     __atomic_store_n(&ctx->n_threads, n, __ATOMIC_RELAXED); /* see dc_threads */
     openblas_set_num_threads(n);
 }

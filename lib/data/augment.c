@@ -15,8 +15,8 @@ void diffcl_augment_options_init(diffcl_augment_options *opts)
     *opts = d;
 }
 
-diffcl_status dc_augment_read_options(const diffcl_augment_options *in,
-                                      diffcl_augment_options *o, const char *fn)
+diffcl_status dc_augment_read_options(const diffcl_augment_options *in, diffcl_augment_options *o,
+                                      const char *fn)
 {
     diffcl_augment_options d = DIFFCL_AUGMENT_OPTIONS_INIT;
     *o = d;
@@ -28,10 +28,10 @@ diffcl_status dc_augment_read_options(const diffcl_augment_options *in,
     }
     DC_CHECK_ARG(o->fg_prob >= 0 && o->fg_prob <= 1, "%s: fg_prob %g not in [0, 1]", fn,
                  o->fg_prob);
-    DC_CHECK_ARG(o->strong_prob >= 0 && o->strong_prob <= 1, "%s: strong_prob %g not in [0, 1]",
-                 fn, o->strong_prob);
-    DC_CHECK_ARG(o->scale_lo > 0 && o->scale_lo <= o->scale_hi, "%s: bad scale range [%g, %g]",
-                 fn, o->scale_lo, o->scale_hi);
+    DC_CHECK_ARG(o->strong_prob >= 0 && o->strong_prob <= 1, "%s: strong_prob %g not in [0, 1]", fn,
+                 o->strong_prob);
+    DC_CHECK_ARG(o->scale_lo > 0 && o->scale_lo <= o->scale_hi, "%s: bad scale range [%g, %g]", fn,
+                 o->scale_lo, o->scale_hi);
     DC_CHECK_ARG(o->blur_lo >= 0 && o->blur_lo <= o->blur_hi, "%s: bad blur range [%g, %g]", fn,
                  o->blur_lo, o->blur_hi);
     DC_CHECK_ARG(o->brightness_lo <= o->brightness_hi && o->contrast_lo <= o->contrast_hi &&
@@ -50,7 +50,8 @@ int dc_kern_intensity(float *img, int C, const int64_t dims[3], int two_d,
     double p = o->strong_prob;
     /* every draw is made whether or not the transform applies: the stream stays aligned */
     double u_blur = dc_draw_uniform(d, 0, 1), sigma = dc_draw_uniform(d, o->blur_lo, o->blur_hi);
-    double u_b = dc_draw_uniform(d, 0, 1), b = dc_draw_uniform(d, o->brightness_lo, o->brightness_hi);
+    double u_b = dc_draw_uniform(d, 0, 1),
+           b = dc_draw_uniform(d, o->brightness_lo, o->brightness_hi);
     double u_c = dc_draw_uniform(d, 0, 1), c = dc_draw_uniform(d, o->contrast_lo, o->contrast_hi);
     double u_g = dc_draw_uniform(d, 0, 1), g = dc_draw_uniform(d, o->gamma_lo, o->gamma_hi);
     if (u_blur < p && sigma > 0) {
@@ -75,8 +76,7 @@ int dc_kern_intensity(float *img, int C, const int64_t dims[3], int two_d,
             }
             double r = hi - lo;
             if (r > 1e-12)
-                for (int64_t i = 0; i < vol; i++)
-                    x[i] = (float)(pow((x[i] - lo) / r, g) * r + lo);
+                for (int64_t i = 0; i < vol; i++) x[i] = (float)(pow((x[i] - lo) / r, g) * r + lo);
         }
     }
     return 0;
@@ -151,8 +151,9 @@ int dc_kern_augment(const float *img, const uint8_t *lab, int C, const int64_t d
         }
         int64_t r = lo + dc_draw_int(&d, hi - lo + 1);
         if (fg_pick >= 0) {
-            int64_t coord = a == 0 ? fg_pick / (dims[1] * dims[2])
-                                   : a == 1 ? (fg_pick / dims[2]) % dims[1] : fg_pick % dims[2];
+            int64_t coord = a == 0   ? fg_pick / (dims[1] * dims[2])
+                            : a == 1 ? (fg_pick / dims[2]) % dims[1]
+                                     : fg_pick % dims[2];
             r = coord - P[a] / 2;
             r = r < lo ? lo : (r > hi ? hi : r);
         }
@@ -200,7 +201,8 @@ int dc_kern_augment(const float *img, const uint8_t *lab, int C, const int64_t d
                     src[r] = centre[r] + M[r][0] * rel[0] + M[r][1] * rel[1] + M[r][2] * rel[2];
                 int64_t o_i = (z * P[1] + y) * P[2] + x;
                 for (int c = 0; c < C; c++)
-                    out_img[(int64_t)c * pvol + o_i] = sample_zero(img + (int64_t)c * vol, dims, src);
+                    out_img[(int64_t)c * pvol + o_i] =
+                        sample_zero(img + (int64_t)c * vol, dims, src);
                 if (out_lab) {
                     int64_t zi = (int64_t)floor(src[0] + 0.5), yi = (int64_t)floor(src[1] + 0.5),
                             xi = (int64_t)floor(src[2] + 0.5);
@@ -269,7 +271,8 @@ diffcl_status diffcl_augment_patch(const diffcl_tensor *image, const diffcl_tens
     ishape[nd++] = C;
     for (int a = two_d ? 1 : 0; a < 3; a++) lshape[nd - 1] = ishape[nd] = patch[a], nd++;
     diffcl_tensor *oi = ic ? dc_tensor_empty(image->ctx, DIFFCL_F32, nd, ishape) : NULL;
-    diffcl_tensor *ol = (oi && label) ? dc_tensor_empty(image->ctx, DIFFCL_U8, nd - 1, lshape) : NULL;
+    diffcl_tensor *ol =
+        (oi && label) ? dc_tensor_empty(image->ctx, DIFFCL_U8, nd - 1, lshape) : NULL;
     diffcl_status s = DIFFCL_OK;
     if (!ic || (label && !lc) || !oi || (label && !ol))
         s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
@@ -285,8 +288,10 @@ diffcl_status diffcl_augment_patch(const diffcl_tensor *image, const diffcl_tens
         return s;
     }
     *patch_image = oi;
-    if (patch_label) *patch_label = ol;
-    else diffcl_tensor_free(ol);
+    if (patch_label)
+        *patch_label = ol;
+    else
+        diffcl_tensor_free(ol);
     return DIFFCL_OK;
 }
 
@@ -302,8 +307,7 @@ diffcl_status diffcl_augment_intensity(const diffcl_tensor *batch,
     if (batch->ndim != 4 && batch->ndim != 5)
         return dc_error(DIFFCL_ERR_SHAPE, "%s: batch shape %s: expected [N,C,(D),H,W]", fn,
                         dc_shape_str(batch));
-    if (batch->dtype != DIFFCL_F32)
-        return dc_error(DIFFCL_ERR_DTYPE, "%s: batch must be f32", fn);
+    if (batch->dtype != DIFFCL_F32) return dc_error(DIFFCL_ERR_DTYPE, "%s: batch must be f32", fn);
     diffcl_tensor *o_t = dc_tensor_empty(batch->ctx, DIFFCL_F32, batch->ndim, batch->shape);
     if (!o_t) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     dc_copy_into(o_t, batch);
@@ -314,7 +318,8 @@ diffcl_status diffcl_augment_intensity(const diffcl_tensor *batch,
     int64_t per = (int64_t)C * dims[0] * dims[1] * dims[2];
     for (int64_t n = 0; n < batch->shape[0]; n++) {
         dc_draw d = dc_draw_make(key.seed, key.stream, (uint32_t)n, key.iteration);
-        if (dc_kern_intensity(dc_f32(o_t) + n * per, C, dims, two_d, &o, &d, dc_threads(batch->ctx))) {
+        if (dc_kern_intensity(dc_f32(o_t) + n * per, C, dims, two_d, &o, &d,
+                              dc_threads(batch->ctx))) {
             diffcl_tensor_free(o_t);
             return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
         }

@@ -7,8 +7,8 @@
 struct diffcl_tensor;
 
 /* Validate and complete user options (defaults for fields the caller's version lacks). */
-diffcl_status dc_augment_read_options(const diffcl_augment_options *in,
-                                      diffcl_augment_options *o, const char *fn);
+diffcl_status dc_augment_read_options(const diffcl_augment_options *in, diffcl_augment_options *o,
+                                      const char *fn);
 
 /* One augmented patch of a case held in raw buffers: img [C, dims], lab [dims] or NULL;
  * out_img [C, P], out_lab [P] or NULL, with P = patch (patch[0] = 1 for 2-D); out_weak
@@ -23,7 +23,7 @@ int dc_kern_intensity(float *img, int C, const int64_t dims[3], int two_d,
                       const diffcl_augment_options *o, dc_draw *d, int n_threads);
 
 /* C, dims (dims[0] = 1 for 2-D) of an F32 image [C, (D), H, W]. */
-diffcl_status dc_image_dims(const struct diffcl_tensor *image, int *C, int64_t dims[3],
-                            int *two_d, const char *fn);
+diffcl_status dc_image_dims(const struct diffcl_tensor *image, int *C, int64_t dims[3], int *two_d,
+                            const char *fn);
 
 #endif

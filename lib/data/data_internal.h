@@ -36,5 +36,4 @@ double dc_draw_normal(dc_draw *d);
 int dc_kern_gauss_blur(float *buf, int64_t n_volumes, const int64_t dims[3], const double sigma[3],
                        int n_threads);
 
-
 #endif

@@ -139,8 +139,10 @@ static diffcl_status read_case_list(const char *fn, const char *root, const char
     char *p = join(root, list);
     if (!p) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     diffcl_status s = is_file(p) ? diffcl_list_read(p, ids, n)
-                                 : dc_error(DIFFCL_ERR_IO, "%s: no case list '%s' (looked in the "
-                                            "current folder and in '%s')", fn, list, root);
+                                 : dc_error(DIFFCL_ERR_IO,
+                                            "%s: no case list '%s' (looked in the "
+                                            "current folder and in '%s')",
+                                            fn, list, root);
     free(p);
     return s;
 }
@@ -176,15 +178,16 @@ static diffcl_status missing_case_file(const diffcl_dataset *ds, const char *id,
         sub = label ? "labelsTr" : "imagesTr";
         chan = label ? "" : "_0000";
         break;
-    default:
-        sub = label ? "labelsTr" : "imagesTr";
+    default: sub = label ? "labelsTr" : "imagesTr";
     }
     char looked[2200];
-    if (nii) snprintf(looked, sizeof looked, "%.1000s%s.nii.gz, %.1000s%s.nii", id, chan, id, chan);
-    else snprintf(looked, sizeof looked, "%.1000s.png", id);
+    if (nii)
+        snprintf(looked, sizeof looked, "%.1000s%s.nii.gz, %.1000s%s.nii", id, chan, id, chan);
+    else
+        snprintf(looked, sizeof looked, "%.1000s.png", id);
     return dc_error(DIFFCL_ERR_NOT_FOUND,
-                    "no %s file for case '%s' in '%s/%s' (looked for %s)%s%s%s", what, id,
-                    ds->root, sub, looked, list ? "; the id comes from '" : "", list ? list : "",
+                    "no %s file for case '%s' in '%s/%s' (looked for %s)%s%s%s", what, id, ds->root,
+                    sub, looked, list ? "; the id comes from '" : "", list ? list : "",
                     list ? "'" : "");
 }
 
@@ -207,9 +210,9 @@ static diffcl_layout detect_layout(const char *root)
 {
     char *p = join(root, "imagesTr");
     diffcl_layout l = DIFFCL_LAYOUT_AUTO;
-    if (p && is_dir(p)) l = dir_has(p, "_0000.nii.gz", NULL) || dir_has(p, "_0000.nii", NULL)
-                                ? DIFFCL_LAYOUT_NNUNET
-                                : DIFFCL_LAYOUT_MSD;
+    if (p && is_dir(p))
+        l = dir_has(p, "_0000.nii.gz", NULL) || dir_has(p, "_0000.nii", NULL) ? DIFFCL_LAYOUT_NNUNET
+                                                                              : DIFFCL_LAYOUT_MSD;
     free(p);
     if (l != DIFFCL_LAYOUT_AUTO) return l;
     p = join(root, "images");
@@ -242,9 +245,9 @@ static diffcl_status scan_ids(const char *root, diffcl_layout layout, char ***id
     int64_t cap = 0;
     *ids = NULL;
     *n = 0;
-    const char *sub = layout == DIFFCL_LAYOUT_PNG ? "images"
+    const char *sub = layout == DIFFCL_LAYOUT_PNG                                       ? "images"
                       : (layout == DIFFCL_LAYOUT_MSD || layout == DIFFCL_LAYOUT_NNUNET) ? "imagesTr"
-                                                                                       : NULL;
+                                                                                        : NULL;
     for (int pass = 0; pass < 2; pass++) {
         if (pass == 1 && layout != DIFFCL_LAYOUT_H5) break;
         char *dir = sub ? join(root, sub) : (pass == 0 ? strdup(root) : join(root, "data"));
@@ -268,15 +271,20 @@ static diffcl_status scan_ids(const char *root, diffcl_layout layout, char ***id
             if (layout == DIFFCL_LAYOUT_PNG && ends_with(nm, ".png")) {
                 snprintf(id, sizeof id, "%.*s", (int)(L - 4), nm);
             } else if (layout == DIFFCL_LAYOUT_MSD) {
-                if (ends_with(nm, ".nii.gz")) snprintf(id, sizeof id, "%.*s", (int)(L - 7), nm);
-                else if (ends_with(nm, ".nii")) snprintf(id, sizeof id, "%.*s", (int)(L - 4), nm);
+                if (ends_with(nm, ".nii.gz"))
+                    snprintf(id, sizeof id, "%.*s", (int)(L - 7), nm);
+                else if (ends_with(nm, ".nii"))
+                    snprintf(id, sizeof id, "%.*s", (int)(L - 4), nm);
             } else if (layout == DIFFCL_LAYOUT_NNUNET) {
-                const char *ext = ends_with(nm, ".nii.gz") ? ".nii.gz" : ends_with(nm, ".nii") ? ".nii" : NULL;
+                const char *ext = ends_with(nm, ".nii.gz") ? ".nii.gz"
+                                  : ends_with(nm, ".nii")  ? ".nii"
+                                                           : NULL;
                 size_t base = ext ? L - strlen(ext) : 0;
                 if (ext && base > 5 && !strncmp(nm + base - 5, "_0000", 5))
                     snprintf(id, sizeof id, "%.*s", (int)(base - 5), nm);
             } else if (layout == DIFFCL_LAYOUT_H5) {
-                if (ends_with(nm, ".h5")) snprintf(id, sizeof id, "%.*s", (int)(L - 3), nm);
+                if (ends_with(nm, ".h5"))
+                    snprintf(id, sizeof id, "%.*s", (int)(L - 3), nm);
                 else if (pass == 0) {
                     char *c = join(dir, nm), *f = c ? join(c, "mri_norm2.h5") : NULL;
                     if (f && is_file(f)) snprintf(id, sizeof id, "%s", nm);
@@ -310,8 +318,8 @@ static diffcl_status case_paths(const diffcl_dataset *ds, const char *id, char *
         *lab = strdup(buf);
         break;
     case DIFFCL_LAYOUT_H5: {
-        const char *pats[] = {"%s/%s/mri_norm2.h5", "%s/%s.h5", "%s/data/%s.h5", "%s/%s_norm.h5",
-                              "%s/data/%s_norm.h5", "%s/%s"};
+        const char *pats[] = {"%s/%s/mri_norm2.h5", "%s/%s.h5",           "%s/data/%s.h5",
+                              "%s/%s_norm.h5",      "%s/data/%s_norm.h5", "%s/%s"};
         for (size_t k = 0; k < sizeof pats / sizeof pats[0]; k++) {
             snprintf(buf, sizeof buf, pats[k], r, id);
             if (is_file(buf)) break;
@@ -354,9 +362,7 @@ static diffcl_status case_paths(const diffcl_dataset *ds, const char *id, char *
         *lab = strdup(buf);
         break;
     }
-    default:
-        *img = strdup("");
-        *lab = strdup("");
+    default: *img = strdup(""); *lab = strdup("");
     }
     if (!*img || !*lab) {
         free(*img);
@@ -397,8 +403,7 @@ diffcl_status diffcl_dataset_open(diffcl_context *ctx, const char *root,
     if (layout != DIFFCL_LAYOUT_PHANTOM) {
         DC_CHECK_ARG(root, "%s: a root folder is required for the %s layout", fn,
                      diffcl_layout_name(layout));
-        if (!is_dir(root))
-            return dc_error(DIFFCL_ERR_IO, "%s: '%s' is not a folder", fn, root);
+        if (!is_dir(root)) return dc_error(DIFFCL_ERR_IO, "%s: '%s' is not a folder", fn, root);
         if (layout == DIFFCL_LAYOUT_AUTO) layout = detect_layout(root);
         if (layout == DIFFCL_LAYOUT_AUTO)
             return dc_error(DIFFCL_ERR_FORMAT,
@@ -406,11 +411,16 @@ diffcl_status diffcl_dataset_open(diffcl_context *ctx, const char *root,
                             "images/*.png, *.h5, data/*.h5 or <case>/mri_norm2.h5)",
                             fn, root);
         if (layout == DIFFCL_LAYOUT_H5 && !diffcl_io_has_hdf5())
-            return dc_error(DIFFCL_ERR_UNSUPPORTED, "%s: '%s' is an h5 data set, but this "
-                            "libdiffcl was built without HDF5", fn, root);
-        if ((layout == DIFFCL_LAYOUT_MSD || layout == DIFFCL_LAYOUT_NNUNET) && !diffcl_io_has_nifti())
-            return dc_error(DIFFCL_ERR_UNSUPPORTED, "%s: '%s' is a NIfTI data set, but this "
-                            "libdiffcl was built without NIfTI", fn, root);
+            return dc_error(DIFFCL_ERR_UNSUPPORTED,
+                            "%s: '%s' is an h5 data set, but this "
+                            "libdiffcl was built without HDF5",
+                            fn, root);
+        if ((layout == DIFFCL_LAYOUT_MSD || layout == DIFFCL_LAYOUT_NNUNET) &&
+            !diffcl_io_has_nifti())
+            return dc_error(DIFFCL_ERR_UNSUPPORTED,
+                            "%s: '%s' is a NIfTI data set, but this "
+                            "libdiffcl was built without NIfTI",
+                            fn, root);
     }
     diffcl_dataset *ds = calloc(1, sizeof *ds);
     if (!ds) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
@@ -423,14 +433,16 @@ diffcl_status diffcl_dataset_open(diffcl_context *ctx, const char *root,
     if (layout == DIFFCL_LAYOUT_PHANTOM) {
         if (o.n_cases < 1 || o.first_case < 0 || o.first_case + o.n_cases > (int64_t)UINT32_MAX) {
             diffcl_dataset_free(ds);
-            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: phantom n_cases %lld / first_case %lld",
-                            fn, (long long)o.n_cases, (long long)o.first_case);
+            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                            "%s: phantom n_cases %lld / first_case %lld", fn, (long long)o.n_cases,
+                            (long long)o.first_case);
         }
         int64_t cap = 0;
         for (int64_t i = 0; i < o.n_cases && s == DIFFCL_OK; i++) {
             char id[64];
             snprintf(id, sizeof id, "phantom_%03lld", (long long)(o.first_case + i));
-            if (push_str(&ds->ids, &ds->n, &cap, id)) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+            if (push_str(&ds->ids, &ds->n, &cap, id))
+                s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
         }
         if (o.list) {
             /* a list selects phantom cases by id */
@@ -442,8 +454,8 @@ diffcl_status diffcl_dataset_open(diffcl_context *ctx, const char *root,
                     unsigned long long k;
                     char tail;
                     if (sscanf(want[i], "phantom_%llu%c", &k, &tail) != 1)
-                        s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': '%s' is not a phantom case id", fn,
-                                     o.list, want[i]);
+                        s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': '%s' is not a phantom case id",
+                                     fn, o.list, want[i]);
                 }
                 if (s == DIFFCL_OK) {
                     diffcl_list_free(ds->ids, ds->n);
@@ -490,7 +502,10 @@ diffcl_status diffcl_dataset_open(diffcl_context *ctx, const char *root,
     return DIFFCL_OK;
 }
 
-int64_t diffcl_dataset_size(const diffcl_dataset *ds) { return ds ? ds->n : 0; }
+int64_t diffcl_dataset_size(const diffcl_dataset *ds)
+{
+    return ds ? ds->n : 0;
+}
 
 diffcl_layout diffcl_dataset_layout(const diffcl_dataset *ds)
 {
@@ -578,17 +593,18 @@ static int spatial_match(const diffcl_tensor *img, const diffcl_tensor *lab)
 }
 
 /* One case's image [C, ...] and (when @p lab is not NULL) label, by layout. */
-static diffcl_status load_phantom(const diffcl_dataset *ds, diffcl_context *ctx, int64_t i, diffcl_tensor **img,
-                                  diffcl_tensor **lab, diffcl_image_meta *m)
+static diffcl_status load_phantom(const diffcl_dataset *ds, diffcl_context *ctx, int64_t i,
+                                  diffcl_tensor **img, diffcl_tensor **lab, diffcl_image_meta *m)
 {
     unsigned long long k = (unsigned long long)(ds->first_case + i);
-    if (ds->first_case == 0 && sscanf(ds->ids[i], "phantom_%llu", &k) != 1) k = (unsigned long long)i;
+    if (ds->first_case == 0 && sscanf(ds->ids[i], "phantom_%llu", &k) != 1)
+        k = (unsigned long long)i;
     m->ndim = ds->phantom.ndim;
     return diffcl_phantom_case(ctx, &ds->phantom, (int64_t)k, img, lab);
 }
 
-static diffcl_status load_png(diffcl_context *ctx, const char *ip, const char *lp, diffcl_tensor **img,
-                              diffcl_tensor **lab, diffcl_image_meta *m)
+static diffcl_status load_png(diffcl_context *ctx, const char *ip, const char *lp,
+                              diffcl_tensor **img, diffcl_tensor **lab, diffcl_image_meta *m)
 {
     m->ndim = 2;
     DC_TRY(diffcl_png_read_image(ctx, ip, img, NULL));
@@ -596,12 +612,13 @@ static diffcl_status load_png(diffcl_context *ctx, const char *ip, const char *l
     return lab ? diffcl_png_read_label(ctx, lp, lab) : DIFFCL_OK;
 }
 
-static diffcl_status load_h5(diffcl_context *ctx, const char *ip, const char *lp, diffcl_tensor **img,
-                             diffcl_tensor **lab, diffcl_image_meta *m)
+static diffcl_status load_h5(diffcl_context *ctx, const char *ip, const char *lp,
+                             diffcl_tensor **img, diffcl_tensor **lab, diffcl_image_meta *m)
 {
     DC_TRY(diffcl_h5_read(ctx, ip, "image", img));
     if ((*img)->ndim < 2 || (*img)->ndim > 4)
-        return dc_error(DIFFCL_ERR_FORMAT, "'%s': dataset 'image' %s: expected 2 to 4 axes", ip, dc_shape_str(*img));
+        return dc_error(DIFFCL_ERR_FORMAT, "'%s': dataset 'image' %s: expected 2 to 4 axes", ip,
+                        dc_shape_str(*img));
     int add = (*img)->ndim <= 3; /* a 4-D image is already [C, D, H, W] */
     m->ndim = add ? (*img)->ndim : 3;
     DC_TRY(as_image(img, add, ip));
@@ -612,8 +629,8 @@ static diffcl_status load_h5(diffcl_context *ctx, const char *ip, const char *lp
 
 /* The channel files of an MSD / nnU-Net case: <id>.nii.gz, then <id>_0001.nii.gz ... (the
  * first file's name without its _0000), each 2-D or 3-D and of one shape. */
-static diffcl_status read_channel_files(const diffcl_dataset *ds, diffcl_context *ctx, int64_t i, int C,
-                                        diffcl_tensor **chs, int *got, diffcl_image_meta *m)
+static diffcl_status read_channel_files(const diffcl_dataset *ds, diffcl_context *ctx, int64_t i,
+                                        int C, diffcl_tensor **chs, int *got, diffcl_image_meta *m)
 {
     const char *ip = ds->img_paths[i];
     for (int c = 0; c < C; c++) {
@@ -629,12 +646,13 @@ static diffcl_status read_channel_files(const diffcl_dataset *ds, diffcl_context
         DC_TRY(diffcl_nifti_read(ctx, path, DIFFCL_NIFTI_IMAGE, &t, c == 0 ? m : NULL));
         chs[(*got)++] = t;
         if (t->ndim < 2 || t->ndim > 4 || (C > 1 && t->ndim == 4))
-            return dc_error(DIFFCL_ERR_FORMAT, "'%s': image %s: expected 2 or 3 axes%s", path, dc_shape_str(t),
-                            C > 1 ? "" : " (or 4 with channels last)");
+            return dc_error(DIFFCL_ERR_FORMAT, "'%s': image %s: expected 2 or 3 axes%s", path,
+                            dc_shape_str(t), C > 1 ? "" : " (or 4 with channels last)");
         if (c > 0 && !dc_same_shape(t, chs[0])) {
             char a[64];
             snprintf(a, sizeof a, "%s", dc_shape_str(chs[0]));
-            return dc_error(DIFFCL_ERR_FORMAT, "case '%s': channel file '%s' has shape %s, channel 0 %s", ds->ids[i],
+            return dc_error(DIFFCL_ERR_FORMAT,
+                            "case '%s': channel file '%s' has shape %s, channel 0 %s", ds->ids[i],
                             path, dc_shape_str(t), a);
         }
     }
@@ -663,17 +681,20 @@ static diffcl_status stack_channels(diffcl_tensor **chs, int C, diffcl_tensor **
     return s;
 }
 
-static diffcl_status load_nifti_case(const diffcl_dataset *ds, diffcl_context *ctx, int64_t i, diffcl_tensor **img,
-                                     diffcl_tensor **lab, diffcl_image_meta *m)
+static diffcl_status load_nifti_case(const diffcl_dataset *ds, diffcl_context *ctx, int64_t i,
+                                     diffcl_tensor **img, diffcl_tensor **lab, diffcl_image_meta *m)
 {
     int C = ds->channels[i];
-    if (C > 64) return dc_error(DIFFCL_ERR_FORMAT, "case '%s': %d channel files (64 at most)", ds->ids[i], C);
+    if (C > 64)
+        return dc_error(DIFFCL_ERR_FORMAT, "case '%s': %d channel files (64 at most)", ds->ids[i],
+                        C);
     diffcl_tensor *chs[64];
     int got = 0;
     diffcl_status s = read_channel_files(ds, ctx, i, C, chs, &got, m);
     if (s == DIFFCL_OK) s = stack_channels(chs, C, img);
     for (int c = 0; c < got; c++) diffcl_tensor_free(chs[c]);
-    if (s == DIFFCL_OK && lab) s = diffcl_nifti_read(ctx, ds->lab_paths[i], DIFFCL_NIFTI_LABEL, lab, NULL);
+    if (s == DIFFCL_OK && lab)
+        s = diffcl_nifti_read(ctx, ds->lab_paths[i], DIFFCL_NIFTI_LABEL, lab, NULL);
     return s;
 }
 
@@ -693,7 +714,8 @@ diffcl_status dc_dataset_load_in(const diffcl_dataset *ds, diffcl_context *ctx, 
     const char *ip = ds->img_paths[i], *lp = ds->lab_paths[i];
     diffcl_status s = DIFFCL_OK;
     /* labels are looked for only now: unlabeled cases may lack them */
-    if (label && ds->layout != DIFFCL_LAYOUT_PHANTOM && ds->layout != DIFFCL_LAYOUT_H5 && !is_file(lp))
+    if (label && ds->layout != DIFFCL_LAYOUT_PHANTOM && ds->layout != DIFFCL_LAYOUT_H5 &&
+        !is_file(lp))
         return missing_case_file(ds, ds->ids[i], 1, NULL);
     switch (ds->layout) {
     case DIFFCL_LAYOUT_PHANTOM: s = load_phantom(ds, ctx, i, &img, labp, &m); break;
@@ -706,7 +728,8 @@ diffcl_status dc_dataset_load_in(const diffcl_dataset *ds, diffcl_context *ctx, 
     if (s == DIFFCL_OK && lab && !spatial_match(img, lab)) {
         char a[64];
         snprintf(a, sizeof a, "%s", dc_shape_str(img));
-        s = dc_error(DIFFCL_ERR_FORMAT, "case '%s': image '%s' [C,spatial] %s and label '%s' %s differ in shape",
+        s = dc_error(DIFFCL_ERR_FORMAT,
+                     "case '%s': image '%s' [C,spatial] %s and label '%s' %s differ in shape",
                      ds->ids[i], ip, a, lp, dc_shape_str(lab));
     }
     if (s != DIFFCL_OK) {
@@ -717,7 +740,8 @@ diffcl_status dc_dataset_load_in(const diffcl_dataset *ds, diffcl_context *ctx, 
     *image = img;
     if (label) *label = lab;
     if (meta) {
-        size_t keep = meta->struct_size && meta->struct_size < sizeof m ? meta->struct_size : sizeof m;
+        size_t keep =
+            meta->struct_size && meta->struct_size < sizeof m ? meta->struct_size : sizeof m;
         m.struct_size = keep;
         memcpy(meta, &m, keep);
     }
@@ -772,15 +796,17 @@ diffcl_status diffcl_dataset_split(const diffcl_dataset *ds, int64_t n_labeled,
             strip_file_ext(ds->layout, ids[k]);
             int64_t j = diffcl_dataset_find(ds, ids[k]);
             if (j < 0)
-                s = dc_error(DIFFCL_ERR_NOT_FOUND, "%s: '%s' names case '%s', which the data set lacks",
-                             fn, labeled_list, ids[k]);
-            else is_lab[j] = 1;
+                s = dc_error(DIFFCL_ERR_NOT_FOUND,
+                             "%s: '%s' names case '%s', which the data set lacks", fn, labeled_list,
+                             ids[k]);
+            else
+                is_lab[j] = 1;
         }
         diffcl_list_free(ids, m);
     } else {
         if (n_labeled < 0 || n_labeled > n)
-            s = dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: %lld labeled cases requested of %lld", fn,
-                         (long long)n_labeled, (long long)n);
+            s = dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: %lld labeled cases requested of %lld",
+                         fn, (long long)n_labeled, (long long)n);
         for (int64_t k = 0; k < n_labeled && s == DIFFCL_OK; k++) is_lab[order[k]] = 1;
     }
     int64_t nl = 0;
@@ -788,13 +814,16 @@ diffcl_status diffcl_dataset_split(const diffcl_dataset *ds, int64_t n_labeled,
     if (s == DIFFCL_OK) {
         out->labeled = malloc(sizeof(int64_t) * (size_t)(nl ? nl : 1));
         out->unlabeled = malloc(sizeof(int64_t) * (size_t)(n - nl ? n - nl : 1));
-        if (!out->labeled || !out->unlabeled) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+        if (!out->labeled || !out->unlabeled)
+            s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     }
     if (s == DIFFCL_OK)
         for (int64_t k = 0; k < n; k++) { /* both halves in id order */
             int64_t i = order[k];
-            if (is_lab[i]) out->labeled[out->n_labeled++] = i;
-            else out->unlabeled[out->n_unlabeled++] = i;
+            if (is_lab[i])
+                out->labeled[out->n_labeled++] = i;
+            else
+                out->unlabeled[out->n_unlabeled++] = i;
         }
     free(is_lab);
     free(order);

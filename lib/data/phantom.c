@@ -39,8 +39,9 @@ static double blob_boundary(const shape *s, const double dir[3])
 {
     double R = 1.0;
     for (int k = 0; k < N_PERTURB; k++)
-        R += s->a[k] * cos(2.0 * M_PI * (s->f[k][0] * dir[0] + s->f[k][1] * dir[1] +
-                                         s->f[k][2] * dir[2]) + s->ph[k]);
+        R += s->a[k] *
+             cos(2.0 * M_PI * (s->f[k][0] * dir[0] + s->f[k][1] * dir[1] + s->f[k][2] * dir[2]) +
+                 s->ph[k]);
     return R;
 }
 
@@ -130,9 +131,12 @@ static void make_shape(const diffcl_phantom_options *o, int64_t index, const dou
     }
     int max_tubes = o->max_tubes > MAX_TUBES ? MAX_TUBES : o->max_tubes;
     double nt_draw = dc_draw_uniform(&d, 0, 1);
-    if (max_tubes <= 0) s->n_tubes = 0;
-    else if (max_tubes == 1) s->n_tubes = 1;
-    else s->n_tubes = 2 + (int)(nt_draw * (max_tubes - 1));
+    if (max_tubes <= 0)
+        s->n_tubes = 0;
+    else if (max_tubes == 1)
+        s->n_tubes = 1;
+    else
+        s->n_tubes = 2 + (int)(nt_draw * (max_tubes - 1));
     if (s->n_tubes > max_tubes) s->n_tubes = max_tubes;
     for (int i = 0; i < s->n_tubes; i++) {
         tube *t = &s->t[i];
@@ -254,16 +258,18 @@ typedef struct phantom_grid {
 } phantom_grid;
 
 /* Occupancy of the structures (o_fg) and of the distractor (o_dis) per voxel, and the label. */
-static void phantom_rasterise(diffcl_context *ctx, const phantom_grid *g, int tube_class, float *o_fg, float *o_dis,
-                              uint8_t *lp)
+static void phantom_rasterise(diffcl_context *ctx, const phantom_grid *g, int tube_class,
+                              float *o_fg, float *o_dis, uint8_t *lp)
 {
     const int64_t D = g->D, H = g->H, W = g->W;
 #pragma omp parallel for collapse(2) schedule(static) num_threads(dc_threads(ctx))
     for (int64_t z = 0; z < D; z++)
         for (int64_t y = 0; y < H; y++)
             for (int64_t x = 0; x < W; x++) {
-                double p[3] = {g->two_d ? g->z0 : (double)z + 0.5, (double)y + 0.5, (double)x + 0.5};
-                double sb = blob_sdf(&g->s, p), st = tubes_sdf(&g->s, p), sd = distractor_sdf(&g->s, p);
+                double p[3] = {g->two_d ? g->z0 : (double)z + 0.5, (double)y + 0.5,
+                               (double)x + 0.5};
+                double sb = blob_sdf(&g->s, p), st = tubes_sdf(&g->s, p),
+                       sd = distractor_sdf(&g->s, p);
                 double sf = sb < st ? sb : st;
                 int64_t i = (z * H + y) * W + x;
                 double of = 0.5 - sf, od = 0.5 - sd;
@@ -275,8 +281,8 @@ static void phantom_rasterise(diffcl_context *ctx, const phantom_grid *g, int tu
 
 /* A smooth multiplicative bias field and Rician noise (the magnitude of a complex Gaussian
  * around the value): @p noise holds 2 draws per voxel. */
-static void phantom_bias_noise(diffcl_context *ctx, const phantom_grid *g, double bias, double sigma,
-                               const float *noise, float *ch)
+static void phantom_bias_noise(diffcl_context *ctx, const phantom_grid *g, double bias,
+                               double sigma, const float *noise, float *ch)
 {
     const int64_t D = g->D, H = g->H, W = g->W;
     const shape *s = &g->s;
@@ -289,8 +295,10 @@ static void phantom_bias_noise(diffcl_context *ctx, const phantom_grid *g, doubl
                                (x + 0.5) / g->dims[2]};
                 double b = 0;
                 for (int j = 0; j < 4; j++)
-                    b += s->bias_w[j] * cos(M_PI * (s->bias_k[j][0] * q[0] + s->bias_k[j][1] * q[1] +
-                                                    s->bias_k[j][2] * q[2]) + s->bias_ph[j]);
+                    b +=
+                        s->bias_w[j] * cos(M_PI * (s->bias_k[j][0] * q[0] + s->bias_k[j][1] * q[1] +
+                                                   s->bias_k[j][2] * q[2]) +
+                                           s->bias_ph[j]);
                 double v = ch[i] * exp(bias * 0.5 * b);
                 double re = v + sigma * noise[2 * i], im = sigma * noise[2 * i + 1];
                 v = sqrt(re * re + im * im);
@@ -313,8 +321,9 @@ static void phantom_normalise(float *ch, int64_t vol)
 
 /* Channel @p c: its tissue levels blended by occupancy, blurred (the partial-volume effect),
  * biased, noised and optionally normalised. 0, or 1 when the blur ran out of memory. */
-static int phantom_channel(diffcl_context *ctx, const phantom_grid *g, const diffcl_phantom_options *o,
-                           int64_t index, int c, const float *o_fg, const float *o_dis, float *noise, float *ch)
+static int phantom_channel(diffcl_context *ctx, const phantom_grid *g,
+                           const diffcl_phantom_options *o, int64_t index, int c, const float *o_fg,
+                           const float *o_dis, float *noise, float *ch)
 {
     double lv[3];
     channel_levels(c, lv);
@@ -327,8 +336,9 @@ static int phantom_channel(diffcl_context *ctx, const phantom_grid *g, const dif
     const int64_t dims_v[3] = {g->D, g->H, g->W};
     const double sig[3] = {g->two_d ? 0 : o->blur_sigma, o->blur_sigma, o->blur_sigma};
     int failed = dc_kern_gauss_blur(ch, 1, dims_v, sig, dc_threads(ctx)) != 0;
-    diffcl_rng_normal(diffcl_rng_key_make(o->seed, DIFFCL_STREAM_PHANTOM_NOISE, (uint32_t)index, (uint32_t)c), 0,
-                      (size_t)g->vol * 2, 0.0f, 1.0f, noise);
+    diffcl_rng_normal(
+        diffcl_rng_key_make(o->seed, DIFFCL_STREAM_PHANTOM_NOISE, (uint32_t)index, (uint32_t)c), 0,
+        (size_t)g->vol * 2, 0.0f, 1.0f, noise);
     phantom_bias_noise(ctx, g, o->bias, o->noise * (lv[1] > lv[0] ? lv[1] : lv[0]), noise, ch);
     if (o->normalize) phantom_normalise(ch, g->vol);
     return failed;
@@ -365,11 +375,15 @@ diffcl_status diffcl_phantom_case(diffcl_context *ctx, const diffcl_phantom_opti
     ishape[ind++] = lshape[lnd++] = g.W;
     diffcl_tensor *img = dc_tensor_empty(ctx, DIFFCL_F32, ind, ishape);
     diffcl_tensor *lab = label ? dc_tensor_empty(ctx, DIFFCL_U8, lnd, lshape) : NULL;
-    float *occ = malloc(sizeof(float) * (size_t)g.vol * 2), *noise = malloc(sizeof(float) * (size_t)g.vol * 2);
+    float *occ = malloc(sizeof(float) * (size_t)g.vol * 2),
+          *noise = malloc(sizeof(float) * (size_t)g.vol * 2);
     int failed = !img || (label && !lab) || !occ || !noise;
-    if (!failed) phantom_rasterise(ctx, &g, o.tube_class, occ, occ + g.vol, lab ? (uint8_t *)dc_data(lab) : NULL);
+    if (!failed)
+        phantom_rasterise(ctx, &g, o.tube_class, occ, occ + g.vol,
+                          lab ? (uint8_t *)dc_data(lab) : NULL);
     for (int c = 0; c < o.channels && !failed; c++)
-        failed = phantom_channel(ctx, &g, &o, index, c, occ, occ + g.vol, noise, dc_f32(img) + (int64_t)c * g.vol);
+        failed = phantom_channel(ctx, &g, &o, index, c, occ, occ + g.vol, noise,
+                                 dc_f32(img) + (int64_t)c * g.vol);
     free(occ);
     free(noise);
     if (failed) {

@@ -159,8 +159,10 @@ diffcl_status diffcl_resize(const diffcl_tensor *t, int n_spatial, const int64_t
         return dc_error(DIFFCL_ERR_SHAPE, "%s: tensor %s has fewer than %d axes", fn,
                         dc_shape_str(t), n_spatial);
     if (interp == DIFFCL_INTERP_LINEAR && !dc_is_float(t->dtype))
-        return dc_error(DIFFCL_ERR_DTYPE, "%s: linear interpolation of a %s tensor (labels need "
-                        "nearest)", fn, diffcl_dtype_name(t->dtype));
+        return dc_error(DIFFCL_ERR_DTYPE,
+                        "%s: linear interpolation of a %s tensor (labels need "
+                        "nearest)",
+                        fn, diffcl_dtype_name(t->dtype));
     int lead = t->ndim - n_spatial;
     int64_t in[3] = {1, 1, 1}, os[3] = {1, 1, 1}, outer = 1;
     for (int i = 0; i < lead; i++) outer *= t->shape[i];
@@ -206,9 +208,11 @@ diffcl_status diffcl_resize(const diffcl_tensor *t, int n_spatial, const int64_t
                 for (int64_t x = 0; x < os[2]; x++) {
                     int64_t oi = b * ovol + (z * os[1] + y) * os[2] + x;
                     if (interp == DIFFCL_INTERP_NEAREST) {
-                        int64_t si = b * ivol + ((int64_t)coord[0][z] * in[1] + (int64_t)coord[1][y]) * in[2] +
+                        int64_t si = b * ivol +
+                                     ((int64_t)coord[0][z] * in[1] + (int64_t)coord[1][y]) * in[2] +
                                      (int64_t)coord[2][x];
-                        memcpy((char *)dc_data(o) + oi * es, (const char *)dc_data(c) + si * es, es);
+                        memcpy((char *)dc_data(o) + oi * es, (const char *)dc_data(c) + si * es,
+                               es);
                         continue;
                     }
                     double cz = coord[0][z], cy = coord[1][y], cx = coord[2][x];
@@ -217,16 +221,19 @@ diffcl_status diffcl_resize(const diffcl_tensor *t, int n_spatial, const int64_t
                             x1 = x0 + 1 < in[2] ? x0 + 1 : x0;
                     double fz = cz - z0, fy = cy - y0, fx = cx - x0;
                     int64_t base = b * ivol;
-#define V(zz, yy, xx)                                                                      \
-    (t->dtype == DIFFCL_F32 ? (double)dc_f32(c)[base + ((zz)*in[1] + (yy)) * in[2] + (xx)] \
+#define V(zz, yy, xx)                                                                              \
+    (t->dtype == DIFFCL_F32 ? (double)dc_f32(c)[base + ((zz)*in[1] + (yy)) * in[2] + (xx)]         \
                             : dc_f64(c)[base + ((zz)*in[1] + (yy)) * in[2] + (xx)])
-                    double v = (1 - fz) * ((1 - fy) * ((1 - fx) * V(z0, y0, x0) + fx * V(z0, y0, x1)) +
-                                           fy * ((1 - fx) * V(z0, y1, x0) + fx * V(z0, y1, x1))) +
-                               fz * ((1 - fy) * ((1 - fx) * V(z1, y0, x0) + fx * V(z1, y0, x1)) +
-                                     fy * ((1 - fx) * V(z1, y1, x0) + fx * V(z1, y1, x1)));
+                    double v =
+                        (1 - fz) * ((1 - fy) * ((1 - fx) * V(z0, y0, x0) + fx * V(z0, y0, x1)) +
+                                    fy * ((1 - fx) * V(z0, y1, x0) + fx * V(z0, y1, x1))) +
+                        fz * ((1 - fy) * ((1 - fx) * V(z1, y0, x0) + fx * V(z1, y0, x1)) +
+                              fy * ((1 - fx) * V(z1, y1, x0) + fx * V(z1, y1, x1)));
 #undef V
-                    if (t->dtype == DIFFCL_F32) dc_f32(o)[oi] = (float)v;
-                    else dc_f64(o)[oi] = v;
+                    if (t->dtype == DIFFCL_F32)
+                        dc_f32(o)[oi] = (float)v;
+                    else
+                        dc_f64(o)[oi] = v;
                 }
     for (int a = 0; a < 3; a++) free(coord[a]);
     diffcl_tensor_free(c);

@@ -122,8 +122,8 @@ static int64_t pick(const diffcl_sampler *s, const int64_t *list, int64_t n, uin
     return list[scratch[pos]];
 }
 
-static diffcl_status make_batch(diffcl_sampler *s, diffcl_context *load_ctx, uint32_t it,
-                                batch *b, int n_threads)
+static diffcl_status make_batch(diffcl_sampler *s, diffcl_context *load_ctx, uint32_t it, batch *b,
+                                int n_threads)
 {
     const int Bl = s->o.batch_labeled, Bu = s->o.batch_unlabeled, B = Bl + Bu;
     const int64_t pvol = s->P[0] * s->P[1] * s->P[2];
@@ -133,7 +133,8 @@ static diffcl_status make_batch(diffcl_sampler *s, diffcl_context *load_ctx, uin
     b->idx = malloc(sizeof(int64_t) * (size_t)B);
     if (Bu > 0) {
         b->weak = aligned_buf(sizeof(float) * (size_t)(Bu * s->C * pvol));
-        if (!b->weak) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "sampler: out of memory for a batch");
+        if (!b->weak)
+            return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "sampler: out of memory for a batch");
     }
     int64_t nmax = s->n_lab > s->n_unl ? s->n_lab : s->n_unl;
     int64_t *scratch = malloc(sizeof(int64_t) * (size_t)(nmax ? nmax : 1));
@@ -160,14 +161,14 @@ static diffcl_status make_batch(diffcl_sampler *s, diffcl_context *load_ctx, uin
                           "and %d-D",
                           s->ds->ids[ci], rc->C, rc->two_d ? 2 : 3, s->C, s->two_d ? 2 : 3);
         } else {
-            diffcl_rng_key key = diffcl_rng_key_make(s->o.seed, DIFFCL_STREAM_AUGMENT,
-                                                     (uint32_t)slot, it);
-            if (dc_kern_augment(rc->img, labeled ? rc->lab : NULL, rc->C, rc->dims, rc->two_d, s->P,
-                               labeled ? &s->aug_l : &s->aug_u, key,
-                               b->img + (int64_t)slot * s->C * pvol,
-                               labeled ? b->lab + (int64_t)slot * pvol : NULL,
-                               !labeled && b->weak ? b->weak + (int64_t)(slot - Bl) * s->C * pvol : NULL,
-                               n_threads))
+            diffcl_rng_key key =
+                diffcl_rng_key_make(s->o.seed, DIFFCL_STREAM_AUGMENT, (uint32_t)slot, it);
+            if (dc_kern_augment(
+                    rc->img, labeled ? rc->lab : NULL, rc->C, rc->dims, rc->two_d, s->P,
+                    labeled ? &s->aug_l : &s->aug_u, key, b->img + (int64_t)slot * s->C * pvol,
+                    labeled ? b->lab + (int64_t)slot * pvol : NULL,
+                    !labeled && b->weak ? b->weak + (int64_t)(slot - Bl) * s->C * pvol : NULL,
+                    n_threads))
                 st = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "sampler: out of memory augmenting");
         }
         if (!s->cache) raw_free(&tmp);
@@ -212,8 +213,10 @@ static void *worker(void *arg)
             continue;
         }
         b->next = NULL;
-        if (s->tail) s->tail->next = b;
-        else s->head = b;
+        if (s->tail)
+            s->tail->next = b;
+        else
+            s->head = b;
         s->tail = b;
         s->count++;
         pthread_cond_broadcast(&s->cv);
@@ -275,7 +278,8 @@ diffcl_status diffcl_sampler_create(const diffcl_dataset *ds, const diffcl_split
                      o.batch_labeled + o.batch_unlabeled >= 1 &&
                      o.batch_labeled + o.batch_unlabeled <= 1024,
                  "%s: batch sizes %d + %d", fn, o.batch_labeled, o.batch_unlabeled);
-    DC_CHECK_ARG(o.prefetch >= 0 && o.prefetch <= 64, "%s: prefetch %d not in 0..64", fn, o.prefetch);
+    DC_CHECK_ARG(o.prefetch >= 0 && o.prefetch <= 64, "%s: prefetch %d not in 0..64", fn,
+                 o.prefetch);
     DC_CHECK_ARG(o.batch_labeled == 0 || split->n_labeled > 0,
                  "%s: %d labeled samples per batch but the split has no labeled case", fn,
                  o.batch_labeled);
@@ -311,8 +315,7 @@ diffcl_status diffcl_sampler_create(const diffcl_dataset *ds, const diffcl_split
     /* the first case fixes channels and dimensionality */
     raw_case first;
     memset(&first, 0, sizeof first);
-    if (st == DIFFCL_OK)
-        st = raw_load(s, ds->ctx, s->n_lab ? s->lab[0] : s->unl[0], 0, &first);
+    if (st == DIFFCL_OK) st = raw_load(s, ds->ctx, s->n_lab ? s->lab[0] : s->unl[0], 0, &first);
     if (st == DIFFCL_OK) {
         s->C = first.C;
         s->two_d = first.two_d;
@@ -321,17 +324,19 @@ diffcl_status diffcl_sampler_create(const diffcl_dataset *ds, const diffcl_split
         s->P[2] = o.patch[2];
         for (int a = 0; a < 3; a++)
             if (s->P[a] < 1 || s->P[a] > 4096)
-                st = dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: patch[%d] = %lld out of range", fn, a,
-                              (long long)s->P[a]);
+                st = dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: patch[%d] = %lld out of range", fn,
+                              a, (long long)s->P[a]);
     }
     raw_free(&first);
     if (st == DIFFCL_OK && o.cache) {
         s->cache = calloc((size_t)ds->n, sizeof(raw_case));
         if (!s->cache) st = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
         for (int64_t i = 0; i < s->n_lab && st == DIFFCL_OK; i++)
-            if (!s->cache[s->lab[i]].img) st = raw_load(s, ds->ctx, s->lab[i], 1, &s->cache[s->lab[i]]);
+            if (!s->cache[s->lab[i]].img)
+                st = raw_load(s, ds->ctx, s->lab[i], 1, &s->cache[s->lab[i]]);
         for (int64_t i = 0; i < s->n_unl && st == DIFFCL_OK; i++)
-            if (!s->cache[s->unl[i]].img) st = raw_load(s, ds->ctx, s->unl[i], 0, &s->cache[s->unl[i]]);
+            if (!s->cache[s->unl[i]].img)
+                st = raw_load(s, ds->ctx, s->unl[i], 0, &s->cache[s->unl[i]]);
     }
     if (st == DIFFCL_OK && !o.cache && o.prefetch > 0) {
         s->wctx = private_context();
@@ -418,28 +423,32 @@ static diffcl_status take_batch(diffcl_sampler *s, uint32_t iteration, const cha
 }
 
 /* Hand @p buf over to a new tensor [n, C, patch] (or [n, patch] for labels: C = 0). */
-static diffcl_status wrap(diffcl_sampler *s, int64_t n, int C, diffcl_dtype dt, void **buf, diffcl_tensor **out)
+static diffcl_status wrap(diffcl_sampler *s, int64_t n, int C, diffcl_dtype dt, void **buf,
+                          diffcl_tensor **out)
 {
     int64_t shape[5];
     int nd = 0;
     shape[nd++] = n;
     if (C) shape[nd++] = C;
     for (int a = s->two_d ? 1 : 0; a < 3; a++) shape[nd++] = s->P[a];
-    diffcl_status st = diffcl_tensor_wrap(s->ds->ctx, dt, nd, shape, NULL, *buf, free_deleter, NULL, out);
+    diffcl_status st =
+        diffcl_tensor_wrap(s->ds->ctx, dt, nd, shape, NULL, *buf, free_deleter, NULL, out);
     if (st == DIFFCL_OK) *buf = NULL;
     return st;
 }
 
 /* The tensors of a batch; frees @p b. */
-static diffcl_status hand_out(diffcl_sampler *s, batch *b, diffcl_tensor **image, diffcl_tensor **weak,
-                              diffcl_tensor **label, int64_t *case_index)
+static diffcl_status hand_out(diffcl_sampler *s, batch *b, diffcl_tensor **image,
+                              diffcl_tensor **weak, diffcl_tensor **label, int64_t *case_index)
 {
     const int Bl = s->o.batch_labeled, Bu = s->o.batch_unlabeled;
     diffcl_tensor *ti = NULL, *tw = NULL, *tl = NULL;
     diffcl_status st = wrap(s, Bl + Bu, s->C, DIFFCL_F32, (void **)&b->img, &ti);
-    if (st == DIFFCL_OK && weak && Bu > 0) st = wrap(s, Bu, s->C, DIFFCL_F32, (void **)&b->weak, &tw);
+    if (st == DIFFCL_OK && weak && Bu > 0)
+        st = wrap(s, Bu, s->C, DIFFCL_F32, (void **)&b->weak, &tw);
     if (st == DIFFCL_OK && label) st = wrap(s, Bl, 0, DIFFCL_U8, (void **)&b->lab, &tl);
-    if (st == DIFFCL_OK && case_index) memcpy(case_index, b->idx, sizeof(int64_t) * (size_t)(Bl + Bu));
+    if (st == DIFFCL_OK && case_index)
+        memcpy(case_index, b->idx, sizeof(int64_t) * (size_t)(Bl + Bu));
     batch_free(b);
     if (st != DIFFCL_OK) {
         diffcl_tensor_free(ti);
@@ -464,13 +473,15 @@ diffcl_status diffcl_sampler_next(diffcl_sampler *s, uint32_t iteration, diffcl_
     return hand_out(s, b, image, NULL, label, case_index);
 }
 
-diffcl_status diffcl_sampler_next_views(diffcl_sampler *s, uint32_t iteration, diffcl_sampler_views *views,
-                                        int64_t *case_index)
+diffcl_status diffcl_sampler_next_views(diffcl_sampler *s, uint32_t iteration,
+                                        diffcl_sampler_views *views, int64_t *case_index)
 {
     const char *fn = "diffcl_sampler_next_views";
     DC_CHECK_ARG(s && views, "%s: sampler and views must not be NULL", fn);
-    DC_CHECK_ARG(views->struct_size >= sizeof *views, "%s: views.struct_size %zu too small (use "
-                 "DIFFCL_SAMPLER_VIEWS_INIT)", fn, views->struct_size);
+    DC_CHECK_ARG(views->struct_size >= sizeof *views,
+                 "%s: views.struct_size %zu too small (use "
+                 "DIFFCL_SAMPLER_VIEWS_INIT)",
+                 fn, views->struct_size);
     views->image = views->weak = views->label = NULL;
     batch *b = NULL;
     DC_TRY(take_batch(s, iteration, fn, &b));

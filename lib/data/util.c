@@ -11,7 +11,8 @@ double dc_draw_uniform(dc_draw *d, double lo, double hi)
     diffcl_rng_bits(d->key, d->offset, 2, b);
     d->offset += 2;
     /* 53 random bits -> [0, 1) */
-    double u = ((double)(b[0] >> 5) * 67108864.0 + (double)(b[1] >> 6)) * (1.0 / 9007199254740992.0);
+    double u =
+        ((double)(b[0] >> 5) * 67108864.0 + (double)(b[1] >> 6)) * (1.0 / 9007199254740992.0);
     return lo + (hi - lo) * u;
 }
 
@@ -52,7 +53,8 @@ static int blur_axis(float *buf, int64_t outer, int64_t n, int64_t inner, double
     double *k = malloc(sizeof(double) * (size_t)(2 * radius + 1));
     if (!k) return -1;
     double ks = 0;
-    for (int j = -radius; j <= radius; j++) ks += k[j + radius] = exp(-0.5 * j * j / (sigma * sigma));
+    for (int j = -radius; j <= radius; j++)
+        ks += k[j + radius] = exp(-0.5 * j * j / (sigma * sigma));
     for (int j = 0; j <= 2 * radius; j++) k[j] /= ks;
     int failed = 0;
 #pragma omp parallel num_threads(n_threads)
@@ -96,4 +98,3 @@ int dc_kern_gauss_blur(float *buf, int64_t n_volumes, const int64_t dims[3], con
     }
     return 0;
 }
-

@@ -28,7 +28,8 @@ static void edt_1d(const double *f, double *d, int64_t n, double s, int64_t *v, 
         while (k >= 0) {
             double xv = (double)v[k] * s;
             double zz = (fq - (f[v[k]] + xv * xv)) / (2.0 * (xq - xv));
-            if (zz <= z[k]) k--;
+            if (zz <= z[k])
+                k--;
             else {
                 k++;
                 v[k] = q;
@@ -143,8 +144,7 @@ diffcl_status diffcl_distance_transform(const diffcl_tensor *mask, const double 
     for (int i = 0; i < mask->ndim; i++) {
         if (!spacing) break;
         DC_CHECK_ARG(spacing[i] > 0 && isfinite(spacing[i]),
-                     "diffcl_distance_transform: spacing[%d] = %g is not positive", i,
-                     spacing[i]);
+                     "diffcl_distance_transform: spacing[%d] = %g is not positive", i, spacing[i]);
         sp[3 - mask->ndim + i] = spacing[i];
     }
     uint8_t *m = to_mask(mask, -1);
@@ -169,8 +169,7 @@ diffcl_status diffcl_distance_transform(const diffcl_tensor *mask, const double 
 /* ------------------------------------------------------------------ surfaces ---- */
 
 /* border = mask & ~erode(mask), erosion with the connectivity-c cross/cube, outside = 0. */
-static void surface(const uint8_t *m, uint8_t *border, const int64_t dims[3], int conn,
-                    int ndim)
+static void surface(const uint8_t *m, uint8_t *border, const int64_t dims[3], int conn, int ndim)
 {
     int offs[27][3], n_off = 0;
     for (int dz = -1; dz <= 1; dz++)
@@ -198,8 +197,10 @@ static void surface(const uint8_t *m, uint8_t *border, const int64_t dims[3], in
                 int b = 0;
                 for (int k = 0; k < n_off && !b; k++) {
                     int64_t zz = z + offs[k][0], yy = y + offs[k][1], xx = x + offs[k][2];
-                    if (zz < 0 || zz >= D || yy < 0 || yy >= H || xx < 0 || xx >= W) b = 1;
-                    else if (!m[(zz * H + yy) * W + xx]) b = 1;
+                    if (zz < 0 || zz >= D || yy < 0 || yy >= H || xx < 0 || xx >= W)
+                        b = 1;
+                    else if (!m[(zz * H + yy) * W + xx])
+                        b = 1;
                 }
                 border[i] = (uint8_t)b;
             }
@@ -269,16 +270,17 @@ static diffcl_status read_options(const diffcl_metric_options *opts, int ndim,
                      "%s: options.struct_size %zu too small", fn, opts->struct_size);
         memcpy(o, opts, opts->struct_size < sizeof *o ? opts->struct_size : sizeof *o);
     }
-    DC_CHECK_ARG(o->connectivity >= 1 && o->connectivity <= 3,
-                 "%s: connectivity %d is not in 1..3", fn, o->connectivity);
-    if (o->connectivity > ndim) o->connectivity = ndim; /* above ndim: full connectivity, as 0.1.0 */
+    DC_CHECK_ARG(o->connectivity >= 1 && o->connectivity <= 3, "%s: connectivity %d is not in 1..3",
+                 fn, o->connectivity);
+    if (o->connectivity > ndim)
+        o->connectivity = ndim; /* above ndim: full connectivity, as 0.1.0 */
     DC_CHECK_ARG(o->empty_policy >= DIFFCL_EMPTY_NAN && o->empty_policy <= DIFFCL_EMPTY_DIAGONAL,
                  "%s: unknown empty_policy %d", fn, o->empty_policy);
     sp[0] = sp[1] = sp[2] = 1;
     for (int i = 0; i < ndim; i++) {
         double s = o->spacing[i];
-        DC_CHECK_ARG(s >= 0 && isfinite(s), "%s: spacing[%d] = %g is negative or not finite", fn,
-                     i, s);
+        DC_CHECK_ARG(s >= 0 && isfinite(s), "%s: spacing[%d] = %g is negative or not finite", fn, i,
+                     s);
         sp[3 - ndim + i] = s > 0 ? s : 1.0;
     }
     return DIFFCL_OK;
@@ -306,7 +308,8 @@ static diffcl_status mask_metrics(const uint8_t *p, const uint8_t *r, const int6
     out->jaccard = (double)inter / (double)(np_ + nr - inter);
     if (np_ == 0 || nr == 0) {
         double v = NAN;
-        if (o->empty_policy == DIFFCL_EMPTY_VALUE) v = o->empty_value;
+        if (o->empty_policy == DIFFCL_EMPTY_VALUE)
+            v = o->empty_value;
         else if (o->empty_policy == DIFFCL_EMPTY_DIAGONAL) {
             v = 0;
             for (int a = 0; a < 3; a++) v += (double)(dims[a] * dims[a]) * sp[a] * sp[a];

@@ -79,12 +79,12 @@ typedef struct sw_run {
     diffcl_module *model;
     const diffcl_sliding_window_options *o;
     int two_d, n_spatial, n_flips;
-    int64_t C, K;                               /* input channels; classes, once known */
+    int64_t C, K; /* input channels; classes, once known */
     int64_t dims[3], P[3], S[3], padlo[3], size[3], nwin[3];
-    int64_t total, pvol, vol, svol;             /* windows; voxels of a window, image, padded image */
-    diffcl_tensor *img;                         /* the image, contiguous */
-    float *wmap, *cnt, *score;                  /* window weights; weight and score sums */
-    int64_t *starts;                            /* [batch][3] window origins in the padded volume */
+    int64_t total, pvol, vol, svol; /* windows; voxels of a window, image, padded image */
+    diffcl_tensor *img;             /* the image, contiguous */
+    float *wmap, *cnt, *score;      /* window weights; weight and score sums */
+    int64_t *starts;                /* [batch][3] window origins in the padded volume */
 } sw_run;
 
 /* The padded size (centred, up to one patch) and the window grid: ceil((size - P) / S) + 1
@@ -93,7 +93,8 @@ static void sw_geometry(sw_run *r, const diffcl_tensor *image)
 {
     const diffcl_sliding_window_options *o = r->o;
     r->C = image->shape[0];
-    int64_t dims[3] = {r->two_d ? 1 : image->shape[1], image->shape[image->ndim - 2], image->shape[image->ndim - 1]};
+    int64_t dims[3] = {r->two_d ? 1 : image->shape[1], image->shape[image->ndim - 2],
+                       image->shape[image->ndim - 1]};
     int64_t P[3] = {r->two_d ? 1 : o->patch[0], o->patch[1], o->patch[2]};
     int64_t S[3] = {r->two_d ? 1 : o->stride[0], o->stride[1], o->stride[2]};
     for (int a = 0; a < 3; a++) {
@@ -126,7 +127,8 @@ static void sw_free(sw_run *r)
 static void sw_window_starts(sw_run *r, int64_t w0, int B)
 {
     for (int b = 0; b < B; b++) {
-        int64_t w = w0 + b, ix = w % r->nwin[2], iy = (w / r->nwin[2]) % r->nwin[1], iz = w / (r->nwin[2] * r->nwin[1]);
+        int64_t w = w0 + b, ix = w % r->nwin[2], iy = (w / r->nwin[2]) % r->nwin[1],
+                iz = w / (r->nwin[2] * r->nwin[1]);
         int64_t ii[3] = {iz, iy, ix};
         for (int a = 0; a < 3; a++) {
             int64_t s = r->S[a] * ii[a], mx = r->size[a] - r->P[a];
@@ -174,7 +176,8 @@ static diffcl_status sw_gather(sw_run *r, int B, const int flip[3], diffcl_tenso
 static diffcl_status sw_check_output(sw_run *r, const diffcl_tensor *oc, const diffcl_tensor *win)
 {
     const int B = (int)win->shape[0];
-    int ok = oc->ndim == win->ndim && oc->shape[0] == B && oc->dtype == DIFFCL_F32 && oc->shape[1] >= 1;
+    int ok =
+        oc->ndim == win->ndim && oc->shape[0] == B && oc->dtype == DIFFCL_F32 && oc->shape[1] >= 1;
     for (int a = 2; ok && a < win->ndim; a++) ok = oc->shape[a] == win->shape[a];
     if (ok && r->K && oc->shape[1] != r->K) ok = 0;
     if (!ok) {
@@ -188,7 +191,8 @@ static diffcl_status sw_check_output(sw_run *r, const diffcl_tensor *oc, const d
     if (!r->K) {
         r->K = oc->shape[1];
         r->score = calloc((size_t)(r->K * r->svol), sizeof(float));
-        if (!r->score) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory for the score map", r->fn);
+        if (!r->score)
+            return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory for the score map", r->fn);
     }
     return DIFFCL_OK;
 }
@@ -216,7 +220,8 @@ static void sw_accumulate(sw_run *r, const diffcl_tensor *oc, int B, const int f
                     const int64_t *st = r->starts + 3 * b;
                     int64_t g = ((st[0] + q[0]) * size[1] + st[1] + q[1]) * size[2] + st[2] + q[2];
                     float wt = wmap ? wmap[(q[0] * P[1] + q[1]) * P[2] + q[2]] : 1.0f;
-                    for (int64_t k = 0; k < K; k++) score[k * svol + g] += (float)(wt * exp(l[k * pvol] - mx) / sum);
+                    for (int64_t k = 0; k < K; k++)
+                        score[k * svol + g] += (float)(wt * exp(l[k * pvol] - mx) / sum);
                     cnt[g] += wt;
                 }
 }
@@ -234,7 +239,8 @@ static diffcl_status sw_batch(sw_run *r, int64_t w0, int B)
         diffcl_status st = diffcl_module_forward(r->model, win, &out);
         diffcl_tensor *oc = st == DIFFCL_OK ? dc_contiguous(out) : NULL;
         diffcl_tensor_free(out);
-        if (st == DIFFCL_OK && !oc) st = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", r->fn);
+        if (st == DIFFCL_OK && !oc)
+            st = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", r->fn);
         if (st == DIFFCL_OK) st = sw_check_output(r, oc, win);
         if (st == DIFFCL_OK) sw_accumulate(r, oc, B, flip);
         diffcl_tensor_free(oc);
@@ -260,7 +266,8 @@ static diffcl_status sw_result(const sw_run *r, diffcl_tensor **out)
             for (int64_t y = 0; y < dims[1]; y++)
                 for (int64_t x = 0; x < dims[2]; x++) {
                     int64_t g = ((z + padlo[0]) * size[1] + y + padlo[1]) * size[2] + x + padlo[2];
-                    rp[k * r->vol + (z * dims[1] + y) * dims[2] + x] = r->score[k * r->svol + g] / r->cnt[g];
+                    rp[k * r->vol + (z * dims[1] + y) * dims[2] + x] =
+                        r->score[k * r->svol + g] / r->cnt[g];
                 }
     *out = res;
     return DIFFCL_OK;
@@ -296,8 +303,10 @@ diffcl_status diffcl_sliding_window(diffcl_module *model, const diffcl_tensor *i
         dc_threads_adapt(r.ctx); /* a default thread count follows the load (thread_adapt.c) */
         st = sw_batch(&r, w0, B);
         if (st == DIFFCL_OK && dc_progress(r.ctx, "infer", w0 + B, r.total, NULL))
-            st = dc_error(DIFFCL_ERR_CANCELLED, "%s: cancelled by the progress callback after %lld of "
-                          "%lld windows", fn, (long long)(w0 + B), (long long)r.total);
+            st = dc_error(DIFFCL_ERR_CANCELLED,
+                          "%s: cancelled by the progress callback after %lld of "
+                          "%lld windows",
+                          fn, (long long)(w0 + B), (long long)r.total);
     }
     diffcl_set_grad_enabled(r.ctx, prev_grad);
     if (st == DIFFCL_OK) st = sw_result(&r, probs);
@@ -436,8 +445,10 @@ diffcl_status diffcl_segment(diffcl_module *model, const diffcl_tensor *image,
         l = cc;
     }
     *label = l;
-    if (probs) *probs = p;
-    else diffcl_tensor_free(p);
+    if (probs)
+        *probs = p;
+    else
+        diffcl_tensor_free(p);
     return DIFFCL_OK;
 }
 
@@ -505,7 +516,8 @@ diffcl_status diffcl_overlay_png(const diffcl_tensor *image, const diffcl_tensor
     int64_t R = dims[ra], Cc = dims[ca];
     int64_t shape[3] = {R, Cc, 3};
     diffcl_tensor *rgb = dc_tensor_new(image->ctx, DIFFCL_U8, 3, shape);
-    float *sl = malloc(sizeof(float) * (size_t)(R * Cc)), *sorted = malloc(sizeof(float) * (size_t)(R * Cc));
+    float *sl = malloc(sizeof(float) * (size_t)(R * Cc)),
+          *sorted = malloc(sizeof(float) * (size_t)(R * Cc));
     uint8_t *lab = calloc((size_t)(R * Cc), 1), *ref = calloc((size_t)(R * Cc), 1);
     diffcl_status st = DIFFCL_OK;
     if (!ic || (label && !lc) || (reference && !rc) || !rgb || !sl || !sorted || !lab || !ref) {
@@ -526,7 +538,7 @@ diffcl_status diffcl_overlay_png(const diffcl_tensor *image, const diffcl_tensor
     memcpy(sorted, sl, sizeof(float) * (size_t)(R * Cc));
     qsort(sorted, (size_t)(R * Cc), sizeof(float), cmp_f);
     double lo = sorted[(int64_t)((R * Cc - 1) * 0.01)], hi = sorted[(int64_t)((R * Cc - 1) * 0.99)];
-    static const uint8_t pal[7][3] = {{230, 25, 75}, {60, 180, 75}, {0, 130, 200}, {255, 225, 25},
+    static const uint8_t pal[7][3] = {{230, 25, 75},  {60, 180, 75},  {0, 130, 200}, {255, 225, 25},
                                       {145, 30, 180}, {70, 240, 240}, {245, 130, 48}};
     uint8_t *out = dc_data(rgb);
     for (int64_t r = 0; r < R; r++)

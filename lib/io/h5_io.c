@@ -22,28 +22,37 @@ static pthread_mutex_t h5_lock = PTHREAD_MUTEX_INITIALIZER;
  * chunks can expand to: h5_read_locked, docs/security.md. */
 #define H5_FILL_SLACK ((uint64_t)64 << 20)
 
-int diffcl_io_has_hdf5(void) { return 1; }
+int diffcl_io_has_hdf5(void)
+{
+    return 1;
+}
 
 /* HDF5 prints its error stack to stderr by default: silence it for our calls. */
-static void quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+static void quiet(void)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
 
 /* The tensor type for a dataset of file type @p ty, and the memory type HDF5 converts to
  * (*mem, the caller closes it): float32 -> F32, float64 -> F64, half -> F32, 8-bit unsigned
  * and h5py's bool enum -> U8, other integers of up to 32 bits -> I32, up to 64 -> I64. */
-static diffcl_status h5_types(hid_t ty, const char *path, const char *name, diffcl_dtype *dt, hid_t *mem)
+static diffcl_status h5_types(hid_t ty, const char *path, const char *name, diffcl_dtype *dt,
+                              hid_t *mem)
 {
     const char *fn = "diffcl_h5_read";
     H5T_class_t cls = H5Tget_class(ty);
     size_t size = H5Tget_size(ty);
     if (size == 0) /* H5Tget_size's error value: a corrupt datatype message */
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': dataset '%s' has a corrupt element type", fn, path, name);
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': dataset '%s' has a corrupt element type", fn,
+                        path, name);
     if (cls == H5T_FLOAT && size == 4) {
         *dt = DIFFCL_F32;
         *mem = H5Tcopy(H5T_NATIVE_FLOAT);
     } else if (cls == H5T_FLOAT && (size == 8 || size == 2)) {
         *dt = size == 8 ? DIFFCL_F64 : DIFFCL_F32;
         *mem = H5Tcopy(size == 8 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_FLOAT);
-    } else if ((cls == H5T_INTEGER && size == 1 && H5Tget_sign(ty) == H5T_SGN_NONE) || (cls == H5T_ENUM && size == 1)) {
+    } else if ((cls == H5T_INTEGER && size == 1 && H5Tget_sign(ty) == H5T_SGN_NONE) ||
+               (cls == H5T_ENUM && size == 1)) {
         *dt = DIFFCL_U8; /* uint8, and h5py's bool (an 8-bit enum FALSE=0, TRUE=1) */
         *mem = cls == H5T_ENUM ? H5Tget_native_type(ty, H5T_DIR_ASCEND) : H5Tcopy(H5T_NATIVE_UCHAR);
     } else if (cls == H5T_INTEGER && (size < 4 || (size == 4 && H5Tget_sign(ty) == H5T_SGN_2))) {
@@ -53,8 +62,10 @@ static diffcl_status h5_types(hid_t ty, const char *path, const char *name, diff
         *dt = DIFFCL_I64;
         *mem = H5Tcopy(H5T_NATIVE_INT64);
     } else {
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': dataset '%s' has an unsupported element type (class %d, %zu bytes)",
-                        fn, path, name, (int)cls, size);
+        return dc_error(
+            DIFFCL_ERR_FORMAT,
+            "%s: '%s': dataset '%s' has an unsupported element type (class %d, %zu bytes)", fn,
+            path, name, (int)cls, size);
     }
     return DIFFCL_OK;
 }
@@ -62,43 +73,53 @@ static diffcl_status h5_types(hid_t ty, const char *path, const char *name, diff
 /* A corrupt header can claim any shape: the element count must not overflow, an unfiltered
  * (contiguous or compact) dataset must hold the bytes it claims, and a chunked one at most what
  * deflate can expand its stored chunks to. */
-static diffcl_status h5_check_size(hid_t d, const hsize_t *hd, int nd, size_t size, const char *path, const char *name)
+static diffcl_status h5_check_size(hid_t d, const hsize_t *hd, int nd, size_t size,
+                                   const char *path, const char *name)
 {
     const char *fn = "diffcl_h5_read";
     uint64_t numel = 1;
     for (int i = 0; i < nd; i++)
-        if (__builtin_mul_overflow(numel, (uint64_t)hd[i], &numel) || numel > (uint64_t)INT64_MAX / 16)
-            return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': dataset '%s' claims a shape too large to hold", fn, path,
+        if (__builtin_mul_overflow(numel, (uint64_t)hd[i], &numel) ||
+            numel > (uint64_t)INT64_MAX / 16)
+            return dc_error(DIFFCL_ERR_FORMAT,
+                            "%s: '%s': dataset '%s' claims a shape too large to hold", fn, path,
                             name);
     hid_t plist = H5Dget_create_plist(d);
     H5D_layout_t layout = plist >= 0 ? H5Pget_layout(plist) : H5D_LAYOUT_ERROR;
     if (plist >= 0) H5Pclose(plist);
     H5D_space_status_t space = H5D_SPACE_STATUS_ERROR; /* never written: reads as the fill value */
     uint64_t stored = (uint64_t)H5Dget_storage_size(d);
-    if ((layout == H5D_CONTIGUOUS || layout == H5D_COMPACT) && numel > 0 && H5Dget_space_status(d, &space) >= 0 &&
-        space == H5D_SPACE_STATUS_ALLOCATED && stored < numel * size)
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': dataset '%s' claims %llu elements of %zu bytes but stores %llu "
-                                           "bytes (truncated or corrupt)", fn, path, name, (unsigned long long)numel,
-                        size, (unsigned long long)stored);
+    if ((layout == H5D_CONTIGUOUS || layout == H5D_COMPACT) && numel > 0 &&
+        H5Dget_space_status(d, &space) >= 0 && space == H5D_SPACE_STATUS_ALLOCATED &&
+        stored < numel * size)
+        return dc_error(DIFFCL_ERR_FORMAT,
+                        "%s: '%s': dataset '%s' claims %llu elements of %zu bytes but stores %llu "
+                        "bytes (truncated or corrupt)",
+                        fn, path, name, (unsigned long long)numel, size,
+                        (unsigned long long)stored);
     /* Chunks never written read as the fill value, so a file of a few KB can claim terabytes.
      * Deflate (the one filter Debian's libhdf5 decodes) expands at most 1032:1; beyond that,
      * allow H5_FILL_SLACK of fill. */
     if (layout == H5D_CHUNKED && numel * size / 1032 > stored + H5_FILL_SLACK / 1032)
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': dataset '%s' claims %llu elements of %zu bytes but stores %llu "
-                                           "compressed bytes, more than deflate can expand to (corrupt)", fn, path,
-                        name, (unsigned long long)numel, size, (unsigned long long)stored);
+        return dc_error(DIFFCL_ERR_FORMAT,
+                        "%s: '%s': dataset '%s' claims %llu elements of %zu bytes but stores %llu "
+                        "compressed bytes, more than deflate can expand to (corrupt)",
+                        fn, path, name, (unsigned long long)numel, size,
+                        (unsigned long long)stored);
     return DIFFCL_OK;
 }
 
 /* Dataset @p name of the open file @p f as a tensor. */
-static diffcl_status h5_read_dataset(diffcl_context *ctx, hid_t f, const char *path, const char *name,
-                                     diffcl_tensor **out)
+static diffcl_status h5_read_dataset(diffcl_context *ctx, hid_t f, const char *path,
+                                     const char *name, diffcl_tensor **out)
 {
     const char *fn = "diffcl_h5_read";
     if (H5Lexists(f, name, H5P_DEFAULT) <= 0)
         return dc_error(DIFFCL_ERR_NOT_FOUND, "%s: '%s' has no dataset '%s'", fn, path, name);
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0) return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': '%s' is not a readable dataset", fn, path, name);
+    if (d < 0)
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': '%s' is not a readable dataset", fn, path,
+                        name);
     hid_t sp = H5Dget_space(d), ty = H5Dget_type(d), mem = -1;
     diffcl_status s = DIFFCL_OK;
     diffcl_tensor *t = NULL;
@@ -106,8 +127,8 @@ static diffcl_status h5_read_dataset(diffcl_context *ctx, hid_t f, const char *p
     hsize_t hd[DIFFCL_MAX_DIMS];
     int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
     if (nd < 1 || nd > DIFFCL_MAX_DIMS)
-        s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': dataset '%s' has %d axes (1 to %d supported)", fn, path, name, nd,
-                     DIFFCL_MAX_DIMS);
+        s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': dataset '%s' has %d axes (1 to %d supported)",
+                     fn, path, name, nd, DIFFCL_MAX_DIMS);
     if (s == DIFFCL_OK) {
         H5Sget_simple_extent_dims(sp, hd, NULL);
         s = h5_types(ty, path, name, &dt, &mem);
@@ -119,11 +140,14 @@ static diffcl_status h5_read_dataset(diffcl_context *ctx, hid_t f, const char *p
         for (int i = 0; i < nd; i++) numel *= (unsigned long long)(shape[i] = (int64_t)hd[i]);
         t = dc_tensor_empty(ctx, dt, nd, shape);
         if (!t)
-            s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: '%s': out of memory for dataset '%s' (%llu elements)", fn,
-                         path, name, numel);
+            s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY,
+                         "%s: '%s': out of memory for dataset '%s' (%llu elements)", fn, path, name,
+                         numel);
     }
-    if (s == DIFFCL_OK && dc_numel(t) > 0 && H5Dread(d, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, dc_data(t)) < 0)
-        s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': cannot read dataset '%s' (truncated or corrupt)", fn, path, name);
+    if (s == DIFFCL_OK && dc_numel(t) > 0 &&
+        H5Dread(d, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, dc_data(t)) < 0)
+        s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': cannot read dataset '%s' (truncated or corrupt)",
+                     fn, path, name);
     if (mem >= 0) H5Tclose(mem);
     if (ty >= 0) H5Tclose(ty);
     if (sp >= 0) H5Sclose(sp);
@@ -143,11 +167,15 @@ static diffcl_status h5_read_locked(diffcl_context *ctx, const char *path, const
     DC_CHECK_ARG(ctx && path && name && out, "%s: ctx, path, name and out must not be NULL", fn);
     *out = NULL;
     struct stat st;
-    if (stat(path, &st) != 0) return dc_error(DIFFCL_ERR_IO, "%s: cannot open '%s': %s", fn, path, strerror(errno));
+    if (stat(path, &st) != 0)
+        return dc_error(DIFFCL_ERR_IO, "%s: cannot open '%s': %s", fn, path, strerror(errno));
     quiet();
-    if (H5Fis_hdf5(path) <= 0) return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' is not an HDF5 file", fn, path);
+    if (H5Fis_hdf5(path) <= 0)
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' is not an HDF5 file", fn, path);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' is corrupt or truncated (HDF5 cannot open it)", fn, path);
+    if (f < 0)
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' is corrupt or truncated (HDF5 cannot open it)",
+                        fn, path);
     diffcl_status s = h5_read_dataset(ctx, f, path, name, out);
     H5Fclose(f);
     return s;
@@ -173,11 +201,26 @@ static diffcl_status h5_write_locked(const char *path, const char *const *names,
         const diffcl_tensor *t = tensors[i];
         hid_t ft, mt;
         switch (t->dtype) {
-        case DIFFCL_F32: ft = H5T_IEEE_F32LE; mt = H5T_NATIVE_FLOAT; break;
-        case DIFFCL_F64: ft = H5T_IEEE_F64LE; mt = H5T_NATIVE_DOUBLE; break;
-        case DIFFCL_U8: ft = H5T_STD_U8LE; mt = H5T_NATIVE_UCHAR; break;
-        case DIFFCL_I32: ft = H5T_STD_I32LE; mt = H5T_NATIVE_INT32; break;
-        default: ft = H5T_STD_I64LE; mt = H5T_NATIVE_INT64; break;
+        case DIFFCL_F32:
+            ft = H5T_IEEE_F32LE;
+            mt = H5T_NATIVE_FLOAT;
+            break;
+        case DIFFCL_F64:
+            ft = H5T_IEEE_F64LE;
+            mt = H5T_NATIVE_DOUBLE;
+            break;
+        case DIFFCL_U8:
+            ft = H5T_STD_U8LE;
+            mt = H5T_NATIVE_UCHAR;
+            break;
+        case DIFFCL_I32:
+            ft = H5T_STD_I32LE;
+            mt = H5T_NATIVE_INT32;
+            break;
+        default:
+            ft = H5T_STD_I64LE;
+            mt = H5T_NATIVE_INT64;
+            break;
         }
         hsize_t hd[DIFFCL_MAX_DIMS];
         for (int a = 0; a < t->ndim; a++) hd[a] = (hsize_t)t->shape[a];
@@ -227,7 +270,10 @@ diffcl_status diffcl_h5_write(const char *path, const char *const *names,
 
 #else /* !DIFFCL_HAVE_HDF5 */
 
-int diffcl_io_has_hdf5(void) { return 0; }
+int diffcl_io_has_hdf5(void)
+{
+    return 0;
+}
 
 diffcl_status diffcl_h5_read(diffcl_context *ctx, const char *path, const char *name,
                              diffcl_tensor **out)

@@ -17,7 +17,10 @@
 #include <nifti/nifti1_io.h>
 #include <zlib.h>
 
-int diffcl_io_has_nifti(void) { return 1; }
+int diffcl_io_has_nifti(void)
+{
+    return 1;
+}
 
 static double voxel_value(const void *data, int datatype, size_t i)
 {
@@ -53,7 +56,8 @@ static diffcl_status nifti_check_size(const nifti_image *nim, const char *path, 
             nvox = UINT64_MAX;
             break;
         }
-    const char *data_path = nim->iname ? nim->iname : path; /* .nii: the same file; .hdr: its .img */
+    const char *data_path =
+        nim->iname ? nim->iname : path; /* .nii: the same file; .hdr: its .img */
     struct stat ds;
     uint64_t fsize = stat(data_path, &ds) == 0 ? (uint64_t)ds.st_size : 0;
     uint64_t off = nim->iname_offset > 0 ? (uint64_t)nim->iname_offset : 0;
@@ -66,17 +70,22 @@ static diffcl_status nifti_check_size(const nifti_image *nim, const char *path, 
     }
     int gz = magic[0] == 0x1f && magic[1] == 0x8b;
     if (gz) room = fsize * 1032 + 1024; /* offset and size count uncompressed bytes */
-    int bad_dims = nim->dim[0] < 1 || nim->dim[0] > 7 || nvox == UINT64_MAX || nvox != (uint64_t)nim->nvox ||
-                   __builtin_mul_overflow(nvox, (uint64_t)(nim->nbyper > 0 ? nim->nbyper : 1), &need_bytes) ||
-                   need_bytes > (uint64_t)INT64_MAX / 16;
+    int bad_dims =
+        nim->dim[0] < 1 || nim->dim[0] > 7 || nvox == UINT64_MAX || nvox != (uint64_t)nim->nvox ||
+        __builtin_mul_overflow(nvox, (uint64_t)(nim->nbyper > 0 ? nim->nbyper : 1), &need_bytes) ||
+        need_bytes > (uint64_t)INT64_MAX / 16;
     if (bad_dims)
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': corrupt header: dim[0..7] = %d %d %d %d %d %d %d %d do not "
-                                           "give a valid size", fn, path, nim->dim[0], nim->dim[1], nim->dim[2],
-                        nim->dim[3], nim->dim[4], nim->dim[5], nim->dim[6], nim->dim[7]);
+        return dc_error(DIFFCL_ERR_FORMAT,
+                        "%s: '%s': corrupt header: dim[0..7] = %d %d %d %d %d %d %d %d do not "
+                        "give a valid size",
+                        fn, path, nim->dim[0], nim->dim[1], nim->dim[2], nim->dim[3], nim->dim[4],
+                        nim->dim[5], nim->dim[6], nim->dim[7]);
     if (need_bytes > room)
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': the header claims %llu data bytes, the file %s %llu "
-                                           "(truncated, or a corrupt header)", fn, path,
-                        (unsigned long long)need_bytes, gz ? "can hold at most" : "holds", (unsigned long long)room);
+        return dc_error(DIFFCL_ERR_FORMAT,
+                        "%s: '%s': the header claims %llu data bytes, the file %s %llu "
+                        "(truncated, or a corrupt header)",
+                        fn, path, (unsigned long long)need_bytes, gz ? "can hold at most" : "holds",
+                        (unsigned long long)room);
     return DIFFCL_OK;
 }
 
@@ -91,7 +100,8 @@ static diffcl_status nifti_read_data(nifti_image *nim, const char *path, const c
     if (!nim->data) {
         s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: '%s': out of memory", fn, path);
     } else if (!g || gzseek(g, nim->iname_offset, SEEK_SET) != (z_off_t)nim->iname_offset) {
-        s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' is truncated (no data after the header)", fn, path);
+        s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' is truncated (no data after the header)", fn,
+                     path);
     } else {
         while (got < need) {
             unsigned chunk = need - got > (1u << 30) ? (1u << 30) : (unsigned)(need - got);
@@ -100,7 +110,8 @@ static diffcl_status nifti_read_data(nifti_image *nim, const char *path, const c
             got += (size_t)r;
         }
         if (got < need)
-            s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' is truncated or corrupt: %zu of %zu data bytes could be read",
+            s = dc_error(DIFFCL_ERR_FORMAT,
+                         "%s: '%s' is truncated or corrupt: %zu of %zu data bytes could be read",
                          fn, path, got, need);
         else if (nim->byteorder != nifti_short_order() && nim->swapsize > 1)
             nifti_swap_Nbytes(nim->nvox, nim->swapsize, nim->data);
@@ -111,18 +122,20 @@ static diffcl_status nifti_read_data(nifti_image *nim, const char *path, const c
 
 /* The voxels as the tensor nibabel shows ((x, y, z[, t]), trailing size-1 axes of dims 5..7
  * dropped): F32 with scl_slope/scl_inter applied, or U8 class indices. */
-static diffcl_status nifti_to_tensor(diffcl_context *ctx, const nifti_image *nim, diffcl_nifti_read_as as,
-                                     const char *path, const char *fn, diffcl_tensor **out)
+static diffcl_status nifti_to_tensor(diffcl_context *ctx, const nifti_image *nim,
+                                     diffcl_nifti_read_as as, const char *path, const char *fn,
+                                     diffcl_tensor **out)
 {
     int nd = nim->dim[0];
     while (nd > DIFFCL_MAX_DIMS && nim->dim[nd] == 1) nd--;
     if (nd < 1 || nd > DIFFCL_MAX_DIMS)
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' has %d dimensions (1 to %d supported)", fn, path, nim->dim[0],
-                        DIFFCL_MAX_DIMS);
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' has %d dimensions (1 to %d supported)", fn,
+                        path, nim->dim[0], DIFFCL_MAX_DIMS);
     if (!supported_type(nim->datatype))
         return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' has unsupported data type %s", fn, path,
                         nifti_datatype_string(nim->datatype));
-    if (!nim->data) return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': no image data could be read", fn, path);
+    if (!nim->data)
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': no image data could be read", fn, path);
     int64_t shape[DIFFCL_MAX_DIMS], disk_stride[DIFFCL_MAX_DIMS];
     int64_t acc = 1;
     for (int i = 0; i < nd; i++) {
@@ -136,7 +149,8 @@ static diffcl_status nifti_to_tensor(diffcl_context *ctx, const nifti_image *nim
         inter = 0;
     }
     if (!isfinite(inter)) inter = 0;
-    diffcl_tensor *t = dc_tensor_empty(ctx, as == DIFFCL_NIFTI_LABEL ? DIFFCL_U8 : DIFFCL_F32, nd, shape);
+    diffcl_tensor *t =
+        dc_tensor_empty(ctx, as == DIFFCL_NIFTI_LABEL ? DIFFCL_U8 : DIFFCL_F32, nd, shape);
     if (!t) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: '%s': out of memory", fn, path);
     int64_t idx[DIFFCL_MAX_DIMS] = {0};
     for (int64_t i = 0; i < acc; i++) { /* i walks the tensor in row-major order */
@@ -146,9 +160,10 @@ static diffcl_status nifti_to_tensor(diffcl_context *ctx, const nifti_image *nim
         if (as == DIFFCL_NIFTI_LABEL) {
             if (!(v >= 0 && v <= 255 && v == floor(v))) {
                 diffcl_tensor_free(t);
-                return dc_error(DIFFCL_ERR_FORMAT,
-                                "%s: '%s' is not a label map: voxel %lld has value %g (class indices 0..255 expected)",
-                                fn, path, (long long)src, v);
+                return dc_error(
+                    DIFFCL_ERR_FORMAT,
+                    "%s: '%s' is not a label map: voxel %lld has value %g (class indices 0..255 expected)",
+                    fn, path, (long long)src, v);
             }
             ((uint8_t *)dc_data(t))[i] = (uint8_t)v;
         } else {
@@ -189,15 +204,20 @@ diffcl_status diffcl_nifti_read(diffcl_context *ctx, const char *path, diffcl_ni
 {
     const char *fn = "diffcl_nifti_read";
     DC_CHECK_ARG(ctx && path && out, "%s: ctx, path and out must not be NULL", fn);
-    DC_CHECK_ARG(as == DIFFCL_NIFTI_IMAGE || as == DIFFCL_NIFTI_LABEL, "%s: bad read mode %d", fn, (int)as);
+    DC_CHECK_ARG(as == DIFFCL_NIFTI_IMAGE || as == DIFFCL_NIFTI_LABEL, "%s: bad read mode %d", fn,
+                 (int)as);
     *out = NULL;
     struct stat st;
-    if (stat(path, &st) != 0) return dc_error(DIFFCL_ERR_IO, "%s: cannot open '%s': %s", fn, path, strerror(errno));
+    if (stat(path, &st) != 0)
+        return dc_error(DIFFCL_ERR_IO, "%s: cannot open '%s': %s", fn, path, strerror(errno));
     nifti_set_debug_level(0);
     nifti_image *nim = nifti_image_read(path, 0);
-    if (!nim) return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' is not a readable NIfTI-1 file (bad header)", fn, path);
+    if (!nim)
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' is not a readable NIfTI-1 file (bad header)",
+                        fn, path);
     diffcl_status s = nifti_check_size(nim, path, fn);
-    if (s == DIFFCL_OK && supported_type(nim->datatype) && nim->nbyper > 0) s = nifti_read_data(nim, path, fn);
+    if (s == DIFFCL_OK && supported_type(nim->datatype) && nim->nbyper > 0)
+        s = nifti_read_data(nim, path, fn);
     diffcl_tensor *t = NULL;
     if (s == DIFFCL_OK) s = nifti_to_tensor(ctx, nim, as, path, fn, &t);
     if (s == DIFFCL_OK && meta) nifti_fill_meta(nim, diffcl_tensor_ndim(t), meta);
@@ -227,7 +247,8 @@ static int nifti_datatype_of(diffcl_dtype d)
 
 /* A new header for @p t without a source header: @p meta's affine when it has one, else its
  * spacing (or unit spacing) on the diagonal, as both sform and qform. */
-static nifti_image *nifti_new_header(const diffcl_tensor *t, int datatype, const diffcl_image_meta *meta)
+static nifti_image *nifti_new_header(const diffcl_tensor *t, int datatype,
+                                     const diffcl_image_meta *meta)
 {
     int dims[8] = {t->ndim, 1, 1, 1, 1, 1, 1, 1};
     for (int i = 0; i < t->ndim; i++) dims[i + 1] = (int)t->shape[i];
@@ -240,7 +261,8 @@ static nifti_image *nifti_new_header(const diffcl_tensor *t, int datatype, const
         if (meta->spacing[i] > 0) sp[i] = meta->spacing[i];
     for (int r = 0; r < 4; r++)
         for (int c = 0; c < 4; c++)
-            A.m[r][c] = has_affine ? (float)meta->affine[r][c] : (r == c ? (float)(r < 3 ? sp[r] : 1) : 0);
+            A.m[r][c] =
+                has_affine ? (float)meta->affine[r][c] : (r == c ? (float)(r < 3 ? sp[r] : 1) : 0);
     nim->sto_xyz = A;
     nim->sform_code = NIFTI_XFORM_SCANNER_ANAT;
     nim->qform_code = NIFTI_XFORM_SCANNER_ANAT;
@@ -253,7 +275,8 @@ static nifti_image *nifti_new_header(const diffcl_tensor *t, int datatype, const
     nim->qoffset_y = qy;
     nim->qoffset_z = qz;
     nim->qfac = qfac;
-    nim->qto_xyz = nifti_quatern_to_mat44(qb, qc, qd, qx, qy, qz, (float)sp[0], (float)sp[1], (float)sp[2], qfac);
+    nim->qto_xyz = nifti_quatern_to_mat44(qb, qc, qd, qx, qy, qz, (float)sp[0], (float)sp[1],
+                                          (float)sp[2], qfac);
     nim->pixdim[1] = nim->dx = (float)sp[0];
     nim->pixdim[2] = nim->dy = (float)sp[1];
     nim->pixdim[3] = nim->dz = (float)sp[2];
@@ -266,7 +289,8 @@ static void nifti_set_data_shape(nifti_image *nim, const diffcl_tensor *t, int d
 {
     nim->datatype = datatype;
     nifti_datatype_sizes(datatype, &nim->nbyper, &nim->swapsize);
-    for (int i = 0; i < 8; i++) nim->dim[i] = i == 0 ? t->ndim : (i <= t->ndim ? (int)t->shape[i - 1] : 1);
+    for (int i = 0; i < 8; i++)
+        nim->dim[i] = i == 0 ? t->ndim : (i <= t->ndim ? (int)t->shape[i - 1] : 1);
     nim->ndim = t->ndim;
     nim->nx = nim->dim[1];
     nim->ny = nim->dim[2];
@@ -319,9 +343,12 @@ static diffcl_status nifti_check_folder(const char *path, const char *fn)
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
-    if (slash == dir) slash[1] = 0;
-    else if (slash) *slash = 0;
-    else snprintf(dir, sizeof dir, ".");
+    if (slash == dir)
+        slash[1] = 0;
+    else if (slash)
+        *slash = 0;
+    else
+        snprintf(dir, sizeof dir, ".");
     struct stat ds;
     if (stat(dir, &ds) != 0 || !S_ISDIR(ds.st_mode))
         return dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s': no folder '%s'", fn, path, dir);
@@ -330,10 +357,11 @@ static diffcl_status nifti_check_folder(const char *path, const char *fn)
 
 /* Write @p nim with @p disk as its data to @p tmp, and read the header back: niftilib's
  * writer reports nothing. */
-static diffcl_status nifti_write_checked(nifti_image *nim, void *disk, const char *tmp, const char *path,
-                                         const char *fn)
+static diffcl_status nifti_write_checked(nifti_image *nim, void *disk, const char *tmp,
+                                         const char *path, const char *fn)
 {
-    if (nifti_set_filenames(nim, tmp, 0, 1) != 0) return dc_error(DIFFCL_ERR_IO, "%s: '%s': bad file name", fn, path);
+    if (nifti_set_filenames(nim, tmp, 0, 1) != 0)
+        return dc_error(DIFFCL_ERR_IO, "%s: '%s': bad file name", fn, path);
     nim->data = disk;
     unlink(tmp);
     nifti_image_write(nim);
@@ -345,16 +373,19 @@ static diffcl_status nifti_write_checked(nifti_image *nim, void *disk, const cha
     return s;
 }
 
-diffcl_status diffcl_nifti_write(const diffcl_tensor *t, const char *path, const diffcl_image_meta *meta)
+diffcl_status diffcl_nifti_write(const diffcl_tensor *t, const char *path,
+                                 const diffcl_image_meta *meta)
 {
     const char *fn = "diffcl_nifti_write";
     DC_CHECK_ARG(t && path, "%s: tensor and path must not be NULL", fn);
     const char *suffix = nifti_suffix(path);
     DC_CHECK_ARG(suffix, "%s: '%s' must end in .nii or .nii.gz", fn, path);
     if (t->ndim < 1 || t->ndim > 4)
-        return dc_error(DIFFCL_ERR_SHAPE, "%s: '%s': tensor %s: 1 to 4 axes supported", fn, path, dc_shape_str(t));
+        return dc_error(DIFFCL_ERR_SHAPE, "%s: '%s': tensor %s: 1 to 4 axes supported", fn, path,
+                        dc_shape_str(t));
     int datatype = nifti_datatype_of(t->dtype);
-    int have_hdr = meta && dc_meta_can_hold(meta, offsetof(diffcl_image_meta, nifti_header) + 348) &&
+    int have_hdr = meta &&
+                   dc_meta_can_hold(meta, offsetof(diffcl_image_meta, nifti_header) + 348) &&
                    meta->has_nifti_header;
     nifti_set_debug_level(0);
     nifti_image *nim = NULL;
@@ -387,7 +418,10 @@ diffcl_status diffcl_nifti_write(const diffcl_tensor *t, const char *path, const
 
 #else /* !DIFFCL_HAVE_NIFTI */
 
-int diffcl_io_has_nifti(void) { return 0; }
+int diffcl_io_has_nifti(void)
+{
+    return 0;
+}
 
 diffcl_status diffcl_nifti_read(diffcl_context *ctx, const char *path, diffcl_nifti_read_as as,
                                 diffcl_tensor **out, diffcl_image_meta *meta)

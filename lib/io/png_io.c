@@ -46,8 +46,7 @@ static void on_png_warning(png_structp png, png_const_charp msg)
 diffcl_status dc_open_for_read(const char *path, FILE **fp, const char *fn)
 {
     *fp = fopen(path, "rb");
-    if (!*fp)
-        return dc_error(DIFFCL_ERR_IO, "%s: cannot open '%s': %s", fn, path, strerror(errno));
+    if (!*fp) return dc_error(DIFFCL_ERR_IO, "%s: cannot open '%s': %s", fn, path, strerror(errno));
     return DIFFCL_OK;
 }
 
@@ -67,8 +66,8 @@ static diffcl_status png_read_any(diffcl_context *ctx, const char *path, int lab
     }
     png_err err;
     err.msg[0] = 0;
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &err, on_png_error,
-                                             on_png_warning);
+    png_structp png =
+        png_create_read_struct(PNG_LIBPNG_VER_STRING, &err, on_png_error, on_png_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!png || !info) {
         png_destroy_read_struct(&png, &info, NULL);
@@ -176,7 +175,8 @@ diffcl_status dc_tmp_path(const char *path, const char *suffix, char *tmp, size_
     size_t dir = slash ? (size_t)(slash - path + 1) : 0;
     int k = snprintf(tmp, n, "%.*s.%s.tmp%ld%s", (int)dir, path, path + dir, (long)getpid(),
                      suffix ? suffix : "");
-    if (k < 0 || (size_t)k >= n) return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "path too long: '%s'", path);
+    if (k < 0 || (size_t)k >= n)
+        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "path too long: '%s'", path);
     return DIFFCL_OK;
 }
 
@@ -240,8 +240,8 @@ diffcl_status diffcl_png_write(const diffcl_tensor *t, const char *path, int bit
     }
     png_err err;
     err.msg[0] = 0;
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &err, on_png_error,
-                                              on_png_warning);
+    png_structp png =
+        png_create_write_struct(PNG_LIBPNG_VER_STRING, &err, on_png_error, on_png_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     png_bytep *volatile rows = NULL;
     if (!png || !info || setjmp(err.jmp)) {

@@ -8,8 +8,8 @@
 
 enum { ACT_RELU, ACT_LEAKY, ACT_SILU, ACT_GELU, ACT_SIGMOID, ACT_SOFTPLUS };
 
-static const char *const ACT_FN[] = {"diffcl_relu",    "diffcl_leaky_relu", "diffcl_silu",
-                                     "diffcl_gelu",    "diffcl_sigmoid",    "diffcl_softplus"};
+static const char *const ACT_FN[] = {"diffcl_relu", "diffcl_leaky_relu", "diffcl_silu",
+                                     "diffcl_gelu", "diffcl_sigmoid",    "diffcl_softplus"};
 
 #define SOFTPLUS_THRESHOLD 20.0 /* PyTorch: linear above beta * x > 20 */
 
@@ -22,11 +22,17 @@ static inline double sigm_d(double v)
     double e = exp(v);
     return e / (1.0 + e);
 }
-static inline double softplus_d(double v) { return v > SOFTPLUS_THRESHOLD ? v : log1p(exp(v)); }
+static inline double softplus_d(double v)
+{
+    return v > SOFTPLUS_THRESHOLD ? v : log1p(exp(v));
+}
 
 /* every kernel loop: split over nt threads, vectorised within each */
+/* A _Pragma in a macro is not a statement to clang-format: keep the layout. */
+/* clang-format off */
 #define ACT_FOR \
     _Pragma("omp parallel for simd num_threads(nt) schedule(static) if(n > DC_NN_PAR_MIN)")
+/* clang-format on */
 
 /* Forward and backward kernels for one precision: T the type, SFX f/d, EXP/ERF the math
  * functions of that precision, SIGM/SOFTPLUS its logistic and softplus. Every loop is an
@@ -99,8 +105,10 @@ static diffcl_status activation(const diffcl_tensor *x, int kind, double slope, 
     }
     int nt = dc_threads(x->ctx);
     int64_t cnt = dc_numel(x);
-    if (x->dtype == DIFFCL_F32) act_fwd_f(kind, dc_f32(xc), dc_f32(y), cnt, (float)slope, nt);
-    else act_fwd_d(kind, dc_f64(xc), dc_f64(y), cnt, slope, nt);
+    if (x->dtype == DIFFCL_F32)
+        act_fwd_f(kind, dc_f32(xc), dc_f32(y), cnt, (float)slope, nt);
+    else
+        act_fwd_d(kind, dc_f64(xc), dc_f64(y), cnt, slope, nt);
     diffcl_tensor *in = (diffcl_tensor *)x;
     dc_node *n = dc_record(y, &OP_ACT, &in, 1);
     if (n) {
@@ -159,10 +167,8 @@ static diffcl_status act_module_forward(diffcl_module *m, const diffcl_tensor *x
 }
 
 static const dc_module_vtable ACT_VT[] = {
-    {"relu", act_module_forward, free},
-    {"leaky_relu", act_module_forward, free},
-    {"silu", act_module_forward, free},
-    {"gelu", act_module_forward, free},
+    {"relu", act_module_forward, free},    {"leaky_relu", act_module_forward, free},
+    {"silu", act_module_forward, free},    {"gelu", act_module_forward, free},
     {"sigmoid", act_module_forward, free},
 };
 

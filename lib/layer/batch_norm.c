@@ -43,8 +43,10 @@ static diffcl_status bn_backward(dc_node *nd, diffcl_tensor *g, diffcl_tensor **
             Cc[r] = training ? -wc * is * SG[c] / M : 0.0;
         }
         gin[0] = dc_tensor_empty(x->ctx, x->dtype, x->ndim, x->shape);
-        if (!gin[0]) s = DIFFCL_ERR_OUT_OF_MEMORY;
-        else dc_norm_row_bwd_apply(x, gc, gin[0], rows, S, shift, A, B, Cc, nt);
+        if (!gin[0])
+            s = DIFFCL_ERR_OUT_OF_MEMORY;
+        else
+            dc_norm_row_bwd_apply(x, gc, gin[0], rows, S, shift, A, B, Cc, nt);
     }
     if (s == DIFFCL_OK && dc_wants_grad(nd, 1)) {
         for (int64_t c = 0; c < C; c++) SGX[c] *= invstd[c];
@@ -92,8 +94,8 @@ diffcl_status diffcl_batch_norm(const diffcl_tensor *x, diffcl_tensor *running_m
     DC_TRY(check_running(running_mean, C, "running_mean"));
     DC_TRY(check_running(running_var, C, "running_var"));
     DC_CHECK_ARG(eps >= 0 && isfinite(eps), "%s: eps %g must be finite and >= 0", fn, eps);
-    DC_CHECK_ARG(!training || (momentum >= 0 && momentum <= 1), "%s: momentum %g not in [0,1]",
-                 fn, momentum);
+    DC_CHECK_ARG(!training || (momentum >= 0 && momentum <= 1), "%s: momentum %g not in [0,1]", fn,
+                 momentum);
     if (!training && (!running_mean || !running_var))
         return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
                         "%s: evaluation mode needs running_mean and running_var", fn);

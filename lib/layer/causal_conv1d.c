@@ -34,6 +34,8 @@ enum { ROWS = 256 }; /* rows (b, t) per block of the channels-last weight-gradie
  * weights transposed to wT [K, C]); channels-first loops run one (b, c) row at a time.
  * Weight/bias gradients are summed in double over fixed row blocks (channels-last) or per
  * (b, c) row (channels-first), then over blocks / batch in order: no dependence on threads. */
+/* A _Pragma in a macro is not a statement to clang-format: keep the layout. */
+/* clang-format off */
 #define DEFINE_CONV_KERNELS(T, SFX)                                                            \
     static void conv_fwd_##SFX(const conv_geom *g, const T *x, const T *w, const T *wT,       \
                                const T *bias, T *y, int nt)                                    \
@@ -141,6 +143,7 @@ enum { ROWS = 256 }; /* rows (b, t) per block of the channels-last weight-gradie
             }                                                                                   \
         }                                                                                      \
     }
+/* clang-format on */
 
 DEFINE_CONV_KERNELS(float, f32)
 DEFINE_CONV_KERNELS(double, f64)
@@ -153,7 +156,8 @@ static void *transpose_w(const diffcl_tensor *w, int64_t C, int64_t K)
     if (!wT) return NULL;
     const char *src = dc_data(w);
     for (int64_t c = 0; c < C; c++)
-        for (int64_t k = 0; k < K; k++) memcpy(wT + (size_t)(k * C + c) * es, src + (size_t)(c * K + k) * es, es);
+        for (int64_t k = 0; k < K; k++)
+            memcpy(wT + (size_t)(k * C + c) * es, src + (size_t)(c * K + k) * es, es);
     return wT;
 }
 
@@ -168,7 +172,9 @@ static diffcl_status conv_backward(dc_node *n, diffcl_tensor *grad, diffcl_tenso
     int64_t stride = geo.channels_last ? K * C + C : K + 1;
     diffcl_tensor *gc = dc_contiguous(grad);
     diffcl_tensor *dx = dc_wants_grad(n, 0) ? dc_tensor_empty_like(x) : NULL;
-    double *part = (want_w || want_b) ? malloc((size_t)((nparts ? nparts : 1) * stride) * sizeof(double)) : NULL;
+    double *part = (want_w || want_b)
+                       ? malloc((size_t)((nparts ? nparts : 1) * stride) * sizeof(double))
+                       : NULL;
     void *wT = transpose_w(w, C, K);
     if (want_w) gin[1] = dc_tensor_empty_like(n->inputs[1]);
     if (want_b) gin[2] = dc_tensor_empty_like(n->inputs[2]);
@@ -198,8 +204,10 @@ static diffcl_status conv_backward(dc_node *n, diffcl_tensor *grad, diffcl_tenso
                 diffcl_tensor *dst = k < K ? gin[1] : gin[2];
                 int64_t at = k < K ? c * K + k : c;
                 if (!dst) continue;
-                if (dst->dtype == DIFFCL_F32) dc_f32(dst)[at] = (float)acc;
-                else dc_f64(dst)[at] = acc;
+                if (dst->dtype == DIFFCL_F32)
+                    dc_f32(dst)[at] = (float)acc;
+                else
+                    dc_f64(dst)[at] = acc;
             }
         }
     }
@@ -225,7 +233,8 @@ diffcl_status diffcl_causal_conv1d(const diffcl_tensor *x, const diffcl_tensor *
         return dc_error(DIFFCL_ERR_SHAPE, "%s: x has shape %s; expected %s", fn, dc_shape_str(x),
                         channels_last ? "[B,L,C]" : "[B,C,L]");
     if (w->ctx != x->ctx || (b && b->ctx != x->ctx))
-        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: tensors belong to different contexts", fn);
+        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: tensors belong to different contexts",
+                        fn);
     conv_geom geo;
     geo.B = x->shape[0];
     geo.L = channels_last ? x->shape[1] : x->shape[2];
@@ -233,8 +242,9 @@ diffcl_status diffcl_causal_conv1d(const diffcl_tensor *x, const diffcl_tensor *
     int wok = (w->ndim == 3 && w->shape[0] == geo.C && w->shape[1] == 1) ||
               (w->ndim == 2 && w->shape[0] == geo.C);
     if (!wok || w->shape[w->ndim - 1] < 1)
-        return dc_error(DIFFCL_ERR_SHAPE, "%s: weight has shape %s; expected [%lld,1,K] or [%lld,K]",
-                        fn, dc_shape_str(w), (long long)geo.C, (long long)geo.C);
+        return dc_error(DIFFCL_ERR_SHAPE,
+                        "%s: weight has shape %s; expected [%lld,1,K] or [%lld,K]", fn,
+                        dc_shape_str(w), (long long)geo.C, (long long)geo.C);
     if (b && (b->ndim != 1 || b->shape[0] != geo.C))
         return dc_error(DIFFCL_ERR_SHAPE, "%s: bias has shape %s; expected [%lld]", fn,
                         dc_shape_str(b), (long long)geo.C);
@@ -276,4 +286,3 @@ diffcl_status diffcl_causal_conv1d(const diffcl_tensor *x, const diffcl_tensor *
     *out = y;
     return DIFFCL_OK;
 }
-

@@ -45,8 +45,8 @@ diffcl_status dc_conv_geometry_read(const diffcl_conv_geometry *g, const char *w
                      o.padding[a]);
         DC_CHECK_ARG(o.dilation[a] >= 1, "%s: dilation[%d] = %d (must be >= 1)", what, a,
                      o.dilation[a]);
-        DC_CHECK_ARG(o.output_padding[a] >= 0, "%s: output_padding[%d] = %d (must be >= 0)",
-                     what, a, o.output_padding[a]);
+        DC_CHECK_ARG(o.output_padding[a] >= 0, "%s: output_padding[%d] = %d (must be >= 0)", what,
+                     a, o.output_padding[a]);
     }
     *out = o;
     return DIFFCL_OK;
@@ -65,7 +65,10 @@ static void geo_to_3d(const diffcl_conv_geometry *g, dc_cgeo *c)
     }
 }
 
-static const char *axes_name(int dims) { return dims == 3 ? "[N,C,D,H,W]" : "[N,C,H,W]"; }
+static const char *axes_name(int dims)
+{
+    return dims == 3 ? "[N,C,D,H,W]" : "[N,C,H,W]";
+}
 
 #define DC_INT_MAX ((int64_t)0x7fffffff)
 
@@ -80,13 +83,17 @@ static diffcl_status check_conv(const char *what, const diffcl_tensor *x, const 
     diffcl_conv_geometry g = DIFFCL_CONV_GEOMETRY_INIT;
     DC_TRY(dc_conv_geometry_read(gin, what, &g));
     if (!dc_is_float(x->dtype) || w->dtype != x->dtype || (b && b->dtype != x->dtype))
-        return dc_error(DIFFCL_ERR_DTYPE, "%s: input, weight and bias must share one float dtype "
-                        "(got %s, %s, %s)", what, diffcl_dtype_name(x->dtype),
-                        diffcl_dtype_name(w->dtype), b ? diffcl_dtype_name(b->dtype) : "none");
+        return dc_error(DIFFCL_ERR_DTYPE,
+                        "%s: input, weight and bias must share one float dtype "
+                        "(got %s, %s, %s)",
+                        what, diffcl_dtype_name(x->dtype), diffcl_dtype_name(w->dtype),
+                        b ? diffcl_dtype_name(b->dtype) : "none");
     const int nd = g.dims + 2;
     if (x->ndim != nd)
-        return dc_error(DIFFCL_ERR_SHAPE, "%s: input %s has rank %d; a %d-d convolution needs "
-                        "rank %d %s", what, dc_shape_str(x), x->ndim, g.dims, nd, axes_name(g.dims));
+        return dc_error(DIFFCL_ERR_SHAPE,
+                        "%s: input %s has rank %d; a %d-d convolution needs "
+                        "rank %d %s",
+                        what, dc_shape_str(x), x->ndim, g.dims, nd, axes_name(g.dims));
     if (w->ndim != nd)
         return dc_error(DIFFCL_ERR_SHAPE, "%s: weight %s has rank %d; expected rank %d %s", what,
                         dc_shape_str(w), w->ndim, nd,
@@ -95,17 +102,19 @@ static diffcl_status check_conv(const char *what, const diffcl_tensor *x, const 
     const int64_t w_in = transposed ? w->shape[0] : w->shape[1];
     const int64_t cout = transposed ? w->shape[1] : w->shape[0];
     if (w_in != cin)
-        return dc_error(DIFFCL_ERR_SHAPE, "%s: channel mismatch: input %s has %lld channels, "
-                        "weight %s expects %lld", what, dc_shape_str(x), (long long)cin,
-                        dc_shape_str(w), (long long)w_in);
+        return dc_error(DIFFCL_ERR_SHAPE,
+                        "%s: channel mismatch: input %s has %lld channels, "
+                        "weight %s expects %lld",
+                        what, dc_shape_str(x), (long long)cin, dc_shape_str(w), (long long)w_in);
     if (cin < 1 || cout < 1)
         return dc_error(DIFFCL_ERR_SHAPE, "%s: zero channels (input %s, weight %s)", what,
                         dc_shape_str(x), dc_shape_str(w));
     for (int a = 0; a < g.dims; a++)
         if (w->shape[2 + a] != g.kernel[a])
-            return dc_error(DIFFCL_ERR_SHAPE, "%s: weight %s has kernel size %lld on spatial axis "
-                            "%d but the geometry says %d", what, dc_shape_str(w),
-                            (long long)w->shape[2 + a], a, g.kernel[a]);
+            return dc_error(DIFFCL_ERR_SHAPE,
+                            "%s: weight %s has kernel size %lld on spatial axis "
+                            "%d but the geometry says %d",
+                            what, dc_shape_str(w), (long long)w->shape[2 + a], a, g.kernel[a]);
     if (b && (b->ndim != 1 || b->shape[0] != cout))
         return dc_error(DIFFCL_ERR_SHAPE, "%s: bias %s must be [%lld] (one per output channel)",
                         what, dc_shape_str(b), (long long)cout);
@@ -120,20 +129,24 @@ static diffcl_status check_conv(const char *what, const diffcl_tensor *x, const 
         int64_t o;
         if (!transposed) {
             if (in + 2 * (int64_t)g.padding[a] < ext)
-                return dc_error(DIFFCL_ERR_SHAPE, "%s: input %s is smaller than the kernel on "
+                return dc_error(DIFFCL_ERR_SHAPE,
+                                "%s: input %s is smaller than the kernel on "
                                 "spatial axis %d: size %lld + 2*padding %d < dilated kernel %lld",
                                 what, dc_shape_str(x), a, (long long)in, g.padding[a],
                                 (long long)ext);
             o = (in + 2 * (int64_t)g.padding[a] - ext) / g.stride[a] + 1;
         } else {
             if (g.output_padding[a] >= g.stride[a] && g.output_padding[a] >= g.dilation[a])
-                return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: output_padding[%d] = %d must be "
-                                "smaller than the stride (%d) or the dilation (%d)", what, a,
-                                g.output_padding[a], g.stride[a], g.dilation[a]);
+                return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                                "%s: output_padding[%d] = %d must be "
+                                "smaller than the stride (%d) or the dilation (%d)",
+                                what, a, g.output_padding[a], g.stride[a], g.dilation[a]);
             o = (in - 1) * g.stride[a] - 2 * (int64_t)g.padding[a] + ext + g.output_padding[a];
             if (in < 1 || o < 1)
-                return dc_error(DIFFCL_ERR_SHAPE, "%s: input %s gives an empty output on spatial "
-                                "axis %d (size %lld)", what, dc_shape_str(x), a, (long long)o);
+                return dc_error(DIFFCL_ERR_SHAPE,
+                                "%s: input %s gives an empty output on spatial "
+                                "axis %d (size %lld)",
+                                what, dc_shape_str(x), a, (long long)o);
         }
         xsp[lead + a] = in;
         ysp[lead + a] = o;
@@ -153,8 +166,10 @@ static diffcl_status check_conv(const char *what, const diffcl_tensor *x, const 
     }
     if (cg->ci * dc_cgeo_kvol(cg) > DC_INT_MAX || dc_cgeo_out_vox(cg) > DC_INT_MAX ||
         dc_cgeo_in_vox(cg) > DC_INT_MAX || cg->co > DC_INT_MAX)
-        return dc_error(DIFFCL_ERR_UNSUPPORTED, "%s: a per-sample size exceeds the BLAS int "
-                        "range (input %s, weight %s)", what, dc_shape_str(x), dc_shape_str(w));
+        return dc_error(DIFFCL_ERR_UNSUPPORTED,
+                        "%s: a per-sample size exceeds the BLAS int "
+                        "range (input %s, weight %s)",
+                        what, dc_shape_str(x), dc_shape_str(w));
     return DIFFCL_OK;
 }
 
@@ -163,7 +178,8 @@ static diffcl_status check_conv(const char *what, const diffcl_tensor *x, const 
 static diffcl_status k_fwd(diffcl_context *ctx, const dc_cgeo *g, diffcl_dtype dt, const void *x,
                            const void *w, const void *b, void *y)
 {
-    return dt == DIFFCL_F32 ? dc_kern_conv_fwd_f32(ctx, g, x, w, b, y) : dc_kern_conv_fwd_f64(ctx, g, x, w, b, y);
+    return dt == DIFFCL_F32 ? dc_kern_conv_fwd_f32(ctx, g, x, w, b, y)
+                            : dc_kern_conv_fwd_f64(ctx, g, x, w, b, y);
 }
 static diffcl_status k_bwd_data(diffcl_context *ctx, const dc_cgeo *g, diffcl_dtype dt,
                                 const void *dy, const void *w, void *dx)
@@ -177,17 +193,21 @@ static diffcl_status k_bwd_weight(diffcl_context *ctx, const dc_cgeo *g, diffcl_
     return dt == DIFFCL_F32 ? dc_kern_conv_bwd_weight_f32(ctx, g, x, dy, dw, db)
                             : dc_kern_conv_bwd_weight_f64(ctx, g, x, dy, dw, db);
 }
-static void k_channel_sum(diffcl_context *ctx, diffcl_dtype dt, const void *x, int64_t n,
-                          int64_t c, int64_t vox, void *out)
+static void k_channel_sum(diffcl_context *ctx, diffcl_dtype dt, const void *x, int64_t n, int64_t c,
+                          int64_t vox, void *out)
 {
-    if (dt == DIFFCL_F32) dc_kern_channel_sum_f32(ctx, x, n, c, vox, out);
-    else dc_kern_channel_sum_f64(ctx, x, n, c, vox, out);
+    if (dt == DIFFCL_F32)
+        dc_kern_channel_sum_f32(ctx, x, n, c, vox, out);
+    else
+        dc_kern_channel_sum_f64(ctx, x, n, c, vox, out);
 }
 static void k_add_bias(diffcl_context *ctx, diffcl_dtype dt, void *x, int64_t n, int64_t c,
                        int64_t vox, const void *b)
 {
-    if (dt == DIFFCL_F32) dc_kern_add_channel_bias_f32(ctx, x, n, c, vox, b);
-    else dc_kern_add_channel_bias_f64(ctx, x, n, c, vox, b);
+    if (dt == DIFFCL_F32)
+        dc_kern_add_channel_bias_f32(ctx, x, n, c, vox, b);
+    else
+        dc_kern_add_channel_bias_f64(ctx, x, n, c, vox, b);
 }
 
 /* ---- autograd ---- */
@@ -210,9 +230,12 @@ static diffcl_status conv_backward(dc_node *nd, diffcl_tensor *gy, diffcl_tensor
     diffcl_status s = DIFFCL_OK;
     if (dc_wants_grad(nd, 0)) {
         gin[0] = dc_tensor_empty_like(x);
-        if (!gin[0]) s = DIFFCL_ERR_OUT_OF_MEMORY;
-        else if (!st->transposed) s = k_bwd_data(ctx, g, dt, dc_data(gyc), dc_data(w), dc_data(gin[0]));
-        else s = k_fwd(ctx, g, dt, dc_data(gyc), dc_data(w), NULL, dc_data(gin[0]));
+        if (!gin[0])
+            s = DIFFCL_ERR_OUT_OF_MEMORY;
+        else if (!st->transposed)
+            s = k_bwd_data(ctx, g, dt, dc_data(gyc), dc_data(w), dc_data(gin[0]));
+        else
+            s = k_fwd(ctx, g, dt, dc_data(gyc), dc_data(w), NULL, dc_data(gin[0]));
     }
     const int want_w = dc_wants_grad(nd, 1), want_b = nd->n_inputs > 2 && dc_wants_grad(nd, 2);
     if (s == DIFFCL_OK && want_w) {
@@ -229,9 +252,11 @@ static diffcl_status conv_backward(dc_node *nd, diffcl_tensor *gy, diffcl_tensor
                              want_b ? dc_data(gin[2]) : NULL);
         } else {
             /* y = conv^T(x): dW = bwd_weight with conv input gy and conv output grad x */
-            if (want_w) s = k_bwd_weight(ctx, g, dt, dc_data(gyc), dc_data(x), dc_data(gin[1]), NULL);
-            if (want_b) k_channel_sum(ctx, dt, dc_data(gyc), g->n, g->ci, dc_cgeo_in_vox(g),
-                                      dc_data(gin[2]));
+            if (want_w)
+                s = k_bwd_weight(ctx, g, dt, dc_data(gyc), dc_data(x), dc_data(gin[1]), NULL);
+            if (want_b)
+                k_channel_sum(ctx, dt, dc_data(gyc), g->n, g->ci, dc_cgeo_in_vox(g),
+                              dc_data(gin[2]));
         }
     }
     diffcl_tensor_free(gyc);
@@ -252,11 +277,13 @@ static diffcl_status conv_impl(const char *what, const diffcl_tensor *x, const d
     DC_TRY(check_conv(what, x, w, b, gin, transposed, &g, ysh));
     diffcl_context *ctx = x->ctx;
     diffcl_tensor *xc = dc_contiguous(x), *wc = dc_contiguous(w), *bc = b ? dc_contiguous(b) : NULL;
-    diffcl_tensor *y = (xc && wc && (!b || bc)) ? dc_tensor_empty(ctx, x->dtype, x->ndim, ysh) : NULL;
+    diffcl_tensor *y =
+        (xc && wc && (!b || bc)) ? dc_tensor_empty(ctx, x->dtype, x->ndim, ysh) : NULL;
     diffcl_status s = y ? DIFFCL_OK : DIFFCL_ERR_OUT_OF_MEMORY;
     if (s == DIFFCL_OK) {
         if (!transposed) {
-            s = k_fwd(ctx, &g, x->dtype, dc_data(xc), dc_data(wc), bc ? dc_data(bc) : NULL, dc_data(y));
+            s = k_fwd(ctx, &g, x->dtype, dc_data(xc), dc_data(wc), bc ? dc_data(bc) : NULL,
+                      dc_data(y));
         } else {
             s = k_bwd_data(ctx, &g, x->dtype, dc_data(xc), dc_data(wc), dc_data(y));
             if (s == DIFFCL_OK && bc)

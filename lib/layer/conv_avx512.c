@@ -33,7 +33,10 @@
 #include <immintrin.h>
 #endif
 
-void dc_conv_set_kernel(diffcl_context *ctx, int kernel) { ctx->conv_kernel = kernel; }
+void dc_conv_set_kernel(diffcl_context *ctx, int kernel)
+{
+    ctx->conv_kernel = kernel;
+}
 
 /* DIFFCL_CONV_KERNEL=blas in the environment selects the cblas_sgemm family (debugging,
  * comparisons); the default is AVX-512 where the CPU has it. */
@@ -64,9 +67,18 @@ int dc_kern_conv512_usable(const diffcl_context *ctx)
 #define NT 5  /* ... by rows of the columns */
 #define TGT __attribute__((target("avx512f")))
 
-static inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
-static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
-static inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+static inline int64_t round_up(int64_t v, int64_t m)
+{
+    return (v + m - 1) / m * m;
+}
+static inline int64_t imin(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+static inline int64_t imax(int64_t a, int64_t b)
+{
+    return a > b ? a : b;
+}
 
 /* ------------------------------------------------------------- packing ---- */
 
@@ -84,7 +96,8 @@ static inline void TGT copy_run(float *restrict d, const float *restrict src, in
             _mm512_mask_storeu_ps(d, m, _mm512_maskz_loadu_ps(m, src));
         }
     } else if (s == 2) {
-        const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        const __m512i even =
+            _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
         for (; n >= 16; n -= 16, d += 16, src += 32) {
             const __m512 lo = _mm512_loadu_ps(src);
             const __m512 hi = _mm512_maskz_loadu_ps((__mmask16)0x7FFF, src + 16); /* 31 needed */
@@ -94,8 +107,10 @@ static inline void TGT copy_run(float *restrict d, const float *restrict src, in
             const int64_t need = 2 * n - 1; /* src[0 .. 2n-2] */
             const __mmask16 ml = (__mmask16)(need >= 16 ? 0xFFFF : (1u << need) - 1);
             const __mmask16 mh = (__mmask16)(need > 16 ? (1u << (need - 16)) - 1 : 0);
-            const __m512 lo = _mm512_maskz_loadu_ps(ml, src), hi = _mm512_maskz_loadu_ps(mh, src + 16);
-            _mm512_mask_storeu_ps(d, (__mmask16)((1u << n) - 1), _mm512_permutex2var_ps(lo, even, hi));
+            const __m512 lo = _mm512_maskz_loadu_ps(ml, src),
+                         hi = _mm512_maskz_loadu_ps(mh, src + 16);
+            _mm512_mask_storeu_ps(d, (__mmask16)((1u << n) - 1),
+                                  _mm512_permutex2var_ps(lo, even, hi));
         }
     } else {
         for (int64_t i = 0; i < n; i++) d[i] = src[i * s];
@@ -161,7 +176,8 @@ static void TGT pack_cols(const dc_cgeo *g, const float *restrict x, int64_t p0,
                 o0++;
             }
         }
-        if (panel && round_up(np, NR) > np) put(dst, 1, K, 0, r, np, NULL, 1, round_up(np, NR) - np);
+        if (panel && round_up(np, NR) > np)
+            put(dst, 1, K, 0, r, np, NULL, 1, round_up(np, NR) - np);
     }
 }
 
@@ -225,7 +241,8 @@ static void pack_a(const float *restrict src, int64_t M, int64_t K, int trans, f
         for (int64_t k = 0; k < K; k++)
             for (int i = 0; i < MR; i++) {
                 const int64_t m = mp * MR + i;
-                ap[(mp * K + k) * MR + i] = m < M ? (trans ? src[k * M + m] : src[m * K + k]) : 0.0f;
+                ap[(mp * K + k) * MR + i] =
+                    m < M ? (trans ? src[k * M + m] : src[m * K + k]) : 0.0f;
             }
 }
 
@@ -270,7 +287,8 @@ static void TGT ukr_nn(int64_t kc, const float *restrict a, const float *restric
     } else { /* edge block: never read past the last column (B may be a tensor's end) */
         for (int64_t k = 0; k < kc; k++) {
             const float *bk = b + boff[k];
-            const __m512 b0 = _mm512_maskz_loadu_ps(m0, bk), b1 = _mm512_maskz_loadu_ps(m1, bk + 16);
+            const __m512 b0 = _mm512_maskz_loadu_ps(m0, bk),
+                         b1 = _mm512_maskz_loadu_ps(m1, bk + 16);
             const __m512 b2 = _mm512_maskz_loadu_ps(m2, bk + 32);
 #pragma GCC unroll 8
             for (int i = 0; i < MR; i++) {
@@ -360,8 +378,8 @@ static void TGT ukr_nt(int64_t k, const float *const *a, const float *const *b, 
 
 /* C (M x N, ldc) += A (M x k, lda) . B^T, row n of B (k floats) at b + boff[n]. The rows of
  * B are taken in chunks that stay in L2 while every row block of A passes over them. */
-static void gemm_nt(int64_t M, int64_t N, int64_t k, const float *a, int64_t lda,
-                    const float *b, const int64_t *boff, float *c, int64_t ldc)
+static void gemm_nt(int64_t M, int64_t N, int64_t k, const float *a, int64_t lda, const float *b,
+                    const int64_t *boff, float *c, int64_t ldc)
 {
     const int64_t chunk = imax(NT, (256 * 1024 / (imax(k, 1) * 4)) / NT * NT);
     for (int64_t n0 = 0; n0 < N; n0 += chunk) {
@@ -434,8 +452,8 @@ static direct_geo direct_plan(diffcl_context *ctx, const dc_cgeo *g, int64_t ext
 
 /* Zero-padded copy of input planes [z0 - p0, z0 - p0 + zin) of x (one sample) into dst
  * ([C][zin][Hp][Wp], channel stride cs, slack zeroed). */
-static void TGT pad_slab(const dc_cgeo *g, const direct_geo *d, const float *restrict x,
-                         int64_t C, int64_t z0, float *restrict dst)
+static void TGT pad_slab(const dc_cgeo *g, const direct_geo *d, const float *restrict x, int64_t C,
+                         int64_t z0, float *restrict dst)
 {
     const int64_t in0 = g->in[0], in1 = g->in[1], in2 = g->in[2];
     const int64_t p1 = g->p[1], p2 = g->p[2];
@@ -598,8 +616,10 @@ static diffcl_status direct_dw(diffcl_context *ctx, const dc_cgeo *g, const floa
         if (tid) memset(acc, 0, (size_t)wn * sizeof(float));
         float *xp = ws + (int64_t)tid * slab_elems, *yp = xp + g->ci * d.cs;
         DC_OMP_FOR /* static: the same partial sums every run (deterministic) */
-        for (int64_t it = 0; it < g->n * d.slabs; it++) {
-            const int64_t n = it / d.slabs, z0 = (it % d.slabs) * d.nz, nz = imin(d.nz, g->out[0] - z0);
+            for (int64_t it = 0; it < g->n * d.slabs; it++)
+        {
+            const int64_t n = it / d.slabs, z0 = (it % d.slabs) * d.nz,
+                          nz = imin(d.nz, g->out[0] - z0);
             pad_slab(g, &d, x + n * g->ci * NI, g->ci, z0, xp);
             /* dy of the slab in padded coordinates, zeros elsewhere */
             for (int64_t o = 0; o < g->co; o++) {
@@ -678,8 +698,8 @@ static tiles512 plan512(diffcl_context *ctx, const dc_cgeo *g, int64_t per_col_b
  * are; the input gradient is the GEMM W^T dy followed by the inverse (depth-to-space). */
 
 /* d0[i] = s[2i], d1[i] = s[2i+1], i < n */
-static inline void TGT deinterleave2(const float *restrict s, float *restrict d0, float *restrict d1,
-                                     int64_t n)
+static inline void TGT deinterleave2(const float *restrict s, float *restrict d0,
+                                     float *restrict d1, int64_t n)
 {
     const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i od = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
@@ -694,7 +714,8 @@ static inline void TGT deinterleave2(const float *restrict s, float *restrict d0
         const __mmask16 ml = (__mmask16)(need >= 16 ? 0xFFFF : (1u << need) - 1);
         const __mmask16 mh = (__mmask16)(need > 16 ? (1u << (need - 16)) - 1 : 0);
         const __mmask16 mo = (__mmask16)((1u << m) - 1);
-        const __m512 lo = _mm512_maskz_loadu_ps(ml, s + 2 * i), hi = _mm512_maskz_loadu_ps(mh, s + 2 * i + 16);
+        const __m512 lo = _mm512_maskz_loadu_ps(ml, s + 2 * i),
+                     hi = _mm512_maskz_loadu_ps(mh, s + 2 * i + 16);
         _mm512_mask_storeu_ps(d0 + i, mo, _mm512_permutex2var_ps(lo, ev, hi));
         _mm512_mask_storeu_ps(d1 + i, mo, _mm512_permutex2var_ps(lo, od, hi));
     }
@@ -705,7 +726,8 @@ static inline void TGT interleave2(const float *restrict s0, const float *restri
                                    float *restrict d, int64_t n)
 {
     const __m512i lo_i = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    const __m512i hi_i = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    const __m512i hi_i =
+        _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
         const __m512 a = _mm512_loadu_ps(s0 + i), b = _mm512_loadu_ps(s1 + i);
@@ -735,12 +757,15 @@ static void TGT s2d_slab(const dc_cgeo *g, const float *restrict x, int64_t z0, 
             for (int64_t z = 0; z < nz; z++)
                 for (int b = 0; b < k1; b++)
                     for (int64_t o1 = 0; o1 < g->out[1]; o1++) {
-                        const float *src = x + c * NI + (((z0 + z) * k0 + a) * in1 + o1 * k1 + b) * in2;
-                        const int64_t r = c * kvol + ((int64_t)a * k1 + b) * k2, j = z * plane + o1 * L;
+                        const float *src =
+                            x + c * NI + (((z0 + z) * k0 + a) * in1 + o1 * k1 + b) * in2;
+                        const int64_t r = c * kvol + ((int64_t)a * k1 + b) * k2,
+                                      j = z * plane + o1 * L;
                         if (k2 == 2)
                             deinterleave2(src, dst + r * ld + j, dst + (r + 1) * ld + j, L);
                         else
-                            for (int e = 0; e < k2; e++) copy_run(dst + (r + e) * ld + j, src + e, k2, L);
+                            for (int e = 0; e < k2; e++)
+                                copy_run(dst + (r + e) * ld + j, src + e, k2, L);
                     }
 }
 
@@ -757,7 +782,8 @@ static void TGT d2s_slab(const dc_cgeo *g, const float *restrict col, int64_t ld
                 for (int b = 0; b < k1; b++)
                     for (int64_t o1 = 0; o1 < g->out[1]; o1++) {
                         float *d = dx + c * NI + (((z0 + z) * k0 + a) * in1 + o1 * k1 + b) * in2;
-                        const int64_t r = c * kvol + ((int64_t)a * k1 + b) * k2, j = z * plane + o1 * L;
+                        const int64_t r = c * kvol + ((int64_t)a * k1 + b) * k2,
+                                      j = z * plane + o1 * L;
                         if (k2 == 2) {
                             interleave2(col + r * ld + j, col + (r + 1) * ld + j, d, L);
                         } else {
@@ -788,15 +814,17 @@ static int64_t s2d_planes(diffcl_context *ctx, const dc_cgeo *g, int64_t K)
     return nz;
 }
 
-static diffcl_status s2d_fwd(diffcl_context *ctx, const dc_cgeo *g, const float *x,
-                             const float *w, const float *bias, float *y)
+static diffcl_status s2d_fwd(diffcl_context *ctx, const dc_cgeo *g, const float *x, const float *w,
+                             const float *bias, float *y)
 {
     const int64_t K = g->ci * dc_cgeo_kvol(g), NI = dc_cgeo_in_vox(g), P = dc_cgeo_out_vox(g);
     const int64_t plane = g->out[1] * g->out[2], nz = s2d_planes(ctx, g, K);
     const int64_t ld = round_up(nz * plane, 16), slabs = (g->out[0] + nz - 1) / nz;
     const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
-    const int64_t a_elems = round_up(g->co, MR) * K, tbytes = round_up(K, 8) * (int64_t)sizeof(int64_t);
-    int64_t *boff = dc_scratch(ctx, (size_t)tbytes + (size_t)(a_elems + nt * K * ld) * sizeof(float));
+    const int64_t a_elems = round_up(g->co, MR) * K,
+                  tbytes = round_up(K, 8) * (int64_t)sizeof(int64_t);
+    int64_t *boff =
+        dc_scratch(ctx, (size_t)tbytes + (size_t)(a_elems + nt * K * ld) * sizeof(float));
     if (!boff) return DIFFCL_ERR_OUT_OF_MEMORY;
     float *ap = (float *)((char *)boff + tbytes), *cols = ap + a_elems;
     fill_steps(boff, K, ld);
@@ -818,8 +846,10 @@ static diffcl_status s2d_bwd_data(diffcl_context *ctx, const dc_cgeo *g, const f
     const int64_t plane = g->out[1] * g->out[2], nz = s2d_planes(ctx, g, K);
     const int64_t ld = round_up(nz * plane, 16), slabs = (g->out[0] + nz - 1) / nz;
     const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
-    const int64_t a_elems = round_up(K, MR) * g->co, tbytes = round_up(g->co, 8) * (int64_t)sizeof(int64_t);
-    int64_t *boff = dc_scratch(ctx, (size_t)tbytes + (size_t)(a_elems + nt * K * ld) * sizeof(float));
+    const int64_t a_elems = round_up(K, MR) * g->co,
+                  tbytes = round_up(g->co, 8) * (int64_t)sizeof(int64_t);
+    int64_t *boff =
+        dc_scratch(ctx, (size_t)tbytes + (size_t)(a_elems + nt * K * ld) * sizeof(float));
     if (!boff) return DIFFCL_ERR_OUT_OF_MEMORY;
     float *ap = (float *)((char *)boff + tbytes), *cols = ap + a_elems;
     fill_steps(boff, g->co, P);
@@ -830,28 +860,31 @@ static diffcl_status s2d_bwd_data(diffcl_context *ctx, const dc_cgeo *g, const f
     {
         if (!exact) { /* input voxels no window covers get zero */
             DC_OMP_FOR
-            for (int64_t i = 0; i < g->n * g->ci; i++) memset(dx + i * NI, 0, (size_t)NI * sizeof(float));
+            for (int64_t i = 0; i < g->n * g->ci; i++)
+                memset(dx + i * NI, 0, (size_t)NI * sizeof(float));
         }
         DC_OMP_FOR_DYNAMIC
         for (int64_t it = 0; it < g->n * slabs; it++) {
             const int64_t n = it / slabs, z0 = (it % slabs) * nz, m = imin(nz, g->out[0] - z0);
             float *col = cols + (int64_t)dc_omp_thread() * K * ld;
-            gemm_nn(K, m * plane, g->co, ap, dy + n * g->co * P + z0 * plane, NR, boff, col, ld, NULL, 0);
+            gemm_nn(K, m * plane, g->co, ap, dy + n * g->co * P + z0 * plane, NR, boff, col, ld,
+                    NULL, 0);
             d2s_slab(g, col, ld, z0, m, dx + n * g->ci * NI);
         }
     }
     return DIFFCL_OK;
 }
 
-static diffcl_status s2d_dw(diffcl_context *ctx, const dc_cgeo *g, const float *x,
-                            const float *dy, float *dw)
+static diffcl_status s2d_dw(diffcl_context *ctx, const dc_cgeo *g, const float *x, const float *dy,
+                            float *dw)
 {
     const int64_t K = g->ci * dc_cgeo_kvol(g), NI = dc_cgeo_in_vox(g), P = dc_cgeo_out_vox(g);
     const int64_t plane = g->out[1] * g->out[2], nz = s2d_planes(ctx, g, K);
     const int64_t ld = round_up(nz * plane, 16), slabs = (g->out[0] + nz - 1) / nz;
     const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
     const int64_t wn = g->co * K, tbytes = round_up(K, 8) * (int64_t)sizeof(int64_t);
-    int64_t *boff = dc_scratch(ctx, (size_t)tbytes + (size_t)(nt * K * ld + (nt - 1) * wn) * sizeof(float));
+    int64_t *boff =
+        dc_scratch(ctx, (size_t)tbytes + (size_t)(nt * K * ld + (nt - 1) * wn) * sizeof(float));
     if (!boff) return DIFFCL_ERR_OUT_OF_MEMORY;
     float *cols = (float *)((char *)boff + tbytes), *accs = cols + nt * K * ld;
     fill_steps(boff, K, ld);
@@ -863,7 +896,8 @@ static diffcl_status s2d_dw(diffcl_context *ctx, const dc_cgeo *g, const float *
         if (tid) memset(acc, 0, (size_t)wn * sizeof(float));
         float *col = cols + (int64_t)tid * K * ld;
         DC_OMP_FOR /* static: the same partial sums every run (deterministic) */
-        for (int64_t it = 0; it < g->n * slabs; it++) {
+            for (int64_t it = 0; it < g->n * slabs; it++)
+        {
             const int64_t n = it / slabs, z0 = (it % slabs) * nz, m = imin(nz, g->out[0] - z0);
             s2d_slab(g, x + n * g->ci * NI, z0, m, col, ld);
             gemm_nt(g->co, K, m * plane, dy + n * g->co * P + z0 * plane, P, col, boff, acc, K);
@@ -963,7 +997,8 @@ static direct_geo cvec_plan(diffcl_context *ctx, const dc_cgeo *g)
 {
     const int64_t plane = g->out[1] * g->out[2];
     const int64_t hpwp = (g->in[1] + 2 * g->p[1]) * (g->in[2] + 2 * g->p[2]);
-    const int64_t extra = cvec_chunk(ctx, g) < g->ci ? (round_up(g->co, 32) * plane + hpwp - 1) / imax(hpwp, 1) : 0;
+    const int64_t extra =
+        cvec_chunk(ctx, g) < g->ci ? (round_up(g->co, 32) * plane + hpwp - 1) / imax(hpwp, 1) : 0;
     return direct_plan(ctx, g, extra);
 }
 
@@ -972,14 +1007,15 @@ static size_t cvec_fwd_ws(diffcl_context *ctx, const dc_cgeo *g)
     const direct_geo d = cvec_plan(ctx, g);
     const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
     const int64_t K = g->ci * dc_cgeo_kvol(g), plane = g->out[1] * g->out[2];
-    const int64_t acc = cvec_chunk(ctx, g) < g->ci ? round_up(g->co, 32) * round_up(d.nz * plane, CV) : CV * 32;
+    const int64_t acc =
+        cvec_chunk(ctx, g) < g->ci ? round_up(g->co, 32) * round_up(d.nz * plane, CV) : CV * 32;
     return (size_t)(round_up(g->co, 32) * K + nt * (g->ci * d.cs + acc)) * sizeof(float) +
            (size_t)round_up(K, 8) * sizeof(int64_t);
 }
 
 /* flip: w is the weight of the convolution whose input gradient this is (see pack_wt32) */
-static diffcl_status cvec_fwd(diffcl_context *ctx, const dc_cgeo *g, const float *x,
-                              const float *w, const float *bias, float *y, int flip)
+static diffcl_status cvec_fwd(diffcl_context *ctx, const dc_cgeo *g, const float *x, const float *w,
+                              const float *bias, float *y, int flip)
 {
     const int64_t kvol = dc_cgeo_kvol(g), K = g->ci * kvol, NI = dc_cgeo_in_vox(g);
     const int64_t P = dc_cgeo_out_vox(g), plane = g->out[1] * g->out[2], nb = (g->co + 31) / 32;
@@ -1033,7 +1069,8 @@ static diffcl_status cvec_fwd(diffcl_context *ctx, const dc_cgeo *g, const float
 
 /* dy of a slab ([channels][voxels], row length P) as [voxels][cp], zero channels past co,
  * in blocks of 64 voxels: the layout the channel-vector weight-gradient kernel reads. */
-static void transpose_dy(const float *dys, int64_t P, int64_t nv, int64_t co, int64_t cp, float *dyt)
+static void transpose_dy(const float *dys, int64_t P, int64_t nv, int64_t co, int64_t cp,
+                         float *dyt)
 {
     for (int64_t v0 = 0; v0 < nv; v0 += 64) {
         const int64_t v1 = imin(nv, v0 + 64);
@@ -1045,8 +1082,8 @@ static void transpose_dy(const float *dys, int64_t P, int64_t nv, int64_t co, in
 /* dW[oc][k] = sum over the nt threads' partial sums acc[k][oc] (each per_thread apart), in
  * thread order (deterministic). Called inside the kernels' parallel region: the loop is
  * shared among its threads, after the implicit barrier of the accumulation loop. */
-static void reduce_dw(const float *tw, int64_t per_thread, int nt, int64_t K, int64_t cp, int64_t co,
-                      float *dw)
+static void reduce_dw(const float *tw, int64_t per_thread, int nt, int64_t K, int64_t cp,
+                      int64_t co, float *dw)
 {
     DC_OMP_FOR
     for (int64_t o = 0; o < co; o++)
@@ -1090,8 +1127,8 @@ static void TGT ukr_cvec_dw(int64_t nv, const float *restrict dyt, int64_t ldt,
     }
 }
 
-static diffcl_status cvec_dw(diffcl_context *ctx, const dc_cgeo *g, const float *x,
-                             const float *dy, float *dw)
+static diffcl_status cvec_dw(diffcl_context *ctx, const dc_cgeo *g, const float *x, const float *dy,
+                             float *dw)
 {
     const int64_t K = g->ci * dc_cgeo_kvol(g), NI = dc_cgeo_in_vox(g), P = dc_cgeo_out_vox(g);
     const int64_t plane = g->out[1] * g->out[2], cp = round_up(g->co, 32);
@@ -1113,8 +1150,10 @@ static diffcl_status cvec_dw(diffcl_context *ctx, const dc_cgeo *g, const float 
         float *dyt = (float *)(qv + nvmax), *xp = dyt + nvmax * cp;
         memset(acc, 0, (size_t)(K * cp) * sizeof(float));
         DC_OMP_FOR /* static: the same partial sums every run (deterministic) */
-        for (int64_t it = 0; it < g->n * d.slabs; it++) {
-            const int64_t n = it / d.slabs, z0 = (it % d.slabs) * d.nz, nz = imin(d.nz, g->out[0] - z0);
+            for (int64_t it = 0; it < g->n * d.slabs; it++)
+        {
+            const int64_t n = it / d.slabs, z0 = (it % d.slabs) * d.nz,
+                          nz = imin(d.nz, g->out[0] - z0);
             const int64_t nv = nz * plane;
             pad_slab(g, &d, x + n * g->ci * NI, g->ci, z0, xp);
             for (int64_t v = 0; v < nv; v++) {
@@ -1141,7 +1180,8 @@ static diffcl_status s2d_dw_cvec(diffcl_context *ctx, const dc_cgeo *g, const fl
                                  const float *dy, float *dw)
 {
     const int64_t K = g->ci * dc_cgeo_kvol(g), NI = dc_cgeo_in_vox(g), P = dc_cgeo_out_vox(g);
-    const int64_t plane = g->out[1] * g->out[2], nz = s2d_planes(ctx, g, K), cp = round_up(g->co, 32);
+    const int64_t plane = g->out[1] * g->out[2], nz = s2d_planes(ctx, g, K),
+                  cp = round_up(g->co, 32);
     const int64_t ld = round_up(nz * plane, 16), slabs = (g->out[0] + nz - 1) / nz;
     const int nt = dc_threads(ctx) > 0 ? dc_threads(ctx) : 1;
     const int64_t nvmax = nz * plane;
@@ -1160,7 +1200,8 @@ static diffcl_status s2d_dw_cvec(diffcl_context *ctx, const dc_cgeo *g, const fl
         memset(acc, 0, (size_t)(K * cp) * sizeof(float));
         for (int64_t v = 0; v < nvmax; v++) qv[v] = v;
         DC_OMP_FOR /* static: the same partial sums every run (deterministic) */
-        for (int64_t it = 0; it < g->n * slabs; it++) {
+            for (int64_t it = 0; it < g->n * slabs; it++)
+        {
             const int64_t n = it / slabs, z0 = (it % slabs) * nz, m = imin(nz, g->out[0] - z0);
             const int64_t nv = m * plane;
             s2d_slab(g, x + n * g->ci * NI, z0, m, col, ld);
@@ -1168,8 +1209,8 @@ static diffcl_status s2d_dw_cvec(diffcl_context *ctx, const dc_cgeo *g, const fl
             transpose_dy(dys, P, nv, g->co, cp, dyt);
             for (int64_t b = 0; b < cp / 32; b++)
                 for (int64_t k0 = 0; k0 < K; k0 += CV)
-                    ukr_cvec_dw(nv, dyt + b * 32, cp, col, boff + k0, qv, acc + k0 * cp + b * 32, cp,
-                                (int)imin(CV, K - k0));
+                    ukr_cvec_dw(nv, dyt + b * 32, cp, col, boff + k0, qv, acc + k0 * cp + b * 32,
+                                cp, (int)imin(CV, K - k0));
         }
         reduce_dw(tw, per_thread, nt, K, cp, g->co, dw);
     }
@@ -1250,7 +1291,8 @@ diffcl_status dc_kern_conv512_bwd_data(diffcl_context *ctx, const dc_cgeo *g, co
             g2.out[a] = g->in[a];
             g2.p[a] = g->d[a] * (g->k[a] - 1) - g->p[a];
         }
-        if (use_cvec(ctx, &g2)) return cvec_fwd(ctx, &g2, dy, w, NULL, dx, 1); /* flips as it packs */
+        if (use_cvec(ctx, &g2))
+            return cvec_fwd(ctx, &g2, dy, w, NULL, dx, 1); /* flips as it packs */
         const size_t wn = (size_t)(g->co * K);
         float *wf = dc_alloc(ctx, wn * sizeof(float));
         if (!wf) return DIFFCL_ERR_OUT_OF_MEMORY;
@@ -1277,7 +1319,8 @@ diffcl_status dc_kern_conv512_bwd_data(diffcl_context *ctx, const dc_cgeo *g, co
                       g->in[1] == g->out[1] * g->k[1] && g->in[2] == g->out[2] * g->k[2];
     if (!direct && !exact) {
         DC_OMP_PARALLEL_FOR(t.threads)
-        for (int64_t i = 0; i < g->n * g->ci; i++) memset(dx + i * NI, 0, (size_t)NI * sizeof(float));
+        for (int64_t i = 0; i < g->n * g->ci; i++)
+            memset(dx + i * NI, 0, (size_t)NI * sizeof(float));
     }
     if (direct || nonoverlap || g->n >= t.threads || t.threads == 1) {
         /* tiles write disjoint parts of dx (or one sample per thread when windows overlap) */
@@ -1286,12 +1329,15 @@ diffcl_status dc_kern_conv512_bwd_data(diffcl_context *ctx, const dc_cgeo *g, co
         DC_OMP_PARALLEL_FOR_DYNAMIC(t.threads)
         for (int64_t it = 0; it < items; it++) {
             float *col = cols + (int64_t)dc_omp_thread() * c_elems;
-            const int64_t i0 = by_sample ? it * t.tiles : it, i1 = by_sample ? i0 + t.tiles : it + 1;
+            const int64_t i0 = by_sample ? it * t.tiles : it,
+                          i1 = by_sample ? i0 + t.tiles : it + 1;
             for (int64_t ii = i0; ii < i1; ii++) {
-                const int64_t n = ii / t.tiles, p0 = (ii % t.tiles) * t.cols, p1 = imin(P, p0 + t.cols);
+                const int64_t n = ii / t.tiles, p0 = (ii % t.tiles) * t.cols,
+                              p1 = imin(P, p0 + t.cols);
                 const float *dyt = dy + n * g->co * P + p0;
                 if (direct) {
-                    gemm_nn(K, p1 - p0, g->co, ap, dyt, NR, boff, dx + n * g->ci * NI + p0, NI, NULL, 0);
+                    gemm_nn(K, p1 - p0, g->co, ap, dyt, NR, boff, dx + n * g->ci * NI + p0, NI,
+                            NULL, 0);
                 } else {
                     gemm_nn(K, p1 - p0, g->co, ap, dyt, NR, boff, col, t.cols, NULL, 0);
                     unpack_cols(g, col, t.cols, p0, p1, 0, K, dx + n * g->ci * NI, nonoverlap);
@@ -1336,8 +1382,8 @@ diffcl_status dc_kern_conv512_bwd_weight(diffcl_context *ctx, const dc_cgeo *g, 
     const int64_t c_elems = direct ? 0 : K * t.cols;
     const int n_acc = t.threads - 1; /* thread 0 accumulates into dw */
     const size_t tbytes = (size_t)round_up(K, 8) * sizeof(int64_t); /* offset table first */
-    int64_t *boff = dc_scratch(ctx, tbytes + (size_t)((int64_t)t.threads * c_elems +
-                                                      (int64_t)n_acc * wn) * sizeof(float));
+    int64_t *boff = dc_scratch(
+        ctx, tbytes + (size_t)((int64_t)t.threads * c_elems + (int64_t)n_acc * wn) * sizeof(float));
     if (!boff) return DIFFCL_ERR_OUT_OF_MEMORY;
     float *ws = (float *)((char *)boff + tbytes);
     float *accs = ws + (int64_t)t.threads * c_elems;
@@ -1349,7 +1395,8 @@ diffcl_status dc_kern_conv512_bwd_weight(diffcl_context *ctx, const dc_cgeo *g, 
         float *acc = tid == 0 ? dw : accs + (int64_t)(tid - 1) * wn;
         if (tid) memset(acc, 0, (size_t)wn * sizeof(float));
         DC_OMP_FOR /* static: the same partial sums every run (deterministic) */
-        for (int64_t it = 0; it < g->n * t.tiles; it++) {
+            for (int64_t it = 0; it < g->n * t.tiles; it++)
+        {
             const int64_t n = it / t.tiles, p0 = (it % t.tiles) * t.cols, p1 = imin(P, p0 + t.cols);
             const float *xn = x + n * g->ci * NI;
             if (direct) {

@@ -45,16 +45,21 @@
 #define DC_OMP_PARALLEL(nt) DC_PRAGMA(omp parallel num_threads(nt))
 #define DC_OMP_FOR DC_PRAGMA(omp for schedule(static))
 #define DC_OMP_FOR_DYNAMIC DC_PRAGMA(omp for schedule(dynamic, 1))
-static inline int dc_omp_thread(void) { return omp_get_thread_num(); }
+static inline int dc_omp_thread(void)
+{
+    return omp_get_thread_num();
+}
 #else
 #define DC_OMP_PARALLEL_FOR(nt)
 #define DC_OMP_PARALLEL_FOR_DYNAMIC(nt)
 #define DC_OMP_PARALLEL(nt)
 #define DC_OMP_FOR
 #define DC_OMP_FOR_DYNAMIC
-static inline int dc_omp_thread(void) { return 0; }
+static inline int dc_omp_thread(void)
+{
+    return 0;
+}
 #endif
-
 
 /* Geometry of one convolution in 3-d form. "in" is the convolution's input side, "out" its
  * output side (for a transposed convolution these are its output and input). */
@@ -64,9 +69,18 @@ typedef struct dc_cgeo {
     int k[3], s[3], p[3], d[3];
 } dc_cgeo;
 
-static inline int64_t dc_cgeo_kvol(const dc_cgeo *g) { return (int64_t)g->k[0] * g->k[1] * g->k[2]; }
-static inline int64_t dc_cgeo_in_vox(const dc_cgeo *g) { return g->in[0] * g->in[1] * g->in[2]; }
-static inline int64_t dc_cgeo_out_vox(const dc_cgeo *g) { return g->out[0] * g->out[1] * g->out[2]; }
+static inline int64_t dc_cgeo_kvol(const dc_cgeo *g)
+{
+    return (int64_t)g->k[0] * g->k[1] * g->k[2];
+}
+static inline int64_t dc_cgeo_in_vox(const dc_cgeo *g)
+{
+    return g->in[0] * g->in[1] * g->in[2];
+}
+static inline int64_t dc_cgeo_out_vox(const dc_cgeo *g)
+{
+    return g->out[0] * g->out[1] * g->out[2];
+}
 
 /* 1x1x1, stride 1, no padding: the convolution is a plain GEMM on the input */
 static inline int dc_conv_is_pointwise(const dc_cgeo *g)

@@ -25,7 +25,10 @@ void dc_conv_tiling_knobs(const diffcl_context *ctx, size_t *tile_bytes, int64_t
     *min_cols = ctx->conv_min_cols;
 }
 
-void dc_conv_set_mode(diffcl_context *ctx, int mode) { ctx->conv_mode = mode; }
+void dc_conv_set_mode(diffcl_context *ctx, int mode)
+{
+    ctx->conv_mode = mode;
+}
 
 typedef struct dc_conv_tiling {
     int64_t rows;     /* output rows (of out[2] voxels) per tile */
@@ -44,7 +47,8 @@ static dc_conv_tiling dc_conv_plan(diffcl_context *ctx, const dc_cgeo *g, size_t
     const int64_t L = g->out[2], R = g->out[0] * g->out[1];
     const int64_t K = direct ? (g->ci > g->co ? g->ci : g->co) : g->ci * dc_cgeo_kvol(g);
     const int64_t row_bytes = K * L * (int64_t)sz > 0 ? K * L * (int64_t)sz : 1;
-    int64_t rows = (int64_t)(ctx->conv_tile_bytes ? ctx->conv_tile_bytes : DC_DEFAULT_TILE_BYTES) / row_bytes;
+    int64_t rows =
+        (int64_t)(ctx->conv_tile_bytes ? ctx->conv_tile_bytes : DC_DEFAULT_TILE_BYTES) / row_bytes;
     int64_t min_cols = g->co > DC_MIN_COLS ? g->co : DC_MIN_COLS;
     if (ctx->conv_min_cols) min_cols = ctx->conv_min_cols; /* tests: exact control */
     if (rows * L < min_cols) rows = (min_cols + L - 1) / L;

@@ -44,9 +44,11 @@ diffcl_status diffcl_conv_create(diffcl_context *ctx, const diffcl_conv_options 
     *out = NULL;
     DC_CHECK_ARG(ctx, "diffcl_conv_create: ctx is NULL");
     DC_CHECK_ARG(opts, "diffcl_conv_create: opts is NULL");
-    DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_conv_options, init_key) + sizeof(diffcl_rng_key),
+    DC_CHECK_ARG(opts->struct_size >=
+                     offsetof(diffcl_conv_options, init_key) + sizeof(diffcl_rng_key),
                  "diffcl_conv_create: options.struct_size %zu too small (use "
-                 "DIFFCL_CONV_OPTIONS_INIT or diffcl_conv_options_init)", opts->struct_size);
+                 "DIFFCL_CONV_OPTIONS_INIT or diffcl_conv_options_init)",
+                 opts->struct_size);
     diffcl_conv_options o = DIFFCL_CONV_OPTIONS_INIT;
     memcpy(&o, opts, opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
     DC_CHECK_ARG(o.in_channels >= 1 && o.out_channels >= 1,
@@ -58,8 +60,8 @@ diffcl_status diffcl_conv_create(diffcl_context *ctx, const diffcl_conv_options 
         for (int a = 0; a < g.dims; a++)
             DC_CHECK_ARG(g.output_padding[a] < g.stride[a] || g.output_padding[a] < g.dilation[a],
                          "diffcl_conv_create: output_padding[%d] = %d must be smaller than the "
-                         "stride (%d) or the dilation (%d)", a, g.output_padding[a], g.stride[a],
-                         g.dilation[a]);
+                         "stride (%d) or the dilation (%d)",
+                         a, g.output_padding[a], g.stride[a], g.dilation[a]);
 
     conv_module *impl = malloc(sizeof *impl);
     if (!impl) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_conv_create: out of memory");
@@ -87,7 +89,9 @@ diffcl_status diffcl_conv_create(diffcl_context *ctx, const diffcl_conv_options 
     if (s == DIFFCL_OK && o.bias) {
         int64_t bsh[1] = {o.out_channels};
         diffcl_tensor *b = dc_tensor_empty(ctx, DIFFCL_F32, 1, bsh);
-        if (b) diffcl_rng_uniform(o.init_key, (uint64_t)nw, (size_t)o.out_channels, -bound, bound, dc_f32(b));
+        if (b)
+            diffcl_rng_uniform(o.init_key, (uint64_t)nw, (size_t)o.out_channels, -bound, bound,
+                               dc_f32(b));
         s = dc_module_add_param(m, "bias", b);
     }
     if (s != DIFFCL_OK) {

@@ -16,7 +16,7 @@ static void make_mask(diffcl_rng_key key, double p, int64_t units, uint8_t *mask
 {
     int64_t nchunks = (units + DROP_CHUNK - 1) / DROP_CHUNK;
     const float pf = (float)p;
-#pragma omp parallel for num_threads(nt) schedule(static) if(units > DC_NN_PAR_MIN)
+#pragma omp parallel for num_threads(nt) schedule(static) if (units > DC_NN_PAR_MIN)
     for (int64_t k = 0; k < nchunks; k++) {
         float u[DROP_CHUNK];
         int64_t i0 = k * DROP_CHUNK, len = units - i0 < DROP_CHUNK ? units - i0 : DROP_CHUNK;
@@ -26,6 +26,8 @@ static void make_mask(diffcl_rng_key key, double p, int64_t units, uint8_t *mask
 }
 
 /* out[r, j] = in[r, j] * mask[r] * scale over `units` rows of `len` elements */
+/* A _Pragma in a macro is not a statement to clang-format: keep the layout. */
+/* clang-format off */
 #define DROP_APPLY(T, in, mask, out, units, len, scale, nt)                                   \
     do {                                                                                      \
         const T *pi_ = (const T *)(in);                                                       \
@@ -38,13 +40,16 @@ static void make_mask(diffcl_rng_key key, double p, int64_t units, uint8_t *mask
             for (int64_t j = 0; j < l_; j++) po_[r * l_ + j] = pi_[r * l_ + j] * k_;          \
         }                                                                                     \
     } while (0)
+/* clang-format on */
 
 static void drop_apply(const diffcl_tensor *in, const uint8_t *mask, diffcl_tensor *out,
                        int64_t units, int64_t len, double scale)
 {
     int nt = dc_threads(in->ctx);
-    if (in->dtype == DIFFCL_F32) DROP_APPLY(float, dc_data(in), mask, dc_data(out), units, len, scale, nt);
-    else DROP_APPLY(double, dc_data(in), mask, dc_data(out), units, len, scale, nt);
+    if (in->dtype == DIFFCL_F32)
+        DROP_APPLY(float, dc_data(in), mask, dc_data(out), units, len, scale, nt);
+    else
+        DROP_APPLY(double, dc_data(in), mask, dc_data(out), units, len, scale, nt);
 }
 
 /* saved[0] = U8 mask [units]; i[0] = units, i[1] = len; f[0] = scale */
@@ -144,8 +149,8 @@ static diffcl_status dropout_forward(diffcl_module *m, const diffcl_tensor *x, d
 static const dc_module_vtable DROPOUT_VT = {"dropout", dropout_forward, free};
 static const dc_module_vtable DROPOUT_CH_VT = {"dropout_channel", dropout_forward, free};
 
-diffcl_status diffcl_dropout_create(diffcl_context *ctx, double p, int channelwise,
-                                    uint64_t seed, uint32_t stream, diffcl_module **out)
+diffcl_status diffcl_dropout_create(diffcl_context *ctx, double p, int channelwise, uint64_t seed,
+                                    uint32_t stream, diffcl_module **out)
 {
     DC_CHECK_ARG(out, "diffcl_dropout_create: out is NULL");
     *out = NULL;

@@ -26,7 +26,10 @@ static inline float dc_expf(float x0)
     const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     float t = x * 1.44269504088896341f + magic;
     float n = t - magic;
-    union { float f; uint32_t u; } ti = {t}, sc;
+    union {
+        float f;
+        uint32_t u;
+    } ti = {t}, sc;
     /* unsigned: a NaN input makes these bits garbage, and signed overflow would be UB */
     uint32_t ni = ti.u - 0x4B400000u;
     float r = x - n * 0.693359375f + n * 2.12194440e-4f;

@@ -16,12 +16,12 @@ typedef struct dc_fft_plan {
     int howmany;
     int threads;
     int rigor;
-    void *fwd;        /* r2c: rbuf -> cbuf */
-    void *inv;        /* c2r: cbuf -> rbuf (destroys cbuf) */
-    void *rbuf;       /* howmany * nreal reals, FFTW-aligned */
-    void *cbuf;       /* howmany * ncplx complex, FFTW-aligned */
-    int64_t nreal;    /* n[0] * ... * n[rank-1] */
-    int64_t ncplx;    /* n[0] * ... * (n[rank-1] / 2 + 1) */
+    void *fwd;     /* r2c: rbuf -> cbuf */
+    void *inv;     /* c2r: cbuf -> rbuf (destroys cbuf) */
+    void *rbuf;    /* howmany * nreal reals, FFTW-aligned */
+    void *cbuf;    /* howmany * ncplx complex, FFTW-aligned */
+    int64_t nreal; /* n[0] * ... * n[rank-1] */
+    int64_t ncplx; /* n[0] * ... * (n[rank-1] / 2 + 1) */
     struct dc_fft_plan *next;
 } dc_fft_plan;
 

@@ -29,7 +29,10 @@ static pthread_mutex_t planner_lock = PTHREAD_MUTEX_INITIALIZER;
 #if DIFFCL_HAVE_FFTW_THREADS
 static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
 static int threads_ok;
-static void init_threads(void) { threads_ok = fftwf_init_threads() != 0; }
+static void init_threads(void)
+{
+    threads_ok = fftwf_init_threads() != 0;
+}
 #endif
 
 static unsigned rigor_flags(int rigor)
@@ -121,23 +124,23 @@ static dc_fft_plan *plan_make_locked(diffcl_dtype dtype, int rank, const int *n,
 #if DIFFCL_HAVE_FFTW_THREADS
         if (threads_ok) fftwf_plan_with_nthreads(threads);
 #endif
-        p->fwd = fftwf_plan_many_dft_r2c(rank, nn, howmany, (float *)p->rbuf, NULL, 1,
-                                         (int)p->nreal, (fftwf_complex *)p->cbuf, NULL, 1,
-                                         (int)p->ncplx, flags);
-        p->inv = fftwf_plan_many_dft_c2r(rank, nn, howmany, (fftwf_complex *)p->cbuf, NULL, 1,
-                                         (int)p->ncplx, (float *)p->rbuf, NULL, 1,
-                                         (int)p->nreal, flags);
+        p->fwd =
+            fftwf_plan_many_dft_r2c(rank, nn, howmany, (float *)p->rbuf, NULL, 1, (int)p->nreal,
+                                    (fftwf_complex *)p->cbuf, NULL, 1, (int)p->ncplx, flags);
+        p->inv =
+            fftwf_plan_many_dft_c2r(rank, nn, howmany, (fftwf_complex *)p->cbuf, NULL, 1,
+                                    (int)p->ncplx, (float *)p->rbuf, NULL, 1, (int)p->nreal, flags);
     } else {
         /* double precision (gradient checks): single-threaded, no threads library needed */
         p->rbuf = fftw_alloc_real(nr);
         p->cbuf = fftw_alloc_complex(nc);
         if (!p->rbuf || !p->cbuf) goto fail;
-        p->fwd = fftw_plan_many_dft_r2c(rank, nn, howmany, (double *)p->rbuf, NULL, 1,
-                                        (int)p->nreal, (fftw_complex *)p->cbuf, NULL, 1,
-                                        (int)p->ncplx, flags);
-        p->inv = fftw_plan_many_dft_c2r(rank, nn, howmany, (fftw_complex *)p->cbuf, NULL, 1,
-                                        (int)p->ncplx, (double *)p->rbuf, NULL, 1,
-                                        (int)p->nreal, flags);
+        p->fwd =
+            fftw_plan_many_dft_r2c(rank, nn, howmany, (double *)p->rbuf, NULL, 1, (int)p->nreal,
+                                   (fftw_complex *)p->cbuf, NULL, 1, (int)p->ncplx, flags);
+        p->inv =
+            fftw_plan_many_dft_c2r(rank, nn, howmany, (fftw_complex *)p->cbuf, NULL, 1,
+                                   (int)p->ncplx, (double *)p->rbuf, NULL, 1, (int)p->nreal, flags);
     }
     if (!p->fwd || !p->inv) goto fail;
     return p;
@@ -173,9 +176,11 @@ dc_fft_plan *dc_fft_plan_get(diffcl_context *ctx, diffcl_dtype dtype, int rank, 
     dc_fft_plan *p = plan_make_locked(dtype, rank, n, howmany, threads, c->rigor);
     pthread_mutex_unlock(&planner_lock);
     if (!p) {
-        dc_error(DIFFCL_ERR_INTERNAL, "fft: FFTW could not plan a %d-d %s transform of %d x [%d,%d,%d] "
-                 "(out of memory?)", rank, diffcl_dtype_name(dtype), howmany, n[0],
-                 rank > 1 ? n[1] : 1, rank > 2 ? n[2] : 1);
+        dc_error(DIFFCL_ERR_INTERNAL,
+                 "fft: FFTW could not plan a %d-d %s transform of %d x [%d,%d,%d] "
+                 "(out of memory?)",
+                 rank, diffcl_dtype_name(dtype), howmany, n[0], rank > 1 ? n[1] : 1,
+                 rank > 2 ? n[2] : 1);
         return NULL;
     }
     c->misses++;
@@ -193,8 +198,10 @@ void *dc_fft_alloc(diffcl_dtype dtype, size_t bytes)
 void dc_fft_free(diffcl_dtype dtype, void *ptr)
 {
     if (!ptr) return;
-    if (dtype == DIFFCL_F32) fftwf_free(ptr);
-    else fftw_free(ptr);
+    if (dtype == DIFFCL_F32)
+        fftwf_free(ptr);
+    else
+        fftw_free(ptr);
 }
 
 void dc_fft_exec_r2c(const dc_fft_plan *p, const void *in, void *cbuf, void *rtmp)
@@ -287,8 +294,10 @@ diffcl_status diffcl_fft_wisdom_import(const char *path)
     int ok = fftwf_import_wisdom_from_filename(path);
     pthread_mutex_unlock(&planner_lock);
     if (!ok)
-        return dc_error(DIFFCL_ERR_FORMAT, "diffcl_fft_wisdom_import: %s is not FFTW (single "
-                        "precision) wisdom", path);
+        return dc_error(DIFFCL_ERR_FORMAT,
+                        "diffcl_fft_wisdom_import: %s is not FFTW (single "
+                        "precision) wisdom",
+                        path);
     return DIFFCL_OK;
 }
 
@@ -299,7 +308,8 @@ diffcl_status diffcl_fft_wisdom_export_string(char **out)
     char *w = fftwf_export_wisdom_to_string();
     pthread_mutex_unlock(&planner_lock);
     *out = w;
-    if (!w) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_fft_wisdom_export_string: out of memory");
+    if (!w)
+        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_fft_wisdom_export_string: out of memory");
     return DIFFCL_OK;
 }
 
@@ -311,13 +321,16 @@ diffcl_status diffcl_fft_wisdom_import_string(const char *wisdom)
     pthread_mutex_unlock(&planner_lock);
     if (!ok)
         return dc_error(DIFFCL_ERR_FORMAT, "diffcl_fft_wisdom_import_string: not FFTW (single "
-                        "precision) wisdom");
+                                           "precision) wisdom");
     return DIFFCL_OK;
 }
 
 /* fftwf_export_wisdom_to_string allocates with malloc (FFTW's documentation: free it with
  * free()). */
-void diffcl_fft_wisdom_string_free(char *wisdom) { free(wisdom); }
+void diffcl_fft_wisdom_string_free(char *wisdom)
+{
+    free(wisdom);
+}
 
 void diffcl_fft_wisdom_forget(void)
 {

@@ -34,9 +34,9 @@ static diffcl_status read_options(const diffcl_freq_options *opts, diffcl_freq_o
     DC_CHECK_ARG(o->window >= DIFFCL_WINDOW_GAUSSIAN && o->window <= DIFFCL_WINDOW_BOX,
                  "%s: window %d is not GAUSSIAN, IDEAL or BOX", fn, (int)o->window);
     DC_CHECK_ARG(o->cutoff > 0 && isfinite(o->cutoff), "%s: cutoff %g must be > 0", fn, o->cutoff);
-    DC_CHECK_ARG(o->band != DIFFCL_FREQ_BAND || (o->cutoff_high > o->cutoff && isfinite(o->cutoff_high)),
-                 "%s: band-pass cutoff_high %g must be above cutoff %g", fn, o->cutoff_high,
-                 o->cutoff);
+    DC_CHECK_ARG(
+        o->band != DIFFCL_FREQ_BAND || (o->cutoff_high > o->cutoff && isfinite(o->cutoff_high)),
+        "%s: band-pass cutoff_high %g must be above cutoff %g", fn, o->cutoff_high, o->cutoff);
     DC_CHECK_ARG(o->spatial_dims == 0 || o->spatial_dims == 2 || o->spatial_dims == 3,
                  "%s: spatial_dims %d is not 0, 2 or 3", fn, o->spatial_dims);
     return DIFFCL_OK;
@@ -127,8 +127,10 @@ static diffcl_status apply_filter(diffcl_context *ctx, const diffcl_freq_options
     int64_t batch = total / nreal;
     int64_t last = n[rank - 1] / 2 + 1, ncplx = nreal / n[rank - 1] * last;
     if (batch * ncplx > (int64_t)0x7fffffff)
-        return dc_error(DIFFCL_ERR_SHAPE, "diffcl_freq_filter: tensor %s is too large for one "
-                        "FFTW plan", dc_shape_str(x));
+        return dc_error(DIFFCL_ERR_SHAPE,
+                        "diffcl_freq_filter: tensor %s is too large for one "
+                        "FFTW plan",
+                        dc_shape_str(x));
     double *m = malloc((size_t)ncplx * sizeof *m);
     if (!m) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_freq_filter: out of memory");
     fill_mask(o, rank, n, last, 1, 1.0 / (double)nreal, m);
@@ -138,8 +140,8 @@ static diffcl_status apply_filter(diffcl_context *ctx, const diffcl_freq_options
     const int nt = dc_threads(ctx);
     const int per_image = nt > 1 && batch >= nt;
     const size_t es = diffcl_dtype_size(x->dtype);
-    dc_fft_plan *p = dc_fft_plan_get(ctx, x->dtype, rank, ni, per_image ? 1 : (int)batch,
-                                     per_image ? 1 : nt);
+    dc_fft_plan *p =
+        dc_fft_plan_get(ctx, x->dtype, rank, ni, per_image ? 1 : (int)batch, per_image ? 1 : nt);
     float *mf = p && x->dtype == DIFFCL_F32 ? malloc((size_t)ncplx * sizeof *mf) : NULL;
     const size_t cbytes = (2 * (size_t)ncplx * es + 63) / 64 * 64, rbytes = (size_t)nreal * es;
     const size_t slice = (cbytes + rbytes + 63) / 64 * 64;
@@ -164,8 +166,10 @@ static diffcl_status apply_filter(diffcl_context *ctx, const diffcl_freq_options
             char *c = ws;
 #endif
             dc_fft_exec_r2c(p, xin + (size_t)(b * nreal) * es, c, c + cbytes);
-            if (mf) scale_spectrum_f32((float *)c, mf, ncplx);
-            else scale_spectrum_f64((double *)c, m, ncplx);
+            if (mf)
+                scale_spectrum_f32((float *)c, mf, ncplx);
+            else
+                scale_spectrum_f64((double *)c, m, ncplx);
             dc_fft_exec_c2r(p, c, xout + (size_t)(b * nreal) * es, c + cbytes);
         }
     } else {
@@ -173,8 +177,10 @@ static diffcl_status apply_filter(diffcl_context *ctx, const diffcl_freq_options
         int64_t work = batch * ncplx;
 #pragma omp parallel for num_threads(nt) if (work > 65536) schedule(static)
         for (int64_t b = 0; b < batch; b++) {
-            if (mf) scale_spectrum_f32((float *)p->cbuf + 2 * b * ncplx, mf, ncplx);
-            else scale_spectrum_f64((double *)p->cbuf + 2 * b * ncplx, m, ncplx);
+            if (mf)
+                scale_spectrum_f32((float *)p->cbuf + 2 * b * ncplx, mf, ncplx);
+            else
+                scale_spectrum_f64((double *)p->cbuf + 2 * b * ncplx, m, ncplx);
         }
         dc_fft_exec_c2r(p, p->cbuf, xout, p->rbuf);
     }
@@ -227,9 +233,10 @@ static diffcl_status check_input(const diffcl_tensor *x, const diffcl_freq_optio
                         diffcl_dtype_name(x->dtype));
     int r = o->spatial_dims ? o->spatial_dims : x->ndim - 2;
     if (r < 2 || r > 3 || x->ndim < r + 1)
-        return dc_error(DIFFCL_ERR_SHAPE, "%s: input %s: need [N,C,H,W] or [N,C,D,H,W] (or "
-                        "spatial_dims %d with a leading batch axis)", fn, dc_shape_str(x),
-                        o->spatial_dims);
+        return dc_error(DIFFCL_ERR_SHAPE,
+                        "%s: input %s: need [N,C,H,W] or [N,C,D,H,W] (or "
+                        "spatial_dims %d with a leading batch axis)",
+                        fn, dc_shape_str(x), o->spatial_dims);
     *rank = r;
     return DIFFCL_OK;
 }
@@ -280,8 +287,10 @@ diffcl_status diffcl_freq_split(const diffcl_tensor *x, const diffcl_freq_option
             return s;
         }
     }
-    if (high) *high = h;
-    else diffcl_tensor_free(h);
+    if (high)
+        *high = h;
+    else
+        diffcl_tensor_free(h);
     return DIFFCL_OK;
 }
 
@@ -312,8 +321,10 @@ diffcl_status diffcl_freq_mask(diffcl_context *ctx, diffcl_dtype dtype,
     }
     fill_mask(&o, rank, shape, shape[rank - 1], 0, 1.0, m);
     for (int64_t i = 0; i < total; i++) {
-        if (dtype == DIFFCL_F32) dc_f32(r)[i] = (float)m[i];
-        else dc_f64(r)[i] = m[i];
+        if (dtype == DIFFCL_F32)
+            dc_f32(r)[i] = (float)m[i];
+        else
+            dc_f64(r)[i] = m[i];
     }
     free(m);
     *out = r;

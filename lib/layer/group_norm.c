@@ -42,8 +42,10 @@ static diffcl_status gn_backward(dc_node *nd, diffcl_tensor *g, diffcl_tensor **
             }
         }
         gin[0] = dc_tensor_empty(x->ctx, x->dtype, x->ndim, x->shape);
-        if (!gin[0]) s = DIFFCL_ERR_OUT_OF_MEMORY;
-        else dc_norm_row_bwd_apply(x, gc, gin[0], rows, S, shift, A, B, Cc, nt);
+        if (!gin[0])
+            s = DIFFCL_ERR_OUT_OF_MEMORY;
+        else
+            dc_norm_row_bwd_apply(x, gc, gin[0], rows, S, shift, A, B, Cc, nt);
     }
     for (int64_t c = 0; c < C; c++) GW[c] = GB[c] = 0;
     for (int64_t r = 0; r < rows; r++) {

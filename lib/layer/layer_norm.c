@@ -6,7 +6,6 @@
 
 #include "layer/nn_internal.h"
 
-
 #define T float
 #define SFX f
 #include "layer/layer_norm_kernels.inc"
@@ -52,7 +51,8 @@ static diffcl_status ln_backward(dc_node *nd, diffcl_tensor *g, diffcl_tensor **
     if (dc_wants_grad(nd, 0)) {
         void *wb = load_affine(x, nd->inputs[1], NULL, C);
         gin[0] = wb ? dc_tensor_empty(x->ctx, x->dtype, x->ndim, x->shape) : NULL;
-        if (!gin[0]) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "layer_norm backward: out of memory");
+        if (!gin[0])
+            s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "layer_norm backward: out of memory");
         else if (x->dtype == DIFFCL_F32)
             ln_bwd_x_f(dc_f32(x), dc_f32(gc), dc_f32(gin[0]), R, C, stats, wb, nt);
         else
@@ -62,10 +62,13 @@ static diffcl_status ln_backward(dc_node *nd, diffcl_tensor *g, diffcl_tensor **
     if (s == DIFFCL_OK && (dc_wants_grad(nd, 1) || dc_wants_grad(nd, 2))) {
         int64_t nblk = (R + DC_NN_ROW_BLOCK - 1) / DC_NN_ROW_BLOCK;
         double *part = malloc((size_t)((nblk + 1) * 2 * C + 1) * sizeof *part);
-        if (!part) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "layer_norm backward: out of memory");
+        if (!part)
+            s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "layer_norm backward: out of memory");
         else {
-            if (x->dtype == DIFFCL_F32) ln_bwd_wb_f(dc_f32(x), dc_f32(gc), R, C, stats, part, nt);
-            else ln_bwd_wb_d(dc_f64(x), dc_f64(gc), R, C, stats, part, nt);
+            if (x->dtype == DIFFCL_F32)
+                ln_bwd_wb_f(dc_f32(x), dc_f32(gc), R, C, stats, part, nt);
+            else
+                ln_bwd_wb_d(dc_f64(x), dc_f64(gc), R, C, stats, part, nt);
             double *tot = part + nblk * 2 * C;
             for (int64_t j = 0; j < 2 * C; j++) tot[j] = 0;
             for (int64_t k = 0; k < nblk; k++)

@@ -13,19 +13,21 @@
 
 #include "layer/nn_internal.h"
 
-static void gemm(diffcl_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k,
-                 const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c,
-                 int64_t ldc)
+static void gemm(diffcl_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *a,
+                 int64_t lda, const void *b, int64_t ldb, double beta, void *c, int64_t ldc)
 {
     if (dt == DIFFCL_F32)
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                    (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb, (float)beta, c, (int)ldc);
+                    (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb, (float)beta, c,
+                    (int)ldc);
     else
         cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                     (int)m, (int)n, (int)k, 1.0, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
 }
 
 /* out[j] = sum_r g[r, j] over M rows of N columns, in double, blocked by rows. */
+/* A _Pragma in a macro is not a statement to clang-format: keep the layout. */
+/* clang-format off */
 #define COLSUM(T, g, M, N, out, nt)                                                           \
     do {                                                                                      \
         const T *pg_ = (const T *)(g);                                                        \
@@ -42,6 +44,7 @@ static void gemm(diffcl_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t 
         for (int64_t k_ = 0; k_ < nblk_; k_++)                                                \
             for (int64_t j = 0; j < (N); j++) (out)[j] += part[k_ * (N) + j];                 \
     } while (0)
+/* clang-format on */
 
 static diffcl_status column_sums(const diffcl_tensor *g, int64_t M, int64_t N, double *out)
 {
@@ -49,8 +52,10 @@ static diffcl_status column_sums(const diffcl_tensor *g, int64_t M, int64_t N, d
     double *part = malloc((size_t)(nblk * N + 1) * sizeof *part);
     if (!part) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "linear backward: out of memory");
     int nt = dc_threads(g->ctx);
-    if (g->dtype == DIFFCL_F32) COLSUM(float, dc_data(g), M, N, out, nt);
-    else COLSUM(double, dc_data(g), M, N, out, nt);
+    if (g->dtype == DIFFCL_F32)
+        COLSUM(float, dc_data(g), M, N, out, nt);
+    else
+        COLSUM(double, dc_data(g), M, N, out, nt);
     free(part);
     return DIFFCL_OK;
 }
@@ -66,20 +71,24 @@ static diffcl_status linear_backward(dc_node *nd, diffcl_tensor *g, diffcl_tenso
     diffcl_status s = DIFFCL_OK;
     if (dc_wants_grad(nd, 0)) { /* dX [M,K] = G [M,N] W [N,K] */
         gin[0] = dc_tensor_new(x->ctx, x->dtype, x->ndim, x->shape);
-        if (!gin[0]) s = DIFFCL_ERR_OUT_OF_MEMORY;
-        else if (M && K && N) gemm(x->dtype, 0, 0, M, K, N, dc_data(gc), N, dc_data(w), K, 0.0,
-                                   dc_data(gin[0]), K);
+        if (!gin[0])
+            s = DIFFCL_ERR_OUT_OF_MEMORY;
+        else if (M && K && N)
+            gemm(x->dtype, 0, 0, M, K, N, dc_data(gc), N, dc_data(w), K, 0.0, dc_data(gin[0]), K);
     }
     if (s == DIFFCL_OK && dc_wants_grad(nd, 1)) { /* dW [N,K] = G^T X */
         gin[1] = dc_tensor_new(w->ctx, w->dtype, 2, w->shape);
-        if (!gin[1]) s = DIFFCL_ERR_OUT_OF_MEMORY;
-        else if (M && K && N) gemm(x->dtype, 1, 0, N, K, M, dc_data(gc), N, dc_data(x), K, 0.0,
-                                   dc_data(gin[1]), K);
+        if (!gin[1])
+            s = DIFFCL_ERR_OUT_OF_MEMORY;
+        else if (M && K && N)
+            gemm(x->dtype, 1, 0, N, K, M, dc_data(gc), N, dc_data(x), K, 0.0, dc_data(gin[1]), K);
     }
     if (s == DIFFCL_OK && dc_wants_grad(nd, 2)) {
         double *sums = malloc((size_t)(N + 1) * sizeof *sums);
-        if (!sums) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "linear backward: out of memory");
-        else s = column_sums(gc, M, N, sums);
+        if (!sums)
+            s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "linear backward: out of memory");
+        else
+            s = column_sums(gc, M, N, sums);
         if (s == DIFFCL_OK) {
             gin[2] = dc_nn_vec_new(x->ctx, nd->inputs[2]->dtype, N, sums);
             if (!gin[2]) s = DIFFCL_ERR_OUT_OF_MEMORY;
@@ -113,8 +122,9 @@ diffcl_status diffcl_linear(const diffcl_tensor *x, const diffcl_tensor *w, cons
     if (w->shape[1] != K) {
         char ws[64];
         snprintf(ws, sizeof ws, "%s", dc_shape_str(w));
-        return dc_error(DIFFCL_ERR_SHAPE, "%s: input %s has %lld features but weight %s expects %lld",
-                        fn, dc_shape_str(x), (long long)K, ws, (long long)w->shape[1]);
+        return dc_error(DIFFCL_ERR_SHAPE,
+                        "%s: input %s has %lld features but weight %s expects %lld", fn,
+                        dc_shape_str(x), (long long)K, ws, (long long)w->shape[1]);
     }
     DC_TRY(dc_nn_check_vec(b, x, N, fn, "bias"));
     int64_t M = K ? dc_numel(x) / K : 1;
@@ -137,16 +147,17 @@ diffcl_status diffcl_linear(const diffcl_tensor *x, const diffcl_tensor *w, cons
     int nt = dc_threads(x->ctx);
     if (x->dtype == DIFFCL_F32) {
         float *py = dc_f32(y);
-#pragma omp parallel for num_threads(nt) schedule(static) if(M * N > DC_NN_PAR_MIN)
+#pragma omp parallel for num_threads(nt) schedule(static) if (M * N > DC_NN_PAR_MIN)
         for (int64_t r = 0; r < M; r++)
             for (int64_t j = 0; j < N; j++) py[r * N + j] = (float)dc_nn_vec_get(b, j, 0.0);
     } else {
         double *py = dc_f64(y);
-#pragma omp parallel for num_threads(nt) schedule(static) if(M * N > DC_NN_PAR_MIN)
+#pragma omp parallel for num_threads(nt) schedule(static) if (M * N > DC_NN_PAR_MIN)
         for (int64_t r = 0; r < M; r++)
             for (int64_t j = 0; j < N; j++) py[r * N + j] = dc_nn_vec_get(b, j, 0.0);
     }
-    if (M && N && K) gemm(x->dtype, 0, 1, M, N, K, dc_data(xc), K, dc_data(wc), K, 1.0, dc_data(y), N);
+    if (M && N && K)
+        gemm(x->dtype, 0, 1, M, N, K, dc_data(xc), K, dc_data(wc), K, 1.0, dc_data(y), N);
 
     diffcl_tensor *in[3] = {(diffcl_tensor *)x, (diffcl_tensor *)w, (diffcl_tensor *)b};
     dc_node *nd = dc_record(y, &OP_LINEAR, in, 3);
@@ -171,8 +182,8 @@ static diffcl_status linear_forward(diffcl_module *m, const diffcl_tensor *x, di
 }
 static const dc_module_vtable LINEAR_VT = {"linear", linear_forward, NULL};
 
-diffcl_status diffcl_linear_create(diffcl_context *ctx, int in_features, int out_features,
-                                   int bias, diffcl_rng_key init_key, diffcl_module **out)
+diffcl_status diffcl_linear_create(diffcl_context *ctx, int in_features, int out_features, int bias,
+                                   diffcl_rng_key init_key, diffcl_module **out)
 {
     DC_CHECK_ARG(out, "diffcl_linear_create: out is NULL");
     *out = NULL;
@@ -186,16 +197,20 @@ diffcl_status diffcl_linear_create(diffcl_context *ctx, int in_features, int out
     diffcl_module *m = dc_module_new(ctx, &LINEAR_VT, NULL);
     if (!m) return DIFFCL_ERR_OUT_OF_MEMORY;
     diffcl_tensor *w = dc_tensor_empty(ctx, DIFFCL_F32, 2, wshape);
-    diffcl_status s = w ? diffcl_tensor_fill_uniform(w, init_key, -bound, bound)
-                        : DIFFCL_ERR_OUT_OF_MEMORY;
-    if (s != DIFFCL_OK) diffcl_tensor_free(w);
-    else s = dc_module_add_param(m, "weight", w);
+    diffcl_status s =
+        w ? diffcl_tensor_fill_uniform(w, init_key, -bound, bound) : DIFFCL_ERR_OUT_OF_MEMORY;
+    if (s != DIFFCL_OK)
+        diffcl_tensor_free(w);
+    else
+        s = dc_module_add_param(m, "weight", w);
     if (s == DIFFCL_OK && bias) {
         diffcl_tensor *bt = dc_tensor_empty(ctx, DIFFCL_F32, 1, &bshape);
         s = bt ? diffcl_tensor_fill_uniform(bt, dc_bias_init_key(init_key), -bound, bound)
                : DIFFCL_ERR_OUT_OF_MEMORY;
-        if (s != DIFFCL_OK) diffcl_tensor_free(bt);
-        else s = dc_module_add_param(m, "bias", bt);
+        if (s != DIFFCL_OK)
+            diffcl_tensor_free(bt);
+        else
+            s = dc_module_add_param(m, "bias", bt);
     }
     if (s != DIFFCL_OK) {
         diffcl_module_free(m);

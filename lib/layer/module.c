@@ -144,9 +144,15 @@ void diffcl_module_free(diffcl_module *m)
     free(m);
 }
 
-const char *diffcl_module_type(const diffcl_module *m) { return m ? m->vt->type : NULL; }
+const char *diffcl_module_type(const diffcl_module *m)
+{
+    return m ? m->vt->type : NULL;
+}
 
-diffcl_context *diffcl_module_context(const diffcl_module *m) { return m ? m->ctx : NULL; }
+diffcl_context *diffcl_module_context(const diffcl_module *m)
+{
+    return m ? m->ctx : NULL;
+}
 
 diffcl_status diffcl_module_forward(diffcl_module *m, const diffcl_tensor *x, diffcl_tensor **out)
 {
@@ -155,8 +161,10 @@ diffcl_status diffcl_module_forward(diffcl_module *m, const diffcl_tensor *x, di
     DC_CHECK_ARG(m, "diffcl_module_forward: module is NULL");
     DC_CHECK_TENSOR(x, "diffcl_module_forward");
     if (!m->vt->forward)
-        return dc_error(DIFFCL_ERR_UNSUPPORTED, "diffcl_module_forward: a %s module needs its own "
-                                                "forward function", m->vt->type);
+        return dc_error(DIFFCL_ERR_UNSUPPORTED,
+                        "diffcl_module_forward: a %s module needs its own "
+                        "forward function",
+                        m->vt->type);
     return m->vt->forward(m, x, out);
 }
 
@@ -167,7 +175,10 @@ void diffcl_module_train(diffcl_module *m, int training)
     for (int i = 0; i < m->n_children; i++) diffcl_module_train(m->children[i].m, training);
 }
 
-int diffcl_module_is_training(const diffcl_module *m) { return m ? m->training : 0; }
+int diffcl_module_is_training(const diffcl_module *m)
+{
+    return m ? m->training : 0;
+}
 
 void diffcl_module_set_step(diffcl_module *m, uint32_t step)
 {
@@ -178,7 +189,8 @@ void diffcl_module_set_step(diffcl_module *m, uint32_t step)
 }
 
 /* Count (pass 0) or convert (pass 1) the floating entries of a tree. */
-static diffcl_status convert_entries(diffcl_module *m, diffcl_dtype dtype, int is_param, dc_entry *arr, int n)
+static diffcl_status convert_entries(diffcl_module *m, diffcl_dtype dtype, int is_param,
+                                     dc_entry *arr, int n)
 {
     for (int i = 0; i < n; i++) {
         diffcl_tensor *t = arr[i].t;
@@ -221,7 +233,8 @@ diffcl_status diffcl_module_to_dtype(diffcl_module *m, diffcl_dtype dtype)
 {
     DC_CHECK_ARG(m, "diffcl_module_to_dtype: module is NULL");
     if (!dc_is_float(dtype))
-        return dc_error(DIFFCL_ERR_DTYPE, "diffcl_module_to_dtype: %s is not f32 or f64", diffcl_dtype_name(dtype));
+        return dc_error(DIFFCL_ERR_DTYPE, "diffcl_module_to_dtype: %s is not f32 or f64",
+                        diffcl_dtype_name(dtype));
     /* probe that the whole conversion fits, so a failure cannot leave a half-converted tree */
     size_t need = convert_bytes(m, dtype);
     void *probe = need ? dc_alloc(m->ctx, need) : NULL;
@@ -304,8 +317,8 @@ int diffcl_module_state_count(const diffcl_module *m, int kinds)
     return n;
 }
 
-diffcl_status diffcl_module_state_entry(const diffcl_module *m, int kinds, int i,
-                                        const char **name, diffcl_tensor **t, int *is_param)
+diffcl_status diffcl_module_state_entry(const diffcl_module *m, int kinds, int i, const char **name,
+                                        diffcl_tensor **t, int *is_param)
 {
     DC_CHECK_ARG(m, "diffcl_module_state_entry: module is NULL");
     if (!ensure_flat(m)) return DIFFCL_ERR_OUT_OF_MEMORY;
@@ -318,7 +331,8 @@ diffcl_status diffcl_module_state_entry(const diffcl_module *m, int kinds, int i
             return DIFFCL_OK;
         }
     }
-    return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "diffcl_module_state_entry: index %d out of range", i);
+    return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "diffcl_module_state_entry: index %d out of range",
+                    i);
 }
 
 diffcl_tensor *diffcl_module_find(const diffcl_module *m, const char *name)

@@ -34,8 +34,8 @@ typedef struct dc_child {
 } dc_child;
 
 typedef struct dc_flat_entry {
-    char *name;        /* full dotted name */
-    diffcl_tensor *t;  /* borrowed */
+    char *name;       /* full dotted name */
+    diffcl_tensor *t; /* borrowed */
     int is_param;
 } dc_flat_entry;
 
@@ -74,7 +74,7 @@ diffcl_status dc_module_run(diffcl_module *child, const diffcl_tensor *x, diffcl
  * as if they were another module's: a Diff-CL model file holds the DS under "ds." next to the
  * CS, and loading the CS must neither warn about nor count them (lib/layer/module_io.c). */
 diffcl_status dc_module_load_state_dict_skip(diffcl_module *m, const diffcl_tensor_dict *dict,
-                                             const diffcl_load_options *opts, const char *skip, int *n_missing,
-                                             int *n_unexpected);
+                                             const diffcl_load_options *opts, const char *skip,
+                                             int *n_missing, int *n_unexpected);
 
 #endif

@@ -20,9 +20,9 @@
 #define LIST_MAX 8 /* names listed in a message before "and N more" */
 
 typedef struct load_slot {
-    const char *key;          /* dictionary key that supplies the entry, NULL: missing */
-    diffcl_tensor *src;       /* the dictionary's tensor (borrowed) */
-    diffcl_tensor *prepared;  /* contiguous copy in the entry's dtype (owned), or NULL */
+    const char *key;         /* dictionary key that supplies the entry, NULL: missing */
+    diffcl_tensor *src;      /* the dictionary's tensor (borrowed) */
+    diffcl_tensor *prepared; /* contiguous copy in the entry's dtype (owned), or NULL */
 } load_slot;
 
 typedef struct name_index {
@@ -55,10 +55,14 @@ static void list_add(char *buf, size_t size, int *count, const char *name)
 static void list_finish(char *buf, size_t size, int count)
 {
     size_t len = strlen(buf);
-    if (count > LIST_MAX && len < size) snprintf(buf + len, size - len, " and %d more", count - LIST_MAX);
+    if (count > LIST_MAX && len < size)
+        snprintf(buf + len, size - len, " and %d more", count - LIST_MAX);
 }
 
-static int is_int_dtype(diffcl_dtype d) { return d == DIFFCL_U8 || d == DIFFCL_I32 || d == DIFFCL_I64; }
+static int is_int_dtype(diffcl_dtype d)
+{
+    return d == DIFFCL_U8 || d == DIFFCL_I32 || d == DIFFCL_I64;
+}
 
 static int64_t load_i64(const void *p, diffcl_dtype d, int64_t i)
 {
@@ -89,8 +93,10 @@ static diffcl_status convert_into(diffcl_tensor *dst, const diffcl_tensor *src, 
     if (!is_int_dtype(dst->dtype)) {
         for (int64_t i = 0; i < n; i++) {
             double v = load_f64(in, src->dtype, i);
-            if (dst->dtype == DIFFCL_F32) ((float *)out)[i] = (float)v;
-            else ((double *)out)[i] = v;
+            if (dst->dtype == DIFFCL_F32)
+                ((float *)out)[i] = (float)v;
+            else
+                ((double *)out)[i] = v;
         }
         return DIFFCL_OK;
     }
@@ -104,13 +110,16 @@ static diffcl_status convert_into(diffcl_tensor *dst, const diffcl_tensor *src, 
             double f = load_f64(in, src->dtype, i);
             /* 2^63 is exactly representable; anything >= it does not fit */
             if (!(f == floor(f)) || f < -9223372036854775808.0 || f >= 9223372036854775808.0)
-                return dc_error(DIFFCL_ERR_DTYPE, "%s: element %lld (%g) of the %s tensor is not an integer "
-                                "and cannot be stored in the %s buffer", name, (long long)i, f,
-                                diffcl_dtype_name(src->dtype), diffcl_dtype_name(dst->dtype));
+                return dc_error(DIFFCL_ERR_DTYPE,
+                                "%s: element %lld (%g) of the %s tensor is not an integer "
+                                "and cannot be stored in the %s buffer",
+                                name, (long long)i, f, diffcl_dtype_name(src->dtype),
+                                diffcl_dtype_name(dst->dtype));
             v = (int64_t)f;
         }
         if (v < lo || v > hi)
-            return dc_error(DIFFCL_ERR_DTYPE, "%s: element %lld (%lld) is out of range for the %s buffer", name,
+            return dc_error(DIFFCL_ERR_DTYPE,
+                            "%s: element %lld (%lld) is out of range for the %s buffer", name,
                             (long long)i, (long long)v, diffcl_dtype_name(dst->dtype));
         switch (dst->dtype) {
         case DIFFCL_U8: ((uint8_t *)out)[i] = (uint8_t)v; break;
@@ -164,8 +173,10 @@ static diffcl_status read_options(const diffcl_load_options *opts, diffcl_load_o
     *o = d;
     if (!opts) return DIFFCL_OK;
     if (opts->struct_size < offsetof(diffcl_load_options, strict) + sizeof(int))
-        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "diffcl_module_load_state_dict: options.struct_size %zu "
-                        "is too small (initialise with DIFFCL_LOAD_OPTIONS_INIT)", opts->struct_size);
+        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                        "diffcl_module_load_state_dict: options.struct_size %zu "
+                        "is too small (initialise with DIFFCL_LOAD_OPTIONS_INIT)",
+                        opts->struct_size);
     memcpy(o, opts, opts->struct_size < sizeof *o ? opts->struct_size : sizeof *o);
     o->struct_size = sizeof *o;
     return DIFFCL_OK;
@@ -181,9 +192,9 @@ diffcl_status diffcl_module_load_state_dict(diffcl_module *m, const diffcl_tenso
 /* What a load will do, decided before anything changes: for each module entry the key that
  * supplies it (slots, by entry), and what is wrong. */
 typedef struct load_plan {
-    int n;              /* module entries */
-    load_slot *slots;   /* [n] */
-    name_index *idx;    /* [n] entry names, sorted for lookup */
+    int n;            /* module entries */
+    load_slot *slots; /* [n] */
+    name_index *idx;  /* [n] entry names, sorted for lookup */
     char unexpected[512], missing[512], shape_msg[700], dup_msg[700];
     int n_unexp, n_miss, n_shape_err;
 } load_plan;
@@ -191,8 +202,8 @@ typedef struct load_plan {
 /* The module entry that dictionary key @p key loads: the key itself after @p prefix, then with
  * each leading "module." removed. -1 when none; *eligible is 0 when the key lies outside the
  * prefix (another module's entry), *name the key's name inside the module. */
-static int resolve_key(const load_plan *p, const diffcl_load_options *o, const char *prefix, const char *key,
-                       int *eligible, const char **name)
+static int resolve_key(const load_plan *p, const diffcl_load_options *o, const char *prefix,
+                       const char *key, int *eligible, const char **name)
 {
     size_t plen = prefix ? strlen(prefix) : 0;
     const char *c = key;
@@ -235,18 +246,20 @@ static void plan_keys(load_plan *p, const diffcl_module *m, const diffcl_tensor_
         diffcl_tensor *src = dict->tensors[k];
         if (slot->key) {
             if (!p->dup_msg[0])
-                snprintf(p->dup_msg, sizeof p->dup_msg, "%s: supplied by two keys, %s and %s", name, slot->key, key);
+                snprintf(p->dup_msg, sizeof p->dup_msg, "%s: supplied by two keys, %s and %s", name,
+                         slot->key, key);
             continue;
         }
         slot->key = key;
         slot->src = src;
         if (!shapes_compatible(dst, src) && p->n_shape_err++ == 0) {
             if (strcmp(key, name))
-                snprintf(p->shape_msg, sizeof p->shape_msg, "%s: expected shape %s, file has %s (key %s)", name,
-                         dc_shape_str(dst), dc_shape_str(src), key);
+                snprintf(p->shape_msg, sizeof p->shape_msg,
+                         "%s: expected shape %s, file has %s (key %s)", name, dc_shape_str(dst),
+                         dc_shape_str(src), key);
             else
-                snprintf(p->shape_msg, sizeof p->shape_msg, "%s: expected shape %s, file has %s", name,
-                         dc_shape_str(dst), dc_shape_str(src));
+                snprintf(p->shape_msg, sizeof p->shape_msg, "%s: expected shape %s, file has %s",
+                         name, dc_shape_str(dst), dc_shape_str(src));
         }
     }
     for (int i = 0; i < p->n; i++)
@@ -260,20 +273,24 @@ static void plan_keys(load_plan *p, const diffcl_module *m, const diffcl_tensor_
 static diffcl_status plan_verdict(const load_plan *p, int strict)
 {
     if (p->n_shape_err > 1)
-        return dc_error(DIFFCL_ERR_SHAPE, "%s (and %d more tensors with a wrong shape)", p->shape_msg,
-                        p->n_shape_err - 1);
+        return dc_error(DIFFCL_ERR_SHAPE, "%s (and %d more tensors with a wrong shape)",
+                        p->shape_msg, p->n_shape_err - 1);
     if (p->n_shape_err) return dc_error(DIFFCL_ERR_SHAPE, "%s", p->shape_msg);
     if (p->dup_msg[0]) return dc_error(DIFFCL_ERR_FORMAT, "%s", p->dup_msg);
     if (!strict || (!p->n_miss && !p->n_unexp)) return DIFFCL_OK;
     char both[1100];
     if (p->n_miss && p->n_unexp)
         snprintf(both, sizeof both, "%d missing key%s: %s; %d unexpected key%s: %s", p->n_miss,
-                 p->n_miss > 1 ? "s" : "", p->missing, p->n_unexp, p->n_unexp > 1 ? "s" : "", p->unexpected);
+                 p->n_miss > 1 ? "s" : "", p->missing, p->n_unexp, p->n_unexp > 1 ? "s" : "",
+                 p->unexpected);
     else if (p->n_miss)
-        snprintf(both, sizeof both, "%d missing key%s: %s", p->n_miss, p->n_miss > 1 ? "s" : "", p->missing);
+        snprintf(both, sizeof both, "%d missing key%s: %s", p->n_miss, p->n_miss > 1 ? "s" : "",
+                 p->missing);
     else
-        snprintf(both, sizeof both, "%d unexpected key%s: %s", p->n_unexp, p->n_unexp > 1 ? "s" : "", p->unexpected);
-    return dc_error(p->n_miss ? DIFFCL_ERR_NOT_FOUND : DIFFCL_ERR_FORMAT, "load_state_dict (strict): %s", both);
+        snprintf(both, sizeof both, "%d unexpected key%s: %s", p->n_unexp,
+                 p->n_unexp > 1 ? "s" : "", p->unexpected);
+    return dc_error(p->n_miss ? DIFFCL_ERR_NOT_FOUND : DIFFCL_ERR_FORMAT,
+                    "load_state_dict (strict): %s", both);
 }
 
 /* Phase 2: copies that cannot fail (sizes checked in phase 1). */
@@ -285,16 +302,17 @@ static diffcl_status plan_commit(const load_plan *p, diffcl_module *m)
         const diffcl_tensor *from = p->slots[i].prepared ? p->slots[i].prepared : p->slots[i].src;
         if (from == dst || (dc_data(from) == dc_data(dst) && dc_is_contiguous(dst))) continue;
         size_t nbytes = (size_t)dc_numel(dst) * diffcl_dtype_size(dst->dtype);
-        if (diffcl_tensor_copy_from(dst, dc_data(from), nbytes) != DIFFCL_OK) /* unreachable: sizes checked */
-            return dc_error(DIFFCL_ERR_INTERNAL, "%s: copy failed after validation: %s", m->flat[i].name,
-                            diffcl_last_error());
+        if (diffcl_tensor_copy_from(dst, dc_data(from), nbytes) !=
+            DIFFCL_OK) /* unreachable: sizes checked */
+            return dc_error(DIFFCL_ERR_INTERNAL, "%s: copy failed after validation: %s",
+                            m->flat[i].name, diffcl_last_error());
     }
     return DIFFCL_OK;
 }
 
 diffcl_status dc_module_load_state_dict_skip(diffcl_module *m, const diffcl_tensor_dict *dict,
-                                             const diffcl_load_options *opts, const char *skip, int *n_missing,
-                                             int *n_unexpected)
+                                             const diffcl_load_options *opts, const char *skip,
+                                             int *n_missing, int *n_unexpected)
 {
     if (n_missing) *n_missing = 0;
     if (n_unexpected) *n_unexpected = 0;
@@ -323,8 +341,8 @@ diffcl_status dc_module_load_state_dict_skip(diffcl_module *m, const diffcl_tens
     for (int i = 0; i < p.n && s == DIFFCL_OK; i++)
         if (p.slots[i].key) s = prepare(&p.slots[i], m->flat[i].t, m->flat[i].name);
     if (s == DIFFCL_OK && p.n_miss)
-        dc_log(m->ctx, DIFFCL_LOG_WARN, "load_state_dict: %d missing key%s: %s", p.n_miss, p.n_miss > 1 ? "s" : "",
-               p.missing);
+        dc_log(m->ctx, DIFFCL_LOG_WARN, "load_state_dict: %d missing key%s: %s", p.n_miss,
+               p.n_miss > 1 ? "s" : "", p.missing);
     if (s == DIFFCL_OK && p.n_unexp)
         dc_log(m->ctx, DIFFCL_LOG_WARN, "load_state_dict: %d unexpected key%s: %s", p.n_unexp,
                p.n_unexp > 1 ? "s" : "", p.unexpected);
@@ -335,7 +353,8 @@ diffcl_status dc_module_load_state_dict_skip(diffcl_module *m, const diffcl_tens
     return s;
 }
 
-diffcl_status diffcl_module_load(diffcl_module *m, const char *path, const diffcl_load_options *opts)
+diffcl_status diffcl_module_load(diffcl_module *m, const char *path,
+                                 const diffcl_load_options *opts)
 {
     DC_CHECK_ARG(m && path, "diffcl_module_load: NULL argument");
     diffcl_tensor_dict *d = NULL;
@@ -346,18 +365,22 @@ diffcl_status diffcl_module_load(diffcl_module *m, const char *path, const diffc
     return s;
 }
 
-diffcl_status diffcl_module_save(const diffcl_module *m, const char *path, const char *const *meta_keys,
-                                 const char *const *meta_values, int n_meta)
+diffcl_status diffcl_module_save(const diffcl_module *m, const char *path,
+                                 const char *const *meta_keys, const char *const *meta_values,
+                                 int n_meta)
 {
     DC_CHECK_ARG(m && path, "diffcl_module_save: NULL argument");
     DC_CHECK_ARG(n_meta >= 0, "diffcl_module_save: n_meta is negative");
-    DC_CHECK_ARG(n_meta == 0 || (meta_keys && meta_values), "diffcl_module_save: metadata arrays are NULL");
+    DC_CHECK_ARG(n_meta == 0 || (meta_keys && meta_values),
+                 "diffcl_module_save: metadata arrays are NULL");
     for (int i = 0; i < n_meta; i++)
-        DC_CHECK_ARG(meta_keys[i] && meta_values[i], "diffcl_module_save: metadata pair %d is NULL", i);
+        DC_CHECK_ARG(meta_keys[i] && meta_values[i], "diffcl_module_save: metadata pair %d is NULL",
+                     i);
     diffcl_tensor_dict *d = NULL;
     DC_TRY(diffcl_module_state_dict(m, &d));
     diffcl_status s = DIFFCL_OK;
-    for (int i = 0; i < n_meta && s == DIFFCL_OK; i++) s = diffcl_tensor_dict_set_meta(d, meta_keys[i], meta_values[i]);
+    for (int i = 0; i < n_meta && s == DIFFCL_OK; i++)
+        s = diffcl_tensor_dict_set_meta(d, meta_keys[i], meta_values[i]);
     if (s == DIFFCL_OK) s = diffcl_safetensors_save(d, path);
     diffcl_tensor_dict_free(d);
     return s;

@@ -64,8 +64,10 @@ static inline diffcl_tensor *dc_nn_vec_new(diffcl_context *ctx, diffcl_dtype dty
     diffcl_tensor *t = dc_tensor_empty(ctx, dtype, 1, &c);
     if (!t) return NULL;
     for (int64_t i = 0; i < c; i++) {
-        if (dtype == DIFFCL_F32) dc_f32(t)[i] = (float)v[i];
-        else dc_f64(t)[i] = v[i];
+        if (dtype == DIFFCL_F32)
+            dc_f32(t)[i] = (float)v[i];
+        else
+            dc_f64(t)[i] = v[i];
     }
     return t;
 }
@@ -75,8 +77,10 @@ static inline void dc_nn_vec_store(diffcl_tensor *p, int64_t c, const double *v)
 {
     char *base = (char *)dc_data(p);
     for (int64_t i = 0; i < c; i++) {
-        if (p->dtype == DIFFCL_F32) ((float *)base)[i * p->strides[0]] = (float)v[i];
-        else ((double *)base)[i * p->strides[0]] = v[i];
+        if (p->dtype == DIFFCL_F32)
+            ((float *)base)[i * p->strides[0]] = (float)v[i];
+        else
+            ((double *)base)[i * p->strides[0]] = v[i];
     }
 }
 
@@ -109,8 +113,8 @@ void dc_norm_row_sums(const diffcl_tensor *x, int64_t rows, int64_t len, const d
 void dc_norm_row_affine(const diffcl_tensor *x, diffcl_tensor *y, int64_t rows, int64_t len,
                         const double *shift, const double *a, const double *b, int nt);
 /* sg[r] = sum_j g[r,j]; sgx[r] = sum_j g[r,j] (x[r,j] - shift[r]) */
-void dc_norm_row_bwd_sums(const diffcl_tensor *x, const diffcl_tensor *g, int64_t rows,
-                          int64_t len, const double *shift, double *sg, double *sgx, int nt);
+void dc_norm_row_bwd_sums(const diffcl_tensor *x, const diffcl_tensor *g, int64_t rows, int64_t len,
+                          const double *shift, double *sg, double *sgx, int nt);
 /* gx[r,j] = A[r] g[r,j] + B[r] (x[r,j] - shift[r]) + C[r] */
 void dc_norm_row_bwd_apply(const diffcl_tensor *x, const diffcl_tensor *g, diffcl_tensor *gx,
                            int64_t rows, int64_t len, const double *shift, const double *A,
@@ -119,6 +123,7 @@ void dc_norm_row_bwd_apply(const diffcl_tensor *x, const diffcl_tensor *g, diffc
 /* Pad the spatial axes of [N,C,(D),H,W] (F32/F64) by pad[a] voxels on both sides (pad[] in
  * D,H,W order; a 2-D map uses pad[1..2]): zeros, or reflection as PyTorch's "reflect"
  * (pad < length). Recorded for autograd (spatial_pad.c). */
-diffcl_status dc_spatial_pad(const diffcl_tensor *x, const int64_t pad[3], int reflect, diffcl_tensor **out);
+diffcl_status dc_spatial_pad(const diffcl_tensor *x, const int64_t pad[3], int reflect,
+                             diffcl_tensor **out);
 
 #endif

@@ -53,11 +53,13 @@ static diffcl_status batch_forward(diffcl_module *m, const diffcl_tensor *x, dif
 {
     const norm_impl *n = m->impl;
     DC_TRY(check_channels(m, x, 1));
-    diffcl_tensor *rm = dc_module_buffer(m, "running_mean"), *rv = dc_module_buffer(m, "running_var");
+    diffcl_tensor *rm = dc_module_buffer(m, "running_mean"),
+                  *rv = dc_module_buffer(m, "running_var");
     int track = rm && rv;
     int batch_stats = m->training || !track;
     DC_TRY(diffcl_batch_norm(x, track ? rm : NULL, track ? rv : NULL, dc_module_param(m, "weight"),
-                             dc_module_param(m, "bias"), batch_stats, n->o.momentum, n->o.eps, out));
+                             dc_module_param(m, "bias"), batch_stats, n->o.momentum, n->o.eps,
+                             out));
     if (m->training && track) count_batch(m);
     return DIFFCL_OK;
 }
@@ -100,15 +102,17 @@ static diffcl_status instance_forward(diffcl_module *m, const diffcl_tensor *x, 
 {
     const norm_impl *n = m->impl;
     DC_TRY(check_channels(m, x, 1));
-    diffcl_tensor *rm = dc_module_buffer(m, "running_mean"), *rv = dc_module_buffer(m, "running_var");
+    diffcl_tensor *rm = dc_module_buffer(m, "running_mean"),
+                  *rv = dc_module_buffer(m, "running_var");
     diffcl_tensor *w = dc_module_param(m, "weight"), *b = dc_module_param(m, "bias");
     int track = rm && rv;
     if (track && !m->training) /* normalise with the running statistics */
         return diffcl_batch_norm(x, rm, rv, w, b, 0, n->o.momentum, n->o.eps, out);
     if (dc_nn_inner(x, 2) <= 1)
-        return dc_error(DIFFCL_ERR_SHAPE,
-                        "instancenorm: expected more than 1 spatial element per channel, got input %s",
-                        dc_shape_str(x));
+        return dc_error(
+            DIFFCL_ERR_SHAPE,
+            "instancenorm: expected more than 1 spatial element per channel, got input %s",
+            dc_shape_str(x));
     DC_TRY(diffcl_group_norm(x, n->o.channels, w, b, n->o.eps, out));
     if (track && m->training) {
         diffcl_status s = instance_update_running(n, x, rm, rv);
@@ -134,8 +138,8 @@ static diffcl_status layer_forward(diffcl_module *m, const diffcl_tensor *x, dif
 {
     const norm_impl *n = m->impl;
     DC_TRY(check_channels(m, x, -1));
-    return diffcl_layer_norm(x, dc_module_param(m, "weight"), dc_module_param(m, "bias"),
-                             n->o.eps, out);
+    return diffcl_layer_norm(x, dc_module_param(m, "weight"), dc_module_param(m, "bias"), n->o.eps,
+                             out);
 }
 
 static diffcl_status identity_forward(diffcl_module *m, const diffcl_tensor *x, diffcl_tensor **out)
@@ -146,10 +150,8 @@ static diffcl_status identity_forward(diffcl_module *m, const diffcl_tensor *x, 
 }
 
 static const dc_module_vtable NORM_VT[] = {
-    {"identity", identity_forward, free},
-    {"batchnorm", batch_forward, free},
-    {"instancenorm", instance_forward, free},
-    {"groupnorm", group_forward, free},
+    {"identity", identity_forward, free},     {"batchnorm", batch_forward, free},
+    {"instancenorm", instance_forward, free}, {"groupnorm", group_forward, free},
     {"layernorm", layer_forward, free},
 };
 
@@ -178,7 +180,8 @@ diffcl_status diffcl_norm_create(diffcl_context *ctx, const diffcl_norm_options 
                  "%s: unknown normalisation kind %d", fn, (int)o.kind);
     DC_CHECK_ARG(o.channels >= 1, "%s: channels %d must be >= 1", fn, o.channels);
     DC_CHECK_ARG(o.eps >= 0 && isfinite(o.eps), "%s: eps %g must be finite and >= 0", fn, o.eps);
-    DC_CHECK_ARG(o.momentum >= 0 && o.momentum <= 1, "%s: momentum %g not in [0,1]", fn, o.momentum);
+    DC_CHECK_ARG(o.momentum >= 0 && o.momentum <= 1, "%s: momentum %g not in [0,1]", fn,
+                 o.momentum);
     if (o.kind == DIFFCL_NORM_GROUP) {
         DC_CHECK_ARG(o.groups >= 1, "%s: groups %d must be >= 1", fn, o.groups);
         if (o.groups > o.channels) o.groups = o.channels;

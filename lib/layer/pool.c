@@ -46,17 +46,22 @@ static diffcl_status check_pool(const char *what, const diffcl_tensor *x,
     }
     for (int a = 0; a < g.dims; a++) {
         if (!is_max && g.dilation[a] != 1)
-            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: dilation[%d] = %d (average pooling "
-                            "has no dilation)", what, a, g.dilation[a]);
+            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                            "%s: dilation[%d] = %d (average pooling "
+                            "has no dilation)",
+                            what, a, g.dilation[a]);
         if (2 * g.padding[a] > g.kernel[a])
-            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: padding[%d] = %d is more than half "
-                            "the kernel (%d)", what, a, g.padding[a], g.kernel[a]);
+            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                            "%s: padding[%d] = %d is more than half "
+                            "the kernel (%d)",
+                            what, a, g.padding[a], g.kernel[a]);
         const int64_t in = x->shape[2 + a];
         const int64_t ext = (int64_t)g.dilation[a] * (g.kernel[a] - 1) + 1;
         if (in + 2 * (int64_t)g.padding[a] < ext)
-            return dc_error(DIFFCL_ERR_SHAPE, "%s: input %s is smaller than the window on spatial "
-                            "axis %d: size %lld + 2*padding %d < window %lld", what,
-                            dc_shape_str(x), a, (long long)in, g.padding[a], (long long)ext);
+            return dc_error(DIFFCL_ERR_SHAPE,
+                            "%s: input %s is smaller than the window on spatial "
+                            "axis %d: size %lld + 2*padding %d < window %lld",
+                            what, dc_shape_str(x), a, (long long)in, g.padding[a], (long long)ext);
         const int64_t o = (in + 2 * (int64_t)g.padding[a] - ext) / g.stride[a] + 1;
         cg->k[lead + a] = g.kernel[a];
         cg->s[lead + a] = g.stride[a];
@@ -84,8 +89,10 @@ static diffcl_status max_pool_backward(dc_node *nd, diffcl_tensor *gy, diffcl_te
         return DIFFCL_ERR_OUT_OF_MEMORY;
     }
     const int32_t *idx = dc_data(nd->saved[0]);
-    if (x->dtype == DIFFCL_F32) max_pool_bwd_f32(x->ctx, g, g->n * g->ci, dc_f32(gyc), idx, dc_f32(gin[0]));
-    else max_pool_bwd_f64(x->ctx, g, g->n * g->ci, dc_f64(gyc), idx, dc_f64(gin[0]));
+    if (x->dtype == DIFFCL_F32)
+        max_pool_bwd_f32(x->ctx, g, g->n * g->ci, dc_f32(gyc), idx, dc_f32(gin[0]));
+    else
+        max_pool_bwd_f64(x->ctx, g, g->n * g->ci, dc_f64(gyc), idx, dc_f64(gin[0]));
     diffcl_tensor_free(gyc);
     return DIFFCL_OK;
 }
@@ -101,8 +108,10 @@ static diffcl_status avg_pool_backward(dc_node *nd, diffcl_tensor *gy, diffcl_te
         diffcl_tensor_free(gyc);
         return DIFFCL_ERR_OUT_OF_MEMORY;
     }
-    if (x->dtype == DIFFCL_F32) avg_pool_f32(x->ctx, g, g->n * g->ci, dc_f32(gyc), dc_f32(gin[0]), 1);
-    else avg_pool_f64(x->ctx, g, g->n * g->ci, dc_f64(gyc), dc_f64(gin[0]), 1);
+    if (x->dtype == DIFFCL_F32)
+        avg_pool_f32(x->ctx, g, g->n * g->ci, dc_f32(gyc), dc_f32(gin[0]), 1);
+    else
+        avg_pool_f64(x->ctx, g, g->n * g->ci, dc_f64(gyc), dc_f64(gin[0]), 1);
     diffcl_tensor_free(gyc);
     return DIFFCL_OK;
 }
@@ -140,11 +149,15 @@ static diffcl_status pool_impl(const char *what, const diffcl_tensor *x,
     }
     int32_t *ip = idx ? dc_data(idx) : NULL;
     if (is_max) {
-        if (x->dtype == DIFFCL_F32) max_pool_fwd_f32(ctx, &g, planes, dc_f32(xc), dc_f32(y), ip);
-        else max_pool_fwd_f64(ctx, &g, planes, dc_f64(xc), dc_f64(y), ip);
+        if (x->dtype == DIFFCL_F32)
+            max_pool_fwd_f32(ctx, &g, planes, dc_f32(xc), dc_f32(y), ip);
+        else
+            max_pool_fwd_f64(ctx, &g, planes, dc_f64(xc), dc_f64(y), ip);
     } else {
-        if (x->dtype == DIFFCL_F32) avg_pool_f32(ctx, &g, planes, dc_f32(xc), dc_f32(y), 0);
-        else avg_pool_f64(ctx, &g, planes, dc_f64(xc), dc_f64(y), 0);
+        if (x->dtype == DIFFCL_F32)
+            avg_pool_f32(ctx, &g, planes, dc_f32(xc), dc_f32(y), 0);
+        else
+            avg_pool_f64(ctx, &g, planes, dc_f64(xc), dc_f64(y), 0);
     }
     diffcl_tensor *in[1] = {(diffcl_tensor *)x};
     dc_node *nd = record ? dc_record(y, is_max ? &OP_MAX_POOL : &OP_AVG_POOL, in, 1) : NULL;

@@ -21,9 +21,9 @@ typedef struct scan_args {
 } scan_args;
 
 typedef struct scan_grads {
-    void *du, *ddelta, *dz, *dB, *dC;   /* outputs (dz, dB, dC may be NULL) */
+    void *du, *ddelta, *dz, *dB, *dC;       /* outputs (dz, dB, dC may be NULL) */
     double *dA_part, *dD_part, *dbias_part; /* [B*D*N], [B*D], [B*D] */
-    void *carry, *pb, *pc, *scratch;    /* workspace */
+    void *carry, *pb, *pc, *scratch;        /* workspace */
 } scan_grads;
 
 #include "layer/fast_math.h"
@@ -31,8 +31,8 @@ typedef struct scan_grads {
 #if defined(__GNUC__) && !defined(__clang__)
 #define DC_SCAN_KERNEL DC_VEC_MATH
 /* for the kernels' reductions only, never around dc_expf (see fwd_outputs) */
-#define DC_SCAN_ASSOC                                                                            \
-    __attribute__((optimize("vect-cost-model=dynamic", "no-trapping-math", "associative-math",  \
+#define DC_SCAN_ASSOC                                                                              \
+    __attribute__((optimize("vect-cost-model=dynamic", "no-trapping-math", "associative-math",     \
                             "no-signed-zeros")))
 #define DC_SCAN_ROW __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
@@ -42,7 +42,10 @@ typedef struct scan_grads {
 #endif
 
 DC_SCAN_KERNEL
-static inline double dc_softplus(double x) { return x > 20.0 ? x : log1p(exp(x)); }
+static inline double dc_softplus(double x)
+{
+    return x > 20.0 ? x : log1p(exp(x));
+}
 
 /* The kernels, for float and double (they convert the void pointers above). */
 #define T float
@@ -95,8 +98,9 @@ diffcl_status diffcl_selective_scan_memory(int64_t batch, int64_t channels, int6
     int64_t bd = batch * channels;
     if (saved_bytes) *saved_bytes = (size_t)(bd * nck * state) * es;
     if (workspace_bytes)
-        *workspace_bytes = (size_t)(4 * bd * c * state + bd * state + 2 * batch * length * state) * es +
-                           (size_t)(bd * (state + 2)) * sizeof(double);
+        *workspace_bytes =
+            (size_t)(4 * bd * c * state + bd * state + 2 * batch * length * state) * es +
+            (size_t)(bd * (state + 2)) * sizeof(double);
     return DIFFCL_OK;
 }
 
@@ -121,8 +125,10 @@ static diffcl_tensor *contiguous3(const diffcl_tensor *t)
         for (int64_t i = i0; i < i1; i++)
             for (int64_t j = j0; j < j1; j++) {
                 const int64_t from = a * s0 + i * s1 + j * s2, to = (a * n1 + i) * n2 + j;
-                if (f32) ((float *)dst)[to] = ((const float *)src)[from];
-                else ((double *)dst)[to] = ((const double *)src)[from];
+                if (f32)
+                    ((float *)dst)[to] = ((const float *)src)[from];
+                else
+                    ((double *)dst)[to] = ((const double *)src)[from];
             }
     }
     return r;
@@ -209,7 +215,8 @@ static diffcl_status scan_backward(dc_node *node, diffcl_tensor *g, diffcl_tenso
     int64_t sBDL[3] = {Bn, Dn, L}, sBNL[3] = {Bn, N, L};
     int want_b = dc_wants_grad(node, IN_B), want_c = dc_wants_grad(node, IN_C);
     int have_z = t[IN_Z] != NULL;
-    diffcl_tensor *du = dc_tensor_empty(ctx, dt, 3, sBDL), *ddelta = dc_tensor_empty(ctx, dt, 3, sBDL);
+    diffcl_tensor *du = dc_tensor_empty(ctx, dt, 3, sBDL),
+                  *ddelta = dc_tensor_empty(ctx, dt, 3, sBDL);
     diffcl_tensor *dz = have_z ? dc_tensor_empty(ctx, dt, 3, sBDL) : NULL;
     diffcl_tensor *dB = want_b ? dc_tensor_empty(ctx, dt, 3, sBNL) : NULL;
     diffcl_tensor *dC = want_c ? dc_tensor_empty(ctx, dt, 3, sBNL) : NULL;
@@ -232,9 +239,18 @@ static diffcl_status scan_backward(dc_node *node, diffcl_tensor *g, diffcl_tenso
     size_t one = (size_t)(Bn * L * N);
     double *dA_part = parts, *dD_part = parts + Bn * Dn * N, *dbias_part = dD_part + Bn * Dn;
     scan_args a;
-    scan_grads gr = {dc_data(du), dc_data(ddelta), dz ? dc_data(dz) : NULL,
-                     dB ? dc_data(dB) : NULL, dC ? dc_data(dC) : NULL, dA_part, dD_part,
-                     dbias_part, carry, pb, pc, scratch};
+    scan_grads gr = {dc_data(du),
+                     dc_data(ddelta),
+                     dz ? dc_data(dz) : NULL,
+                     dB ? dc_data(dB) : NULL,
+                     dC ? dc_data(dC) : NULL,
+                     dA_part,
+                     dD_part,
+                     dbias_part,
+                     carry,
+                     pb,
+                     pc,
+                     scratch};
     if (dt == DIFFCL_F32) {
         fill_args(&a, t, bct, (float *)bct + one, s, nt);
         scan_backward_f32(&a, s->ckpt, dc_f32(gc), &gr);
@@ -260,8 +276,10 @@ static diffcl_status scan_backward(dc_node *node, diffcl_tensor *g, diffcl_tenso
         for (int64_t n = 0; n < N && dA; n++) {
             double acc = 0;
             for (int64_t b = 0; b < Bn; b++) acc += dA_part[(b * Dn + d) * N + n];
-            if (dt == DIFFCL_F32) dc_f32(dA)[d * N + n] = (float)acc;
-            else dc_f64(dA)[d * N + n] = acc;
+            if (dt == DIFFCL_F32)
+                dc_f32(dA)[d * N + n] = (float)acc;
+            else
+                dc_f64(dA)[d * N + n] = acc;
         }
         double aD = 0, ab = 0;
         for (int64_t b = 0; b < Bn; b++) {
@@ -269,20 +287,33 @@ static diffcl_status scan_backward(dc_node *node, diffcl_tensor *g, diffcl_tenso
             ab += dbias_part[b * Dn + d];
         }
         if (dD) {
-            if (dt == DIFFCL_F32) dc_f32(dD)[d] = (float)aD;
-            else dc_f64(dD)[d] = aD;
+            if (dt == DIFFCL_F32)
+                dc_f32(dD)[d] = (float)aD;
+            else
+                dc_f64(dD)[d] = aD;
         }
         if (dbias) {
-            if (dt == DIFFCL_F32) dc_f32(dbias)[d] = (float)ab;
-            else dc_f64(dbias)[d] = ab;
+            if (dt == DIFFCL_F32)
+                dc_f32(dbias)[d] = (float)ab;
+            else
+                dc_f64(dbias)[d] = ab;
         }
     }
     gin[IN_A] = dA;
     gin[IN_D] = dD;
     gin[IN_BIAS] = dbias;
-    if (dc_wants_grad(node, IN_U)) { gin[IN_U] = du; du = NULL; }
-    if (dc_wants_grad(node, IN_DELTA)) { gin[IN_DELTA] = ddelta; ddelta = NULL; }
-    if (have_z && dc_wants_grad(node, IN_Z)) { gin[IN_Z] = dz; dz = NULL; }
+    if (dc_wants_grad(node, IN_U)) {
+        gin[IN_U] = du;
+        du = NULL;
+    }
+    if (dc_wants_grad(node, IN_DELTA)) {
+        gin[IN_DELTA] = ddelta;
+        ddelta = NULL;
+    }
+    if (have_z && dc_wants_grad(node, IN_Z)) {
+        gin[IN_Z] = dz;
+        dz = NULL;
+    }
     gin[IN_B] = dB;
     gin[IN_C] = dC;
     dB = dC = NULL;
@@ -321,7 +352,8 @@ static diffcl_status check_shape(const diffcl_tensor *t, const char *what, int n
         char buf[96];
         int p = snprintf(buf, sizeof buf, "[");
         for (int i = 0; i < nd; i++)
-            p += snprintf(buf + p, sizeof buf - (size_t)p, "%s%lld", i ? "," : "", (long long)want[i]);
+            p += snprintf(buf + p, sizeof buf - (size_t)p, "%s%lld", i ? "," : "",
+                          (long long)want[i]);
         snprintf(buf + p, sizeof buf - (size_t)p, "]");
         return dc_error(DIFFCL_ERR_SHAPE, "%s: %s has shape %s; expected %s", fn, what,
                         dc_shape_str(t), buf);
@@ -352,11 +384,14 @@ diffcl_status diffcl_selective_scan(const diffcl_tensor *u, const diffcl_tensor 
     }
     DC_CHECK_ARG(o.chunk >= 0, "%s: chunk %d < 0", fn, o.chunk);
     if (!dc_is_float(u->dtype))
-        return dc_error(DIFFCL_ERR_DTYPE, "%s: u is %s; need f32 or f64", fn, diffcl_dtype_name(u->dtype));
+        return dc_error(DIFFCL_ERR_DTYPE, "%s: u is %s; need f32 or f64", fn,
+                        diffcl_dtype_name(u->dtype));
     if (u->ndim != 3)
-        return dc_error(DIFFCL_ERR_SHAPE, "%s: u has shape %s; expected [B,D,L]", fn, dc_shape_str(u));
+        return dc_error(DIFFCL_ERR_SHAPE, "%s: u has shape %s; expected [B,D,L]", fn,
+                        dc_shape_str(u));
     if (A->ndim != 2)
-        return dc_error(DIFFCL_ERR_SHAPE, "%s: A has shape %s; expected [D,N]", fn, dc_shape_str(A));
+        return dc_error(DIFFCL_ERR_SHAPE, "%s: A has shape %s; expected [D,N]", fn,
+                        dc_shape_str(A));
     diffcl_context *ctx = u->ctx;
     diffcl_dtype dt = u->dtype;
     const int64_t Bn = u->shape[0], Dn = u->shape[1], L = u->shape[2], N = A->shape[1];
@@ -372,8 +407,9 @@ diffcl_status diffcl_selective_scan(const diffcl_tensor *u, const diffcl_tensor 
         return dc_error(DIFFCL_ERR_UNSUPPORTED, "%s: state size N = %lld exceeds %d", fn,
                         (long long)N, DIFFCL_SCAN_MAX_STATE);
 
-    diffcl_tensor *inputs[N_IN] = {(diffcl_tensor *)u, (diffcl_tensor *)delta, (diffcl_tensor *)A,
-                                   (diffcl_tensor *)B, (diffcl_tensor *)C, (diffcl_tensor *)D,
+    diffcl_tensor *inputs[N_IN] = {(diffcl_tensor *)u, (diffcl_tensor *)delta,
+                                   (diffcl_tensor *)A, (diffcl_tensor *)B,
+                                   (diffcl_tensor *)C, (diffcl_tensor *)D,
                                    (diffcl_tensor *)z, (diffcl_tensor *)delta_bias};
     int record = ctx->grad_enabled && dc_any_requires_grad(inputs, N_IN);
 
@@ -411,8 +447,9 @@ diffcl_status diffcl_selective_scan(const diffcl_tensor *u, const diffcl_tensor 
         dc_free(ctx, bct, bc_bytes);
         dc_free(ctx, ws, ws_bytes);
         scan_state_free(s);
-        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory for B=%lld D=%lld L=%lld N=%lld",
-                        fn, (long long)Bn, (long long)Dn, (long long)L, (long long)N);
+        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY,
+                        "%s: out of memory for B=%lld D=%lld L=%lld N=%lld", fn, (long long)Bn,
+                        (long long)Dn, (long long)L, (long long)N);
     }
     size_t one = (size_t)(Bn * L * N);
     if (Bn * Dn * L > 0) {
@@ -430,8 +467,10 @@ diffcl_status diffcl_selective_scan(const diffcl_tensor *u, const diffcl_tensor 
     dc_free(ctx, bct, bc_bytes);
     dc_free(ctx, ws, ws_bytes);
     dc_node *node = record ? dc_record(r, &OP_SCAN, inputs, N_IN) : NULL;
-    if (node) node->state = s;
-    else scan_state_free(s);
+    if (node)
+        node->state = s;
+    else
+        scan_state_free(s);
     *out = r;
     return DIFFCL_OK;
 }

@@ -73,8 +73,10 @@ static diffcl_status softmax(const diffcl_tensor *x, int axis, int logsm, diffcl
     }
     int nt = dc_threads(x->ctx);
     if (n > 0 && outer > 0 && inner > 0) {
-        if (x->dtype == DIFFCL_F32) sm_fwd_f(dc_f32(xc), dc_f32(y), outer, n, inner, logsm, nt);
-        else sm_fwd_d(dc_f64(xc), dc_f64(y), outer, n, inner, logsm, nt);
+        if (x->dtype == DIFFCL_F32)
+            sm_fwd_f(dc_f32(xc), dc_f32(y), outer, n, inner, logsm, nt);
+        else
+            sm_fwd_d(dc_f64(xc), dc_f64(y), outer, n, inner, logsm, nt);
     }
     diffcl_tensor_free(xc);
     diffcl_tensor *in = (diffcl_tensor *)x;

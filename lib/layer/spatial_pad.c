@@ -34,9 +34,11 @@ static int64_t *plane_map(const int64_t L[3], const int64_t P[3], int reflect, i
     for (int64_t z = 0; z < O[0]; z++)
         for (int64_t y = 0; y < O[1]; y++)
             for (int64_t x = 0; x < O[2]; x++) {
-                int64_t sz = source_index(z, P[0], L[0], reflect), sy = source_index(y, P[1], L[1], reflect),
+                int64_t sz = source_index(z, P[0], L[0], reflect),
+                        sy = source_index(y, P[1], L[1], reflect),
                         sx = source_index(x, P[2], L[2], reflect);
-                map[(z * O[1] + y) * O[2] + x] = sz < 0 || sy < 0 || sx < 0 ? -1 : (sz * L[1] + sy) * L[2] + sx;
+                map[(z * O[1] + y) * O[2] + x] =
+                    sz < 0 || sy < 0 || sx < 0 ? -1 : (sz * L[1] + sy) * L[2] + sx;
             }
     return map;
 }
@@ -53,8 +55,8 @@ static void geometry(const diffcl_tensor *t, const int64_t pad_in[3], int64_t L[
 }
 
 /* out[plane][o] = in[plane][map[o]] (forward), or gin[plane][map[o]] += g[plane][o] (backward). */
-static void apply_map(const diffcl_tensor *src, diffcl_tensor *dst, const int64_t *map, int64_t n_map,
-                      int64_t n_in, int64_t planes, int adjoint)
+static void apply_map(const diffcl_tensor *src, diffcl_tensor *dst, const int64_t *map,
+                      int64_t n_map, int64_t n_in, int64_t planes, int adjoint)
 {
     for (int64_t p = 0; p < planes; p++) {
         if (src->dtype == DIFFCL_F64) {
@@ -87,7 +89,8 @@ static diffcl_status pad_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **
     int64_t *map = plane_map(L, P, (int)n->i[6], &n_map);
     diffcl_tensor *gc = dc_contiguous(g), *gx = dc_tensor_zeros_like(x);
     diffcl_status s = map && gc && gx ? DIFFCL_OK : DIFFCL_ERR_OUT_OF_MEMORY;
-    if (s == DIFFCL_OK) apply_map(gc, gx, map, n_map, L[0] * L[1] * L[2], x->shape[0] * x->shape[1], 1);
+    if (s == DIFFCL_OK)
+        apply_map(gc, gx, map, n_map, L[0] * L[1] * L[2], x->shape[0] * x->shape[1], 1);
     free(map);
     diffcl_tensor_free(gc);
     if (s != DIFFCL_OK) {
@@ -101,20 +104,23 @@ static diffcl_status pad_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **
 /* The backward reads only the shapes it saved in n->i. */
 static const dc_op OP_SPATIAL_PAD = {"spatial_pad", pad_backward, NULL, 1u};
 
-diffcl_status dc_spatial_pad(const diffcl_tensor *x, const int64_t pad[3], int reflect, diffcl_tensor **out)
+diffcl_status dc_spatial_pad(const diffcl_tensor *x, const int64_t pad[3], int reflect,
+                             diffcl_tensor **out)
 {
     const char *fn = "spatial_pad";
     *out = NULL;
     DC_CHECK_TENSOR(x, fn);
     if ((x->ndim != 4 && x->ndim != 5) || !dc_is_float(x->dtype))
-        return dc_error(DIFFCL_ERR_SHAPE, "%s: input %s %s; expected F32/F64 [N,C,(D),H,W]", fn, dc_shape_str(x),
-                        diffcl_dtype_name(x->dtype));
+        return dc_error(DIFFCL_ERR_SHAPE, "%s: input %s %s; expected F32/F64 [N,C,(D),H,W]", fn,
+                        dc_shape_str(x), diffcl_dtype_name(x->dtype));
     int64_t L[3], P[3], n_map;
     geometry(x, pad, L, P);
     for (int a = 0; a < 3; a++)
         if (P[a] < 0 || (reflect && P[a] >= L[a] && P[a] > 0))
-            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: pad %lld on an axis of %lld (reflection needs pad < "
-                            "length)", fn, (long long)P[a], (long long)L[a]);
+            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                            "%s: pad %lld on an axis of %lld (reflection needs pad < "
+                            "length)",
+                            fn, (long long)P[a], (long long)L[a]);
     int64_t shape[5];
     for (int d = 0; d < x->ndim; d++) shape[d] = x->shape[d];
     for (int a = 0; a < x->ndim - 2; a++) shape[2 + a] += 2 * P[a + 5 - x->ndim];

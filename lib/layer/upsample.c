@@ -18,9 +18,8 @@
 /* Run the passes over the spatial axes of shape [N,C,s...] (nsp = 2 or 3 spatial axes).
  * Forward goes last axis first, so the data grows as late as possible; the adjoint runs
  * the transposed passes in the opposite order. */
-static diffcl_status run_passes(diffcl_context *ctx, diffcl_dtype dt, const int64_t *shape,
-                                int nsp, int scale, int linear, int adjoint, const void *src,
-                                void *dst)
+static diffcl_status run_passes(diffcl_context *ctx, diffcl_dtype dt, const int64_t *shape, int nsp,
+                                int scale, int linear, int adjoint, const void *src, void *dst)
 {
     const size_t esz = diffcl_dtype_size(dt);
     int64_t cur[3], nc = shape[0] * shape[1];
@@ -88,8 +87,10 @@ diffcl_status diffcl_upsample(const diffcl_tensor *x, int scale, diffcl_upsample
         return dc_error(DIFFCL_ERR_DTYPE, "diffcl_upsample: input is %s (f32 or f64 needed)",
                         diffcl_dtype_name(x->dtype));
     if (x->ndim != 4 && x->ndim != 5)
-        return dc_error(DIFFCL_ERR_SHAPE, "diffcl_upsample: input %s has rank %d; need "
-                        "[N,C,H,W] or [N,C,D,H,W]", dc_shape_str(x), x->ndim);
+        return dc_error(DIFFCL_ERR_SHAPE,
+                        "diffcl_upsample: input %s has rank %d; need "
+                        "[N,C,H,W] or [N,C,D,H,W]",
+                        dc_shape_str(x), x->ndim);
     int64_t ysh[5];
     for (int a = 0; a < x->ndim; a++) ysh[a] = x->shape[a] * (a >= 2 ? scale : 1);
     diffcl_tensor *xc = dc_contiguous(x);

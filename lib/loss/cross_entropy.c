@@ -58,8 +58,10 @@ static diffcl_status ce_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **g
     if (!dx) return DIFFCL_ERR_OUT_OF_MEMORY;
     double gs = dc_loss_gval(g) * st->inv_den;
     int nt = dc_threads(in->ctx);
-    if (in->dtype == DIFFCL_F32) ce_bwd_f32(st, gs, dc_f32(dx), nt);
-    else ce_bwd_f64(st, gs, dc_f64(dx), nt);
+    if (in->dtype == DIFFCL_F32)
+        ce_bwd_f32(st, gs, dc_f32(dx), nt);
+    else
+        ce_bwd_f64(st, gs, dc_f64(dx), nt);
     gin[0] = dx;
     return DIFFCL_OK;
 }
@@ -80,7 +82,8 @@ diffcl_status diffcl_cross_entropy_loss(const diffcl_tensor *logits, const diffc
     if (s == DIFFCL_OK) s = dc_loss_class_weights(fn, o.class_weight, st->C, &st->cw);
     if (s == DIFFCL_OK) s = dc_loss_weights(fn, o.voxel_weight, target, logits->dtype, &st->m);
     if (s == DIFFCL_OK)
-        s = dc_loss_labels(fn, target, st->C, o.ignore_index, st->m, dc_threads(logits->ctx), &st->y);
+        s = dc_loss_labels(fn, target, st->C, o.ignore_index, st->m, dc_threads(logits->ctx),
+                           &st->y);
     diffcl_tensor *xc = s == DIFFCL_OK ? dc_contiguous(logits) : NULL;
     if (s == DIFFCL_OK && !xc) s = DIFFCL_ERR_OUT_OF_MEMORY;
     if (s != DIFFCL_OK) {
@@ -101,8 +104,10 @@ diffcl_status diffcl_cross_entropy_loss(const diffcl_tensor *logits, const diffc
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     }
     int nt = dc_threads(ctx);
-    if (logits->dtype == DIFFCL_F32) ce_fwd_f32(st, st->lse ? dc_f32(st->lse) : NULL, partial, nt);
-    else ce_fwd_f64(st, st->lse ? dc_f64(st->lse) : NULL, partial, nt);
+    if (logits->dtype == DIFFCL_F32)
+        ce_fwd_f32(st, st->lse ? dc_f32(st->lse) : NULL, partial, nt);
+    else
+        ce_fwd_f64(st, st->lse ? dc_f64(st->lse) : NULL, partial, nt);
     double num = 0, den = 0;
     for (int64_t b = 0; b < total; b++) {
         num += partial[2 * b];
@@ -123,8 +128,10 @@ diffcl_status diffcl_cross_entropy_loss(const diffcl_tensor *logits, const diffc
     }
     diffcl_tensor *in = (diffcl_tensor *)logits;
     dc_node *node = dc_record(r, &OP_CE, &in, 1);
-    if (node) node->state = st;
-    else ce_state_free(st);
+    if (node)
+        node->state = st;
+    else
+        ce_state_free(st);
     *out = r;
     return DIFFCL_OK;
 }

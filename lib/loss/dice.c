@@ -14,8 +14,8 @@ void diffcl_dice_options_init(diffcl_dice_options *opts)
 
 typedef struct dice_state {
     int64_t N, C, S;
-    int64_t c0;         /* first class used (0 or 1) */
-    int64_t G;          /* groups: N when per-sample, else 1 */
+    int64_t c0; /* first class used (0 or 1) */
+    int64_t G;  /* groups: N when per-sample, else 1 */
     int squared;
     double *coef;       /* [G][C][2]: dL/dI and dL/dZ per unit upstream gradient */
     diffcl_tensor *x;   /* contiguous logits (detached alias) */
@@ -59,8 +59,10 @@ static diffcl_status dice_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor *
     diffcl_tensor *dx = dc_tensor_empty(in->ctx, in->dtype, in->ndim, in->shape);
     if (!dx) return DIFFCL_ERR_OUT_OF_MEMORY;
     int nt = dc_threads(in->ctx);
-    if (in->dtype == DIFFCL_F32) dice_bwd_f32(st, dc_loss_gval(g), dc_f32(dx), nt);
-    else dice_bwd_f64(st, dc_loss_gval(g), dc_f64(dx), nt);
+    if (in->dtype == DIFFCL_F32)
+        dice_bwd_f32(st, dc_loss_gval(g), dc_f32(dx), nt);
+    else
+        dice_bwd_f64(st, dc_loss_gval(g), dc_f64(dx), nt);
     gin[0] = dx;
     return DIFFCL_OK;
 }
@@ -83,12 +85,15 @@ diffcl_status diffcl_dice_loss(const diffcl_tensor *logits, const diffcl_tensor 
     double *cw = NULL, *partial = NULL, *sums = NULL;
     diffcl_status s = dc_loss_split(fn, logits, "logits", target, "target", &st->N, &st->C, &st->S);
     if (s == DIFFCL_OK && !o.include_background && st->C < 2)
-        s = dc_error(DIFFCL_ERR_SHAPE, "%s: foreground-only Dice needs at least 2 classes; "
-                     "logits have %lld", fn, (long long)st->C);
+        s = dc_error(DIFFCL_ERR_SHAPE,
+                     "%s: foreground-only Dice needs at least 2 classes; "
+                     "logits have %lld",
+                     fn, (long long)st->C);
     if (s == DIFFCL_OK) s = dc_loss_class_weights(fn, o.class_weight, st->C, &cw);
     if (s == DIFFCL_OK) s = dc_loss_weights(fn, o.voxel_weight, target, logits->dtype, &st->m);
     if (s == DIFFCL_OK)
-        s = dc_loss_labels(fn, target, st->C, o.ignore_index, st->m, dc_threads(logits->ctx), &st->y);
+        s = dc_loss_labels(fn, target, st->C, o.ignore_index, st->m, dc_threads(logits->ctx),
+                           &st->y);
     diffcl_tensor *xc = s == DIFFCL_OK ? dc_contiguous(logits) : NULL;
     if (s == DIFFCL_OK && !xc) s = DIFFCL_ERR_OUT_OF_MEMORY;
     if (s != DIFFCL_OK) {
@@ -118,8 +123,10 @@ diffcl_status diffcl_dice_loss(const diffcl_tensor *logits, const diffcl_tensor 
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     }
     int nt = dc_threads(ctx);
-    if (logits->dtype == DIFFCL_F32) dice_fwd_f32(st, st->lse ? dc_f32(st->lse) : NULL, partial, nt);
-    else dice_fwd_f64(st, st->lse ? dc_f64(st->lse) : NULL, partial, nt);
+    if (logits->dtype == DIFFCL_F32)
+        dice_fwd_f32(st, st->lse ? dc_f32(st->lse) : NULL, partial, nt);
+    else
+        dice_fwd_f64(st, st->lse ? dc_f64(st->lse) : NULL, partial, nt);
     /* reduce the block partials in a fixed order */
     for (int64_t b = 0; b < total; b++) {
         int64_t grp = st->G > 1 ? b / nb : 0;
@@ -151,8 +158,10 @@ diffcl_status diffcl_dice_loss(const diffcl_tensor *logits, const diffcl_tensor 
     }
     diffcl_tensor *in = (diffcl_tensor *)logits;
     dc_node *node = dc_record(r, &OP_DICE, &in, 1);
-    if (node) node->state = st;
-    else dice_state_free(st);
+    if (node)
+        node->state = st;
+    else
+        dice_state_free(st);
     *out = r;
     return DIFFCL_OK;
 }

@@ -26,8 +26,10 @@ diffcl_status dc_loss_split(const char *fn, const diffcl_tensor *x, const char *
     if (!ok) {
         char xs[96];
         snprintf(xs, sizeof xs, "%s", dc_shape_str(x));
-        return dc_error(DIFFCL_ERR_SHAPE, "%s: %s has shape %s; for %s %s it must be [N,...] "
-                        "(%s's shape without axis 1)", fn, tname, dc_shape_str(t), xname, xs, xname);
+        return dc_error(DIFFCL_ERR_SHAPE,
+                        "%s: %s has shape %s; for %s %s it must be [N,...] "
+                        "(%s's shape without axis 1)",
+                        fn, tname, dc_shape_str(t), xname, xs, xname);
     }
     if (t->ctx != x->ctx)
         return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: %s and %s belong to different contexts",
@@ -103,12 +105,13 @@ diffcl_status dc_loss_labels(const char *fn, const diffcl_tensor *t, int64_t n_c
         diffcl_tensor_free(tc);
         diffcl_tensor_free(r);
         if (ignore_index == INT64_MIN) /* the caller has no ignore_index */
-            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: target voxel %lld has class %lld, outside [0,%lld)",
-                            fn, (long long)bad, v, (long long)n_classes);
+            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                            "%s: target voxel %lld has class %lld, outside [0,%lld)", fn,
+                            (long long)bad, v, (long long)n_classes);
         return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
                         "%s: target voxel %lld has class %lld, outside [0,%lld) and not the "
-                        "ignore_index %lld", fn, (long long)bad, v, (long long)n_classes,
-                        (long long)ignore_index);
+                        "ignore_index %lld",
+                        fn, (long long)bad, v, (long long)n_classes, (long long)ignore_index);
     }
     diffcl_tensor_free(tc);
     *out = r;
@@ -147,7 +150,9 @@ diffcl_tensor *dc_loss_scalar(diffcl_context *ctx, diffcl_dtype dtype, double v)
 {
     diffcl_tensor *r = dc_tensor_empty(ctx, dtype, 0, NULL);
     if (!r) return NULL;
-    if (dtype == DIFFCL_F32) dc_f32(r)[0] = (float)v;
-    else dc_f64(r)[0] = v;
+    if (dtype == DIFFCL_F32)
+        dc_f32(r)[0] = (float)v;
+    else
+        dc_f64(r)[0] = v;
     return r;
 }

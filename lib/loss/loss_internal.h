@@ -15,16 +15,17 @@
 #define DC_LOSS_BLOCK 256
 
 /* Copy the caller's options over the defaults, only the fields its header version knew. */
-#define DC_LOSS_OPTS(dst, src, INIT)                                                        \
-    do {                                                                                    \
-        __typeof__(dst) dc_def_ = INIT;                                                     \
-        (dst) = dc_def_;                                                                    \
-        if (src) {                                                                          \
-            size_t dc_n_ = (src)->struct_size && (src)->struct_size < sizeof(dst)           \
-                               ? (src)->struct_size : sizeof(dst);                          \
-            memcpy(&(dst), (src), dc_n_);                                                   \
-            (dst).struct_size = sizeof(dst);                                                \
-        }                                                                                   \
+#define DC_LOSS_OPTS(dst, src, INIT)                                                               \
+    do {                                                                                           \
+        __typeof__(dst) dc_def_ = INIT;                                                            \
+        (dst) = dc_def_;                                                                           \
+        if (src) {                                                                                 \
+            size_t dc_n_ = (src)->struct_size && (src)->struct_size < sizeof(dst)                  \
+                               ? (src)->struct_size                                                \
+                               : sizeof(dst);                                                      \
+            memcpy(&(dst), (src), dc_n_);                                                          \
+            (dst).struct_size = sizeof(dst);                                                       \
+        }                                                                                          \
     } while (0)
 
 /* Element i of a contiguous tensor of any dtype, as double. */

@@ -7,9 +7,9 @@
 #define MSE_BLOCK 4096
 
 typedef struct mse_state {
-    int64_t n;          /* elements */
-    int64_t C, S;       /* voxel mask broadcast over axis 1 when C > 0 */
-    double scale;       /* 2 / den */
+    int64_t n;    /* elements */
+    int64_t C, S; /* voxel mask broadcast over axis 1 when C > 0 */
+    double scale; /* 2 / den */
     diffcl_tensor *a, *b, *m;
 } mse_state;
 
@@ -44,8 +44,10 @@ static diffcl_status mse_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **
 {
     const mse_state *st = n->state;
     const diffcl_tensor *a = n->inputs[0], *b = n->inputs[1];
-    diffcl_tensor *da = dc_wants_grad(n, 0) ? dc_tensor_empty(a->ctx, a->dtype, a->ndim, a->shape) : NULL;
-    diffcl_tensor *db = dc_wants_grad(n, 1) ? dc_tensor_empty(b->ctx, b->dtype, b->ndim, b->shape) : NULL;
+    diffcl_tensor *da =
+        dc_wants_grad(n, 0) ? dc_tensor_empty(a->ctx, a->dtype, a->ndim, a->shape) : NULL;
+    diffcl_tensor *db =
+        dc_wants_grad(n, 1) ? dc_tensor_empty(b->ctx, b->dtype, b->ndim, b->shape) : NULL;
     if ((dc_wants_grad(n, 0) && !da) || (dc_wants_grad(n, 1) && !db)) {
         diffcl_tensor_free(da);
         diffcl_tensor_free(db);
@@ -81,7 +83,8 @@ diffcl_status diffcl_mse_loss(const diffcl_tensor *input, const diffcl_tensor *t
                         dc_shape_str(target));
     }
     if (input->ctx != target->ctx || (mask && mask->ctx != input->ctx))
-        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: tensors belong to different contexts", fn);
+        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: tensors belong to different contexts",
+                        fn);
     mse_state *st = calloc(1, sizeof *st);
     if (!st) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     st->n = dc_numel(input);
@@ -90,9 +93,10 @@ diffcl_status diffcl_mse_loss(const diffcl_tensor *input, const diffcl_tensor *t
         if (!dc_same_shape(mask, input)) {
             int64_t N = 0, C = 0, S = 0;
             s = input->ndim >= 2 ? dc_loss_split(fn, input, "input", mask, "mask", &N, &C, &S)
-                                 : dc_error(DIFFCL_ERR_SHAPE, "%s: mask has shape %s; the input "
-                                            "has rank %d, so it must match it", fn,
-                                            dc_shape_str(mask), input->ndim);
+                                 : dc_error(DIFFCL_ERR_SHAPE,
+                                            "%s: mask has shape %s; the input "
+                                            "has rank %d, so it must match it",
+                                            fn, dc_shape_str(mask), input->ndim);
             st->C = C;
             st->S = S;
         }
@@ -116,8 +120,10 @@ diffcl_status diffcl_mse_loss(const diffcl_tensor *input, const diffcl_tensor *t
         return s;
     }
     int nt = dc_threads(input->ctx);
-    if (input->dtype == DIFFCL_F32) mse_fwd_f32(st, partial, nt);
-    else mse_fwd_f64(st, partial, nt);
+    if (input->dtype == DIFFCL_F32)
+        mse_fwd_f32(st, partial, nt);
+    else
+        mse_fwd_f64(st, partial, nt);
     double acc = 0, den = 0;
     for (int64_t k = 0; k < nb; k++) {
         acc += partial[2 * k];
@@ -127,7 +133,8 @@ diffcl_status diffcl_mse_loss(const diffcl_tensor *input, const diffcl_tensor *t
     double loss = den > 0 ? acc / den : 0.0;
     if (!isfinite(loss)) {
         mse_state_free(st);
-        return dc_error(DIFFCL_ERR_NUMERIC, "%s: the loss is %g: the operands hold NaN/Inf", fn, loss);
+        return dc_error(DIFFCL_ERR_NUMERIC, "%s: the loss is %g: the operands hold NaN/Inf", fn,
+                        loss);
     }
     st->scale = den > 0 ? 2.0 / den : 0.0;
     diffcl_tensor *r = dc_loss_scalar(input->ctx, input->dtype, loss);
@@ -137,8 +144,10 @@ diffcl_status diffcl_mse_loss(const diffcl_tensor *input, const diffcl_tensor *t
     }
     diffcl_tensor *in[2] = {(diffcl_tensor *)input, (diffcl_tensor *)target};
     dc_node *node = dc_record(r, &OP_MSE, in, 2);
-    if (node) node->state = st;
-    else mse_state_free(st);
+    if (node)
+        node->state = st;
+    else
+        mse_state_free(st);
     *out = r;
     return DIFFCL_OK;
 }

@@ -6,7 +6,7 @@
 
 #include "loss/loss_internal.h"
 
-#define PC_BLOCK 2048   /* voxels per partial sum */
+#define PC_BLOCK 2048     /* voxels per partial sum */
 #define PC_NORM_EPS 1e-12 /* F.normalize */
 
 void diffcl_proto_contrast_options_init(diffcl_proto_contrast_options *opts)
@@ -18,14 +18,14 @@ void diffcl_proto_contrast_options_init(diffcl_proto_contrast_options *opts)
 
 typedef struct pc_state {
     int64_t N, F, S, C, K;
-    int indexed;        /* voxels came from an index list (may repeat) */
+    int indexed; /* voxels came from an index list (may repeat) */
     double tau, inv_den;
-    int64_t *vox;       /* [K] flat voxel index n*S + s */
-    int32_t *cls;       /* [K] target class */
-    double *w;          /* [K] weight, or NULL (all 1) */
-    double *v;          /* [C*F] normalised prototypes */
-    double *pn;         /* [C] prototype norms */
-    diffcl_tensor *f;   /* contiguous features (detached alias) */
+    int64_t *vox;     /* [K] flat voxel index n*S + s */
+    int32_t *cls;     /* [K] target class */
+    double *w;        /* [K] weight, or NULL (all 1) */
+    double *v;        /* [C*F] normalised prototypes */
+    double *pn;       /* [C] prototype norms */
+    diffcl_tensor *f; /* contiguous features (detached alias) */
 } pc_state;
 
 static void pc_state_free(void *p)
@@ -98,8 +98,10 @@ static diffcl_status pc_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **g
     const int64_t nb = (K + PC_BLOCK - 1) / PC_BLOCK;
     diffcl_tensor *df = want_f ? dc_tensor_new(fin->ctx, fin->dtype, fin->ndim, fin->shape) : NULL;
     diffcl_tensor *dp = want_p ? dc_tensor_new(pin->ctx, pin->dtype, pin->ndim, pin->shape) : NULL;
-    double *dfbuf = want_f && st->indexed ? malloc((size_t)(K ? K : 1) * (size_t)F * sizeof(double)) : NULL;
-    double *dvpart = want_p ? calloc((size_t)(nb ? nb : 1) * (size_t)(C * F), sizeof(double)) : NULL;
+    double *dfbuf =
+        want_f && st->indexed ? malloc((size_t)(K ? K : 1) * (size_t)F * sizeof(double)) : NULL;
+    double *dvpart =
+        want_p ? calloc((size_t)(nb ? nb : 1) * (size_t)(C * F), sizeof(double)) : NULL;
     int fail = (want_f && (!df || (st->indexed && !dfbuf))) || (want_p && (!dp || !dvpart));
     const double gs = dc_loss_gval(g) * st->inv_den;
     const int df32 = fin->dtype == DIFFCL_F32;
@@ -139,8 +141,10 @@ static diffcl_status pc_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **g
                         int64_t i = st->vox[k], nn = i / st->S, s = i % st->S;
                         for (int64_t f = 0; f < F; f++) {
                             int64_t off = (nn * F + f) * st->S + s;
-                            if (df32) dc_f32(df)[off] = (float)dfk[f];
-                            else dc_f64(df)[off] = dfk[f];
+                            if (df32)
+                                dc_f32(df)[off] = (float)dfk[f];
+                            else
+                                dc_f64(df)[off] = dfk[f];
                         }
                     }
                 }
@@ -152,12 +156,15 @@ static diffcl_status pc_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **g
                 int64_t i = st->vox[k], nn = i / st->S, s = i % st->S;
                 for (int64_t f = 0; f < F; f++) {
                     int64_t off = (nn * F + f) * st->S + s;
-                    if (df32) dc_f32(df)[off] += (float)dfbuf[k * F + f];
-                    else dc_f64(df)[off] += dfbuf[k * F + f];
+                    if (df32)
+                        dc_f32(df)[off] += (float)dfbuf[k * F + f];
+                    else
+                        dc_f64(df)[off] += dfbuf[k * F + f];
                 }
             }
         if (!fail && want_p) {
-            double *dv = malloc((size_t)(C * F) * sizeof(double)), *dpc = malloc((size_t)F * sizeof(double));
+            double *dv = malloc((size_t)(C * F) * sizeof(double)),
+                   *dpc = malloc((size_t)F * sizeof(double));
             if (!dv || !dpc) fail = 1;
             for (int64_t j = 0; !fail && j < C * F; j++) {
                 double acc = 0;
@@ -168,8 +175,10 @@ static diffcl_status pc_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **g
                 pc_norm_backward(st->v + c * F, st->pn[c], F, dv + c * F, dpc);
                 for (int64_t f = 0; f < F; f++) {
                     int64_t off = c * F + f; /* dp is new and contiguous */
-                    if (pin->dtype == DIFFCL_F32) dc_f32(dp)[off] = (float)dpc[f];
-                    else dc_f64(dp)[off] = dpc[f];
+                    if (pin->dtype == DIFFCL_F32)
+                        dc_f32(dp)[off] = (float)dpc[f];
+                    else
+                        dc_f64(dp)[off] = dpc[f];
                 }
             }
             free(dv);
@@ -210,8 +219,10 @@ static diffcl_status pc_select(const char *fn, pc_state *st, const diffcl_tensor
             const char *p = base + k * idx->strides[0] * (int64_t)diffcl_dtype_size(idx->dtype);
             int64_t i = idx->dtype == DIFFCL_I32 ? *(const int32_t *)p : *(const int64_t *)p;
             if (i < 0 || i >= nvox)
-                return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: index %lld is %lld, outside the "
-                                "%lld voxels", fn, (long long)k, (long long)i, (long long)nvox);
+                return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                                "%s: index %lld is %lld, outside the "
+                                "%lld voxels",
+                                fn, (long long)k, (long long)i, (long long)nvox);
             if (y[i] >= 0) st->vox[K++] = i;
         }
         st->indexed = 1;
@@ -226,7 +237,8 @@ static diffcl_status pc_select(const char *fn, pc_state *st, const diffcl_tensor
     st->K = K;
     st->cls = malloc((size_t)(K ? K : 1) * sizeof *st->cls);
     if (wv) st->w = malloc((size_t)(K ? K : 1) * sizeof *st->w);
-    if (!st->cls || (wv && !st->w)) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    if (!st->cls || (wv && !st->w))
+        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     for (int64_t k = 0; k < K; k++) {
         st->cls[k] = y[st->vox[k]];
         if (wv) st->w[k] = wv[st->vox[k]];
@@ -235,18 +247,21 @@ static diffcl_status pc_select(const char *fn, pc_state *st, const diffcl_tensor
 }
 
 /* Shapes, dtypes and contexts of the inputs; N, F, S of the features [N, F, spatial]. */
-static diffcl_status pc_check(const char *fn, const diffcl_tensor *features, const diffcl_tensor *prototypes,
-                              const diffcl_tensor *target, int64_t *N, int64_t *F, int64_t *S)
+static diffcl_status pc_check(const char *fn, const diffcl_tensor *features,
+                              const diffcl_tensor *prototypes, const diffcl_tensor *target,
+                              int64_t *N, int64_t *F, int64_t *S)
 {
     DC_TRY(dc_loss_split(fn, features, "features", target, "target", N, F, S));
     if (prototypes->dtype != features->dtype)
-        return dc_error(DIFFCL_ERR_DTYPE, "%s: prototypes are %s, features %s; need the same dtype", fn,
-                        diffcl_dtype_name(prototypes->dtype), diffcl_dtype_name(features->dtype));
+        return dc_error(DIFFCL_ERR_DTYPE, "%s: prototypes are %s, features %s; need the same dtype",
+                        fn, diffcl_dtype_name(prototypes->dtype),
+                        diffcl_dtype_name(features->dtype));
     if (prototypes->ndim != 2 || prototypes->shape[1] != *F || prototypes->shape[0] < 1)
-        return dc_error(DIFFCL_ERR_SHAPE, "%s: prototypes have shape %s; need [C,%lld] with C >= 1", fn,
-                        dc_shape_str(prototypes), (long long)*F);
+        return dc_error(DIFFCL_ERR_SHAPE, "%s: prototypes have shape %s; need [C,%lld] with C >= 1",
+                        fn, dc_shape_str(prototypes), (long long)*F);
     if (prototypes->ctx != features->ctx)
-        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: tensors belong to different contexts", fn);
+        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: tensors belong to different contexts",
+                        fn);
     return DIFFCL_OK;
 }
 
@@ -259,8 +274,10 @@ static diffcl_status pc_prepare(const char *fn, pc_state *st, const diffcl_tenso
     diffcl_context *ctx = features->ctx;
     diffcl_tensor *wt = NULL, *y = NULL;
     diffcl_status s = dc_loss_weights(fn, o->voxel_weight, target, DIFFCL_F64, &wt);
-    if (s == DIFFCL_OK) s = dc_loss_labels(fn, target, st->C, o->ignore_index, wt, dc_threads(ctx), &y);
-    if (s == DIFFCL_OK) s = pc_select(fn, st, o->indices, (const int32_t *)dc_data(y), wt ? dc_f64(wt) : NULL);
+    if (s == DIFFCL_OK)
+        s = dc_loss_labels(fn, target, st->C, o->ignore_index, wt, dc_threads(ctx), &y);
+    if (s == DIFFCL_OK)
+        s = pc_select(fn, st, o->indices, (const int32_t *)dc_data(y), wt ? dc_f64(wt) : NULL);
     diffcl_tensor_free(wt);
     diffcl_tensor_free(y);
     if (s != DIFFCL_OK) return s;
@@ -270,12 +287,14 @@ static diffcl_status pc_prepare(const char *fn, pc_state *st, const diffcl_tenso
     const int64_t C = st->C, F = st->F;
     st->v = malloc((size_t)(C * F > 0 ? C * F : 1) * sizeof *st->v);
     st->pn = malloc((size_t)C * sizeof *st->pn);
-    if (!st->f || !st->v || !st->pn) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    if (!st->f || !st->v || !st->pn)
+        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     for (int64_t c = 0; c < C; c++) {
         double r2 = 0, *vc = st->v + c * F;
         for (int64_t f = 0; f < F; f++) {
             int64_t off = c * prototypes->strides[0] + f * prototypes->strides[1];
-            vc[f] = prototypes->dtype == DIFFCL_F32 ? (double)dc_f32(prototypes)[off] : dc_f64(prototypes)[off];
+            vc[f] = prototypes->dtype == DIFFCL_F32 ? (double)dc_f32(prototypes)[off]
+                                                    : dc_f64(prototypes)[off];
             r2 += vc[f] * vc[f];
         }
         st->pn[c] = sqrt(r2);
@@ -344,8 +363,8 @@ diffcl_status diffcl_proto_contrast_loss(const diffcl_tensor *features,
     diffcl_proto_contrast_options o;
     DC_LOSS_OPTS(o, opts, DIFFCL_PROTO_CONTRAST_OPTIONS_INIT);
     if (!(o.temperature > 0) || !isfinite(o.temperature))
-        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: temperature is %g; need a finite value > 0", fn,
-                        o.temperature);
+        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                        "%s: temperature is %g; need a finite value > 0", fn, o.temperature);
     int64_t N, F, S;
     DC_TRY(pc_check(fn, features, prototypes, target, &N, &F, &S));
     pc_state *st = calloc(1, sizeof *st);
@@ -361,7 +380,8 @@ diffcl_status diffcl_proto_contrast_loss(const diffcl_tensor *features,
         s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     double loss = den > 0 ? num / den : 0.0;
     if (s == DIFFCL_OK && !isfinite(loss))
-        s = dc_error(DIFFCL_ERR_NUMERIC, "%s: the loss is %g: features or prototypes hold NaN/Inf", fn, loss);
+        s = dc_error(DIFFCL_ERR_NUMERIC, "%s: the loss is %g: features or prototypes hold NaN/Inf",
+                     fn, loss);
     diffcl_tensor *r = s == DIFFCL_OK ? dc_loss_scalar(features->ctx, features->dtype, loss) : NULL;
     if (s == DIFFCL_OK && !r) s = DIFFCL_ERR_OUT_OF_MEMORY;
     if (s != DIFFCL_OK) {
@@ -371,8 +391,10 @@ diffcl_status diffcl_proto_contrast_loss(const diffcl_tensor *features,
     st->inv_den = den > 0 ? 1.0 / den : 0.0;
     diffcl_tensor *in[2] = {(diffcl_tensor *)features, (diffcl_tensor *)prototypes};
     dc_node *node = dc_record(r, &OP_PC, in, 2);
-    if (node) node->state = st;
-    else pc_state_free(st);
+    if (node)
+        node->state = st;
+    else
+        pc_state_free(st);
     *out = r;
     return DIFFCL_OK;
 }

@@ -29,7 +29,8 @@ diffcl_status diffcl_class_prototypes(const diffcl_tensor *features, const diffc
     double *sums = s == DIFFCL_OK ? calloc((size_t)(C * F > 0 ? C * F : 1), sizeof *sums) : NULL;
     double *cnt = s == DIFFCL_OK ? calloc((size_t)C, sizeof *cnt) : NULL;
     diffcl_tensor *p = NULL, *ct = NULL;
-    if (s == DIFFCL_OK && (!sums || !cnt)) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    if (s == DIFFCL_OK && (!sums || !cnt))
+        s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     if (s == DIFFCL_OK) {
         const int32_t *yl = (const int32_t *)dc_data(y);
         const double *w = wt ? dc_f64(wt) : NULL;
@@ -61,8 +62,10 @@ diffcl_status diffcl_class_prototypes(const diffcl_tensor *features, const diffc
                 }
             double inv = cnt[c] > 0 ? 1.0 / fmax(sqrt(r2), PROTO_EPS) : 0.0;
             for (int64_t f = 0; f < F; f++) {
-                if (p->dtype == DIFFCL_F32) dc_f32(p)[c * F + f] = (float)(sc[f] * inv);
-                else dc_f64(p)[c * F + f] = sc[f] * inv;
+                if (p->dtype == DIFFCL_F32)
+                    dc_f32(p)[c * F + f] = (float)(sc[f] * inv);
+                else
+                    dc_f64(p)[c * F + f] = sc[f] * inv;
             }
             if (ct) dc_f64(ct)[c] = cnt[c];
         }
@@ -101,11 +104,12 @@ diffcl_status diffcl_prototype_bank_update(diffcl_tensor *bank, const diffcl_ten
     if (bank->ndim != 2 || !dc_same_shape(bank, new_protos)) {
         char bs[96];
         snprintf(bs, sizeof bs, "%s", dc_shape_str(bank));
-        return dc_error(DIFFCL_ERR_SHAPE, "%s: bank %s and prototypes %s must both be [C,F]", fn, bs,
-                        dc_shape_str(new_protos));
+        return dc_error(DIFFCL_ERR_SHAPE, "%s: bank %s and prototypes %s must both be [C,F]", fn,
+                        bs, dc_shape_str(new_protos));
     }
     if (!dc_is_contiguous(bank))
-        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: the bank must be contiguous (updated in place)", fn);
+        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                        "%s: the bank must be contiguous (updated in place)", fn);
     const int64_t C = bank->shape[0], F = bank->shape[1];
     if (counts && dc_numel(counts) != C)
         return dc_error(DIFFCL_ERR_SHAPE, "%s: counts have shape %s; need [%lld]", fn,
@@ -145,8 +149,10 @@ diffcl_status diffcl_prototype_bank_update(diffcl_tensor *bank, const diffcl_ten
         }
         double inv = 1.0 / fmax(sqrt(r2), PROTO_EPS);
         for (int64_t f = 0; f < F; f++) {
-            if (bank->dtype == DIFFCL_F32) dc_f32(bank)[c * F + f] = (float)(row[f] * inv);
-            else dc_f64(bank)[c * F + f] = row[f] * inv;
+            if (bank->dtype == DIFFCL_F32)
+                dc_f32(bank)[c * F + f] = (float)(row[f] * inv);
+            else
+                dc_f64(bank)[c * F + f] = row[f] * inv;
         }
         free(row);
     }

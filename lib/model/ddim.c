@@ -17,8 +17,8 @@ void diffcl_diffusion_sample_options_init(diffcl_diffusion_sample_options *opts)
 
 /* x_0 estimate [N, C, S] from the model output at x_t (all contiguous F32):
  * x0 target: 2 softmax(out) - 1; eps target: clip((x_t - sqrt(1-ab) eps) / sqrt(ab), -1, 1). */
-static void x0_estimate(const diffcl_tensor *outp, const diffcl_tensor *xt, diffcl_diffusion_target target,
-                        double ab, diffcl_tensor *x0)
+static void x0_estimate(const diffcl_tensor *outp, const diffcl_tensor *xt,
+                        diffcl_diffusion_target target, double ab, diffcl_tensor *x0)
 {
     int64_t N = x0->shape[0], C = x0->shape[1], S = dc_per_sample(x0) / C;
     const float *o = dc_f32(outp), *x = dc_f32(xt);
@@ -53,7 +53,8 @@ static diffcl_tensor *as_f32(const diffcl_tensor *t)
 }
 
 diffcl_status diffcl_diffusion_sample(diffcl_module *m, const diffcl_tensor *image,
-                                      const diffcl_diffusion_sample_options *opts, diffcl_tensor **out)
+                                      const diffcl_diffusion_sample_options *opts,
+                                      diffcl_tensor **out)
 {
     const char *fn = "diffcl_diffusion_sample";
     DC_CHECK_ARG(out, "%s: out is NULL", fn);
@@ -63,16 +64,18 @@ diffcl_status diffcl_diffusion_sample(diffcl_module *m, const diffcl_tensor *ima
     DC_CHECK_TENSOR(image, fn);
     diffcl_diffusion_sample_options so = DIFFCL_DIFFUSION_SAMPLE_OPTIONS_INIT;
     if (opts) {
-        DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_diffusion_sample_options, key) + sizeof(diffcl_rng_key),
+        DC_CHECK_ARG(opts->struct_size >=
+                         offsetof(diffcl_diffusion_sample_options, key) + sizeof(diffcl_rng_key),
                      "%s: options.struct_size %zu too small", fn, opts->struct_size);
         memcpy(&so, opts, opts->struct_size < sizeof so ? opts->struct_size : sizeof so);
     }
     DC_CHECK_ARG(so.eta >= 0, "%s: eta %g must be >= 0", fn, so.eta);
-    DC_CHECK_ARG(image->ndim == o->dims + 2, "%s: image %s is not [N,%d,%s]", fn, dc_shape_str(image),
-                 o->in_channels, o->dims == 3 ? "D,H,W" : "H,W");
+    DC_CHECK_ARG(image->ndim == o->dims + 2, "%s: image %s is not [N,%d,%s]", fn,
+                 dc_shape_str(image), o->in_channels, o->dims == 3 ? "D,H,W" : "H,W");
     const diffcl_diffusion_schedule *sched = diffcl_diffusion_get_schedule(m);
     int steps = so.steps;
-    DC_CHECK_ARG(steps >= 1 && steps <= sched->T, "%s: steps %d not in [1, %d]", fn, steps, sched->T);
+    DC_CHECK_ARG(steps >= 1 && steps <= sched->T, "%s: steps %d not in [1, %d]", fn, steps,
+                 sched->T);
     int *ts = malloc((size_t)steps * sizeof *ts);
     int64_t N = image->shape[0];
     int64_t *tv = malloc((size_t)(N ? N : 1) * sizeof *tv);
@@ -230,14 +233,16 @@ diffcl_status diffcl_diffusion_pseudo_label(const diffcl_tensor *logits, diffcl_
         return dc_error(DIFFCL_ERR_DTYPE, "%s: logits are %s; need f32 or f64", fn,
                         diffcl_dtype_name(logits->dtype));
     if (logits->ndim < 3 || logits->ndim > 5 || logits->shape[1] < 1)
-        return dc_error(DIFFCL_ERR_SHAPE, "%s: logits %s are not [N,C,(D),H,W]", fn, dc_shape_str(logits));
+        return dc_error(DIFFCL_ERR_SHAPE, "%s: logits %s are not [N,C,(D),H,W]", fn,
+                        dc_shape_str(logits));
     int64_t N = logits->shape[0], C = logits->shape[1], S = C ? dc_per_sample(logits) / C : 0;
     diffcl_tensor *p = as_f32(logits);
     int64_t lsh[DIFFCL_MAX_DIMS];
     lsh[0] = N;
     for (int i = 2; i < logits->ndim; i++) lsh[i - 1] = logits->shape[i];
     diffcl_tensor *lab = p ? dc_tensor_empty(logits->ctx, DIFFCL_I64, logits->ndim - 1, lsh) : NULL;
-    diffcl_tensor *pr = lab ? dc_tensor_empty(logits->ctx, DIFFCL_F32, logits->ndim, logits->shape) : NULL;
+    diffcl_tensor *pr =
+        lab ? dc_tensor_empty(logits->ctx, DIFFCL_F32, logits->ndim, logits->shape) : NULL;
     float *tmp = malloc((size_t)(S ? S : 1) * sizeof *tmp);
     if (!pr || !tmp) {
         diffcl_tensor_free(p);
@@ -256,7 +261,8 @@ diffcl_status diffcl_diffusion_pseudo_label(const diffcl_tensor *logits, diffcl_
             for (int64_t c = 1; c < C; c++)
                 if (a[c * S] > mx) mx = a[c * S];
             for (int64_t c = 0; c < C; c++) sum += exp(a[c * S] - mx);
-            for (int64_t c = 0; c < C; c++) q[n * C * S + c * S + v] = (float)(exp(a[c * S] - mx) / sum);
+            for (int64_t c = 0; c < C; c++)
+                q[n * C * S + c * S + v] = (float)(exp(a[c * S] - mx) / sum);
         }
     /* separable smoothing of each class map */
     for (int64_t nc = 0; nc < N * C; nc++) {
@@ -282,7 +288,9 @@ diffcl_status diffcl_diffusion_pseudo_label(const diffcl_tensor *logits, diffcl_
     free(tmp);
     diffcl_tensor_free(p);
     *labels = lab;
-    if (probs) *probs = pr;
-    else diffcl_tensor_free(pr);
+    if (probs)
+        *probs = pr;
+    else
+        diffcl_tensor_free(pr);
     return DIFFCL_OK;
 }

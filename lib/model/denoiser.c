@@ -70,7 +70,8 @@ diffcl_status diffcl_diffusion_get_options(const diffcl_module *m, diffcl_diffus
 {
     const diffcl_diffusion_options *o = dc_diffusion_opts(m, "diffcl_diffusion_get_options");
     if (!o) return DIFFCL_ERR_INVALID_ARGUMENT;
-    DC_CHECK_ARG(opts && opts->struct_size >= offsetof(diffcl_diffusion_options, dims) + sizeof(int),
+    DC_CHECK_ARG(opts &&
+                     opts->struct_size >= offsetof(diffcl_diffusion_options, dims) + sizeof(int),
                  "diffcl_diffusion_get_options: opts is NULL or its struct_size %zu is too small",
                  opts ? opts->struct_size : (size_t)0);
     size_t n = opts->struct_size < sizeof *o ? opts->struct_size : sizeof *o;
@@ -88,8 +89,8 @@ typedef struct builder {
     uint32_t n_dropout; /* dropout stream of each dropout module */
 } builder;
 
-static diffcl_status add_conv(builder *b, diffcl_module *parent, const char *name, int cin, int cout,
-                              int kernel, int stride, int pad, int transposed)
+static diffcl_status add_conv(builder *b, diffcl_module *parent, const char *name, int cin,
+                              int cout, int kernel, int stride, int pad, int transposed)
 {
     diffcl_conv_options co = DIFFCL_CONV_OPTIONS_INIT;
     co.in_channels = cin;
@@ -122,15 +123,16 @@ static diffcl_status add_dropout(builder *b, diffcl_module *parent, const char *
 {
     if (p <= 0) return DIFFCL_OK;
     diffcl_module *dp = NULL;
-    DC_TRY(diffcl_dropout_create(b->ctx, p, 1, b->o->seed, DC_STREAM_DIFFUSION_DROPOUT + b->n_dropout++,
-                                 &dp));
+    DC_TRY(diffcl_dropout_create(b->ctx, p, 1, b->o->seed,
+                                 DC_STREAM_DIFFUSION_DROPOUT + b->n_dropout++, &dp));
     return dc_module_add_child(parent, name, dp);
 }
 
 static diffcl_status add_fusion(builder *b, diffcl_module *parent, const char *name, int channels)
 {
     diffcl_module *f = NULL;
-    DC_TRY(dc_temb_fusion_create(b->ctx, b->o->time_hidden_dim, channels, b->o->seed, &b->n_init, &f));
+    DC_TRY(
+        dc_temb_fusion_create(b->ctx, b->o->time_hidden_dim, channels, b->o->seed, &b->n_init, &f));
     return dc_module_add_child(parent, name, f);
 }
 
@@ -163,8 +165,10 @@ static diffcl_status add_block(builder *b, diffcl_module *parent, const char *na
         if (s == DIFFCL_OK) s = add_fusion(b, st, "temb_fusion", cout);
         char idx[16];
         snprintf(idx, sizeof idx, "%d", i);
-        if (s == DIFFCL_OK) s = dc_module_add_child(ops, idx, st);
-        else diffcl_module_free(st);
+        if (s == DIFFCL_OK)
+            s = dc_module_add_child(ops, idx, st);
+        else
+            diffcl_module_free(st);
     }
     if (s != DIFFCL_OK) {
         diffcl_module_free(blk);
@@ -200,17 +204,21 @@ static diffcl_status validate(const diffcl_diffusion_options *o)
     DC_CHECK_ARG(o->n_classes >= 2, "%s: n_classes %d must be >= 2", fn, o->n_classes);
     DC_CHECK_ARG(o->n_filters >= 1 && o->n_filters <= 4096, "%s: n_filters %d not in [1, 4096]", fn,
                  o->n_filters);
-    DC_CHECK_ARG(o->normalization == DIFFCL_NORM_NONE || o->normalization == DIFFCL_NORM_BATCH ||
-                     o->normalization == DIFFCL_NORM_GROUP || o->normalization == DIFFCL_NORM_INSTANCE,
-                 "%s: normalization %d is not none, batch, instance or group", fn, (int)o->normalization);
-    DC_CHECK_ARG(o->stage_dropout >= 0 && o->stage_dropout < 1, "%s: stage_dropout %g not in [0, 1)", fn,
-                 o->stage_dropout);
-    DC_CHECK_ARG(o->dropout_p >= 0 && o->dropout_p < 1, "%s: dropout_p %g not in [0, 1)", fn, o->dropout_p);
-    DC_CHECK_ARG(o->target == DIFFCL_DIFFUSION_PREDICT_X0 || o->target == DIFFCL_DIFFUSION_PREDICT_EPSILON,
+    DC_CHECK_ARG(
+        o->normalization == DIFFCL_NORM_NONE || o->normalization == DIFFCL_NORM_BATCH ||
+            o->normalization == DIFFCL_NORM_GROUP || o->normalization == DIFFCL_NORM_INSTANCE,
+        "%s: normalization %d is not none, batch, instance or group", fn, (int)o->normalization);
+    DC_CHECK_ARG(o->stage_dropout >= 0 && o->stage_dropout < 1,
+                 "%s: stage_dropout %g not in [0, 1)", fn, o->stage_dropout);
+    DC_CHECK_ARG(o->dropout_p >= 0 && o->dropout_p < 1, "%s: dropout_p %g not in [0, 1)", fn,
+                 o->dropout_p);
+    DC_CHECK_ARG(o->target == DIFFCL_DIFFUSION_PREDICT_X0 ||
+                     o->target == DIFFCL_DIFFUSION_PREDICT_EPSILON,
                  "%s: unknown target %d", fn, (int)o->target);
     DC_CHECK_ARG(o->time_embed_dim >= 4 && o->time_embed_dim % 2 == 0,
                  "%s: time_embed_dim %d must be even and >= 4", fn, o->time_embed_dim);
-    DC_CHECK_ARG(o->time_hidden_dim >= 1, "%s: time_hidden_dim %d must be >= 1", fn, o->time_hidden_dim);
+    DC_CHECK_ARG(o->time_hidden_dim >= 1, "%s: time_hidden_dim %d must be >= 1", fn,
+                 o->time_hidden_dim);
     return DIFFCL_OK;
 }
 
@@ -223,7 +231,8 @@ diffcl_status diffcl_diffusion_create(diffcl_context *ctx, const diffcl_diffusio
     DC_CHECK_ARG(ctx, "%s: ctx is NULL", fn);
     diffcl_diffusion_options o = DIFFCL_DIFFUSION_OPTIONS_INIT;
     if (opts) {
-        DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_diffusion_options, seed) + sizeof(uint64_t),
+        DC_CHECK_ARG(opts->struct_size >=
+                         offsetof(diffcl_diffusion_options, seed) + sizeof(uint64_t),
                      "%s: options.struct_size %zu too small", fn, opts->struct_size);
         memcpy(&o, opts, opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
         o.struct_size = sizeof o;
@@ -246,7 +255,8 @@ diffcl_status diffcl_diffusion_create(diffcl_context *ctx, const diffcl_diffusio
     diffcl_module *dec = dc_module_new(ctx, &PART_VT, NULL);
     diffcl_module *temb = NULL;
     s = emb && enc && dec ? DIFFCL_OK : DIFFCL_ERR_OUT_OF_MEMORY;
-    if (s == DIFFCL_OK) s = dc_time_mlp_create(ctx, o.time_embed_dim, o.time_hidden_dim, o.seed, &b.n_init, &temb);
+    if (s == DIFFCL_OK)
+        s = dc_time_mlp_create(ctx, o.time_embed_dim, o.time_hidden_dim, o.seed, &b.n_init, &temb);
     if (s == DIFFCL_OK) s = dc_module_add_child(emb, "temb", temb);
     if (s == DIFFCL_OK) s = add_block(&b, emb, "emb", 1, o.in_channels + o.n_classes, F);
     /* encoder */
@@ -338,7 +348,8 @@ static diffcl_status block_forward(diffcl_module *blk, const diffcl_tensor *x,
         if (s == DIFFCL_OK) s = relu_inplace_ref(&h);
         if (s == DIFFCL_OK) s = run_child(dc_module_get_child(st, "norm"), &h);
         if (s == DIFFCL_OK) s = run_child(dc_module_get_child(st, "dropout"), &h);
-        if (s == DIFFCL_OK && i < n - 1) s = fuse(dc_module_get_child(st, "temb_fusion"), &h, silu_temb);
+        if (s == DIFFCL_OK && i < n - 1)
+            s = fuse(dc_module_get_child(st, "temb_fusion"), &h, silu_temb);
     }
     if (s != DIFFCL_OK) {
         diffcl_tensor_free(h);
@@ -368,7 +379,8 @@ static diffcl_status updown_forward(diffcl_module *blk, const diffcl_tensor *x,
 }
 
 static diffcl_status check_inputs(const diffcl_module *m, const diffcl_diffusion_options *o,
-                                  const diffcl_tensor *x_t, const diffcl_tensor *image, const char *fn)
+                                  const diffcl_tensor *x_t, const diffcl_tensor *image,
+                                  const char *fn)
 {
     DC_CHECK_TENSOR(x_t, fn);
     DC_CHECK_TENSOR(image, fn);
@@ -377,21 +389,23 @@ static diffcl_status check_inputs(const diffcl_module *m, const diffcl_diffusion
     const diffcl_tensor *w = diffcl_module_find(m, "decoder.out_conv.weight");
     diffcl_dtype dt = w ? w->dtype : DIFFCL_F32;
     if (x_t->dtype != dt || image->dtype != dt)
-        return dc_error(DIFFCL_ERR_DTYPE, "%s: x_t is %s and image %s; the denoiser computes in %s", fn,
-                        diffcl_dtype_name(x_t->dtype), diffcl_dtype_name(image->dtype),
+        return dc_error(DIFFCL_ERR_DTYPE, "%s: x_t is %s and image %s; the denoiser computes in %s",
+                        fn, diffcl_dtype_name(x_t->dtype), diffcl_dtype_name(image->dtype),
                         diffcl_dtype_name(dt));
     if (x_t->ndim != nd || x_t->shape[1] != o->n_classes)
         return dc_error(DIFFCL_ERR_SHAPE, "%s: x_t %s, expected [N,%d,%s]", fn, dc_shape_str(x_t),
                         o->n_classes, o->dims == 3 ? "D,H,W" : "H,W");
     if (image->ndim != nd || image->shape[1] != o->in_channels || image->shape[0] != x_t->shape[0])
-        return dc_error(DIFFCL_ERR_SHAPE, "%s: image %s, expected [%lld,%d,%s]", fn, dc_shape_str(image),
-                        (long long)x_t->shape[0], o->in_channels, o->dims == 3 ? "D,H,W" : "H,W");
+        return dc_error(DIFFCL_ERR_SHAPE, "%s: image %s, expected [%lld,%d,%s]", fn,
+                        dc_shape_str(image), (long long)x_t->shape[0], o->in_channels,
+                        o->dims == 3 ? "D,H,W" : "H,W");
     for (int a = 2; a < nd; a++) {
         if (image->shape[a] != x_t->shape[a])
             return dc_error(DIFFCL_ERR_SHAPE, "%s: image %s and x_t %s differ in spatial size", fn,
                             dc_shape_str(image), dc_shape_str(x_t));
         if (x_t->shape[a] == 0 || x_t->shape[a] % 16)
-            return dc_error(DIFFCL_ERR_SHAPE, "%s: spatial size %s must be positive multiples of 16", fn,
+            return dc_error(DIFFCL_ERR_SHAPE,
+                            "%s: spatial size %s must be positive multiples of 16", fn,
                             dc_shape_str(x_t));
     }
     if (x_t->shape[0] < 1) return dc_error(DIFFCL_ERR_SHAPE, "%s: empty batch", fn);
@@ -416,9 +430,11 @@ diffcl_status diffcl_diffusion_forward(diffcl_module *m, const diffcl_tensor *x_
                             (long long)t[n], o->timesteps);
 
     diffcl_module *emb = dc_module_get_child(m, "embedding_diffusion");
-    diffcl_module *enc = dc_module_get_child(m, "encoder"), *dec = dc_module_get_child(m, "decoder");
+    diffcl_module *enc = dc_module_get_child(m, "encoder"),
+                  *dec = dc_module_get_child(m, "decoder");
     diffcl_tensor *temb = NULL, *st = NULL, *h = NULL, *skip[4] = {0};
-    diffcl_status s = dc_time_mlp_forward(dc_module_get_child(emb, "temb"), t, N, o->time_embed_dim, &temb);
+    diffcl_status s =
+        dc_time_mlp_forward(dc_module_get_child(emb, "temb"), t, N, o->time_embed_dim, &temb);
     if (s == DIFFCL_OK) s = diffcl_silu(temb, &st);
     diffcl_tensor_free(temb);
     if (s == DIFFCL_OK) {
@@ -427,9 +443,11 @@ diffcl_status diffcl_diffusion_forward(diffcl_module *m, const diffcl_tensor *x_
         if (s == DIFFCL_OK) s = block_forward(dc_module_get_child(emb, "emb"), x, st, &h);
         diffcl_tensor_free(x);
     }
-    static const char *const down[4] = {"block_one_dw", "block_two_dw", "block_three_dw", "block_four_dw"};
+    static const char *const down[4] = {"block_one_dw", "block_two_dw", "block_three_dw",
+                                        "block_four_dw"};
     static const char *const encb[4] = {"block_two", "block_three", "block_four", "block_five"};
-    static const char *const up[4] = {"block_five_up", "block_six_up", "block_seven_up", "block_eight_up"};
+    static const char *const up[4] = {"block_five_up", "block_six_up", "block_seven_up",
+                                      "block_eight_up"};
     static const char *const decb[4] = {"block_six", "block_seven", "block_eight", "block_nine"};
     for (int lv = 0; s == DIFFCL_OK && lv < 4; lv++) {
         diffcl_tensor *y = NULL;
@@ -505,13 +523,15 @@ static diffcl_status label_view(const diffcl_tensor *label, int spatial_dims, di
         return s;
     }
     if (label->ndim != spatial_dims + 1)
-        return dc_error(DIFFCL_ERR_SHAPE, "%s: label %s is not [N,%s] or [N,1,%s]", fn, dc_shape_str(label),
-                        spatial_dims == 3 ? "D,H,W" : "H,W", spatial_dims == 3 ? "D,H,W" : "H,W");
+        return dc_error(DIFFCL_ERR_SHAPE, "%s: label %s is not [N,%s] or [N,1,%s]", fn,
+                        dc_shape_str(label), spatial_dims == 3 ? "D,H,W" : "H,W",
+                        spatial_dims == 3 ? "D,H,W" : "H,W");
     *out = dc_contiguous(label);
     return *out ? DIFFCL_OK : DIFFCL_ERR_OUT_OF_MEMORY;
 }
 
-diffcl_status diffcl_diffusion_encode_label(const diffcl_tensor *label, int n_classes, diffcl_tensor **x0)
+diffcl_status diffcl_diffusion_encode_label(const diffcl_tensor *label, int n_classes,
+                                            diffcl_tensor **x0)
 {
     const char *fn = "diffcl_diffusion_encode_label";
     DC_CHECK_ARG(x0, "%s: x0 is NULL", fn);
@@ -542,8 +562,9 @@ diffcl_status diffcl_diffusion_encode_label(const diffcl_tensor *label, int n_cl
             if (c < 0 || c >= n_classes) {
                 diffcl_tensor_free(l);
                 diffcl_tensor_free(r);
-                return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: label value %lld at sample %lld voxel %lld "
-                                                             "is not in [0, %d)",
+                return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                                "%s: label value %lld at sample %lld voxel %lld "
+                                "is not in [0, %d)",
                                 fn, (long long)c, (long long)n, (long long)v, n_classes);
             }
             p[(n * n_classes + c) * S + v] = 1.0f;
@@ -582,12 +603,13 @@ diffcl_status diffcl_diffusion_loss_ex(diffcl_module *m, const diffcl_tensor *im
     if (!o) return DIFFCL_ERR_INVALID_ARGUMENT;
     diffcl_diffusion_loss_options lo = DIFFCL_DIFFUSION_LOSS_OPTIONS_INIT;
     if (opts) {
-        DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_diffusion_loss_options, timesteps) + sizeof(void *),
+        DC_CHECK_ARG(opts->struct_size >=
+                         offsetof(diffcl_diffusion_loss_options, timesteps) + sizeof(void *),
                      "%s: options.struct_size %zu too small", fn, opts->struct_size);
         memcpy(&lo, opts, opts->struct_size < sizeof lo ? opts->struct_size : sizeof lo);
     }
-    DC_CHECK_ARG(lo.dice_weight >= 0 && lo.ce_weight >= 0, "%s: loss weights %g, %g must be >= 0", fn,
-                 lo.dice_weight, lo.ce_weight);
+    DC_CHECK_ARG(lo.dice_weight >= 0 && lo.ce_weight >= 0, "%s: loss weights %g, %g must be >= 0",
+                 fn, lo.dice_weight, lo.ce_weight);
     DC_CHECK_TENSOR(image, fn);
     DC_CHECK_TENSOR(label, fn);
     diffcl_tensor *l = NULL;
@@ -603,8 +625,10 @@ diffcl_status diffcl_diffusion_loss_ex(diffcl_module *m, const diffcl_tensor *im
     diffcl_tensor *x0 = NULL, *xt = NULL, *eps = NULL, *pred = NULL;
     diffcl_status s = t ? DIFFCL_OK : dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     if (s == DIFFCL_OK) {
-        if (lo.timesteps) memcpy(t, lo.timesteps, (size_t)N * sizeof *t);
-        else dc_diffusion_draw_timesteps(key, sched->T, (int)N, t);
+        if (lo.timesteps)
+            memcpy(t, lo.timesteps, (size_t)N * sizeof *t);
+        else
+            dc_diffusion_draw_timesteps(key, sched->T, (int)N, t);
         s = diffcl_diffusion_encode_label(l, o->n_classes, &x0);
     }
     if (s == DIFFCL_OK) s = diffcl_diffusion_q_sample(sched, x0, t, key, &xt, &eps);
@@ -625,8 +649,10 @@ diffcl_status diffcl_diffusion_loss_ex(diffcl_module *m, const diffcl_tensor *im
     diffcl_tensor_free(x0);
     diffcl_tensor_free(xt);
     diffcl_tensor_free(eps);
-    if (s == DIFFCL_OK && out) *out = pred;
-    else diffcl_tensor_free(pred);
+    if (s == DIFFCL_OK && out)
+        *out = pred;
+    else
+        diffcl_tensor_free(pred);
     if (s != DIFFCL_OK) dc_error_prefix("%s", fn);
     return s;
 }
@@ -655,8 +681,8 @@ diffcl_status diffcl_diffusion_load(diffcl_context *ctx, const char *path, diffc
     DC_CHECK_ARG(ctx && path, "%s: NULL argument", fn);
     diffcl_tensor_dict *d = NULL;
     DC_TRY(diffcl_safetensors_load(ctx, path, &d));
-    diffcl_status s = dc_model_decode(ctx, d, diffcl_tensor_dict_get_meta(d, "diffcl.model"), "diffusion", NULL, NULL,
-                                      path, out);
+    diffcl_status s = dc_model_decode(ctx, d, diffcl_tensor_dict_get_meta(d, "diffcl.model"),
+                                      "diffusion", NULL, NULL, path, out);
     diffcl_tensor_dict_free(d);
     return s;
 }

@@ -20,7 +20,6 @@ struct diffcl_diffusion_schedule {
 /* RNG draw offset of a sample's training timestep (beyond any noise draw). */
 #define DC_DIFFUSION_T_OFFSET (1ull << 33)
 
-
 /* Fill out[n] (n < N) with uniform timesteps in [0, T): draw DC_DIFFUSION_T_OFFSET of the key
  * with index key.index + n. */
 void dc_diffusion_draw_timesteps(diffcl_rng_key key, int T, int N, int64_t *out);
@@ -32,8 +31,8 @@ void dc_diffusion_fill_noise(diffcl_tensor *x, diffcl_rng_key key, uint64_t k);
 
 /* Sinusoidal embedding [N, dim] (F32): [sin(t f_i), cos(t f_i)], f_i = exp(-ln(1e4) i/(dim/2-1)),
  * computed in double and rounded. No gradient. */
-diffcl_status dc_timestep_embedding(diffcl_context *ctx, const int64_t *t, int n, int dim, diffcl_dtype dtype,
-                                    diffcl_tensor **out);
+diffcl_status dc_timestep_embedding(diffcl_context *ctx, const int64_t *t, int n, int dim,
+                                    diffcl_dtype dtype, diffcl_tensor **out);
 
 /* The time MLP module `temb` (children `dense.0`, `dense.1`: Linear(dim, hidden), Linear(hidden, hidden)). */
 diffcl_status dc_time_mlp_create(diffcl_context *ctx, int dim, int hidden, uint64_t seed,

@@ -30,7 +30,8 @@ diffcl_status diffcl_diffusion_schedule_create(diffcl_beta_schedule kind, int ti
         free(s);
         free(b);
         free(ab);
-        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_diffusion_schedule_create: out of memory");
+        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY,
+                        "diffcl_diffusion_schedule_create: out of memory");
     }
     int T = timesteps;
     if (kind == DIFFCL_BETA_LINEAR) {
@@ -52,9 +53,10 @@ diffcl_status diffcl_diffusion_schedule_create(diffcl_beta_schedule kind, int ti
             free(s);
             free(b);
             free(ab);
-            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
-                            "diffcl_diffusion_schedule_create: beta[%d] = %g not in (0, 1) for T = %d",
-                            i, bad, T);
+            return dc_error(
+                DIFFCL_ERR_INVALID_ARGUMENT,
+                "diffcl_diffusion_schedule_create: beta[%d] = %g not in (0, 1) for T = %d", i, bad,
+                T);
         }
         ab[i] = (i ? ab[i - 1] : 1.0) * (1.0 - b[i]);
     }
@@ -74,7 +76,10 @@ void diffcl_diffusion_schedule_free(diffcl_diffusion_schedule *s)
     free(s);
 }
 
-int diffcl_diffusion_schedule_timesteps(const diffcl_diffusion_schedule *s) { return s ? s->T : 0; }
+int diffcl_diffusion_schedule_timesteps(const diffcl_diffusion_schedule *s)
+{
+    return s ? s->T : 0;
+}
 
 diffcl_status diffcl_diffusion_schedule_tables(const diffcl_diffusion_schedule *s, double *betas,
                                                double *alpha_bar)
@@ -101,7 +106,8 @@ diffcl_status diffcl_diffusion_respace(int timesteps, int steps, diffcl_respacin
         }
         return DIFFCL_OK;
     }
-    DC_CHECK_ARG(mode == DIFFCL_RESPACE_STRIDE, "diffcl_diffusion_respace: unknown mode %d", (int)mode);
+    DC_CHECK_ARG(mode == DIFFCL_RESPACE_STRIDE, "diffcl_diffusion_respace: unknown mode %d",
+                 (int)mode);
     for (int stride = 1; stride < timesteps; stride++) {
         if ((timesteps + stride - 1) / stride != steps) continue; /* len(range(0, T, stride)) */
         for (int i = 0; i < steps; i++) out[i] = i * stride;
@@ -112,8 +118,8 @@ diffcl_status diffcl_diffusion_respace(int timesteps, int steps, diffcl_respacin
         return DIFFCL_OK;
     }
     return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
-                    "diffcl_diffusion_respace: no integer stride gives exactly %d of %d steps", steps,
-                    timesteps);
+                    "diffcl_diffusion_respace: no integer stride gives exactly %d of %d steps",
+                    steps, timesteps);
 }
 
 /* ---------------------------------------------------------- random draws ---- */
@@ -161,7 +167,8 @@ diffcl_status diffcl_diffusion_q_sample(const diffcl_diffusion_schedule *s, cons
     DC_CHECK_TENSOR(x0, fn);
     DC_CHECK_ARG(t, "%s: t is NULL", fn);
     if (!dc_is_float(x0->dtype))
-        return dc_error(DIFFCL_ERR_DTYPE, "%s: x0 is %s; need f32 or f64", fn, diffcl_dtype_name(x0->dtype));
+        return dc_error(DIFFCL_ERR_DTYPE, "%s: x0 is %s; need f32 or f64", fn,
+                        diffcl_dtype_name(x0->dtype));
     if (x0->ndim < 2)
         return dc_error(DIFFCL_ERR_SHAPE, "%s: x0 %s needs a batch and a channel axis", fn,
                         dc_shape_str(x0));
@@ -171,9 +178,11 @@ diffcl_status diffcl_diffusion_q_sample(const diffcl_diffusion_schedule *s, cons
             return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: t[%lld] = %lld not in [0, %d)", fn,
                             (long long)n, (long long)t[n], s->T);
     /* x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, differentiable in x_0 */
-    double *a = malloc((size_t)(N ? N : 1) * sizeof *a), *b = malloc((size_t)(N ? N : 1) * sizeof *b);
+    double *a = malloc((size_t)(N ? N : 1) * sizeof *a),
+           *b = malloc((size_t)(N ? N : 1) * sizeof *b);
     diffcl_tensor *eps = dc_tensor_empty(x0->ctx, x0->dtype, x0->ndim, x0->shape), *r = NULL;
-    diffcl_status st = a && b && eps ? DIFFCL_OK : dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    diffcl_status st =
+        a && b && eps ? DIFFCL_OK : dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     if (st == DIFFCL_OK) {
         dc_diffusion_fill_noise(eps, key, 0);
         for (int64_t n = 0; n < N; n++) {
@@ -189,7 +198,9 @@ diffcl_status diffcl_diffusion_q_sample(const diffcl_diffusion_schedule *s, cons
         return st;
     }
     *x_t = r;
-    if (noise) *noise = eps;
-    else diffcl_tensor_free(eps);
+    if (noise)
+        *noise = eps;
+    else
+        diffcl_tensor_free(eps);
     return DIFFCL_OK;
 }

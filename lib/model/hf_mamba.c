@@ -12,7 +12,10 @@ typedef struct hfm_impl {
     diffcl_hf_mamba_options o;
 } hfm_impl;
 
-static void free_impl(void *p) { free(p); }
+static void free_impl(void *p)
+{
+    free(p);
+}
 
 void diffcl_hf_mamba_options_init(diffcl_hf_mamba_options *opts)
 {
@@ -60,7 +63,8 @@ static diffcl_status hfm_forward(diffcl_module *m, const diffcl_tensor *x, diffc
     const hfm_impl *hi = m->impl;
     const int64_t C = hi->o.channels;
     if ((x->ndim != 4 && x->ndim != 5) || x->shape[1] != C)
-        return dc_error(DIFFCL_ERR_SHAPE, "hf_mamba: input %s; expected [N,%lld,H,W] or [N,%lld,D,H,W]",
+        return dc_error(DIFFCL_ERR_SHAPE,
+                        "hf_mamba: input %s; expected [N,%lld,H,W] or [N,%lld,D,H,W]",
                         dc_shape_str(x), (long long)C, (long long)C);
     const int nd = x->ndim;
     int64_t L = 1;
@@ -127,8 +131,8 @@ diffcl_status diffcl_hf_mamba_create(diffcl_context *ctx, const diffcl_hf_mamba_
     DC_CHECK_ARG(o.norm_eps >= 0, "%s: norm_eps %g must be >= 0", fn, o.norm_eps);
     DC_CHECK_ARG(o.border >= DIFFCL_HFM_BORDER_PERIODIC && o.border <= DIFFCL_HFM_BORDER_REFLECT,
                  "%s: border %d is not PERIODIC, ZERO or REFLECT", fn, (int)o.border);
-    DC_CHECK_ARG(o.border_pad >= 0 && o.border_pad <= 4096, "%s: border_pad %d not in [0, 4096]", fn,
-                 o.border_pad);
+    DC_CHECK_ARG(o.border_pad >= 0 && o.border_pad <= 4096, "%s: border_pad %d not in [0, 4096]",
+                 fn, o.border_pad);
 
     hfm_impl *hi = calloc(1, sizeof *hi);
     if (!hi) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);

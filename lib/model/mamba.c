@@ -30,7 +30,10 @@ typedef struct mamba_impl {
     int64_t E;
 } mamba_impl;
 
-static void free_impl(void *p) { free(p); }
+static void free_impl(void *p)
+{
+    free(p);
+}
 
 /* Keep a list of temporaries released together. */
 typedef struct tmp_list {
@@ -65,15 +68,17 @@ static diffcl_status direction(diffcl_module *m, int back, diffcl_tensor *xin, d
         return dc_error(DIFFCL_ERR_STATE, "mamba: the module is missing its %s weights",
                         back ? "reverse-direction" : "forward-direction");
     diffcl_status s = DIFFCL_OK;
-    diffcl_tensor *xc = NULL, *xs = NULL, *xdbl = NULL, *dt = NULL, *dtp = NULL, *Bv = NULL, *Cv = NULL;
+    diffcl_tensor *xc = NULL, *xs = NULL, *xdbl = NULL, *dt = NULL, *dtp = NULL, *Bv = NULL,
+                  *Cv = NULL;
     diffcl_tensor *u = NULL, *delta = NULL, *Bp = NULL, *Cp = NULL, *Ae = NULL, *A = NULL;
     int perm[3] = {0, 2, 1};
-    DC_STEP(diffcl_causal_conv1d(xin, dc_module_param(conv, "weight"), dc_module_param(conv, "bias"), 1,
-                              back, &xc));
+    DC_STEP(diffcl_causal_conv1d(xin, dc_module_param(conv, "weight"),
+                                 dc_module_param(conv, "bias"), 1, back, &xc));
     keep(tl, xc);
     DC_STEP(diffcl_silu(xc, &xs));
     keep(tl, xs);
-    DC_STEP(diffcl_linear(xs, dc_module_param(xproj, "weight"), dc_module_param(xproj, "bias"), &xdbl));
+    DC_STEP(
+        diffcl_linear(xs, dc_module_param(xproj, "weight"), dc_module_param(xproj, "bias"), &xdbl));
     keep(tl, xdbl);
     DC_STEP(diffcl_tensor_narrow(xdbl, 2, 0, R, &dt));
     keep(tl, dt);
@@ -99,7 +104,8 @@ static diffcl_status direction(diffcl_module *m, int back, diffcl_tensor *xin, d
     so.delta_softplus = 1;
     so.reverse = back;
     so.chunk = mi->o.scan_chunk;
-    DC_STEP(diffcl_selective_scan(u, delta, A, Bp, Cp, D, z, dc_module_param(dtproj, "bias"), &so, y));
+    DC_STEP(
+        diffcl_selective_scan(u, delta, A, Bp, Cp, D, z, dc_module_param(dtproj, "bias"), &so, y));
     return s;
 }
 
@@ -110,7 +116,8 @@ static diffcl_status mamba_forward(diffcl_module *m, const diffcl_tensor *x, dif
     if (x->ndim != 3 || x->shape[2] != C)
         return dc_error(DIFFCL_ERR_SHAPE, "mamba: input %s; expected tokens [B, L, %lld]",
                         dc_shape_str(x), (long long)C);
-    diffcl_module *inp = dc_module_get_child(m, "in_proj"), *outp = dc_module_get_child(m, "out_proj");
+    diffcl_module *inp = dc_module_get_child(m, "in_proj"),
+                  *outp = dc_module_get_child(m, "out_proj");
     tmp_list tl = {{0}, 0};
     diffcl_status s = DIFFCL_OK;
     diffcl_tensor *xz = NULL, *xin = NULL, *zt = NULL, *z = NULL, *y = NULL, *yb = NULL, *ys = NULL;
@@ -174,14 +181,18 @@ static diffcl_status make_conv1d(diffcl_context *ctx, const diffcl_mamba_options
     diffcl_tensor *w = new_param(ctx, 3, ws);
     diffcl_status s = w ? diffcl_tensor_fill_uniform(w, subkey(o->init_key, p), -bound, bound)
                         : DIFFCL_ERR_OUT_OF_MEMORY;
-    if (s == DIFFCL_OK) s = dc_module_add_param(c, "weight", w);
-    else diffcl_tensor_free(w);
+    if (s == DIFFCL_OK)
+        s = dc_module_add_param(c, "weight", w);
+    else
+        diffcl_tensor_free(w);
     if (s == DIFFCL_OK && o->conv_bias) {
         diffcl_tensor *b = new_param(ctx, 1, &E);
         s = b ? diffcl_tensor_fill_uniform(b, subkey(o->init_key, p + 1), -bound, bound)
               : DIFFCL_ERR_OUT_OF_MEMORY;
-        if (s == DIFFCL_OK) s = dc_module_add_param(c, "bias", b);
-        else diffcl_tensor_free(b);
+        if (s == DIFFCL_OK)
+            s = dc_module_add_param(c, "bias", b);
+        else
+            diffcl_tensor_free(b);
     }
     if (s != DIFFCL_OK) {
         diffcl_module_free(c);
@@ -284,23 +295,27 @@ diffcl_status diffcl_mamba_create(diffcl_context *ctx, const diffcl_mamba_option
     diffcl_status s = add_a_d(m, E, N, "A_log", "D");
     if (s == DIFFCL_OK && o.bidirectional) s = add_a_d(m, E, N, "A_b_log", "D_b");
     diffcl_module *c = NULL;
-    if (s == DIFFCL_OK) s = diffcl_linear_create(ctx, o.d_model, (int)(2 * E), o.bias, subkey(o.init_key, 0), &c);
+    if (s == DIFFCL_OK)
+        s = diffcl_linear_create(ctx, o.d_model, (int)(2 * E), o.bias, subkey(o.init_key, 0), &c);
     if (s == DIFFCL_OK) s = dc_module_add_child(m, "in_proj", c);
     if (s == DIFFCL_OK) s = make_conv1d(ctx, &o, E, 1, &c);
     if (s == DIFFCL_OK) s = dc_module_add_child(m, "conv1d", c);
-    if (s == DIFFCL_OK) s = diffcl_linear_create(ctx, (int)E, R + 2 * o.d_state, 0, subkey(o.init_key, 3), &c);
+    if (s == DIFFCL_OK)
+        s = diffcl_linear_create(ctx, (int)E, R + 2 * o.d_state, 0, subkey(o.init_key, 3), &c);
     if (s == DIFFCL_OK) s = dc_module_add_child(m, "x_proj", c);
     if (s == DIFFCL_OK) s = make_dt_proj(ctx, &o, E, 4, &c);
     if (s == DIFFCL_OK) s = dc_module_add_child(m, "dt_proj", c);
     if (s == DIFFCL_OK && o.bidirectional) {
         s = make_conv1d(ctx, &o, E, 8, &c);
         if (s == DIFFCL_OK) s = dc_module_add_child(m, "conv1d_b", c);
-        if (s == DIFFCL_OK) s = diffcl_linear_create(ctx, (int)E, R + 2 * o.d_state, 0, subkey(o.init_key, 10), &c);
+        if (s == DIFFCL_OK)
+            s = diffcl_linear_create(ctx, (int)E, R + 2 * o.d_state, 0, subkey(o.init_key, 10), &c);
         if (s == DIFFCL_OK) s = dc_module_add_child(m, "x_proj_b", c);
         if (s == DIFFCL_OK) s = make_dt_proj(ctx, &o, E, 11, &c);
         if (s == DIFFCL_OK) s = dc_module_add_child(m, "dt_proj_b", c);
     }
-    if (s == DIFFCL_OK) s = diffcl_linear_create(ctx, (int)E, o.d_model, o.bias, subkey(o.init_key, 7), &c);
+    if (s == DIFFCL_OK)
+        s = diffcl_linear_create(ctx, (int)E, o.d_model, o.bias, subkey(o.init_key, 7), &c);
     if (s == DIFFCL_OK) s = dc_module_add_child(m, "out_proj", c);
     if (s != DIFFCL_OK) {
         diffcl_module_free(m);

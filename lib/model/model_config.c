@@ -19,7 +19,8 @@ int dc_json_int(const cJSON *j, const char *key, int *v)
 {
     double d;
     /* an integral value in int's range: 2.5 or 1e300 is a corrupt file, not 2 or INT_MAX */
-    if (!dc_json_num(j, key, &d) || d != floor(d) || d < -2147483648.0 || d > 2147483647.0) return 0;
+    if (!dc_json_num(j, key, &d) || d != floor(d) || d < -2147483648.0 || d > 2147483647.0)
+        return 0;
     *v = (int)d;
     return 1;
 }
@@ -44,8 +45,9 @@ const char *dc_norm_name(diffcl_norm_kind k)
 
 int dc_norm_from_name(const char *s, diffcl_norm_kind *k)
 {
-    static const diffcl_norm_kind kinds[] = {DIFFCL_NORM_NONE, DIFFCL_NORM_BATCH, DIFFCL_NORM_INSTANCE,
-                                             DIFFCL_NORM_GROUP, DIFFCL_NORM_LAYER};
+    static const diffcl_norm_kind kinds[] = {DIFFCL_NORM_NONE, DIFFCL_NORM_BATCH,
+                                             DIFFCL_NORM_INSTANCE, DIFFCL_NORM_GROUP,
+                                             DIFFCL_NORM_LAYER};
     for (size_t i = 0; s && i < sizeof kinds / sizeof kinds[0]; i++)
         if (!strcmp(s, dc_norm_name(kinds[i]))) {
             *k = kinds[i];
@@ -54,17 +56,20 @@ int dc_norm_from_name(const char *s, diffcl_norm_kind *k)
     return 0;
 }
 
-diffcl_status dc_check_saved_weight(const diffcl_tensor_dict *dict, const char *prefix, const char *name,
-                                    int dims, int64_t out, int64_t in, const char *path)
+diffcl_status dc_check_saved_weight(const diffcl_tensor_dict *dict, const char *prefix,
+                                    const char *name, int dims, int64_t out, int64_t in,
+                                    const char *path)
 {
     char key[256];
     snprintf(key, sizeof key, "%s%s", prefix ? prefix : "", name);
     const diffcl_tensor *w = diffcl_tensor_dict_get(dict, key);
     if (!w)
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: the configuration does not match the weights: no '%s'", path, key);
+        return dc_error(DIFFCL_ERR_FORMAT,
+                        "%s: the configuration does not match the weights: no '%s'", path, key);
     if (w->ndim != dims + 2 || w->shape[0] != out || w->shape[1] != in)
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: the configuration does not match the weights: '%s' is %s, the "
-                                           "configuration wants [%lld,%lld,...] with %d axes", path, key,
-                        dc_shape_str(w), (long long)out, (long long)in, dims + 2);
+        return dc_error(DIFFCL_ERR_FORMAT,
+                        "%s: the configuration does not match the weights: '%s' is %s, the "
+                        "configuration wants [%lld,%lld,...] with %d axes",
+                        path, key, dc_shape_str(w), (long long)out, (long long)in, dims + 2);
     return DIFFCL_OK;
 }

@@ -19,14 +19,14 @@ diffcl_status dc_model_from_dict(diffcl_context *ctx, const diffcl_tensor_dict *
 #include <cjson/cJSON.h>
 
 typedef struct dc_model_codec {
-    const char *type;                      /* "vnet", "diffusion": the configuration's "type" */
-    int (*owns)(const diffcl_module *m);   /* is @p m this kind of network */
+    const char *type;                    /* "vnet", "diffusion": the configuration's "type" */
+    int (*owns)(const diffcl_module *m); /* is @p m this kind of network */
     /* add the network's options to @p j (its "type" is already there) */
     diffcl_status (*to_json)(const diffcl_module *m, cJSON *j);
     /* read the options from @p j, check the sizes that make the network large against the
      * weights of @p d under @p prefix, then create the network (weights not yet loaded) */
-    diffcl_status (*build)(diffcl_context *ctx, const cJSON *j, const diffcl_tensor_dict *d, const char *prefix,
-                           const char *path, diffcl_module **out);
+    diffcl_status (*build)(diffcl_context *ctx, const cJSON *j, const diffcl_tensor_dict *d,
+                           const char *prefix, const char *path, diffcl_module **out);
 } dc_model_codec;
 
 extern const dc_model_codec dc_vnet_codec;      /* vnet_codec.c */
@@ -39,8 +39,8 @@ diffcl_status dc_model_encode(const diffcl_module *m, char **out);
  * @p d: under @p prefix (NULL: the top level, strictly, leaving out keys starting with @p skip).
  * @p want_type, if not NULL, is the type the caller expects. Eval mode. */
 diffcl_status dc_model_decode(diffcl_context *ctx, const diffcl_tensor_dict *d, const char *cfg,
-                              const char *want_type, const char *prefix, const char *skip, const char *path,
-                              diffcl_module **out);
+                              const char *want_type, const char *prefix, const char *skip,
+                              const char *path, diffcl_module **out);
 
 /* ---- configuration helpers (model_config.c) ---- */
 
@@ -57,7 +57,8 @@ int dc_norm_from_name(const char *s, diffcl_norm_kind *k);
  * corrupt or forged config must not allocate gigabytes): the weight prefix+name must be in
  * @p dict with dims+2 axes and leading sizes [out, in]. DIFFCL_ERR_FORMAT otherwise. */
 struct diffcl_tensor_dict;
-diffcl_status dc_check_saved_weight(const struct diffcl_tensor_dict *dict, const char *prefix, const char *name,
-                                    int dims, int64_t out, int64_t in, const char *path);
+diffcl_status dc_check_saved_weight(const struct diffcl_tensor_dict *dict, const char *prefix,
+                                    const char *name, int dims, int64_t out, int64_t in,
+                                    const char *path);
 
 #endif

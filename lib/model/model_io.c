@@ -29,7 +29,8 @@ diffcl_status dc_model_from_dict(diffcl_context *ctx, const diffcl_tensor_dict *
      * file holds the CS at the top and its DS under "ds." */
     const char *prefix = diffcl_tensor_dict_get_meta(d, "diffcl.model_prefix");
     const char *skip = !prefix && diffcl_tensor_dict_get_meta(d, "diffcl.ds_model") ? "ds." : NULL;
-    return dc_model_decode(ctx, d, diffcl_tensor_dict_get_meta(d, "diffcl.model"), NULL, prefix, skip, path, out);
+    return dc_model_decode(ctx, d, diffcl_tensor_dict_get_meta(d, "diffcl.model"), NULL, prefix,
+                           skip, path, out);
 }
 
 diffcl_status diffcl_model_load(diffcl_context *ctx, const char *path, diffcl_module **out)

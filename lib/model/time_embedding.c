@@ -16,7 +16,8 @@ diffcl_status dc_timestep_embedding(diffcl_context *ctx, const int64_t *t, int n
 {
     *out = NULL;
     DC_CHECK_ARG(dim >= 4 && dim % 2 == 0, "time embedding: dim %d must be even and >= 4", dim);
-    DC_CHECK_ARG(dtype == DIFFCL_F32 || dtype == DIFFCL_F64, "time embedding: dtype must be f32 or f64");
+    DC_CHECK_ARG(dtype == DIFFCL_F32 || dtype == DIFFCL_F64,
+                 "time embedding: dtype must be f32 or f64");
     int64_t shape[2] = {n, dim};
     diffcl_tensor *e = dc_tensor_empty(ctx, dtype, 2, shape);
     if (!e) return DIFFCL_ERR_OUT_OF_MEMORY;
@@ -45,9 +46,9 @@ static const dc_module_vtable CONTAINER_VT = {"diffusion_container", NULL, NULL}
 static diffcl_status make_linear(diffcl_context *ctx, int in, int outf, uint64_t seed,
                                  uint32_t *counter, diffcl_module **out)
 {
-    return diffcl_linear_create(ctx, in, outf, 1,
-                                diffcl_rng_key_make(seed, DC_STREAM_DIFFUSION_INIT, (*counter)++, 0),
-                                out);
+    return diffcl_linear_create(
+        ctx, in, outf, 1, diffcl_rng_key_make(seed, DC_STREAM_DIFFUSION_INIT, (*counter)++, 0),
+        out);
 }
 
 diffcl_status dc_time_mlp_create(diffcl_context *ctx, int dim, int hidden, uint64_t seed,
@@ -79,7 +80,8 @@ diffcl_status dc_time_mlp_forward(diffcl_module *temb, const int64_t *t, int n, 
                                   diffcl_tensor **out)
 {
     *out = NULL;
-    diffcl_module *l0 = diffcl_module_child(temb, "dense.0"), *l1 = diffcl_module_child(temb, "dense.1");
+    diffcl_module *l0 = diffcl_module_child(temb, "dense.0"),
+                  *l1 = diffcl_module_child(temb, "dense.1");
     if (!l0 || !l1) return dc_error(DIFFCL_ERR_INTERNAL, "time embedding: dense layers missing");
     diffcl_tensor *e = NULL, *h = NULL, *a = NULL;
     /* the embedding in the layers' dtype: float32 as trained, float64 after module_to_dtype */

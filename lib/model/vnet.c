@@ -93,8 +93,10 @@ static diffcl_status add_block(builder *b, diffcl_module *parent, const char *na
     if (s == DIFFCL_OK) s = dc_module_add_child(blk, "conv", seq);
     for (int i = 0; s == DIFFCL_OK && i < (kind == 0 ? n_stages : 1); i++) {
         int in = i == 0 ? cin : cout;
-        if (kind == 0) s = add_conv(b, seq, in, cout, 3, 1, 1, 0);
-        else s = add_conv(b, seq, in, cout, 2, 2, 0, kind == 2);
+        if (kind == 0)
+            s = add_conv(b, seq, in, cout, 3, 1, 1, 0);
+        else
+            s = add_conv(b, seq, in, cout, 2, 2, 0, kind == 2);
         if (s == DIFFCL_OK) s = add_norm(b, seq, cout);
         if (s == DIFFCL_OK) s = add_relu(b, seq);
     }
@@ -105,7 +107,10 @@ static diffcl_status add_block(builder *b, diffcl_module *parent, const char *na
     return dc_module_add_child(parent, name, blk);
 }
 
-static void free_vnet_impl(void *p) { free(p); }
+static void free_vnet_impl(void *p)
+{
+    free(p);
+}
 static diffcl_status vnet_module_forward(diffcl_module *m, const diffcl_tensor *x,
                                          diffcl_tensor **out);
 static const dc_module_vtable VNET_VT = {"vnet", vnet_module_forward, free_vnet_impl};
@@ -149,18 +154,23 @@ diffcl_status diffcl_vnet_create(diffcl_context *ctx, const diffcl_vnet_options 
     DC_CHECK_ARG(o.dims == 2 || o.dims == 3, "diffcl_vnet_create: dims %d is not 2 or 3", o.dims);
     DC_CHECK_ARG(o.in_channels >= 1 && o.n_classes >= 1 && o.n_filters >= 1,
                  "diffcl_vnet_create: channels, classes and filters must be >= 1");
-    DC_CHECK_ARG(o.in_channels <= 4096 && o.n_classes <= 4096 && o.n_filters <= 4096, /* 16 F must fit an int */
-                 "diffcl_vnet_create: in_channels %d, n_classes %d, n_filters %d: each must be <= 4096",
-                 o.in_channels, o.n_classes, o.n_filters);
-    DC_CHECK_ARG(o.normalization == DIFFCL_NORM_NONE || o.normalization == DIFFCL_NORM_BATCH ||
-                     o.normalization == DIFFCL_NORM_INSTANCE || o.normalization == DIFFCL_NORM_GROUP,
-                 "diffcl_vnet_create: normalization %d not batch|instance|group|none", (int)o.normalization);
-    DC_CHECK_ARG(o.dropout_p >= 0 && o.dropout_p < 1, "diffcl_vnet_create: dropout_p %g not in [0,1)",
-                 o.dropout_p);
-    DC_CHECK_ARG(o.hfm_border >= DIFFCL_HFM_BORDER_PERIODIC && o.hfm_border <= DIFFCL_HFM_BORDER_REFLECT,
-                 "diffcl_vnet_create: hfm_border %d is not periodic (0), zero (1) or reflect (2)", o.hfm_border);
-    DC_CHECK_ARG(o.hf_mamba_levels < 32u, "diffcl_vnet_create: hf_mamba_levels 0x%x names levels > 5",
-                 o.hf_mamba_levels);
+    DC_CHECK_ARG(
+        o.in_channels <= 4096 && o.n_classes <= 4096 &&
+            o.n_filters <= 4096, /* 16 F must fit an int */
+        "diffcl_vnet_create: in_channels %d, n_classes %d, n_filters %d: each must be <= 4096",
+        o.in_channels, o.n_classes, o.n_filters);
+    DC_CHECK_ARG(
+        o.normalization == DIFFCL_NORM_NONE || o.normalization == DIFFCL_NORM_BATCH ||
+            o.normalization == DIFFCL_NORM_INSTANCE || o.normalization == DIFFCL_NORM_GROUP,
+        "diffcl_vnet_create: normalization %d not batch|instance|group|none", (int)o.normalization);
+    DC_CHECK_ARG(o.dropout_p >= 0 && o.dropout_p < 1,
+                 "diffcl_vnet_create: dropout_p %g not in [0,1)", o.dropout_p);
+    DC_CHECK_ARG(o.hfm_border >= DIFFCL_HFM_BORDER_PERIODIC &&
+                     o.hfm_border <= DIFFCL_HFM_BORDER_REFLECT,
+                 "diffcl_vnet_create: hfm_border %d is not periodic (0), zero (1) or reflect (2)",
+                 o.hfm_border);
+    DC_CHECK_ARG(o.hf_mamba_levels < 32u,
+                 "diffcl_vnet_create: hf_mamba_levels 0x%x names levels > 5", o.hf_mamba_levels);
     vnet_impl *impl = calloc(1, sizeof *impl);
     if (!impl) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_vnet_create: out of memory");
     impl->opts = o;
@@ -172,14 +182,22 @@ diffcl_status diffcl_vnet_create(diffcl_context *ctx, const diffcl_vnet_options 
         const char *name;
         int kind, stages, cin, cout;
     } plan[] = {
-        {"block_one", 0, 1, o.in_channels, F},  {"block_one_dw", 1, 1, F, 2 * F},
-        {"block_two", 0, 2, 2 * F, 2 * F},       {"block_two_dw", 1, 1, 2 * F, 4 * F},
-        {"block_three", 0, 3, 4 * F, 4 * F},     {"block_three_dw", 1, 1, 4 * F, 8 * F},
-        {"block_four", 0, 3, 8 * F, 8 * F},      {"block_four_dw", 1, 1, 8 * F, 16 * F},
-        {"block_five", 0, 3, 16 * F, 16 * F},    {"block_five_up", 2, 1, 16 * F, 8 * F},
-        {"block_six", 0, 3, 8 * F, 8 * F},       {"block_six_up", 2, 1, 8 * F, 4 * F},
-        {"block_seven", 0, 3, 4 * F, 4 * F},     {"block_seven_up", 2, 1, 4 * F, 2 * F},
-        {"block_eight", 0, 2, 2 * F, 2 * F},     {"block_eight_up", 2, 1, 2 * F, F},
+        {"block_one", 0, 1, o.in_channels, F},
+        {"block_one_dw", 1, 1, F, 2 * F},
+        {"block_two", 0, 2, 2 * F, 2 * F},
+        {"block_two_dw", 1, 1, 2 * F, 4 * F},
+        {"block_three", 0, 3, 4 * F, 4 * F},
+        {"block_three_dw", 1, 1, 4 * F, 8 * F},
+        {"block_four", 0, 3, 8 * F, 8 * F},
+        {"block_four_dw", 1, 1, 8 * F, 16 * F},
+        {"block_five", 0, 3, 16 * F, 16 * F},
+        {"block_five_up", 2, 1, 16 * F, 8 * F},
+        {"block_six", 0, 3, 8 * F, 8 * F},
+        {"block_six_up", 2, 1, 8 * F, 4 * F},
+        {"block_seven", 0, 3, 4 * F, 4 * F},
+        {"block_seven_up", 2, 1, 4 * F, 2 * F},
+        {"block_eight", 0, 2, 2 * F, 2 * F},
+        {"block_eight_up", 2, 1, 2 * F, F},
         {"block_nine", 0, 1, F, F},
     };
     diffcl_status s = DIFFCL_OK;
@@ -255,12 +273,17 @@ diffcl_status diffcl_vnet_forward(diffcl_module *m, const diffcl_tensor *x, diff
                         dc_shape_str(x), o->in_channels, o->dims == 3 ? "D,H,W" : "H,W");
     for (int a = 2; a < nd; a++)
         if (diffcl_tensor_dim(x, a) % 16 || diffcl_tensor_dim(x, a) == 0)
-            return dc_error(DIFFCL_ERR_SHAPE, "diffcl_vnet_forward: input %s: spatial sizes must be "
-                                              "positive multiples of 16", dc_shape_str(x));
-    static const char *const enc[5] = {"block_one", "block_two", "block_three", "block_four", "block_five"};
-    static const char *const down[4] = {"block_one_dw", "block_two_dw", "block_three_dw", "block_four_dw"};
+            return dc_error(DIFFCL_ERR_SHAPE,
+                            "diffcl_vnet_forward: input %s: spatial sizes must be "
+                            "positive multiples of 16",
+                            dc_shape_str(x));
+    static const char *const enc[5] = {"block_one", "block_two", "block_three", "block_four",
+                                       "block_five"};
+    static const char *const down[4] = {"block_one_dw", "block_two_dw", "block_three_dw",
+                                        "block_four_dw"};
     static const char *const dec[4] = {"block_six", "block_seven", "block_eight", "block_nine"};
-    static const char *const up[4] = {"block_five_up", "block_six_up", "block_seven_up", "block_eight_up"};
+    static const char *const up[4] = {"block_five_up", "block_six_up", "block_seven_up",
+                                      "block_eight_up"};
     diffcl_tensor *skip[5] = {0}, *h = diffcl_tensor_retain((diffcl_tensor *)x);
     diffcl_status s = DIFFCL_OK;
     for (int lv = 0; s == DIFFCL_OK && lv < 5; lv++) {
@@ -299,7 +322,8 @@ diffcl_status diffcl_vnet_forward(diffcl_module *m, const diffcl_tensor *x, diff
     return DIFFCL_OK;
 }
 
-static diffcl_status vnet_module_forward(diffcl_module *m, const diffcl_tensor *x, diffcl_tensor **out)
+static diffcl_status vnet_module_forward(diffcl_module *m, const diffcl_tensor *x,
+                                         diffcl_tensor **out)
 {
     return diffcl_vnet_forward(m, x, out, NULL);
 }
@@ -307,13 +331,18 @@ static diffcl_status vnet_module_forward(diffcl_module *m, const diffcl_tensor *
 diffcl_status diffcl_vnet_get_options(const diffcl_module *m, diffcl_vnet_options *opts)
 {
     DC_CHECK_ARG(m && m->vt == &VNET_VT, "diffcl_vnet_get_options: module is not a V-Net");
-    DC_CHECK_ARG(opts && opts->struct_size >= offsetof(diffcl_vnet_options, hf_mamba_levels),
-                 "diffcl_vnet_get_options: opts is NULL or its struct_size %zu is below the 0.1.0 layout (%zu)",
-                 opts ? opts->struct_size : (size_t)0, offsetof(diffcl_vnet_options, hf_mamba_levels));
-    size_t n = opts->struct_size < sizeof(diffcl_vnet_options) ? opts->struct_size : sizeof(diffcl_vnet_options);
+    DC_CHECK_ARG(
+        opts && opts->struct_size >= offsetof(diffcl_vnet_options, hf_mamba_levels),
+        "diffcl_vnet_get_options: opts is NULL or its struct_size %zu is below the 0.1.0 layout (%zu)",
+        opts ? opts->struct_size : (size_t)0, offsetof(diffcl_vnet_options, hf_mamba_levels));
+    size_t n = opts->struct_size < sizeof(diffcl_vnet_options) ? opts->struct_size
+                                                               : sizeof(diffcl_vnet_options);
     memcpy(opts, &((vnet_impl *)m->impl)->opts, n);
     opts->struct_size = n;
     return DIFFCL_OK;
 }
 
-int dc_is_vnet(const diffcl_module *m) { return m && m->vt == &VNET_VT; }
+int dc_is_vnet(const diffcl_module *m)
+{
+    return m && m->vt == &VNET_VT;
+}

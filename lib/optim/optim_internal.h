@@ -13,17 +13,17 @@ enum { DC_OPT_MOMENTUM = 0, DC_OPT_EXP_AVG = 0, DC_OPT_EXP_AVG_SQ = 1, DC_OPT_MA
 #define DC_OPT_PAR_MIN 16384
 
 typedef struct dc_opt_param {
-    diffcl_tensor *p;                 /* retained */
-    char *name;                       /* may be NULL */
+    diffcl_tensor *p; /* retained */
+    char *name;       /* may be NULL */
     int group;
-    int64_t step;                     /* updates applied (Adam's bias-correction step) */
-    diffcl_tensor *buf[DC_OPT_NBUF];  /* contiguous, the parameter's dtype, or NULL */
+    int64_t step;                    /* updates applied (Adam's bias-correction step) */
+    diffcl_tensor *buf[DC_OPT_NBUF]; /* contiguous, the parameter's dtype, or NULL */
 } dc_opt_param;
 
 typedef struct dc_opt_group {
     diffcl_param_group_options o;
     double initial_lr;
-    int first, count;                 /* parameters [first, first + count) */
+    int first, count; /* parameters [first, first + count) */
 } dc_opt_group;
 
 struct diffcl_optimizer {

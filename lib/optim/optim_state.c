@@ -19,17 +19,17 @@ static const char *buf_name(diffcl_optim_kind k, int slot)
 }
 
 /* Group fields stored as 0-d F64 tensors, in this order. */
-static const char *const FIELDS[] = {"lr",    "initial_lr", "weight_decay", "momentum",
-                                     "dampening", "nesterov", "beta1", "beta2",
-                                     "eps",   "amsgrad",    "maximize"};
+static const char *const FIELDS[] = {"lr",        "initial_lr", "weight_decay", "momentum",
+                                     "dampening", "nesterov",   "beta1",        "beta2",
+                                     "eps",       "amsgrad",    "maximize"};
 #define N_FIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
 
 static void group_to_fields(const dc_opt_group *g, double *v)
 {
     const diffcl_param_group_options *o = &g->o;
-    double f[N_FIELDS] = {o->lr,       g->initial_lr,      o->weight_decay, o->momentum,
-                          o->dampening, (double)o->nesterov, o->beta1,       o->beta2,
-                          o->eps,      (double)o->amsgrad, (double)o->maximize};
+    double f[N_FIELDS] = {o->lr,        g->initial_lr,       o->weight_decay,    o->momentum,
+                          o->dampening, (double)o->nesterov, o->beta1,           o->beta2,
+                          o->eps,       (double)o->amsgrad,  (double)o->maximize};
     memcpy(v, f, sizeof f);
 }
 
@@ -49,7 +49,8 @@ static void fields_to_group(const double *v, diffcl_param_group_options *o, doub
     o->maximize = v[10] != 0;
 }
 
-static diffcl_status put_scalar(diffcl_context *ctx, diffcl_tensor_dict *d, const char *name, double v)
+static diffcl_status put_scalar(diffcl_context *ctx, diffcl_tensor_dict *d, const char *name,
+                                double v)
 {
     diffcl_tensor *t = dc_tensor_empty(ctx, DIFFCL_F64, 0, NULL);
     if (!t) return DIFFCL_ERR_OUT_OF_MEMORY;
@@ -117,29 +118,33 @@ static diffcl_status get_scalar(const diffcl_tensor_dict *d, const char *key, do
 {
     const diffcl_tensor *t = diffcl_tensor_dict_get(d, key);
     if (!t)
-        return dc_error(DIFFCL_ERR_NOT_FOUND, "diffcl_optimizer_load_state_dict: entry %s is missing", key);
+        return dc_error(DIFFCL_ERR_NOT_FOUND,
+                        "diffcl_optimizer_load_state_dict: entry %s is missing", key);
     if (dc_numel(t) != 1)
-        return dc_error(DIFFCL_ERR_SHAPE, "diffcl_optimizer_load_state_dict: %s has shape %s; need one value",
-                        key, dc_shape_str(t));
+        return dc_error(DIFFCL_ERR_SHAPE,
+                        "diffcl_optimizer_load_state_dict: %s has shape %s; need one value", key,
+                        dc_shape_str(t));
     return diffcl_tensor_item(t, v);
 }
 
-diffcl_status diffcl_optimizer_load_state_dict(diffcl_optimizer *opt, const diffcl_tensor_dict *dict)
+diffcl_status diffcl_optimizer_load_state_dict(diffcl_optimizer *opt,
+                                               const diffcl_tensor_dict *dict)
 {
     static const char *fn = "diffcl_optimizer_load_state_dict";
     DC_CHECK_ARG(opt && dict, "%s: optimizer or dictionary is NULL", fn);
     const char *kind = diffcl_tensor_dict_get_meta(dict, "optimizer");
     if (!kind)
-        return dc_error(DIFFCL_ERR_NOT_FOUND, "%s: metadata \"optimizer\" is missing (not an optimizer state?)", fn);
+        return dc_error(DIFFCL_ERR_NOT_FOUND,
+                        "%s: metadata \"optimizer\" is missing (not an optimizer state?)", fn);
     if (strcmp(kind, kind_name(opt->kind)))
-        return dc_error(DIFFCL_ERR_STATE, "%s: the state is of a %s optimizer; this one is %s", fn, kind,
-                        kind_name(opt->kind));
+        return dc_error(DIFFCL_ERR_STATE, "%s: the state is of a %s optimizer; this one is %s", fn,
+                        kind, kind_name(opt->kind));
     char key[256];
     /* 1. validate everything before touching the optimizer */
     snprintf(key, sizeof key, "param_groups.%d.params", opt->n_groups);
     if (diffcl_tensor_dict_get(dict, key))
-        return dc_error(DIFFCL_ERR_STATE, "%s: the state has more than this optimizer's %d groups", fn,
-                        opt->n_groups);
+        return dc_error(DIFFCL_ERR_STATE, "%s: the state has more than this optimizer's %d groups",
+                        fn, opt->n_groups);
     dc_opt_group *ng = malloc((size_t)(opt->n_groups ? opt->n_groups : 1) * sizeof *ng);
     if (!ng) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     diffcl_status s = DIFFCL_OK;
@@ -171,7 +176,8 @@ diffcl_status diffcl_optimizer_load_state_dict(diffcl_optimizer *opt, const diff
         s = dc_opt_check_group(fn, opt->kind, &ng[g].o);
     }
     double steps = 0;
-    if (s == DIFFCL_OK && diffcl_tensor_dict_get(dict, "steps")) s = get_scalar(dict, "steps", &steps);
+    if (s == DIFFCL_OK && diffcl_tensor_dict_get(dict, "steps"))
+        s = get_scalar(dict, "steps", &steps);
     for (int i = 0; i < opt->n_params && s == DIFFCL_OK; i++) {
         const diffcl_tensor *p = opt->params[i].p;
         for (int b = 0; b < DC_OPT_NBUF && s == DIFFCL_OK; b++) {
@@ -189,8 +195,10 @@ diffcl_status diffcl_optimizer_load_state_dict(diffcl_optimizer *opt, const diff
         }
     }
     /* 2. allocate the buffers that will be needed, still without changing anything */
-    diffcl_tensor **fresh = s == DIFFCL_OK ? calloc((size_t)(opt->n_params ? opt->n_params : 1) * DC_OPT_NBUF,
-                                                    sizeof *fresh) : NULL;
+    diffcl_tensor **fresh =
+        s == DIFFCL_OK
+            ? calloc((size_t)(opt->n_params ? opt->n_params : 1) * DC_OPT_NBUF, sizeof *fresh)
+            : NULL;
     if (s == DIFFCL_OK && !fresh) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     for (int i = 0; i < opt->n_params && s == DIFFCL_OK; i++) {
         const diffcl_tensor *p = opt->params[i].p;
@@ -208,7 +216,8 @@ diffcl_status diffcl_optimizer_load_state_dict(diffcl_optimizer *opt, const diff
             fresh[i * DC_OPT_NBUF + b] = nb;
         }
     }
-    double *psteps = s == DIFFCL_OK ? calloc((size_t)(opt->n_params ? opt->n_params : 1), sizeof *psteps) : NULL;
+    double *psteps =
+        s == DIFFCL_OK ? calloc((size_t)(opt->n_params ? opt->n_params : 1), sizeof *psteps) : NULL;
     if (s == DIFFCL_OK && !psteps) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     for (int i = 0; i < opt->n_params && s == DIFFCL_OK; i++) {
         snprintf(key, sizeof key, "state.%d.step", i);

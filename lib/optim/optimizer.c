@@ -26,19 +26,22 @@ diffcl_status dc_opt_check_group(const char *fn, diffcl_optim_kind kind,
                                  const diffcl_param_group_options *o)
 {
     if (!(o->lr >= 0) || !isfinite(o->lr))
-        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: lr is %g; need a finite value >= 0", fn, o->lr);
+        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: lr is %g; need a finite value >= 0", fn,
+                        o->lr);
     if (!(o->weight_decay >= 0) || !isfinite(o->weight_decay))
         return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: weight_decay is %g; need >= 0", fn,
                         o->weight_decay);
     if (kind == DIFFCL_OPTIM_SGD) {
         if (!(o->momentum >= 0) || !isfinite(o->momentum))
-            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: momentum is %g; need >= 0", fn, o->momentum);
+            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: momentum is %g; need >= 0", fn,
+                            o->momentum);
         if (!isfinite(o->dampening))
             return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: dampening is %g", fn, o->dampening);
         if (o->nesterov && (o->momentum <= 0 || o->dampening != 0))
             return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
                             "%s: Nesterov momentum requires a momentum > 0 and zero dampening "
-                            "(momentum %g, dampening %g)", fn, o->momentum, o->dampening);
+                            "(momentum %g, dampening %g)",
+                            fn, o->momentum, o->dampening);
     } else {
         if (!(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1))
             return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: betas are (%g, %g); need [0,1)", fn,
@@ -55,7 +58,8 @@ diffcl_status diffcl_optimizer_create(diffcl_context *ctx, diffcl_optim_kind kin
     DC_CHECK_ARG(out, "diffcl_optimizer_create: out is NULL");
     *out = NULL;
     DC_CHECK_ARG(ctx, "diffcl_optimizer_create: context is NULL");
-    DC_CHECK_ARG(kind == DIFFCL_OPTIM_SGD || kind == DIFFCL_OPTIM_ADAM || kind == DIFFCL_OPTIM_ADAMW,
+    DC_CHECK_ARG(kind == DIFFCL_OPTIM_SGD || kind == DIFFCL_OPTIM_ADAM ||
+                     kind == DIFFCL_OPTIM_ADAMW,
                  "diffcl_optimizer_create: unknown optimizer kind %d", (int)kind);
     diffcl_optimizer *o = calloc(1, sizeof *o);
     if (!o) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_optimizer_create: out of memory");
@@ -90,7 +94,8 @@ diffcl_status diffcl_optimizer_add_group(diffcl_optimizer *opt, diffcl_tensor *c
 {
     static const char *fn = "diffcl_optimizer_add_group";
     DC_CHECK_ARG(opt, "%s: optimizer is NULL", fn);
-    DC_CHECK_ARG(n_params >= 0 && (params || n_params == 0), "%s: need %d parameters", fn, n_params);
+    DC_CHECK_ARG(n_params >= 0 && (params || n_params == 0), "%s: need %d parameters", fn,
+                 n_params);
     diffcl_param_group_options o;
     dc_opt_read_group(&o, opts);
     DC_TRY(dc_opt_check_group(fn, opt->kind, &o));
@@ -99,24 +104,26 @@ diffcl_status diffcl_optimizer_add_group(diffcl_optimizer *opt, diffcl_tensor *c
         const char *nm = names && names[k] ? names[k] : "(unnamed)";
         if (!t) return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: parameter %d is NULL", fn, k);
         if (!dc_is_float(t->dtype))
-            return dc_error(DIFFCL_ERR_DTYPE, "%s: parameter %d %s is %s; need f32 or f64", fn, k, nm,
-                            diffcl_dtype_name(t->dtype));
+            return dc_error(DIFFCL_ERR_DTYPE, "%s: parameter %d %s is %s; need f32 or f64", fn, k,
+                            nm, diffcl_dtype_name(t->dtype));
         if (t->node)
             return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: parameter %d %s is not a leaf tensor",
                             fn, k, nm);
         if (!dc_is_contiguous(t))
-            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: parameter %d %s is not contiguous", fn,
-                            k, nm);
-        if (t->ctx != opt->ctx)
-            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: parameter %d %s belongs to another context",
+            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: parameter %d %s is not contiguous",
                             fn, k, nm);
+        if (t->ctx != opt->ctx)
+            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                            "%s: parameter %d %s belongs to another context", fn, k, nm);
         for (int i = 0; i < opt->n_params; i++)
             if (opt->params[i].p == t)
-                return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: parameter %d %s is already in group %d",
-                                fn, k, nm, opt->params[i].group);
+                return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                                "%s: parameter %d %s is already in group %d", fn, k, nm,
+                                opt->params[i].group);
         for (int j = 0; j < k; j++)
             if (params[j] == t)
-                return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: parameter %d %s is listed twice", fn, k, nm);
+                return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: parameter %d %s is listed twice",
+                                fn, k, nm);
     }
     if (opt->n_groups == opt->cap_groups) {
         int cap = opt->cap_groups ? 2 * opt->cap_groups : 4;
@@ -146,7 +153,8 @@ diffcl_status diffcl_optimizer_add_group(diffcl_optimizer *opt, diffcl_tensor *c
             }
         }
     }
-    for (int k = 0; k < n_params; k++) opt->params[opt->n_params + k].p = diffcl_tensor_retain(params[k]);
+    for (int k = 0; k < n_params; k++)
+        opt->params[opt->n_params + k].p = diffcl_tensor_retain(params[k]);
     dc_opt_group *g = &opt->groups[gi];
     g->o = o;
     g->initial_lr = o.lr;
@@ -175,7 +183,8 @@ diffcl_status diffcl_optimizer_add_module(diffcl_optimizer *opt, const diffcl_mo
                           malloc((size_t)(n ? n : 1) * sizeof(char *))};
     int cnt[2] = {0, 0};
     diffcl_status s = DIFFCL_OK;
-    if (!ts[0] || !ts[1] || !nm[0] || !nm[1]) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    if (!ts[0] || !ts[1] || !nm[0] || !nm[1])
+        s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     for (int i = 0; i < n && s == DIFFCL_OK; i++) {
         const char *name = NULL;
         diffcl_tensor *t = NULL;
@@ -198,21 +207,30 @@ diffcl_status diffcl_optimizer_add_module(diffcl_optimizer *opt, const diffcl_mo
     return s;
 }
 
-int diffcl_optimizer_num_groups(const diffcl_optimizer *opt) { return opt ? opt->n_groups : 0; }
-int diffcl_optimizer_num_params(const diffcl_optimizer *opt) { return opt ? opt->n_params : 0; }
-int64_t diffcl_optimizer_steps(const diffcl_optimizer *opt) { return opt ? opt->steps : 0; }
+int diffcl_optimizer_num_groups(const diffcl_optimizer *opt)
+{
+    return opt ? opt->n_groups : 0;
+}
+int diffcl_optimizer_num_params(const diffcl_optimizer *opt)
+{
+    return opt ? opt->n_params : 0;
+}
+int64_t diffcl_optimizer_steps(const diffcl_optimizer *opt)
+{
+    return opt ? opt->steps : 0;
+}
 
 diffcl_tensor *diffcl_optimizer_param(const diffcl_optimizer *opt, int i)
 {
     return opt && i >= 0 && i < opt->n_params ? opt->params[i].p : NULL;
 }
 
-#define CHECK_GROUP(opt, group, fn)                                                            \
-    do {                                                                                       \
-        DC_CHECK_ARG(opt, "%s: optimizer is NULL", fn);                                        \
-        DC_CHECK_ARG((group) >= 0 && (group) < (opt)->n_groups,                                \
-                     "%s: group %d out of range (the optimizer has %d)", fn, (group),          \
-                     (opt)->n_groups);                                                         \
+#define CHECK_GROUP(opt, group, fn)                                                                \
+    do {                                                                                           \
+        DC_CHECK_ARG(opt, "%s: optimizer is NULL", fn);                                            \
+        DC_CHECK_ARG((group) >= 0 && (group) < (opt)->n_groups,                                    \
+                     "%s: group %d out of range (the optimizer has %d)", fn, (group),              \
+                     (opt)->n_groups);                                                             \
     } while (0)
 
 diffcl_status diffcl_optimizer_get_group(const diffcl_optimizer *opt, int group,
@@ -220,7 +238,8 @@ diffcl_status diffcl_optimizer_get_group(const diffcl_optimizer *opt, int group,
 {
     CHECK_GROUP(opt, group, "diffcl_optimizer_get_group");
     DC_CHECK_ARG(opts, "diffcl_optimizer_get_group: opts is NULL");
-    size_t n = opts->struct_size && opts->struct_size < sizeof *opts ? opts->struct_size : sizeof *opts;
+    size_t n =
+        opts->struct_size && opts->struct_size < sizeof *opts ? opts->struct_size : sizeof *opts;
     memcpy(opts, &opt->groups[group].o, n);
     opts->struct_size = n;
     return DIFFCL_OK;
@@ -241,7 +260,8 @@ diffcl_status diffcl_optimizer_set_group(diffcl_optimizer *opt, int group,
 diffcl_status diffcl_optimizer_set_lr(diffcl_optimizer *opt, int group, double lr)
 {
     DC_CHECK_ARG(opt, "diffcl_optimizer_set_lr: optimizer is NULL");
-    DC_CHECK_ARG(lr >= 0 && isfinite(lr), "diffcl_optimizer_set_lr: lr is %g; need a finite value >= 0", lr);
+    DC_CHECK_ARG(lr >= 0 && isfinite(lr),
+                 "diffcl_optimizer_set_lr: lr is %g; need a finite value >= 0", lr);
     if (group == -1) {
         for (int g = 0; g < opt->n_groups; g++) opt->groups[g].o.lr = lr;
         return DIFFCL_OK;
@@ -267,14 +287,16 @@ diffcl_status diffcl_optimizer_step(diffcl_optimizer *opt)
         const diffcl_tensor *grad = pi->p->grad;
         if (!grad) continue;
         if (!dc_same_shape(grad, pi->p) || grad->dtype != pi->p->dtype)
-            return dc_error(DIFFCL_ERR_STATE, "diffcl_optimizer_step: parameter %d %s: gradient %s %s "
-                            "does not match the parameter", i, pi->name ? pi->name : "",
-                            diffcl_dtype_name(grad->dtype), dc_shape_str(grad));
+            return dc_error(DIFFCL_ERR_STATE,
+                            "diffcl_optimizer_step: parameter %d %s: gradient %s %s "
+                            "does not match the parameter",
+                            i, pi->name ? pi->name : "", diffcl_dtype_name(grad->dtype),
+                            dc_shape_str(grad));
         diffcl_tensor *g = dc_contiguous(grad);
         if (!g) return DIFFCL_ERR_OUT_OF_MEMORY;
         const dc_opt_group *grp = &opt->groups[pi->group];
         diffcl_status s = opt->kind == DIFFCL_OPTIM_SGD ? dc_sgd_update(opt, pi, grp, g)
-                                                       : dc_adam_update(opt, pi, grp, g);
+                                                        : dc_adam_update(opt, pi, grp, g);
         diffcl_tensor_free(g);
         if (s != DIFFCL_OK) return s;
     }

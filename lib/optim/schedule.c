@@ -63,8 +63,10 @@ diffcl_status diffcl_optimizer_apply_schedule(diffcl_optimizer *opt, const diffc
     for (int g = 0; g < opt->n_groups; g++) { /* validate all before changing any */
         double lr = diffcl_lr_schedule_value(&o, opt->groups[g].initial_lr, it);
         if (!(lr >= 0) || !isfinite(lr))
-            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "diffcl_optimizer_apply_schedule: group %d "
-                            "would get lr %g", g, lr);
+            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                            "diffcl_optimizer_apply_schedule: group %d "
+                            "would get lr %g",
+                            g, lr);
     }
     for (int g = 0; g < opt->n_groups; g++)
         opt->groups[g].o.lr = diffcl_lr_schedule_value(&o, opt->groups[g].initial_lr, it);

@@ -46,15 +46,23 @@ typedef struct st_dtype {
 } st_dtype;
 
 static const st_dtype ST_DTYPES[] = {
-    {"F32", 4, ST_SAME, DIFFCL_F32},     {"F64", 8, ST_SAME, DIFFCL_F64},
-    {"U8", 1, ST_SAME, DIFFCL_U8},       {"I32", 4, ST_SAME, DIFFCL_I32},
-    {"I64", 8, ST_SAME, DIFFCL_I64},     {"F16", 2, ST_HALF, DIFFCL_F32},
-    {"BF16", 2, ST_BFLOAT, DIFFCL_F32},  {"I8", 1, ST_SINT, DIFFCL_I64},
-    {"I16", 2, ST_SINT, DIFFCL_I64},     {"U16", 2, ST_UINT, DIFFCL_I64},
-    {"U32", 4, ST_UINT, DIFFCL_I64},     {"BOOL", 1, ST_BOOLEAN, DIFFCL_I64},
+    {"F32", 4, ST_SAME, DIFFCL_F32},
+    {"F64", 8, ST_SAME, DIFFCL_F64},
+    {"U8", 1, ST_SAME, DIFFCL_U8},
+    {"I32", 4, ST_SAME, DIFFCL_I32},
+    {"I64", 8, ST_SAME, DIFFCL_I64},
+    {"F16", 2, ST_HALF, DIFFCL_F32},
+    {"BF16", 2, ST_BFLOAT, DIFFCL_F32},
+    {"I8", 1, ST_SINT, DIFFCL_I64},
+    {"I16", 2, ST_SINT, DIFFCL_I64},
+    {"U16", 2, ST_UINT, DIFFCL_I64},
+    {"U32", 4, ST_UINT, DIFFCL_I64},
+    {"BOOL", 1, ST_BOOLEAN, DIFFCL_I64},
     /* valid in the format, not representable here */
-    {"U64", 8, ST_NONE, DIFFCL_I64},     {"F8_E4M3", 1, ST_NONE, DIFFCL_F32},
-    {"F8_E5M2", 1, ST_NONE, DIFFCL_F32}, {"F8_E8M0", 1, ST_NONE, DIFFCL_F32},
+    {"U64", 8, ST_NONE, DIFFCL_I64},
+    {"F8_E4M3", 1, ST_NONE, DIFFCL_F32},
+    {"F8_E5M2", 1, ST_NONE, DIFFCL_F32},
+    {"F8_E8M0", 1, ST_NONE, DIFFCL_F32},
     {"C64", 8, ST_NONE, DIFFCL_F32},
 };
 #define ST_N_DTYPES ((int)(sizeof ST_DTYPES / sizeof ST_DTYPES[0]))
@@ -172,7 +180,8 @@ static int utf8_valid(const unsigned char *b, size_t n)
         }
         int len;
         unsigned lo = 0x80, hi = 0xbf;
-        if (c >= 0xc2 && c <= 0xdf) len = 2;
+        if (c >= 0xc2 && c <= 0xdf)
+            len = 2;
         else if (c >= 0xe0 && c <= 0xef) {
             len = 3;
             if (c == 0xe0) lo = 0xa0;
@@ -264,12 +273,14 @@ static diffcl_status parse_entry(const char *path, const cJSON *item, uint64_t d
     const char *name = item->string;
     e->name = name;
     if (!cJSON_IsObject(item))
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: tensor %s: header entry is not a JSON object", path, name);
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: tensor %s: header entry is not a JSON object", path,
+                        name);
     const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(item, "dtype");
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
     const cJSON *offs = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
     if (!cJSON_IsString(dtype))
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: tensor %s: \"dtype\" is missing or not a string", path, name);
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: tensor %s: \"dtype\" is missing or not a string",
+                        path, name);
     e->dt = st_dtype_find(dtype->valuestring);
     if (!e->dt)
         return dc_error(DIFFCL_ERR_FORMAT, "%s: tensor %s: unknown dtype \"%s\"", path, name,
@@ -278,11 +289,13 @@ static diffcl_status parse_entry(const char *path, const cJSON *item, uint64_t d
         return dc_error(DIFFCL_ERR_DTYPE, "%s: tensor %s: dtype %s is not supported by libdiffcl",
                         path, name, e->dt->name);
     if (!cJSON_IsArray(shape))
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: tensor %s: \"shape\" is missing or not an array", path, name);
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: tensor %s: \"shape\" is missing or not an array",
+                        path, name);
     int ndim = cJSON_GetArraySize(shape);
     if (ndim > DIFFCL_MAX_DIMS)
-        return dc_error(DIFFCL_ERR_UNSUPPORTED, "%s: tensor %s has %d dimensions; at most %d are supported",
-                        path, name, ndim, DIFFCL_MAX_DIMS);
+        return dc_error(DIFFCL_ERR_UNSUPPORTED,
+                        "%s: tensor %s has %d dimensions; at most %d are supported", path, name,
+                        ndim, DIFFCL_MAX_DIMS);
     e->ndim = ndim;
     uint64_t numel = 1;
     int axis = 0;
@@ -292,34 +305,41 @@ static diffcl_status parse_entry(const char *path, const cJSON *item, uint64_t d
         uint64_t v = 0;
         const char *why = json_uint(x, &v);
         if (why)
-            return dc_error(DIFFCL_ERR_FORMAT, "%s: tensor %s: shape entry %d (%g) %s", path, name, axis,
-                            cJSON_IsNumber(x) ? x->valuedouble : 0.0, why);
+            return dc_error(DIFFCL_ERR_FORMAT, "%s: tensor %s: shape entry %d (%g) %s", path, name,
+                            axis, cJSON_IsNumber(x) ? x->valuedouble : 0.0, why);
         if (v > ST_MAX_NUMEL || (v > 0 && numel > ST_MAX_NUMEL / v))
-            return dc_error(DIFFCL_ERR_FORMAT, "%s: tensor %s: shape has too many elements", path, name);
+            return dc_error(DIFFCL_ERR_FORMAT, "%s: tensor %s: shape has too many elements", path,
+                            name);
         e->shape[axis++] = (int64_t)v;
         if (v > 0) numel *= v; /* the non-zero sizes must be allocatable too */
     }
     for (int i = 0; i < ndim; i++)
         if (e->shape[i] == 0) numel = 0;
     if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2)
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: tensor %s: \"data_offsets\" is missing or not [begin, end]",
-                        path, name);
+        return dc_error(DIFFCL_ERR_FORMAT,
+                        "%s: tensor %s: \"data_offsets\" is missing or not [begin, end]", path,
+                        name);
     const char *why = json_uint(cJSON_GetArrayItem(offs, 0), &e->begin);
     if (!why) why = json_uint(cJSON_GetArrayItem(offs, 1), &e->end);
     if (why) return dc_error(DIFFCL_ERR_FORMAT, "%s: tensor %s: a data offset %s", path, name, why);
     if (e->end < e->begin)
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: tensor %s: data_offsets [%" PRIu64 ", %" PRIu64 ") end before they begin",
+        return dc_error(DIFFCL_ERR_FORMAT,
+                        "%s: tensor %s: data_offsets [%" PRIu64 ", %" PRIu64
+                        ") end before they begin",
                         path, name, e->begin, e->end);
     if (e->end > data_size)
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: tensor %s: data_offsets [%" PRIu64 ", %" PRIu64 ") lie outside the "
-                        "data section of %" PRIu64 " bytes (truncated file?)", path, name, e->begin, e->end, data_size);
+        return dc_error(DIFFCL_ERR_FORMAT,
+                        "%s: tensor %s: data_offsets [%" PRIu64 ", %" PRIu64 ") lie outside the "
+                        "data section of %" PRIu64 " bytes (truncated file?)",
+                        path, name, e->begin, e->end, data_size);
     uint64_t need = numel * e->dt->size;
     if (e->end - e->begin != need) {
         char sh[160];
         shape_text(e, sh, sizeof sh);
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: tensor %s: data_offsets [%" PRIu64 ", %" PRIu64 ") hold %" PRIu64
-                        " bytes but dtype %s and shape %s need %" PRIu64, path, name, e->begin, e->end,
-                        e->end - e->begin, e->dt->name, sh, need);
+        return dc_error(DIFFCL_ERR_FORMAT,
+                        "%s: tensor %s: data_offsets [%" PRIu64 ", %" PRIu64 ") hold %" PRIu64
+                        " bytes but dtype %s and shape %s need %" PRIu64,
+                        path, name, e->begin, e->end, e->end - e->begin, e->dt->name, sh, need);
     }
     return DIFFCL_OK;
 }
@@ -334,7 +354,8 @@ static diffcl_status check_metadata(const char *path, const cJSON *meta)
     cJSON_ArrayForEach(x, meta)
     {
         if (!cJSON_IsString(x))
-            return dc_error(DIFFCL_ERR_FORMAT, "%s: metadata value of key %s is not a string", path, x->string);
+            return dc_error(DIFFCL_ERR_FORMAT, "%s: metadata value of key %s is not a string", path,
+                            x->string);
     }
     return DIFFCL_OK;
 }
@@ -345,23 +366,30 @@ static diffcl_status check_layout(const char *path, st_entry **order, int n, uin
     qsort(order, (size_t)n, sizeof *order, cmp_name);
     for (int i = 1; i < n; i++)
         if (!strcmp(order[i - 1]->name, order[i]->name))
-            return dc_error(DIFFCL_ERR_FORMAT, "%s: tensor %s appears twice in the header", path, order[i]->name);
+            return dc_error(DIFFCL_ERR_FORMAT, "%s: tensor %s appears twice in the header", path,
+                            order[i]->name);
     qsort(order, (size_t)n, sizeof *order, cmp_offsets);
     uint64_t pos = 0;
     const st_entry *prev = NULL;
     for (int i = 0; i < n; i++) {
         const st_entry *e = order[i];
         if (e->begin < pos)
-            return dc_error(DIFFCL_ERR_FORMAT, "%s: tensors %s [%" PRIu64 ", %" PRIu64 ") and %s [%" PRIu64 ", %" PRIu64
-                            ") overlap", path, prev->name, prev->begin, prev->end, e->name, e->begin, e->end);
+            return dc_error(DIFFCL_ERR_FORMAT,
+                            "%s: tensors %s [%" PRIu64 ", %" PRIu64 ") and %s [%" PRIu64
+                            ", %" PRIu64 ") overlap",
+                            path, prev->name, prev->begin, prev->end, e->name, e->begin, e->end);
         if (e->begin > pos)
-            return dc_error(DIFFCL_ERR_FORMAT, "%s: bytes [%" PRIu64 ", %" PRIu64 ") of the data section, before tensor %s, "
-                            "belong to no tensor", path, pos, e->begin, e->name);
+            return dc_error(DIFFCL_ERR_FORMAT,
+                            "%s: bytes [%" PRIu64 ", %" PRIu64
+                            ") of the data section, before tensor %s, "
+                            "belong to no tensor",
+                            path, pos, e->begin, e->name);
         pos = e->end;
         prev = e;
     }
     if (pos != data_size)
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: the data section has %" PRIu64 " bytes but its tensors cover %" PRIu64,
+        return dc_error(DIFFCL_ERR_FORMAT,
+                        "%s: the data section has %" PRIu64 " bytes but its tensors cover %" PRIu64,
                         path, data_size, pos);
     return DIFFCL_OK;
 }
@@ -384,8 +412,8 @@ static diffcl_status read_tensor(diffcl_context *ctx, const char *path, int fd, 
         unsigned char *raw = malloc(nbytes);
         if (!raw) {
             diffcl_tensor_free(t);
-            return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: tensor %s: out of memory (%zu bytes)", path,
-                            e->name, nbytes);
+            return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: tensor %s: out of memory (%zu bytes)",
+                            path, e->name, nbytes);
         }
         err = read_at(fd, raw, nbytes, data_start + e->begin);
         if (!err) convert_elements(e->dt, raw, n, dc_data(t));
@@ -393,8 +421,9 @@ static diffcl_status read_tensor(diffcl_context *ctx, const char *path, int fd, 
     }
     if (err) {
         diffcl_tensor_free(t);
-        return dc_error(err == EIO ? DIFFCL_ERR_FORMAT : DIFFCL_ERR_IO, "%s: tensor %s: cannot read its data: %s",
-                        path, e->name, err == EIO ? "file ended early (changed while reading?)" : strerror(err));
+        return dc_error(err == EIO ? DIFFCL_ERR_FORMAT : DIFFCL_ERR_IO,
+                        "%s: tensor %s: cannot read its data: %s", path, e->name,
+                        err == EIO ? "file ended early (changed while reading?)" : strerror(err));
     }
     *out = t;
     return DIFFCL_OK;
@@ -426,21 +455,30 @@ static diffcl_status load_from_fd(diffcl_context *ctx, const char *path, int fd,
                                   diffcl_tensor_dict **out)
 {
     if (file_size < 8)
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: file has %" PRIu64 " bytes, fewer than the 8-byte header length "
-                        "(truncated?)", path, file_size);
+        return dc_error(DIFFCL_ERR_FORMAT,
+                        "%s: file has %" PRIu64 " bytes, fewer than the 8-byte header length "
+                        "(truncated?)",
+                        path, file_size);
     unsigned char lenbuf[8];
     int err = read_at(fd, lenbuf, 8, 0);
     if (err) return dc_error(DIFFCL_ERR_IO, "%s: cannot read: %s", path, strerror(err));
     uint64_t hlen = le_u64(lenbuf);
     if (hlen > file_size - 8)
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: header length %" PRIu64 " exceeds the %" PRIu64 " bytes after it "
-                        "(truncated or not a safetensors file)", path, hlen, file_size - 8);
+        return dc_error(DIFFCL_ERR_FORMAT,
+                        "%s: header length %" PRIu64 " exceeds the %" PRIu64 " bytes after it "
+                        "(truncated or not a safetensors file)",
+                        path, hlen, file_size - 8);
     if (hlen > ST_MAX_HEADER)
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: header length %" PRIu64 " is over the limit of %" PRIu64 " bytes",
+        return dc_error(DIFFCL_ERR_FORMAT,
+                        "%s: header length %" PRIu64 " is over the limit of %" PRIu64 " bytes",
                         path, hlen, ST_MAX_HEADER);
-    if (hlen < 2) return dc_error(DIFFCL_ERR_FORMAT, "%s: header of %" PRIu64 " bytes is too short", path, hlen);
+    if (hlen < 2)
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: header of %" PRIu64 " bytes is too short", path,
+                        hlen);
     char *hdr = malloc((size_t)hlen + 1);
-    if (!hdr) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory for a header of %" PRIu64 " bytes", path, hlen);
+    if (!hdr)
+        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY,
+                        "%s: out of memory for a header of %" PRIu64 " bytes", path, hlen);
     err = read_at(fd, hdr, (size_t)hlen, 8);
     if (err) {
         free(hdr);
@@ -457,7 +495,8 @@ static diffcl_status load_from_fd(diffcl_context *ctx, const char *path, int fd,
     int n = 0;
 
     if (hdr[0] != '{') {
-        s = dc_error(DIFFCL_ERR_FORMAT, "%s: header does not start with '{' (not a safetensors file?)", path);
+        s = dc_error(DIFFCL_ERR_FORMAT,
+                     "%s: header does not start with '{' (not a safetensors file?)", path);
         goto done;
     }
     if (!utf8_valid((const unsigned char *)hdr, (size_t)hlen)) {
@@ -468,13 +507,15 @@ static diffcl_status load_from_fd(diffcl_context *ctx, const char *path, int fd,
     root = cJSON_ParseWithLengthOpts(hdr, (size_t)hlen, &end, 0);
     if (!root) {
         long at = end ? (long)(end - hdr) : -1;
-        s = dc_error(DIFFCL_ERR_FORMAT, "%s: header is not valid JSON (error near byte %ld of %" PRIu64 ")", path,
-                     at, hlen);
+        s = dc_error(DIFFCL_ERR_FORMAT,
+                     "%s: header is not valid JSON (error near byte %ld of %" PRIu64 ")", path, at,
+                     hlen);
         goto done;
     }
     for (const char *p = end; p < hdr + hlen; p++)
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-            s = dc_error(DIFFCL_ERR_FORMAT, "%s: unexpected bytes after the JSON header (at byte %ld)", path,
+            s = dc_error(DIFFCL_ERR_FORMAT,
+                         "%s: unexpected bytes after the JSON header (at byte %ld)", path,
                          (long)(p - hdr));
             goto done;
         }
@@ -486,7 +527,8 @@ static diffcl_status load_from_fd(diffcl_context *ctx, const char *path, int fd,
     entries = calloc((size_t)(total ? total : 1), sizeof *entries);
     order = calloc((size_t)(total ? total : 1), sizeof *order);
     if (!entries || !order) {
-        s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory for %d header entries", path, total);
+        s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory for %d header entries", path,
+                     total);
         goto done;
     }
     const cJSON *item;
@@ -543,7 +585,8 @@ done:
     return s;
 }
 
-diffcl_status diffcl_safetensors_load(diffcl_context *ctx, const char *path, diffcl_tensor_dict **out)
+diffcl_status diffcl_safetensors_load(diffcl_context *ctx, const char *path,
+                                      diffcl_tensor_dict **out)
 {
     DC_CHECK_ARG(out, "diffcl_safetensors_load: out is NULL");
     *out = NULL;
@@ -593,10 +636,12 @@ static int add_array_item(cJSON *arr, cJSON *item)
 }
 
 /* The JSON header, space-padded to a multiple of 8 bytes; *len receives its length. */
-static diffcl_status build_header(const diffcl_tensor_dict *d, const char *path, char **out, size_t *len)
+static diffcl_status build_header(const diffcl_tensor_dict *d, const char *path, char **out,
+                                  size_t *len)
 {
     cJSON *root = cJSON_CreateObject();
-    if (!root) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory building the header", path);
+    if (!root)
+        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory building the header", path);
     int ok = 1;
     if (d->n_meta > 0) {
         cJSON *meta = cJSON_CreateObject();
@@ -605,8 +650,9 @@ static diffcl_status build_header(const diffcl_tensor_dict *d, const char *path,
             if (!utf8_valid((const unsigned char *)d->meta_keys[i], strlen(d->meta_keys[i])) ||
                 !utf8_valid((const unsigned char *)d->meta_values[i], strlen(d->meta_values[i]))) {
                 cJSON_Delete(root);
-                return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: metadata key %s or its value is not valid UTF-8",
-                                path, d->meta_keys[i]);
+                return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                                "%s: metadata key %s or its value is not valid UTF-8", path,
+                                d->meta_keys[i]);
             }
             ok = add_item(meta, d->meta_keys[i], cJSON_CreateString(d->meta_values[i]));
         }
@@ -618,11 +664,14 @@ static diffcl_status build_header(const diffcl_tensor_dict *d, const char *path,
         const char *dt = st_dtype_name(t->dtype);
         diffcl_status err = DIFFCL_OK;
         if (!strcmp(name, ST_METADATA))
-            err = dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: \"__metadata__\" cannot name a tensor", path);
+            err = dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: \"__metadata__\" cannot name a tensor",
+                           path);
         else if (!utf8_valid((const unsigned char *)name, strlen(name)))
-            err = dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: tensor name %s is not valid UTF-8", path, name);
+            err = dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: tensor name %s is not valid UTF-8",
+                           path, name);
         else if (!dt)
-            err = dc_error(DIFFCL_ERR_DTYPE, "%s: tensor %s has unknown dtype %d", path, name, (int)t->dtype);
+            err = dc_error(DIFFCL_ERR_DTYPE, "%s: tensor %s has unknown dtype %d", path, name,
+                           (int)t->dtype);
         if (err != DIFFCL_OK) {
             cJSON_Delete(root);
             return err;
@@ -632,7 +681,8 @@ static diffcl_status build_header(const diffcl_tensor_dict *d, const char *path,
         ok = add_item(root, name, e) && add_item(e, "dtype", cJSON_CreateString(dt));
         cJSON *shape = ok ? cJSON_CreateArray() : NULL;
         ok = add_item(e, "shape", shape); /* owned by e from here on */
-        for (int k = 0; ok && k < t->ndim; k++) ok = add_array_item(shape, json_uint_raw((uint64_t)t->shape[k]));
+        for (int k = 0; ok && k < t->ndim; k++)
+            ok = add_array_item(shape, json_uint_raw((uint64_t)t->shape[k]));
         cJSON *offs = ok ? cJSON_CreateArray() : NULL;
         ok = add_item(e, "data_offsets", offs);
         ok = ok && add_array_item(offs, json_uint_raw(offset)) &&
@@ -641,7 +691,8 @@ static diffcl_status build_header(const diffcl_tensor_dict *d, const char *path,
     }
     char *js = ok ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
-    if (!js) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory building the header", path);
+    if (!js)
+        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory building the header", path);
     size_t n = strlen(js), padded = (n + 7) / 8 * 8;
     char *buf = realloc(js, padded + 1);
     if (!buf) {
@@ -727,7 +778,8 @@ diffcl_status diffcl_safetensors_save(const diffcl_tensor_dict *d, const char *p
     diffcl_status s = DIFFCL_OK;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (fd < 0) {
-        s = dc_error(DIFFCL_ERR_IO, "%s: cannot create the temporary file %s: %s", path, tmp, strerror(errno));
+        s = dc_error(DIFFCL_ERR_IO, "%s: cannot create the temporary file %s: %s", path, tmp,
+                     strerror(errno));
         goto out;
     }
     FILE *f = fdopen(fd, "wb");
@@ -745,14 +797,16 @@ diffcl_status diffcl_safetensors_save(const diffcl_tensor_dict *d, const char *p
     if (!err && rename(tmp, path) != 0) err = errno;
     if (err) {
         unlink(tmp);
-        s = dc_error(err == ENOMEM ? DIFFCL_ERR_OUT_OF_MEMORY : DIFFCL_ERR_IO,
-                     "%s: cannot write the checkpoint: %s (the previous file, if any, is unchanged)", path,
-                     strerror(err));
+        s = dc_error(
+            err == ENOMEM ? DIFFCL_ERR_OUT_OF_MEMORY : DIFFCL_ERR_IO,
+            "%s: cannot write the checkpoint: %s (the previous file, if any, is unchanged)", path,
+            strerror(err));
         goto out;
     }
     err = sync_parent_dir(path);
     if (err)
-        s = dc_error(DIFFCL_ERR_IO, "%s: written, but syncing its folder failed: %s", path, strerror(err));
+        s = dc_error(DIFFCL_ERR_IO, "%s: written, but syncing its folder failed: %s", path,
+                     strerror(err));
 out:
     free(tmp);
     free(hdr);

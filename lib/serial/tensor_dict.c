@@ -76,7 +76,9 @@ diffcl_status diffcl_tensor_dict_remove(diffcl_tensor_dict *d, const char *name)
 {
     DC_CHECK_ARG(d && name, "diffcl_tensor_dict_remove: NULL argument");
     int i = find(d, name);
-    if (i < 0) return dc_error(DIFFCL_ERR_NOT_FOUND, "diffcl_tensor_dict_remove: no tensor named %s", name);
+    if (i < 0)
+        return dc_error(DIFFCL_ERR_NOT_FOUND, "diffcl_tensor_dict_remove: no tensor named %s",
+                        name);
     free(d->names[i]);
     diffcl_tensor_free(d->tensors[i]);
     memmove(d->names + i, d->names + i + 1, (size_t)(d->n - i - 1) * sizeof *d->names);
@@ -85,7 +87,10 @@ diffcl_status diffcl_tensor_dict_remove(diffcl_tensor_dict *d, const char *name)
     return DIFFCL_OK;
 }
 
-int diffcl_tensor_dict_size(const diffcl_tensor_dict *d) { return d ? d->n : 0; }
+int diffcl_tensor_dict_size(const diffcl_tensor_dict *d)
+{
+    return d ? d->n : 0;
+}
 
 const char *diffcl_tensor_dict_name(const diffcl_tensor_dict *d, int i)
 {
@@ -131,7 +136,10 @@ const char *diffcl_tensor_dict_get_meta(const diffcl_tensor_dict *d, const char 
     return NULL;
 }
 
-int diffcl_tensor_dict_meta_count(const diffcl_tensor_dict *d) { return d ? d->n_meta : 0; }
+int diffcl_tensor_dict_meta_count(const diffcl_tensor_dict *d)
+{
+    return d ? d->n_meta : 0;
+}
 
 const char *diffcl_tensor_dict_meta_key(const diffcl_tensor_dict *d, int i)
 {

@@ -12,7 +12,10 @@ int diffcl_set_grad_enabled(diffcl_context *ctx, int enabled)
     return prev;
 }
 
-int diffcl_grad_enabled(const diffcl_context *ctx) { return ctx ? ctx->grad_enabled : 0; }
+int diffcl_grad_enabled(const diffcl_context *ctx)
+{
+    return ctx ? ctx->grad_enabled : 0;
+}
 
 int dc_any_requires_grad(diffcl_tensor *const *inputs, int n)
 {
@@ -64,18 +67,26 @@ diffcl_status diffcl_tensor_set_requires_grad(diffcl_tensor *t, int requires_gra
 {
     DC_CHECK_TENSOR(t, "diffcl_tensor_set_requires_grad");
     if (t->node)
-        return dc_error(DIFFCL_ERR_STATE,
-                        "diffcl_tensor_set_requires_grad: only leaf tensors can be marked; detach first");
+        return dc_error(
+            DIFFCL_ERR_STATE,
+            "diffcl_tensor_set_requires_grad: only leaf tensors can be marked; detach first");
     if (requires_grad && !dc_is_float(t->dtype))
-        return dc_error(DIFFCL_ERR_DTYPE, "diffcl_tensor_set_requires_grad: %s tensors cannot have gradients",
+        return dc_error(DIFFCL_ERR_DTYPE,
+                        "diffcl_tensor_set_requires_grad: %s tensors cannot have gradients",
                         diffcl_dtype_name(t->dtype));
     t->requires_grad = requires_grad != 0;
     return DIFFCL_OK;
 }
 
-int diffcl_tensor_requires_grad(const diffcl_tensor *t) { return t ? t->requires_grad : 0; }
+int diffcl_tensor_requires_grad(const diffcl_tensor *t)
+{
+    return t ? t->requires_grad : 0;
+}
 
-diffcl_tensor *diffcl_tensor_grad(const diffcl_tensor *t) { return t ? t->grad : NULL; }
+diffcl_tensor *diffcl_tensor_grad(const diffcl_tensor *t)
+{
+    return t ? t->grad : NULL;
+}
 
 void diffcl_tensor_zero_grad(diffcl_tensor *t)
 {
@@ -148,7 +159,10 @@ static diffcl_status topo_sort(diffcl_tensor *root, tlist *order)
                 if (x->bw_state == BW_NONE) {
                     x->bw_state = BW_VISITING;
                     x->bw_pending = 0;
-                    if (!tlist_push(&stack, x)) { s = DIFFCL_ERR_OUT_OF_MEMORY; break; }
+                    if (!tlist_push(&stack, x)) {
+                        s = DIFFCL_ERR_OUT_OF_MEMORY;
+                        break;
+                    }
                     pushed = 1;
                     break;
                 }
@@ -180,8 +194,8 @@ static diffcl_status accumulate(diffcl_tensor *x, diffcl_tensor *g)
     if (!x->grad) {
         /* take the gradient over only when nothing else can see it: a backward may hand the
          * same tensor to two inputs (add), and the first accumulation would alias both */
-        if (g->dtype == x->dtype && dc_is_contiguous(g) && g->refcount == 1 && g->storage->refcount == 1 &&
-            g->offset == 0) {
+        if (g->dtype == x->dtype && dc_is_contiguous(g) && g->refcount == 1 &&
+            g->storage->refcount == 1 && g->offset == 0) {
             x->grad = diffcl_tensor_retain(g);
         } else {
             x->grad = dc_tensor_empty(x->ctx, x->dtype, x->ndim, x->shape);
@@ -203,18 +217,20 @@ diffcl_status diffcl_backward(diffcl_tensor *loss, const diffcl_tensor *grad)
 {
     DC_CHECK_TENSOR(loss, "diffcl_backward");
     if (loss->graph_freed)
-        return dc_error(DIFFCL_ERR_STATE, "diffcl_backward: the graph behind this tensor was already "
-                                          "used by a backward pass and freed");
+        return dc_error(DIFFCL_ERR_STATE,
+                        "diffcl_backward: the graph behind this tensor was already "
+                        "used by a backward pass and freed");
     if (!loss->requires_grad)
         return dc_error(DIFFCL_ERR_STATE, "diffcl_backward: tensor does not require grad "
                                           "(no parameter contributed, or grad mode was off)");
     if (!dc_is_float(loss->dtype))
-        return dc_error(DIFFCL_ERR_DTYPE, "diffcl_backward: loss is %s", diffcl_dtype_name(loss->dtype));
+        return dc_error(DIFFCL_ERR_DTYPE, "diffcl_backward: loss is %s",
+                        diffcl_dtype_name(loss->dtype));
     diffcl_tensor *seed;
     if (grad) {
         if (!dc_same_shape(grad, loss))
-            return dc_error(DIFFCL_ERR_SHAPE, "diffcl_backward: grad %s for loss %s", dc_shape_str(grad),
-                            dc_shape_str(loss));
+            return dc_error(DIFFCL_ERR_SHAPE, "diffcl_backward: grad %s for loss %s",
+                            dc_shape_str(grad), dc_shape_str(loss));
         seed = dc_tensor_empty(loss->ctx, loss->dtype, loss->ndim, loss->shape);
         if (seed) dc_copy_into(seed, grad);
     } else {

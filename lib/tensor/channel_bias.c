@@ -2,6 +2,8 @@
  * network's time-embedding fusion adds one bias per sample and channel over the volume). */
 #include "tensor/tensor_internal.h"
 
+/* A _Pragma in a macro is not a statement to clang-format: keep the layout. */
+/* clang-format off */
 #define BIAS_FWD(T)                                                                        \
     do {                                                                                   \
         const T *px = (const T *)dc_data(xc), *pb = (const T *)dc_data(bc);                \
@@ -14,7 +16,10 @@
             for (int64_t i = 0; i < S; i++) o[i] = a[i] + v;                               \
         }                                                                                  \
     } while (0)
+/* clang-format on */
 
+/* A _Pragma in a macro is not a statement to clang-format: keep the layout. */
+/* clang-format off */
 #define BIAS_BWD(T)                                                                        \
     do {                                                                                   \
         const T *pg = (const T *)dc_data(gc);                                              \
@@ -27,6 +32,7 @@
             pb[p] = (T)acc;                                                                \
         }                                                                                  \
     } while (0)
+/* clang-format on */
 
 static diffcl_status channel_bias_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **gin)
 {
@@ -41,8 +47,10 @@ static diffcl_status channel_bias_backward(dc_node *n, diffcl_tensor *g, diffcl_
             diffcl_tensor_free(gc);
             return DIFFCL_ERR_OUT_OF_MEMORY;
         }
-        if (b->dtype == DIFFCL_F32) BIAS_BWD(float);
-        else BIAS_BWD(double);
+        if (b->dtype == DIFFCL_F32)
+            BIAS_BWD(float);
+        else
+            BIAS_BWD(double);
         (void)nt;
         gin[1] = gb;
     }
@@ -53,7 +61,8 @@ static diffcl_status channel_bias_backward(dc_node *n, diffcl_tensor *g, diffcl_
 /* x and b are read for their shapes only */
 static const dc_op OP_CHANNEL_BIAS = {"channel_bias", channel_bias_backward, NULL, 0x3};
 
-diffcl_status dc_add_channel_bias(const diffcl_tensor *x, const diffcl_tensor *b, diffcl_tensor **out)
+diffcl_status dc_add_channel_bias(const diffcl_tensor *x, const diffcl_tensor *b,
+                                  diffcl_tensor **out)
 {
     const char *fn = "channel_bias";
     DC_CHECK_ARG(out, "%s: out is NULL", fn);
@@ -75,8 +84,10 @@ diffcl_status dc_add_channel_bias(const diffcl_tensor *x, const diffcl_tensor *b
     }
     int64_t planes = x->shape[0] * x->shape[1], S = planes ? dc_numel(x) / planes : 0;
     int nt = dc_threads(x->ctx);
-    if (x->dtype == DIFFCL_F32) BIAS_FWD(float);
-    else BIAS_FWD(double);
+    if (x->dtype == DIFFCL_F32)
+        BIAS_FWD(float);
+    else
+        BIAS_FWD(double);
     (void)nt;
     diffcl_tensor_free(xc);
     diffcl_tensor_free(bc);

@@ -25,31 +25,34 @@ static diffcl_status broadcast(const diffcl_tensor *a, const diffcl_tensor *b, i
     return DIFFCL_OK;
 }
 
-#define BINARY_LOOP(T, EXPR)                                                          \
-    do {                                                                              \
-        const T *pa = (const T *)dc_data(a), *pb = (const T *)dc_data(b);             \
-        T *po = (T *)dc_data(r);                                                      \
-        if (fast) {                                                                   \
-            for (int64_t j = 0; j < total; j++) {                                     \
-                T x = pa[j], y = pb[j];                                               \
-                po[j] = (EXPR);                                                       \
-            }                                                                         \
-            break;                                                                    \
-        }                                                                             \
-        int64_t idx[DIFFCL_MAX_DIMS] = {0};                                           \
-        for (int64_t done = 0; done < total; done += inner) {                         \
-            int64_t oa = 0, ob = 0;                                                   \
-            for (int i = 0; i < nd - 1; i++) { oa += idx[i] * sa[i]; ob += idx[i] * sb[i]; } \
-            const T *qa = pa + oa, *qb = pb + ob;                                     \
-            for (int64_t j = 0; j < inner; j++) {                                     \
-                T x = qa[j * ia], y = qb[j * ib];                                     \
-                po[done + j] = (EXPR);                                                \
-            }                                                                         \
-            for (int i = nd - 2; i >= 0; i--) {                                       \
-                if (++idx[i] < shape[i]) break;                                       \
-                idx[i] = 0;                                                           \
-            }                                                                         \
-        }                                                                             \
+#define BINARY_LOOP(T, EXPR)                                                                       \
+    do {                                                                                           \
+        const T *pa = (const T *)dc_data(a), *pb = (const T *)dc_data(b);                          \
+        T *po = (T *)dc_data(r);                                                                   \
+        if (fast) {                                                                                \
+            for (int64_t j = 0; j < total; j++) {                                                  \
+                T x = pa[j], y = pb[j];                                                            \
+                po[j] = (EXPR);                                                                    \
+            }                                                                                      \
+            break;                                                                                 \
+        }                                                                                          \
+        int64_t idx[DIFFCL_MAX_DIMS] = {0};                                                        \
+        for (int64_t done = 0; done < total; done += inner) {                                      \
+            int64_t oa = 0, ob = 0;                                                                \
+            for (int i = 0; i < nd - 1; i++) {                                                     \
+                oa += idx[i] * sa[i];                                                              \
+                ob += idx[i] * sb[i];                                                              \
+            }                                                                                      \
+            const T *qa = pa + oa, *qb = pb + ob;                                                  \
+            for (int64_t j = 0; j < inner; j++) {                                                  \
+                T x = qa[j * ia], y = qb[j * ib];                                                  \
+                po[done + j] = (EXPR);                                                             \
+            }                                                                                      \
+            for (int i = nd - 2; i >= 0; i--) {                                                    \
+                if (++idx[i] < shape[i]) break;                                                    \
+                idx[i] = 0;                                                                        \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
 static diffcl_tensor *binary_kernel(const diffcl_tensor *a, const diffcl_tensor *b, int op,
@@ -73,14 +76,14 @@ static diffcl_tensor *binary_kernel(const diffcl_tensor *a, const diffcl_tensor 
         switch (op) {
         case BIN_ADD: BINARY_LOOP(float, x + y); break;
         case BIN_SUB: BINARY_LOOP(float, x - y); break;
-        case BIN_MUL: BINARY_LOOP(float, x * y); break;
+        case BIN_MUL: BINARY_LOOP(float, x *y); break;
         default: BINARY_LOOP(float, x / y); break;
         }
     } else {
         switch (op) {
         case BIN_ADD: BINARY_LOOP(double, x + y); break;
         case BIN_SUB: BINARY_LOOP(double, x - y); break;
-        case BIN_MUL: BINARY_LOOP(double, x * y); break;
+        case BIN_MUL: BINARY_LOOP(double, x *y); break;
         default: BINARY_LOOP(double, x / y); break;
         }
     }
@@ -93,10 +96,11 @@ static diffcl_status check_float_pair(const diffcl_tensor *a, const diffcl_tenso
     DC_CHECK_TENSOR(a, fn);
     DC_CHECK_TENSOR(b, fn);
     if (!dc_is_float(a->dtype) || a->dtype != b->dtype)
-        return dc_error(DIFFCL_ERR_DTYPE, "%s: operands are %s and %s; need matching f32 or f64", fn,
-                        diffcl_dtype_name(a->dtype), diffcl_dtype_name(b->dtype));
+        return dc_error(DIFFCL_ERR_DTYPE, "%s: operands are %s and %s; need matching f32 or f64",
+                        fn, diffcl_dtype_name(a->dtype), diffcl_dtype_name(b->dtype));
     if (a->ctx != b->ctx)
-        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: operands belong to different contexts", fn);
+        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: operands belong to different contexts",
+                        fn);
     return DIFFCL_OK;
 }
 
@@ -114,9 +118,14 @@ diffcl_tensor *dc_sum_to_shape(const diffcl_tensor *g, int ndim, const int64_t *
     int64_t idx[DIFFCL_MAX_DIMS] = {0}, n = dc_numel(g);
     for (int64_t e = 0; e < n; e++) {
         int64_t og = 0, orr = 0;
-        for (int i = 0; i < g->ndim; i++) { og += idx[i] * g->strides[i]; orr += idx[i] * rs[i]; }
-        if (g->dtype == DIFFCL_F32) dc_f32(r)[orr] += dc_f32(g)[og];
-        else dc_f64(r)[orr] += dc_f64(g)[og];
+        for (int i = 0; i < g->ndim; i++) {
+            og += idx[i] * g->strides[i];
+            orr += idx[i] * rs[i];
+        }
+        if (g->dtype == DIFFCL_F32)
+            dc_f32(r)[orr] += dc_f32(g)[og];
+        else
+            dc_f64(r)[orr] += dc_f64(g)[og];
         for (int i = g->ndim - 1; i >= 0; i--) {
             if (++idx[i] < g->shape[i]) break;
             idx[i] = 0;
@@ -161,10 +170,14 @@ static diffcl_status binary_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor
         const diffcl_tensor *x = n->inputs[k];
         diffcl_tensor *full = NULL;
         diffcl_status s = DIFFCL_OK;
-        if (op == BIN_ADD) full = diffcl_tensor_retain(g);
-        else if (op == BIN_SUB) full = k == 0 ? diffcl_tensor_retain(g) : dc_nograd_affine(g, -1, 0);
-        else if (op == BIN_MUL) full = binary_kernel(g, k == 0 ? b : a, BIN_MUL, "mul_backward", &s);
-        else if (k == 0) full = binary_kernel(g, b, BIN_DIV, "div_backward", &s);
+        if (op == BIN_ADD)
+            full = diffcl_tensor_retain(g);
+        else if (op == BIN_SUB)
+            full = k == 0 ? diffcl_tensor_retain(g) : dc_nograd_affine(g, -1, 0);
+        else if (op == BIN_MUL)
+            full = binary_kernel(g, k == 0 ? b : a, BIN_MUL, "mul_backward", &s);
+        else if (k == 0)
+            full = binary_kernel(g, b, BIN_DIV, "div_backward", &s);
         else {
             /* d(a/b)/db = -a/b^2 = -(a/b)/b */
             diffcl_tensor *q = binary_kernel(a, b, BIN_DIV, "div_backward", &s);
@@ -176,7 +189,8 @@ static diffcl_status binary_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor
             diffcl_tensor_free(t);
         }
         if (!full) return s != DIFFCL_OK ? s : DIFFCL_ERR_OUT_OF_MEMORY;
-        if (dc_same_shape(full, x) && dc_is_contiguous(full)) gin[k] = full;
+        if (dc_same_shape(full, x) && dc_is_contiguous(full))
+            gin[k] = full;
         else {
             gin[k] = dc_sum_to_shape(full, x->ndim, x->shape);
             diffcl_tensor_free(full);
@@ -276,7 +290,8 @@ static diffcl_status unary_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor 
             float k = (float)n->f[0];
             for (int64_t i = 0; i < m; i++) pr[i] = pg[i] * k;
         } else {
-            for (int64_t i = 0; i < m; i++) pr[i] = (float)(pg[i] * unary_df(op, px[i], py[i], n->f[0]));
+            for (int64_t i = 0; i < m; i++)
+                pr[i] = (float)(pg[i] * unary_df(op, px[i], py[i], n->f[0]));
         }
     } else {
         const double *px = dc_f64(x), *py = dc_f64(y), *pg = dc_f64(gc);

@@ -72,8 +72,10 @@ diffcl_status diffcl_gradcheck(diffcl_gradcheck_fn fn, void *user, diffcl_tensor
     diffcl_rng_normal(diffcl_rng_key_make(o.seed, 0x6772u, 0, 0), 0, (size_t)nw, 0.0f, 1.0f, wf);
     for (int64_t i = 0; i < nw; i++) {
         w[i] = wf[i];
-        if (out->dtype == DIFFCL_F32) dc_f32(wt)[i] = wf[i];
-        else dc_f64(wt)[i] = wf[i];
+        if (out->dtype == DIFFCL_F32)
+            dc_f32(wt)[i] = wf[i];
+        else
+            dc_f64(wt)[i] = wf[i];
     }
     free(wf);
     diffcl_tensor *prod = NULL, *L = NULL;
@@ -118,9 +120,10 @@ diffcl_status diffcl_gradcheck(diffcl_gradcheck_fn fn, void *user, diffcl_tensor
             if (err / den > res.max_rel_error && err > o.atol) res.max_rel_error = err / den;
             if (!(err <= o.atol + o.rtol * fabs(num))) {
                 if (res.n_failed == 0)
-                    dc_error(DIFFCL_ERR_NUMERIC,
-                             "diffcl_gradcheck: input %d element %lld: numerical %.9g, analytical %.9g",
-                             k, (long long)e, num, ana);
+                    dc_error(
+                        DIFFCL_ERR_NUMERIC,
+                        "diffcl_gradcheck: input %d element %lld: numerical %.9g, analytical %.9g",
+                        k, (long long)e, num, ana);
                 res.n_failed++;
             }
         }
@@ -128,7 +131,8 @@ diffcl_status diffcl_gradcheck(diffcl_gradcheck_fn fn, void *user, diffcl_tensor
     free(w);
     for (int k = 0; k < n_inputs; k++) diffcl_tensor_zero_grad(inputs[k]);
     if (result) {
-        size_t n = result->struct_size && result->struct_size < sizeof res ? result->struct_size : sizeof res;
+        size_t n = result->struct_size && result->struct_size < sizeof res ? result->struct_size
+                                                                           : sizeof res;
         memcpy(result, &res, n);
     }
     if (s != DIFFCL_OK) return s;

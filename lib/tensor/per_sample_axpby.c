@@ -22,8 +22,10 @@ static diffcl_status axpby_backward(dc_node *node, diffcl_tensor *g, diffcl_tens
     for (int64_t n = 0; n < N; n++)
         for (int64_t i = 0; i < P; i++) {
             int64_t j = n * P + i;
-            if (r->dtype == DIFFCL_F32) dc_f32(r)[j] = (float)(a[n] * dc_f32(gc)[j]);
-            else dc_f64(r)[j] = a[n] * dc_f64(gc)[j];
+            if (r->dtype == DIFFCL_F32)
+                dc_f32(r)[j] = (float)(a[n] * dc_f32(gc)[j]);
+            else
+                dc_f64(r)[j] = a[n] * dc_f64(gc)[j];
         }
     diffcl_tensor_free(gc);
     gin[0] = r;
@@ -50,15 +52,19 @@ diffcl_status dc_per_sample_axpby(const diffcl_tensor *x, const double *a, const
     for (int64_t n = 0; n < N; n++)
         for (int64_t i = 0; i < P; i++) {
             int64_t j = n * P + i;
-            if (r->dtype == DIFFCL_F32) dc_f32(r)[j] = (float)(a[n] * dc_f32(xc)[j] + b[n] * dc_f32(cc)[j]);
-            else dc_f64(r)[j] = a[n] * dc_f64(xc)[j] + b[n] * dc_f64(cc)[j];
+            if (r->dtype == DIFFCL_F32)
+                dc_f32(r)[j] = (float)(a[n] * dc_f32(xc)[j] + b[n] * dc_f32(cc)[j]);
+            else
+                dc_f64(r)[j] = a[n] * dc_f64(xc)[j] + b[n] * dc_f64(cc)[j];
         }
     diffcl_tensor_free(xc);
     diffcl_tensor_free(cc);
     diffcl_tensor *in = (diffcl_tensor *)x;
     dc_node *node = dc_record(r, &OP_AXPBY, &in, 1);
-    if (node) node->state = coef;
-    else free(coef);
+    if (node)
+        node->state = coef;
+    else
+        free(coef);
     *out = r;
     return DIFFCL_OK;
 }

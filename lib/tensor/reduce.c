@@ -20,7 +20,8 @@ static void reduced_shape(const diffcl_tensor *t, int a, int keepdim, int *nd, i
     for (int i = 0; i < t->ndim; i++) {
         if (i == a) {
             if (keepdim) sh[k++] = 1;
-        } else sh[k++] = t->shape[i];
+        } else
+            sh[k++] = t->shape[i];
     }
     *nd = k;
 }
@@ -46,14 +47,18 @@ static diffcl_status reduce_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor
             double gv = x->dtype == DIFFCL_F32 ? dc_f32(gc)[gi] : dc_f64(gc)[gi];
             if (arg) {
                 int64_t at = (o * len + arg[gi]) * inner + i;
-                if (x->dtype == DIFFCL_F32) dc_f32(r)[at] = (float)gv;
-                else dc_f64(r)[at] = gv;
+                if (x->dtype == DIFFCL_F32)
+                    dc_f32(r)[at] = (float)gv;
+                else
+                    dc_f64(r)[at] = gv;
                 continue;
             }
             for (int64_t k = 0; k < len; k++) {
                 int64_t at = (o * len + k) * inner + i;
-                if (x->dtype == DIFFCL_F32) dc_f32(r)[at] = (float)(gv * scale);
-                else dc_f64(r)[at] = gv * scale;
+                if (x->dtype == DIFFCL_F32)
+                    dc_f32(r)[at] = (float)(gv * scale);
+                else
+                    dc_f64(r)[at] = gv * scale;
             }
         }
     diffcl_tensor_free(gc);
@@ -62,29 +67,29 @@ static diffcl_status reduce_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor
 }
 static const dc_op OP_REDUCE = {"reduce", reduce_backward, NULL, 0};
 
-#define REDUCE_LOOP(T)                                                                    \
-    do {                                                                                  \
-        const T *px = (const T *)dc_data(x);                                              \
-        for (int64_t o = 0; o < outer; o++)                                               \
-            for (int64_t i = 0; i < inner; i++) {                                         \
-                const T *p = px + o * len * inner + i;                                    \
-                int64_t gi = o * inner + i;                                               \
-                if (op == RED_SUM || op == RED_MEAN) {                                    \
-                    double acc = 0;                                                       \
-                    for (int64_t k = 0; k < len; k++) acc += p[k * inner];                \
-                    ((T *)dc_data(r))[gi] = (T)(op == RED_MEAN ? acc / (double)len : acc); \
-                } else {                                                                  \
-                    int64_t best = 0;                                                     \
-                    T bv = p[0];                                                          \
-                    for (int64_t k = 1; k < len; k++)                                     \
-                        if (p[k * inner] > bv || (isnan(p[k * inner]) && !isnan(bv))) {   \
-                            bv = p[k * inner];                                            \
-                            best = k;                                                     \
-                        }                                                                 \
-                    if (argmax) argmax[gi] = best;                                        \
-                    if (op == RED_MAX) ((T *)dc_data(r))[gi] = bv;                        \
-                }                                                                         \
-            }                                                                             \
+#define REDUCE_LOOP(T)                                                                             \
+    do {                                                                                           \
+        const T *px = (const T *)dc_data(x);                                                       \
+        for (int64_t o = 0; o < outer; o++)                                                        \
+            for (int64_t i = 0; i < inner; i++) {                                                  \
+                const T *p = px + o * len * inner + i;                                             \
+                int64_t gi = o * inner + i;                                                        \
+                if (op == RED_SUM || op == RED_MEAN) {                                             \
+                    double acc = 0;                                                                \
+                    for (int64_t k = 0; k < len; k++) acc += p[k * inner];                         \
+                    ((T *)dc_data(r))[gi] = (T)(op == RED_MEAN ? acc / (double)len : acc);         \
+                } else {                                                                           \
+                    int64_t best = 0;                                                              \
+                    T bv = p[0];                                                                   \
+                    for (int64_t k = 1; k < len; k++)                                              \
+                        if (p[k * inner] > bv || (isnan(p[k * inner]) && !isnan(bv))) {            \
+                            bv = p[k * inner];                                                     \
+                            best = k;                                                              \
+                        }                                                                          \
+                    if (argmax) argmax[gi] = best;                                                 \
+                    if (op == RED_MAX) ((T *)dc_data(r))[gi] = bv;                                 \
+                }                                                                                  \
+            }                                                                                      \
     } while (0)
 
 static diffcl_status reduce(const diffcl_tensor *t, int axis, int keepdim, int op,
@@ -116,9 +121,12 @@ static diffcl_status reduce(const diffcl_tensor *t, int axis, int keepdim, int o
         diffcl_tensor_free(r);
         return DIFFCL_ERR_OUT_OF_MEMORY;
     }
-    int64_t *argmax = op == RED_ARGMAX ? (int64_t *)dc_data(r) : (am ? (int64_t *)dc_data(am) : NULL);
-    if (t->dtype == DIFFCL_F32) REDUCE_LOOP(float);
-    else REDUCE_LOOP(double);
+    int64_t *argmax =
+        op == RED_ARGMAX ? (int64_t *)dc_data(r) : (am ? (int64_t *)dc_data(am) : NULL);
+    if (t->dtype == DIFFCL_F32)
+        REDUCE_LOOP(float);
+    else
+        REDUCE_LOOP(double);
     if (op != RED_ARGMAX) {
         diffcl_tensor *in = (diffcl_tensor *)t;
         dc_node *n = dc_record(r, &OP_REDUCE, &in, 1);

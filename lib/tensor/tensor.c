@@ -30,7 +30,10 @@ const char *diffcl_dtype_name(diffcl_dtype dtype)
     return "?";
 }
 
-int dc_is_float(diffcl_dtype d) { return d == DIFFCL_F32 || d == DIFFCL_F64; }
+int dc_is_float(diffcl_dtype d)
+{
+    return d == DIFFCL_F32 || d == DIFFCL_F64;
+}
 
 int dc_norm_axis(int axis, int ndim)
 {
@@ -45,7 +48,10 @@ static int64_t shape_numel(int ndim, const int64_t *shape)
     return n;
 }
 
-int64_t dc_numel(const diffcl_tensor *t) { return shape_numel(t->ndim, t->shape); }
+int64_t dc_numel(const diffcl_tensor *t)
+{
+    return shape_numel(t->ndim, t->shape);
+}
 
 static void contiguous_strides(int ndim, const int64_t *shape, int64_t *strides)
 {
@@ -104,7 +110,8 @@ static diffcl_status check_shape(int ndim, const int64_t *shape, const char *fn)
             return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: negative size %lld on axis %d", fn,
                             (long long)shape[i], i);
         if (shape[i] > 0 && n > INT64_MAX / 16 / shape[i])
-            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: shape too large: its byte size overflows 64 bits",
+            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                            "%s: shape too large: its byte size overflows 64 bits",
                             fn); /* a bad size, not a failed allocation */
         n *= shape[i];
     }
@@ -201,8 +208,7 @@ diffcl_status diffcl_tensor_new(diffcl_context *ctx, diffcl_dtype dtype, int ndi
 }
 
 diffcl_status diffcl_tensor_from_data(diffcl_context *ctx, diffcl_dtype dtype, int ndim,
-                                      const int64_t *shape, const void *data,
-                                      diffcl_tensor **out)
+                                      const int64_t *shape, const void *data, diffcl_tensor **out)
 {
     DC_CHECK_ARG(out, "diffcl_tensor_from_data: out is NULL");
     *out = NULL;
@@ -259,8 +265,10 @@ diffcl_tensor *diffcl_tensor_retain(diffcl_tensor *t)
 static void storage_release(dc_storage *s)
 {
     if (!s || --s->refcount > 0) return;
-    if (s->owned) dc_free(s->ctx, s->data, s->nbytes);
-    else if (s->deleter) s->deleter(s->data, s->deleter_user);
+    if (s->owned)
+        dc_free(s->ctx, s->data, s->nbytes);
+    else if (s->deleter)
+        s->deleter(s->data, s->deleter_user);
     free(s);
 }
 
@@ -271,7 +279,8 @@ static void storage_release(dc_storage *s)
  * stays for its shape and graph links; nothing can reach its data any more. */
 static void graph_release(diffcl_tensor *t)
 {
-    if (t->node && t->storage && t->graph_pins == 0 && t->refcount == t->graph_refs && !t->n_hooks) {
+    if (t->node && t->storage && t->graph_pins == 0 && t->refcount == t->graph_refs &&
+        !t->n_hooks) {
         storage_release(t->storage);
         t->storage = NULL;
     }
@@ -293,7 +302,10 @@ void diffcl_tensor_free(diffcl_tensor *t)
 
 /* ------------------------------------------------------------- queries ---- */
 
-int diffcl_tensor_ndim(const diffcl_tensor *t) { return t ? t->ndim : 0; }
+int diffcl_tensor_ndim(const diffcl_tensor *t)
+{
+    return t ? t->ndim : 0;
+}
 
 int64_t diffcl_tensor_dim(const diffcl_tensor *t, int axis)
 {
@@ -316,12 +328,30 @@ int diffcl_tensor_strides(const diffcl_tensor *t, int64_t strides[DIFFCL_MAX_DIM
     return t->ndim;
 }
 
-int64_t diffcl_tensor_numel(const diffcl_tensor *t) { return t ? dc_numel(t) : 0; }
-diffcl_dtype diffcl_tensor_dtype(const diffcl_tensor *t) { return t ? t->dtype : DIFFCL_F32; }
-int diffcl_tensor_is_contiguous(const diffcl_tensor *t) { return t ? dc_is_contiguous(t) : 0; }
-diffcl_context *diffcl_tensor_context(const diffcl_tensor *t) { return t ? t->ctx : NULL; }
-void *diffcl_tensor_data(diffcl_tensor *t) { return t ? dc_data(t) : NULL; }
-const void *diffcl_tensor_data_const(const diffcl_tensor *t) { return t ? dc_data(t) : NULL; }
+int64_t diffcl_tensor_numel(const diffcl_tensor *t)
+{
+    return t ? dc_numel(t) : 0;
+}
+diffcl_dtype diffcl_tensor_dtype(const diffcl_tensor *t)
+{
+    return t ? t->dtype : DIFFCL_F32;
+}
+int diffcl_tensor_is_contiguous(const diffcl_tensor *t)
+{
+    return t ? dc_is_contiguous(t) : 0;
+}
+diffcl_context *diffcl_tensor_context(const diffcl_tensor *t)
+{
+    return t ? t->ctx : NULL;
+}
+void *diffcl_tensor_data(diffcl_tensor *t)
+{
+    return t ? dc_data(t) : NULL;
+}
+const void *diffcl_tensor_data_const(const diffcl_tensor *t)
+{
+    return t ? dc_data(t) : NULL;
+}
 
 /* ---------------------------------------------------------------- copies ---- */
 
@@ -357,7 +387,8 @@ static void parallel_memcpy(void *dst, const void *src, int64_t bytes, int nt)
     const int64_t parts = bytes >= COPY_PAR_BYTES ? nt : 1;
 #pragma omp parallel for num_threads(nt) schedule(static) if (parts > 1)
     for (int64_t k = 0; k < parts; k++) { /* 64-byte aligned pieces */
-        int64_t lo = bytes * k / parts / 64 * 64, hi = k == parts - 1 ? bytes : bytes * (k + 1) / parts / 64 * 64;
+        int64_t lo = bytes * k / parts / 64 * 64,
+                hi = k == parts - 1 ? bytes : bytes * (k + 1) / parts / 64 * 64;
         memcpy((char *)dst + lo, (const char *)src + lo, (size_t)(hi - lo));
     }
 }
@@ -428,8 +459,9 @@ diffcl_status diffcl_tensor_copy_to(const diffcl_tensor *t, void *buf, size_t nb
     DC_CHECK_ARG(buf, "diffcl_tensor_copy_to: buf is NULL");
     size_t need = (size_t)dc_numel(t) * diffcl_dtype_size(t->dtype);
     if (nbytes != need)
-        return dc_error(DIFFCL_ERR_SHAPE, "diffcl_tensor_copy_to: buffer has %zu bytes, tensor %s needs %zu",
-                        nbytes, dc_shape_str(t), need);
+        return dc_error(DIFFCL_ERR_SHAPE,
+                        "diffcl_tensor_copy_to: buffer has %zu bytes, tensor %s needs %zu", nbytes,
+                        dc_shape_str(t), need);
     copy_to_buffer(buf, t->dtype, t);
     return DIFFCL_OK;
 }
@@ -440,7 +472,8 @@ diffcl_status diffcl_tensor_copy_from(diffcl_tensor *t, const void *buf, size_t 
     DC_CHECK_ARG(buf, "diffcl_tensor_copy_from: buf is NULL");
     size_t need = (size_t)dc_numel(t) * diffcl_dtype_size(t->dtype);
     if (nbytes != need)
-        return dc_error(DIFFCL_ERR_SHAPE, "diffcl_tensor_copy_from: buffer has %zu bytes, tensor %s needs %zu",
+        return dc_error(DIFFCL_ERR_SHAPE,
+                        "diffcl_tensor_copy_from: buffer has %zu bytes, tensor %s needs %zu",
                         nbytes, dc_shape_str(t), need);
     const int nt = dc_threads(t->ctx);
     char *base = dc_data(t);
@@ -459,9 +492,11 @@ diffcl_status diffcl_tensor_copy_from(diffcl_tensor *t, const void *buf, size_t 
     for (int64_t r = 0; r < rows; r++) {
         char *dst = base + row_offset(t, r) * es;
         const char *src = (const char *)buf + r * inner * es;
-        if (istride == 1) memcpy(dst, src, (size_t)(inner * es));
+        if (istride == 1)
+            memcpy(dst, src, (size_t)(inner * es));
         else
-            for (int64_t j = 0; j < inner; j++) memcpy(dst + j * istride * es, src + j * es, (size_t)es);
+            for (int64_t j = 0; j < inner; j++)
+                memcpy(dst + j * istride * es, src + j * es, (size_t)es);
     }
     return DIFFCL_OK;
 }
@@ -474,8 +509,9 @@ static diffcl_status element_offset(const diffcl_tensor *t, const int64_t *index
     int64_t o = 0;
     for (int i = 0; i < t->ndim; i++) {
         if (index[i] < 0 || index[i] >= t->shape[i])
-            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: index %lld out of range for axis %d of %s",
-                            fn, (long long)index[i], i, dc_shape_str(t));
+            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                            "%s: index %lld out of range for axis %d of %s", fn,
+                            (long long)index[i], i, dc_shape_str(t));
         o += index[i] * t->strides[i];
     }
     *off = o;
@@ -487,7 +523,8 @@ diffcl_status diffcl_tensor_get(const diffcl_tensor *t, const int64_t *index, do
     int64_t off;
     DC_TRY(element_offset(t, index, &off, "diffcl_tensor_get"));
     DC_CHECK_ARG(value, "diffcl_tensor_get: value is NULL");
-    *value = load_as_double((char *)dc_data(t) + off * (int64_t)diffcl_dtype_size(t->dtype), t->dtype);
+    *value =
+        load_as_double((char *)dc_data(t) + off * (int64_t)diffcl_dtype_size(t->dtype), t->dtype);
     return DIFFCL_OK;
 }
 
@@ -516,8 +553,8 @@ static diffcl_status fill_from_floats(diffcl_tensor *t, const float *vals, const
 {
     /* vals holds numel floats in row-major order */
     diffcl_tensor *src = NULL;
-    diffcl_status s = diffcl_tensor_wrap(t->ctx, DIFFCL_F32, t->ndim, t->shape, NULL,
-                                         (void *)vals, NULL, NULL, &src);
+    diffcl_status s = diffcl_tensor_wrap(t->ctx, DIFFCL_F32, t->ndim, t->shape, NULL, (void *)vals,
+                                         NULL, NULL, &src);
     if (s != DIFFCL_OK) return s;
     if (dc_is_contiguous(t)) {
         dc_copy_into(t, src);
@@ -567,15 +604,16 @@ static diffcl_status fill_random(diffcl_tensor *t, diffcl_rng_key key, double a,
     size_t n = (size_t)dc_numel(t);
     float *vals = malloc((n ? n : 1) * sizeof *vals);
     if (!vals) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    if (normal) diffcl_rng_normal(key, 0, n, (float)a, (float)b, vals);
-    else diffcl_rng_uniform(key, 0, n, (float)a, (float)b, vals);
+    if (normal)
+        diffcl_rng_normal(key, 0, n, (float)a, (float)b, vals);
+    else
+        diffcl_rng_uniform(key, 0, n, (float)a, (float)b, vals);
     diffcl_status s = fill_from_floats(t, vals, fn);
     free(vals);
     return s;
 }
 
-diffcl_status diffcl_tensor_fill_uniform(diffcl_tensor *t, diffcl_rng_key key, double lo,
-                                         double hi)
+diffcl_status diffcl_tensor_fill_uniform(diffcl_tensor *t, diffcl_rng_key key, double lo, double hi)
 {
     return fill_random(t, key, lo, hi, 0, "diffcl_tensor_fill_uniform");
 }
@@ -583,7 +621,9 @@ diffcl_status diffcl_tensor_fill_uniform(diffcl_tensor *t, diffcl_rng_key key, d
 diffcl_status diffcl_tensor_fill_normal(diffcl_tensor *t, diffcl_rng_key key, double mean,
                                         double stddev)
 {
-    DC_CHECK_ARG(stddev >= 0 && isfinite(stddev) && isfinite(mean),
-                 "diffcl_tensor_fill_normal: mean %g, stddev %g: need a finite mean and stddev >= 0", mean, stddev);
+    DC_CHECK_ARG(
+        stddev >= 0 && isfinite(stddev) && isfinite(mean),
+        "diffcl_tensor_fill_normal: mean %g, stddev %g: need a finite mean and stddev >= 0", mean,
+        stddev);
     return fill_random(t, key, mean, stddev, 1, "diffcl_tensor_fill_normal");
 }

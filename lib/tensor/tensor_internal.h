@@ -24,7 +24,7 @@ typedef struct dc_storage {
     diffcl_context *ctx;
     void *data;
     size_t nbytes;
-    int owned;                /* allocated by us through ctx */
+    int owned;                 /* allocated by us through ctx */
     diffcl_deleter_fn deleter; /* user memory */
     void *deleter_user;
 } dc_storage;
@@ -52,10 +52,10 @@ struct dc_node {
     int n_inputs;
     diffcl_tensor *inputs[DC_MAX_INPUTS]; /* retained */
     int n_saved;
-    diffcl_tensor *saved[DC_MAX_SAVED];   /* retained detached aliases */
-    double f[8];                          /* op scalars */
-    int64_t i[16];                        /* op integers (axes, shapes...) */
-    void *state;                          /* op-specific, freed by op->free_state */
+    diffcl_tensor *saved[DC_MAX_SAVED]; /* retained detached aliases */
+    double f[8];                        /* op scalars */
+    int64_t i[16];                      /* op integers (axes, shapes...) */
+    void *state;                        /* op-specific, freed by op->free_state */
 };
 
 typedef struct dc_hook {
@@ -73,15 +73,15 @@ struct diffcl_tensor {
     int64_t offset;                   /* elements into storage */
     dc_storage *storage;
     int requires_grad;
-    int graph_freed;                  /* backward already ran through this tensor */
+    int graph_freed; /* backward already ran through this tensor */
     diffcl_tensor *grad;
-    dc_node *node;                    /* producer, NULL for leaves */
+    dc_node *node; /* producer, NULL for leaves */
     dc_hook *hooks;
     int n_hooks;
-    int bw_pending;                   /* backward bookkeeping */
+    int bw_pending; /* backward bookkeeping */
     int bw_state;
-    int graph_refs;                   /* references held by graph nodes' inputs[] */
-    int graph_pins;                   /* ... of which by nodes that read the data */
+    int graph_refs; /* references held by graph nodes' inputs[] */
+    int graph_pins; /* ... of which by nodes that read the data */
 };
 
 /* ---- creation (NULL on failure with the error set) ---- */
@@ -104,8 +104,14 @@ static inline void *dc_data(const diffcl_tensor *t)
 {
     return (char *)t->storage->data + (size_t)t->offset * diffcl_dtype_size(t->dtype);
 }
-static inline float *dc_f32(const diffcl_tensor *t) { return (float *)dc_data(t); }
-static inline double *dc_f64(const diffcl_tensor *t) { return (double *)dc_data(t); }
+static inline float *dc_f32(const diffcl_tensor *t)
+{
+    return (float *)dc_data(t);
+}
+static inline double *dc_f64(const diffcl_tensor *t)
+{
+    return (double *)dc_data(t);
+}
 int64_t dc_numel(const diffcl_tensor *t);
 int dc_is_contiguous(const diffcl_tensor *t);
 int dc_same_shape(const diffcl_tensor *a, const diffcl_tensor *b);
@@ -132,14 +138,15 @@ void dc_add_inplace(diffcl_tensor *a, const diffcl_tensor *b);
 /* a * scale + shift with grad recording off; NULL with the error set. */
 diffcl_tensor *dc_nograd_affine(const diffcl_tensor *a, double scale, double shift);
 
-#define DC_CHECK_TENSOR(t, fn)                                                            \
-    do {                                                                                  \
-        if (!(t)) return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: tensor is NULL", fn); \
+#define DC_CHECK_TENSOR(t, fn)                                                                     \
+    do {                                                                                           \
+        if (!(t)) return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: tensor is NULL", fn);          \
     } while (0)
 
 /* out[n, c, ...] = x[n, c, ...] + b[n, c]: x [N, C, ...], b [N, C] (F32 or F64), with backward
  * (channel_bias.c). */
-diffcl_status dc_add_channel_bias(const diffcl_tensor *x, const diffcl_tensor *b, diffcl_tensor **out);
+diffcl_status dc_add_channel_bias(const diffcl_tensor *x, const diffcl_tensor *b,
+                                  diffcl_tensor **out);
 
 /* Elements per sample: numel / shape[0] (numel for a 0-d or empty batch). */
 int64_t dc_per_sample(const diffcl_tensor *x);

@@ -19,7 +19,10 @@ static diffcl_status reshape_backward(dc_node *n, diffcl_tensor *g, diffcl_tenso
     diffcl_tensor *gc = dc_contiguous(g);
     if (!gc) return DIFFCL_ERR_OUT_OF_MEMORY;
     int64_t st[DIFFCL_MAX_DIMS], s = 1;
-    for (int i = x->ndim - 1; i >= 0; i--) { st[i] = s; s *= x->shape[i]; }
+    for (int i = x->ndim - 1; i >= 0; i--) {
+        st[i] = s;
+        s *= x->shape[i];
+    }
     gin[0] = dc_tensor_alias(gc, x->ndim, x->shape, st, gc->offset);
     diffcl_tensor_free(gc);
     return gin[0] ? DIFFCL_OK : DIFFCL_ERR_OUT_OF_MEMORY;
@@ -55,12 +58,16 @@ diffcl_status diffcl_tensor_reshape(const diffcl_tensor *t, int ndim, const int6
         known *= sh[infer];
     }
     if (known != n)
-        return dc_error(DIFFCL_ERR_SHAPE, "diffcl_tensor_reshape: %s has %lld elements, new shape %lld",
+        return dc_error(DIFFCL_ERR_SHAPE,
+                        "diffcl_tensor_reshape: %s has %lld elements, new shape %lld",
                         dc_shape_str(t), (long long)n, (long long)known);
     diffcl_tensor *c = dc_contiguous(t);
     if (!c) return DIFFCL_ERR_OUT_OF_MEMORY;
     int64_t st[DIFFCL_MAX_DIMS], s = 1;
-    for (int i = ndim - 1; i >= 0; i--) { st[i] = s; s *= sh[i]; }
+    for (int i = ndim - 1; i >= 0; i--) {
+        st[i] = s;
+        s *= sh[i];
+    }
     diffcl_tensor *v = dc_tensor_alias(c, ndim, sh, st, c->offset);
     diffcl_tensor_free(c);
     if (!v) return DIFFCL_ERR_OUT_OF_MEMORY;
@@ -128,7 +135,9 @@ static diffcl_status slice_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor 
     diffcl_tensor *view = dc_tensor_alias(z, g->ndim, g->shape, st, start * z->strides[axis]);
     diffcl_tensor *gc = view ? dc_contiguous(g) : NULL;
     diffcl_status s = DIFFCL_ERR_OUT_OF_MEMORY;
-    if (gc) s = diffcl_tensor_copy_from(view, dc_data(gc), (size_t)dc_numel(gc) * diffcl_dtype_size(gc->dtype));
+    if (gc)
+        s = diffcl_tensor_copy_from(view, dc_data(gc),
+                                    (size_t)dc_numel(gc) * diffcl_dtype_size(gc->dtype));
     diffcl_tensor_free(gc);
     diffcl_tensor_free(view);
     if (s != DIFFCL_OK) {
@@ -153,24 +162,33 @@ diffcl_status diffcl_tensor_slice(const diffcl_tensor *t, int axis, int64_t star
                  "diffcl_tensor_slice: range [%lld,%lld) out of bounds for axis %d of %s",
                  (long long)start, (long long)stop, a, dc_shape_str(t));
     int64_t sh[DIFFCL_MAX_DIMS], st[DIFFCL_MAX_DIMS];
-    for (int i = 0; i < t->ndim; i++) { sh[i] = t->shape[i]; st[i] = t->strides[i]; }
+    for (int i = 0; i < t->ndim; i++) {
+        sh[i] = t->shape[i];
+        st[i] = t->strides[i];
+    }
     sh[a] = (stop - start + step - 1) / step;
     st[a] = t->strides[a] * step;
     diffcl_tensor *v = dc_tensor_alias(t, t->ndim, sh, st, t->offset + start * t->strides[a]);
     if (!v) return DIFFCL_ERR_OUT_OF_MEMORY;
     diffcl_tensor *in = (diffcl_tensor *)t;
     dc_node *n = dc_record(v, &OP_SLICE, &in, 1);
-    if (n) { n->i[0] = a; n->i[1] = start; n->i[2] = stop; n->i[3] = step; }
+    if (n) {
+        n->i[0] = a;
+        n->i[1] = start;
+        n->i[2] = stop;
+        n->i[3] = step;
+    }
     return finish(v, out);
 }
 
-diffcl_status diffcl_tensor_narrow(const diffcl_tensor *t, int axis, int64_t start,
-                                   int64_t length, diffcl_tensor **out)
+diffcl_status diffcl_tensor_narrow(const diffcl_tensor *t, int axis, int64_t start, int64_t length,
+                                   diffcl_tensor **out)
 {
     DC_CHECK_ARG(length >= 0, "diffcl_tensor_narrow: negative length");
     diffcl_status s = diffcl_tensor_slice(t, axis, start, start + length, 1, out);
-    if (s != DIFFCL_OK) dc_error_prefix("diffcl_tensor_narrow(axis %d, start %lld, length %lld)", axis,
-                                        (long long)start, (long long)length); /* not just "slice" */
+    if (s != DIFFCL_OK)
+        dc_error_prefix("diffcl_tensor_narrow(axis %d, start %lld, length %lld)", axis,
+                        (long long)start, (long long)length); /* not just "slice" */
     return s;
 }
 
@@ -180,8 +198,8 @@ diffcl_status diffcl_tensor_unsqueeze(const diffcl_tensor *t, int axis, diffcl_t
     *out = NULL;
     DC_CHECK_TENSOR(t, "diffcl_tensor_unsqueeze");
     int a = dc_norm_axis(axis, t->ndim + 1);
-    DC_CHECK_ARG(a >= 0 && t->ndim < DIFFCL_MAX_DIMS, "diffcl_tensor_unsqueeze: axis %d invalid for %s",
-                 axis, dc_shape_str(t));
+    DC_CHECK_ARG(a >= 0 && t->ndim < DIFFCL_MAX_DIMS,
+                 "diffcl_tensor_unsqueeze: axis %d invalid for %s", axis, dc_shape_str(t));
     int64_t sh[DIFFCL_MAX_DIMS];
     for (int i = 0, j = 0; i <= t->ndim; i++) sh[i] = (i == a) ? 1 : t->shape[j++];
     return diffcl_tensor_reshape(t, t->ndim + 1, sh, out);
@@ -193,7 +211,8 @@ diffcl_status diffcl_tensor_squeeze(const diffcl_tensor *t, int axis, diffcl_ten
     *out = NULL;
     DC_CHECK_TENSOR(t, "diffcl_tensor_squeeze");
     int a = dc_norm_axis(axis, t->ndim);
-    DC_CHECK_ARG(a >= 0, "diffcl_tensor_squeeze: axis %d out of range for %s", axis, dc_shape_str(t));
+    DC_CHECK_ARG(a >= 0, "diffcl_tensor_squeeze: axis %d out of range for %s", axis,
+                 dc_shape_str(t));
     if (t->shape[a] != 1)
         return dc_error(DIFFCL_ERR_SHAPE, "diffcl_tensor_squeeze: axis %d of %s is not 1", a,
                         dc_shape_str(t));
@@ -224,12 +243,18 @@ diffcl_status diffcl_tensor_expand(const diffcl_tensor *t, int ndim, const int64
     int64_t st[DIFFCL_MAX_DIMS];
     int lead = ndim - t->ndim;
     for (int i = 0; i < ndim; i++) {
-        if (i < lead) { st[i] = 0; continue; }
+        if (i < lead) {
+            st[i] = 0;
+            continue;
+        }
         int64_t s = t->shape[i - lead];
-        if (s == shape[i]) st[i] = t->strides[i - lead];
-        else if (s == 1) st[i] = 0;
+        if (s == shape[i])
+            st[i] = t->strides[i - lead];
+        else if (s == 1)
+            st[i] = 0;
         else
-            return dc_error(DIFFCL_ERR_SHAPE, "diffcl_tensor_expand: %s cannot expand to size %lld on axis %d",
+            return dc_error(DIFFCL_ERR_SHAPE,
+                            "diffcl_tensor_expand: %s cannot expand to size %lld on axis %d",
                             dc_shape_str(t), (long long)shape[i], i);
     }
     diffcl_tensor *v = dc_tensor_alias(t, ndim, shape, st, t->offset);
@@ -314,8 +339,8 @@ static diffcl_status concat_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor
         if (dc_wants_grad(n, k)) {
             int64_t st[DIFFCL_MAX_DIMS];
             for (int i = 0; i < g->ndim; i++) st[i] = g->strides[i];
-            diffcl_tensor *v = dc_tensor_alias(g, x->ndim, x->shape, st,
-                                               g->offset + start * g->strides[axis]);
+            diffcl_tensor *v =
+                dc_tensor_alias(g, x->ndim, x->shape, st, g->offset + start * g->strides[axis]);
             gin[k] = v ? dc_contiguous(v) : NULL;
             diffcl_tensor_free(v);
             if (!gin[k]) return DIFFCL_ERR_OUT_OF_MEMORY;
@@ -335,21 +360,24 @@ diffcl_status diffcl_tensor_concat(diffcl_tensor *const *ts, int n, int axis, di
     for (int k = 0; k < n; k++) DC_CHECK_TENSOR(ts[k], "diffcl_tensor_concat");
     const diffcl_tensor *t0 = ts[0];
     int a = dc_norm_axis(axis, t0->ndim);
-    DC_CHECK_ARG(a >= 0, "diffcl_tensor_concat: axis %d out of range for %s", axis, dc_shape_str(t0));
+    DC_CHECK_ARG(a >= 0, "diffcl_tensor_concat: axis %d out of range for %s", axis,
+                 dc_shape_str(t0));
     int64_t sh[DIFFCL_MAX_DIMS];
     for (int i = 0; i < t0->ndim; i++) sh[i] = t0->shape[i];
     sh[a] = 0;
     for (int k = 0; k < n; k++) {
         const diffcl_tensor *t = ts[k];
         if (t->dtype != t0->dtype)
-            return dc_error(DIFFCL_ERR_DTYPE, "diffcl_tensor_concat: tensor %d is %s, tensor 0 is %s", k,
+            return dc_error(DIFFCL_ERR_DTYPE,
+                            "diffcl_tensor_concat: tensor %d is %s, tensor 0 is %s", k,
                             diffcl_dtype_name(t->dtype), diffcl_dtype_name(t0->dtype));
         if (t->ndim != t0->ndim)
-            return dc_error(DIFFCL_ERR_SHAPE, "diffcl_tensor_concat: tensor %d %s vs tensor 0 %s", k,
-                            dc_shape_str(t), dc_shape_str(t0));
+            return dc_error(DIFFCL_ERR_SHAPE, "diffcl_tensor_concat: tensor %d %s vs tensor 0 %s",
+                            k, dc_shape_str(t), dc_shape_str(t0));
         for (int i = 0; i < t0->ndim; i++)
             if (i != a && t->shape[i] != t0->shape[i])
-                return dc_error(DIFFCL_ERR_SHAPE, "diffcl_tensor_concat: tensor %d %s vs tensor 0 %s", k,
+                return dc_error(DIFFCL_ERR_SHAPE,
+                                "diffcl_tensor_concat: tensor %d %s vs tensor 0 %s", k,
                                 dc_shape_str(t), dc_shape_str(t0));
         sh[a] += t->shape[a];
     }
@@ -357,8 +385,8 @@ diffcl_status diffcl_tensor_concat(diffcl_tensor *const *ts, int n, int axis, di
     if (!r) return DIFFCL_ERR_OUT_OF_MEMORY;
     int64_t start = 0;
     for (int k = 0; k < n; k++) {
-        diffcl_tensor *v = dc_tensor_alias(r, r->ndim, ts[k]->shape, r->strides,
-                                           start * r->strides[a]);
+        diffcl_tensor *v =
+            dc_tensor_alias(r, r->ndim, ts[k]->shape, r->strides, start * r->strides[a]);
         diffcl_tensor *c = v ? dc_contiguous(ts[k]) : NULL;
         if (!c) {
             diffcl_tensor_free(v);

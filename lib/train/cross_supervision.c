@@ -14,12 +14,14 @@
 #include "train/trainer_internal.h"
 
 /* Per-voxel weight of the DS label: its smoothed probability, or 1/0 above/below a threshold. */
-static diffcl_status confidence_weight(const diffcl_tensor *pseudo, const diffcl_tensor *probs, double threshold,
-                                       diffcl_tensor **out)
+static diffcl_status confidence_weight(const diffcl_tensor *pseudo, const diffcl_tensor *probs,
+                                       double threshold, diffcl_tensor **out)
 {
     *out = NULL;
-    if (!probs || probs->dtype != DIFFCL_F32 || probs->ndim != pseudo->ndim + 1 || probs->shape[0] != pseudo->shape[0])
-        return dc_error(DIFFCL_ERR_SHAPE, "cross supervision: the DS probabilities do not match its pseudo label");
+    if (!probs || probs->dtype != DIFFCL_F32 || probs->ndim != pseudo->ndim + 1 ||
+        probs->shape[0] != pseudo->shape[0])
+        return dc_error(DIFFCL_ERR_SHAPE,
+                        "cross supervision: the DS probabilities do not match its pseudo label");
     diffcl_tensor *w = dc_tensor_empty(pseudo->ctx, DIFFCL_F32, pseudo->ndim, pseudo->shape);
     if (!w) return DIFFCL_ERR_OUT_OF_MEMORY;
     int64_t n = pseudo->shape[0], c = probs->shape[1], v = dc_numel(pseudo) / (n ? n : 1);
@@ -47,18 +49,20 @@ diffcl_status dc_cs_pseudo_loss(const diffcl_train_options *o, const diffcl_tens
     diffcl_tensor *w = NULL;
     switch (o->cps_variant) {
     case DIFFCL_CPS_AGREEMENT: /* 0.1.0: both terms only where the CS already agrees */
-        if (!agree) return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "cross supervision: agreement mask missing");
+        if (!agree)
+            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                            "cross supervision: agreement mask missing");
         ce.voxel_weight = agree;
         if (o->pseudo_mask_dice) dce.voxel_weight = agree;
         break;
-    case DIFFCL_CPS_PLAIN: /* CPS (Chen et al. 2021): the whole pseudo label, no weighting */
-        break;
+    case DIFFCL_CPS_PLAIN: /* CPS (Chen et al. 2021): the whole pseudo label, no weighting */ break;
     case DIFFCL_CPS_CONFIDENCE: /* CE trusts confident DS voxels; Dice sees the whole label */
         DC_TRY(confidence_weight(pseudo, probs, o->cps_confidence, &w));
         ce.voxel_weight = w;
         break;
     default:
-        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "cross supervision: unknown variant %d", (int)o->cps_variant);
+        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "cross supervision: unknown variant %d",
+                        (int)o->cps_variant);
     }
     diffcl_status s = diffcl_dice_ce_loss(logits, pseudo, &dce, loss, NULL);
     diffcl_tensor_free(w);
@@ -88,8 +92,9 @@ diffcl_status dc_contrast_voxels(const diffcl_train_options *o, const diffcl_ten
             if (!all) return DIFFCL_ERR_OUT_OF_MEMORY;
             memset(dc_data(all), 1, (size_t)dc_numel(all));
         }
-        diffcl_status s = diffcl_sample_voxels(base ? base : all, o->contrast_voxels,
-                                               diffcl_rng_key_make(o->seed, STREAM_VOXELS, 0, it), voxels);
+        diffcl_status s =
+            diffcl_sample_voxels(base ? base : all, o->contrast_voxels,
+                                 diffcl_rng_key_make(o->seed, STREAM_VOXELS, 0, it), voxels);
         diffcl_tensor_free(all);
         return s;
     }
@@ -103,8 +108,9 @@ diffcl_status dc_contrast_voxels(const diffcl_train_options *o, const diffcl_ten
         diffcl_tensor *m = class_mask(base, labels, k);
         if (!m) s = DIFFCL_ERR_OUT_OF_MEMORY;
         if (s == DIFFCL_OK)
-            s = diffcl_sample_voxels(m, quota, diffcl_rng_key_make(o->seed, STREAM_VOXELS, (uint32_t)k + 1, it),
-                                     &parts[k]);
+            s = diffcl_sample_voxels(
+                m, quota, diffcl_rng_key_make(o->seed, STREAM_VOXELS, (uint32_t)k + 1, it),
+                &parts[k]);
         diffcl_tensor_free(m);
     }
     if (s == DIFFCL_OK) s = diffcl_tensor_concat(parts, k_n, 0, voxels);

@@ -16,12 +16,16 @@
 #include <mpi.h>
 #endif
 
-int diffcl_mpi_available(void) { return DIFFCL_HAVE_MPI ? 1 : 0; }
+int diffcl_mpi_available(void)
+{
+    return DIFFCL_HAVE_MPI ? 1 : 0;
+}
 
 /* ------------------------------------------------------------ sharding ---- */
 
 /* New tensor made of the rows rows[0..n) of src along axis 0. */
-static diffcl_status take_rows(const diffcl_tensor *src, const int64_t *rows, int64_t n, diffcl_tensor **out)
+static diffcl_status take_rows(const diffcl_tensor *src, const int64_t *rows, int64_t n,
+                               diffcl_tensor **out)
 {
     diffcl_tensor *c = dc_contiguous(src);
     if (!c) return DIFFCL_ERR_OUT_OF_MEMORY;
@@ -33,24 +37,29 @@ static diffcl_status take_rows(const diffcl_tensor *src, const int64_t *rows, in
         diffcl_tensor_free(c);
         return DIFFCL_ERR_OUT_OF_MEMORY;
     }
-    size_t row = (size_t)(c->shape[0] ? dc_numel(c) / c->shape[0] : 0) * diffcl_dtype_size(c->dtype);
+    size_t row =
+        (size_t)(c->shape[0] ? dc_numel(c) / c->shape[0] : 0) * diffcl_dtype_size(c->dtype);
     for (int64_t k = 0; k < n; k++)
-        memcpy((char *)dc_data(t) + (size_t)k * row, (const char *)dc_data(c) + (size_t)rows[k] * row, row);
+        memcpy((char *)dc_data(t) + (size_t)k * row,
+               (const char *)dc_data(c) + (size_t)rows[k] * row, row);
     diffcl_tensor_free(c);
     *out = t;
     return DIFFCL_OK;
 }
 
 diffcl_status dc_dist_shard(int rank, int size, int bl, int bu, const diffcl_tensor *image,
-                            const diffcl_tensor *label, diffcl_tensor **image_out, diffcl_tensor **label_out)
+                            const diffcl_tensor *label, diffcl_tensor **image_out,
+                            diffcl_tensor **label_out)
 {
     DC_CHECK_ARG(image && image_out && size >= 1 && rank >= 0 && rank < size && bl >= 0 && bu >= 0,
                  "dc_dist_shard: bad arguments");
     int64_t gl = (int64_t)size * bl, gu = (int64_t)size * bu;
     if (image->shape[0] != gl + gu || (label && label->shape[0] != gl))
-        return dc_error(DIFFCL_ERR_SHAPE, "sharding: the global batch has %lld images / %lld labels, expected %lld / %lld",
-                        (long long)image->shape[0], label ? (long long)label->shape[0] : -1LL, (long long)(gl + gu),
-                        (long long)gl);
+        return dc_error(
+            DIFFCL_ERR_SHAPE,
+            "sharding: the global batch has %lld images / %lld labels, expected %lld / %lld",
+            (long long)image->shape[0], label ? (long long)label->shape[0] : -1LL,
+            (long long)(gl + gu), (long long)gl);
     int64_t *rows = malloc((size_t)(bl + bu + 1) * sizeof *rows);
     if (!rows) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "sharding: out of memory");
     /* labeled r, r+S, ...; then unlabeled gl + r, gl + r + S, ... */
@@ -72,8 +81,8 @@ diffcl_status dc_dist_shard(int rank, int size, int bl, int bu, const diffcl_ten
 /* ----------------------------------------------------------------- MPI ---- */
 
 typedef struct bucket {
-    int first, count;  /* parameters [first, first + count) of the bucket order */
-    int64_t n;         /* floats: the parameters' elements, then one has-grad flag each */
+    int first, count; /* parameters [first, first + count) of the bucket order */
+    int64_t n;        /* floats: the parameters' elements, then one has-grad flag each */
     float *buf;
     int ready;
     int launched;
@@ -88,9 +97,10 @@ struct dc_dist {
     MPI_Comm comm;
     int rank, size;
     int n_params;
-    diffcl_tensor **params; /* bucket order: reverse of registration (backward reaches the last layers first) */
+    diffcl_tensor **
+        params; /* bucket order: reverse of registration (backward reaches the last layers first) */
     int *bucket_of;
-    int64_t *offset;        /* in the bucket's buffer */
+    int64_t *offset; /* in the bucket's buffer */
     char *got;
     hook_arg *args;
     bucket *b;
@@ -105,21 +115,35 @@ static diffcl_status mpi_fail(int rc, const char *what)
     char msg[MPI_MAX_ERROR_STRING] = "";
     int len = 0;
     MPI_Error_string(rc, msg, &len);
-    return dc_error(DIFFCL_ERR_DISTRIBUTED, "MPI: %s failed: %s (a rank may have died; the last checkpoint is kept)", what, msg);
+    return dc_error(DIFFCL_ERR_DISTRIBUTED,
+                    "MPI: %s failed: %s (a rank may have died; the last checkpoint is kept)", what,
+                    msg);
 }
 
-int dc_dist_rank(const dc_dist *d) { return d ? d->rank : 0; }
-int dc_dist_size(const dc_dist *d) { return d ? d->size : 1; }
-int64_t dc_dist_bytes(const dc_dist *d) { return d ? d->bytes : 0; }
+int dc_dist_rank(const dc_dist *d)
+{
+    return d ? d->rank : 0;
+}
+int dc_dist_size(const dc_dist *d)
+{
+    return d ? d->size : 1;
+}
+int64_t dc_dist_bytes(const dc_dist *d)
+{
+    return d ? d->bytes : 0;
+}
 
 static void launch_ready(dc_dist *d)
 {
     /* in bucket order on every rank, whatever order the hooks fired in */
-    while (d->next_launch < d->n_buckets && d->b[d->next_launch].ready == d->b[d->next_launch].count) {
+    while (d->next_launch < d->n_buckets &&
+           d->b[d->next_launch].ready == d->b[d->next_launch].count) {
         int k = d->next_launch++;
         bucket *b = &d->b[k];
-        int rc = MPI_Iallreduce(MPI_IN_PLACE, b->buf, (int)b->n, MPI_FLOAT, MPI_SUM, d->comm, &d->reqs[k]);
-        if (rc != MPI_SUCCESS && d->hook_status == DIFFCL_OK) d->hook_status = mpi_fail(rc, "MPI_Iallreduce");
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, b->buf, (int)b->n, MPI_FLOAT, MPI_SUM, d->comm,
+                                &d->reqs[k]);
+        if (rc != MPI_SUCCESS && d->hook_status == DIFFCL_OK)
+            d->hook_status = mpi_fail(rc, "MPI_Iallreduce");
         b->launched = 1;
     }
 }
@@ -131,8 +155,10 @@ static void copy_grad(dc_dist *d, int i)
     float *dst = b->buf + d->offset[i];
     int64_t n = dc_numel(p);
     diffcl_tensor *g = p->grad ? dc_contiguous(p->grad) : NULL;
-    if (g) memcpy(dst, dc_f32(g), (size_t)n * sizeof(float));
-    else memset(dst, 0, (size_t)n * sizeof(float));
+    if (g)
+        memcpy(dst, dc_f32(g), (size_t)n * sizeof(float));
+    else
+        memset(dst, 0, (size_t)n * sizeof(float));
     /* the flag slots follow the elements of the whole bucket */
     b->buf[b->n - b->count + (i - b->first)] = g ? 1.0f : 0.0f;
     diffcl_tensor_free(g);
@@ -172,16 +198,20 @@ void dc_dist_free(dc_dist *d)
     free(d);
 }
 
-diffcl_status dc_dist_create(void *comm_ptr, diffcl_tensor *const *params, int n_params, dc_dist **out)
+diffcl_status dc_dist_create(void *comm_ptr, diffcl_tensor *const *params, int n_params,
+                             dc_dist **out)
 {
     DC_CHECK_ARG(out && comm_ptr && (params || n_params == 0), "dc_dist_create: NULL argument");
     *out = NULL;
     int init = 0;
     MPI_Initialized(&init);
-    if (!init) return dc_error(DIFFCL_ERR_STATE, "MPI is not initialised (call MPI_Init before attaching a communicator)");
+    if (!init)
+        return dc_error(DIFFCL_ERR_STATE,
+                        "MPI is not initialised (call MPI_Init before attaching a communicator)");
     for (int i = 0; i < n_params; i++)
         if (params[i]->dtype != DIFFCL_F32)
-            return dc_error(DIFFCL_ERR_DTYPE, "data-parallel training needs F32 parameters (parameter %d is not)", i);
+            return dc_error(DIFFCL_ERR_DTYPE,
+                            "data-parallel training needs F32 parameters (parameter %d is not)", i);
     dc_dist *d = calloc(1, sizeof *d);
     if (!d) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "dc_dist_create: out of memory");
     d->comm = MPI_COMM_NULL;
@@ -231,7 +261,8 @@ diffcl_status dc_dist_create(void *comm_ptr, diffcl_tensor *const *params, int n
         d->b[k].n += d->b[k].count; /* the has-grad flags */
         d->reqs[k] = MPI_REQUEST_NULL;
         d->b[k].buf = malloc((size_t)d->b[k].n * sizeof(float));
-        if (!d->b[k].buf) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "dc_dist_create: out of memory for the buckets");
+        if (!d->b[k].buf)
+            s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "dc_dist_create: out of memory for the buckets");
     }
     for (int i = 0; i < n_params && s == DIFFCL_OK; i++) {
         d->args[i].d = d;
@@ -250,12 +281,14 @@ diffcl_status dc_dist_broadcast(dc_dist *d, diffcl_tensor *extra)
 {
     if (!d) return DIFFCL_OK;
     for (int i = 0; i < d->n_params; i++) {
-        int rc = MPI_Bcast(dc_f32(d->params[i]), (int)dc_numel(d->params[i]), MPI_FLOAT, 0, d->comm);
+        int rc =
+            MPI_Bcast(dc_f32(d->params[i]), (int)dc_numel(d->params[i]), MPI_FLOAT, 0, d->comm);
         if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Bcast of the parameters");
     }
     if (extra) {
         if (extra->dtype != DIFFCL_F32 || !dc_is_contiguous(extra))
-            return dc_error(DIFFCL_ERR_DTYPE, "dc_dist_broadcast: the extra tensor must be contiguous F32");
+            return dc_error(DIFFCL_ERR_DTYPE,
+                            "dc_dist_broadcast: the extra tensor must be contiguous F32");
         int rc = MPI_Bcast(dc_f32(extra), (int)dc_numel(extra), MPI_FLOAT, 0, d->comm);
         if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Bcast of the memory bank");
     }
@@ -294,7 +327,8 @@ diffcl_status dc_dist_finish_backward(dc_dist *d)
     diffcl_status s = d->hook_status;
     for (int k = 0; k < d->n_buckets; k++) {
         int rc = MPI_Wait(&d->reqs[k], MPI_STATUS_IGNORE);
-        if (rc != MPI_SUCCESS && s == DIFFCL_OK) s = mpi_fail(rc, "waiting for the gradient all-reduce");
+        if (rc != MPI_SUCCESS && s == DIFFCL_OK)
+            s = mpi_fail(rc, "waiting for the gradient all-reduce");
     }
     if (s != DIFFCL_OK) return s;
     float inv = 1.0f / (float)d->size;
@@ -331,19 +365,24 @@ diffcl_status dc_dist_agree(dc_dist *d, diffcl_status local, int64_t iteration, 
     for (int i = 0; i < n; i++) vals[i] = buf[1 + i] / d->size;
     if (local != DIFFCL_OK) return local;
     if (buf[0] > 0)
-        return dc_error(DIFFCL_ERR_NUMERIC, "iteration %lld: %d of %d ranks failed (non-finite loss or error; see their "
-                                            "messages); stopping before the update",
-                        (long long)iteration, (int)buf[0], d->size);
+        return dc_error(
+            DIFFCL_ERR_NUMERIC,
+            "iteration %lld: %d of %d ranks failed (non-finite loss or error; see their "
+            "messages); stopping before the update",
+            (long long)iteration, (int)buf[0], d->size);
     return DIFFCL_OK;
 }
 
-diffcl_status dc_dist_prototypes(dc_dist *d, const diffcl_tensor *features, const diffcl_tensor *labels,
-                                 int n_classes, diffcl_tensor *protos, diffcl_tensor *counts)
+diffcl_status dc_dist_prototypes(dc_dist *d, const diffcl_tensor *features,
+                                 const diffcl_tensor *labels, int n_classes, diffcl_tensor *protos,
+                                 diffcl_tensor *counts)
 {
     if (!d) return DIFFCL_OK;
-    int64_t N = features->shape[0], F = features->shape[1], V = N && F ? dc_numel(features) / (N * F) : 0;
+    int64_t N = features->shape[0], F = features->shape[1],
+            V = N && F ? dc_numel(features) / (N * F) : 0;
     if (dc_numel(labels) != N * V || protos->shape[0] != n_classes || protos->shape[1] != F)
-        return dc_error(DIFFCL_ERR_SHAPE, "cross-rank prototypes: features %s, labels %s, prototypes %s do not match",
+        return dc_error(DIFFCL_ERR_SHAPE,
+                        "cross-rank prototypes: features %s, labels %s, prototypes %s do not match",
                         dc_shape_str(features), dc_shape_str(labels), dc_shape_str(protos));
     diffcl_tensor *fc = dc_contiguous(features), *lc = dc_contiguous(labels), *pc = NULL;
     size_t m = (size_t)n_classes * (size_t)(F + 1);
@@ -363,7 +402,8 @@ diffcl_status dc_dist_prototypes(dc_dist *d, const diffcl_tensor *features, cons
                 cnt[c] += 1.0;
                 for (int64_t f = 0; f < F; f++) {
                     size_t at = (size_t)((n * F + f) * V + v);
-                    acc[c * F + f] += fc->dtype == DIFFCL_F64 ? dc_f64(fc)[at] : (double)dc_f32(fc)[at];
+                    acc[c * F + f] +=
+                        fc->dtype == DIFFCL_F64 ? dc_f64(fc)[at] : (double)dc_f32(fc)[at];
                 }
             }
         int rc = MPI_Allreduce(MPI_IN_PLACE, acc, (int)m, MPI_DOUBLE, MPI_SUM, d->comm);
@@ -376,9 +416,12 @@ diffcl_status dc_dist_prototypes(dc_dist *d, const diffcl_tensor *features, cons
             for (int64_t f = 0; f < F; f++) nrm += acc[c * F + f] * acc[c * F + f];
             nrm = sqrt(nrm);
             for (int64_t f = 0; f < F; f++) {
-                double v = cnt[c] > 0 && nrm > 0 ? acc[c * F + f] / (nrm > 1e-12 ? nrm : 1e-12) : 0.0;
-                if (protos->dtype == DIFFCL_F64) dc_f64(protos)[c * F + f] = v;
-                else dc_f32(protos)[c * F + f] = (float)v;
+                double v =
+                    cnt[c] > 0 && nrm > 0 ? acc[c * F + f] / (nrm > 1e-12 ? nrm : 1e-12) : 0.0;
+                if (protos->dtype == DIFFCL_F64)
+                    dc_f64(protos)[c * F + f] = v;
+                else
+                    dc_f32(protos)[c * F + f] = (float)v;
             }
             if (counts) dc_f64(counts)[c] = cnt[c];
         }
@@ -396,7 +439,8 @@ static int g_we_initialised = 0;
 
 static int under_launcher(void)
 {
-    const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK", "MPI_LOCALNRANKS"};
+    const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK",
+                          "MPI_LOCALNRANKS"};
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
         if (getenv(vars[i])) return 1;
     return 0;
@@ -456,7 +500,8 @@ diffcl_status diffcl_trainer_set_mpi_comm(diffcl_trainer *tr, void *comm_ptr)
     DC_CHECK_ARG(tr && comm_ptr, "diffcl_trainer_set_mpi_comm: NULL argument");
     int n = diffcl_optimizer_num_params(tr->opt);
     diffcl_tensor **params = calloc(n > 0 ? (size_t)n : 1, sizeof *params);
-    if (!params) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_trainer_set_mpi_comm: out of memory");
+    if (!params)
+        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_trainer_set_mpi_comm: out of memory");
     for (int i = 0; i < n; i++) params[i] = diffcl_optimizer_param(tr->opt, i);
     dc_dist *d = NULL;
     diffcl_status s = dc_dist_create(comm_ptr, params, n, &d);
@@ -490,41 +535,83 @@ diffcl_status diffcl_trainer_set_mpi_comm(diffcl_trainer *tr, void *comm_ptr)
 
 #else /* !DIFFCL_HAVE_MPI */
 
-int dc_dist_rank(const dc_dist *d) { (void)d; return 0; }
-int dc_dist_size(const dc_dist *d) { (void)d; return 1; }
-int64_t dc_dist_bytes(const dc_dist *d) { (void)d; return 0; }
+int dc_dist_rank(const dc_dist *d)
+{
+    (void)d;
+    return 0;
+}
+int dc_dist_size(const dc_dist *d)
+{
+    (void)d;
+    return 1;
+}
+int64_t dc_dist_bytes(const dc_dist *d)
+{
+    (void)d;
+    return 0;
+}
 void dc_dist_bucket_stats(const dc_dist *d, int *from_hooks, int *total)
 {
     (void)d;
     if (from_hooks) *from_hooks = 0;
     if (total) *total = 0;
 }
-void dc_dist_free(dc_dist *d) { (void)d; }
-void dc_dist_begin_backward(dc_dist *d) { (void)d; }
-diffcl_status dc_dist_finish_backward(dc_dist *d) { (void)d; return DIFFCL_OK; }
-diffcl_status dc_dist_broadcast(dc_dist *d, diffcl_tensor *extra) { (void)d; (void)extra; return DIFFCL_OK; }
-diffcl_status dc_dist_agree(dc_dist *d, diffcl_status local, int64_t iteration, double *vals, int n)
+void dc_dist_free(dc_dist *d)
 {
-    (void)d; (void)iteration; (void)vals; (void)n;
-    return local;
+    (void)d;
 }
-diffcl_status dc_dist_prototypes(dc_dist *d, const diffcl_tensor *features, const diffcl_tensor *labels,
-                                 int n_classes, diffcl_tensor *protos, diffcl_tensor *counts)
+void dc_dist_begin_backward(dc_dist *d)
 {
-    (void)d; (void)features; (void)labels; (void)n_classes; (void)protos; (void)counts;
+    (void)d;
+}
+diffcl_status dc_dist_finish_backward(dc_dist *d)
+{
+    (void)d;
     return DIFFCL_OK;
 }
-diffcl_status dc_dist_create(void *comm_ptr, diffcl_tensor *const *params, int n_params, dc_dist **out)
+diffcl_status dc_dist_broadcast(dc_dist *d, diffcl_tensor *extra)
 {
-    (void)comm_ptr; (void)params; (void)n_params;
+    (void)d;
+    (void)extra;
+    return DIFFCL_OK;
+}
+diffcl_status dc_dist_agree(dc_dist *d, diffcl_status local, int64_t iteration, double *vals, int n)
+{
+    (void)d;
+    (void)iteration;
+    (void)vals;
+    (void)n;
+    return local;
+}
+diffcl_status dc_dist_prototypes(dc_dist *d, const diffcl_tensor *features,
+                                 const diffcl_tensor *labels, int n_classes, diffcl_tensor *protos,
+                                 diffcl_tensor *counts)
+{
+    (void)d;
+    (void)features;
+    (void)labels;
+    (void)n_classes;
+    (void)protos;
+    (void)counts;
+    return DIFFCL_OK;
+}
+diffcl_status dc_dist_create(void *comm_ptr, diffcl_tensor *const *params, int n_params,
+                             dc_dist **out)
+{
+    (void)comm_ptr;
+    (void)params;
+    (void)n_params;
     if (out) *out = NULL;
-    return dc_error(DIFFCL_ERR_UNSUPPORTED, "libdiffcl was built without MPI (meson setup -Dmpi=enabled)");
+    return dc_error(DIFFCL_ERR_UNSUPPORTED,
+                    "libdiffcl was built without MPI (meson setup -Dmpi=enabled)");
 }
 diffcl_status diffcl_trainer_set_mpi_comm(diffcl_trainer *tr, void *comm_ptr)
 {
-    (void)tr; (void)comm_ptr;
-    return dc_error(DIFFCL_ERR_UNSUPPORTED, "diffcl_trainer_set_mpi_comm: libdiffcl was built without MPI "
-                                            "(meson setup -Dmpi=enabled)");
+    (void)tr;
+    (void)comm_ptr;
+    return dc_error(DIFFCL_ERR_UNSUPPORTED,
+                    "diffcl_trainer_set_mpi_comm: libdiffcl was built without MPI "
+                    "(meson setup -Dmpi=enabled)");
 }
 diffcl_status diffcl_mpi_launch_init(int *launched, int *rank, int *size)
 {
@@ -534,7 +621,10 @@ diffcl_status diffcl_mpi_launch_init(int *launched, int *rank, int *size)
     return DIFFCL_OK;
 }
 void diffcl_mpi_launch_finalize(void) {}
-void diffcl_mpi_abort(int code) { (void)code; }
+void diffcl_mpi_abort(int code)
+{
+    (void)code;
+}
 diffcl_status diffcl_trainer_use_mpi_world(diffcl_trainer *tr)
 {
     (void)tr;
@@ -543,6 +633,15 @@ diffcl_status diffcl_trainer_use_mpi_world(diffcl_trainer *tr)
 
 #endif /* DIFFCL_HAVE_MPI */
 
-int diffcl_trainer_rank(const diffcl_trainer *tr) { return tr ? dc_dist_rank(tr->dist) : 0; }
-int diffcl_trainer_world_size(const diffcl_trainer *tr) { return tr ? dc_dist_size(tr->dist) : 1; }
-int64_t diffcl_trainer_allreduce_bytes(const diffcl_trainer *tr) { return tr ? dc_dist_bytes(tr->dist) : 0; }
+int diffcl_trainer_rank(const diffcl_trainer *tr)
+{
+    return tr ? dc_dist_rank(tr->dist) : 0;
+}
+int diffcl_trainer_world_size(const diffcl_trainer *tr)
+{
+    return tr ? dc_dist_size(tr->dist) : 1;
+}
+int64_t diffcl_trainer_allreduce_bytes(const diffcl_trainer *tr)
+{
+    return tr ? dc_dist_bytes(tr->dist) : 0;
+}

@@ -12,8 +12,9 @@ typedef struct dc_dist dc_dist;
 /* Duplicate *(MPI_Comm *)comm_ptr and prepare buckets over the F32 leaves @p params
  * (borrowed; they must outlive the dc_dist), adding a gradient-ready hook to each.
  * Collective. DIFFCL_ERR_UNSUPPORTED without MPI. */
-diffcl_status dc_dist_create(void *comm_ptr, diffcl_tensor *const *params, int n_params, dc_dist **out);
-void dc_dist_free(dc_dist *d); /* removes the hooks it added (all hooks of those params) */
+diffcl_status dc_dist_create(void *comm_ptr, diffcl_tensor *const *params, int n_params,
+                             dc_dist **out);
+void dc_dist_free(dc_dist *d);      /* removes the hooks it added (all hooks of those params) */
 int dc_dist_rank(const dc_dist *d); /* 0 for NULL */
 int dc_dist_size(const dc_dist *d); /* 1 for NULL */
 int64_t dc_dist_bytes(const dc_dist *d); /* gradient bytes all-reduced per step */
@@ -32,10 +33,12 @@ void dc_dist_begin_backward(dc_dist *d);
 diffcl_status dc_dist_finish_backward(dc_dist *d);
 /* Collective agreement before the update: returns DIFFCL_OK only when every rank passed
  * DIFFCL_OK; @p vals[n] are replaced by their mean over the ranks (for logging). */
-diffcl_status dc_dist_agree(dc_dist *d, diffcl_status local, int64_t iteration, double *vals, int n);
+diffcl_status dc_dist_agree(dc_dist *d, diffcl_status local, int64_t iteration, double *vals,
+                            int n);
 /* Replace @p protos [C,F] and @p counts F64 [C] (from diffcl_class_prototypes on this rank's
  * features [N,F,...] and labels) by the prototypes of all ranks' labeled voxels. */
-diffcl_status dc_dist_prototypes(dc_dist *d, const diffcl_tensor *features, const diffcl_tensor *labels,
-                                 int n_classes, diffcl_tensor *protos, diffcl_tensor *counts);
+diffcl_status dc_dist_prototypes(dc_dist *d, const diffcl_tensor *features,
+                                 const diffcl_tensor *labels, int n_classes, diffcl_tensor *protos,
+                                 diffcl_tensor *counts);
 
 #endif

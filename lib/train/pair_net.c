@@ -27,7 +27,8 @@ void diffcl_net_options_init(diffcl_net_options *opts)
 }
 
 /* log of the mean of the two softmaxes: the window averaging's softmax of it is that mean. */
-static diffcl_status ensemble_logits(const diffcl_tensor *cs, const diffcl_tensor *ds, diffcl_tensor **out)
+static diffcl_status ensemble_logits(const diffcl_tensor *cs, const diffcl_tensor *ds,
+                                     diffcl_tensor **out)
 {
     diffcl_tensor *pc = NULL, *pd = NULL, *sum = NULL, *mean = NULL;
     diffcl_status s = diffcl_softmax(cs, 1, &pc);
@@ -47,15 +48,18 @@ static diffcl_status pair_forward(diffcl_module *m, const diffcl_tensor *x, diff
     pair_impl *p = m->impl;
     diffcl_tensor *lc = NULL, *ld = NULL;
     diffcl_status s = DIFFCL_OK;
-    if (p->net == DIFFCL_NET_ENSEMBLE) s = diffcl_module_forward(dc_module_get_child(m, "cs"), x, &lc);
+    if (p->net == DIFFCL_NET_ENSEMBLE)
+        s = diffcl_module_forward(dc_module_get_child(m, "cs"), x, &lc);
     if (s == DIFFCL_OK) {
         diffcl_diffusion_sample_options so = DIFFCL_DIFFUSION_SAMPLE_OPTIONS_INIT;
         so.steps = p->steps;
         so.key = diffcl_rng_key_make(p->seed, STREAM_EVAL_DDIM, 0, p->windows++);
         s = diffcl_diffusion_sample(dc_module_get_child(m, "ds"), x, &so, &ld);
     }
-    if (s == DIFFCL_OK && p->net == DIFFCL_NET_ENSEMBLE) s = ensemble_logits(lc, ld, out);
-    else if (s == DIFFCL_OK) *out = diffcl_tensor_retain(ld);
+    if (s == DIFFCL_OK && p->net == DIFFCL_NET_ENSEMBLE)
+        s = ensemble_logits(lc, ld, out);
+    else if (s == DIFFCL_OK)
+        *out = diffcl_tensor_retain(ld);
     diffcl_tensor_free(lc);
     diffcl_tensor_free(ld);
     return s;
@@ -65,8 +69,8 @@ static const dc_module_vtable PAIR_VT = {"diffcl_pair", pair_forward, free};
 
 /* The DS configuration: saved with it ("diffcl.ds_model"), or, in files written before, the
  * one the trainer built from its options (build_networks in trainer.c). */
-static diffcl_status ds_config(diffcl_context *ctx, const diffcl_tensor_dict *d, const diffcl_train_options *o,
-                               const diffcl_module *cs, char **cfg)
+static diffcl_status ds_config(diffcl_context *ctx, const diffcl_tensor_dict *d,
+                               const diffcl_train_options *o, const diffcl_module *cs, char **cfg)
 {
     const char *saved = diffcl_tensor_dict_get_meta(d, "diffcl.ds_model");
     *cfg = saved ? strdup(saved) : NULL;
@@ -92,7 +96,8 @@ static diffcl_status load_ds(diffcl_context *ctx, const diffcl_tensor_dict *d, c
 {
     const char *json = diffcl_tensor_dict_get_meta(d, "diffcl.train_options");
     if (!json)
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: no diffcl.train_options: not a model or checkpoint of a Diff-CL run",
+        return dc_error(DIFFCL_ERR_FORMAT,
+                        "%s: no diffcl.train_options: not a model or checkpoint of a Diff-CL run",
                         path);
     char *strings[6] = {0};
     diffcl_status s = dc_train_options_from_json(json, o, strings, 6);
@@ -106,8 +111,8 @@ static diffcl_status load_ds(diffcl_context *ctx, const diffcl_tensor_dict *d, c
     return s;
 }
 
-diffcl_status diffcl_trainer_load_net(diffcl_context *ctx, const char *path, const diffcl_net_options *opts,
-                                      diffcl_module **out)
+diffcl_status diffcl_trainer_load_net(diffcl_context *ctx, const char *path,
+                                      const diffcl_net_options *opts, diffcl_module **out)
 {
     const char *fn = "diffcl_trainer_load_net";
     DC_CHECK_ARG(out, "%s: out is NULL", fn);
@@ -115,13 +120,14 @@ diffcl_status diffcl_trainer_load_net(diffcl_context *ctx, const char *path, con
     DC_CHECK_ARG(ctx && path, "%s: NULL argument", fn);
     diffcl_net_options no = DIFFCL_NET_OPTIONS_INIT;
     if (opts) {
-        DC_CHECK_ARG(opts->struct_size >= sizeof no, "%s: options.struct_size %zu too small", fn, opts->struct_size);
+        DC_CHECK_ARG(opts->struct_size >= sizeof no, "%s: options.struct_size %zu too small", fn,
+                     opts->struct_size);
         no = *opts;
     }
-    DC_CHECK_ARG(no.net >= DIFFCL_NET_CS && no.net <= DIFFCL_NET_ENSEMBLE, "%s: net %d is not CS, DS or ENSEMBLE",
-                 fn, (int)no.net);
-    DC_CHECK_ARG(no.ddim_steps >= 0 && no.ddim_steps <= 1000, "%s: ddim_steps %d not in [0, 1000]", fn,
-                 no.ddim_steps);
+    DC_CHECK_ARG(no.net >= DIFFCL_NET_CS && no.net <= DIFFCL_NET_ENSEMBLE,
+                 "%s: net %d is not CS, DS or ENSEMBLE", fn, (int)no.net);
+    DC_CHECK_ARG(no.ddim_steps >= 0 && no.ddim_steps <= 1000, "%s: ddim_steps %d not in [0, 1000]",
+                 fn, no.ddim_steps);
     diffcl_tensor_dict *d = NULL;
     DC_TRY(diffcl_safetensors_load(ctx, path, &d));
     diffcl_module *cs = NULL, *ds = NULL, *pair = NULL;

@@ -41,7 +41,10 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
 
 /* The run folder and any missing parents (mkdir -p): `--out runs/heart` on a fresh tree. */
 static diffcl_status make_dir(const char *path)
@@ -56,9 +59,11 @@ static diffcl_status make_dir(const char *path)
         if (mkdir(buf, 0777) != 0) {
             int e = errno;
             if (stat(buf, &st) != 0)
-                return dc_error(DIFFCL_ERR_IO, "cannot create run folder %s: %s: %s", path, buf, strerror(e));
+                return dc_error(DIFFCL_ERR_IO, "cannot create run folder %s: %s: %s", path, buf,
+                                strerror(e));
             if (!S_ISDIR(st.st_mode))
-                return dc_error(DIFFCL_ERR_IO, "cannot create run folder %s: %s is not a folder", path, buf);
+                return dc_error(DIFFCL_ERR_IO, "cannot create run folder %s: %s is not a folder",
+                                path, buf);
         }
         *p = '/';
     }
@@ -71,7 +76,8 @@ static diffcl_status make_dir(const char *path)
 static diffcl_status normalise_options(diffcl_train_options *o)
 {
     DC_CHECK_ARG(o->out_dir && *o->out_dir, "diffcl_trainer_create: out_dir is required");
-    DC_CHECK_ARG(o->dims == 2 || o->dims == 3, "diffcl_trainer_create: dims %d is not 2 or 3", o->dims);
+    DC_CHECK_ARG(o->dims == 2 || o->dims == 3, "diffcl_trainer_create: dims %d is not 2 or 3",
+                 o->dims);
     DC_CHECK_ARG(o->method == DIFFCL_METHOD_DIFFCL || o->method == DIFFCL_METHOD_SUPERVISED,
                  "diffcl_trainer_create: unknown method %d", (int)o->method);
     DC_CHECK_ARG(o->iters >= 1, "diffcl_trainer_create: iters must be >= 1");
@@ -80,38 +86,52 @@ static diffcl_status normalise_options(diffcl_train_options *o)
     DC_CHECK_ARG(o->labeled >= 1 || o->labeled_list, "diffcl_trainer_create: labeled must be >= 1");
     DC_CHECK_ARG(o->n_classes >= 2 && o->n_filters >= 1 && o->ds_n_filters >= 1,
                  "diffcl_trainer_create: need n_classes >= 2 and positive widths");
-    DC_CHECK_ARG(o->lr > 0 && o->warmup_frac >= 0 && o->rampup_frac >= 0 && o->warmup_frac + o->rampup_frac <= 1,
+    DC_CHECK_ARG(o->lr > 0 && o->warmup_frac >= 0 && o->rampup_frac >= 0 &&
+                     o->warmup_frac + o->rampup_frac <= 1,
                  "diffcl_trainer_create: need lr > 0 and warmup_frac + rampup_frac <= 1");
     DC_CHECK_ARG(o->tau > 0 && o->bank_momentum >= 0 && o->bank_momentum <= 1,
                  "diffcl_trainer_create: need tau > 0 and bank_momentum in [0,1]");
     DC_CHECK_ARG(o->ddim_steps_train >= 1 && o->ddim_steps_eval >= 1,
                  "diffcl_trainer_create: DDIM steps must be >= 1");
-    DC_CHECK_ARG(o->cps_variant >= DIFFCL_CPS_AGREEMENT && o->cps_variant <= DIFFCL_CPS_CONFIDENCE,
-                 "diffcl_trainer_create: cps_variant %d is not agreement (0), plain (1) or confidence (2)",
-                 (int)o->cps_variant);
+    DC_CHECK_ARG(
+        o->cps_variant >= DIFFCL_CPS_AGREEMENT && o->cps_variant <= DIFFCL_CPS_CONFIDENCE,
+        "diffcl_trainer_create: cps_variant %d is not agreement (0), plain (1) or confidence (2)",
+        (int)o->cps_variant);
     DC_CHECK_ARG(o->cps_confidence >= 0 && o->cps_confidence < 1,
                  "diffcl_trainer_create: cps_confidence %g not in [0, 1)", o->cps_confidence);
     if (o->method == DIFFCL_METHOD_DIFFCL && o->batch_unlabeled < 1)
-        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "diffcl_trainer_create: Diff-CL needs batch_unlabeled >= 1");
+        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                        "diffcl_trainer_create: Diff-CL needs batch_unlabeled >= 1");
     if (o->patch[1] == 0) {
-        if (o->dims == 2) { o->patch[0] = 1; o->patch[1] = 96; o->patch[2] = 96; }
-        else { o->patch[0] = 112; o->patch[1] = 112; o->patch[2] = 80; }
+        if (o->dims == 2) {
+            o->patch[0] = 1;
+            o->patch[1] = 96;
+            o->patch[2] = 96;
+        } else {
+            o->patch[0] = 112;
+            o->patch[1] = 112;
+            o->patch[2] = 80;
+        }
     }
     if (o->dims == 2) o->patch[0] = 1;
     for (int a = o->dims == 2 ? 1 : 0; a < 3; a++)
         if (o->patch[a] < 16 || o->patch[a] % 16)
-            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "diffcl_trainer_create: patch sizes must be multiples of 16 "
-                                                         "(the V-Net halves them four times), got %lld",
+            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                            "diffcl_trainer_create: patch sizes must be multiples of 16 "
+                            "(the V-Net halves them four times), got %lld",
                             (long long)o->patch[a]);
     /* batch norm needs two values per channel: at the 1/16 bottleneck a 16-voxel patch has one per image */
-    int64_t bottleneck = (o->patch[1] / 16) * (o->patch[2] / 16) * (o->dims == 3 ? o->patch[0] / 16 : 1);
-    int64_t smallest_batch = o->method == DIFFCL_METHOD_DIFFCL && o->batch_unlabeled < o->batch_labeled
-                                 ? o->batch_unlabeled
-                                 : o->batch_labeled;
+    int64_t bottleneck =
+        (o->patch[1] / 16) * (o->patch[2] / 16) * (o->dims == 3 ? o->patch[0] / 16 : 1);
+    int64_t smallest_batch =
+        o->method == DIFFCL_METHOD_DIFFCL && o->batch_unlabeled < o->batch_labeled
+            ? o->batch_unlabeled
+            : o->batch_labeled;
     if (bottleneck * smallest_batch < 2)
-        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "diffcl_trainer_create: a batch of %lld with a patch of 16 voxels "
-                                                     "per axis leaves batch norm one value per channel at the "
-                                                     "bottleneck; use a batch of 2 or a larger patch",
+        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                        "diffcl_trainer_create: a batch of %lld with a patch of 16 voxels "
+                        "per axis leaves batch norm one value per channel at the "
+                        "bottleneck; use a batch of 2 or a larger patch",
                         (long long)smallest_batch);
     if (o->val_every <= 0) o->val_every = o->iters / 10 > 0 ? o->iters / 10 : 1;
     if (o->log_every <= 0) o->log_every = 10;
@@ -138,32 +158,39 @@ static diffcl_status split_without_validation(diffcl_trainer *tr)
     sp->labeled = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
     sp->unlabeled = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
     diffcl_status s = DIFFCL_OK;
-    if (!sp->labeled || !sp->unlabeled) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "splitting the data: out of memory");
+    if (!sp->labeled || !sp->unlabeled)
+        s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "splitting the data: out of memory");
     for (int64_t k = 0; k < all.n_labeled && s == DIFFCL_OK; k++) {
         int64_t i = all.labeled[k];
         const char *id = diffcl_dataset_case_id(ds, i);
         int in_val = diffcl_dataset_find(tr->val_set, id) >= 0;
         if (o->labeled_list && in_val)
-            s = dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "case '%s' is in both the labeled list %s and the validation "
-                                                      "list %s", id, o->labeled_list, o->val_list);
-        else if (!in_val && (o->labeled_list || sp->n_labeled < o->labeled)) sp->labeled[sp->n_labeled++] = i;
-        else if (!in_val) sp->unlabeled[sp->n_unlabeled++] = i;
+            s = dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                         "case '%s' is in both the labeled list %s and the validation "
+                         "list %s",
+                         id, o->labeled_list, o->val_list);
+        else if (!in_val && (o->labeled_list || sp->n_labeled < o->labeled))
+            sp->labeled[sp->n_labeled++] = i;
+        else if (!in_val)
+            sp->unlabeled[sp->n_unlabeled++] = i;
     }
     for (int64_t k = 0; k < all.n_unlabeled && s == DIFFCL_OK; k++) {
         int64_t i = all.unlabeled[k];
-        if (diffcl_dataset_find(tr->val_set, diffcl_dataset_case_id(ds, i)) < 0) sp->unlabeled[sp->n_unlabeled++] = i;
+        if (diffcl_dataset_find(tr->val_set, diffcl_dataset_case_id(ds, i)) < 0)
+            sp->unlabeled[sp->n_unlabeled++] = i;
     }
     if (s == DIFFCL_OK && !o->labeled_list && sp->n_labeled < o->labeled)
-        s = dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%lld labeled cases requested, but only %lld training cases are "
-                                                  "not in the validation list %s", (long long)o->labeled,
-                     (long long)sp->n_labeled, o->val_list);
+        s = dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                     "%lld labeled cases requested, but only %lld training cases are "
+                     "not in the validation list %s",
+                     (long long)o->labeled, (long long)sp->n_labeled, o->val_list);
     diffcl_split_free(&all);
     if (s != DIFFCL_OK) {
         diffcl_split_free(sp);
         return s;
     }
-    dc_log(tr->ctx, DIFFCL_LOG_INFO, "%lld validation case(s) of the training list left out of training",
-           (long long)n_val);
+    dc_log(tr->ctx, DIFFCL_LOG_INFO,
+           "%lld validation case(s) of the training list left out of training", (long long)n_val);
     return DIFFCL_OK;
 }
 
@@ -192,13 +219,15 @@ static diffcl_status open_data(diffcl_trainer *tr)
         } else {
             vopt.list = o->val_list;
         }
-        DC_TRY(diffcl_dataset_open(tr->ctx, layout == DIFFCL_LAYOUT_PHANTOM ? NULL : o->data_dir, &vopt,
-                                   &tr->val_set));
+        DC_TRY(diffcl_dataset_open(tr->ctx, layout == DIFFCL_LAYOUT_PHANTOM ? NULL : o->data_dir,
+                                   &vopt, &tr->val_set));
     }
     DC_TRY(split_without_validation(tr));
     if (o->method == DIFFCL_METHOD_DIFFCL && tr->split.n_unlabeled == 0)
-        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "Diff-CL needs unlabeled cases: all %lld training cases are "
-                                                     "labeled", (long long)tr->split.n_labeled);
+        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                        "Diff-CL needs unlabeled cases: all %lld training cases are "
+                        "labeled",
+                        (long long)tr->split.n_labeled);
     diffcl_sampler_options so = DIFFCL_SAMPLER_OPTIONS_INIT;
     so.seed = o->seed;
     for (int a = 0; a < 3; a++) so.patch[a] = o->patch[a];
@@ -288,7 +317,8 @@ diffcl_status diffcl_trainer_create(diffcl_context *ctx, const diffcl_train_opti
     diffcl_status s = normalise_options(&tr->o);
     if (s == DIFFCL_OK) s = open_data(tr);
     if (s == DIFFCL_OK) s = build_networks(tr);
-    if (s == DIFFCL_OK) s = make_dir(tr->o.out_dir); /* last: a run that cannot start leaves no folder */
+    if (s == DIFFCL_OK)
+        s = make_dir(tr->o.out_dir); /* last: a run that cannot start leaves no folder */
     if (s != DIFFCL_OK) {
         diffcl_trainer_free(tr);
         return s;
@@ -301,11 +331,12 @@ diffcl_status diffcl_trainer_create(diffcl_context *ctx, const diffcl_train_opti
 static void print_profile(diffcl_trainer *tr)
 {
     if (!tr->profile || tr->prof_steps == 0) return;
-    static const char *const names[PROF_N] = {"batch",        "CS forward + supervised", "DS supervised",
-                                              "pseudo labels", "unlabeled losses",       "backward",
-                                              "optimizer step"};
+    static const char *const names[PROF_N] = {
+        "batch",    "CS forward + supervised", "DS supervised", "pseudo labels", "unlabeled losses",
+        "backward", "optimizer step"};
     char line[512];
-    int n = snprintf(line, sizeof line, "time per step over %lld steps (ms):", (long long)tr->prof_steps);
+    int n = snprintf(line, sizeof line,
+                     "time per step over %lld steps (ms):", (long long)tr->prof_steps);
     for (int k = 0; k < PROF_N && n > 0 && n < (int)sizeof line; k++)
         n += snprintf(line + n, sizeof line - (size_t)n, "%s %s %.1f", k ? "," : "", names[k],
                       1000.0 * tr->prof[k] / (double)tr->prof_steps);
@@ -346,10 +377,22 @@ void diffcl_trainer_free(diffcl_trainer *tr)
     free(tr);
 }
 
-int64_t diffcl_trainer_iteration(const diffcl_trainer *tr) { return tr ? tr->it : 0; }
-diffcl_module *diffcl_trainer_cs(const diffcl_trainer *tr) { return tr ? tr->cs : NULL; }
-diffcl_module *diffcl_trainer_ds(const diffcl_trainer *tr) { return tr ? tr->ds : NULL; }
-double diffcl_trainer_best_dice(const diffcl_trainer *tr) { return tr ? tr->best_dice : NAN; }
+int64_t diffcl_trainer_iteration(const diffcl_trainer *tr)
+{
+    return tr ? tr->it : 0;
+}
+diffcl_module *diffcl_trainer_cs(const diffcl_trainer *tr)
+{
+    return tr ? tr->cs : NULL;
+}
+diffcl_module *diffcl_trainer_ds(const diffcl_trainer *tr)
+{
+    return tr ? tr->ds : NULL;
+}
+double diffcl_trainer_best_dice(const diffcl_trainer *tr)
+{
+    return tr ? tr->best_dice : NAN;
+}
 
 /* ------------------------------------------------------------- one step ---- */
 
@@ -371,7 +414,8 @@ static diffcl_status accumulate(diffcl_tensor **acc, diffcl_tensor *term, double
         if (*acc) {
             s = diffcl_add(*acc, scaled, &sum);
             diffcl_tensor_free(scaled);
-        } else sum = scaled;
+        } else
+            sum = scaled;
     }
     if (s == DIFFCL_OK) {
         diffcl_tensor_free(*acc);
@@ -416,8 +460,8 @@ static void step_vars_free(step_vars *v)
 }
 
 /* The unlabeled half: cross pseudo supervision both ways and the contrastive term. */
-static diffcl_status unlabeled_terms(diffcl_trainer *tr, step_vars *v, uint32_t it, double *agreement,
-                                     double *fg)
+static diffcl_status unlabeled_terms(diffcl_trainer *tr, step_vars *v, uint32_t it,
+                                     double *agreement, double *fg)
 {
     const diffcl_train_options *o = &tr->o;
     int64_t bl = o->batch_labeled, bu = o->batch_unlabeled;
@@ -446,7 +490,8 @@ static diffcl_status unlabeled_terms(diffcl_trainer *tr, step_vars *v, uint32_t 
         s = diffcl_diffusion_sample(tr->ds, teacher_in, &so, &v->ds_logits);
         diffcl_module_train(tr->ds, 1);
     }
-    if (s == DIFFCL_OK) s = diffcl_diffusion_pseudo_label(v->ds_logits, &v->pseudo_ds, &v->ds_probs);
+    if (s == DIFFCL_OK)
+        s = diffcl_diffusion_pseudo_label(v->ds_logits, &v->pseudo_ds, &v->ds_probs);
     /* agreement mask (F32 1/0) and statistics */
     if (s == DIFFCL_OK) {
         v->agree = dc_tensor_empty(ctx, DIFFCL_F32, v->pseudo_cs->ndim, v->pseudo_cs->shape);
@@ -470,7 +515,8 @@ static diffcl_status unlabeled_terms(diffcl_trainer *tr, step_vars *v, uint32_t 
 
     /* L^d_p: the DS learns the CS's pseudo label from its noised version (on the strong view) */
     DC_TRY(diffcl_diffusion_loss(tr->ds, v->img_u, v->pseudo_cs,
-                                 diffcl_rng_key_make(o->seed, STREAM_DS_PSEUDO, 0, it), &v->ds_pseudo, NULL));
+                                 diffcl_rng_key_make(o->seed, STREAM_DS_PSEUDO, 0, it),
+                                 &v->ds_pseudo, NULL));
     /* L^c_p: the CS learns the DS's pseudo label, weighted as the variant says */
     DC_TRY(dc_cs_pseudo_loss(o, v->unl_logits, v->pseudo_ds, v->ds_probs, v->agree, &v->cs_pseudo));
     /* L_cl: prototypes of the labeled features (EMA bank), InfoNCE on unlabeled voxels labeled
@@ -480,12 +526,14 @@ static diffcl_status unlabeled_terms(diffcl_trainer *tr, step_vars *v, uint32_t 
     DC_TRY(diffcl_tensor_narrow(v->feat, 0, 0, bl, &v->feat_l));
     DC_TRY(diffcl_tensor_narrow(v->feat, 0, bl, bu, &v->feat_u));
     DC_TRY(diffcl_tensor_detach(v->feat_l, &v->feat_l_det));
-    DC_TRY(diffcl_class_prototypes(v->feat_l_det, v->label, NULL, o->n_classes, &v->protos, &v->counts));
+    DC_TRY(diffcl_class_prototypes(v->feat_l_det, v->label, NULL, o->n_classes, &v->protos,
+                                   &v->counts));
     if (tr->dist) /* MPI: prototypes of all ranks' labeled voxels */
-        DC_TRY(dc_dist_prototypes(tr->dist, v->feat_l_det, v->label, o->n_classes, v->protos, v->counts));
+        DC_TRY(dc_dist_prototypes(tr->dist, v->feat_l_det, v->label, o->n_classes, v->protos,
+                                  v->counts));
     DC_TRY(diffcl_prototype_bank_update(tr->bank, v->protos, v->counts, o->bank_momentum));
-    DC_TRY(dc_contrast_voxels(o, o->cps_variant == DIFFCL_CPS_AGREEMENT ? v->agree : NULL, v->pseudo_ds, it,
-                              &v->voxels));
+    DC_TRY(dc_contrast_voxels(o, o->cps_variant == DIFFCL_CPS_AGREEMENT ? v->agree : NULL,
+                              v->pseudo_ds, it, &v->voxels));
     if (dc_numel(v->voxels) > 0) {
         diffcl_proto_contrast_options po = DIFFCL_PROTO_CONTRAST_OPTIONS_INIT;
         po.temperature = o->tau;
@@ -517,22 +565,24 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
     } else {
         s = diffcl_sampler_next(tr->sampler, it, &v.image, &v.label, NULL);
     }
-    if (s == DIFFCL_OK && v.image->ndim != o->dims + 2) /* 3-D volumes read with dims 2 (the default) */
-        s = dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "the data set holds %d-D images but the trainer's dims is %d "
-                                                  "(diffcl train --dims %d)", v.image->ndim - 2, o->dims,
-                     v.image->ndim - 2);
+    if (s == DIFFCL_OK &&
+        v.image->ndim != o->dims + 2) /* 3-D volumes read with dims 2 (the default) */
+        s = dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                     "the data set holds %d-D images but the trainer's dims is %d "
+                     "(diffcl train --dims %d)",
+                     v.image->ndim - 2, o->dims, v.image->ndim - 2);
     if (s == DIFFCL_OK && tr->dist) { /* MPI: this rank's shard r, r+S, ... of the global batch */
         diffcl_tensor *gi = v.image, *gl = v.label;
         v.image = v.label = NULL;
-        s = dc_dist_shard(dc_dist_rank(tr->dist), dc_dist_size(tr->dist), o->batch_labeled, o->batch_unlabeled, gi,
-                          gl, &v.image, &v.label);
+        s = dc_dist_shard(dc_dist_rank(tr->dist), dc_dist_size(tr->dist), o->batch_labeled,
+                          o->batch_unlabeled, gi, gl, &v.image, &v.label);
         diffcl_tensor_free(gi);
         diffcl_tensor_free(gl);
         if (s == DIFFCL_OK && v.weak) { /* the weak views: the same unlabeled rows */
             diffcl_tensor *gw = v.weak;
             v.weak = NULL;
-            s = dc_dist_shard(dc_dist_rank(tr->dist), dc_dist_size(tr->dist), 0, o->batch_unlabeled, gw, NULL,
-                              &v.weak, NULL);
+            s = dc_dist_shard(dc_dist_rank(tr->dist), dc_dist_size(tr->dist), 0, o->batch_unlabeled,
+                              gw, NULL, &v.weak, NULL);
             diffcl_tensor_free(gw);
         }
     }
@@ -556,15 +606,17 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
         /* DS supervised: x_t from the labels, Dice + CE on its x_0 logits */
         if (s == DIFFCL_OK) s = diffcl_tensor_narrow(v.image, 0, 0, o->batch_labeled, &v.img_l);
         if (s == DIFFCL_OK)
-            s = diffcl_diffusion_loss(tr->ds, v.img_l, v.label, diffcl_rng_key_make(o->seed, STREAM_DS_SUP, 0, it),
-                                      &v.ds_sup, NULL);
+            s = diffcl_diffusion_loss(tr->ds, v.img_l, v.label,
+                                      diffcl_rng_key_make(o->seed, STREAM_DS_SUP, 0, it), &v.ds_sup,
+                                      NULL);
         if (s == DIFFCL_OK) s = accumulate(&v.total, v.ds_sup, 1.0);
         prof_mark(tr, PROF_DS_SUP);
         if (s == DIFFCL_OK && mu > 0) {
             s = unlabeled_terms(tr, &v, it, &st.agreement, &st.cs_fg_fraction);
             if (s == DIFFCL_OK) s = accumulate(&v.total, v.ds_pseudo, o->mu1 * mu);
             if (s == DIFFCL_OK) s = accumulate(&v.total, v.cs_pseudo, o->mu2 * mu);
-            if (s == DIFFCL_OK && v.contrast) s = accumulate(&v.total, v.contrast, o->mu2 * mu * o->eta);
+            if (s == DIFFCL_OK && v.contrast)
+                s = accumulate(&v.total, v.contrast, o->mu2 * mu * o->eta);
             prof_mark(tr, PROF_UNLABELED);
         }
     }
@@ -575,9 +627,11 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
     st.ds_pseudo = v.ds_pseudo ? item(v.ds_pseudo) : NAN;
     st.contrast = v.contrast ? item(v.contrast) : NAN;
     if (s == DIFFCL_OK && !isfinite(st.loss))
-        s = dc_error(DIFFCL_ERR_NUMERIC, "iteration %lld: the loss is %g (CS supervised %g, DS supervised %g, "
-                                         "pseudo %g/%g, contrastive %g); stopping before the update",
-                     (long long)tr->it, st.loss, st.cs_sup, st.ds_sup, st.cs_pseudo, st.ds_pseudo, st.contrast);
+        s = dc_error(DIFFCL_ERR_NUMERIC,
+                     "iteration %lld: the loss is %g (CS supervised %g, DS supervised %g, "
+                     "pseudo %g/%g, contrastive %g); stopping before the update",
+                     (long long)tr->it, st.loss, st.cs_sup, st.ds_sup, st.cs_pseudo, st.ds_pseudo,
+                     st.contrast);
     if (tr->dist) { /* MPI: every rank must pass before the update; logged losses are means over ranks */
         double vals[6] = {st.loss, st.cs_sup, st.ds_sup, st.cs_pseudo, st.ds_pseudo, st.contrast};
         s = dc_dist_agree(tr->dist, s, tr->it, vals, 6);
@@ -586,7 +640,8 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
     }
     if (s == DIFFCL_OK) {
         diffcl_optimizer_zero_grad(tr->opt);
-        dc_dist_begin_backward(tr->dist); /* MPI: hooks all-reduce gradient buckets as they complete */
+        dc_dist_begin_backward(
+            tr->dist); /* MPI: hooks all-reduce gradient buckets as they complete */
         s = diffcl_backward(v.total, NULL);
         diffcl_status ds = dc_dist_finish_backward(tr->dist);
         if (s == DIFFCL_OK) s = ds;
@@ -594,7 +649,8 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
     }
     if (s == DIFFCL_OK) {
         st.lr = diffcl_lr_poly(o->lr, tr->it, o->iters, 0.9);
-        for (int g = 0; g < diffcl_optimizer_num_groups(tr->opt); g++) diffcl_optimizer_set_lr(tr->opt, g, st.lr);
+        for (int g = 0; g < diffcl_optimizer_num_groups(tr->opt); g++)
+            diffcl_optimizer_set_lr(tr->opt, g, st.lr);
         s = diffcl_optimizer_step(tr->opt);
     }
     diffcl_optimizer_zero_grad(tr->opt);
@@ -607,7 +663,8 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
     st.seconds = now_seconds() - t0;
     dc_trainer_push_loss(tr, st.loss);
     if (stats) {
-        size_t n = stats->struct_size && stats->struct_size < sizeof st ? stats->struct_size : sizeof st;
+        size_t n =
+            stats->struct_size && stats->struct_size < sizeof st ? stats->struct_size : sizeof st;
         memcpy(stats, &st, n);
     }
     return DIFFCL_OK;

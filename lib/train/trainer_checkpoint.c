@@ -17,12 +17,49 @@ char *dc_train_options_to_json(const diffcl_train_options *o)
     if (!j) return NULL;
 #define S(f) (o->f ? cJSON_AddStringToObject(j, #f, o->f) : cJSON_AddNullToObject(j, #f))
 #define N(f) cJSON_AddNumberToObject(j, #f, (double)o->f)
-    S(layout); S(data_dir); S(train_list); S(val_list); S(labeled_list); S(out_dir);
-    N(dims); N(labeled); N(patch[0]); N(patch[1]); N(patch[2]); N(batch_labeled); N(batch_unlabeled);
-    N(phantom_cases); N(method); N(iters); N(n_classes); N(n_filters); N(ds_n_filters); N(hfm_levels);
-    N(lr); N(momentum); N(weight_decay); N(warmup_frac); N(rampup_frac); N(mu1); N(mu2); N(eta); N(tau);
-    N(bank_momentum); N(contrast_voxels); N(ddim_steps_train); N(ddim_steps_eval); N(val_every); N(log_every); N(strong_unlabeled); N(pseudo_mask_dice);
-    N(cps_variant); N(cps_confidence); N(ds_pseudo_train_mode); N(contrast_balanced); N(weak_strong); N(hfm_border);
+    S(layout);
+    S(data_dir);
+    S(train_list);
+    S(val_list);
+    S(labeled_list);
+    S(out_dir);
+    N(dims);
+    N(labeled);
+    N(patch[0]);
+    N(patch[1]);
+    N(patch[2]);
+    N(batch_labeled);
+    N(batch_unlabeled);
+    N(phantom_cases);
+    N(method);
+    N(iters);
+    N(n_classes);
+    N(n_filters);
+    N(ds_n_filters);
+    N(hfm_levels);
+    N(lr);
+    N(momentum);
+    N(weight_decay);
+    N(warmup_frac);
+    N(rampup_frac);
+    N(mu1);
+    N(mu2);
+    N(eta);
+    N(tau);
+    N(bank_momentum);
+    N(contrast_voxels);
+    N(ddim_steps_train);
+    N(ddim_steps_eval);
+    N(val_every);
+    N(log_every);
+    N(strong_unlabeled);
+    N(pseudo_mask_dice);
+    N(cps_variant);
+    N(cps_confidence);
+    N(ds_pseudo_train_mode);
+    N(contrast_balanced);
+    N(weak_strong);
+    N(hfm_border);
 #undef S
 #undef N
     char seed[32];
@@ -42,32 +79,63 @@ diffcl_status dc_train_options_from_json(const char *json, diffcl_train_options 
     *o = d;
     diffcl_status s = DIFFCL_OK;
     int k = 0;
-#define S(f)                                                                              \
-    do {                                                                                  \
-        const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, #f);                         \
-        o->f = NULL;                                                                      \
-        if (cJSON_IsString(x) && k < n_strings) o->f = strings[k] = strdup(x->valuestring); \
-        k++;                                                                              \
+#define S(f)                                                                                       \
+    do {                                                                                           \
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, #f);                                  \
+        o->f = NULL;                                                                               \
+        if (cJSON_IsString(x) && k < n_strings) o->f = strings[k] = strdup(x->valuestring);        \
+        k++;                                                                                       \
     } while (0)
-#define N(f, T)                                                                            \
-    do {                                                                                   \
-        const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, #f);                          \
-        if (cJSON_IsNumber(x)) o->f = (T)x->valuedouble;                                   \
-        else s = dc_error(DIFFCL_ERR_FORMAT, "trainer options: field %s missing", #f);     \
+#define N(f, T)                                                                                    \
+    do {                                                                                           \
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, #f);                                  \
+        if (cJSON_IsNumber(x))                                                                     \
+            o->f = (T)x->valuedouble;                                                              \
+        else                                                                                       \
+            s = dc_error(DIFFCL_ERR_FORMAT, "trainer options: field %s missing", #f);              \
     } while (0)
-    S(layout); S(data_dir); S(train_list); S(val_list); S(labeled_list); S(out_dir);
-    N(dims, int); N(labeled, int); N(patch[0], int64_t); N(patch[1], int64_t); N(patch[2], int64_t);
-    N(batch_labeled, int); N(batch_unlabeled, int); N(phantom_cases, int); N(method, diffcl_method);
-    N(iters, int64_t); N(n_classes, int); N(n_filters, int); N(ds_n_filters, int); N(hfm_levels, unsigned);
-    N(lr, double); N(momentum, double); N(weight_decay, double); N(warmup_frac, double);
-    N(rampup_frac, double); N(mu1, double); N(mu2, double); N(eta, double); N(tau, double);
-    N(bank_momentum, double); N(contrast_voxels, int); N(ddim_steps_train, int); N(ddim_steps_eval, int);
-    N(val_every, int64_t); N(log_every, int64_t); N(strong_unlabeled, int); N(pseudo_mask_dice, int);
+    S(layout);
+    S(data_dir);
+    S(train_list);
+    S(val_list);
+    S(labeled_list);
+    S(out_dir);
+    N(dims, int);
+    N(labeled, int);
+    N(patch[0], int64_t);
+    N(patch[1], int64_t);
+    N(patch[2], int64_t);
+    N(batch_labeled, int);
+    N(batch_unlabeled, int);
+    N(phantom_cases, int);
+    N(method, diffcl_method);
+    N(iters, int64_t);
+    N(n_classes, int);
+    N(n_filters, int);
+    N(ds_n_filters, int);
+    N(hfm_levels, unsigned);
+    N(lr, double);
+    N(momentum, double);
+    N(weight_decay, double);
+    N(warmup_frac, double);
+    N(rampup_frac, double);
+    N(mu1, double);
+    N(mu2, double);
+    N(eta, double);
+    N(tau, double);
+    N(bank_momentum, double);
+    N(contrast_voxels, int);
+    N(ddim_steps_train, int);
+    N(ddim_steps_eval, int);
+    N(val_every, int64_t);
+    N(log_every, int64_t);
+    N(strong_unlabeled, int);
+    N(pseudo_mask_dice, int);
     /* added in 0.2: a checkpoint without them was written by a trainer that behaved as these values */
-#define N_SINCE_0_2(f, T, before)                                                          \
-    do {                                                                                   \
-        const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, #f);                          \
-        o->f = cJSON_IsNumber(x) ? (T)x->valuedouble : (before);                           \
+#define N_SINCE_0_2(f, T, before)                                                                  \
+    do {                                                                                           \
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, #f);                                  \
+        o->f = cJSON_IsNumber(x) ? (T)x->valuedouble : (before);                                   \
     } while (0)
     N_SINCE_0_2(cps_variant, diffcl_cps_variant, DIFFCL_CPS_AGREEMENT);
     N_SINCE_0_2(cps_confidence, double, 0.0);
@@ -79,14 +147,17 @@ diffcl_status dc_train_options_from_json(const char *json, diffcl_train_options 
 #undef S
 #undef N
     const cJSON *seed = cJSON_GetObjectItemCaseSensitive(j, "seed");
-    if (cJSON_IsString(seed)) o->seed = strtoull(seed->valuestring, NULL, 10);
-    else s = dc_error(DIFFCL_ERR_FORMAT, "trainer options: field seed missing");
+    if (cJSON_IsString(seed))
+        o->seed = strtoull(seed->valuestring, NULL, 10);
+    else
+        s = dc_error(DIFFCL_ERR_FORMAT, "trainer options: field seed missing");
     cJSON_Delete(j);
     return s;
 }
 
 /* Add every entry and metadata item of `src` to `dst` under `prefix`. */
-static diffcl_status merge(diffcl_tensor_dict *dst, const diffcl_tensor_dict *src, const char *prefix)
+static diffcl_status merge(diffcl_tensor_dict *dst, const diffcl_tensor_dict *src,
+                           const char *prefix)
 {
     char key[512];
     for (int i = 0; i < diffcl_tensor_dict_size(src); i++) {
@@ -127,7 +198,8 @@ static diffcl_tensor *scalar_f64(diffcl_context *ctx, double v)
     return t;
 }
 
-diffcl_status dc_trainer_add_networks(const diffcl_trainer *tr, diffcl_tensor_dict *all, const char *cs_prefix)
+diffcl_status dc_trainer_add_networks(const diffcl_trainer *tr, diffcl_tensor_dict *all,
+                                      const char *cs_prefix)
 {
     diffcl_tensor_dict *part = NULL;
     diffcl_status s = diffcl_module_state_dict(tr->cs, &part);
@@ -140,13 +212,15 @@ diffcl_status dc_trainer_add_networks(const diffcl_trainer *tr, diffcl_tensor_di
         diffcl_tensor_dict_free(part);
     }
     /* the configurations, so diffcl_model_load() reads the CS and diffcl_trainer_load_net() the DS */
-    char *opts = s == DIFFCL_OK ? dc_train_options_to_json(&tr->o) : NULL, *cfg = NULL, *ds_cfg = NULL;
+    char *opts = s == DIFFCL_OK ? dc_train_options_to_json(&tr->o) : NULL, *cfg = NULL,
+         *ds_cfg = NULL;
     if (s == DIFFCL_OK && !opts) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "saving: out of memory");
     if (s == DIFFCL_OK) s = dc_model_encode(tr->cs, &cfg);
     if (s == DIFFCL_OK && tr->ds) s = dc_model_encode(tr->ds, &ds_cfg);
     if (s == DIFFCL_OK) s = diffcl_tensor_dict_set_meta(all, "diffcl.train_options", opts);
     if (s == DIFFCL_OK) s = diffcl_tensor_dict_set_meta(all, "diffcl.model", cfg);
-    if (s == DIFFCL_OK && *cs_prefix) s = diffcl_tensor_dict_set_meta(all, "diffcl.model_prefix", cs_prefix);
+    if (s == DIFFCL_OK && *cs_prefix)
+        s = diffcl_tensor_dict_set_meta(all, "diffcl.model_prefix", cs_prefix);
     if (s == DIFFCL_OK && ds_cfg) s = diffcl_tensor_dict_set_meta(all, "diffcl.ds_model", ds_cfg);
     free(opts);
     free(cfg);
@@ -174,7 +248,8 @@ diffcl_status diffcl_trainer_save(const diffcl_trainer *tr, const char *path)
     diffcl_tensor_free(it);
     diffcl_tensor_free(best);
     diffcl_tensor_free(best_it);
-    if (s == DIFFCL_OK) s = diffcl_tensor_dict_set_meta(all, "diffcl.version", DIFFCL_VERSION_STRING);
+    if (s == DIFFCL_OK)
+        s = diffcl_tensor_dict_set_meta(all, "diffcl.version", DIFFCL_VERSION_STRING);
     if (s == DIFFCL_OK) s = diffcl_safetensors_save(all, path);
     diffcl_tensor_dict_free(all);
     return s;
@@ -201,8 +276,10 @@ diffcl_status diffcl_trainer_resume(diffcl_context *ctx, const char *run_dir, in
     const char *json = diffcl_tensor_dict_get_meta(d, "diffcl.train_options");
     char *strings[6] = {0};
     diffcl_train_options o;
-    diffcl_status s = json ? dc_train_options_from_json(json, &o, strings, 6)
-                           : dc_error(DIFFCL_ERR_FORMAT, "%s is not a trainer checkpoint (no diffcl.train_options)", path);
+    diffcl_status s =
+        json ? dc_train_options_from_json(json, &o, strings, 6)
+             : dc_error(DIFFCL_ERR_FORMAT,
+                        "%s is not a trainer checkpoint (no diffcl.train_options)", path);
     diffcl_trainer *tr = NULL;
     if (s == DIFFCL_OK) {
         o.out_dir = run_dir; /* the folder may have moved */
@@ -229,7 +306,8 @@ diffcl_status diffcl_trainer_resume(diffcl_context *ctx, const char *run_dir, in
         diffcl_tensor *b = diffcl_tensor_dict_get(d, "trainer.bank");
         if (!b || !dc_same_shape(b, tr->bank))
             s = dc_error(DIFFCL_ERR_FORMAT, "%s: trainer.bank missing or of the wrong shape", path);
-        else dc_copy_into(tr->bank, b);
+        else
+            dc_copy_into(tr->bank, b);
     }
     if (s == DIFFCL_OK) {
         tr->it = (int64_t)dict_scalar(d, "trainer.iteration", 0);

@@ -26,8 +26,9 @@ diffcl_status dc_segment_case(diffcl_module *cs, const diffcl_tensor *image, dif
     for (int a = 1; a < nd; a++) off += lo[a] * x->strides[a + 1];
     diffcl_tensor *dst = dc_tensor_alias(x, nd, image->shape, x->strides + 1, off);
     diffcl_tensor *src = dst ? dc_contiguous(image) : NULL;
-    diffcl_status s = src ? diffcl_tensor_copy_from(dst, dc_data(src), (size_t)dc_numel(src) * sizeof(float))
-                          : DIFFCL_ERR_OUT_OF_MEMORY;
+    diffcl_status s =
+        src ? diffcl_tensor_copy_from(dst, dc_data(src), (size_t)dc_numel(src) * sizeof(float))
+            : DIFFCL_ERR_OUT_OF_MEMORY;
     diffcl_tensor_free(src);
     diffcl_tensor_free(dst);
     int was_training = diffcl_module_is_training(cs);
@@ -67,8 +68,9 @@ diffcl_status dc_trainer_validate(diffcl_trainer *tr, double *mean_dice)
     for (int64_t i = 0; i < n && s == DIFFCL_OK; i++) {
         diffcl_tensor *img = NULL, *lab = NULL, *pred = NULL;
         s = diffcl_dataset_load(tr->val_set, i, &img, &lab, NULL);
-        if (s == DIFFCL_OK && !lab) s = dc_error(DIFFCL_ERR_NOT_FOUND, "validation case %s has no label",
-                                                 diffcl_dataset_case_id(tr->val_set, i));
+        if (s == DIFFCL_OK && !lab)
+            s = dc_error(DIFFCL_ERR_NOT_FOUND, "validation case %s has no label",
+                         diffcl_dataset_case_id(tr->val_set, i));
         if (s == DIFFCL_OK) s = dc_segment_case(tr->cs, img, &pred);
         if (s == DIFFCL_OK) s = diffcl_metrics_per_class(pred, lab, tr->o.n_classes, &mo, m);
         for (int c = 0; s == DIFFCL_OK && c < k; c++) {

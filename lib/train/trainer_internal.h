@@ -13,20 +13,29 @@
 
 /* RNG purposes (streams) of the trainer's draws. */
 enum {
-    STREAM_DS_SUP = 0x54520001u,   /* t and noise of the DS on labeled patches */
+    STREAM_DS_SUP = 0x54520001u,    /* t and noise of the DS on labeled patches */
     STREAM_DS_PSEUDO = 0x54520002u, /* t and noise of the DS on CS pseudo labels */
-    STREAM_DDIM = 0x54520003u,     /* x_T of the DS pseudo label */
-    STREAM_VOXELS = 0x54520004u    /* contrastive voxel sample */
+    STREAM_DDIM = 0x54520003u,      /* x_T of the DS pseudo label */
+    STREAM_VOXELS = 0x54520004u     /* contrastive voxel sample */
 };
 
 /* Parts of a training step, timed when DIFFCL_PROFILE=1 (trainer.c, docs/performance.md). */
-enum { PROF_BATCH, PROF_CS, PROF_DS_SUP, PROF_PSEUDO, PROF_UNLABELED, PROF_BACKWARD, PROF_STEP, PROF_N };
+enum {
+    PROF_BATCH,
+    PROF_CS,
+    PROF_DS_SUP,
+    PROF_PSEUDO,
+    PROF_UNLABELED,
+    PROF_BACKWARD,
+    PROF_STEP,
+    PROF_N
+};
 
 struct diffcl_trainer {
     diffcl_context *ctx;
-    int profile;             /* DIFFCL_PROFILE=1: time the parts of each step */
-    double prof[PROF_N];     /* seconds summed over prof_steps steps */
-    double prof_t;           /* the end of the last timed part */
+    int profile;         /* DIFFCL_PROFILE=1: time the parts of each step */
+    double prof[PROF_N]; /* seconds summed over prof_steps steps */
+    double prof_t;       /* the end of the last timed part */
     int64_t prof_steps;
     diffcl_train_options o;
     char *s_layout, *s_data_dir, *s_train_list, *s_val_list, *s_labeled_list, *s_out_dir;
@@ -55,7 +64,8 @@ diffcl_status dc_train_options_from_json(const char *json, diffcl_train_options 
                                          int n_strings);
 /* The CS (under @p cs_prefix, "" for none) and the DS (under "ds.") of @p tr with their
  * configurations and the training options, into @p all (trainer_checkpoint.c). */
-diffcl_status dc_trainer_add_networks(const diffcl_trainer *tr, diffcl_tensor_dict *all, const char *cs_prefix);
+diffcl_status dc_trainer_add_networks(const diffcl_trainer *tr, diffcl_tensor_dict *all,
+                                      const char *cs_prefix);
 /* Append a point to the loss curve (trainer.c). */
 void dc_trainer_push_loss(diffcl_trainer *tr, double loss);
 /* Mean foreground Dice of the CS over the validation set (sliding over whole cases). */
@@ -75,6 +85,7 @@ diffcl_status dc_cs_pseudo_loss(const diffcl_train_options *o, const diffcl_tens
 diffcl_status dc_contrast_voxels(const diffcl_train_options *o, const diffcl_tensor *base,
                                  const diffcl_tensor *labels, uint32_t it, diffcl_tensor **voxels);
 /* Segment one case [C,(D),H,W] with a CS in eval mode: labels I64 [(D),H,W]. */
-diffcl_status dc_segment_case(diffcl_module *cs, const diffcl_tensor *image, diffcl_tensor **labels);
+diffcl_status dc_segment_case(diffcl_module *cs, const diffcl_tensor *image,
+                              diffcl_tensor **labels);
 
 #endif

@@ -22,8 +22,10 @@ static void path_in(char *buf, size_t n, const diffcl_trainer *tr, const char *n
 static void fmt_eta(char *buf, size_t n, double seconds)
 {
     long s = seconds > 0 && seconds < 1e9 ? (long)seconds : 0;
-    if (s >= 3600) snprintf(buf, n, "%ldh%02ldm", s / 3600, s / 60 % 60);
-    else snprintf(buf, n, "%ldm%02lds", s / 60, s % 60);
+    if (s >= 3600)
+        snprintf(buf, n, "%ldh%02ldm", s / 3600, s / 60 % 60);
+    else
+        snprintf(buf, n, "%ldm%02lds", s / 60, s % 60);
 }
 
 static void push_val(diffcl_trainer *tr, double it, double dice)
@@ -41,7 +43,7 @@ static void push_val(diffcl_trainer *tr, double it, double dice)
     tr->val_dice[tr->n_val++] = dice;
 }
 
-#define CSV_HEADER                                                                                               \
+#define CSV_HEADER                                                                                 \
     "iteration,loss,cs_sup,ds_sup,cs_pseudo,ds_pseudo,contrast,mu,lr,agreement,cs_fg_fraction,seconds,val_dice\n"
 
 /* A resumed run: log.csv keeps only the rows up to the checkpoint's iteration (an interrupted
@@ -53,22 +55,24 @@ static diffcl_status resume_log(diffcl_trainer *tr, const char *csv_path, int *h
     *have_header = 0;
     FILE *in = fopen(csv_path, "r");
     if (!in) {
-        dc_log(tr->ctx, DIFFCL_LOG_WARN, "resuming without %s: a new log starts at iteration %lld", csv_path,
-               (long long)tr->it);
+        dc_log(tr->ctx, DIFFCL_LOG_WARN, "resuming without %s: a new log starts at iteration %lld",
+               csv_path, (long long)tr->it);
         return DIFFCL_OK;
     }
     int64_t n = tr->it;
     char **rows = calloc((size_t)(n > 0 ? n : 1), sizeof *rows);
     char line[1024], header[1024] = "";
-    diffcl_status s = rows ? DIFFCL_OK : dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "resume: out of memory");
+    diffcl_status s =
+        rows ? DIFFCL_OK : dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "resume: out of memory");
     while (s == DIFFCL_OK && fgets(line, sizeof line, in)) {
-        if (!header[0] && (line[0] < '0' || line[0] > '9')) { /* a log without its header starts with a row */
+        if (!header[0] &&
+            (line[0] < '0' || line[0] > '9')) { /* a log without its header starts with a row */
             snprintf(header, sizeof header, "%s", line);
             continue;
         }
         long long k = strtoll(line, NULL, 10);
         if (k < 1 || k > n) continue; /* past the checkpoint: trained again */
-        free(rows[k - 1]); /* a later row of an iteration replaces an earlier one */
+        free(rows[k - 1]);            /* a later row of an iteration replaces an earlier one */
         rows[k - 1] = strdup(line);
         if (!rows[k - 1]) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "resume: out of memory");
     }
@@ -92,8 +96,10 @@ static diffcl_status resume_log(diffcl_trainer *tr, const char *csv_path, int *h
             dc_trainer_push_loss(tr, loss);
             if (isfinite(val)) push_val(tr, (double)(i + 1), val);
         }
-        if (fclose(out) != 0 || rename(tmp, csv_path) != 0) s = dc_error(DIFFCL_ERR_IO, "cannot rewrite %s", csv_path);
-        else *have_header = 1;
+        if (fclose(out) != 0 || rename(tmp, csv_path) != 0)
+            s = dc_error(DIFFCL_ERR_IO, "cannot rewrite %s", csv_path);
+        else
+            *have_header = 1;
     }
     if (s != DIFFCL_OK) remove(tmp);
     for (int64_t i = 0; rows && i < n; i++) free(rows[i]);
@@ -109,7 +115,8 @@ static diffcl_status save_model(diffcl_trainer *tr, const char *path)
     diffcl_tensor_dict *all = NULL;
     DC_TRY(diffcl_tensor_dict_new(tr->ctx, &all));
     diffcl_status s = dc_trainer_add_networks(tr, all, "");
-    if (s == DIFFCL_OK) s = diffcl_tensor_dict_set_meta(all, "diffcl.version", DIFFCL_VERSION_STRING);
+    if (s == DIFFCL_OK)
+        s = diffcl_tensor_dict_set_meta(all, "diffcl.version", DIFFCL_VERSION_STRING);
     if (s == DIFFCL_OK) s = diffcl_safetensors_save(all, path);
     diffcl_tensor_dict_free(all);
     return s;
@@ -123,7 +130,8 @@ static diffcl_status checkpoint(diffcl_trainer *tr, double *val)
     path_in(best, sizeof best, tr, "best.safetensors");
     path_in(model, sizeof model, tr, "model.safetensors");
     DC_TRY(dc_trainer_validate(tr, val));
-    int improved = !tr->val_set || (isfinite(*val) && (!isfinite(tr->best_dice) || *val > tr->best_dice));
+    int improved =
+        !tr->val_set || (isfinite(*val) && (!isfinite(tr->best_dice) || *val > tr->best_dice));
     if (tr->val_set && isfinite(*val)) push_val(tr, (double)tr->it, *val);
     if (improved) {
         if (tr->val_set) tr->best_dice = *val;
@@ -146,32 +154,39 @@ diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
     int root = dc_dist_rank(tr->dist) == 0; /* MPI: only rank 0 validates, logs and writes */
     int have_header = 0;
     if (root && tr->it > 0) {
-        if (tr->n_loss == 0) DC_TRY(resume_log(tr, csv_path, &have_header)); /* from a checkpoint */
-        else have_header = 1;                                             /* the same trainer runs on */
+        if (tr->n_loss == 0)
+            DC_TRY(resume_log(tr, csv_path, &have_header)); /* from a checkpoint */
+        else
+            have_header = 1; /* the same trainer runs on */
     }
     FILE *csv = root ? fopen(csv_path, have_header ? "a" : "w") : fopen("/dev/null", "w");
     if (!csv) return dc_error(DIFFCL_ERR_IO, "cannot write %s", csv_path);
     if (!have_header) fputs(CSV_HEADER, csv);
     char patch[64];
-    if (o->dims == 2) snprintf(patch, sizeof patch, "%lldx%lld", (long long)o->patch[1], (long long)o->patch[2]);
+    if (o->dims == 2)
+        snprintf(patch, sizeof patch, "%lldx%lld", (long long)o->patch[1], (long long)o->patch[2]);
     else
-        snprintf(patch, sizeof patch, "%lldx%lldx%lld", (long long)o->patch[0], (long long)o->patch[1],
-                 (long long)o->patch[2]);
+        snprintf(patch, sizeof patch, "%lldx%lldx%lld", (long long)o->patch[0],
+                 (long long)o->patch[1], (long long)o->patch[2]);
     /* the thread count, and what this process may use (issue 23: affinity mask, cgroup quota) */
     char cpus[96];
     int affinity = 0;
     double quota = 0;
     int usable = dc_cpu_budget(&affinity, &quota);
-    if (quota > 0) snprintf(cpus, sizeof cpus, "%d usable CPUs: %d in the affinity mask, cgroup quota %.2f", usable,
-                            affinity, quota);
-    else snprintf(cpus, sizeof cpus, "%d usable CPUs", usable);
+    if (quota > 0)
+        snprintf(cpus, sizeof cpus, "%d usable CPUs: %d in the affinity mask, cgroup quota %.2f",
+                 usable, affinity, quota);
+    else
+        snprintf(cpus, sizeof cpus, "%d usable CPUs", usable);
     if (root)
-        dc_log(tr->ctx, DIFFCL_LOG_INFO, "training %s, %s, %lld iterations, %lld labeled / %lld unlabeled cases, "
-                                         "patch %s, batch %d+%d, %d threads (%s), output %s",
+        dc_log(tr->ctx, DIFFCL_LOG_INFO,
+               "training %s, %s, %lld iterations, %lld labeled / %lld unlabeled cases, "
+               "patch %s, batch %d+%d, %d threads (%s), output %s",
                o->method == DIFFCL_METHOD_DIFFCL ? "Diff-CL" : "supervised",
                diffcl_layout_name(diffcl_dataset_layout(tr->train_set)), (long long)o->iters,
-               (long long)tr->split.n_labeled, (long long)tr->split.n_unlabeled, patch, o->batch_labeled,
-               o->batch_unlabeled, diffcl_context_threads(tr->ctx), cpus, o->out_dir);
+               (long long)tr->split.n_labeled, (long long)tr->split.n_unlabeled, patch,
+               o->batch_labeled, o->batch_unlabeled, diffcl_context_threads(tr->ctx), cpus,
+               o->out_dir);
     diffcl_status s = DIFFCL_OK;
     double t_start = wall();
     int64_t it_start = tr->it;
@@ -180,8 +195,9 @@ diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
         s = diffcl_trainer_step(tr, &st);
         if (s != DIFFCL_OK) {
             if (s == DIFFCL_ERR_NUMERIC)
-                dc_log(tr->ctx, DIFFCL_LOG_ERROR, "%s; the last good checkpoint is %s/last.safetensors",
-                       diffcl_last_error(), o->out_dir);
+                dc_log(tr->ctx, DIFFCL_LOG_ERROR,
+                       "%s; the last good checkpoint is %s/last.safetensors", diffcl_last_error(),
+                       o->out_dir);
             break;
         }
         double val = NAN;
@@ -190,9 +206,9 @@ diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
             s = checkpoint(tr, &val);
             if (s != DIFFCL_OK) break;
         }
-        fprintf(csv, "%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4g,%.6g,%.4g,%.4g,%.4g,%.6g\n", (long long)st.iteration,
-                st.loss, st.cs_sup, st.ds_sup, st.cs_pseudo, st.ds_pseudo, st.contrast, st.mu, st.lr, st.agreement,
-                st.cs_fg_fraction, st.seconds, val);
+        fprintf(csv, "%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4g,%.6g,%.4g,%.4g,%.4g,%.6g\n",
+                (long long)st.iteration, st.loss, st.cs_sup, st.ds_sup, st.cs_pseudo, st.ds_pseudo,
+                st.contrast, st.mu, st.lr, st.agreement, st.cs_fg_fraction, st.seconds, val);
         fflush(csv);
         if (root && (tr->it % o->log_every == 0 || at_val || tr->it == o->iters)) {
             double el = wall() - t_start, rate = (double)(tr->it - it_start) / (el > 0 ? el : 1);
@@ -201,19 +217,23 @@ diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
             char vbuf[48] = "";
             if (at_val && isfinite(val)) snprintf(vbuf, sizeof vbuf, " val Dice %.4f", val);
             if (o->method == DIFFCL_METHOD_DIFFCL)
-                dc_log(tr->ctx, DIFFCL_LOG_INFO,
-                       "it %lld/%lld loss %.4f (cs %.4f ds %.4f | pseudo cs %.4f ds %.4f cl %.4f) mu %.2f "
-                       "agree %.3f lr %.5f %.2f it/s ETA %s%s",
-                       (long long)tr->it, (long long)o->iters, st.loss, st.cs_sup, st.ds_sup, st.cs_pseudo,
-                       st.ds_pseudo, st.contrast, st.mu, st.agreement, st.lr, rate, eta, vbuf);
+                dc_log(
+                    tr->ctx, DIFFCL_LOG_INFO,
+                    "it %lld/%lld loss %.4f (cs %.4f ds %.4f | pseudo cs %.4f ds %.4f cl %.4f) mu %.2f "
+                    "agree %.3f lr %.5f %.2f it/s ETA %s%s",
+                    (long long)tr->it, (long long)o->iters, st.loss, st.cs_sup, st.ds_sup,
+                    st.cs_pseudo, st.ds_pseudo, st.contrast, st.mu, st.agreement, st.lr, rate, eta,
+                    vbuf);
             else
-                dc_log(tr->ctx, DIFFCL_LOG_INFO, "it %lld/%lld loss %.4f lr %.5f %.2f it/s ETA %s%s",
-                       (long long)tr->it, (long long)o->iters, st.loss, st.lr, rate, eta, vbuf);
+                dc_log(tr->ctx, DIFFCL_LOG_INFO,
+                       "it %lld/%lld loss %.4f lr %.5f %.2f it/s ETA %s%s", (long long)tr->it,
+                       (long long)o->iters, st.loss, st.lr, rate, eta, vbuf);
         }
         char msg[96];
         snprintf(msg, sizeof msg, "loss %.4f", st.loss);
         if (dc_progress(tr->ctx, "train", tr->it, o->iters, msg)) {
-            s = dc_error(DIFFCL_ERR_CANCELLED, "training cancelled at iteration %lld", (long long)tr->it);
+            s = dc_error(DIFFCL_ERR_CANCELLED, "training cancelled at iteration %lld",
+                         (long long)tr->it);
             break;
         }
     }
@@ -221,7 +241,9 @@ diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
     if (!root) return s;
     char png[4096];
     path_in(png, sizeof png, tr, "curves.png");
-    diffcl_status ps = dc_plot_curves(png, tr->loss_hist, tr->n_loss, tr->val_it, tr->val_dice, tr->n_val, o->iters);
-    if (ps != DIFFCL_OK) dc_log(tr->ctx, DIFFCL_LOG_WARN, "could not draw %s: %s", png, diffcl_last_error());
+    diffcl_status ps = dc_plot_curves(png, tr->loss_hist, tr->n_loss, tr->val_it, tr->val_dice,
+                                      tr->n_val, o->iters);
+    if (ps != DIFFCL_OK)
+        dc_log(tr->ctx, DIFFCL_LOG_WARN, "could not draw %s: %s", png, diffcl_last_error());
     return s;
 }
