@@ -46,12 +46,6 @@ static inline double softplus_d(double v)
 #define SIGM dc_sigmoidf
 #define SOFTPLUS dc_softplusf
 #include "layer/activation_kernels.inc"
-#undef T
-#undef SFX
-#undef EXP
-#undef ERF
-#undef SIGM
-#undef SOFTPLUS
 #define T double
 #define SFX d
 #define EXP exp
@@ -59,12 +53,6 @@ static inline double softplus_d(double v)
 #define SIGM sigm_d
 #define SOFTPLUS softplus_d
 #include "layer/activation_kernels.inc"
-#undef T
-#undef SFX
-#undef EXP
-#undef ERF
-#undef SIGM
-#undef SOFTPLUS
 
 /* saved[0] = contiguous x (y for ReLU and sigmoid, whose gradients need only the output:
  * keeping x alive too would hold one more activation per layer), saved[1] = y;

@@ -106,15 +106,8 @@ static void dc_blas_serial_end(int saved)
 #define GEMM cblas_sgemm
 #define DC_FAST_F32 1
 #include "layer/conv_kernels.inc"
-#undef T
-#undef SFX
-#undef GEMM
-#undef DC_FAST_F32
 
 #define T double
 #define SFX f64
 #define GEMM cblas_dgemm
 #include "layer/conv_kernels.inc"
-#undef T
-#undef SFX
-#undef GEMM

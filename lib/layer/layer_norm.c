@@ -9,13 +9,9 @@
 #define T float
 #define SFX f
 #include "layer/layer_norm_kernels.inc"
-#undef T
-#undef SFX
 #define T double
 #define SFX d
 #include "layer/layer_norm_kernels.inc"
-#undef T
-#undef SFX
 
 /* Weight and bias (or 1 and 0) as a contiguous 2C array of the input's type. */
 static void *load_affine(const diffcl_tensor *x, const diffcl_tensor *w, const diffcl_tensor *b,

@@ -8,13 +8,9 @@
 #define T float
 #define SFX f
 #include "layer/norm_row_kernels.inc"
-#undef T
-#undef SFX
 #define T double
 #define SFX d
 #include "layer/norm_row_kernels.inc"
-#undef T
-#undef SFX
 
 void dc_norm_row_sums(const diffcl_tensor *x, int64_t rows, int64_t len, const double *shift,
                       int squared, double *out, int nt)

@@ -8,13 +8,9 @@
 #define T float
 #define SFX f32
 #include "layer/pool_kernels.inc"
-#undef T
-#undef SFX
 #define T double
 #define SFX f64
 #include "layer/pool_kernels.inc"
-#undef T
-#undef SFX
 
 /* Check x and the window; fill the 3-d geometry (ci = co = channels) and y's shape. */
 static diffcl_status check_pool(const char *what, const diffcl_tensor *x,

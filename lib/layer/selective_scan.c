@@ -53,20 +53,12 @@ static inline double dc_softplus(double x)
 #define EXP dc_expf
 #define SOFTPLUS dc_softplusf
 #include "layer/selective_scan_kernels.inc"
-#undef T
-#undef SFX
-#undef EXP
-#undef SOFTPLUS
 
 #define T double
 #define SFX f64
 #define EXP exp
 #define SOFTPLUS dc_softplus
 #include "layer/selective_scan_kernels.inc"
-#undef T
-#undef SFX
-#undef EXP
-#undef SOFTPLUS
 
 void diffcl_scan_options_init(diffcl_scan_options *opts)
 {

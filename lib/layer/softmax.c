@@ -15,19 +15,11 @@
 #define EXP expf
 #define LOG logf
 #include "layer/softmax_kernels.inc"
-#undef T
-#undef SFX
-#undef EXP
-#undef LOG
 #define T double
 #define SFX d
 #define EXP exp
 #define LOG log
 #include "layer/softmax_kernels.inc"
-#undef T
-#undef SFX
-#undef EXP
-#undef LOG
 
 /* saved[0] = y; i[0] = log-softmax, i[1..3] = outer, n, inner */
 static diffcl_status softmax_backward(dc_node *nd, diffcl_tensor *g, diffcl_tensor **gin)

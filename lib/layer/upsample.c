@@ -7,13 +7,9 @@
 #define T float
 #define SFX f32
 #include "layer/upsample_kernels.inc"
-#undef T
-#undef SFX
 #define T double
 #define SFX f64
 #include "layer/upsample_kernels.inc"
-#undef T
-#undef SFX
 
 /* Run the passes over the spatial axes of shape [N,C,s...] (nsp = 2 or 3 spatial axes).
  * Forward goes last axis first, so the data grows as late as possible; the adjoint runs

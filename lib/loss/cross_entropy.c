@@ -38,16 +38,10 @@ static void ce_state_free(void *p)
 #define SFX f32
 #define EXP expf
 #include "loss/cross_entropy_kernels.inc"
-#undef T
-#undef SFX
-#undef EXP
 #define T double
 #define SFX f64
 #define EXP exp
 #include "loss/cross_entropy_kernels.inc"
-#undef T
-#undef SFX
-#undef EXP
 
 static diffcl_status ce_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **gin)
 {

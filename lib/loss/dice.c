@@ -40,16 +40,10 @@ static void dice_state_free(void *p)
 #define SFX f32
 #define EXP expf
 #include "loss/dice_kernels.inc"
-#undef T
-#undef SFX
-#undef EXP
 #define T double
 #define SFX f64
 #define EXP exp
 #include "loss/dice_kernels.inc"
-#undef T
-#undef SFX
-#undef EXP
 
 static diffcl_status dice_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **gin)
 {

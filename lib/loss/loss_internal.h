@@ -103,18 +103,10 @@ static inline double dc_loss_gval(const diffcl_tensor *g)
 #define EXP expf
 #define LOG logf
 #include "loss/lse_block_kernels.inc"
-#undef T
-#undef SFX
-#undef EXP
-#undef LOG
 #define T double
 #define SFX f64
 #define EXP exp
 #define LOG log
 #include "loss/lse_block_kernels.inc"
-#undef T
-#undef SFX
-#undef EXP
-#undef LOG
 
 #endif

@@ -32,13 +32,9 @@ static inline int64_t mse_mi(const mse_state *st, int64_t i)
 #define T float
 #define SFX f32
 #include "loss/mse_kernels.inc"
-#undef T
-#undef SFX
 #define T double
 #define SFX f64
 #include "loss/mse_kernels.inc"
-#undef T
-#undef SFX
 
 static diffcl_status mse_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **gin)
 {

@@ -8,16 +8,10 @@
 #define SFX f32
 #define SQRT sqrtf
 #include "optim/adam_kernels.inc"
-#undef T
-#undef SFX
-#undef SQRT
 #define T double
 #define SFX f64
 #define SQRT sqrt
 #include "optim/adam_kernels.inc"
-#undef T
-#undef SFX
-#undef SQRT
 
 diffcl_status dc_adam_update(diffcl_optimizer *opt, dc_opt_param *pi, const dc_opt_group *grp,
                              const diffcl_tensor *g)

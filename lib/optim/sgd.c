@@ -5,13 +5,9 @@
 #define T float
 #define SFX f32
 #include "optim/sgd_kernels.inc"
-#undef T
-#undef SFX
 #define T double
 #define SFX f64
 #include "optim/sgd_kernels.inc"
-#undef T
-#undef SFX
 
 diffcl_status dc_sgd_update(diffcl_optimizer *opt, dc_opt_param *pi, const dc_opt_group *grp,
                             const diffcl_tensor *g)
