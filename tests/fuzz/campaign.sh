@@ -42,7 +42,7 @@ for t in "${targets[@]}"; do
     [[ -f "$here/dict/$t.dict" ]] && opts+=(-dict="$here/dict/$t.dict")
     [[ "$t" == h5 ]] && opts+=(-fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1)
     before=$(find "$work/$t/artifacts" -type f | wc -l)
-    DIFFCL_FUZZ_DIR="${DIFFCL_FUZZ_DIR:-}" "$bin" "${opts[@]}" "$work/$t/corpus" > "$work/$t/log" 2>&1
+    "$bin" "${opts[@]}" "$work/$t/corpus" > "$work/$t/log" 2>&1
     rc=$?
     after=$(find "$work/$t/artifacts" -type f | wc -l)
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$work/$t/log" | awk '{s += $2} END {print s + 0}')

@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     argv[argc++] = (char *)cmds[which];
     for (char *p = text; argc <= MAX_ARGS;) {
         argv[argc++] = p;
-        char *nl = memchr(p, '\n', strlen(p));
+        char *nl = strchr(p, '\n');
         if (!nl) break;
         *nl = 0;
         p = nl + 1;
