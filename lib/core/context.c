@@ -20,13 +20,8 @@ diffcl_status diffcl_context_create(const diffcl_context_options *opts, diffcl_c
     DC_CHECK_ARG(out, "diffcl_context_create: out is NULL");
     *out = NULL;
     diffcl_context_options o = DIFFCL_CONTEXT_OPTIONS_INIT;
-    if (opts) {
-        DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_context_options, alloc),
-                     "diffcl_context_create: options.struct_size %zu too small", opts->struct_size);
-        /* Copy only the fields the caller's header version knew about. */
-        size_t n = opts->struct_size < sizeof o ? opts->struct_size : sizeof o;
-        memcpy(&o, opts, n);
-    }
+    DC_TRY(dc_options_read(&o, sizeof o, opts, offsetof(diffcl_context_options, alloc), 0,
+                           "diffcl_context_create"));
     DC_CHECK_ARG(o.n_threads >= 0, "diffcl_context_create: n_threads %d < 0", o.n_threads);
     DC_CHECK_ARG(o.log_level >= DIFFCL_LOG_ERROR && o.log_level <= DIFFCL_LOG_DEBUG,
                  "diffcl_context_create: log_level %d is not a diffcl_log_level (0..3)",

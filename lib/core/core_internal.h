@@ -105,6 +105,17 @@ static inline int dc_threads(const diffcl_context *ctx)
     return ctx ? __atomic_load_n(&ctx->n_threads, __ATOMIC_RELAXED) : 1;
 }
 
+/* Versioned option structs (options.c). dc_options_read copies the fields of @p src that its
+ * struct_size covers over @p dst (which holds the defaults) and sets dst's struct_size to
+ * @p dst_size; a NULL @p src leaves dst alone. dc_options_write fills the caller's @p dst from
+ * the library's @p src up to dst's struct_size and stores the size it filled. A struct_size
+ * below @p min_size is DIFFCL_ERR_INVALID_ARGUMENT, except 0 when @p zero_means_full (then the
+ * whole struct). @p fn names the public function in the message. */
+diffcl_status dc_options_read(void *dst, size_t dst_size, const void *src, size_t min_size,
+                              int zero_means_full, const char *fn);
+diffcl_status dc_options_write(void *dst, const void *src, size_t src_size, size_t min_size,
+                               int zero_means_full, const char *fn);
+
 #define DC_CHECK_ARG(cond, ...)                                                                    \
     do {                                                                                           \
         if (!(cond)) return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, __VA_ARGS__);                    \

@@ -20,12 +20,7 @@ diffcl_status dc_augment_read_options(const diffcl_augment_options *in, diffcl_a
 {
     diffcl_augment_options d = DIFFCL_AUGMENT_OPTIONS_INIT;
     *o = d;
-    if (in) {
-        DC_CHECK_ARG(in->struct_size >= offsetof(diffcl_augment_options, flip),
-                     "%s: augment options struct_size %zu too small", fn, in->struct_size);
-        memcpy(o, in, in->struct_size < sizeof *o ? in->struct_size : sizeof *o);
-        o->struct_size = sizeof *o;
-    }
+    DC_TRY(dc_options_read(o, sizeof *o, in, offsetof(diffcl_augment_options, flip), 0, fn));
     DC_CHECK_ARG(o->fg_prob >= 0 && o->fg_prob <= 1, "%s: fg_prob %g not in [0, 1]", fn,
                  o->fg_prob);
     DC_CHECK_ARG(o->strong_prob >= 0 && o->strong_prob <= 1, "%s: strong_prob %g not in [0, 1]", fn,

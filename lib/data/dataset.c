@@ -391,11 +391,7 @@ diffcl_status diffcl_dataset_open(diffcl_context *ctx, const char *root,
     DC_CHECK_ARG(ctx && out, "%s: ctx and out must not be NULL", fn);
     *out = NULL;
     diffcl_dataset_options o = DIFFCL_DATASET_OPTIONS_INIT;
-    if (opts) {
-        DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_dataset_options, n_cases),
-                     "%s: options.struct_size %zu too small", fn, opts->struct_size);
-        memcpy(&o, opts, opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
-    }
+    DC_TRY(dc_options_read(&o, sizeof o, opts, offsetof(diffcl_dataset_options, n_cases), 0, fn));
     diffcl_layout layout = (diffcl_layout)o.layout;
     DC_CHECK_ARG(o.layout >= 0 && o.layout <= DIFFCL_LAYOUT_NNUNET, "%s: unknown layout %d", fn,
                  o.layout);
@@ -739,12 +735,8 @@ diffcl_status dc_dataset_load_in(const diffcl_dataset *ds, diffcl_context *ctx, 
     }
     *image = img;
     if (label) *label = lab;
-    if (meta) {
-        size_t keep =
-            meta->struct_size && meta->struct_size < sizeof m ? meta->struct_size : sizeof m;
-        m.struct_size = keep;
-        memcpy(meta, &m, keep);
-    }
+    if (meta)
+        (void)dc_options_write(meta, &m, sizeof m, 0, 1, "diffcl_dataset_load"); /* cannot fail */
     return DIFFCL_OK;
 }
 

@@ -232,11 +232,8 @@ static diffcl_status phantom_options(const diffcl_phantom_options *opts, diffcl_
 {
     diffcl_phantom_options d = DIFFCL_PHANTOM_OPTIONS_INIT;
     *o = d;
-    if (opts) {
-        DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_phantom_options, ndim),
-                     "diffcl_phantom_case: options.struct_size %zu too small", opts->struct_size);
-        memcpy(o, opts, opts->struct_size < sizeof *o ? opts->struct_size : sizeof *o);
-    }
+    DC_TRY(dc_options_read(o, sizeof *o, opts, offsetof(diffcl_phantom_options, ndim), 0,
+                           "diffcl_phantom_case"));
     if (o->ndim == 2) {
         o->depth = o->depth ? o->depth : 16;
         if (!o->height) o->height = 96;

@@ -269,11 +269,7 @@ diffcl_status diffcl_sampler_create(const diffcl_dataset *ds, const diffcl_split
     DC_CHECK_ARG(ds && split && out, "%s: ds, split and out must not be NULL", fn);
     *out = NULL;
     diffcl_sampler_options o = DIFFCL_SAMPLER_OPTIONS_INIT;
-    if (opts) {
-        DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_sampler_options, augment),
-                     "%s: options.struct_size %zu too small", fn, opts->struct_size);
-        memcpy(&o, opts, opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
-    }
+    DC_TRY(dc_options_read(&o, sizeof o, opts, offsetof(diffcl_sampler_options, augment), 0, fn));
     DC_CHECK_ARG(o.batch_labeled >= 0 && o.batch_unlabeled >= 0 &&
                      o.batch_labeled + o.batch_unlabeled >= 1 &&
                      o.batch_labeled + o.batch_unlabeled <= 1024,

@@ -265,11 +265,8 @@ static diffcl_status read_options(const diffcl_metric_options *opts, int ndim,
 {
     diffcl_metric_options d = DIFFCL_METRIC_OPTIONS_INIT;
     *o = d;
-    if (opts) {
-        DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_metric_options, connectivity),
-                     "%s: options.struct_size %zu too small", fn, opts->struct_size);
-        memcpy(o, opts, opts->struct_size < sizeof *o ? opts->struct_size : sizeof *o);
-    }
+    DC_TRY(
+        dc_options_read(o, sizeof *o, opts, offsetof(diffcl_metric_options, connectivity), 0, fn));
     DC_CHECK_ARG(o->connectivity >= 1 && o->connectivity <= 3, "%s: connectivity %d is not in 1..3",
                  fn, o->connectivity);
     if (o->connectivity > ndim)

@@ -21,11 +21,8 @@ static diffcl_status read_opts(const diffcl_sliding_window_options *in,
 {
     diffcl_sliding_window_options d = DIFFCL_SLIDING_WINDOW_OPTIONS_INIT;
     *o = d;
-    if (in) {
-        DC_CHECK_ARG(in->struct_size >= offsetof(diffcl_sliding_window_options, gaussian),
-                     "%s: options.struct_size %zu too small", fn, in->struct_size);
-        memcpy(o, in, in->struct_size < sizeof *o ? in->struct_size : sizeof *o);
-    }
+    DC_TRY(dc_options_read(o, sizeof *o, in, offsetof(diffcl_sliding_window_options, gaussian), 0,
+                           fn));
     for (int a = two_d ? 1 : 0; a < 3; a++) {
         DC_CHECK_ARG(o->patch[a] >= 1 && o->patch[a] <= 4096, "%s: patch[%d] = %lld out of range",
                      fn, a, (long long)o->patch[a]);
@@ -433,7 +430,7 @@ diffcl_status diffcl_segment(diffcl_module *model, const diffcl_tensor *image,
         lp[i] = (uint8_t)best;
     }
     diffcl_sliding_window_options o = DIFFCL_SLIDING_WINDOW_OPTIONS_INIT;
-    if (opts) memcpy(&o, opts, opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
+    DC_TRY(dc_options_read(&o, sizeof o, opts, 0, 0, fn)); /* checked by diffcl_sliding_window */
     if (o.largest_cc) {
         diffcl_tensor *cc = NULL;
         diffcl_status st = diffcl_largest_component(l, 0, &cc);

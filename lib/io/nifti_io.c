@@ -194,9 +194,7 @@ static void nifti_fill_meta(nifti_image *nim, int nd, diffcl_image_meta *meta)
     struct nifti_1_header h = nifti_convert_nim2nhdr(nim);
     memcpy(m.nifti_header, &h, sizeof m.nifti_header);
     m.has_nifti_header = 1;
-    size_t keep = meta->struct_size && meta->struct_size < sizeof m ? meta->struct_size : sizeof m;
-    memcpy(meta, &m, keep);
-    meta->struct_size = keep;
+    (void)dc_options_write(meta, &m, sizeof m, 0, 1, "diffcl_nifti_read"); /* cannot fail */
 }
 
 diffcl_status diffcl_nifti_read(diffcl_context *ctx, const char *path, diffcl_nifti_read_as as,

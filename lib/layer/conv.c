@@ -31,12 +31,8 @@ diffcl_status dc_conv_geometry_read(const diffcl_conv_geometry *g, const char *w
 {
     DC_CHECK_ARG(g, "%s: geometry is NULL", what);
     diffcl_conv_geometry o = DIFFCL_CONV_GEOMETRY_INIT;
-    DC_CHECK_ARG(g->struct_size >= offsetof(diffcl_conv_geometry, output_padding),
-                 "%s: geometry.struct_size %zu too small (initialise it with "
-                 "DIFFCL_CONV_GEOMETRY_INIT or diffcl_conv_geometry_make)",
-                 what, g->struct_size);
-    memcpy(&o, g, g->struct_size < sizeof o ? g->struct_size : sizeof o);
-    o.struct_size = sizeof o;
+    DC_TRY(
+        dc_options_read(&o, sizeof o, g, offsetof(diffcl_conv_geometry, output_padding), 0, what));
     DC_CHECK_ARG(o.dims == 2 || o.dims == 3, "%s: geometry.dims is %d (2 or 3)", what, o.dims);
     for (int a = 0; a < o.dims; a++) {
         DC_CHECK_ARG(o.kernel[a] >= 1, "%s: kernel[%d] = %d (must be >= 1)", what, a, o.kernel[a]);

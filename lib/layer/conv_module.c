@@ -44,13 +44,10 @@ diffcl_status diffcl_conv_create(diffcl_context *ctx, const diffcl_conv_options 
     *out = NULL;
     DC_CHECK_ARG(ctx, "diffcl_conv_create: ctx is NULL");
     DC_CHECK_ARG(opts, "diffcl_conv_create: opts is NULL");
-    DC_CHECK_ARG(opts->struct_size >=
-                     offsetof(diffcl_conv_options, init_key) + sizeof(diffcl_rng_key),
-                 "diffcl_conv_create: options.struct_size %zu too small (use "
-                 "DIFFCL_CONV_OPTIONS_INIT or diffcl_conv_options_init)",
-                 opts->struct_size);
     diffcl_conv_options o = DIFFCL_CONV_OPTIONS_INIT;
-    memcpy(&o, opts, opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
+    DC_TRY(dc_options_read(&o, sizeof o, opts,
+                           offsetof(diffcl_conv_options, init_key) + sizeof(diffcl_rng_key), 0,
+                           "diffcl_conv_create"));
     DC_CHECK_ARG(o.in_channels >= 1 && o.out_channels >= 1,
                  "diffcl_conv_create: in_channels %d and out_channels %d must be >= 1",
                  o.in_channels, o.out_channels);

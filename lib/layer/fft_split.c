@@ -22,13 +22,7 @@ static diffcl_status read_options(const diffcl_freq_options *opts, diffcl_freq_o
 {
     diffcl_freq_options d = DIFFCL_FREQ_OPTIONS_INIT;
     *o = d;
-    if (opts) {
-        DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_freq_options, cutoff_high),
-                     "%s: options.struct_size %zu too small", fn, opts->struct_size);
-        size_t n = opts->struct_size < sizeof *o ? opts->struct_size : sizeof *o;
-        memcpy(o, opts, n);
-        o->struct_size = sizeof *o;
-    }
+    DC_TRY(dc_options_read(o, sizeof *o, opts, offsetof(diffcl_freq_options, cutoff_high), 0, fn));
     DC_CHECK_ARG(o->band >= DIFFCL_FREQ_HIGH && o->band <= DIFFCL_FREQ_BAND,
                  "%s: band %d is not HIGH, LOW or BAND", fn, (int)o->band);
     DC_CHECK_ARG(o->window >= DIFFCL_WINDOW_GAUSSIAN && o->window <= DIFFCL_WINDOW_BOX,

@@ -171,15 +171,8 @@ static diffcl_status read_options(const diffcl_load_options *opts, diffcl_load_o
 {
     diffcl_load_options d = DIFFCL_LOAD_OPTIONS_INIT;
     *o = d;
-    if (!opts) return DIFFCL_OK;
-    if (opts->struct_size < offsetof(diffcl_load_options, strict) + sizeof(int))
-        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
-                        "diffcl_module_load_state_dict: options.struct_size %zu "
-                        "is too small (initialise with DIFFCL_LOAD_OPTIONS_INIT)",
-                        opts->struct_size);
-    memcpy(o, opts, opts->struct_size < sizeof *o ? opts->struct_size : sizeof *o);
-    o->struct_size = sizeof *o;
-    return DIFFCL_OK;
+    return dc_options_read(o, sizeof *o, opts, offsetof(diffcl_load_options, strict) + sizeof(int),
+                           0, "diffcl_module_load_state_dict");
 }
 
 diffcl_status diffcl_module_load_state_dict(diffcl_module *m, const diffcl_tensor_dict *dict,

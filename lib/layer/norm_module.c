@@ -170,12 +170,7 @@ diffcl_status diffcl_norm_create(diffcl_context *ctx, const diffcl_norm_options 
     *out = NULL;
     DC_CHECK_ARG(ctx, "%s: ctx is NULL", fn);
     diffcl_norm_options o = DIFFCL_NORM_OPTIONS_INIT;
-    if (opts) {
-        DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_norm_options, groups),
-                     "%s: options.struct_size %zu too small", fn, opts->struct_size);
-        memcpy(&o, opts, opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
-        o.struct_size = sizeof o;
-    }
+    DC_TRY(dc_options_read(&o, sizeof o, opts, offsetof(diffcl_norm_options, groups), 0, fn));
     DC_CHECK_ARG((int)o.kind >= DIFFCL_NORM_NONE && (int)o.kind <= DIFFCL_NORM_LAYER,
                  "%s: unknown normalisation kind %d", fn, (int)o.kind);
     DC_CHECK_ARG(o.channels >= 1, "%s: channels %d must be >= 1", fn, o.channels);

@@ -368,12 +368,7 @@ diffcl_status diffcl_selective_scan(const diffcl_tensor *u, const diffcl_tensor 
     DC_CHECK_ARG(B, "%s: B is NULL", fn);
     DC_CHECK_ARG(C, "%s: C is NULL", fn);
     diffcl_scan_options o = DIFFCL_SCAN_OPTIONS_INIT;
-    if (opts) {
-        DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_scan_options, reverse),
-                     "%s: options.struct_size %zu too small", fn, opts->struct_size);
-        size_t n = opts->struct_size < sizeof o ? opts->struct_size : sizeof o;
-        memcpy(&o, opts, n);
-    }
+    DC_TRY(dc_options_read(&o, sizeof o, opts, offsetof(diffcl_scan_options, reverse), 0, fn));
     DC_CHECK_ARG(o.chunk >= 0, "%s: chunk %d < 0", fn, o.chunk);
     if (!dc_is_float(u->dtype))
         return dc_error(DIFFCL_ERR_DTYPE, "%s: u is %s; need f32 or f64", fn,

@@ -19,13 +19,7 @@
     do {                                                                                           \
         __typeof__(dst) dc_def_ = INIT;                                                            \
         (dst) = dc_def_;                                                                           \
-        if (src) {                                                                                 \
-            size_t dc_n_ = (src)->struct_size && (src)->struct_size < sizeof(dst)                  \
-                               ? (src)->struct_size                                                \
-                               : sizeof(dst);                                                      \
-            memcpy(&(dst), (src), dc_n_);                                                          \
-            (dst).struct_size = sizeof(dst);                                                       \
-        }                                                                                          \
+        (void)dc_options_read(&(dst), sizeof(dst), (src), 0, 1, "loss options");                   \
     } while (0)
 
 /* Element i of a contiguous tensor of any dtype, as double. */

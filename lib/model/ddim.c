@@ -63,12 +63,9 @@ diffcl_status diffcl_diffusion_sample(diffcl_module *m, const diffcl_tensor *ima
     if (!o) return DIFFCL_ERR_INVALID_ARGUMENT;
     DC_CHECK_TENSOR(image, fn);
     diffcl_diffusion_sample_options so = DIFFCL_DIFFUSION_SAMPLE_OPTIONS_INIT;
-    if (opts) {
-        DC_CHECK_ARG(opts->struct_size >=
-                         offsetof(diffcl_diffusion_sample_options, key) + sizeof(diffcl_rng_key),
-                     "%s: options.struct_size %zu too small", fn, opts->struct_size);
-        memcpy(&so, opts, opts->struct_size < sizeof so ? opts->struct_size : sizeof so);
-    }
+    DC_TRY(dc_options_read(&so, sizeof so, opts,
+                           offsetof(diffcl_diffusion_sample_options, key) + sizeof(diffcl_rng_key),
+                           0, fn));
     DC_CHECK_ARG(so.eta >= 0, "%s: eta %g must be >= 0", fn, so.eta);
     DC_CHECK_ARG(image->ndim == o->dims + 2, "%s: image %s is not [N,%d,%s]", fn,
                  dc_shape_str(image), o->in_channels, o->dims == 3 ? "D,H,W" : "H,W");

@@ -70,14 +70,10 @@ diffcl_status diffcl_diffusion_get_options(const diffcl_module *m, diffcl_diffus
 {
     const diffcl_diffusion_options *o = dc_diffusion_opts(m, "diffcl_diffusion_get_options");
     if (!o) return DIFFCL_ERR_INVALID_ARGUMENT;
-    DC_CHECK_ARG(opts &&
-                     opts->struct_size >= offsetof(diffcl_diffusion_options, dims) + sizeof(int),
-                 "diffcl_diffusion_get_options: opts is NULL or its struct_size %zu is too small",
-                 opts ? opts->struct_size : (size_t)0);
-    size_t n = opts->struct_size < sizeof *o ? opts->struct_size : sizeof *o;
-    memcpy(opts, o, n);
-    opts->struct_size = n;
-    return DIFFCL_OK;
+    DC_CHECK_ARG(opts, "diffcl_diffusion_get_options: opts is NULL");
+    return dc_options_write(opts, o, sizeof *o,
+                            offsetof(diffcl_diffusion_options, dims) + sizeof(int), 0,
+                            "diffcl_diffusion_get_options");
 }
 
 /* ------------------------------------------------------------- building ---- */
@@ -230,13 +226,8 @@ diffcl_status diffcl_diffusion_create(diffcl_context *ctx, const diffcl_diffusio
     *out = NULL;
     DC_CHECK_ARG(ctx, "%s: ctx is NULL", fn);
     diffcl_diffusion_options o = DIFFCL_DIFFUSION_OPTIONS_INIT;
-    if (opts) {
-        DC_CHECK_ARG(opts->struct_size >=
-                         offsetof(diffcl_diffusion_options, seed) + sizeof(uint64_t),
-                     "%s: options.struct_size %zu too small", fn, opts->struct_size);
-        memcpy(&o, opts, opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
-        o.struct_size = sizeof o;
-    }
+    DC_TRY(dc_options_read(&o, sizeof o, opts,
+                           offsetof(diffcl_diffusion_options, seed) + sizeof(uint64_t), 0, fn));
     DC_TRY(validate(&o));
     denoiser_impl *impl = calloc(1, sizeof *impl);
     if (!impl) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
@@ -602,12 +593,9 @@ diffcl_status diffcl_diffusion_loss_ex(diffcl_module *m, const diffcl_tensor *im
     const diffcl_diffusion_options *o = dc_diffusion_opts(m, fn);
     if (!o) return DIFFCL_ERR_INVALID_ARGUMENT;
     diffcl_diffusion_loss_options lo = DIFFCL_DIFFUSION_LOSS_OPTIONS_INIT;
-    if (opts) {
-        DC_CHECK_ARG(opts->struct_size >=
-                         offsetof(diffcl_diffusion_loss_options, timesteps) + sizeof(void *),
-                     "%s: options.struct_size %zu too small", fn, opts->struct_size);
-        memcpy(&lo, opts, opts->struct_size < sizeof lo ? opts->struct_size : sizeof lo);
-    }
+    DC_TRY(dc_options_read(&lo, sizeof lo, opts,
+                           offsetof(diffcl_diffusion_loss_options, timesteps) + sizeof(void *), 0,
+                           fn));
     DC_CHECK_ARG(lo.dice_weight >= 0 && lo.ce_weight >= 0, "%s: loss weights %g, %g must be >= 0",
                  fn, lo.dice_weight, lo.ce_weight);
     DC_CHECK_TENSOR(image, fn);

@@ -117,11 +117,8 @@ diffcl_status diffcl_hf_mamba_create(diffcl_context *ctx, const diffcl_hf_mamba_
     *out = NULL;
     DC_CHECK_ARG(ctx, "%s: ctx is NULL", fn);
     DC_CHECK_ARG(opts, "%s: options are required (channels)", fn);
-    DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_hf_mamba_options, init_key),
-                 "%s: options.struct_size %zu too small", fn, opts->struct_size);
     diffcl_hf_mamba_options o = DIFFCL_HF_MAMBA_OPTIONS_INIT;
-    memcpy(&o, opts, opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
-    o.struct_size = sizeof o;
+    DC_TRY(dc_options_read(&o, sizeof o, opts, offsetof(diffcl_hf_mamba_options, init_key), 0, fn));
     DC_CHECK_ARG(o.channels >= 1, "%s: channels %d must be >= 1", fn, o.channels);
     DC_CHECK_ARG(o.combine == DIFFCL_HFM_RESIDUAL || o.combine == DIFFCL_HFM_ATTENTION,
                  "%s: combine %d is not RESIDUAL or ATTENTION", fn, (int)o.combine);

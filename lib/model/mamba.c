@@ -267,10 +267,7 @@ diffcl_status diffcl_mamba_create(diffcl_context *ctx, const diffcl_mamba_option
     DC_CHECK_ARG(ctx, "%s: ctx is NULL", fn);
     DC_CHECK_ARG(opts, "%s: options are required (d_model)", fn);
     diffcl_mamba_options o = DIFFCL_MAMBA_OPTIONS_INIT;
-    DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_mamba_options, init_key),
-                 "%s: options.struct_size %zu too small", fn, opts->struct_size);
-    memcpy(&o, opts, opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
-    o.struct_size = sizeof o;
+    DC_TRY(dc_options_read(&o, sizeof o, opts, offsetof(diffcl_mamba_options, init_key), 0, fn));
     DC_CHECK_ARG(o.d_model >= 1, "%s: d_model %d must be >= 1", fn, o.d_model);
     DC_CHECK_ARG(o.d_state >= 1 && o.d_state <= DIFFCL_SCAN_MAX_STATE,
                  "%s: d_state %d not in 1..%d", fn, o.d_state, DIFFCL_SCAN_MAX_STATE);

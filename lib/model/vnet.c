@@ -146,11 +146,8 @@ diffcl_status diffcl_vnet_create(diffcl_context *ctx, const diffcl_vnet_options 
     *out = NULL;
     DC_CHECK_ARG(ctx, "diffcl_vnet_create: ctx is NULL");
     diffcl_vnet_options o = DIFFCL_VNET_OPTIONS_INIT;
-    if (opts) {
-        DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_vnet_options, hf_mamba_levels),
-                     "diffcl_vnet_create: options.struct_size %zu too small", opts->struct_size);
-        memcpy(&o, opts, opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
-    }
+    DC_TRY(dc_options_read(&o, sizeof o, opts, offsetof(diffcl_vnet_options, hf_mamba_levels), 0,
+                           "diffcl_vnet_create"));
     DC_CHECK_ARG(o.dims == 2 || o.dims == 3, "diffcl_vnet_create: dims %d is not 2 or 3", o.dims);
     DC_CHECK_ARG(o.in_channels >= 1 && o.n_classes >= 1 && o.n_filters >= 1,
                  "diffcl_vnet_create: channels, classes and filters must be >= 1");
@@ -331,15 +328,10 @@ static diffcl_status vnet_module_forward(diffcl_module *m, const diffcl_tensor *
 diffcl_status diffcl_vnet_get_options(const diffcl_module *m, diffcl_vnet_options *opts)
 {
     DC_CHECK_ARG(m && m->vt == &VNET_VT, "diffcl_vnet_get_options: module is not a V-Net");
-    DC_CHECK_ARG(
-        opts && opts->struct_size >= offsetof(diffcl_vnet_options, hf_mamba_levels),
-        "diffcl_vnet_get_options: opts is NULL or its struct_size %zu is below the 0.1.0 layout (%zu)",
-        opts ? opts->struct_size : (size_t)0, offsetof(diffcl_vnet_options, hf_mamba_levels));
-    size_t n = opts->struct_size < sizeof(diffcl_vnet_options) ? opts->struct_size
-                                                               : sizeof(diffcl_vnet_options);
-    memcpy(opts, &((vnet_impl *)m->impl)->opts, n);
-    opts->struct_size = n;
-    return DIFFCL_OK;
+    DC_CHECK_ARG(opts, "diffcl_vnet_get_options: opts is NULL");
+    return dc_options_write(opts, &((vnet_impl *)m->impl)->opts, sizeof *opts,
+                            offsetof(diffcl_vnet_options, hf_mamba_levels), 0,
+                            "diffcl_vnet_get_options");
 }
 
 int dc_is_vnet(const diffcl_module *m)

@@ -16,10 +16,7 @@ void dc_opt_read_group(diffcl_param_group_options *dst, const diffcl_param_group
 {
     diffcl_param_group_options d = DIFFCL_PARAM_GROUP_OPTIONS_INIT;
     *dst = d;
-    if (!src) return;
-    size_t n = src->struct_size && src->struct_size < sizeof d ? src->struct_size : sizeof d;
-    memcpy(dst, src, n);
-    dst->struct_size = sizeof d;
+    (void)dc_options_read(dst, sizeof *dst, src, 0, 1, "diffcl_param_group"); /* cannot fail */
 }
 
 diffcl_status dc_opt_check_group(const char *fn, diffcl_optim_kind kind,
@@ -238,11 +235,8 @@ diffcl_status diffcl_optimizer_get_group(const diffcl_optimizer *opt, int group,
 {
     CHECK_GROUP(opt, group, "diffcl_optimizer_get_group");
     DC_CHECK_ARG(opts, "diffcl_optimizer_get_group: opts is NULL");
-    size_t n =
-        opts->struct_size && opts->struct_size < sizeof *opts ? opts->struct_size : sizeof *opts;
-    memcpy(opts, &opt->groups[group].o, n);
-    opts->struct_size = n;
-    return DIFFCL_OK;
+    return dc_options_write(opts, &opt->groups[group].o, sizeof *opts, 0, 1,
+                            "diffcl_optimizer_get_group");
 }
 
 diffcl_status diffcl_optimizer_set_group(diffcl_optimizer *opt, int group,

@@ -35,9 +35,7 @@ static void read_schedule(diffcl_lr_schedule *dst, const diffcl_lr_schedule *src
 {
     diffcl_lr_schedule d = DIFFCL_LR_SCHEDULE_INIT;
     *dst = d;
-    if (!src) return;
-    size_t n = src->struct_size && src->struct_size < sizeof d ? src->struct_size : sizeof d;
-    memcpy(dst, src, n);
+    (void)dc_options_read(dst, sizeof *dst, src, 0, 1, "diffcl_lr_schedule"); /* cannot fail */
 }
 
 double diffcl_lr_schedule_value(const diffcl_lr_schedule *s, double base, int64_t it)

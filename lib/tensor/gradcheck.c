@@ -47,10 +47,7 @@ diffcl_status diffcl_gradcheck(diffcl_gradcheck_fn fn, void *user, diffcl_tensor
     DC_CHECK_ARG(fn && inputs && n_inputs > 0, "diffcl_gradcheck: need a function and inputs");
     for (int k = 0; k < n_inputs; k++) DC_CHECK_TENSOR(inputs[k], "diffcl_gradcheck");
     diffcl_gradcheck_options o = DIFFCL_GRADCHECK_OPTIONS_INIT;
-    if (opts) { /* copy only the fields the caller's header version knew about */
-        size_t n = opts->struct_size && opts->struct_size < sizeof o ? opts->struct_size : sizeof o;
-        memcpy(&o, opts, n);
-    }
+    (void)dc_options_read(&o, sizeof o, opts, 0, 1, "diffcl_gradcheck"); /* cannot fail */
     diffcl_gradcheck_result res = {sizeof res, 0, 0, -1, -1, 0, 0};
     diffcl_context *ctx = inputs[0]->ctx;
 
@@ -130,11 +127,7 @@ diffcl_status diffcl_gradcheck(diffcl_gradcheck_fn fn, void *user, diffcl_tensor
     }
     free(w);
     for (int k = 0; k < n_inputs; k++) diffcl_tensor_zero_grad(inputs[k]);
-    if (result) {
-        size_t n = result->struct_size && result->struct_size < sizeof res ? result->struct_size
-                                                                           : sizeof res;
-        memcpy(result, &res, n);
-    }
+    if (result) (void)dc_options_write(result, &res, sizeof res, 0, 1, "diffcl_gradcheck");
     if (s != DIFFCL_OK) return s;
     return res.n_failed ? DIFFCL_ERR_NUMERIC : DIFFCL_OK;
 }

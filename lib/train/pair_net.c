@@ -119,11 +119,7 @@ diffcl_status diffcl_trainer_load_net(diffcl_context *ctx, const char *path,
     *out = NULL;
     DC_CHECK_ARG(ctx && path, "%s: NULL argument", fn);
     diffcl_net_options no = DIFFCL_NET_OPTIONS_INIT;
-    if (opts) {
-        DC_CHECK_ARG(opts->struct_size >= sizeof no, "%s: options.struct_size %zu too small", fn,
-                     opts->struct_size);
-        no = *opts;
-    }
+    DC_TRY(dc_options_read(&no, sizeof no, opts, sizeof no, 0, fn));
     DC_CHECK_ARG(no.net >= DIFFCL_NET_CS && no.net <= DIFFCL_NET_ENSEMBLE,
                  "%s: net %d is not CS, DS or ENSEMBLE", fn, (int)no.net);
     DC_CHECK_ARG(no.ddim_steps >= 0 && no.ddim_steps <= 1000, "%s: ddim_steps %d not in [0, 1000]",

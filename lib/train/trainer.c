@@ -288,16 +288,14 @@ diffcl_status diffcl_trainer_create(diffcl_context *ctx, const diffcl_train_opti
     DC_CHECK_ARG(out, "diffcl_trainer_create: out is NULL");
     *out = NULL;
     DC_CHECK_ARG(ctx && opts, "diffcl_trainer_create: NULL argument");
-    DC_CHECK_ARG(opts->struct_size >= offsetof(diffcl_train_options, val_every),
-                 "diffcl_trainer_create: options.struct_size %zu too small", opts->struct_size);
+    diffcl_train_options o = DIFFCL_TRAIN_OPTIONS_INIT;
+    DC_TRY(dc_options_read(&o, sizeof o, opts, offsetof(diffcl_train_options, val_every), 0,
+                           "diffcl_trainer_create"));
     diffcl_trainer *tr = calloc(1, sizeof *tr);
     if (!tr) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_trainer_create: out of memory");
     tr->ctx = ctx;
     const char *profile = getenv("DIFFCL_PROFILE");
     tr->profile = profile && !strcmp(profile, "1");
-    diffcl_train_options o = DIFFCL_TRAIN_OPTIONS_INIT;
-    memcpy(&o, opts, opts->struct_size < sizeof o ? opts->struct_size : sizeof o);
-    o.struct_size = sizeof o;
     /* own copies of the strings */
     tr->s_layout = dup_or_null(o.layout ? o.layout : "phantom");
     tr->s_data_dir = dup_or_null(o.data_dir);
@@ -662,10 +660,6 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
     st.iteration = tr->it;
     st.seconds = now_seconds() - t0;
     dc_trainer_push_loss(tr, st.loss);
-    if (stats) {
-        size_t n =
-            stats->struct_size && stats->struct_size < sizeof st ? stats->struct_size : sizeof st;
-        memcpy(stats, &st, n);
-    }
+    if (stats) return dc_options_write(stats, &st, sizeof st, 0, 1, "diffcl_trainer_step");
     return DIFFCL_OK;
 }
