@@ -74,49 +74,45 @@ static int parse_patch(const char *s, int64_t patch[3])
     return 0;
 }
 
-int train_args_parse(int argc, char **argv, train_args *args)
+/* A flag without a value: 1 if @p a is one (and was applied). */
+static int train_flag(const char *a, train_args *args)
 {
-    memset(args, 0, sizeof *args);
-    diffcl_train_options_init(&args->o);
-    int layout_given = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            train_usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--no-hfm")) {
-            args->o.hfm_levels = 0;
-            continue;
-        }
-        if (!strcmp(a, "--no-strong")) {
-            args->o.strong_unlabeled = 0;
-            continue;
-        }
-        if (!strcmp(a, "--no-pseudo-mask-dice")) {
-            args->o.pseudo_mask_dice = 0;
-            continue;
-        }
-        if (!strcmp(a, "--ds-pseudo-train-mode")) {
-            args->o.ds_pseudo_train_mode = 1;
-            continue;
-        }
-        if (!strcmp(a, "--no-contrast-balance")) {
-            args->o.contrast_balanced = 0;
-            continue;
-        }
-        if (!strcmp(a, "--no-weak-strong")) {
-            args->o.weak_strong = 0;
-            continue;
-        }
-        if (!strcmp(a, "--overwrite")) {
-            args->overwrite = 1;
-            continue;
-        }
-        if (i + 1 >= argc) return opt_fail("train", "option %s needs a value", a);
-        const char *v = argv[++i];
-        int iv;
-        double dv;
+    if (!strcmp(a, "--no-hfm")) {
+        args->o.hfm_levels = 0;
+        return 1;
+    }
+    if (!strcmp(a, "--no-strong")) {
+        args->o.strong_unlabeled = 0;
+        return 1;
+    }
+    if (!strcmp(a, "--no-pseudo-mask-dice")) {
+        args->o.pseudo_mask_dice = 0;
+        return 1;
+    }
+    if (!strcmp(a, "--ds-pseudo-train-mode")) {
+        args->o.ds_pseudo_train_mode = 1;
+        return 1;
+    }
+    if (!strcmp(a, "--no-contrast-balance")) {
+        args->o.contrast_balanced = 0;
+        return 1;
+    }
+    if (!strcmp(a, "--no-weak-strong")) {
+        args->o.weak_strong = 0;
+        return 1;
+    }
+    if (!strcmp(a, "--overwrite")) {
+        args->overwrite = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* An option with the value @p v: 0 when applied, or opt_fail's exit code. */
+static int train_value(const char *a, const char *v, train_args *args, int *layout_given)
+{
+    int iv;
+    double dv;
 #define INT_OPT(name, lo, hi, field)                                                               \
     else if (!strcmp(a, name))                                                                     \
     {                                                                                              \
@@ -131,80 +127,98 @@ int train_args_parse(int argc, char **argv, train_args *args)
             return opt_fail("train", "bad %s %s (a number in [%s, %s])", name, v, #lo, #hi);       \
         field = dv;                                                                                \
     }
-        if (!strcmp(a, "--layout"))
-            args->o.layout = v, layout_given = 1;
-        else if (!strcmp(a, "--data"))
-            args->o.data_dir = v;
-        else if (!strcmp(a, "--train-list"))
-            args->o.train_list = v;
-        else if (!strcmp(a, "--val-list"))
-            args->o.val_list = v;
-        else if (!strcmp(a, "--labeled-list"))
-            args->o.labeled_list = v;
-        else if (!strcmp(a, "--out"))
-            args->o.out_dir = v;
-        else if (!strcmp(a, "--resume"))
-            args->resume = v;
-        else if (!strcmp(a, "--method")) {
-            if (!strcmp(v, "diffcl"))
-                args->o.method = DIFFCL_METHOD_DIFFCL;
-            else if (!strcmp(v, "supervised"))
-                args->o.method = DIFFCL_METHOD_SUPERVISED;
-            else
-                return opt_fail("train", "--method %s is not diffcl|supervised", v);
-        } else if (!strcmp(a, "--cps")) {
-            if (!strcmp(v, "confidence"))
-                args->o.cps_variant = DIFFCL_CPS_CONFIDENCE;
-            else if (!strcmp(v, "plain"))
-                args->o.cps_variant = DIFFCL_CPS_PLAIN;
-            else if (!strcmp(v, "agreement"))
-                args->o.cps_variant = DIFFCL_CPS_AGREEMENT;
-            else
-                return opt_fail("train", "--cps %s is not confidence|plain|agreement", v);
-        } else if (!strcmp(a, "--hfm-border")) {
-            if (!strcmp(v, "periodic"))
-                args->o.hfm_border = DIFFCL_HFM_BORDER_PERIODIC;
-            else if (!strcmp(v, "zero"))
-                args->o.hfm_border = DIFFCL_HFM_BORDER_ZERO;
-            else if (!strcmp(v, "reflect"))
-                args->o.hfm_border = DIFFCL_HFM_BORDER_REFLECT;
-            else
-                return opt_fail("train", "--hfm-border %s is not periodic|zero|reflect", v);
-        } else if (!strcmp(a, "--patch")) {
-            if (!parse_patch(v, args->o.patch))
-                return opt_fail("train", "--patch wants H,W or D,H,W, got %s", v);
-        } else if (!strcmp(a, "--seed")) {
-            char *end;
-            args->o.seed = strtoull(v, &end, 10);
-            if (*end || end == v) return opt_fail("train", "bad --seed %s", v);
-        }
-        INT_OPT("--dims", 2, 3, args->o.dims)
-        INT_OPT("--labeled", 1, 1000000, args->o.labeled)
-        INT_OPT("--batch-labeled", 1, 4096, args->o.batch_labeled)
-        INT_OPT("--batch-unlabeled", 0, 4096, args->o.batch_unlabeled)
-        INT_OPT("--phantom-cases", 2, 1000000, args->o.phantom_cases)
-        INT_OPT("--classes", 2, 256, args->o.n_classes)
-        INT_OPT("--iters", 1, 2000000000, args->o.iters)
-        INT_OPT("--n-filters", 1, 1024, args->o.n_filters)
-        INT_OPT("--ds-n-filters", 1, 1024, args->o.ds_n_filters)
-        INT_OPT("--ddim-steps", 1, 1000, args->o.ddim_steps_train)
-        INT_OPT("--contrast-voxels", 0, 100000000, args->o.contrast_voxels)
-        INT_OPT("--val-every", 1, 2000000000, args->o.val_every)
-        INT_OPT("--threads", 0, 1024, args->threads)
-        DBL_OPT("--lr", 0, 10, args->o.lr)
-        DBL_OPT("--momentum", 0, 1, args->o.momentum)
-        DBL_OPT("--weight-decay", 0, 1, args->o.weight_decay)
-        DBL_OPT("--warmup", 0, 1, args->o.warmup_frac)
-        DBL_OPT("--rampup", 0, 1, args->o.rampup_frac)
-        DBL_OPT("--mu1", 0, 1000, args->o.mu1)
-        DBL_OPT("--mu2", 0, 1000, args->o.mu2)
-        DBL_OPT("--eta", 0, 1000, args->o.eta)
-        DBL_OPT("--tau", 1e-6, 1000, args->o.tau)
-        DBL_OPT("--cps-confidence", 0, 0.999999, args->o.cps_confidence)
-        else return opt_fail("train", "unknown option %s (see 'diffcl train --help')", a);
-        if (!strcmp(a, "--iters")) args->iters_override = args->o.iters;
+    if (!strcmp(a, "--layout"))
+        args->o.layout = v, *layout_given = 1;
+    else if (!strcmp(a, "--data"))
+        args->o.data_dir = v;
+    else if (!strcmp(a, "--train-list"))
+        args->o.train_list = v;
+    else if (!strcmp(a, "--val-list"))
+        args->o.val_list = v;
+    else if (!strcmp(a, "--labeled-list"))
+        args->o.labeled_list = v;
+    else if (!strcmp(a, "--out"))
+        args->o.out_dir = v;
+    else if (!strcmp(a, "--resume"))
+        args->resume = v;
+    else if (!strcmp(a, "--method")) {
+        if (!strcmp(v, "diffcl"))
+            args->o.method = DIFFCL_METHOD_DIFFCL;
+        else if (!strcmp(v, "supervised"))
+            args->o.method = DIFFCL_METHOD_SUPERVISED;
+        else
+            return opt_fail("train", "--method %s is not diffcl|supervised", v);
+    } else if (!strcmp(a, "--cps")) {
+        if (!strcmp(v, "confidence"))
+            args->o.cps_variant = DIFFCL_CPS_CONFIDENCE;
+        else if (!strcmp(v, "plain"))
+            args->o.cps_variant = DIFFCL_CPS_PLAIN;
+        else if (!strcmp(v, "agreement"))
+            args->o.cps_variant = DIFFCL_CPS_AGREEMENT;
+        else
+            return opt_fail("train", "--cps %s is not confidence|plain|agreement", v);
+    } else if (!strcmp(a, "--hfm-border")) {
+        if (!strcmp(v, "periodic"))
+            args->o.hfm_border = DIFFCL_HFM_BORDER_PERIODIC;
+        else if (!strcmp(v, "zero"))
+            args->o.hfm_border = DIFFCL_HFM_BORDER_ZERO;
+        else if (!strcmp(v, "reflect"))
+            args->o.hfm_border = DIFFCL_HFM_BORDER_REFLECT;
+        else
+            return opt_fail("train", "--hfm-border %s is not periodic|zero|reflect", v);
+    } else if (!strcmp(a, "--patch")) {
+        if (!parse_patch(v, args->o.patch))
+            return opt_fail("train", "--patch wants H,W or D,H,W, got %s", v);
+    } else if (!strcmp(a, "--seed")) {
+        char *end;
+        args->o.seed = strtoull(v, &end, 10);
+        if (*end || end == v) return opt_fail("train", "bad --seed %s", v);
+    }
+    INT_OPT("--dims", 2, 3, args->o.dims)
+    INT_OPT("--labeled", 1, 1000000, args->o.labeled)
+    INT_OPT("--batch-labeled", 1, 4096, args->o.batch_labeled)
+    INT_OPT("--batch-unlabeled", 0, 4096, args->o.batch_unlabeled)
+    INT_OPT("--phantom-cases", 2, 1000000, args->o.phantom_cases)
+    INT_OPT("--classes", 2, 256, args->o.n_classes)
+    INT_OPT("--iters", 1, 2000000000, args->o.iters)
+    INT_OPT("--n-filters", 1, 1024, args->o.n_filters)
+    INT_OPT("--ds-n-filters", 1, 1024, args->o.ds_n_filters)
+    INT_OPT("--ddim-steps", 1, 1000, args->o.ddim_steps_train)
+    INT_OPT("--contrast-voxels", 0, 100000000, args->o.contrast_voxels)
+    INT_OPT("--val-every", 1, 2000000000, args->o.val_every)
+    INT_OPT("--threads", 0, 1024, args->threads)
+    DBL_OPT("--lr", 0, 10, args->o.lr)
+    DBL_OPT("--momentum", 0, 1, args->o.momentum)
+    DBL_OPT("--weight-decay", 0, 1, args->o.weight_decay)
+    DBL_OPT("--warmup", 0, 1, args->o.warmup_frac)
+    DBL_OPT("--rampup", 0, 1, args->o.rampup_frac)
+    DBL_OPT("--mu1", 0, 1000, args->o.mu1)
+    DBL_OPT("--mu2", 0, 1000, args->o.mu2)
+    DBL_OPT("--eta", 0, 1000, args->o.eta)
+    DBL_OPT("--tau", 1e-6, 1000, args->o.tau)
+    DBL_OPT("--cps-confidence", 0, 0.999999, args->o.cps_confidence)
+    else return opt_fail("train", "unknown option %s (see 'diffcl train --help')", a);
+    if (!strcmp(a, "--iters")) args->iters_override = args->o.iters;
+    return 0;
 #undef INT_OPT
 #undef DBL_OPT
+}
+
+int train_args_parse(int argc, char **argv, train_args *args)
+{
+    memset(args, 0, sizeof *args);
+    diffcl_train_options_init(&args->o);
+    int layout_given = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            train_usage(stdout);
+            return 0;
+        }
+        if (train_flag(a, args)) continue;
+        if (i + 1 >= argc) return opt_fail("train", "option %s needs a value", a);
+        int rc = train_value(a, argv[++i], args, &layout_given);
+        if (rc) return rc;
     }
     if (!args->resume && !args->o.out_dir)
         return opt_fail("train", "--out RUN_DIR is required (see 'diffcl train --help')");

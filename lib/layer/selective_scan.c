@@ -192,6 +192,53 @@ static void *make_bc_t(diffcl_context *ctx, diffcl_dtype dt, const diffcl_tensor
 
 /* ------------------------------------------------------------- backward ---- */
 
+static void store(diffcl_tensor *t, int64_t i, double v)
+{
+    if (t->dtype == DIFFCL_F32)
+        dc_f32(t)[i] = (float)v;
+    else
+        dc_f64(t)[i] = v;
+}
+
+/* dA, dD and dbias: the per-sample partial sums of the kernel (parts: dA [B,D,N], then dD and
+ * dbias [B,D]) summed over the batch in order, so the result does not depend on threads. */
+static diffcl_status reduce_param_grads(dc_node *node, const scan_state *s, diffcl_dtype dt,
+                                        const double *parts, diffcl_tensor **gin)
+{
+    const int64_t Bn = s->Bn, Dn = s->Dn, N = s->N;
+    const double *dA_part = parts, *dD_part = parts + Bn * Dn * N, *dbias_part = dD_part + Bn * Dn;
+    int64_t sDN[2] = {Dn, N}, sD[1] = {Dn};
+    int wa = dc_wants_grad(node, IN_A), wd = dc_wants_grad(node, IN_D),
+        wb = dc_wants_grad(node, IN_BIAS);
+    diffcl_tensor *dA = wa ? dc_tensor_empty(s->ctx, dt, 2, sDN) : NULL;
+    diffcl_tensor *dD = wd ? dc_tensor_empty(s->ctx, dt, 1, sD) : NULL;
+    diffcl_tensor *dbias = wb ? dc_tensor_empty(s->ctx, dt, 1, sD) : NULL;
+    if ((wa && !dA) || (wd && !dD) || (wb && !dbias)) {
+        diffcl_tensor_free(dA);
+        diffcl_tensor_free(dD);
+        diffcl_tensor_free(dbias);
+        return DIFFCL_ERR_OUT_OF_MEMORY;
+    }
+    for (int64_t d = 0; d < Dn; d++) {
+        for (int64_t n = 0; n < N && dA; n++) {
+            double acc = 0;
+            for (int64_t b = 0; b < Bn; b++) acc += dA_part[(b * Dn + d) * N + n];
+            store(dA, d * N + n, acc);
+        }
+        double aD = 0, ab = 0;
+        for (int64_t b = 0; b < Bn; b++) {
+            aD += dD_part[b * Dn + d];
+            ab += dbias_part[b * Dn + d];
+        }
+        if (dD) store(dD, d, aD);
+        if (dbias) store(dbias, d, ab);
+    }
+    gin[IN_A] = dA;
+    gin[IN_D] = dD;
+    gin[IN_BIAS] = dbias;
+    return DIFFCL_OK;
+}
+
 static diffcl_status scan_backward(dc_node *node, diffcl_tensor *g, diffcl_tensor **gin)
 {
     scan_state *s = node->state;
@@ -251,49 +298,8 @@ static diffcl_status scan_backward(dc_node *node, diffcl_tensor *g, diffcl_tenso
         scan_backward_f64(&a, s->ckpt, dc_f64(gc), &gr);
     }
 
-    /* per-channel sums over the batch, in order */
-    int64_t sDN[2] = {Dn, N}, sD[1] = {Dn};
-    diffcl_tensor *dA = dc_wants_grad(node, IN_A) ? dc_tensor_empty(ctx, dt, 2, sDN) : NULL;
-    diffcl_tensor *dD = dc_wants_grad(node, IN_D) ? dc_tensor_empty(ctx, dt, 1, sD) : NULL;
-    diffcl_tensor *dbias = dc_wants_grad(node, IN_BIAS) ? dc_tensor_empty(ctx, dt, 1, sD) : NULL;
-    if ((dc_wants_grad(node, IN_A) && !dA) || (dc_wants_grad(node, IN_D) && !dD) ||
-        (dc_wants_grad(node, IN_BIAS) && !dbias)) {
-        diffcl_tensor_free(dA);
-        diffcl_tensor_free(dD);
-        diffcl_tensor_free(dbias);
-        st = DIFFCL_ERR_OUT_OF_MEMORY;
-        goto done;
-    }
-    for (int64_t d = 0; d < Dn; d++) {
-        for (int64_t n = 0; n < N && dA; n++) {
-            double acc = 0;
-            for (int64_t b = 0; b < Bn; b++) acc += dA_part[(b * Dn + d) * N + n];
-            if (dt == DIFFCL_F32)
-                dc_f32(dA)[d * N + n] = (float)acc;
-            else
-                dc_f64(dA)[d * N + n] = acc;
-        }
-        double aD = 0, ab = 0;
-        for (int64_t b = 0; b < Bn; b++) {
-            aD += dD_part[b * Dn + d];
-            ab += dbias_part[b * Dn + d];
-        }
-        if (dD) {
-            if (dt == DIFFCL_F32)
-                dc_f32(dD)[d] = (float)aD;
-            else
-                dc_f64(dD)[d] = aD;
-        }
-        if (dbias) {
-            if (dt == DIFFCL_F32)
-                dc_f32(dbias)[d] = (float)ab;
-            else
-                dc_f64(dbias)[d] = ab;
-        }
-    }
-    gin[IN_A] = dA;
-    gin[IN_D] = dD;
-    gin[IN_BIAS] = dbias;
+    st = reduce_param_grads(node, s, dt, parts, gin);
+    if (st != DIFFCL_OK) goto done;
     if (dc_wants_grad(node, IN_U)) {
         gin[IN_U] = du;
         du = NULL;

@@ -127,26 +127,12 @@ static diffcl_status get_scalar(const diffcl_tensor_dict *d, const char *key, do
     return diffcl_tensor_item(t, v);
 }
 
-diffcl_status diffcl_optimizer_load_state_dict(diffcl_optimizer *opt,
-                                               const diffcl_tensor_dict *dict)
+/* The groups of @p dict, checked against this optimizer's (same parameters, valid options),
+ * into ng[0..n_groups); the optimizer is not touched. */
+static diffcl_status read_groups(const diffcl_optimizer *opt, const diffcl_tensor_dict *dict,
+                                 dc_opt_group *ng, const char *fn)
 {
-    static const char *fn = "diffcl_optimizer_load_state_dict";
-    DC_CHECK_ARG(opt && dict, "%s: optimizer or dictionary is NULL", fn);
-    const char *kind = diffcl_tensor_dict_get_meta(dict, "optimizer");
-    if (!kind)
-        return dc_error(DIFFCL_ERR_NOT_FOUND,
-                        "%s: metadata \"optimizer\" is missing (not an optimizer state?)", fn);
-    if (strcmp(kind, kind_name(opt->kind)))
-        return dc_error(DIFFCL_ERR_STATE, "%s: the state is of a %s optimizer; this one is %s", fn,
-                        kind, kind_name(opt->kind));
     char key[256];
-    /* 1. validate everything before touching the optimizer */
-    snprintf(key, sizeof key, "param_groups.%d.params", opt->n_groups);
-    if (diffcl_tensor_dict_get(dict, key))
-        return dc_error(DIFFCL_ERR_STATE, "%s: the state has more than this optimizer's %d groups",
-                        fn, opt->n_groups);
-    dc_opt_group *ng = malloc((size_t)(opt->n_groups ? opt->n_groups : 1) * sizeof *ng);
-    if (!ng) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     diffcl_status s = DIFFCL_OK;
     for (int g = 0; g < opt->n_groups && s == DIFFCL_OK; g++) {
         const dc_opt_group *grp = &opt->groups[g];
@@ -175,9 +161,15 @@ diffcl_status diffcl_optimizer_load_state_dict(diffcl_optimizer *opt,
         fields_to_group(v, &ng[g].o, &ng[g].initial_lr);
         s = dc_opt_check_group(fn, opt->kind, &ng[g].o);
     }
-    double steps = 0;
-    if (s == DIFFCL_OK && diffcl_tensor_dict_get(dict, "steps"))
-        s = get_scalar(dict, "steps", &steps);
+    return s;
+}
+
+/* Every state buffer of @p dict has its parameter's shape and a float type. */
+static diffcl_status check_buffers(const diffcl_optimizer *opt, const diffcl_tensor_dict *dict,
+                                   const char *fn)
+{
+    char key[256];
+    diffcl_status s = DIFFCL_OK;
     for (int i = 0; i < opt->n_params && s == DIFFCL_OK; i++) {
         const diffcl_tensor *p = opt->params[i].p;
         for (int b = 0; b < DC_OPT_NBUF && s == DIFFCL_OK; b++) {
@@ -194,6 +186,34 @@ diffcl_status diffcl_optimizer_load_state_dict(diffcl_optimizer *opt,
             }
         }
     }
+    return s;
+}
+
+diffcl_status diffcl_optimizer_load_state_dict(diffcl_optimizer *opt,
+                                               const diffcl_tensor_dict *dict)
+{
+    static const char *fn = "diffcl_optimizer_load_state_dict";
+    DC_CHECK_ARG(opt && dict, "%s: optimizer or dictionary is NULL", fn);
+    const char *kind = diffcl_tensor_dict_get_meta(dict, "optimizer");
+    if (!kind)
+        return dc_error(DIFFCL_ERR_NOT_FOUND,
+                        "%s: metadata \"optimizer\" is missing (not an optimizer state?)", fn);
+    if (strcmp(kind, kind_name(opt->kind)))
+        return dc_error(DIFFCL_ERR_STATE, "%s: the state is of a %s optimizer; this one is %s", fn,
+                        kind, kind_name(opt->kind));
+    char key[256];
+    /* 1. validate everything before touching the optimizer */
+    snprintf(key, sizeof key, "param_groups.%d.params", opt->n_groups);
+    if (diffcl_tensor_dict_get(dict, key))
+        return dc_error(DIFFCL_ERR_STATE, "%s: the state has more than this optimizer's %d groups",
+                        fn, opt->n_groups);
+    dc_opt_group *ng = malloc((size_t)(opt->n_groups ? opt->n_groups : 1) * sizeof *ng);
+    if (!ng) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    diffcl_status s = read_groups(opt, dict, ng, fn);
+    double steps = 0;
+    if (s == DIFFCL_OK && diffcl_tensor_dict_get(dict, "steps"))
+        s = get_scalar(dict, "steps", &steps);
+    DC_STEP(check_buffers(opt, dict, fn));
     /* 2. allocate the buffers that will be needed, still without changing anything */
     diffcl_tensor **fresh =
         s == DIFFCL_OK

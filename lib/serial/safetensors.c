@@ -450,10 +450,11 @@ static diffcl_status dict_append(diffcl_tensor_dict *d, const char *name, diffcl
     return DIFFCL_OK;
 }
 
-/* Parse and validate the header, then read every tensor. Owns nothing of the caller's. */
-static diffcl_status load_from_fd(diffcl_context *ctx, const char *path, int fd, uint64_t file_size,
-                                  diffcl_tensor_dict **out)
+/* The 8-byte length and the JSON header text after it, NUL-terminated, in *hdr (malloc'd). */
+static diffcl_status read_header(const char *path, int fd, uint64_t file_size, char **hdr,
+                                 uint64_t *hlen_out)
 {
+    *hdr = NULL;
     if (file_size < 8)
         return dc_error(DIFFCL_ERR_FORMAT,
                         "%s: file has %" PRIu64 " bytes, fewer than the 8-byte header length "
@@ -475,109 +476,131 @@ static diffcl_status load_from_fd(diffcl_context *ctx, const char *path, int fd,
     if (hlen < 2)
         return dc_error(DIFFCL_ERR_FORMAT, "%s: header of %" PRIu64 " bytes is too short", path,
                         hlen);
-    char *hdr = malloc((size_t)hlen + 1);
-    if (!hdr)
+    char *h = malloc((size_t)hlen + 1);
+    if (!h)
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY,
                         "%s: out of memory for a header of %" PRIu64 " bytes", path, hlen);
-    err = read_at(fd, hdr, (size_t)hlen, 8);
+    err = read_at(fd, h, (size_t)hlen, 8);
     if (err) {
-        free(hdr);
+        free(h);
         return dc_error(DIFFCL_ERR_IO, "%s: cannot read the header: %s", path, strerror(err));
     }
-    hdr[hlen] = '\0';
-    diffcl_status s = DIFFCL_OK;
-    cJSON *root = NULL;
-    st_entry *entries = NULL;
-    st_entry **order = NULL;
-    diffcl_tensor_dict *d = NULL;
-    uint64_t data_size = file_size - 8 - hlen;
-    const cJSON *meta = NULL;
-    int n = 0;
+    h[hlen] = '\0';
+    *hdr = h;
+    *hlen_out = hlen;
+    return DIFFCL_OK;
+}
 
-    if (hdr[0] != '{') {
-        s = dc_error(DIFFCL_ERR_FORMAT,
-                     "%s: header does not start with '{' (not a safetensors file?)", path);
-        goto done;
-    }
-    if (!utf8_valid((const unsigned char *)hdr, (size_t)hlen)) {
-        s = dc_error(DIFFCL_ERR_FORMAT, "%s: header is not valid UTF-8", path);
-        goto done;
-    }
+/* The header text as a JSON object: UTF-8, one object, nothing but blanks after it. */
+static diffcl_status parse_header(const char *path, const char *hdr, uint64_t hlen, cJSON **out)
+{
+    *out = NULL;
+    if (hdr[0] != '{')
+        return dc_error(DIFFCL_ERR_FORMAT,
+                        "%s: header does not start with '{' (not a safetensors file?)", path);
+    if (!utf8_valid((const unsigned char *)hdr, (size_t)hlen))
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: header is not valid UTF-8", path);
     const char *end = NULL;
-    root = cJSON_ParseWithLengthOpts(hdr, (size_t)hlen, &end, 0);
+    cJSON *root = cJSON_ParseWithLengthOpts(hdr, (size_t)hlen, &end, 0);
     if (!root) {
         long at = end ? (long)(end - hdr) : -1;
-        s = dc_error(DIFFCL_ERR_FORMAT,
-                     "%s: header is not valid JSON (error near byte %ld of %" PRIu64 ")", path, at,
-                     hlen);
-        goto done;
+        return dc_error(DIFFCL_ERR_FORMAT,
+                        "%s: header is not valid JSON (error near byte %ld of %" PRIu64 ")", path,
+                        at, hlen);
     }
-    for (const char *p = end; p < hdr + hlen; p++)
-        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+    diffcl_status s = DIFFCL_OK;
+    for (const char *p = end; p < hdr + hlen && s == DIFFCL_OK; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
             s = dc_error(DIFFCL_ERR_FORMAT,
                          "%s: unexpected bytes after the JSON header (at byte %ld)", path,
                          (long)(p - hdr));
-            goto done;
-        }
-    if (!cJSON_IsObject(root)) {
+    if (s == DIFFCL_OK && !cJSON_IsObject(root))
         s = dc_error(DIFFCL_ERR_FORMAT, "%s: header is not a JSON object", path);
-        goto done;
+    if (s != DIFFCL_OK) {
+        cJSON_Delete(root);
+        return s;
     }
-    int total = cJSON_GetArraySize(root);
-    entries = calloc((size_t)(total ? total : 1), sizeof *entries);
-    order = calloc((size_t)(total ? total : 1), sizeof *order);
-    if (!entries || !order) {
-        s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory for %d header entries", path,
-                     total);
-        goto done;
-    }
+    *out = root;
+    return DIFFCL_OK;
+}
+
+/* The header's entries, parsed and checked: the tensors into entries[0..*n) (order[] points at
+ * them, for check_layout to sort), "__metadata__" into *meta. */
+static diffcl_status collect_entries(const char *path, const cJSON *root, uint64_t data_size,
+                                     st_entry *entries, st_entry **order, int *n,
+                                     const cJSON **meta)
+{
+    *n = 0;
+    *meta = NULL;
     const cJSON *item;
     cJSON_ArrayForEach(item, root)
     {
-        if (!item->string) { /* cannot happen for a parsed object; be safe */
-            s = dc_error(DIFFCL_ERR_FORMAT, "%s: header entry without a name", path);
-            goto done;
-        }
+        if (!item->string) /* cannot happen for a parsed object; be safe */
+            return dc_error(DIFFCL_ERR_FORMAT, "%s: header entry without a name", path);
         if (!strcmp(item->string, ST_METADATA)) {
-            if (meta) {
-                s = dc_error(DIFFCL_ERR_FORMAT, "%s: \"__metadata__\" appears twice", path);
-                goto done;
-            }
-            meta = item;
-            s = check_metadata(path, meta);
-            if (s != DIFFCL_OK) goto done;
+            if (*meta)
+                return dc_error(DIFFCL_ERR_FORMAT, "%s: \"__metadata__\" appears twice", path);
+            *meta = item;
+            DC_TRY(check_metadata(path, item));
             continue;
         }
-        s = parse_entry(path, item, data_size, &entries[n]);
-        if (s != DIFFCL_OK) goto done;
-        order[n] = &entries[n];
-        n++;
+        DC_TRY(parse_entry(path, item, data_size, &entries[*n]));
+        order[*n] = &entries[*n];
+        (*n)++;
     }
-    s = check_layout(path, order, n, data_size);
-    if (s != DIFFCL_OK) goto done;
+    return check_layout(path, order, *n, data_size);
+}
 
-    s = diffcl_tensor_dict_new(ctx, &d);
-    if (s != DIFFCL_OK) goto done;
+/* A dictionary of the metadata and the tensors, read in header order (as the writer listed
+ * them) from the data that starts at byte @p data_at. */
+static diffcl_status build_dict(diffcl_context *ctx, const char *path, int fd, uint64_t data_at,
+                                const st_entry *entries, int n, const cJSON *meta,
+                                diffcl_tensor_dict **out)
+{
+    diffcl_tensor_dict *d = NULL;
+    DC_TRY(diffcl_tensor_dict_new(ctx, &d));
+    diffcl_status s = DIFFCL_OK;
     if (meta && cJSON_IsObject(meta)) {
         const cJSON *x;
         cJSON_ArrayForEach(x, meta)
         {
-            s = diffcl_tensor_dict_set_meta(d, x->string, x->valuestring);
-            if (s != DIFFCL_OK) goto done;
+            DC_STEP(diffcl_tensor_dict_set_meta(d, x->string, x->valuestring));
         }
     }
-    for (int i = 0; i < n; i++) { /* header order, as the writer listed them */
+    for (int i = 0; i < n && s == DIFFCL_OK; i++) {
         diffcl_tensor *t = NULL;
-        s = read_tensor(ctx, path, fd, 8 + hlen, &entries[i], &t);
-        if (s != DIFFCL_OK) goto done;
-        s = dict_append(d, entries[i].name, t);
+        s = read_tensor(ctx, path, fd, data_at, &entries[i], &t);
+        DC_STEP(dict_append(d, entries[i].name, t));
         diffcl_tensor_free(t);
-        if (s != DIFFCL_OK) goto done;
+    }
+    if (s != DIFFCL_OK) {
+        diffcl_tensor_dict_free(d);
+        return s;
     }
     *out = d;
-    d = NULL;
-done:
-    diffcl_tensor_dict_free(d);
+    return DIFFCL_OK;
+}
+
+/* Parse and validate the header, then read every tensor. Owns nothing of the caller's. */
+static diffcl_status load_from_fd(diffcl_context *ctx, const char *path, int fd, uint64_t file_size,
+                                  diffcl_tensor_dict **out)
+{
+    char *hdr = NULL;
+    uint64_t hlen = 0;
+    DC_TRY(read_header(path, fd, file_size, &hdr, &hlen));
+    uint64_t data_size = file_size - 8 - hlen;
+    cJSON *root = NULL;
+    diffcl_status s = parse_header(path, hdr, hlen, &root);
+    int total = root ? cJSON_GetArraySize(root) : 0;
+    st_entry *entries = calloc((size_t)(total ? total : 1), sizeof *entries);
+    st_entry **order = calloc((size_t)(total ? total : 1), sizeof *order);
+    if (s == DIFFCL_OK && (!entries || !order))
+        s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory for %d header entries", path,
+                     total);
+    const cJSON *meta = NULL;
+    int n = 0;
+    DC_STEP(collect_entries(path, root, data_size, entries, order, &n, &meta));
+    DC_STEP(build_dict(ctx, path, fd, 8 + hlen, entries, n, meta, out));
     free(order);
     free(entries);
     cJSON_Delete(root);

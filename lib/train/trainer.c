@@ -541,6 +541,43 @@ static diffcl_status unlabeled_terms(diffcl_trainer *tr, step_vars *v, uint32_t 
     return DIFFCL_OK;
 }
 
+/* This iteration's batch (with the weak views when the pseudo labels come from them) into @p v;
+ * under MPI, this rank's shard r, r+S, ... of the global batch. */
+static diffcl_status next_batch(diffcl_trainer *tr, uint32_t it, step_vars *v)
+{
+    const diffcl_train_options *o = &tr->o;
+    diffcl_status s;
+    if (o->method == DIFFCL_METHOD_DIFFCL && o->weak_strong) {
+        diffcl_sampler_views views = DIFFCL_SAMPLER_VIEWS_INIT;
+        s = diffcl_sampler_next_views(tr->sampler, it, &views, NULL);
+        v->image = views.image, v->weak = views.weak, v->label = views.label;
+    } else {
+        s = diffcl_sampler_next(tr->sampler, it, &v->image, &v->label, NULL);
+    }
+    if (s == DIFFCL_OK &&
+        v->image->ndim != o->dims + 2) /* 3-D volumes read with dims 2 (the default) */
+        s = dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                     "the data set holds %d-D images but the trainer's dims is %d "
+                     "(diffcl train --dims %d)",
+                     v->image->ndim - 2, o->dims, v->image->ndim - 2);
+    if (s == DIFFCL_OK && tr->dist) { /* MPI: this rank's shard r, r+S, ... of the global batch */
+        diffcl_tensor *gi = v->image, *gl = v->label;
+        v->image = v->label = NULL;
+        s = dc_dist_shard(dc_dist_rank(tr->dist), dc_dist_size(tr->dist), o->batch_labeled,
+                          o->batch_unlabeled, gi, gl, &v->image, &v->label);
+        diffcl_tensor_free(gi);
+        diffcl_tensor_free(gl);
+        if (s == DIFFCL_OK && v->weak) { /* the weak views: the same unlabeled rows */
+            diffcl_tensor *gw = v->weak;
+            v->weak = NULL;
+            s = dc_dist_shard(dc_dist_rank(tr->dist), dc_dist_size(tr->dist), 0, o->batch_unlabeled,
+                              gw, NULL, &v->weak, NULL);
+            diffcl_tensor_free(gw);
+        }
+    }
+    return s;
+}
+
 diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
 {
     DC_CHECK_ARG(tr, "diffcl_trainer_step: trainer is NULL");
@@ -555,35 +592,7 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
     st.cs_pseudo = st.ds_pseudo = st.contrast = st.ds_sup = NAN;
     step_vars v;
     memset(&v, 0, sizeof v);
-    diffcl_status s;
-    if (o->method == DIFFCL_METHOD_DIFFCL && o->weak_strong) {
-        diffcl_sampler_views views = DIFFCL_SAMPLER_VIEWS_INIT;
-        s = diffcl_sampler_next_views(tr->sampler, it, &views, NULL);
-        v.image = views.image, v.weak = views.weak, v.label = views.label;
-    } else {
-        s = diffcl_sampler_next(tr->sampler, it, &v.image, &v.label, NULL);
-    }
-    if (s == DIFFCL_OK &&
-        v.image->ndim != o->dims + 2) /* 3-D volumes read with dims 2 (the default) */
-        s = dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
-                     "the data set holds %d-D images but the trainer's dims is %d "
-                     "(diffcl train --dims %d)",
-                     v.image->ndim - 2, o->dims, v.image->ndim - 2);
-    if (s == DIFFCL_OK && tr->dist) { /* MPI: this rank's shard r, r+S, ... of the global batch */
-        diffcl_tensor *gi = v.image, *gl = v.label;
-        v.image = v.label = NULL;
-        s = dc_dist_shard(dc_dist_rank(tr->dist), dc_dist_size(tr->dist), o->batch_labeled,
-                          o->batch_unlabeled, gi, gl, &v.image, &v.label);
-        diffcl_tensor_free(gi);
-        diffcl_tensor_free(gl);
-        if (s == DIFFCL_OK && v.weak) { /* the weak views: the same unlabeled rows */
-            diffcl_tensor *gw = v.weak;
-            v.weak = NULL;
-            s = dc_dist_shard(dc_dist_rank(tr->dist), dc_dist_size(tr->dist), 0, o->batch_unlabeled,
-                              gw, NULL, &v.weak, NULL);
-            diffcl_tensor_free(gw);
-        }
-    }
+    diffcl_status s = next_batch(tr, it, &v);
     prof_mark(tr, PROF_BATCH);
     diffcl_module_train(tr->cs, 1);
     diffcl_module_set_step(tr->cs, it);
