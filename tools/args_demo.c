@@ -1,6 +1,5 @@
 /* diffcl demo's arguments (args.h). */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "args.h"

@@ -1,6 +1,5 @@
 /* diffcl eval's arguments (args.h). */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <diffcl/diffcl.h>

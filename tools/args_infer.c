@@ -1,6 +1,5 @@
 /* diffcl infer's arguments (args.h). */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <diffcl/diffcl.h>

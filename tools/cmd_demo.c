@@ -4,7 +4,6 @@
  * and writes overlays. Public API only. */
 #include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 

@@ -1,7 +1,6 @@
 /* diffcl eval: per-case and mean metrics of a folder of predicted label maps against a folder
  * of reference label maps (NIfTI, PNG or h5). Public API only. */
 #include <dirent.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

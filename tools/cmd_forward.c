@@ -1,8 +1,6 @@
 /* diffcl forward: run a V-Net (optionally with HF-Mamba) on a safetensors input, for users
  * checking a model against another implementation. Public API only. */
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include <diffcl/diffcl.h>
 #include <diffcl/model.h>

@@ -1,7 +1,5 @@
 /* diffcl train: the semi-supervised trainer from the command line. Public API only. */
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #include <diffcl/diffcl.h>

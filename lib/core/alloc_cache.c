@@ -14,7 +14,6 @@
  * is reported as failed. The caller holds ctx->alloc_lock for every function here. */
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "core/core_internal.h"
 

@@ -2,7 +2,6 @@
  * scale, and the strong intensity set. The raw kernels touch no context, so the sampler's
  * prefetch thread runs them. */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "data/augment_internal.h"

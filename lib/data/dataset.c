@@ -2,7 +2,6 @@
  * and labeled/unlabeled splits. */
 #include <dirent.h>
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,6 @@
 /* Shared raw-buffer helpers of the data layer: keyed draws, Gaussian blur, interpolation. */
 #include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "data/data_internal.h"
 

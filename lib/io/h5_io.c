@@ -1,7 +1,6 @@
 /* HDF5 datasets (LA / BraTS / Pancreas h5 layouts) through libhdf5, optional at build time. */
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>

@@ -1,6 +1,5 @@
 /* The depthwise causal 1-D convolution op (mamba_ssm's short convolution, layer_conv.h): kernels,
  * backward and the public call. */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

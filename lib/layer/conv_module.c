@@ -1,7 +1,6 @@
 /* Conv{2,3}d / ConvTranspose{2,3}d modules with PyTorch's parameter names and init. */
 #include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "layer/conv_internal.h"
 #include "layer/module_internal.h"

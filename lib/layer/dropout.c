@@ -4,7 +4,6 @@
  * Mask unit i (element i, or channel n*C + c) is kept iff draw i of the key, a uniform
  * in [0, 1), is >= p; kept values are scaled by 1/(1 - p). Draw i is a pure function of
  * (key, i), so the mask does not depend on the thread count. */
-#include <math.h>
 #include <stdlib.h>
 
 #include "layer/nn_internal.h"

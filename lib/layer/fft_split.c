@@ -3,7 +3,6 @@
  * (fft_plan.c). M is real and even, so the op is self-adjoint: backward = same filter. */
 #include <math.h>
 #include <stdlib.h>
-#include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif

@@ -1,7 +1,6 @@
 /* The HF-Mamba module: FFT high-pass split of a feature map, a (bidirectional) Mamba block
  * over the high band's voxel tokens, and a residual or attention combine. */
 #include <stdlib.h>
-#include <string.h>
 
 #include "diffcl/layer.h"
 #include "diffcl/mamba.h"

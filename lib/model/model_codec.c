@@ -1,7 +1,6 @@
 /* Model files: which network a file holds and how to rebuild it. One table, one entry per kind
  * of network (its JSON "type"); saving finds the entry that owns the module, loading dispatches
  * once on the type of the configuration already read with the dictionary. */
-#include <stdlib.h>
 #include <string.h>
 
 #include "model/model_internal.h"

@@ -4,8 +4,6 @@
  * the projection a per-channel bias broadcast over the volume (dc_add_channel_bias, an op with
  * its own backward, in lib/tensor/channel_bias.c). */
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "model/diffusion_internal.h"
 

@@ -1,6 +1,5 @@
 /* Learning-rate schedules as pure functions, and applying one to an optimizer's groups. */
 #include <math.h>
-#include <string.h>
 
 #include "optim/optim_internal.h"
 

@@ -1,6 +1,5 @@
 /* The reverse-mode engine: recording nodes, the backward walk, gradient hooks. */
 #include <stdlib.h>
-#include <string.h>
 
 #include "tensor/tensor_internal.h"
 

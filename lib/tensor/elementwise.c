@@ -1,6 +1,5 @@
 /* Elementwise ops with NumPy broadcasting, F32 and F64, each with its backward. */
 #include <math.h>
-#include <string.h>
 
 #include "tensor/tensor_internal.h"
 

@@ -3,7 +3,6 @@
  * L = sum(out * W) exercises every output element's gradient path. */
 #include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "tensor/tensor_internal.h"
 

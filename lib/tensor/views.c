@@ -1,6 +1,4 @@
 /* Views (no copy) and layout ops, each with its backward. */
-#include <stdlib.h>
-#include <string.h>
 
 #include "tensor/tensor_internal.h"
 

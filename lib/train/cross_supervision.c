@@ -6,7 +6,6 @@
  * weighted voxel then has the CS's own label as its target, so L^c_p was self-training and
  * the DS could never correct the CS. The plain and confidence variants give the CS a gradient
  * towards the DS label exactly where the two disagree. */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 

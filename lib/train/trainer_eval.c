@@ -1,7 +1,6 @@
 /* Validation of the CS during training: segment whole cases, score foreground Dice. */
 #include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "diffcl/metrics.h"
 #include "train/trainer_internal.h"
