@@ -26,9 +26,14 @@ typedef struct train_args {
 
 int train_args_parse(int argc, char **argv, train_args *a);
 
+#define INFER_MAX_MODELS 16
+
 typedef struct infer_args {
-    const char *model_path, *input, *output, *overlay_dir;
-    const char *normalize; /* none|zscore|zscore-nonzero|minmax */
+    const char *model_paths[INFER_MAX_MODELS]; /* --model, once per ensemble member */
+    int n_models;
+    const char *input, *output, *overlay_dir;
+    const char *save_probs; /* --save-probs DIR, or NULL */
+    const char *normalize;  /* none|zscore|zscore-nonzero|minmax */
     diffcl_net_options net;
     int64_t patch[3], stride[3]; /* given by --patch / --stride or --preset */
     int patch_given, stride_given;
@@ -36,6 +41,14 @@ typedef struct infer_args {
 } infer_args;
 
 int infer_args_parse(int argc, char **argv, infer_args *a);
+
+typedef struct ensemble_args {
+    const char *inputs[INFER_MAX_MODELS]; /* folders of saved probabilities */
+    int n_inputs;
+    const char *output, *save_probs;
+} ensemble_args;
+
+int ensemble_args_parse(int argc, char **argv, ensemble_args *a);
 
 typedef struct eval_args {
     const char *pred_dir, *label_dir, *list, *csv;

@@ -11,11 +11,11 @@ static void infer_usage(FILE *f)
 {
     fprintf(
         f,
-        "usage: diffcl infer --model CKPT --input FILE|DIR --output FILE|DIR\n"
+        "usage: diffcl infer --model CKPT [--model CKPT2 ...] --input FILE|DIR --output FILE|DIR\n"
         "                    [--patch D,H,W] [--stride D,H,W] [--preset la|pancreas|brats]\n"
         "                    [--gaussian] [--tta] [--lcc] [--normalize none|zscore|zscore-nonzero|minmax]\n"
         "                    [--overlay DIR] [--batch N] [--threads N] [--quiet]\n"
-        "                    [--net cs|ds|ensemble] [--ddim-steps N]\n\n"
+        "                    [--net cs|ds|ensemble] [--ddim-steps N] [--save-probs DIR]\n\n"
         "Segments each input with the model saved in CKPT (diffcl_model_save or a training\n"
         "checkpoint: the file carries the model configuration) by sliding window, averaged\n"
         "softmax and argmax, and writes the label map in the input's format:\n"
@@ -38,7 +38,12 @@ static void infer_usage(FILE *f)
         "  --overlay DIR         also write a colour overlay PNG of the slice with most foreground\n"
         "  --net N               of a Diff-CL run: cs (default), ds (a seeded DDIM sample from noise,\n"
         "                        conditioned on the image) or ensemble (the mean of both softmaxes)\n"
-        "  --ddim-steps N        DS sampling steps (default: the run's, 10)\n");
+        "  --ddim-steps N        DS sampling steps (default: the run's, 10)\n"
+        "  --model CKPT          given several times (up to 16): an ensemble, the mean of the\n"
+        "                        models' softmaxes with the same windows, flips and --net\n"
+        "  --save-probs DIR      also write the probabilities: DIR/<case>.nii.gz, float32 with\n"
+        "                        the classes on the last axis (x, y, z, K; a 2-D image has z = 1)\n"
+        "                        and the input's NIfTI header; 'diffcl ensemble' averages them\n");
 }
 
 static int parse3(const char *s, int64_t v[3])
@@ -96,8 +101,12 @@ int infer_args_parse(int argc, char **argv, infer_args *args)
         }
         if (i + 1 >= argc) return opt_fail("infer", "option %s needs a value", a);
         const char *v = argv[++i];
-        if (!strcmp(a, "--model"))
-            args->model_path = v;
+        if (!strcmp(a, "--model")) {
+            if (args->n_models == INFER_MAX_MODELS)
+                return opt_fail("infer", "at most %d --model", INFER_MAX_MODELS);
+            args->model_paths[args->n_models++] = v;
+        } else if (!strcmp(a, "--save-probs"))
+            args->save_probs = v;
         else if (!strcmp(a, "--input"))
             args->input = v;
         else if (!strcmp(a, "--output"))
@@ -140,7 +149,7 @@ int infer_args_parse(int argc, char **argv, infer_args *args)
         } else
             return opt_fail("infer", "unknown option %s (see 'diffcl infer --help')", a);
     }
-    if (!args->model_path || !args->input || !args->output)
+    if (!args->n_models || !args->input || !args->output)
         return opt_fail("infer", "--model, --input and --output are required");
     if (preset) {
         static const struct {

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <diffcl/diffcl.h>
 #include <diffcl/model.h>
@@ -14,54 +15,7 @@
 #include "commands.h"
 #include "args.h"
 #include "options.h"
-
-static int ends_with(const char *s, const char *suf)
-{
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
-
-static int is_dir(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static int is_file(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* dir/name without doubling a slash the user gave ("preds/"). */
-static void join_path(char *buf, size_t n, const char *dir, const char *name)
-{
-    size_t L = strlen(dir);
-    while (L > 1 && dir[L - 1] == '/') L--;
-    snprintf(buf, n, "%.*s/%s", (int)L, dir, name);
-}
-
-/* mkdir -p: 0 when @p path is (now) a folder, else -1 with errno set. */
-static int make_dirs(const char *path)
-{
-    char p[4096];
-    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    for (char *c = p + 1; *c; c++) {
-        if (*c != '/') continue;
-        *c = 0;
-        if (mkdir(p, 0777) && errno != EEXIST) return -1;
-        *c = '/';
-    }
-    if (mkdir(p, 0777) && errno != EEXIST) return -1;
-    if (!is_dir(p)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
+#include "paths.h"
 
 static const char *ext_of(const char *p)
 {
@@ -89,16 +43,61 @@ static void checkpoint_patch(diffcl_context *ctx, const char *path, int64_t patc
 }
 
 typedef struct job {
-    const char *model_path;
-    diffcl_module *model;
+    const char *model_path; /* the first --model: its training patch sets the window */
+    diffcl_module *model;   /* one network, or the ensemble of every --model */
     diffcl_vnet_options vo;
     diffcl_sliding_window_options so;
     int patch_given, stride_given;
     int64_t train_patch[3];
     const char *normalize;
     const char *overlay_dir;
+    const char *save_probs;
     int quiet;
+    int tty;         /* stdout is a terminal: a progress line with an ETA */
+    int64_t n_cases; /* inputs to segment, and done so far */
+    int64_t n_done;
+    double t_start; /* wall clock at the first case */
 } job;
+
+static double wall_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* On a terminal: "[3/10] case  ETA 1m20s", replaced by the next line. */
+static void show_progress(const job *jb, const char *id)
+{
+    if (!jb->tty || jb->quiet || jb->n_cases < 2) return;
+    printf("\r\033[K[%lld/%lld] %s", (long long)jb->n_done + 1, (long long)jb->n_cases, id);
+    if (jb->n_done > 0) {
+        double per = (wall_seconds() - jb->t_start) / (double)jb->n_done;
+        double eta = per * (double)(jb->n_cases - jb->n_done);
+        printf("  ETA %dm%02ds", (int)(eta / 60), (int)eta % 60);
+    }
+    fflush(stdout);
+}
+
+/* The probabilities F32 [K, spatial...] as NIfTI (x, y, z, K), with the input's header. */
+static diffcl_status write_probs(const diffcl_tensor *probs, const char *path,
+                                 const diffcl_image_meta *meta)
+{
+    diffcl_tensor *t = NULL, *u = NULL, *c = NULL;
+    diffcl_status s = DIFFCL_OK;
+    if (diffcl_tensor_ndim(probs) == 3) /* 2-D [K, H, W]: z = 1 */
+        s = diffcl_tensor_unsqueeze(probs, 3, &t);
+    else
+        t = diffcl_tensor_retain((diffcl_tensor *)probs);
+    int perm[4] = {1, 2, 3, 0};
+    if (s == DIFFCL_OK) s = diffcl_tensor_permute(t, perm, &u);
+    if (s == DIFFCL_OK) s = diffcl_tensor_contiguous(u, &c);
+    if (s == DIFFCL_OK) s = diffcl_nifti_write(c, path, meta->has_nifti_header ? meta : NULL);
+    diffcl_tensor_free(t);
+    diffcl_tensor_free(u);
+    diffcl_tensor_free(c);
+    return s;
+}
 
 /* Read an input as F32 [C, ...] with its meta (NIfTI). */
 static diffcl_status read_input(diffcl_context *ctx, const char *path, diffcl_tensor **image,
@@ -179,7 +178,10 @@ static diffcl_status write_output(const diffcl_tensor *label, const char *path,
 static int run_case(diffcl_context *ctx, job *jb, const char *in, const char *out, const char *id)
 {
     clock_t t0 = clock();
-    diffcl_tensor *img = NULL, *x = NULL, *label = NULL;
+    double w0 = wall_seconds();
+    if (jb->n_done == 0) jb->t_start = w0;
+    show_progress(jb, id);
+    diffcl_tensor *img = NULL, *x = NULL, *label = NULL, *probs = NULL;
     diffcl_image_meta meta;
     diffcl_status s = read_input(ctx, in, &img, &meta);
     int rc = 0;
@@ -220,21 +222,37 @@ static int run_case(diffcl_context *ctx, job *jb, const char *in, const char *ou
                 so.stride[a] = la ? la_stride[a] : (so.patch[a] / 2 > 0 ? so.patch[a] / 2 : 1);
             }
         }
-        s = diffcl_segment(jb->model, x, &so, &label, NULL);
+        s = diffcl_segment(jb->model, x, &so, &label, jb->save_probs ? &probs : NULL);
     }
     if (s == DIFFCL_OK && !rc) s = write_output(label, out, &meta);
+    if (s == DIFFCL_OK && !rc && jb->save_probs) {
+        char p[4096], name[1100];
+        snprintf(name, sizeof name, "%s.nii.gz", id);
+        join_path(p, sizeof p, jb->save_probs, name);
+        s = write_probs(probs, p, &meta);
+    }
     if (s == DIFFCL_OK && !rc && jb->overlay_dir) {
         char p[4096], name[1100];
         snprintf(name, sizeof name, "%s.png", id);
         join_path(p, sizeof p, jb->overlay_dir, name);
         s = diffcl_overlay_png(img, label, NULL, 0, -1, p);
     }
+    if (jb->tty && !jb->quiet && jb->n_cases > 1) printf("\r\033[K");
     if (s != DIFFCL_OK) {
+        fflush(stdout);
         fprintf(stderr, "diffcl infer: %s: %s\n", in, diffcl_last_error());
         rc = 1;
     } else if (!rc && !jb->quiet) {
-        printf("%s -> %s (%.1f s CPU)\n", in, out, (double)(clock() - t0) / CLOCKS_PER_SEC);
+        char count[48] = "";
+        if (jb->n_cases > 1)
+            snprintf(count, sizeof count, "[%lld/%lld] ", (long long)jb->n_done + 1,
+                     (long long)jb->n_cases);
+        printf("%s%s -> %s (%.1f s, %.1f s CPU)\n", count, in, out, wall_seconds() - w0,
+               (double)(clock() - t0) / CLOCKS_PER_SEC);
     }
+    fflush(stdout);
+    jb->n_done++;
+    diffcl_tensor_free(probs);
     diffcl_tensor_free(img);
     diffcl_tensor_free(x);
     diffcl_tensor_free(label);
@@ -260,22 +278,54 @@ static int check_paths(const infer_args *a, int in_dir)
                         ext_of(a->input));
     if (a->overlay_dir && stat(a->overlay_dir, &st) == 0 && !S_ISDIR(st.st_mode))
         return opt_fail("infer", "--overlay '%s' is not a folder", a->overlay_dir);
+    if (a->save_probs && stat(a->save_probs, &st) == 0 && !S_ISDIR(st.st_mode))
+        return opt_fail("infer", "--save-probs '%s' is not a folder", a->save_probs);
     return 0;
 }
 
 /* The network (--net) and the CS's options, which describe the input. 0 or 1 (printed). */
+/* One network of --model @p path (--net) and its CS's options, which describe the input. */
+static diffcl_status load_one(diffcl_context *ctx, const infer_args *a, const char *path,
+                              diffcl_module **m, diffcl_vnet_options *vo)
+{
+    diffcl_status s = diffcl_trainer_load_net(ctx, path, &a->net, m);
+    vo->struct_size = sizeof *vo;
+    /* the DS and the pair's ensemble come wrapped; the CS's options describe the input */
+    if (s == DIFFCL_OK)
+        s = diffcl_vnet_get_options(
+            a->net.net == DIFFCL_NET_CS ? *m : diffcl_module_child(*m, "cs"), vo);
+    return s;
+}
+
+/* The network (--net) of every --model, as one ensemble when there are several. 0 or 1
+ * (printed). */
 static int load_model(diffcl_context *ctx, const infer_args *a, job *jb)
 {
-    if (diffcl_trainer_load_net(ctx, jb->model_path, &a->net, &jb->model) != DIFFCL_OK) {
-        fprintf(stderr, "diffcl infer: %s\n", diffcl_last_error());
-        return 1;
+    diffcl_module *members[INFER_MAX_MODELS] = {0};
+    diffcl_status s = DIFFCL_OK;
+    int n = 0;
+    for (; s == DIFFCL_OK && n < a->n_models; n++) {
+        diffcl_vnet_options vo;
+        s = load_one(ctx, a, a->model_paths[n], &members[n], &vo);
+        if (s == DIFFCL_OK && n == 0) jb->vo = vo;
+        if (s == DIFFCL_OK && n > 0 &&
+            (vo.dims != jb->vo.dims || vo.in_channels != jb->vo.in_channels ||
+             vo.n_classes != jb->vo.n_classes)) {
+            fprintf(stderr,
+                    "diffcl infer: %s is a %d-D model with %d channel(s) and %d classes; %s is "
+                    "%d-D with %d and %d: an ensemble needs the same\n",
+                    a->model_paths[n], vo.dims, vo.in_channels, vo.n_classes, a->model_paths[0],
+                    jb->vo.dims, jb->vo.in_channels, jb->vo.n_classes);
+            n++;
+            for (int i = 0; i < n; i++) diffcl_module_free(members[i]);
+            return 1;
+        }
     }
-    jb->vo.struct_size = sizeof jb->vo;
-    /* the DS and the ensemble come wrapped; the CS's options describe the input */
-    const diffcl_module *cs =
-        a->net.net == DIFFCL_NET_CS ? jb->model : diffcl_module_child(jb->model, "cs");
-    if (diffcl_vnet_get_options(cs, &jb->vo) != DIFFCL_OK) {
+    if (s == DIFFCL_OK && n == 1) jb->model = members[0];
+    if (s == DIFFCL_OK && n > 1) s = diffcl_ensemble_create(ctx, members, n, &jb->model);
+    if (s != DIFFCL_OK) {
         fprintf(stderr, "diffcl infer: %s\n", diffcl_last_error());
+        for (int i = 0; i < n; i++) diffcl_module_free(members[i]);
         return 1;
     }
     diffcl_module_train(jb->model, 0);
@@ -285,8 +335,8 @@ static int load_model(diffcl_context *ctx, const infer_args *a, job *jb)
 /* Output folders are made like mkdir -p, once the model has loaded. 0 or 1 (printed). */
 static int make_output_dirs(const infer_args *a, int in_dir)
 {
-    const char *dirs[2] = {in_dir ? a->output : NULL, a->overlay_dir};
-    for (int k = 0; k < 2; k++)
+    const char *dirs[3] = {in_dir ? a->output : NULL, a->overlay_dir, a->save_probs};
+    for (int k = 0; k < 3; k++)
         if (dirs[k] && make_dirs(dirs[k])) {
             fprintf(stderr, "diffcl infer: cannot create the folder '%s': %s\n", dirs[k],
                     strerror(errno));
@@ -366,6 +416,7 @@ static int run_folder(diffcl_context *ctx, job *jb, const char *input, const cha
     char **names = NULL;
     int64_t n = 0;
     const int oom = list_inputs(input, &names, &n);
+    jb->n_cases = n;
     int rc = oom;
     if (!oom && n == 0) {
         fprintf(
@@ -399,7 +450,9 @@ int cmd_infer(int argc, char **argv)
     job jb;
     memset(&jb, 0, sizeof jb);
     diffcl_sliding_window_options_init(&jb.so);
-    jb.model_path = args.model_path;
+    jb.model_path = args.model_paths[0];
+    jb.save_probs = args.save_probs;
+    jb.tty = isatty(STDOUT_FILENO);
     jb.normalize = args.normalize;
     jb.overlay_dir = args.overlay_dir;
     jb.quiet = args.quiet;

@@ -20,6 +20,7 @@ diffcl_status tool_context_create(const diffcl_context_options *co, diffcl_conte
 int cmd_version(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_infer(int argc, char **argv);
+int cmd_ensemble(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_forward(int argc, char **argv);

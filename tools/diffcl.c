@@ -43,6 +43,8 @@ static const diffcl_command commands[] = {
     {"train", "train Diff-CL (or the supervised baseline) on a data set", cmd_train},
     {"forward", "run a V-Net on a safetensors input (parity checks)", cmd_forward},
     {"infer", "segment images (NIfTI, PNG, h5) with a saved model by sliding window", cmd_infer},
+    {"ensemble", "average the probabilities saved by 'infer --save-probs' into label maps",
+     cmd_ensemble},
     {"eval", "score predicted label maps against references (Dice, Jaccard, HD95, ASD)", cmd_eval},
     {"version", "print the library version", cmd_version},
     /* subcommands register here, one line each */

@@ -70,6 +70,37 @@ DIFFCL_API diffcl_status diffcl_segment(diffcl_module *model, const diffcl_tenso
                                         diffcl_tensor **label, diffcl_tensor **probs);
 
 /**
+ * The label map of probabilities @p probs (F32 [K, D, H, W] or [K, H, W], K <= 256): the
+ * argmax over K, the first class on ties (numpy's argmax). New U8 tensor of the spatial shape.
+ * For probabilities saved by `diffcl infer --save-probs` and averaged, as `diffcl ensemble`
+ * does. Errors: DIFFCL_ERR_DTYPE, DIFFCL_ERR_SHAPE, DIFFCL_ERR_OUT_OF_MEMORY.
+ */
+DIFFCL_API diffcl_status diffcl_probs_to_label(const diffcl_tensor *probs, diffcl_tensor **label);
+
+/** The most members diffcl_ensemble_create() takes. */
+#define DIFFCL_ENSEMBLE_MAX 64
+
+/**
+ * An ensemble of @p n segmentation networks (1..DIFFCL_ENSEMBLE_MAX) as one module, for
+ * diffcl_segment() and diffcl_sliding_window(): its forward returns the log of the mean of
+ * the members' softmaxes over the class axis, so the probabilities diffcl_segment() gives
+ * for the ensemble are the mean of those it gives for each member, with the same windows,
+ * flips and weights. The members must take the same input and give the same classes (a
+ * forward with different output shapes fails with DIFFCL_ERR_SHAPE). Members may be any
+ * modules with a forward: V-Nets from diffcl_model_load(), networks from
+ * diffcl_trainer_load_net(), other ensembles.
+ *
+ * Ownership: the call takes the members, whether it succeeds or fails: each members[i] is
+ * set to NULL, and belongs to @p *out (freed with it by diffcl_module_free()) or was freed.
+ * @p *out is the caller's, in evaluation mode.
+ * Errors: DIFFCL_ERR_INVALID_ARGUMENT (no context, n out of range, a NULL member),
+ * DIFFCL_ERR_OUT_OF_MEMORY.
+ * Thread safety: as a module: one thread at a time, with the members' context.
+ */
+DIFFCL_API diffcl_status diffcl_ensemble_create(diffcl_context *ctx, diffcl_module **members, int n,
+                                                diffcl_module **out);
+
+/**
  * Keep, for every non-zero class of the label map @p label (U8, 2 or 3 axes), only its
  * largest connected component (others become 0), as the benchmark codes' getLargestCC
  * with skimage.measure.label. @p connectivity 1 (faces) .. ndim (full, the default when 0).

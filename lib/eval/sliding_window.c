@@ -400,6 +400,40 @@ oom:
     return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
 }
 
+diffcl_status diffcl_probs_to_label(const diffcl_tensor *probs, diffcl_tensor **label)
+{
+    const char *fn = "diffcl_probs_to_label";
+    DC_CHECK_ARG(label, "%s: label must not be NULL", fn);
+    *label = NULL;
+    DC_CHECK_TENSOR(probs, fn);
+    if (probs->dtype != DIFFCL_F32)
+        return dc_error(DIFFCL_ERR_DTYPE, "%s: probabilities must be F32", fn);
+    int64_t K = probs->ndim >= 3 ? probs->shape[0] : 0;
+    if (probs->ndim < 3 || probs->ndim > 4 || K < 1 || K > 256)
+        return dc_error(DIFFCL_ERR_SHAPE,
+                        "%s: probabilities %s are not [K, (D,) H, W] with 1 <= K <= 256", fn,
+                        dc_shape_str(probs));
+    diffcl_tensor *pc = dc_contiguous(probs);
+    diffcl_tensor *l = dc_tensor_empty(probs->ctx, DIFFCL_U8, probs->ndim - 1, probs->shape + 1);
+    if (!pc || !l) {
+        diffcl_tensor_free(pc);
+        diffcl_tensor_free(l);
+        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    }
+    int64_t vol = dc_numel(l);
+    const float *pp = dc_f32(pc);
+    uint8_t *lp = dc_data(l);
+    for (int64_t i = 0; i < vol; i++) {
+        int64_t best = 0;
+        for (int64_t k = 1; k < K; k++)
+            if (pp[k * vol + i] > pp[best * vol + i]) best = k; /* first maximum, as argmax */
+        lp[i] = (uint8_t)best;
+    }
+    diffcl_tensor_free(pc);
+    *label = l;
+    return DIFFCL_OK;
+}
+
 diffcl_status diffcl_segment(diffcl_module *model, const diffcl_tensor *image,
                              const diffcl_sliding_window_options *opts, diffcl_tensor **label,
                              diffcl_tensor **probs)
@@ -408,32 +442,19 @@ diffcl_status diffcl_segment(diffcl_module *model, const diffcl_tensor *image,
     DC_CHECK_ARG(label, "%s: label must not be NULL", fn);
     *label = NULL;
     if (probs) *probs = NULL;
-    diffcl_tensor *p = NULL;
-    DC_TRY(diffcl_sliding_window(model, image, opts, &p));
-    int64_t K = p->shape[0], vol = dc_numel(p) / K;
-    if (K > 256) {
-        diffcl_tensor_free(p);
-        return dc_error(DIFFCL_ERR_SHAPE, "%s: %lld classes (a U8 label map holds 256)", fn,
-                        (long long)K);
-    }
-    diffcl_tensor *l = dc_tensor_empty(p->ctx, DIFFCL_U8, p->ndim - 1, p->shape + 1);
-    if (!l) {
-        diffcl_tensor_free(p);
-        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    }
-    const float *pp = dc_f32(p);
-    uint8_t *lp = dc_data(l);
-    for (int64_t i = 0; i < vol; i++) {
-        int64_t best = 0;
-        for (int64_t k = 1; k < K; k++)
-            if (pp[k * vol + i] > pp[best * vol + i]) best = k; /* first maximum, as argmax */
-        lp[i] = (uint8_t)best;
-    }
     diffcl_sliding_window_options o = DIFFCL_SLIDING_WINDOW_OPTIONS_INIT;
     DC_TRY(dc_options_read(&o, sizeof o, opts, 0, 0, fn)); /* checked by diffcl_sliding_window */
+    diffcl_tensor *p = NULL;
+    DC_TRY(diffcl_sliding_window(model, image, opts, &p));
+    diffcl_tensor *l = NULL;
+    diffcl_status st = diffcl_probs_to_label(p, &l);
+    if (st != DIFFCL_OK) {
+        diffcl_tensor_free(p);
+        return st;
+    }
     if (o.largest_cc) {
         diffcl_tensor *cc = NULL;
-        diffcl_status st = diffcl_largest_component(l, 0, &cc);
+        st = diffcl_largest_component(l, 0, &cc);
         diffcl_tensor_free(l);
         if (st != DIFFCL_OK) {
             diffcl_tensor_free(p);

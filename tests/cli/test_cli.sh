@@ -89,6 +89,34 @@ expect_err_line "\\[0, 10\\]"
 expect 0 "train --data without --layout" -- "$DIFFCL" train --data "$FIX/png" --out "$tmp/runs/png" --iters 1 \
     --patch 16,16 --n-filters 2 --ds-n-filters 2 --no-hfm --method supervised --labeled 2 --batch-labeled 2 --classes 3 --threads 2
 grep -q "training supervised, png," "$tmp/err" || { echo "FAIL: --data without --layout:"; cat "$tmp/err"; fails=$((fails + 1)); }
+# ensembles: two models in one infer, and the same from their saved probabilities
+"$DIFFCL" train --data "$FIX/png" --out "$tmp/runs/png2" --iters 2 --seed 7 --patch 16,16 --n-filters 2 \
+    --no-hfm --method supervised --labeled 2 --batch-labeled 2 --classes 3 --threads 2 >/dev/null 2>&1 ||
+    { echo "FAIL: second png run"; fails=$((fails + 1)); }
+P1="$tmp/runs/png/model.safetensors"
+P2="$tmp/runs/png2/model.safetensors"
+for k in 1 2; do
+    eval "P=\$P$k"
+    expect 0 "infer --save-probs ($k)" -- "$DIFFCL" infer --model "$P" --input "$FIX/png/images" \
+        --output "$tmp/ens/l$k" --save-probs "$tmp/ens/p$k" --threads 1
+done
+expect 0 "infer with two --model" -- "$DIFFCL" infer --model "$P1" --model "$P2" \
+    --input "$FIX/png/images" --output "$tmp/ens/both" --save-probs "$tmp/ens/pboth" --threads 1
+grep -q "^\[2/3\] .* s CPU)" "$tmp/out" || { echo "FAIL: infer prints no case count:"; cat "$tmp/out"; fails=$((fails + 1)); }
+expect 0 "ensemble of saved probabilities" -- "$DIFFCL" ensemble --input "$tmp/ens/p1" "$tmp/ens/p2" \
+    --output "$tmp/ens/mean" --save-probs "$tmp/ens/pmean"
+for f in slice0 slice1 slice2; do
+    if [ ! -f "$tmp/ens/p1/$f.nii.gz" ] || ! cmp -s "$tmp/ens/both/$f.png" "$tmp/ens/mean/$f.png"; then
+        echo "FAIL: ensemble of $f: infer's two-model label and ensemble's differ (or are missing)"
+        fails=$((fails + 1))
+    else
+        pass=$((pass + 1))
+    fi
+done
+expect 2 "ensemble of one folder" -- "$DIFFCL" ensemble --input "$tmp/ens/p1" --output "$tmp/ens/x"
+expect_err_line "at least 2"
+expect 1 "ensemble of folders that differ" -- "$DIFFCL" ensemble --input "$tmp/ens/p1" "$FIX/msd/imagesTr" \
+    --output "$tmp/ens/x"
 expect 2 "eval missing label folder" -- "$DIFFCL" eval --pred "$FIX/eval/pred" --label "$tmp/nosuch"
 expect_err_line "'$tmp/nosuch' does not exist"
 expect 2 "eval missing pred folder" -- "$DIFFCL" eval --pred "$tmp/nopred/" --label "$FIX/eval/label"

@@ -1,6 +1,6 @@
-/* Fuzz target: the argument parsers of `diffcl train`, `infer`, `eval`, `demo` and `forward`
- * (tools/args.h). The first byte picks the command ('0' to '4', or any
- * byte modulo 5); the rest is its argument list, one argument per line (at most
+/* Fuzz target: the argument parsers of `diffcl train`, `infer`, `eval`, `demo`, `forward` and
+ * `ensemble` (tools/args.h). The first byte picks the command ('0' to '5', or any other byte
+ * modulo 6); the rest is its argument list, one argument per line (at most
  * 64). The parsers must take any strings: they only read argv into their structs. Their usage
  * text (--help) goes to stdout, which is sent to /dev/null once. */
 #include <stdio.h>
@@ -17,8 +17,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static int quiet;
     if (!quiet) quiet = freopen("/dev/null", "w", stdout) != NULL;
     if (size < 1) return 0;
-    static const char *const cmds[] = {"train", "infer", "eval", "demo", "forward"};
-    int which = (data[0] + 2) % 5; /* '0' train, '1' infer, '2' eval, '3' demo, '4' forward */
+    static const char *const cmds[] = {"train", "infer", "eval", "demo", "forward", "ensemble"};
+    /* '0' train, '1' infer, '2' eval, '3' demo, '4' forward, '5' ensemble */
+    int which = data[0] >= '0' && data[0] <= '5' ? data[0] - '0' : data[0] % 6;
     /* a NUL-terminated copy, cut at newlines into argv */
     char *text = malloc(size);
     if (!text) return 0;
@@ -48,9 +49,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (which == 3) {
         demo_args a;
         demo_args_parse(argc, argv, &a);
-    } else {
+    } else if (which == 4) {
         forward_args a;
         forward_args_parse(argc, argv, &a);
+    } else {
+        ensemble_args a;
+        ensemble_args_parse(argc, argv, &a);
     }
     free(text);
     return 0;

@@ -350,6 +350,28 @@ class ModelsAndInference(unittest.TestCase):
         lcc = diffcl.largest_component(pred, ctx=self.ctx)
         self.assertEqual(lcc.shape, pred.shape)
 
+    def test_ensemble_is_the_mean(self):
+        img, _ = diffcl.phantom_case(3, self.ctx, ndim=2, height=64, width=64)
+        a = diffcl.vnet(self.ctx, dims=2, n_filters=4, has_dropout=False, seed=1)
+        b = diffcl.vnet(self.ctx, dims=2, n_filters=4, has_dropout=False, seed=2)
+        kw = dict(patch=(32, 32), stride=(16, 16), return_probs=True)
+        _, pa = diffcl.segment(a, img, **kw)
+        _, pb = diffcl.segment(b, img, **kw)
+        e = diffcl.ensemble([a, b])
+        self.assertIsNone(a.handle)  # taken by the ensemble
+        pred, pe = diffcl.segment(e, img, **kw)
+        self.assertGreater(np.abs(pa - pb).max(), 1e-3)
+        np.testing.assert_allclose(pe, (pa + pb) / 2, atol=1e-6)
+        np.testing.assert_array_equal(diffcl.probs_to_label(pe, self.ctx), pred)
+        d = tempfile.mkdtemp(prefix="diffcl-py-ens-")
+        try:
+            diffcl.save_probs(os.path.join(d, "case.npz"), pe)
+            np.testing.assert_array_equal(np.load(os.path.join(d, "case.npz"))["probabilities"], pe)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+        with self.assertRaises(ValueError):
+            diffcl.ensemble([a])  # already taken
+
 
 class Training(unittest.TestCase):
     def setUp(self):

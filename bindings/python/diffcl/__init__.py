@@ -19,8 +19,8 @@ from .core import (CancelledError, Context, DiffclError, IOErrorDiffcl, NotFound
                    Tensor, as_tensor, default_context, lent_arrays, version, wrappable)
 from .data import ImageMeta, has_nifti, phantom_case, read_nifti, read_png, write_nifti, write_png
 from .metrics import distance_transform, metrics, metrics_per_class, summarize
-from .models import (HFM_DEFAULT_LEVELS, Model, largest_component, level, load_model, segment,
-                     sliding_window, vnet)
+from .models import (HFM_DEFAULT_LEVELS, Model, ensemble, largest_component, level, load_model,
+                     probs_to_label, save_probs, segment, sliding_window, vnet)
 from .train import Trainer
 
 __version__ = "0.1.0"  # of this binding; version() is the loaded library's
@@ -28,8 +28,8 @@ __version__ = "0.1.0"  # of this binding; version() is the loaded library's
 __all__ = [
     "CancelledError", "Context", "DiffclError", "HFM_DEFAULT_LEVELS", "IOErrorDiffcl",
     "ImageMeta", "Model", "NotFoundError", "Tensor", "Trainer", "as_tensor", "default_context",
-    "distance_transform", "has_nifti", "largest_component", "lent_arrays", "level",
-    "library_path", "load_model", "metrics", "metrics_per_class", "phantom_case", "read_nifti",
-    "read_png", "segment", "sliding_window", "summarize", "version", "vnet", "wrappable",
+    "distance_transform", "ensemble", "has_nifti", "largest_component", "lent_arrays", "level",
+    "library_path", "load_model", "metrics", "metrics_per_class", "phantom_case",
+    "probs_to_label", "read_nifti", "read_png", "save_probs", "segment", "sliding_window", "summarize", "version", "vnet", "wrappable",
     "write_nifti", "write_png",
 ]

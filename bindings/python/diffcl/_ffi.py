@@ -296,6 +296,8 @@ _PROTOS = {
     "diffcl_segment": (c_status, [module_p, tensor_p, P(SlidingWindowOptions), P(tensor_p),
                                   P(tensor_p)]),
     "diffcl_largest_component": (c_status, [tensor_p, c_int, P(tensor_p)]),
+    "diffcl_probs_to_label": (c_status, [tensor_p, P(tensor_p)]),
+    "diffcl_ensemble_create": (c_status, [ctx_p, P(module_p), c_int, P(module_p)]),
     # train.h
     "diffcl_train_options_init": (None, [c_void_p]),
     "diffcl_trainer_create": (c_status, [ctx_p, P(TrainOptions), P(trainer_p)]),

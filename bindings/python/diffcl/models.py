@@ -207,3 +207,38 @@ def largest_component(label, connectivity=0, ctx=None):
     check(fn("diffcl_largest_component")(t.handle, int(connectivity), ctypes.byref(out)),
           "diffcl_largest_component")
     return Tensor(out, t.context).numpy()
+
+
+def ensemble(models):
+    """One model that segments with the mean of the softmaxes of @models
+    (diffcl_ensemble_create): segment() and sliding_window() with it give the mean of the
+    members' probabilities, with the same windows, flips and weights. The models are taken:
+    each Model passed is emptied (its network now belongs to the ensemble), so load them for
+    the ensemble, e.g. ensemble([load_model(a), load_model(b)])."""
+    models = list(models)
+    if not models or any(m.handle is None or m._owner is not None for m in models):
+        raise ValueError("ensemble() takes loaded models it may own (not a trainer's networks)")
+    ctx = models[0].context
+    arr = (_ffi.module_p * len(models))(*[m.handle for m in models])
+    for m in models:  # taken by the call, whether it succeeds or not
+        m._h = None
+    out = _ffi.module_p()
+    check(fn("diffcl_ensemble_create")(ctx.handle, arr, len(models), ctypes.byref(out)),
+          "diffcl_ensemble_create")
+    return Model(out, ctx)
+
+
+def probs_to_label(probs, ctx=None):
+    """The argmax over the class axis of float32 probabilities [K, ...] (diffcl_probs_to_label),
+    e.g. of the mean of several models' saved probabilities; a uint8 label map."""
+    ctx = ctx or default_context()
+    t = as_tensor(probs, ctx, np.float32)
+    out = _ffi.tensor_p()
+    check(fn("diffcl_probs_to_label")(t.handle, ctypes.byref(out)), "diffcl_probs_to_label")
+    return Tensor(out, ctx).numpy()
+
+
+def save_probs(path, probs):
+    """Save probabilities [K, ...] as a compressed .npz (key "probabilities", float32), the
+    binding's counterpart of `diffcl infer --save-probs`."""
+    np.savez_compressed(path, probabilities=np.asarray(probs, dtype=np.float32))

@@ -1,0 +1,15 @@
+/* File-system helpers shared by the subcommands that read and write folders of cases. */
+#ifndef DIFFCL_TOOLS_PATHS_H
+#define DIFFCL_TOOLS_PATHS_H
+
+#include <stddef.h>
+
+int ends_with(const char *s, const char *suf); /* s ends with suf (or equals it) */
+int is_dir(const char *p);
+int is_file(const char *p); /* a regular file */
+/* dir/name without doubling a slash the user gave ("preds/"). */
+void join_path(char *buf, size_t n, const char *dir, const char *name);
+/* mkdir -p: 0 when @p path is (now) a folder, else -1 with errno set. */
+int make_dirs(const char *path);
+
+#endif
