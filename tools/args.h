@@ -22,6 +22,8 @@ typedef struct train_args {
     int threads;        /* 0: the library's default */
     int overwrite;
     int64_t iters_override; /* --iters given with --resume; 0 otherwise */
+    int folds, fold;        /* --folds K --fold k (folds.c); folds 0: no cross-validation */
+    const char *splits;     /* --splits FILE; NULL: splits.json beside the run folder */
 } train_args;
 
 int train_args_parse(int argc, char **argv, train_args *a);

@@ -50,7 +50,12 @@ static void train_usage(FILE *f)
         "run:\n"
         "  --out DIR            run folder (checkpoints, log.csv, curves.png); created with its parents\n"
         "  --overwrite          start over in a --out folder that already holds a run (else an error)\n"
-        "  --val-every N        (default iters/10)   --threads N (default: the usable CPUs)\n",
+        "  --val-every N        (default iters/10)   --threads N (default: the usable CPUs)\n"
+        "folds:\n"
+        "  --folds K --fold k   cross-validation: train on all folds but k, validate on fold k\n"
+        "                       (k from 0; the fold's cases are left out of training)\n"
+        "  --splits F           the K folds (default: splits.json beside the run folder; made\n"
+        "                       with a fixed seed if missing, reused by the other folds)\n",
         d.layout, d.dims, d.labeled, d.batch_labeled, d.batch_unlabeled, d.phantom_cases,
         d.n_classes, (long long)d.iters, (unsigned long long)d.seed, d.n_filters, d.ds_n_filters,
         d.lr, d.momentum, d.weight_decay, d.warmup_frac, d.rampup_frac, d.mu1, d.mu2, d.eta, d.tau,
@@ -141,6 +146,8 @@ static int train_value(const char *a, const char *v, train_args *args, int *layo
         args->o.out_dir = v;
     else if (!strcmp(a, "--resume"))
         args->resume = v;
+    else if (!strcmp(a, "--splits"))
+        args->splits = v;
     else if (!strcmp(a, "--method")) {
         if (!strcmp(v, "diffcl"))
             args->o.method = DIFFCL_METHOD_DIFFCL;
@@ -187,6 +194,8 @@ static int train_value(const char *a, const char *v, train_args *args, int *layo
     INT_OPT("--contrast-voxels", 0, 100000000, args->o.contrast_voxels)
     INT_OPT("--val-every", 1, 2000000000, args->o.val_every)
     INT_OPT("--threads", 0, 1024, args->threads)
+    INT_OPT("--folds", 2, 100, args->folds)
+    INT_OPT("--fold", 0, 99, args->fold)
     DBL_OPT("--lr", 0, 10, args->o.lr)
     DBL_OPT("--momentum", 0, 1, args->o.momentum)
     DBL_OPT("--weight-decay", 0, 1, args->o.weight_decay)
@@ -222,6 +231,10 @@ int train_args_parse(int argc, char **argv, train_args *args)
     }
     if (!args->resume && !args->o.out_dir)
         return opt_fail("train", "--out RUN_DIR is required (see 'diffcl train --help')");
+    if (args->folds && (args->fold >= args->folds || args->resume || args->o.val_list))
+        return opt_fail("train", "--fold k needs 0 <= k < --folds, a new run and no --val-list");
+    if (!args->folds && (args->fold || args->splits))
+        return opt_fail("train", "--fold and --splits go with --folds K");
     /* --data without --layout: detect the layout instead of silently training on the phantom */
     if (args->o.data_dir && !layout_given) args->o.layout = "auto";
     return TOOL_ARGS_RUN;

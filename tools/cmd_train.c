@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "args.h"
+#include "folds.h"
 
 static void log_to_stderr(diffcl_log_level level, const char *msg, void *user)
 {
@@ -47,6 +48,12 @@ int cmd_train(int argc, char **argv)
     int mpi_on = 0, mpi_rank = 0, mpi_size = 1;
     diffcl_status s = diffcl_mpi_launch_init(&mpi_on, &mpi_rank, &mpi_size);
     if (s == DIFFCL_OK) s = tool_context_create(&co, &ctx);
+    if (s == DIFFCL_OK && args.folds && folds_prepare(ctx, &args)) {
+        diffcl_context_free(ctx);
+        diffcl_mpi_launch_finalize();
+        return 1;
+    }
+    o = args.o; /* with the fold's lists */
     if (s == DIFFCL_OK)
         s = resume ? diffcl_trainer_resume(ctx, resume, args.iters_override, &tr)
                    : diffcl_trainer_create(ctx, &o, &tr);

@@ -113,6 +113,24 @@ for f in slice0 slice1 slice2; do
         pass=$((pass + 1))
     fi
 done
+# folds: one splits file for the K runs, each fold validating on its part only
+PNGRUN="--data $FIX/png --iters 1 --patch 16,16 --n-filters 2 --no-hfm --method supervised --labeled 1 --batch-labeled 2 --classes 3 --threads 1"
+for k in 0 1 2; do
+    # shellcheck disable=SC2086
+    expect 0 "train --folds 3 --fold $k" -- "$DIFFCL" train $PNGRUN --out "$tmp/cv/fold$k" --folds 3 --fold $k
+done
+if [ "$(cat "$tmp"/cv/fold*/fold*.val.list | sort | tr '\n' ' ')" != "slice0 slice1 slice2 " ] ||
+    ! grep -q '"val"' "$tmp/cv/splits.json"; then
+    echo "FAIL: the 3 folds' validation lists are not a partition of the cases"; fails=$((fails + 1))
+else
+    pass=$((pass + 1))
+fi
+# shellcheck disable=SC2086
+expect 1 "train --folds 2 against a 3-fold splits file" -- "$DIFFCL" train $PNGRUN --out "$tmp/cv/x" \
+    --folds 2 --fold 0 --splits "$tmp/cv/splits.json"
+grep -q "does not hold 2 folds" "$tmp/err" || { echo "FAIL: splits of another K:"; cat "$tmp/err"; fails=$((fails + 1)); }
+expect 2 "train --fold out of range" -- "$DIFFCL" train --out "$tmp/cv/y" --folds 3 --fold 3
+expect_err_line "0 <= k"
 expect 2 "ensemble of one folder" -- "$DIFFCL" ensemble --input "$tmp/ens/p1" --output "$tmp/ens/x"
 expect_err_line "at least 2"
 expect 1 "ensemble of folders that differ" -- "$DIFFCL" ensemble --input "$tmp/ens/p1" "$FIX/msd/imagesTr" \
