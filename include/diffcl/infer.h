@@ -111,8 +111,11 @@ DIFFCL_API diffcl_status diffcl_largest_component(const diffcl_tensor *label, in
 
 /**
  * Write a colour overlay PNG of one slice: the image (channel 0, scaled to its 1st-99th
- * percentile in the slice) in grey, the label's classes filled in colour (alpha 0.45),
- * and @p reference (may be NULL) drawn as a white outline. @p image F32 [C, D, H, W] or
+ * percentile in the slice) in grey, upscaled (nearest neighbour) by an integer factor to at
+ * least 256 pixels on its short side (while the long side stays within 8192); the label's classes outlined in colour
+ * along their inner boundary, and @p reference (may be NULL) outlined in white along its
+ * outer boundary, so that a perfect prediction shows both lines side by side. Before 0.2 the
+ * overlay kept the image's size and filled the classes. @p image F32 [C, D, H, W] or
  * [C, H, W]; @p label U8 of the spatial shape (may be NULL). For 3-D, @p axis (0, 1, 2 of
  * D, H, W) and @p index choose the slice; index -1 takes the slice with the most
  * foreground of @p label (or the middle one). 2-D images ignore both.

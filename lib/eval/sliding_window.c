@@ -478,6 +478,55 @@ static int cmp_f(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The integer upscaling of an overlay: the short side becomes at least 256 px, unless that
+ * would make the long side over 8192 px. */
+static int64_t overlay_scale(int64_t rows, int64_t cols)
+{
+    int64_t short_side = rows < cols ? rows : cols, long_side = rows < cols ? cols : rows;
+    int64_t up = (256 + short_side - 1) / short_side, cap = 8192 / long_side;
+    up = up > cap ? cap : up;
+    return up < 1 ? 1 : up;
+}
+
+/* Does output pixel (y, x) of a map upscaled @p up times lie within @p w pixels of another
+ * value of @p m, seen from a pixel of value @p m != 0 (inner boundary) or, with @p outer, from a
+ * pixel next to a non-zero one (outer boundary)? The image border counts as 0. */
+static int on_edge(const uint8_t *m, int64_t R, int64_t C, int64_t up, int64_t y, int64_t x, int w,
+                   int outer)
+{
+    uint8_t v = m[(y / up) * C + x / up];
+    if (outer ? v != 0 : v == 0) return 0;
+    for (int d = -w; d <= w; d++)
+        for (int axis = 0; axis < 2; axis++) {
+            int64_t yy = y + (axis ? d : 0), xx = x + (axis ? 0 : d);
+            uint8_t n =
+                yy < 0 || xx < 0 || yy >= R * up || xx >= C * up ? 0 : m[(yy / up) * C + xx / up];
+            if (outer ? n != 0 : n != v) return 1;
+        }
+    return 0;
+}
+
+/* The upscaled slice in grey (1st..99th percentile), the label's classes outlined in colour on
+ * their inner boundary, and the reference outlined in white on its outer boundary, so that a
+ * perfect prediction shows both lines side by side. */
+static void overlay_paint(uint8_t *out, const float *sl, const uint8_t *lab, const uint8_t *ref,
+                          int64_t R, int64_t C, int64_t up, double lo, double hi)
+{
+    static const uint8_t pal[7][3] = {{230, 25, 75},  {60, 180, 75},  {0, 130, 200}, {255, 225, 25},
+                                      {145, 30, 180}, {70, 240, 240}, {245, 130, 48}};
+    int w = up >= 4 ? 1 : 0; /* lines 2 px wide once the pixels are large enough */
+    for (int64_t y = 0; y < R * up; y++)
+        for (int64_t x = 0; x < C * up; x++) {
+            int64_t i = (y / up) * C + x / up;
+            uint8_t *o = out + 3 * (y * C * up + x);
+            double g = hi > lo ? (sl[i] - lo) / (hi - lo) : 0.5;
+            g = g < 0 ? 0 : (g > 1 ? 1 : g);
+            o[0] = o[1] = o[2] = (uint8_t)(g * 255 + 0.5);
+            if (ref && on_edge(ref, R, C, up, y, x, w + 1, 1)) o[0] = o[1] = o[2] = 255;
+            if (lab && on_edge(lab, R, C, up, y, x, w + 1, 0)) memcpy(o, pal[(lab[i] - 1) % 7], 3);
+        }
+}
+
 diffcl_status diffcl_overlay_png(const diffcl_tensor *image, const diffcl_tensor *label,
                                  const diffcl_tensor *reference, int axis, int64_t index,
                                  const char *path)
@@ -532,7 +581,7 @@ diffcl_status diffcl_overlay_png(const diffcl_tensor *image, const diffcl_tensor
     /* slice axes: the two spatial axes other than `axis`, in order */
     int ra = axis == 0 ? 1 : 0, ca = axis == 2 ? 1 : 2;
     int64_t R = dims[ra], Cc = dims[ca];
-    int64_t shape[3] = {R, Cc, 3};
+    int64_t up = overlay_scale(R, Cc), shape[3] = {R * up, Cc * up, 3};
     diffcl_tensor *rgb = dc_tensor_new(image->ctx, DIFFCL_U8, 3, shape);
     float *sl = malloc(sizeof(float) * (size_t)(R * Cc)),
           *sorted = malloc(sizeof(float) * (size_t)(R * Cc));
@@ -556,26 +605,7 @@ diffcl_status diffcl_overlay_png(const diffcl_tensor *image, const diffcl_tensor
     memcpy(sorted, sl, sizeof(float) * (size_t)(R * Cc));
     qsort(sorted, (size_t)(R * Cc), sizeof(float), cmp_f);
     double lo = sorted[(int64_t)((R * Cc - 1) * 0.01)], hi = sorted[(int64_t)((R * Cc - 1) * 0.99)];
-    static const uint8_t pal[7][3] = {{230, 25, 75},  {60, 180, 75},  {0, 130, 200}, {255, 225, 25},
-                                      {145, 30, 180}, {70, 240, 240}, {245, 130, 48}};
-    uint8_t *out = dc_data(rgb);
-    for (int64_t r = 0; r < R; r++)
-        for (int64_t c = 0; c < Cc; c++) {
-            int64_t i = r * Cc + c;
-            double g = hi > lo ? (sl[i] - lo) / (hi - lo) : 0.5;
-            g = g < 0 ? 0 : (g > 1 ? 1 : g);
-            double px[3] = {g * 255, g * 255, g * 255};
-            if (lab[i]) {
-                const uint8_t *col = pal[(lab[i] - 1) % 7];
-                for (int k = 0; k < 3; k++) px[k] = 0.55 * px[k] + 0.45 * col[k];
-            }
-            if (ref[i]) {
-                int edge = r == 0 || c == 0 || r == R - 1 || c == Cc - 1 || !ref[i - 1] ||
-                           !ref[i + 1] || !ref[i - Cc] || !ref[i + Cc];
-                if (edge) px[0] = px[1] = px[2] = 255;
-            }
-            for (int k = 0; k < 3; k++) out[3 * i + k] = (uint8_t)(px[k] + 0.5);
-        }
+    overlay_paint(dc_data(rgb), sl, Lp ? lab : NULL, Rp ? ref : NULL, R, Cc, up, lo, hi);
     st = diffcl_png_write(rgb, path, 8);
 done:
     diffcl_tensor_free(ic);

@@ -190,6 +190,51 @@ diffcl_status dc_commit_tmp(const char *tmp, const char *path, const char *fn)
     return DIFFCL_OK;
 }
 
+diffcl_status dc_png_write_bytes(const char *path, const unsigned char *buf, unsigned W, unsigned H,
+                                 int channels, int bit_depth, const char *fn)
+{
+    int bpp = channels * bit_depth / 8;
+    char tmp[4096];
+    diffcl_status s = dc_tmp_path(path, NULL, tmp, sizeof tmp);
+    FILE *fp = s == DIFFCL_OK ? fopen(tmp, "wb") : NULL;
+    if (!fp) {
+        return s != DIFFCL_OK ? s
+                              : dc_error(DIFFCL_ERR_IO, "%s: cannot create '%s': %s", fn, path,
+                                         strerror(errno));
+    }
+    png_err err;
+    err.msg[0] = 0;
+    png_structp png =
+        png_create_write_struct(PNG_LIBPNG_VER_STRING, &err, on_png_error, on_png_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    png_bytep *volatile rows = NULL;
+    if (!png || !info || setjmp(err.jmp)) {
+        png_destroy_write_struct(&png, &info);
+        fclose(fp);
+        unlink(tmp);
+        free(rows);
+        return dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s' (libpng: %s)", fn, path,
+                        err.msg[0] ? err.msg : "out of memory");
+    }
+    rows = malloc(sizeof(png_bytep) * H);
+    if (!rows) png_error(png, "out of memory");
+    for (png_uint_32 y = 0; y < H; y++) rows[y] = (png_bytep)buf + (size_t)y * W * bpp;
+    png_init_io(png, fp);
+    png_set_IHDR(png, info, W, H, bit_depth,
+                 channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    png_write_image(png, rows);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    free(rows);
+    if (fclose(fp) != 0) {
+        unlink(tmp);
+        return dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s': %s", fn, path, strerror(errno));
+    }
+    return dc_commit_tmp(tmp, path, fn);
+}
+
 diffcl_status diffcl_png_write(const diffcl_tensor *t, const char *path, int bit_depth)
 {
     const char *fn = "diffcl_png_write";
@@ -229,45 +274,7 @@ diffcl_status diffcl_png_write(const diffcl_tensor *t, const char *path, int bit
         }
     }
     diffcl_tensor_free(c);
-    char tmp[4096];
-    diffcl_status s = dc_tmp_path(path, NULL, tmp, sizeof tmp);
-    FILE *fp = s == DIFFCL_OK ? fopen(tmp, "wb") : NULL;
-    if (!fp) {
-        free(buf);
-        return s != DIFFCL_OK ? s
-                              : dc_error(DIFFCL_ERR_IO, "%s: cannot create '%s': %s", fn, path,
-                                         strerror(errno));
-    }
-    png_err err;
-    err.msg[0] = 0;
-    png_structp png =
-        png_create_write_struct(PNG_LIBPNG_VER_STRING, &err, on_png_error, on_png_warning);
-    png_infop info = png ? png_create_info_struct(png) : NULL;
-    png_bytep *volatile rows = NULL;
-    if (!png || !info || setjmp(err.jmp)) {
-        png_destroy_write_struct(&png, &info);
-        fclose(fp);
-        unlink(tmp);
-        free(buf);
-        free(rows);
-        return dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s' (libpng: %s)", fn, path,
-                        err.msg[0] ? err.msg : "out of memory");
-    }
-    rows = malloc(sizeof(png_bytep) * H);
-    if (!rows) png_error(png, "out of memory");
-    for (png_uint_32 y = 0; y < H; y++) rows[y] = buf + (size_t)y * W * bpp;
-    png_init_io(png, fp);
-    png_set_IHDR(png, info, W, H, bit_depth, rgb ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY,
-                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(png, info);
-    png_write_image(png, rows);
-    png_write_end(png, NULL);
-    png_destroy_write_struct(&png, &info);
-    free(rows);
+    diffcl_status s = dc_png_write_bytes(path, buf, W, H, ch, bit_depth, fn);
     free(buf);
-    if (fclose(fp) != 0) {
-        unlink(tmp);
-        return dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s': %s", fn, path, strerror(errno));
-    }
-    return dc_commit_tmp(tmp, path, fn);
+    return s;
 }
