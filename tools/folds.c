@@ -180,7 +180,7 @@ static cJSON *load_or_make(const char *path, char **ids, int n, int k_folds)
     char parent[4300];
     snprintf(parent, sizeof parent, "%s", path);
     make_dirs(dirname(parent)); /* the folder of the runs may not exist yet */
-    char tmp[4300]; /* per process: MPI ranks may get here at once */
+    char tmp[4300];             /* per process: MPI ranks may get here at once */
     snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
     FILE *f = out ? fopen(tmp, "w") : NULL;
     int ok = f && fputs(out, f) >= 0 && fputc('\n', f) != EOF;
