@@ -35,6 +35,7 @@ typedef struct infer_args {
     int n_models;
     const char *input, *output, *overlay_dir;
     const char *save_probs; /* --save-probs DIR, or NULL */
+    const char *list;       /* --list FILE: only these case ids of an input folder */
     const char *normalize;  /* none|zscore|zscore-nonzero|minmax */
     diffcl_net_options net;
     int64_t patch[3], stride[3]; /* given by --patch / --stride or --preset */

@@ -41,6 +41,8 @@ static void infer_usage(FILE *f)
         "  --ddim-steps N        DS sampling steps (default: the run's, 10)\n"
         "  --model CKPT          given several times (up to 16): an ensemble, the mean of the\n"
         "                        models' softmaxes with the same windows, flips and --net\n"
+        "  --list FILE           with a folder: only the case ids listed (one per line), e.g. a\n"
+        "                        fold's validation cases\n"
         "  --save-probs DIR      also write the probabilities: DIR/<case>.nii.gz, float32 with\n"
         "                        the classes on the last axis (x, y, z, K; a 2-D image has z = 1)\n"
         "                        and the input's NIfTI header; 'diffcl ensemble' averages them\n");
@@ -107,6 +109,8 @@ int infer_args_parse(int argc, char **argv, infer_args *args)
             args->model_paths[args->n_models++] = v;
         } else if (!strcmp(a, "--save-probs"))
             args->save_probs = v;
+        else if (!strcmp(a, "--list"))
+            args->list = v;
         else if (!strcmp(a, "--input"))
             args->input = v;
         else if (!strcmp(a, "--output"))

@@ -411,14 +411,64 @@ static int list_inputs(const char *input, char ***names_out, int64_t *n_out)
 }
 
 /* Every input of folder @p input into folder @p output. The exit code. */
-static int run_folder(diffcl_context *ctx, job *jb, const char *input, const char *output)
+/* The case id of a folder entry: the name less its extension and nnU-Net's _0000, or the
+ * LA layout's <case> of <case>/mri_norm2.h5. */
+static void case_id(const char *name, char *id, size_t n)
+{
+    const char *slash = strchr(name, '/');
+    size_t base = slash ? (size_t)(slash - name) : strlen(name) - strlen(ext_of(name));
+    if (!slash && base > 5 && !strncmp(name + base - 5, "_0000", 5)) base -= 5;
+    snprintf(id, n, "%.*s", (int)base, name);
+}
+
+/* --list: keep the entries whose case id is listed; every listed id must be there. 0 or 1. */
+static int keep_listed(const char *list, const char *input, char **names, int64_t *n)
+{
+    char **ids = NULL;
+    int64_t n_ids = 0, kept = 0;
+    if (diffcl_list_read(list, &ids, &n_ids) != DIFFCL_OK) {
+        fprintf(stderr, "diffcl infer: %s\n", diffcl_last_error());
+        return 1;
+    }
+    int rc = 0;
+    for (int64_t k = 0; k < n_ids && !rc; k++) {
+        int found = 0;
+        for (int64_t i = 0; i < *n && !found; i++) {
+            char id[1024];
+            case_id(names[i], id, sizeof id);
+            found = !strcmp(id, ids[k]);
+        }
+        if (!found) {
+            fprintf(stderr, "diffcl infer: case '%s' of %s is not in '%s'\n", ids[k], list, input);
+            rc = 1;
+        }
+    }
+    for (int64_t i = 0; i < *n; i++) {
+        char id[1024];
+        case_id(names[i], id, sizeof id);
+        int listed = 0;
+        for (int64_t k = 0; k < n_ids && !listed; k++) listed = !strcmp(id, ids[k]);
+        if (listed)
+            names[kept++] = names[i];
+        else
+            free(names[i]);
+    }
+    *n = kept;
+    diffcl_list_free(ids, n_ids);
+    return rc;
+}
+
+static int run_folder(diffcl_context *ctx, job *jb, const char *input, const char *output,
+                      const char *list)
 {
     char **names = NULL;
     int64_t n = 0;
     const int oom = list_inputs(input, &names, &n);
-    jb->n_cases = n;
     int rc = oom;
-    if (!oom && n == 0) {
+    if (!oom && list) rc = keep_listed(list, input, names, &n);
+    const int stop = rc; /* nothing runs after a bad folder or list; a failed case stops none */
+    jb->n_cases = n;
+    if (!rc && n == 0) {
         fprintf(
             stderr,
             "diffcl infer: no .nii.gz, .nii, .png or .h5 file (or <case>/mri_norm2.h5) in '%s'\n",
@@ -428,14 +478,11 @@ static int run_folder(diffcl_context *ctx, job *jb, const char *input, const cha
     for (int64_t i = 0; i < n; i++) {
         const char *ext = ext_of(names[i]);
         char id[1024], in[4096], out[4096], name[1100];
-        const char *slash = strchr(names[i], '/');
-        size_t base = slash ? (size_t)(slash - names[i]) : strlen(names[i]) - strlen(ext);
-        if (!slash && base > 5 && !strncmp(names[i] + base - 5, "_0000", 5)) base -= 5;
-        snprintf(id, sizeof id, "%.*s", (int)base, names[i]);
+        case_id(names[i], id, sizeof id);
         join_path(in, sizeof in, input, names[i]);
-        snprintf(name, sizeof name, "%s%s", id, ext);
+        snprintf(name, sizeof name, "%s%s", id, ext ? ext : ".h5");
         join_path(out, sizeof out, output, name);
-        if (!oom) rc |= run_case(ctx, jb, in, out, id);
+        if (!stop) rc |= run_case(ctx, jb, in, out, id);
         free(names[i]);
     }
     free(names);
@@ -473,7 +520,7 @@ int cmd_infer(int argc, char **argv)
     if (!rc) {
         window_options(ctx, &args, &jb);
         if (in_dir) {
-            rc = run_folder(ctx, &jb, args.input, args.output);
+            rc = run_folder(ctx, &jb, args.input, args.output, args.list);
         } else {
             const char *slash = strrchr(args.input, '/');
             char id[1024];

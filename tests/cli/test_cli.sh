@@ -158,6 +158,18 @@ else
     fi
     expect 0 "eval of infer's folder" -- "$DIFFCL" eval --pred "$tmp/preds/msd/" --label "$FIX/msd/labelsTr"
     grep -q "over 2 case" "$tmp/out" || { echo "FAIL: eval did not score 2 cases"; fails=$((fails + 1)); }
+    printf 'la_007\n' >"$tmp/one.list"
+    expect 0 "infer --list" -- "$DIFFCL" infer --model "$M" --input "$FIX/msd/imagesTr" \
+        --output "$tmp/preds/listed" --list "$tmp/one.list" --threads 1
+    if [ -f "$tmp/preds/listed/la_003.nii.gz" ] || [ ! -f "$tmp/preds/listed/la_007.nii.gz" ]; then
+        echo "FAIL: infer --list segmented other cases than the listed one"; fails=$((fails + 1))
+    else
+        pass=$((pass + 1))
+    fi
+    printf 'la_999\n' >"$tmp/missing.list"
+    expect 1 "infer --list with a case not in the folder" -- "$DIFFCL" infer --model "$M" \
+        --input "$FIX/msd/imagesTr" --output "$tmp/preds/x" --list "$tmp/missing.list"
+    expect_err_line "la_999"
     printf 'la_007.nii.gz\n' >"$tmp/file.list"
     expect 0 "eval --list of file names" -- "$DIFFCL" eval --pred "$tmp/preds/msd" \
         --label "$FIX/msd/labelsTr" --list "$tmp/file.list"
