@@ -16,8 +16,8 @@ diffcl_status dc_tmp_path(const char *path, const char *suffix, char *tmp, size_
 diffcl_status dc_commit_tmp(const char *tmp, const char *path, const char *fn);
 /* Encode @p buf (H rows of W pixels of @p channels 1 or 3 samples of @p bit_depth 8 or 16,
  * big-endian) as a PNG at @p path, atomically (temporary file + rename). */
-diffcl_status dc_png_write_bytes(const char *path, const unsigned char *buf, unsigned W,
-                                 unsigned H, int channels, int bit_depth, const char *fn);
+diffcl_status dc_png_write_bytes(const char *path, const unsigned char *buf, unsigned W, unsigned H,
+                                 int channels, int bit_depth, const char *fn);
 /* Does @p meta (caller's struct_size) reach byte @p field_end? */
 int dc_meta_can_hold(const diffcl_image_meta *meta, size_t field_end);
 
