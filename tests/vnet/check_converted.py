@@ -7,7 +7,8 @@ Converts tests/fixtures/vnet_uamt{3,2}d.pth (torch.save(model.state_dict()) of t
 reference V-Net, tests/reference/gen_vnet_convert.py) with tools/pth2safetensors.py --vnet
 SPEC as a user would, then runs the C checker (tests/vnet/test_converted.c: diffcl_model_load
 and one eval-mode forward against PyTorch's logits, to 1e-4) on the converted files, and
-`diffcl infer` with the 3-D one. Also checks that the converter refuses a SPEC that contradicts
+`diffcl infer` with the 3-D one, and `diffcl train --init-weights` from it (and from a plain
+conversion without --vnet). Also checks that the converter refuses a SPEC that contradicts
 the weights and a malformed SPEC, and that keys left out of SPEC are read from the weights.
 Exit 77 (skipped) when this interpreter has no torch (the converter needs it).
 """
@@ -78,6 +79,19 @@ def main():
         r = subprocess.run([args.checker], env=env)
         if r.returncode != 0:
             fails.append("test_converted: exit %d" % r.returncode)
+
+        # fine-tuning from the PyTorch weights: with --vnet and as a plain state dict
+        plain = os.path.join(tmp, "plain3d.safetensors")
+        r = convert(pth3, plain)
+        if r.returncode != 0:
+            fails.append("plain conversion: " + r.stderr)
+        for w in (os.path.join(tmp, "vnet_uamt3d.safetensors"), plain):
+            r = subprocess.run([args.diffcl, "train", "--out", os.path.join(tmp, "ft"), "--overwrite",
+                                "--init-weights", w, "--dims", "3", "--patch", "16,16,16", "--iters", "1",
+                                "--n-filters", "2", "--no-hfm", "--method", "supervised", "--labeled", "2",
+                                "--phantom-cases", "3", "--threads", "2"], capture_output=True, text=True)
+            if r.returncode != 0 or ("init-weights %s: loaded 205 of the CS's 205 tensors" % w) not in r.stderr:
+                fails.append("diffcl train --init-weights %s: exit %d\n%s" % (w, r.returncode, r.stderr))
 
         # diffcl infer with the converted 3-D model (NIfTI inputs of the fixtures)
         r = subprocess.run([args.diffcl, "infer", "--model", os.path.join(tmp, "vnet_uamt3d.safetensors"),
