@@ -90,7 +90,7 @@ expect 2 "train --init-weights with --resume" -- "$DIFFCL" train --resume "$tmp/
 expect_err_line "init-weights"
 expect 1 "train --init-weights missing file" -- "$DIFFCL" train --out "$tmp/r" --init-weights "$tmp/none.safetensors" \
     --dims 3 --patch 16,16,16 --iters 1 --n-filters 2 --no-hfm --method supervised --labeled 2 --phantom-cases 3
-grep -q "init-weights $tmp/none.safetensors" "$tmp/err" || { echo "FAIL: no file name:"; cat "$tmp/err"; fails=$((fails + 1)); }
+grep -q "init-weights: $tmp/none.safetensors: cannot open" "$tmp/err" || { echo "FAIL: no file name:"; cat "$tmp/err"; fails=$((fails + 1)); }
 [ ! -e "$tmp/r" ] || { echo "FAIL: a run with missing --init-weights left its folder"; fails=$((fails + 1)); }
 # --overwrite with a run that cannot start keeps the old run
 expect 1 "train --overwrite that cannot start" -- "$DIFFCL" train --out "$tmp/m" --overwrite --layout msd \
