@@ -88,7 +88,7 @@ typedef struct init_report {
 /* Fill @p load with the CS entries the file supplies (name -> the file's tensor) and
  * @p r with what goes where. */
 static diffcl_status plan(const diffcl_trainer *tr, const diffcl_tensor_dict *d,
-                          diffcl_tensor_dict *load, init_report *r)
+                          diffcl_tensor_dict *load, diffcl_tensor_dict *skipped, init_report *r)
 {
     const diffcl_module *cs = tr->cs;
     /* a trainer checkpoint holds the CS under a prefix; a Diff-CL model file its DS under ds. */
@@ -119,6 +119,7 @@ static diffcl_status plan(const diffcl_trainer *tr, const diffcl_tensor_dict *d,
         } else if (head_class_count_differs(name, dst, src)) {
             list_add(&r->skipped, "; ", "%s: shape %s in the file, %s here", name,
                      dc_shape_str(src), dc_shape_str(dst));
+            DC_TRY(diffcl_tensor_dict_set(skipped, name, src));
             r->file_classes = src->shape[0];
             r->classes = dst->shape[0];
         } else {
@@ -134,8 +135,7 @@ static diffcl_status plan(const diffcl_trainer *tr, const diffcl_tensor_dict *d,
         diffcl_tensor *t;
         DC_TRY(diffcl_module_state_entry(cs, DIFFCL_STATE_ALL, i, &name, &t, NULL));
         if (diffcl_tensor_dict_get(load, name)) continue;
-        if (strncmp(name, HEAD, strlen(HEAD)) || !r->skipped.n)
-            list_add(&r->missing, ", ", "%s", name);
+        if (!diffcl_tensor_dict_get(skipped, name)) list_add(&r->missing, ", ", "%s", name);
         DC_TRY(diffcl_tensor_dict_set(load, name, t));
     }
     return DIFFCL_OK;
@@ -170,7 +170,7 @@ static void log_report(const diffcl_trainer *tr, init_report *r)
 diffcl_status dc_trainer_load_init_weights(diffcl_trainer *tr)
 {
     const char *path = tr->o.init_weights;
-    diffcl_tensor_dict *d = NULL, *load = NULL;
+    diffcl_tensor_dict *d = NULL, *load = NULL, *skipped = NULL;
     init_report r;
     memset(&r, 0, sizeof r);
     diffcl_status s = diffcl_safetensors_load(tr->ctx, path, &d);
@@ -179,7 +179,8 @@ diffcl_status dc_trainer_load_init_weights(diffcl_trainer *tr)
         return s;
     }
     s = diffcl_tensor_dict_new(tr->ctx, &load);
-    if (s == DIFFCL_OK) s = plan(tr, d, load, &r);
+    if (s == DIFFCL_OK) s = diffcl_tensor_dict_new(tr->ctx, &skipped);
+    if (s == DIFFCL_OK) s = plan(tr, d, load, skipped, &r);
     if (s == DIFFCL_OK && r.bad_shape.n)
         s = dc_error(DIFFCL_ERR_SHAPE,
                      "%d tensors do not fit the CS (only the output head may differ, in its "
@@ -196,6 +197,7 @@ diffcl_status dc_trainer_load_init_weights(diffcl_trainer *tr)
         s = diffcl_module_load_state_dict(tr->cs, load, &lo, NULL, NULL);
     }
     if (s == DIFFCL_OK) log_report(tr, &r);
+    diffcl_tensor_dict_free(skipped);
     diffcl_tensor_dict_free(load);
     diffcl_tensor_dict_free(d);
     if (s != DIFFCL_OK) dc_error_prefix("init-weights %s", path);
