@@ -3,8 +3,11 @@
  *   infer_nifti MODEL.safetensors IMAGE.nii[.gz] LABEL_OUT.nii[.gz] [PATCH [STRIDE]]
  *
  * MODEL is any file diffcl_model_load() reads: the model.safetensors of a training run
- * (`diffcl train`, examples/train_phantom), a checkpoint converted from PyTorch with
- * pth2safetensors.py, or what diffcl_model_save() wrote. IMAGE is read as nibabel shows it
+ * (`diffcl train`, examples/train_phantom), what diffcl_model_save() wrote, or a UA-MT /
+ * SSL4MIS V-Net checkpoint converted from PyTorch with
+ * `pth2safetensors.py iter_6000.pth model.safetensors --vnet dims=3,classes=2` (--vnet writes
+ * the model configuration; a plain conversion holds only the weights, which
+ * diffcl_module_load() reads into a V-Net you create). IMAGE is read as nibabel shows it
  * ((x, y, z), or (x, y, z, channels)), z-scored per channel, segmented with the sliding
  * window, and the label map is written with the input's header, so it overlays the input
  * in any viewer. PATCH and STRIDE are "DxHxW" (3-D; default 112x112x80 and 18x18x4, the

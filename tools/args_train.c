@@ -47,6 +47,10 @@ static void train_usage(FILE *f)
         "  --no-weak-strong     pseudo labels from the same view the losses see (0.1.0; default: from\n"
         "                       the weak view, losses on the strong view)\n"
         "  --hfm-border B       HF-Mamba FFT border: periodic (default, 0.1.0), zero or reflect padding\n"
+        "  --init-weights W     fine-tune: the CS starts from the tensors of W that match it (a run's\n"
+        "                       model.safetensors, a checkpoint or a converted PyTorch state dict); an\n"
+        "                       output head of another --classes is skipped; the log lists what was\n"
+        "                       loaded and skipped (default: none, a fresh start)\n"
         "run:\n"
         "  --out DIR            run folder (checkpoints, log.csv, curves.png); created with its parents\n"
         "  --overwrite          start over in a --out folder that already holds a run (else an error)\n"
@@ -148,6 +152,8 @@ static int train_value(const char *a, const char *v, train_args *args, int *layo
         args->resume = v;
     else if (!strcmp(a, "--splits"))
         args->splits = v;
+    else if (!strcmp(a, "--init-weights"))
+        args->o.init_weights = v;
     else if (!strcmp(a, "--method")) {
         if (!strcmp(v, "diffcl"))
             args->o.method = DIFFCL_METHOD_DIFFCL;
@@ -229,6 +235,13 @@ int train_args_parse(int argc, char **argv, train_args *args)
         int rc = train_value(a, argv[++i], args, &layout_given);
         if (rc) return rc;
     }
+    if (args->resume && args->o.init_weights)
+        return opt_fail("train",
+                        "--init-weights starts a new run; --resume %s continues from its "
+                        "own checkpoint",
+                        args->resume);
+    if (args->o.init_weights && !*args->o.init_weights)
+        return opt_fail("train", "--init-weights needs a file name");
     if (!args->resume && !args->o.out_dir)
         return opt_fail("train", "--out RUN_DIR is required (see 'diffcl train --help')");
     if (args->folds && (args->fold >= args->folds || args->resume || args->o.val_list))

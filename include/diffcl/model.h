@@ -6,7 +6,8 @@
  * The V-Net is the one of the semi-supervised benchmark codes (UA-MT `vnet.py`): its
  * parameter and buffer names are exactly that module's PyTorch state-dict keys
  * (`block_one.conv.0.weight`, `block_one.conv.1.running_mean`, ..., `out_conv.weight`), so
- * checkpoints trained in PyTorch load unchanged (see tools/pth2safetensors.py).
+ * checkpoints trained in PyTorch load unchanged (see tools/pth2safetensors.py; its --vnet mode
+ * adds the configuration, so that diffcl_model_load() reads the converted file).
  *
  * Ownership: diffcl_vnet_create(), diffcl_model_load() and every `diffcl_tensor **` output
  * hand out objects the caller owns (diffcl_module_free(), diffcl_tensor_free()).

@@ -113,6 +113,16 @@ typedef struct diffcl_train_options {
                                    (0.1.0); default 1 */
     int hfm_border;           /**< the CS's HF-Mamba FFT border (diffcl_hfm_border): 0 periodic
                                    (0.1.0, default), 1 zero, 2 reflect padding */
+    const char *init_weights; /**< fine-tuning: a safetensors file whose tensors the CS starts
+                                   from, loaded by name where the shapes agree (a run's
+                                   model.safetensors, a trainer checkpoint, a diffcl_model_save()
+                                   file or a converted PyTorch state dict); an output head
+                                   (out_conv) of another class count keeps its initialisation, any
+                                   other shape difference is an error; the DS starts fresh. What
+                                   was loaded and skipped is logged at the INFO level (WARN for
+                                   tensors that match nothing). NULL (default): none. Read only by
+                                   diffcl_trainer_create(); a resumed run continues from its own
+                                   checkpoint */
 } diffcl_train_options;
 
 #define DIFFCL_TRAIN_OPTIONS_INIT                                                                  \
@@ -120,7 +130,7 @@ typedef struct diffcl_train_options {
         sizeof(diffcl_train_options), "phantom", NULL, NULL, NULL, 2, 4, NULL, {0, 0, 0}, 2, 2,    \
             24, DIFFCL_METHOD_DIFFCL, 2000, 1337, 2, 16, 16, DIFFCL_HFM_DEFAULT_LEVELS, 0.01, 0.9, \
             3e-5, 0.1, 0.4, 1.0, 1.0, 0.1, 0.1, 0.99, 4096, 4, 10, NULL, 0, 10, 1, 1,              \
-            DIFFCL_CPS_CONFIDENCE, 0.0, 0, 1, 1, 0                                                 \
+            DIFFCL_CPS_CONFIDENCE, 0.0, 0, 1, 1, 0, NULL                                           \
     }
 /** Fill @p opts with the defaults (same as DIFFCL_TRAIN_OPTIONS_INIT). */
 DIFFCL_API void diffcl_train_options_init(diffcl_train_options *opts);

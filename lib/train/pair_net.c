@@ -99,9 +99,9 @@ static diffcl_status load_ds(diffcl_context *ctx, const diffcl_tensor_dict *d, c
         return dc_error(DIFFCL_ERR_FORMAT,
                         "%s: no diffcl.train_options: not a model or checkpoint of a Diff-CL run",
                         path);
-    char *strings[6] = {0};
-    diffcl_status s = dc_train_options_from_json(json, o, strings, 6);
-    for (int i = 0; i < 6; i++) free(strings[i]);
+    char *strings[DC_TRAIN_OPTION_STRINGS] = {0};
+    diffcl_status s = dc_train_options_from_json(json, o, strings, DC_TRAIN_OPTION_STRINGS);
+    for (int i = 0; i < DC_TRAIN_OPTION_STRINGS; i++) free(strings[i]);
     if (s == DIFFCL_OK && o->method != DIFFCL_METHOD_DIFFCL)
         s = dc_error(DIFFCL_ERR_NOT_FOUND, "%s: a supervised run has no DS; use the CS", path);
     char *cfg = NULL;

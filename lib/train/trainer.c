@@ -12,7 +12,8 @@
 #include "train/trainer_internal.h"
 
 /* diffcl_train_options grew after 0.1.0 (strong_unlabeled, pseudo_mask_dice, cps_variant,
- * cps_confidence, ds_pseudo_train_mode, contrast_balanced: all in DIFFCL_0.2). A program
+ * cps_confidence, ds_pseudo_train_mode, contrast_balanced, weak_strong, hfm_border,
+ * init_weights: all in DIFFCL_0.2). A program
  * built against 0.1.0 calls the DIFFCL_0.1 version, which fills only the 0.1.0 layout;
  * programs built since bind to the DIFFCL_0.2 default (docs/abi-policy.md). */
 __attribute__((visibility("default"))) void dc_train_options_init_v0_1(diffcl_train_options *opts);
@@ -285,6 +286,12 @@ static diffcl_status build_networks(diffcl_trainer *tr)
 diffcl_status diffcl_trainer_create(diffcl_context *ctx, const diffcl_train_options *opts,
                                     diffcl_trainer **out)
 {
+    return dc_trainer_create(ctx, opts, 1, out);
+}
+
+diffcl_status dc_trainer_create(diffcl_context *ctx, const diffcl_train_options *opts, int fresh,
+                                diffcl_trainer **out)
+{
     DC_CHECK_ARG(out, "diffcl_trainer_create: out is NULL");
     *out = NULL;
     DC_CHECK_ARG(ctx && opts, "diffcl_trainer_create: NULL argument");
@@ -303,18 +310,21 @@ diffcl_status diffcl_trainer_create(diffcl_context *ctx, const diffcl_train_opti
     tr->s_val_list = dup_or_null(o.val_list);
     tr->s_labeled_list = dup_or_null(o.labeled_list);
     tr->s_out_dir = dup_or_null(o.out_dir);
+    tr->s_init_weights = o.init_weights && *o.init_weights ? strdup(o.init_weights) : NULL;
     o.layout = tr->s_layout;
     o.data_dir = tr->s_data_dir;
     o.train_list = tr->s_train_list;
     o.val_list = tr->s_val_list;
     o.labeled_list = tr->s_labeled_list;
     o.out_dir = tr->s_out_dir;
+    o.init_weights = tr->s_init_weights;
     tr->o = o;
     tr->best_dice = NAN;
     tr->best_it = -1;
     diffcl_status s = normalise_options(&tr->o);
     if (s == DIFFCL_OK) s = open_data(tr);
     if (s == DIFFCL_OK) s = build_networks(tr);
+    if (s == DIFFCL_OK && fresh && tr->o.init_weights) s = dc_trainer_load_init_weights(tr);
     if (s == DIFFCL_OK)
         s = make_dir(tr->o.out_dir); /* last: a run that cannot start leaves no folder */
     if (s != DIFFCL_OK) {
@@ -372,6 +382,7 @@ void diffcl_trainer_free(diffcl_trainer *tr)
     free(tr->s_val_list);
     free(tr->s_labeled_list);
     free(tr->s_out_dir);
+    free(tr->s_init_weights);
     free(tr);
 }
 

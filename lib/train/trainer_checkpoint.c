@@ -60,6 +60,7 @@ char *dc_train_options_to_json(const diffcl_train_options *o)
     N(contrast_balanced);
     N(weak_strong);
     N(hfm_border);
+    S(init_weights);
 #undef S
 #undef N
     char seed[32];
@@ -143,6 +144,7 @@ diffcl_status dc_train_options_from_json(const char *json, diffcl_train_options 
     N_SINCE_0_2(contrast_balanced, int, 0);
     N_SINCE_0_2(weak_strong, int, 0);
     N_SINCE_0_2(hfm_border, int, 0);
+    S(init_weights); /* 0.2; absent (NULL) before */
 #undef N_SINCE_0_2
 #undef S
 #undef N
@@ -274,19 +276,20 @@ diffcl_status diffcl_trainer_resume(diffcl_context *ctx, const char *run_dir, in
     diffcl_tensor_dict *d = NULL;
     DC_TRY(diffcl_safetensors_load(ctx, path, &d));
     const char *json = diffcl_tensor_dict_get_meta(d, "diffcl.train_options");
-    char *strings[6] = {0};
+    char *strings[DC_TRAIN_OPTION_STRINGS] = {0};
     diffcl_train_options o;
     diffcl_status s =
-        json ? dc_train_options_from_json(json, &o, strings, 6)
+        json ? dc_train_options_from_json(json, &o, strings, DC_TRAIN_OPTION_STRINGS)
              : dc_error(DIFFCL_ERR_FORMAT,
                         "%s is not a trainer checkpoint (no diffcl.train_options)", path);
     diffcl_trainer *tr = NULL;
     if (s == DIFFCL_OK) {
         o.out_dir = run_dir; /* the folder may have moved */
         if (iters > 0) o.iters = iters;
-        s = diffcl_trainer_create(ctx, &o, &tr);
+        /* the CS comes from the checkpoint: its init_weights (kept as a record) are not read */
+        s = dc_trainer_create(ctx, &o, 0, &tr);
     }
-    for (int i = 0; i < 6; i++) free(strings[i]);
+    for (int i = 0; i < DC_TRAIN_OPTION_STRINGS; i++) free(strings[i]);
     diffcl_tensor_dict *part = NULL;
     diffcl_load_options lo = DIFFCL_LOAD_OPTIONS_INIT;
     if (s == DIFFCL_OK) s = extract(ctx, d, "cs.", &part);

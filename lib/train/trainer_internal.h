@@ -39,6 +39,7 @@ struct diffcl_trainer {
     int64_t prof_steps;
     diffcl_train_options o;
     char *s_layout, *s_data_dir, *s_train_list, *s_val_list, *s_labeled_list, *s_out_dir;
+    char *s_init_weights;
     diffcl_dataset *train_set;
     diffcl_dataset *val_set;
     diffcl_split split;
@@ -58,7 +59,9 @@ struct diffcl_trainer {
     struct dc_dist *dist; /* MPI data parallelism (distributed.c); NULL: one process */
 };
 
-/* Serialise / parse the options as JSON (strings copied by the parser into `tr`). */
+/* Serialise / parse the options as JSON. The parser copies the string options into
+ * @p strings (the caller frees them); DC_TRAIN_OPTION_STRINGS holds them all. */
+#define DC_TRAIN_OPTION_STRINGS 7
 char *dc_train_options_to_json(const diffcl_train_options *o);
 diffcl_status dc_train_options_from_json(const char *json, diffcl_train_options *o, char **strings,
                                          int n_strings);
@@ -66,6 +69,13 @@ diffcl_status dc_train_options_from_json(const char *json, diffcl_train_options 
  * configurations and the training options, into @p all (trainer_checkpoint.c). */
 diffcl_status dc_trainer_add_networks(const diffcl_trainer *tr, diffcl_tensor_dict *all,
                                       const char *cs_prefix);
+/* diffcl_trainer_create; @p fresh 0 (a resumed run, whose checkpoint then supplies the CS)
+ * leaves o->init_weights unread (trainer.c). */
+diffcl_status dc_trainer_create(diffcl_context *ctx, const diffcl_train_options *opts, int fresh,
+                                diffcl_trainer **out);
+/* Fine-tuning: load the matching tensors of tr->o.init_weights into the CS, log what was loaded
+ * and skipped; the CS is unchanged on error (trainer_init.c). */
+diffcl_status dc_trainer_load_init_weights(diffcl_trainer *tr);
 /* Append a point to the loss curve (trainer.c). */
 void dc_trainer_push_loss(diffcl_trainer *tr, double loss);
 /* Mean foreground Dice of the CS over the validation set (sliding over whole cases). */

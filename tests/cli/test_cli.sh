@@ -79,6 +79,19 @@ expect 1 "train into a finished run" -- "$DIFFCL" train --out "$tmp/m" --dims 3 
 expect_err_line "resume"
 expect 0 "train --overwrite" -- "$DIFFCL" train --out "$tmp/m" --overwrite --dims 3 --patch 16,16,16 \
     --iters 1 --n-filters 2 --ds-n-filters 2 --no-hfm --method supervised --labeled 2 --phantom-cases 3 --threads 2
+# fine-tuning: a new run (3 classes) from the tiny model; the log lists the skipped head
+expect 0 "train --init-weights" -- "$DIFFCL" train --out "$tmp/ft" --init-weights "$M" --classes 3 --dims 3 \
+    --patch 16,16,16 --iters 1 --n-filters 2 --ds-n-filters 2 --no-hfm --method supervised --labeled 2 \
+    --phantom-cases 3 --threads 2
+grep -q "init-weights $M: loaded 203 of the CS's 205 tensors" "$tmp/err" &&
+    grep -q "skipped 2, the output head (2 classes in the file, 3 here; .*out_conv.weight: shape \[2,2,1,1,1\] in the file, \[3,2,1,1,1\] here" "$tmp/err" ||
+    { echo "FAIL: --init-weights report:"; cat "$tmp/err"; fails=$((fails + 1)); }
+expect 2 "train --init-weights with --resume" -- "$DIFFCL" train --resume "$tmp/m" --init-weights "$M"
+expect_err_line "init-weights"
+expect 1 "train --init-weights missing file" -- "$DIFFCL" train --out "$tmp/r" --init-weights "$tmp/none.safetensors" \
+    --dims 3 --patch 16,16,16 --iters 1 --n-filters 2 --no-hfm --method supervised --labeled 2 --phantom-cases 3
+grep -q "init-weights: $tmp/none.safetensors: cannot open" "$tmp/err" || { echo "FAIL: no file name:"; cat "$tmp/err"; fails=$((fails + 1)); }
+[ ! -e "$tmp/r" ] || { echo "FAIL: a run with missing --init-weights left its folder"; fails=$((fails + 1)); }
 # --overwrite with a run that cannot start keeps the old run
 expect 1 "train --overwrite that cannot start" -- "$DIFFCL" train --out "$tmp/m" --overwrite --layout msd \
     --data "$tmp/none" --iters 1

@@ -351,6 +351,194 @@ START_TEST(test_diffcl_beats_supervised)
 }
 END_TEST
 
+/* ---- fine-tuning: diffcl_train_options.init_weights ---- */
+
+/* The log lines of the context, joined (INFO and up). */
+static char log_text[16384];
+static void capture_log(diffcl_log_level level, const char *msg, void *user)
+{
+    (void)level, (void)user;
+    size_t n = strlen(log_text);
+    snprintf(log_text + n, sizeof log_text - n, "%s\n", msg);
+}
+
+/* Every CS entry of @p a equal (bit for bit) to the entry of the same name in @p b, except
+ * the names starting with @p except (NULL: none), which must differ. Returns the entries compared. */
+static int expect_same_tensors(diffcl_module *a, diffcl_module *b, const char *except)
+{
+    int n = diffcl_module_state_count(a, DIFFCL_STATE_ALL), n_same = 0;
+    ck_assert_int_eq(n, diffcl_module_state_count(b, DIFFCL_STATE_ALL));
+    for (int i = 0; i < n; i++) {
+        const char *name;
+        diffcl_tensor *ta, *tb;
+        ck_ok(diffcl_module_state_entry(a, DIFFCL_STATE_ALL, i, &name, &ta, NULL));
+        tb = diffcl_module_find(b, name);
+        ck_assert_msg(tb != NULL, "%s missing", name);
+        int64_t na = diffcl_tensor_numel(ta);
+        int same = na == diffcl_tensor_numel(tb) &&
+                   memcmp(diffcl_tensor_data(ta), diffcl_tensor_data(tb),
+                          (size_t)na * diffcl_dtype_size(diffcl_tensor_dtype(ta))) == 0;
+        if (except && !strncmp(name, except, strlen(except)))
+            ck_assert_msg(!same, "%s: the head was loaded", name);
+        else
+            ck_assert_msg(same, "%s differs from the weights file", name);
+        n_same += same;
+    }
+    return n_same;
+}
+
+/* Eval-mode logits of a CS on a fixed 32x32 window. */
+static diffcl_tensor *window_logits(diffcl_module *cs)
+{
+    int64_t shape[4] = {1, 1, 32, 32};
+    diffcl_tensor *x = test_randn(ctx, DIFFCL_F32, 4, shape, 77), *y = NULL;
+    int was = diffcl_module_is_training(cs);
+    diffcl_module_train(cs, 0);
+    ck_ok(diffcl_module_forward(cs, x, &y));
+    diffcl_module_train(cs, was);
+    diffcl_tensor_free(x);
+    return y;
+}
+
+START_TEST(test_init_weights)
+{
+    /* a trained Diff-CL run (2 iterations), the source of the weights */
+    const char *src_dir = tmpdir();
+    diffcl_train_options o = tiny(src_dir, 2);
+    diffcl_trainer *tr = NULL;
+    ck_ok(diffcl_trainer_create(ctx, &o, &tr));
+    ck_ok(diffcl_trainer_run(tr));
+    diffcl_trainer_free(tr);
+    char w[256], ckpt[256];
+    snprintf(w, sizeof w, "%s/model.safetensors", src_dir);
+    snprintf(ckpt, sizeof ckpt, "%s/last.safetensors", src_dir);
+    diffcl_module *src = NULL;
+    ck_ok(diffcl_model_load(ctx, w, &src));
+    ck_ok(diffcl_context_set_log(ctx, capture_log, NULL, DIFFCL_LOG_INFO));
+
+    /* same class count, another seed: the new run starts from the given weights, every tensor
+     * (running statistics included) and so the iteration-0 forward */
+    o = tiny(tmpdir(), 2);
+    o.seed = 4242;
+    o.init_weights = w;
+    log_text[0] = 0;
+    ck_ok(diffcl_trainer_create(ctx, &o, &tr));
+    int n = diffcl_module_state_count(src, DIFFCL_STATE_ALL);
+    ck_assert_int_eq(expect_same_tensors(diffcl_trainer_cs(tr), src, NULL), n);
+    diffcl_tensor *got = window_logits(diffcl_trainer_cs(tr)), *want = window_logits(src);
+    ck_assert_double_eq(test_rel_error(got, want), 0.0);
+    diffcl_tensor_free(got);
+    diffcl_tensor_free(want);
+    char line[600];
+    snprintf(line, sizeof line, "init-weights %s: loaded %d of the CS's %d tensors", w, n, n);
+    ck_assert_msg(strstr(log_text, line) != NULL, "no '%s' in:\n%s", line, log_text);
+    ck_assert_msg(strstr(log_text, "tensors of its DS (ds.*)") != NULL, "%s", log_text);
+    ck_assert_ptr_null(strstr(log_text, "skipped"));
+    ck_ok(diffcl_trainer_step(tr, NULL)); /* and it trains */
+    diffcl_trainer_free(tr);
+
+    /* another class count: everything but the output head, which keeps the initialisation a
+     * fresh run of the same options has; the report lists the head as skipped */
+    o.n_classes = 3;
+    o.init_weights = NULL;
+    o.out_dir = tmpdir();
+    diffcl_trainer *fresh = NULL;
+    ck_ok(diffcl_trainer_create(ctx, &o, &fresh));
+    o.init_weights = w;
+    o.out_dir = tmpdir();
+    log_text[0] = 0;
+    ck_ok(diffcl_trainer_create(ctx, &o, &tr));
+    ck_assert_int_eq(expect_same_tensors(diffcl_trainer_cs(tr), src, "out_conv."), n - 2);
+    diffcl_tensor *head = diffcl_module_find(diffcl_trainer_cs(tr), "out_conv.weight");
+    diffcl_tensor *head0 = diffcl_module_find(diffcl_trainer_cs(fresh), "out_conv.weight");
+    ck_assert_int_eq(diffcl_tensor_dim(head, 0), 3);
+    ck_assert_double_eq(test_rel_error(head, head0), 0.0);
+    snprintf(line, sizeof line, "init-weights %s: loaded %d of the CS's %d tensors", w, n - 2, n);
+    ck_assert_msg(strstr(log_text, line) != NULL, "no '%s' in:\n%s", line, log_text);
+    const char *skipped =
+        "init-weights: skipped 2, the output head (2 classes in the file, 3 here; it keeps its "
+        "initialisation): out_conv.weight: shape [2,4,1,1] in the file, [3,4,1,1] here; "
+        "out_conv.bias: shape [2] in the file, [3] here";
+    ck_assert_msg(strstr(log_text, skipped) != NULL, "no '%s' in:\n%s", skipped, log_text);
+    ck_assert_ptr_null(strstr(log_text, "not in the file"));
+    diffcl_trainer_free(tr);
+    diffcl_trainer_free(fresh);
+
+    /* a trainer checkpoint works too (the CS under its prefix; optimizer and DS ignored) */
+    o = tiny(tmpdir(), 2);
+    o.init_weights = ckpt;
+    log_text[0] = 0;
+    ck_ok(diffcl_trainer_create(ctx, &o, &tr));
+    ck_assert_int_eq(expect_same_tensors(diffcl_trainer_cs(tr), src, NULL), n);
+    ck_assert_msg(strstr(log_text, "entries outside the CS") != NULL, "%s", log_text);
+    diffcl_trainer_free(tr);
+
+    /* a CS with more tensors (HF-Mamba): those keep their initialisation, listed */
+    o = tiny(tmpdir(), 2);
+    o.hfm_levels = DIFFCL_LEVEL(5);
+    o.init_weights = w;
+    log_text[0] = 0;
+    ck_ok(diffcl_trainer_create(ctx, &o, &tr));
+    ck_assert_msg(strstr(log_text, "of the CS are not in the file and keep their initialisation: "
+                                   "hfm_five.") != NULL,
+                  "%s", log_text);
+    diffcl_trainer_free(tr);
+
+    /* errors leave no run folder: a missing file, another width (not just the head), a file
+     * with no V-Net tensor */
+    char out[256];
+    snprintf(out, sizeof out, "%s/never", tmpdir());
+    o = tiny(out, 2);
+    o.init_weights = "/nonexistent/w.safetensors";
+    ck_assert_int_eq(diffcl_trainer_create(ctx, &o, &tr), DIFFCL_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "init-weights"));
+    ck_assert_ptr_null(tr);
+    o.init_weights = w;
+    o.n_filters = 8;
+    ck_assert_int_eq(diffcl_trainer_create(ctx, &o, &tr), DIFFCL_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "only the output head may differ"));
+    ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "block_one.conv.0.weight: shape [4,1,3,3] "
+                                                      "in the file, [8,1,3,3] here"));
+    o.n_filters = 4;
+    o.init_weights = test_fixture_path("io_checkpoint.safetensors");
+    ck_assert_int_eq(diffcl_trainer_create(ctx, &o, &tr), DIFFCL_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "no tensor of the file"));
+    ck_assert_int_ne(access(out, F_OK), 0);
+
+    /* the path is part of the run's options; a resumed run continues from its own checkpoint
+     * (the weights file is not read again) exactly as a straight one */
+    char copy[256], cmd[600];
+    snprintf(copy, sizeof copy, "%s/w.safetensors", tmpdir());
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", w, copy);
+    ck_assert_int_eq(system(cmd), 0);
+    const char *d1 = tmpdir(), *d2 = tmpdir();
+    o = tiny(d1, 3);
+    o.n_classes = 3;
+    o.init_weights = copy;
+    diffcl_trainer *straight = NULL, *half = NULL, *resumed = NULL;
+    ck_ok(diffcl_trainer_create(ctx, &o, &straight));
+    ck_ok(diffcl_trainer_run(straight));
+    o.out_dir = d2;
+    ck_ok(diffcl_trainer_create(ctx, &o, &half));
+    ck_ok(diffcl_trainer_step(half, NULL));
+    snprintf(ckpt, sizeof ckpt, "%s/last.safetensors", d2);
+    ck_ok(diffcl_trainer_save(half, ckpt));
+    diffcl_trainer_free(half);
+    ck_assert_int_eq(remove(copy), 0);
+    ck_ok(diffcl_trainer_resume(ctx, d2, 0, &resumed));
+    ck_ok(diffcl_trainer_run(resumed));
+    expect_same_weights(diffcl_trainer_cs(straight), diffcl_trainer_cs(resumed));
+    expect_same_weights(diffcl_trainer_ds(straight), diffcl_trainer_ds(resumed));
+    diffcl_tensor_dict *d = NULL;
+    ck_ok(diffcl_safetensors_load(ctx, ckpt, &d));
+    ck_assert_ptr_nonnull(strstr(diffcl_tensor_dict_get_meta(d, "diffcl.train_options"), copy));
+    diffcl_tensor_dict_free(d);
+    diffcl_trainer_free(straight);
+    diffcl_trainer_free(resumed);
+    diffcl_module_free(src);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("train");
@@ -364,5 +552,10 @@ int main(void)
     tcase_add_test(tc, test_nan_loss_stops_cleanly);
     tcase_add_test(tc, test_diffcl_beats_supervised);
     suite_add_tcase(s, tc);
+    TCase *ft = tcase_create("fine-tuning");
+    tcase_set_timeout(ft, 300);
+    tcase_add_checked_fixture(ft, setup, teardown);
+    tcase_add_test(ft, test_init_weights);
+    suite_add_tcase(s, ft);
     return test_run_suite(s);
 }

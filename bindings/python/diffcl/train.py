@@ -8,7 +8,8 @@ from .core import check, choice, default_context
 from .models import Model
 
 METHODS = {"diffcl": 0, "supervised": 1}
-_STRINGS = ("layout", "data_dir", "train_list", "val_list", "labeled_list", "out_dir")
+_STRINGS = ("layout", "data_dir", "train_list", "val_list", "labeled_list", "out_dir",
+            "init_weights")
 
 
 def train_options(**options):
