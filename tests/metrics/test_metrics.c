@@ -1,6 +1,9 @@
 /* Suite `metrics`: Dice, Jaccard, HD95, ASD, ASSD and the EDT against a scipy/medpy
- * reference (tests/reference/gen_metrics.py -> tests/fixtures/metrics_ref.safetensors). */
+ * reference (tests/reference/gen_metrics.py -> tests/fixtures/metrics_ref.safetensors), and
+ * the surface Dice against MONAI's definition on numpy/scipy
+ * (tests/reference/gen_surface_dice.py -> tests/fixtures/surface_dice_ref.safetensors). */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,6 +283,200 @@ START_TEST(large_volume_is_fast)
 }
 END_TEST
 
+START_TEST(both_empty_policy)
+{
+    diffcl_context *ctx = test_context();
+    diffcl_tensor *e = box(ctx, 6, 7, 8, 0, 0, 0, 0, 0, 0);
+    diffcl_tensor *a = box(ctx, 6, 7, 8, 1, 4, 2, 5, 2, 6);
+    diffcl_metric_options o;
+    diffcl_metric_options_init(&o);
+    ck_assert_uint_eq(o.struct_size, sizeof o);
+    ck_assert_int_eq(o.both_empty, DIFFCL_BOTH_EMPTY_ONE);
+    diffcl_metric_options m = DIFFCL_METRIC_OPTIONS_INIT;
+    ck_assert(memcmp(&m, &o, offsetof(diffcl_metric_options, both_empty) + sizeof(int)) == 0);
+    diffcl_seg_metrics r;
+    /* nnU-Net: a class in neither map scores NaN, every metric */
+    o.both_empty = DIFFCL_BOTH_EMPTY_NAN;
+    ck_ok(diffcl_metrics_binary(e, e, &o, &r));
+    ck_assert(isnan(r.dice) && isnan(r.jaccard) && isnan(r.hd95) && isnan(r.asd) && isnan(r.assd) &&
+              isnan(r.hd));
+    ck_assert(r.n_pred == 0 && r.n_ref == 0);
+    /* only the both-empty case changes: one empty, or both present, as before */
+    ck_ok(diffcl_metrics_binary(a, e, &o, &r));
+    ck_assert(r.dice == 0 && isnan(r.hd95));
+    ck_ok(diffcl_metrics_binary(a, a, &o, &r));
+    ck_assert(r.dice == 1 && r.hd95 == 0);
+    /* per class: class 2 in neither map */
+    diffcl_seg_metrics pc[2];
+    ck_ok(diffcl_metrics_per_class(a, a, 3, &o, pc));
+    ck_assert(pc[0].dice == 1 && isnan(pc[1].dice) && isnan(pc[1].hd95));
+    o.both_empty = DIFFCL_BOTH_EMPTY_ONE;
+    ck_ok(diffcl_metrics_per_class(a, a, 3, &o, pc));
+    ck_assert(pc[1].dice == 1 && pc[1].jaccard == 1 && pc[1].hd95 == 0 && pc[1].asd == 0);
+    /* a 0.1.0 caller's struct ends before both_empty: whatever lies behind it, the default */
+    o.both_empty = 12345;
+    ck_assert_int_eq(diffcl_metrics_binary(e, e, &o, &r), DIFFCL_ERR_INVALID_ARGUMENT);
+    ck_assert(strstr(diffcl_last_error(), "both_empty"));
+    o.struct_size = offsetof(diffcl_metric_options, empty_value) + sizeof(double);
+    ck_ok(diffcl_metrics_binary(e, e, &o, &r));
+    ck_assert(r.dice == 1 && r.hd95 == 0);
+    diffcl_tensor_free(a);
+    diffcl_tensor_free(e);
+    diffcl_context_free(ctx);
+}
+END_TEST
+
+START_TEST(summarize_ddof)
+{
+    double v[5] = {1, NAN, 3, 5, INFINITY}, m, s, m0, s0;
+    int64_t nv;
+    /* numpy: nanstd([1, 3, 5], ddof=1) = 2; ddof 0: sqrt(8/3) */
+    ck_ok(diffcl_metrics_summarize_ex(v, 5, 1, 1, &m, &s, &nv));
+    ck_assert(nv == 3 && m == 3 && fabs(s - 2.0) < 1e-15);
+    ck_ok(diffcl_metrics_summarize_ex(v, 5, 1, 0, &m, &s, &nv));
+    ck_assert(fabs(s - sqrt(8.0 / 3)) < 1e-15);
+    ck_ok(diffcl_metrics_summarize(v, 5, 1, &m0, &s0, NULL));
+    ck_assert(m0 == m && s0 == s); /* the 0.1.0 function is ddof 0 */
+    /* stride: every other value */
+    ck_ok(diffcl_metrics_summarize_ex(v, 3, 2, 1, &m, &s, &nv));
+    ck_assert(nv == 2 && m == 2 && fabs(s - sqrt(2.0)) < 1e-15); /* 1, 3 (inf skipped) */
+    /* one value: mean given, sample std undefined */
+    ck_ok(diffcl_metrics_summarize_ex(v, 1, 1, 1, &m, &s, &nv));
+    ck_assert(nv == 1 && m == 1 && isnan(s));
+    ck_ok(diffcl_metrics_summarize_ex(v + 1, 1, 1, 1, &m, &s, &nv));
+    ck_assert(nv == 0 && isnan(m) && isnan(s));
+    ck_ok(diffcl_metrics_summarize_ex(NULL, 0, 1, 1, &m, NULL, NULL));
+    ck_assert_int_eq(diffcl_metrics_summarize_ex(v, 3, 1, -1, &m, &s, &nv),
+                     DIFFCL_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(diffcl_metrics_summarize_ex(v, 3, 0, 1, &m, &s, &nv),
+                     DIFFCL_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(diffcl_metrics_summarize_ex(NULL, 3, 1, 1, &m, &s, &nv),
+                     DIFFCL_ERR_INVALID_ARGUMENT);
+}
+END_TEST
+
+START_TEST(surface_dice_matches_monai_reference)
+{
+    diffcl_context *ctx = test_context();
+    fixture f = fixture_open("surface_dice_ref.safetensors");
+    int n_cases = atoi(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(f.header, "__metadata__"), "n_cases")->valuestring);
+    ck_assert_int_ge(n_cases, 11);
+    int n_nan = 0, n_zero = 0, dims_seen[4] = {0};
+    for (int c = 0; c < n_cases; c++) {
+        char key[64];
+#define GET(field) (snprintf(key, sizeof key, "case%d." field, c), fixture_get(ctx, &f, key))
+        diffcl_tensor *pred = GET("pred"), *ref = GET("ref"), *sp = GET("spacing"),
+                      *tol = GET("tolerance"), *ncls = GET("n_classes"), *want = GET("nsd");
+#undef GET
+        diffcl_surface_dice_options o = DIFFCL_SURFACE_DICE_OPTIONS_INIT;
+        int nd = diffcl_tensor_ndim(pred);
+        dims_seen[nd] = 1;
+        for (int a = 0; a < nd; a++) o.spacing[a] = scalar_at(sp, a);
+        o.tolerance = scalar_at(tol, 0);
+        int K = (int)scalar_at(ncls, 0);
+        double got[8];
+        ck_ok(diffcl_surface_dice_per_class(pred, ref, K, &o, got));
+        for (int k = 1; k < K; k++) {
+            double w = scalar_at(want, k - 1);
+            if (isnan(w)) {
+                ck_assert_msg(isnan(got[k - 1]), "case %d class %d: %g, MONAI NaN", c, k,
+                              got[k - 1]);
+                n_nan++;
+                continue;
+            }
+            n_zero += w == 0;
+            /* a ratio of counts: the same counts give the same double */
+            ck_assert_msg(got[k - 1] == w, "case %d class %d: NSD %.12g, MONAI's %.12g", c, k,
+                          got[k - 1], w);
+        }
+        if (K == 2) { /* the binary entry point agrees */
+            double b;
+            ck_ok(diffcl_surface_dice(pred, ref, &o, &b));
+            ck_assert(b == got[0]);
+        }
+        diffcl_tensor_free(pred);
+        diffcl_tensor_free(ref);
+        diffcl_tensor_free(sp);
+        diffcl_tensor_free(tol);
+        diffcl_tensor_free(ncls);
+        diffcl_tensor_free(want);
+    }
+    ck_assert(dims_seen[2] && dims_seen[3]); /* 2-D and 3-D */
+    ck_assert(n_nan >= 2 && n_zero >= 4);    /* both empty; one empty either way */
+    /* binary masks against an empty one */
+    diffcl_tensor *m = fixture_get(ctx, &f, "empty.mask"), *z = NULL;
+    int64_t ms[5];
+    int mnd = diffcl_tensor_shape(m, ms);
+    ck_ok(diffcl_tensor_new(ctx, DIFFCL_U8, mnd, ms, &z)); /* zeros */
+    double v;
+    ck_ok(diffcl_surface_dice(m, z, NULL, &v));
+    ck_assert(v == 0);
+    ck_ok(diffcl_surface_dice(z, m, NULL, &v));
+    ck_assert(v == 0);
+    ck_ok(diffcl_surface_dice(z, z, NULL, &v));
+    ck_assert(isnan(v));
+    ck_ok(diffcl_surface_dice(m, m, NULL, &v));
+    ck_assert(v == 1);
+    diffcl_tensor_free(m);
+    diffcl_tensor_free(z);
+    fixture_close(&f);
+    diffcl_context_free(ctx);
+}
+END_TEST
+
+START_TEST(surface_dice_tolerance_and_errors)
+{
+    diffcl_context *ctx = test_context();
+    /* two boxes 3 voxels apart along W, spacing 0.5 there: facing faces 1.5 apart */
+    diffcl_tensor *a = box(ctx, 8, 9, 12, 2, 6, 2, 7, 2, 6);
+    diffcl_tensor *b = box(ctx, 8, 9, 12, 2, 6, 2, 7, 5, 9);
+    diffcl_surface_dice_options o;
+    diffcl_surface_dice_options_init(&o);
+    ck_assert_uint_eq(o.struct_size, sizeof o);
+    ck_assert(o.tolerance == 1.0 && o.spacing[0] == 0);
+    o.spacing[2] = 0.5;
+    double lo, at, hi;
+    o.tolerance = 1.4;
+    ck_ok(diffcl_surface_dice(a, b, &o, &lo));
+    o.tolerance = 1.5; /* equal to the distance: counted (<=) */
+    ck_ok(diffcl_surface_dice(a, b, &o, &at));
+    o.tolerance = 1e9;
+    ck_ok(diffcl_surface_dice(a, b, &o, &hi));
+    ck_assert(lo > 0 && lo < at && at <= hi && hi == 1);
+    /* larger tolerances never lower it */
+    double prev = 0;
+    for (double t = 0; t < 4; t += 0.25) {
+        double v;
+        o.tolerance = t;
+        ck_ok(diffcl_surface_dice(a, b, &o, &v));
+        ck_assert(v >= prev);
+        prev = v;
+    }
+    o.tolerance = -0.5;
+    ck_assert_int_eq(diffcl_surface_dice(a, b, &o, &lo), DIFFCL_ERR_INVALID_ARGUMENT);
+    ck_assert(strstr(diffcl_last_error(), "tolerance"));
+    o.tolerance = NAN;
+    ck_assert_int_eq(diffcl_surface_dice(a, b, &o, &lo), DIFFCL_ERR_INVALID_ARGUMENT);
+    o.tolerance = 1;
+    o.spacing[1] = -1;
+    ck_assert_int_eq(diffcl_surface_dice(a, b, &o, &lo), DIFFCL_ERR_INVALID_ARGUMENT);
+    o.spacing[1] = 0;
+    o.struct_size = sizeof(size_t); /* below the first layout: a caller bug */
+    ck_assert_int_eq(diffcl_surface_dice(a, b, &o, &lo), DIFFCL_ERR_INVALID_ARGUMENT);
+    o.struct_size = sizeof o;
+    ck_assert_int_eq(diffcl_surface_dice(a, b, &o, NULL), DIFFCL_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(diffcl_surface_dice(NULL, b, &o, &lo), DIFFCL_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(diffcl_surface_dice_per_class(a, b, 1, &o, &lo), DIFFCL_ERR_INVALID_ARGUMENT);
+    diffcl_tensor *c = box(ctx, 8, 9, 11, 2, 6, 2, 7, 5, 9);
+    ck_assert_int_eq(diffcl_surface_dice(a, c, &o, &lo), DIFFCL_ERR_SHAPE);
+    ck_assert_int_eq(diffcl_surface_dice_per_class(a, c, 2, &o, &lo), DIFFCL_ERR_SHAPE);
+    diffcl_tensor_free(c);
+    diffcl_tensor_free(a);
+    diffcl_tensor_free(b);
+    diffcl_context_free(ctx);
+}
+END_TEST
 
 /* ------------------------------------------------------------ sliding window ---- */
 
@@ -668,6 +865,10 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, empty_mask_convention);
     tcase_add_test(tc, bad_arguments);
     tcase_add_test(tc, large_volume_is_fast);
+    tcase_add_test(tc, both_empty_policy);
+    tcase_add_test(tc, summarize_ddof);
+    tcase_add_test(tc, surface_dice_matches_monai_reference);
+    tcase_add_test(tc, surface_dice_tolerance_and_errors);
     suite_add_tcase(s, tc);
     tc = tcase_create("infer");
     tcase_set_timeout(tc, 60);
