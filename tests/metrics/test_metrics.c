@@ -2,6 +2,7 @@
  * reference (tests/reference/gen_metrics.py -> tests/fixtures/metrics_ref.safetensors), and
  * the surface Dice against MONAI's definition on numpy/scipy
  * (tests/reference/gen_surface_dice.py -> tests/fixtures/surface_dice_ref.safetensors). */
+#include <dirent.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -788,6 +789,282 @@ START_TEST(eval_cli_matches_medpy)
 }
 END_TEST
 
+/* ---- `diffcl eval`: class means, --both-empty, --nsd-tol, sample std, --json ---- */
+
+/* One eval CSV: the per-class rows and the summary rows, by name. */
+#define EV_CASES 2
+#define EV_CLS 3 /* foreground classes at most (--classes 4) */
+#define EV_F 7   /* dice jaccard hd95 asd_pred_to_ref assd hd nsd */
+typedef struct eval_csv {
+    char header[512];
+    double v[EV_CASES][EV_CLS][EV_F];
+    double mean[EV_CLS + 1][EV_F], std[EV_CLS + 1][EV_F]; /* [EV_CLS]: the class-mean rows */
+    int rows, stat_rows;
+} eval_csv;
+
+/* Split a CSV line in place at commas (empty fields kept); returns the field count. */
+static int csv_split(char *line, char **f, int max)
+{
+    int n = 0;
+    line[strcspn(line, "\r\n")] = 0;
+    for (char *p = line; n < max;) {
+        f[n++] = p;
+        char *c = strchr(p, ',');
+        if (!c) break;
+        *c = 0;
+        p = c + 1;
+    }
+    return n;
+}
+
+static void eval_csv_read(const char *path, eval_csv *r)
+{
+    memset(r, 0, sizeof *r);
+    for (int a = 0; a < EV_CASES; a++)
+        for (int k = 0; k < EV_CLS; k++)
+            for (int f = 0; f < EV_F; f++) r->v[a][k][f] = -1e300; /* not seen */
+    FILE *fp = fopen(path, "r");
+    ck_assert_msg(fp != NULL, "no CSV %s", path);
+    char line[2048], *f[16];
+    ck_assert(fgets(r->header, sizeof r->header, fp));
+    while (fgets(line, sizeof line, fp)) {
+        int n = csv_split(line, f, 16);
+        ck_assert_msg(n == 11, "CSV row with %d fields", n);
+        double vals[EV_F];
+        for (int j = 0; j < 6; j++) vals[j] = *f[2 + j] ? strtod(f[2 + j], NULL) : -1e300;
+        vals[6] = strtod(f[10], NULL); /* nsd, after n_pred and n_ref */
+        int stat = !strcmp(f[0], "mean") ? 1 : !strcmp(f[0], "std") ? 2 : 0;
+        int k = !strcmp(f[1], "mean") ? EV_CLS + 1 : atoi(f[1]);
+        ck_assert(k >= 1 && k <= EV_CLS + 1);
+        if (stat) {
+            memcpy(stat == 1 ? r->mean[k - 1] : r->std[k - 1], vals, sizeof vals);
+            r->stat_rows++;
+            continue;
+        }
+        ck_assert_msg(k <= EV_CLS, "a per-case class-mean row in the CSV");
+        int c = !strcmp(f[0], "e02");
+        ck_assert(c || !strcmp(f[0], "e01"));
+        ck_assert(*f[8] && *f[9]); /* n_pred, n_ref */
+        memcpy(r->v[c][k - 1], vals, sizeof vals);
+        r->rows++;
+    }
+    fclose(fp);
+}
+
+/* numpy's nanmean and nanstd(ddof=1) of n values */
+static void nan_stats(const double *v, int n, double *mean, double *sd)
+{
+    double s = 0, ss = 0;
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (!isnan(v[i])) s += v[i], k++;
+    *mean = k ? s / k : NAN;
+    for (int i = 0; i < n; i++)
+        if (!isnan(v[i])) ss += (v[i] - *mean) * (v[i] - *mean);
+    *sd = k > 1 ? sqrt(ss / (k - 1)) : NAN;
+}
+
+static void expect_same(double got, double want, const char *what)
+{
+    if (isnan(want))
+        ck_assert_msg(isnan(got), "%s: %g, expected NaN", what, got);
+    else
+        ck_assert_msg(fabs(got - want) <= 1e-9 * (1 + fabs(want)), "%s: %.12g, expected %.12g",
+                      what, got, want);
+}
+
+/* A JSON number, or NaN for null. */
+static double jnum(const cJSON *o, const char *a, const char *b, const char *c)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, a);
+    if (b) x = cJSON_GetObjectItemCaseSensitive(x, b);
+    if (c) x = cJSON_GetObjectItemCaseSensitive(x, c);
+    ck_assert_msg(x != NULL, "JSON has no %s.%s.%s", a, b ? b : "", c ? c : "");
+    if (cJSON_IsNull(x)) return NAN;
+    ck_assert(cJSON_IsNumber(x));
+    return x->valuedouble;
+}
+
+static cJSON *json_read(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    ck_assert_msg(fp != NULL, "no JSON %s", path);
+    static char buf[1 << 17];
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    buf[n] = 0;
+    fclose(fp);
+    ck_assert(n > 0 && buf[n - 1] == '\n');
+    cJSON *j = cJSON_Parse(buf);
+    ck_assert_msg(j != NULL, "%s is not valid JSON", path);
+    return j;
+}
+
+/* The files in @p dir other than . and .. */
+static int dir_count(const char *dir)
+{
+    DIR *d = opendir(dir);
+    ck_assert(d != NULL);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    closedir(d);
+    return n;
+}
+
+START_TEST(eval_cli_class_mean_nsd_json)
+{
+    diffcl_context *ctx = test_context();
+    fixture f = fixture_open("surface_dice_ref.safetensors");
+    diffcl_tensor *nsd_ref = fixture_get(ctx, &f, "eval.nsd"); /* [case][class], tau 2 mm */
+    static char out[65536];
+    char dir[4096], args[16384], tmpl[] = "/tmp/diffcl_test_eval_XXXXXX";
+    snprintf(dir, sizeof dir, "%s", test_fixture_path("data/eval"));
+    const char *tmp = mkdtemp(tmpl);
+    ck_assert(tmp != NULL);
+    char csv[256], js[256];
+    snprintf(csv, sizeof csv, "%s/m.csv", tmp);
+    snprintf(js, sizeof js, "%s/m.json", tmp);
+    snprintf(args, sizeof args,
+             "eval --pred %s/pred --label %s/label --csv %s --json %s --nsd-tol 2", dir, dir, csv,
+             js);
+    for (int rep = 0; rep < 2; rep++) { /* the second run replaces the JSON */
+        int rc = run_tool(args, out, sizeof out);
+        ck_assert_msg(rc == 0, "diffcl eval failed (%d): %s", rc, out);
+        ck_assert_int_eq(dir_count(tmp), 2); /* m.csv and m.json, no temporary file left */
+    }
+    /* item 4: the one-directional ASD says so; item 1: a class-mean row per case */
+    ck_assert(strstr(out, "asd_pred_to_ref") && !strstr(out, " asd "));
+    ck_assert(strstr(out, "e01                       mean"));
+    ck_assert(strstr(out, "sample std") && strstr(out, "NSD at 2 mm"));
+    ck_assert(strstr(out, "foreground mean (nnU-Net"));
+    eval_csv r;
+    eval_csv_read(csv, &r);
+    ck_assert_str_eq(r.header, "case,class,dice,jaccard,hd95,asd_pred_to_ref,assd,hd,n_pred,n_ref,"
+                               "nsd\n");
+    ck_assert_int_eq(r.rows, 4);
+    ck_assert_int_eq(r.stat_rows, 6); /* mean, std of classes 1, 2 and of the case means */
+    /* item 3: the CLI's NSD (tau in mm of the NIfTI spacing) is MONAI's */
+    for (int c = 0; c < 2; c++)
+        for (int k = 0; k < 2; k++) {
+            int64_t idx[2] = {c, k};
+            double w;
+            ck_ok(diffcl_tensor_get(nsd_ref, idx, &w));
+            expect_same(r.v[c][k][6], w, "nsd");
+        }
+    /* item 5: std over cases is the sample std; item 1: case means are nanmeans over classes */
+    double cm[2][EV_F];
+    for (int q = 0; q < EV_F; q++) {
+        for (int k = 0; k < 2; k++) {
+            double col[2] = {r.v[0][k][q], r.v[1][k][q]}, m, sd;
+            nan_stats(col, 2, &m, &sd);
+            expect_same(r.mean[k][q], m, "class mean over cases");
+            expect_same(r.std[k][q], sd, "class sample std over cases");
+        }
+        for (int c = 0; c < 2; c++) {
+            double sd, row[2] = {r.v[c][0][q], r.v[c][1][q]};
+            nan_stats(row, 2, &cm[c][q], &sd);
+        }
+        double col[2] = {cm[0][q], cm[1][q]}, m, sd;
+        nan_stats(col, 2, &m, &sd);
+        expect_same(r.mean[EV_CLS][q], m, "mean of the case means");
+        expect_same(r.std[EV_CLS][q], sd, "sample std of the case means");
+    }
+    /* the std is not the population one: two cases differ by |a - b|, std = |a - b| / sqrt 2 */
+    expect_same(r.std[0][0], fabs(r.v[0][0][0] - r.v[1][0][0]) / sqrt(2.0), "dice std");
+    /* item 6: the JSON holds the same numbers */
+    cJSON *j = json_read(js);
+    cJSON *cases = cJSON_GetObjectItemCaseSensitive(j, "cases");
+    ck_assert_int_eq(cJSON_GetArraySize(cases), 2);
+    static const char *const names[EV_F] = {"dice", "jaccard", "hd95", "asd_pred_to_ref",
+                                            "assd", "hd",      "nsd"};
+    for (int c = 0; c < 2; c++) {
+        cJSON *jc = cJSON_GetArrayItem(cases, c);
+        ck_assert_str_eq(cJSON_GetObjectItem(jc, "case")->valuestring, c ? "e02" : "e01");
+        for (int q = 0; q < EV_F; q++) {
+            for (int k = 0; k < 2; k++) {
+                char key[4] = {(char)('1' + k), 0};
+                expect_same(jnum(jc, "classes", key, names[q]), r.v[c][k][q], "JSON value");
+            }
+            expect_same(jnum(jc, "mean", names[q], NULL), cm[c][q], "JSON case mean");
+        }
+        ck_assert(jnum(jc, "classes", "1", "n_ref") > 0);
+    }
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(cases, 1), "classes"), "2"),
+        "hd95"))); /* NaN (one empty) is null */
+    cJSON *sum = cJSON_GetObjectItemCaseSensitive(j, "summary");
+    for (int q = 0; q < EV_F; q++) {
+        expect_same(jnum(sum, "mean", names[q], "mean"), r.mean[EV_CLS][q], "JSON mean");
+        expect_same(jnum(sum, "mean", names[q], "std"), r.std[EV_CLS][q], "JSON std");
+        double fg = (jnum(cJSON_GetObjectItem(sum, "classes"), "1", names[q], "mean") +
+                     jnum(cJSON_GetObjectItem(sum, "classes"), "2", names[q], "mean")) /
+                    2;
+        expect_same(jnum(sum, "foreground_mean", names[q], NULL), fg, "nnU-Net foreground mean");
+    }
+    expect_same(jnum(cJSON_GetObjectItem(sum, "classes"), "2", "hd95", "n"), 1, "n of hd95");
+    ck_assert_str_eq(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(j, "options"), "both_empty")->valuestring, "one");
+    expect_same(jnum(j, "options", "nsd_tolerance_mm", NULL), 2, "tolerance");
+    cJSON_Delete(j);
+
+    /* item 2: class 3 is in neither map of either case */
+    for (int nan_policy = 0; nan_policy < 2; nan_policy++) {
+        snprintf(
+            args, sizeof args,
+            "eval --pred %s/pred --label %s/label --classes 4 --nsd-tol 2 --csv %s --json %s%s",
+            dir, dir, csv, js, nan_policy ? " --both-empty nan" : "");
+        int rc = run_tool(args, out, sizeof out);
+        ck_assert_msg(rc == 0, "diffcl eval failed (%d): %s", rc, out);
+        eval_csv r4;
+        eval_csv_read(csv, &r4);
+        j = json_read(js);
+        for (int c = 0; c < 2; c++) {
+            for (int q = 0; q < EV_F; q++) {
+                double want = nan_policy ? NAN : (q < 2 || q == 6 ? 1.0 : 0.0);
+                expect_same(r4.v[c][2][q], want, "class 3");
+                for (int k = 0; k < 2; k++) expect_same(r4.v[c][k][q], r.v[c][k][q], "classes 1-2");
+            }
+            /* the case mean: over 3 classes with Dice 1 for class 3, or over the other 2 */
+            double row[3] = {r4.v[c][0][0], r4.v[c][1][0], r4.v[c][2][0]}, m, sd;
+            nan_stats(row, 3, &m, &sd);
+            expect_same(
+                jnum(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "cases"), c), "mean", "dice", NULL),
+                nan_policy ? cm[c][0] : m, "case mean with class 3");
+        }
+        cJSON *s4 = cJSON_GetObjectItem(j, "summary");
+        expect_same(jnum(cJSON_GetObjectItem(s4, "classes"), "3", "dice", "n"), nan_policy ? 0 : 2,
+                    "n of class 3");
+        /* nnU-Net: np.mean of the class means, NaN when a class has none */
+        double fg = jnum(s4, "foreground_mean", "dice", NULL);
+        ck_assert(nan_policy ? isnan(fg) : fabs(fg - (r.mean[0][0] + r.mean[1][0] + 1) / 3) < 1e-9);
+        ck_assert_str_eq(
+            cJSON_GetObjectItem(cJSON_GetObjectItem(j, "options"), "both_empty")->valuestring,
+            nan_policy ? "nan" : "one");
+        cJSON_Delete(j);
+    }
+
+    /* a JSON that cannot be written: exit 1, nothing left behind */
+    snprintf(args, sizeof args, "eval --pred %s/pred --label %s/label --json %s/no/such/m.json",
+             dir, dir, tmp);
+    ck_assert_int_eq(run_tool(args, out, sizeof out), 1);
+    ck_assert(strstr(out, "cannot write"));
+    ck_assert_int_eq(dir_count(tmp), 2);
+    /* bad values: one line, exit 2 */
+    snprintf(args, sizeof args, "eval --pred %s/pred --label %s/label --both-empty zero", dir, dir);
+    ck_assert_int_eq(run_tool(args, out, sizeof out), 2);
+    ck_assert(strstr(out, "--both-empty must be one or nan"));
+    snprintf(args, sizeof args, "eval --pred %s/pred --label %s/label --nsd-tol -1", dir, dir);
+    ck_assert_int_eq(run_tool(args, out, sizeof out), 2);
+    ck_assert(strstr(out, "--nsd-tol"));
+    unlink(csv);
+    unlink(js);
+    rmdir(tmp);
+    diffcl_tensor_free(nsd_ref);
+    fixture_close(&f);
+    diffcl_context_free(ctx);
+}
+END_TEST
 
 START_TEST(infer_cli_matches_segment)
 {
@@ -876,6 +1153,7 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, sliding_window_2d_cancel_and_errors);
     tcase_add_test(tc, largest_component_and_overlay);
     tcase_add_test(tc, eval_cli_matches_medpy);
+    tcase_add_test(tc, eval_cli_class_mean_nsd_json);
     tcase_add_test(tc, infer_cli_matches_segment);
     suite_add_tcase(s, tc);
     return s;
