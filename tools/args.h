@@ -54,10 +54,12 @@ typedef struct ensemble_args {
 int ensemble_args_parse(int argc, char **argv, ensemble_args *a);
 
 typedef struct eval_args {
-    const char *pred_dir, *label_dir, *list, *csv;
+    const char *pred_dir, *label_dir, *list, *csv, *json;
     int classes; /* 0: the largest label + 1 */
     int physical;
-    diffcl_metric_options mo; /* connectivity and the empty-mask policy */
+    diffcl_metric_options mo; /* connectivity and the two empty-mask policies */
+    int nsd;                  /* --nsd-tol given */
+    double nsd_tol;           /* its tolerance, mm */
 } eval_args;
 
 int eval_args_parse(int argc, char **argv, eval_args *a);

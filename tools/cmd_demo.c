@@ -2,7 +2,6 @@
  * and Diff-CL with the same CS, labeled set, iterations, augmentation and learning rate,
  * evaluates both on held-out phantom cases generated from another seed, prints the table
  * and writes overlays. Public API only. */
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -84,19 +83,10 @@ static diffcl_status evaluate(diffcl_context *ctx, diffcl_module *cs, const demo
     return s;
 }
 
+/* Mean and sample std (n-1) of the finite values, as `diffcl eval` reports them. */
 static void mean_std(const double *v, int64_t n, double *mean, double *sd)
 {
-    double a = 0, b = 0;
-    int64_t k = 0;
-    for (int64_t i = 0; i < n; i++)
-        if (isfinite(v[i])) {
-            a += v[i];
-            k++;
-        }
-    *mean = k ? a / (double)k : NAN;
-    for (int64_t i = 0; i < n; i++)
-        if (isfinite(v[i])) b += (v[i] - *mean) * (v[i] - *mean);
-    *sd = k > 1 ? sqrt(b / (double)(k - 1)) : 0;
+    diffcl_metrics_summarize_ex(v, n, 1, 1, mean, sd, NULL);
 }
 
 int cmd_demo(int argc, char **argv)
@@ -176,7 +166,7 @@ int cmd_demo(int argc, char **argv)
         }
         printf("\n");
     }
-    printf("(std over %s; overlays in %s/seed0_*/)\n", d.seeds == 1 ? "test cases" : "seeds",
+    printf("(sample std over %s; overlays in %s/seed0_*/)\n", d.seeds == 1 ? "test cases" : "seeds",
            d.out);
     diffcl_context_free(ctx);
     return 0;

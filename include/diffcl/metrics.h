@@ -1,7 +1,8 @@
 /**
  * @file metrics.h
  * @brief Segmentation metrics as the semi-supervised benchmarks report them (medpy's `dc`,
- * `jc`, `hd95`, `asd`, `assd`), on an exact Euclidean distance transform.
+ * `jc`, `hd95`, `asd`, `assd`) and MONAI's normalised surface Dice, on an exact Euclidean
+ * distance transform.
  *
  * Definitions (docs/data.md has the long form). For a predicted mask P and a reference R
  * (non-zero = foreground), with surfaces S(X) = X minus its binary erosion by the
@@ -14,16 +15,23 @@
  * - HD95 = 95th percentile (linear interpolation, numpy's default) of the pooled distances
  *   {d(x, S(R)) : x in S(P)} ∪ {d(y, S(P)) : y in S(R)}.
  *
- * Empty masks (medpy raises): both empty -> Dice = Jaccard = 1, distances 0; exactly one
- * empty -> Dice = Jaccard = 0 and the distances follow diffcl_metric_options.empty_policy
- * (default NaN, left out of the means by diffcl_metrics_summarize()).
+ * Empty masks (medpy raises): both empty -> Dice = Jaccard = 1, distances 0 (default; with
+ * diffcl_metric_options.both_empty = DIFFCL_BOTH_EMPTY_NAN every metric is NaN, as nnU-Net);
+ * exactly one empty -> Dice = Jaccard = 0 and the distances follow
+ * diffcl_metric_options.empty_policy (default NaN). NaN values are left out of the means by
+ * diffcl_metrics_summarize_ex() (nnU-Net's and MONAI's nanmean).
+ *
+ * NSD (diffcl_surface_dice()) is MONAI's compute_surface_dice (use_subvoxels False): with the
+ * surfaces above at connectivity 1, NSD = (|{x in S(P): d(x, S(R)) <= tau}| + |{y in S(R):
+ * d(y, S(P)) <= tau}|) / (|S(P)| + |S(R)|); NaN when both masks are empty, 0 when one is.
  *
  * Ownership: diffcl_distance_transform() hands out a new tensor the caller owns
  * (diffcl_tensor_free()); the other functions fill caller-provided memory.
  *
  * Thread safety: as every call on tensors, a metric function uses its tensors' context from
  * one thread at a time (core.h); it computes on the calling thread only (no context
- * threads). diffcl_metrics_summarize() touches no tensor and is thread-safe.
+ * threads). diffcl_metrics_summarize(), diffcl_metrics_summarize_ex() and the two
+ * _options_init() functions touch no tensor and are thread-safe.
  */
 #ifndef DIFFCL_METRICS_H
 #define DIFFCL_METRICS_H
@@ -39,20 +47,31 @@ typedef enum diffcl_empty_policy {
     DIFFCL_EMPTY_DIAGONAL = 2 /**< the image diagonal in spacing units (a worst case) */
 } diffcl_empty_policy;
 
+/** Metrics reported for a class that neither prediction nor reference contains. */
+typedef enum diffcl_both_empty_policy {
+    DIFFCL_BOTH_EMPTY_ONE = 0, /**< Dice = Jaccard = 1, distances 0 (default, as 0.1.0) */
+    DIFFCL_BOTH_EMPTY_NAN = 1  /**< every metric NaN, left out of the means (nnU-Net) */
+} diffcl_both_empty_policy;
+
 /** Options of the metric functions. */
 typedef struct diffcl_metric_options {
     size_t struct_size;
     double spacing[3]; /**< per spatial axis, in the tensor's axis order; 0: 1 (voxel units) */
     int connectivity; /**< surface structuring element, 1 (default, medpy) .. 3; above ndim = ndim */
-    int empty_policy;   /**< a diffcl_empty_policy */
+    int empty_policy;   /**< a diffcl_empty_policy: distances when exactly one mask is empty */
     double empty_value; /**< used with DIFFCL_EMPTY_VALUE */
+    int both_empty;     /**< a diffcl_both_empty_policy: both masks empty (default ONE, as 0.1.0) */
 } diffcl_metric_options;
 
 #define DIFFCL_METRIC_OPTIONS_INIT                                                                 \
     {                                                                                              \
-        sizeof(diffcl_metric_options), {0.0, 0.0, 0.0}, 1, DIFFCL_EMPTY_NAN, 0.0                   \
+        sizeof(diffcl_metric_options), {0.0, 0.0, 0.0}, 1, DIFFCL_EMPTY_NAN, 0.0,                  \
+            DIFFCL_BOTH_EMPTY_ONE                                                                  \
     }
-/** Fill @p opts with the defaults (same as DIFFCL_METRIC_OPTIONS_INIT). */
+/**
+ * Fill @p opts with the defaults (same as DIFFCL_METRIC_OPTIONS_INIT). A program built against
+ * 0.1.0 headers binds to a version that fills only the 0.1.0 layout (its struct_size says so).
+ */
 DIFFCL_API void diffcl_metric_options_init(diffcl_metric_options *opts);
 
 /**
@@ -104,10 +123,75 @@ DIFFCL_API diffcl_status diffcl_metrics_per_class(const diffcl_tensor *pred,
  * sizeof(diffcl_seg_metrics)/sizeof(double) to walk one field of an array of results).
  * NaN entries are skipped; @p n_valid (may be NULL) receives how many were used. With no
  * finite value mean and std are NaN. Errors: DIFFCL_ERR_INVALID_ARGUMENT when @p values
- * is NULL with n > 0, n < 0 or stride < 1.
+ * is NULL with n > 0, n < 0 or stride < 1. Same as diffcl_metrics_summarize_ex() with
+ * ddof 0; the diffcl tool reports the sample standard deviation (ddof 1).
  */
 DIFFCL_API diffcl_status diffcl_metrics_summarize(const double *values, int64_t n, int64_t stride,
                                                   double *mean, double *std, int64_t *n_valid);
+
+/**
+ * As diffcl_metrics_summarize(), with the standard deviation's delta degrees of freedom:
+ * std = sqrt(sum (v - mean)^2 / (k - @p ddof)) over the k finite values, as numpy's
+ * nanstd(ddof=...): 0 for the population std, 1 for the sample std (pandas, R, what the
+ * diffcl tool prints). With k <= @p ddof the std is NaN (the mean is still given when k > 0).
+ * Errors: DIFFCL_ERR_INVALID_ARGUMENT when @p values is NULL with n > 0, n < 0, stride < 1 or
+ * ddof < 0.
+ */
+DIFFCL_API diffcl_status diffcl_metrics_summarize_ex(const double *values, int64_t n,
+                                                     int64_t stride, int ddof, double *mean,
+                                                     double *std, int64_t *n_valid);
+
+/** Options of diffcl_surface_dice() and diffcl_surface_dice_per_class(). */
+typedef struct diffcl_surface_dice_options {
+    size_t struct_size;
+    double spacing[3]; /**< per spatial axis, in the tensor's axis order; 0: 1 (voxel units) */
+    double tolerance;  /**< tau, in the units of spacing (mm with a NIfTI's pixdim); default 1 */
+} diffcl_surface_dice_options;
+
+#define DIFFCL_SURFACE_DICE_OPTIONS_INIT                                                           \
+    {                                                                                              \
+        sizeof(diffcl_surface_dice_options), {0.0, 0.0, 0.0}, 1.0                                  \
+    }
+/** Fill @p opts with the defaults (same as DIFFCL_SURFACE_DICE_OPTIONS_INIT). */
+DIFFCL_API void diffcl_surface_dice_options_init(diffcl_surface_dice_options *opts);
+
+/**
+ * Normalised surface Dice of @p pred against @p ref at the tolerance opts->tolerance, exactly as
+ * MONAI's compute_surface_dice (monai.metrics, use_subvoxels False, euclidean distance):
+ * the boundary S(X) of a mask is X minus its binary erosion by the connectivity-1 cross
+ * (voxels outside the image count as background; MONAI's get_mask_edges), d is the
+ * Euclidean distance in spacing units (exact EDT, as scipy's distance_transform_edt with
+ * sampling), and
+ *
+ *     NSD = (|{x in S(P): d(x, S(R)) <= tau}| + |{y in S(R): d(y, S(P)) <= tau}|)
+ *           / (|S(P)| + |S(R)|).
+ *
+ * Distances and tau are compared in single precision, as MONAI compares its float32
+ * distances (a distance equal to tau counts as within it). Both masks empty: NaN (MONAI's
+ * "class absent"); exactly one empty: 0. Boundary voxels are counted, not weighted by
+ * area (DeepMind's surface-distance package weights them, so its values differ).
+ *
+ * @p pred and @p ref: tensors of one shape with 1 to 3 axes, any dtype, non-zero =
+ * foreground; @p opts NULL: the defaults (voxel units, tau = 1). Result in @p *out.
+ * Errors: DIFFCL_ERR_SHAPE (shapes differ or more than 3 axes), DIFFCL_ERR_INVALID_ARGUMENT
+ * (NULL, a struct_size below this struct's, a negative or non-finite spacing or tolerance),
+ * DIFFCL_ERR_OUT_OF_MEMORY; @p *out is then unspecified.
+ */
+DIFFCL_API diffcl_status diffcl_surface_dice(const diffcl_tensor *pred, const diffcl_tensor *ref,
+                                             const diffcl_surface_dice_options *opts, double *out);
+
+/**
+ * Per-class NSD of two label maps (integer class indices, same shape), as
+ * diffcl_surface_dice() on the masks (map == k): out[k - 1] gets class k for
+ * k = 1 .. n_classes - 1, so @p out holds n_classes - 1 doubles (MONAI's
+ * include_background False). Errors: as diffcl_surface_dice(), and
+ * DIFFCL_ERR_INVALID_ARGUMENT for n_classes outside 2..256; on an error the entries from the
+ * failing class on are unspecified.
+ */
+DIFFCL_API diffcl_status diffcl_surface_dice_per_class(const diffcl_tensor *pred,
+                                                       const diffcl_tensor *ref, int n_classes,
+                                                       const diffcl_surface_dice_options *opts,
+                                                       double *out);
 
 /**
  * Exact Euclidean distance transform (Felzenszwalb-Huttenlocher, separable), as

@@ -1,5 +1,6 @@
-/* Segmentation metrics (medpy's dc, jc, hd95, asd, assd) on an exact Euclidean distance
- * transform (Felzenszwalb & Huttenlocher, "Distance Transforms of Sampled Functions", 2012). */
+/* Segmentation metrics (medpy's dc, jc, hd95, asd, assd; MONAI's surface Dice) on an exact
+ * Euclidean distance transform (Felzenszwalb & Huttenlocher, "Distance Transforms of Sampled
+ * Functions", 2012). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,10 +9,34 @@
 #include "diffcl/metrics.h"
 #include "tensor/tensor_internal.h"
 
-void diffcl_metric_options_init(diffcl_metric_options *opts)
+/* diffcl_metric_options grew after 0.1.0 (both_empty). A program built against 0.1.0 calls the
+ * DIFFCL_0.1 version, which fills only the 0.1.0 layout; programs built since bind to the
+ * DIFFCL_0.2 default (docs/abi-policy.md; the pattern of diffcl_train_options_init). */
+__attribute__((visibility("default"))) void
+dc_metric_options_init_v0_1(diffcl_metric_options *opts);
+void dc_metric_options_init_v0_1(diffcl_metric_options *opts)
 {
     if (!opts) return;
     diffcl_metric_options d = DIFFCL_METRIC_OPTIONS_INIT;
+    d.struct_size = offsetof(diffcl_metric_options, empty_value) + sizeof d.empty_value;
+    memcpy(opts, &d, d.struct_size);
+}
+__asm__(".symver dc_metric_options_init_v0_1, diffcl_metric_options_init@DIFFCL_0.1");
+
+__attribute__((visibility("default"))) void
+dc_metric_options_init_v0_2(diffcl_metric_options *opts);
+void dc_metric_options_init_v0_2(diffcl_metric_options *opts)
+{
+    if (!opts) return;
+    diffcl_metric_options d = DIFFCL_METRIC_OPTIONS_INIT;
+    *opts = d;
+}
+__asm__(".symver dc_metric_options_init_v0_2, diffcl_metric_options_init@@DIFFCL_0.2");
+
+void diffcl_surface_dice_options_init(diffcl_surface_dice_options *opts)
+{
+    if (!opts) return;
+    diffcl_surface_dice_options d = DIFFCL_SURFACE_DICE_OPTIONS_INIT;
     *opts = d;
 }
 
@@ -273,6 +298,8 @@ static diffcl_status read_options(const diffcl_metric_options *opts, int ndim,
         o->connectivity = ndim; /* above ndim: full connectivity, as 0.1.0 */
     DC_CHECK_ARG(o->empty_policy >= DIFFCL_EMPTY_NAN && o->empty_policy <= DIFFCL_EMPTY_DIAGONAL,
                  "%s: unknown empty_policy %d", fn, o->empty_policy);
+    DC_CHECK_ARG(o->both_empty == DIFFCL_BOTH_EMPTY_ONE || o->both_empty == DIFFCL_BOTH_EMPTY_NAN,
+                 "%s: unknown both_empty %d", fn, o->both_empty);
     sp[0] = sp[1] = sp[2] = 1;
     for (int i = 0; i < ndim; i++) {
         double s = o->spacing[i];
@@ -280,6 +307,51 @@ static diffcl_status read_options(const diffcl_metric_options *opts, int ndim,
                      s);
         sp[3 - ndim + i] = s > 0 ? s : 1.0;
     }
+    return DIFFCL_OK;
+}
+
+/* Both masks non-empty: their surfaces at connectivity @p conn, and in a new array *dist (the
+ * caller frees it) the distances from each voxel of S(p) to S(r), k1 of them, then from each
+ * voxel of S(r) to S(p), k2 of them. */
+static diffcl_status surface_distances(const uint8_t *p, const uint8_t *r, const int64_t dims[3],
+                                       int ndim, int conn, const double sp[3], double **dist,
+                                       int64_t *k1, int64_t *k2)
+{
+    int64_t n = dims[0] * dims[1] * dims[2];
+    uint8_t *pb = malloc((size_t)n * 2);
+    if (!pb) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "metrics: out of memory");
+    uint8_t *rb = pb + n;
+    surface(p, pb, dims, conn, ndim);
+    surface(r, rb, dims, conn, ndim);
+    /* bounding box of both surfaces: the EDT restricted to it is exact at its voxels,
+     * since every feature (surface voxel) lies inside it */
+    int64_t lo[3] = {dims[0], dims[1], dims[2]}, hi[3] = {0, 0, 0}, n_pb = 0, n_rb = 0;
+    for (int64_t z = 0; z < dims[0]; z++)
+        for (int64_t y = 0; y < dims[1]; y++)
+            for (int64_t x = 0; x < dims[2]; x++) {
+                int64_t i = (z * dims[1] + y) * dims[2] + x;
+                if (!(pb[i] | rb[i])) continue;
+                n_pb += pb[i];
+                n_rb += rb[i];
+                int64_t c[3] = {z, y, x};
+                for (int a = 0; a < 3; a++) {
+                    if (c[a] < lo[a]) lo[a] = c[a];
+                    if (c[a] + 1 > hi[a]) hi[a] = c[a] + 1;
+                }
+            }
+    double *d = malloc(sizeof(double) * (size_t)(n_pb + n_rb));
+    if (!d) {
+        free(pb);
+        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "metrics: out of memory");
+    }
+    *k1 = border_distances(pb, rb, dims, lo, hi, sp, d);
+    *k2 = *k1 < 0 ? -1 : border_distances(rb, pb, dims, lo, hi, sp, d + *k1);
+    free(pb);
+    if (*k1 < 0 || *k2 < 0) {
+        free(d);
+        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "metrics: out of memory");
+    }
+    *dist = d;
     return DIFFCL_OK;
 }
 
@@ -298,8 +370,11 @@ static diffcl_status mask_metrics(const uint8_t *p, const uint8_t *r, const int6
     out->n_pred = np_;
     out->n_ref = nr;
     if (np_ == 0 && nr == 0) {
-        out->dice = out->jaccard = 1.0;
-        return DIFFCL_OK; /* distances 0 */
+        if (o->both_empty == DIFFCL_BOTH_EMPTY_NAN)
+            out->dice = out->jaccard = out->hd95 = out->asd = out->assd = out->hd = NAN;
+        else
+            out->dice = out->jaccard = 1.0; /* distances 0 */
+        return DIFFCL_OK;
     }
     out->dice = 2.0 * (double)inter / (double)(np_ + nr);
     out->jaccard = (double)inter / (double)(np_ + nr - inter);
@@ -315,39 +390,9 @@ static diffcl_status mask_metrics(const uint8_t *p, const uint8_t *r, const int6
         out->hd95 = out->asd = out->assd = out->hd = v;
         return DIFFCL_OK;
     }
-    uint8_t *pb = malloc((size_t)n * 2);
-    if (!pb) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "metrics: out of memory");
-    uint8_t *rb = pb + n;
-    surface(p, pb, dims, o->connectivity, ndim);
-    surface(r, rb, dims, o->connectivity, ndim);
-    /* bounding box of both surfaces: the EDT restricted to it is exact at its voxels,
-     * since every feature (surface voxel) lies inside it */
-    int64_t lo[3] = {dims[0], dims[1], dims[2]}, hi[3] = {0, 0, 0}, n_pb = 0, n_rb = 0;
-    for (int64_t z = 0; z < dims[0]; z++)
-        for (int64_t y = 0; y < dims[1]; y++)
-            for (int64_t x = 0; x < dims[2]; x++) {
-                int64_t i = (z * dims[1] + y) * dims[2] + x;
-                if (!(pb[i] | rb[i])) continue;
-                n_pb += pb[i];
-                n_rb += rb[i];
-                int64_t c[3] = {z, y, x};
-                for (int a = 0; a < 3; a++) {
-                    if (c[a] < lo[a]) lo[a] = c[a];
-                    if (c[a] + 1 > hi[a]) hi[a] = c[a] + 1;
-                }
-            }
-    double *dist = malloc(sizeof(double) * (size_t)(n_pb + n_rb));
-    if (!dist) {
-        free(pb);
-        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "metrics: out of memory");
-    }
-    int64_t k1 = border_distances(pb, rb, dims, lo, hi, sp, dist);
-    int64_t k2 = k1 < 0 ? -1 : border_distances(rb, pb, dims, lo, hi, sp, dist + k1);
-    free(pb);
-    if (k1 < 0 || k2 < 0) {
-        free(dist);
-        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "metrics: out of memory");
-    }
+    double *dist = NULL;
+    int64_t k1 = 0, k2 = 0;
+    DC_TRY(surface_distances(p, r, dims, ndim, o->connectivity, sp, &dist, &k1, &k2));
     double s1 = 0, s2 = 0, mx = 0;
     for (int64_t i = 0; i < k1; i++) s1 += dist[i];
     for (int64_t i = 0; i < k2; i++) s2 += dist[k1 + i];
@@ -416,12 +461,14 @@ diffcl_status diffcl_metrics_per_class(const diffcl_tensor *pred, const diffcl_t
     return s;
 }
 
-diffcl_status diffcl_metrics_summarize(const double *values, int64_t n, int64_t stride,
-                                       double *mean, double *std, int64_t *n_valid)
+diffcl_status diffcl_metrics_summarize_ex(const double *values, int64_t n, int64_t stride, int ddof,
+                                          double *mean, double *std, int64_t *n_valid)
 {
-    DC_CHECK_ARG(values || n == 0, "diffcl_metrics_summarize: values is NULL");
-    DC_CHECK_ARG(n >= 0 && stride >= 1, "diffcl_metrics_summarize: bad n %lld or stride %lld",
-                 (long long)n, (long long)stride);
+    const char *fn = "diffcl_metrics_summarize_ex";
+    DC_CHECK_ARG(values || n == 0, "%s: values is NULL", fn);
+    DC_CHECK_ARG(n >= 0 && stride >= 1, "%s: bad n %lld or stride %lld", fn, (long long)n,
+                 (long long)stride);
+    DC_CHECK_ARG(ddof >= 0, "%s: ddof %d is negative", fn, ddof);
     double s = 0;
     int64_t k = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -437,7 +484,106 @@ diffcl_status diffcl_metrics_summarize(const double *values, int64_t n, int64_t 
         if (isfinite(v)) ss += (v - m) * (v - m);
     }
     if (mean) *mean = m;
-    if (std) *std = k ? sqrt(ss / (double)k) : NAN;
+    if (std) *std = k > ddof ? sqrt(ss / (double)(k - ddof)) : NAN;
     if (n_valid) *n_valid = k;
     return DIFFCL_OK;
+}
+
+diffcl_status diffcl_metrics_summarize(const double *values, int64_t n, int64_t stride,
+                                       double *mean, double *std, int64_t *n_valid)
+{
+    DC_CHECK_ARG(values || n == 0, "diffcl_metrics_summarize: values is NULL");
+    DC_CHECK_ARG(n >= 0 && stride >= 1, "diffcl_metrics_summarize: bad n %lld or stride %lld",
+                 (long long)n, (long long)stride);
+    return diffcl_metrics_summarize_ex(values, n, stride, 0, mean, std, n_valid);
+}
+
+/* ------------------------------------------------------------ surface Dice ---- */
+
+static diffcl_status read_nsd_options(const diffcl_surface_dice_options *opts, int ndim,
+                                      double *tol, double sp[3], const char *fn)
+{
+    diffcl_surface_dice_options o = DIFFCL_SURFACE_DICE_OPTIONS_INIT;
+    DC_TRY(dc_options_read(&o, sizeof o, opts, sizeof o, 0, fn));
+    DC_CHECK_ARG(o.tolerance >= 0 && isfinite(o.tolerance),
+                 "%s: tolerance %g is negative or not finite", fn, o.tolerance);
+    *tol = o.tolerance;
+    sp[0] = sp[1] = sp[2] = 1;
+    for (int i = 0; i < ndim; i++) {
+        double s = o.spacing[i];
+        DC_CHECK_ARG(s >= 0 && isfinite(s), "%s: spacing[%d] = %g is negative or not finite", fn, i,
+                     s);
+        sp[3 - ndim + i] = s > 0 ? s : 1.0;
+    }
+    return DIFFCL_OK;
+}
+
+/* NSD of two 0/1 masks over dims (MONAI's compute_surface_dice, use_subvoxels False). */
+static diffcl_status mask_nsd(const uint8_t *p, const uint8_t *r, const int64_t dims[3], int ndim,
+                              double tol, const double sp[3], double *out)
+{
+    int64_t n = dims[0] * dims[1] * dims[2], np_ = 0, nr = 0;
+    for (int64_t i = 0; i < n; i++) {
+        np_ += p[i];
+        nr += r[i];
+    }
+    if (np_ == 0 && nr == 0) {
+        *out = NAN; /* MONAI: the class is in neither mask */
+        return DIFFCL_OK;
+    }
+    if (np_ == 0 || nr == 0) {
+        *out = 0.0; /* every boundary voxel is infinitely far from the other's empty boundary */
+        return DIFFCL_OK;
+    }
+    double *dist = NULL;
+    int64_t k1 = 0, k2 = 0;
+    /* MONAI's get_mask_edges: scipy's default structuring element, the connectivity-1 cross */
+    DC_TRY(surface_distances(p, r, dims, ndim, 1, sp, &dist, &k1, &k2));
+    /* MONAI keeps the distances as float32 and compares them with the threshold in float32 */
+    const float t = (float)tol;
+    int64_t within = 0;
+    for (int64_t i = 0; i < k1 + k2; i++) within += (float)dist[i] <= t;
+    free(dist);
+    *out = (double)within / (double)(k1 + k2);
+    return DIFFCL_OK;
+}
+
+diffcl_status diffcl_surface_dice(const diffcl_tensor *pred, const diffcl_tensor *ref,
+                                  const diffcl_surface_dice_options *opts, double *out)
+{
+    const char *fn = "diffcl_surface_dice";
+    DC_CHECK_ARG(out, "%s: out is NULL", fn);
+    int64_t dims[3];
+    DC_TRY(check_pair(pred, ref, dims, fn));
+    double tol, sp[3];
+    DC_TRY(read_nsd_options(opts, pred->ndim, &tol, sp, fn));
+    uint8_t *p = to_mask(pred, -1), *r = p ? to_mask(ref, -1) : NULL;
+    diffcl_status s = (p && r) ? mask_nsd(p, r, dims, pred->ndim, tol, sp, out)
+                               : dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    free(p);
+    free(r);
+    return s;
+}
+
+diffcl_status diffcl_surface_dice_per_class(const diffcl_tensor *pred, const diffcl_tensor *ref,
+                                            int n_classes, const diffcl_surface_dice_options *opts,
+                                            double *out)
+{
+    const char *fn = "diffcl_surface_dice_per_class";
+    DC_CHECK_ARG(out, "%s: out is NULL", fn);
+    DC_CHECK_ARG(n_classes >= 2 && n_classes <= 256, "%s: n_classes %d not in 2..256", fn,
+                 n_classes);
+    int64_t dims[3];
+    DC_TRY(check_pair(pred, ref, dims, fn));
+    double tol, sp[3];
+    DC_TRY(read_nsd_options(opts, pred->ndim, &tol, sp, fn));
+    diffcl_status s = DIFFCL_OK;
+    for (int k = 1; k < n_classes && s == DIFFCL_OK; k++) {
+        uint8_t *p = to_mask(pred, k), *r = p ? to_mask(ref, k) : NULL;
+        s = (p && r) ? mask_nsd(p, r, dims, pred->ndim, tol, sp, &out[k - 1])
+                     : dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+        free(p);
+        free(r);
+    }
+    return s;
 }

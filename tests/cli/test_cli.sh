@@ -152,6 +152,11 @@ expect 2 "eval missing label folder" -- "$DIFFCL" eval --pred "$FIX/eval/pred" -
 expect_err_line "'$tmp/nosuch' does not exist"
 expect 2 "eval missing pred folder" -- "$DIFFCL" eval --pred "$tmp/nopred/" --label "$FIX/eval/label"
 expect_err_line "does not exist"
+expect 2 "eval bad --both-empty" -- "$DIFFCL" eval --pred "$FIX/eval/pred" --label "$FIX/eval/label" \
+    --both-empty zero
+expect_err_line "both-empty"
+expect 2 "eval bad --nsd-tol" -- "$DIFFCL" eval --pred "$FIX/eval/pred" --label "$FIX/eval/label" --nsd-tol x
+expect_err_line "nsd-tol"
 mkdir "$tmp/in"
 expect 2 "infer folder into a file" -- "$DIFFCL" infer --model "$M" --input "$tmp/in" --output "$M"
 expect_err_line "folder"
@@ -171,6 +176,11 @@ else
     fi
     expect 0 "eval of infer's folder" -- "$DIFFCL" eval --pred "$tmp/preds/msd/" --label "$FIX/msd/labelsTr"
     grep -q "over 2 case" "$tmp/out" || { echo "FAIL: eval did not score 2 cases"; fails=$((fails + 1)); }
+    expect 0 "eval --json --nsd-tol --both-empty nan" -- "$DIFFCL" eval --pred "$tmp/preds/msd/" \
+        --label "$FIX/msd/labelsTr" --json "$tmp/eval.json" --nsd-tol 1.5 --both-empty nan
+    grep -q '"asd_pred_to_ref"' "$tmp/eval.json" && grep -q '"nsd"' "$tmp/eval.json" &&
+        grep -q '"foreground_mean"' "$tmp/eval.json" ||
+        { echo "FAIL: eval --json:"; cat "$tmp/eval.json"; fails=$((fails + 1)); }
     printf 'la_007\n' >"$tmp/one.list"
     expect 0 "infer --list" -- "$DIFFCL" infer --model "$M" --input "$FIX/msd/imagesTr" \
         --output "$tmp/preds/listed" --list "$tmp/one.list" --threads 1

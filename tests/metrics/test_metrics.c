@@ -1,6 +1,10 @@
 /* Suite `metrics`: Dice, Jaccard, HD95, ASD, ASSD and the EDT against a scipy/medpy
- * reference (tests/reference/gen_metrics.py -> tests/fixtures/metrics_ref.safetensors). */
+ * reference (tests/reference/gen_metrics.py -> tests/fixtures/metrics_ref.safetensors), and
+ * the surface Dice against MONAI's definition on numpy/scipy
+ * (tests/reference/gen_surface_dice.py -> tests/fixtures/surface_dice_ref.safetensors). */
+#include <dirent.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,6 +284,200 @@ START_TEST(large_volume_is_fast)
 }
 END_TEST
 
+START_TEST(both_empty_policy)
+{
+    diffcl_context *ctx = test_context();
+    diffcl_tensor *e = box(ctx, 6, 7, 8, 0, 0, 0, 0, 0, 0);
+    diffcl_tensor *a = box(ctx, 6, 7, 8, 1, 4, 2, 5, 2, 6);
+    diffcl_metric_options o;
+    diffcl_metric_options_init(&o);
+    ck_assert_uint_eq(o.struct_size, sizeof o);
+    ck_assert_int_eq(o.both_empty, DIFFCL_BOTH_EMPTY_ONE);
+    diffcl_metric_options m = DIFFCL_METRIC_OPTIONS_INIT;
+    ck_assert(memcmp(&m, &o, offsetof(diffcl_metric_options, both_empty) + sizeof(int)) == 0);
+    diffcl_seg_metrics r;
+    /* nnU-Net: a class in neither map scores NaN, every metric */
+    o.both_empty = DIFFCL_BOTH_EMPTY_NAN;
+    ck_ok(diffcl_metrics_binary(e, e, &o, &r));
+    ck_assert(isnan(r.dice) && isnan(r.jaccard) && isnan(r.hd95) && isnan(r.asd) && isnan(r.assd) &&
+              isnan(r.hd));
+    ck_assert(r.n_pred == 0 && r.n_ref == 0);
+    /* only the both-empty case changes: one empty, or both present, as before */
+    ck_ok(diffcl_metrics_binary(a, e, &o, &r));
+    ck_assert(r.dice == 0 && isnan(r.hd95));
+    ck_ok(diffcl_metrics_binary(a, a, &o, &r));
+    ck_assert(r.dice == 1 && r.hd95 == 0);
+    /* per class: class 2 in neither map */
+    diffcl_seg_metrics pc[2];
+    ck_ok(diffcl_metrics_per_class(a, a, 3, &o, pc));
+    ck_assert(pc[0].dice == 1 && isnan(pc[1].dice) && isnan(pc[1].hd95));
+    o.both_empty = DIFFCL_BOTH_EMPTY_ONE;
+    ck_ok(diffcl_metrics_per_class(a, a, 3, &o, pc));
+    ck_assert(pc[1].dice == 1 && pc[1].jaccard == 1 && pc[1].hd95 == 0 && pc[1].asd == 0);
+    /* a 0.1.0 caller's struct ends before both_empty: whatever lies behind it, the default */
+    o.both_empty = 12345;
+    ck_assert_int_eq(diffcl_metrics_binary(e, e, &o, &r), DIFFCL_ERR_INVALID_ARGUMENT);
+    ck_assert(strstr(diffcl_last_error(), "both_empty"));
+    o.struct_size = offsetof(diffcl_metric_options, empty_value) + sizeof(double);
+    ck_ok(diffcl_metrics_binary(e, e, &o, &r));
+    ck_assert(r.dice == 1 && r.hd95 == 0);
+    diffcl_tensor_free(a);
+    diffcl_tensor_free(e);
+    diffcl_context_free(ctx);
+}
+END_TEST
+
+START_TEST(summarize_ddof)
+{
+    double v[5] = {1, NAN, 3, 5, INFINITY}, m, s, m0, s0;
+    int64_t nv;
+    /* numpy: nanstd([1, 3, 5], ddof=1) = 2; ddof 0: sqrt(8/3) */
+    ck_ok(diffcl_metrics_summarize_ex(v, 5, 1, 1, &m, &s, &nv));
+    ck_assert(nv == 3 && m == 3 && fabs(s - 2.0) < 1e-15);
+    ck_ok(diffcl_metrics_summarize_ex(v, 5, 1, 0, &m, &s, &nv));
+    ck_assert(fabs(s - sqrt(8.0 / 3)) < 1e-15);
+    ck_ok(diffcl_metrics_summarize(v, 5, 1, &m0, &s0, NULL));
+    ck_assert(m0 == m && s0 == s); /* the 0.1.0 function is ddof 0 */
+    /* stride: every other value */
+    ck_ok(diffcl_metrics_summarize_ex(v, 3, 2, 1, &m, &s, &nv));
+    ck_assert(nv == 2 && m == 2 && fabs(s - sqrt(2.0)) < 1e-15); /* 1, 3 (inf skipped) */
+    /* one value: mean given, sample std undefined */
+    ck_ok(diffcl_metrics_summarize_ex(v, 1, 1, 1, &m, &s, &nv));
+    ck_assert(nv == 1 && m == 1 && isnan(s));
+    ck_ok(diffcl_metrics_summarize_ex(v + 1, 1, 1, 1, &m, &s, &nv));
+    ck_assert(nv == 0 && isnan(m) && isnan(s));
+    ck_ok(diffcl_metrics_summarize_ex(NULL, 0, 1, 1, &m, NULL, NULL));
+    ck_assert_int_eq(diffcl_metrics_summarize_ex(v, 3, 1, -1, &m, &s, &nv),
+                     DIFFCL_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(diffcl_metrics_summarize_ex(v, 3, 0, 1, &m, &s, &nv),
+                     DIFFCL_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(diffcl_metrics_summarize_ex(NULL, 3, 1, 1, &m, &s, &nv),
+                     DIFFCL_ERR_INVALID_ARGUMENT);
+}
+END_TEST
+
+START_TEST(surface_dice_matches_monai_reference)
+{
+    diffcl_context *ctx = test_context();
+    fixture f = fixture_open("surface_dice_ref.safetensors");
+    int n_cases = atoi(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(f.header, "__metadata__"), "n_cases")->valuestring);
+    ck_assert_int_ge(n_cases, 11);
+    int n_nan = 0, n_zero = 0, dims_seen[4] = {0};
+    for (int c = 0; c < n_cases; c++) {
+        char key[64];
+#define GET(field) (snprintf(key, sizeof key, "case%d." field, c), fixture_get(ctx, &f, key))
+        diffcl_tensor *pred = GET("pred"), *ref = GET("ref"), *sp = GET("spacing"),
+                      *tol = GET("tolerance"), *ncls = GET("n_classes"), *want = GET("nsd");
+#undef GET
+        diffcl_surface_dice_options o = DIFFCL_SURFACE_DICE_OPTIONS_INIT;
+        int nd = diffcl_tensor_ndim(pred);
+        dims_seen[nd] = 1;
+        for (int a = 0; a < nd; a++) o.spacing[a] = scalar_at(sp, a);
+        o.tolerance = scalar_at(tol, 0);
+        int K = (int)scalar_at(ncls, 0);
+        double got[8];
+        ck_ok(diffcl_surface_dice_per_class(pred, ref, K, &o, got));
+        for (int k = 1; k < K; k++) {
+            double w = scalar_at(want, k - 1);
+            if (isnan(w)) {
+                ck_assert_msg(isnan(got[k - 1]), "case %d class %d: %g, MONAI NaN", c, k,
+                              got[k - 1]);
+                n_nan++;
+                continue;
+            }
+            n_zero += w == 0;
+            /* a ratio of counts: the same counts give the same double */
+            ck_assert_msg(got[k - 1] == w, "case %d class %d: NSD %.12g, MONAI's %.12g", c, k,
+                          got[k - 1], w);
+        }
+        if (K == 2) { /* the binary entry point agrees */
+            double b;
+            ck_ok(diffcl_surface_dice(pred, ref, &o, &b));
+            ck_assert(b == got[0]);
+        }
+        diffcl_tensor_free(pred);
+        diffcl_tensor_free(ref);
+        diffcl_tensor_free(sp);
+        diffcl_tensor_free(tol);
+        diffcl_tensor_free(ncls);
+        diffcl_tensor_free(want);
+    }
+    ck_assert(dims_seen[2] && dims_seen[3]); /* 2-D and 3-D */
+    ck_assert(n_nan >= 2 && n_zero >= 4);    /* both empty; one empty either way */
+    /* binary masks against an empty one */
+    diffcl_tensor *m = fixture_get(ctx, &f, "empty.mask"), *z = NULL;
+    int64_t ms[5];
+    int mnd = diffcl_tensor_shape(m, ms);
+    ck_ok(diffcl_tensor_new(ctx, DIFFCL_U8, mnd, ms, &z)); /* zeros */
+    double v;
+    ck_ok(diffcl_surface_dice(m, z, NULL, &v));
+    ck_assert(v == 0);
+    ck_ok(diffcl_surface_dice(z, m, NULL, &v));
+    ck_assert(v == 0);
+    ck_ok(diffcl_surface_dice(z, z, NULL, &v));
+    ck_assert(isnan(v));
+    ck_ok(diffcl_surface_dice(m, m, NULL, &v));
+    ck_assert(v == 1);
+    diffcl_tensor_free(m);
+    diffcl_tensor_free(z);
+    fixture_close(&f);
+    diffcl_context_free(ctx);
+}
+END_TEST
+
+START_TEST(surface_dice_tolerance_and_errors)
+{
+    diffcl_context *ctx = test_context();
+    /* two boxes 3 voxels apart along W, spacing 0.5 there: facing faces 1.5 apart */
+    diffcl_tensor *a = box(ctx, 8, 9, 12, 2, 6, 2, 7, 2, 6);
+    diffcl_tensor *b = box(ctx, 8, 9, 12, 2, 6, 2, 7, 5, 9);
+    diffcl_surface_dice_options o;
+    diffcl_surface_dice_options_init(&o);
+    ck_assert_uint_eq(o.struct_size, sizeof o);
+    ck_assert(o.tolerance == 1.0 && o.spacing[0] == 0);
+    o.spacing[2] = 0.5;
+    double lo, at, hi;
+    o.tolerance = 1.4;
+    ck_ok(diffcl_surface_dice(a, b, &o, &lo));
+    o.tolerance = 1.5; /* equal to the distance: counted (<=) */
+    ck_ok(diffcl_surface_dice(a, b, &o, &at));
+    o.tolerance = 1e9;
+    ck_ok(diffcl_surface_dice(a, b, &o, &hi));
+    ck_assert(lo > 0 && lo < at && at <= hi && hi == 1);
+    /* larger tolerances never lower it */
+    double prev = 0;
+    for (double t = 0; t < 4; t += 0.25) {
+        double v;
+        o.tolerance = t;
+        ck_ok(diffcl_surface_dice(a, b, &o, &v));
+        ck_assert(v >= prev);
+        prev = v;
+    }
+    o.tolerance = -0.5;
+    ck_assert_int_eq(diffcl_surface_dice(a, b, &o, &lo), DIFFCL_ERR_INVALID_ARGUMENT);
+    ck_assert(strstr(diffcl_last_error(), "tolerance"));
+    o.tolerance = NAN;
+    ck_assert_int_eq(diffcl_surface_dice(a, b, &o, &lo), DIFFCL_ERR_INVALID_ARGUMENT);
+    o.tolerance = 1;
+    o.spacing[1] = -1;
+    ck_assert_int_eq(diffcl_surface_dice(a, b, &o, &lo), DIFFCL_ERR_INVALID_ARGUMENT);
+    o.spacing[1] = 0;
+    o.struct_size = sizeof(size_t); /* below the first layout: a caller bug */
+    ck_assert_int_eq(diffcl_surface_dice(a, b, &o, &lo), DIFFCL_ERR_INVALID_ARGUMENT);
+    o.struct_size = sizeof o;
+    ck_assert_int_eq(diffcl_surface_dice(a, b, &o, NULL), DIFFCL_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(diffcl_surface_dice(NULL, b, &o, &lo), DIFFCL_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(diffcl_surface_dice_per_class(a, b, 1, &o, &lo), DIFFCL_ERR_INVALID_ARGUMENT);
+    diffcl_tensor *c = box(ctx, 8, 9, 11, 2, 6, 2, 7, 5, 9);
+    ck_assert_int_eq(diffcl_surface_dice(a, c, &o, &lo), DIFFCL_ERR_SHAPE);
+    ck_assert_int_eq(diffcl_surface_dice_per_class(a, c, 2, &o, &lo), DIFFCL_ERR_SHAPE);
+    diffcl_tensor_free(c);
+    diffcl_tensor_free(a);
+    diffcl_tensor_free(b);
+    diffcl_context_free(ctx);
+}
+END_TEST
 
 /* ------------------------------------------------------------ sliding window ---- */
 
@@ -591,6 +789,282 @@ START_TEST(eval_cli_matches_medpy)
 }
 END_TEST
 
+/* ---- `diffcl eval`: class means, --both-empty, --nsd-tol, sample std, --json ---- */
+
+/* One eval CSV: the per-class rows and the summary rows, by name. */
+#define EV_CASES 2
+#define EV_CLS 3 /* foreground classes at most (--classes 4) */
+#define EV_F 7   /* dice jaccard hd95 asd_pred_to_ref assd hd nsd */
+typedef struct eval_csv {
+    char header[512];
+    double v[EV_CASES][EV_CLS][EV_F];
+    double mean[EV_CLS + 1][EV_F], std[EV_CLS + 1][EV_F]; /* [EV_CLS]: the class-mean rows */
+    int rows, stat_rows;
+} eval_csv;
+
+/* Split a CSV line in place at commas (empty fields kept); returns the field count. */
+static int csv_split(char *line, char **f, int max)
+{
+    int n = 0;
+    line[strcspn(line, "\r\n")] = 0;
+    for (char *p = line; n < max;) {
+        f[n++] = p;
+        char *c = strchr(p, ',');
+        if (!c) break;
+        *c = 0;
+        p = c + 1;
+    }
+    return n;
+}
+
+static void eval_csv_read(const char *path, eval_csv *r)
+{
+    memset(r, 0, sizeof *r);
+    for (int a = 0; a < EV_CASES; a++)
+        for (int k = 0; k < EV_CLS; k++)
+            for (int f = 0; f < EV_F; f++) r->v[a][k][f] = -1e300; /* not seen */
+    FILE *fp = fopen(path, "r");
+    ck_assert_msg(fp != NULL, "no CSV %s", path);
+    char line[2048], *f[16];
+    ck_assert(fgets(r->header, sizeof r->header, fp));
+    while (fgets(line, sizeof line, fp)) {
+        int n = csv_split(line, f, 16);
+        ck_assert_msg(n == 11, "CSV row with %d fields", n);
+        double vals[EV_F];
+        for (int j = 0; j < 6; j++) vals[j] = *f[2 + j] ? strtod(f[2 + j], NULL) : -1e300;
+        vals[6] = strtod(f[10], NULL); /* nsd, after n_pred and n_ref */
+        int stat = !strcmp(f[0], "mean") ? 1 : !strcmp(f[0], "std") ? 2 : 0;
+        int k = !strcmp(f[1], "mean") ? EV_CLS + 1 : atoi(f[1]);
+        ck_assert(k >= 1 && k <= EV_CLS + 1);
+        if (stat) {
+            memcpy(stat == 1 ? r->mean[k - 1] : r->std[k - 1], vals, sizeof vals);
+            r->stat_rows++;
+            continue;
+        }
+        ck_assert_msg(k <= EV_CLS, "a per-case class-mean row in the CSV");
+        int c = !strcmp(f[0], "e02");
+        ck_assert(c || !strcmp(f[0], "e01"));
+        ck_assert(*f[8] && *f[9]); /* n_pred, n_ref */
+        memcpy(r->v[c][k - 1], vals, sizeof vals);
+        r->rows++;
+    }
+    fclose(fp);
+}
+
+/* numpy's nanmean and nanstd(ddof=1) of n values */
+static void nan_stats(const double *v, int n, double *mean, double *sd)
+{
+    double s = 0, ss = 0;
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (!isnan(v[i])) s += v[i], k++;
+    *mean = k ? s / k : NAN;
+    for (int i = 0; i < n; i++)
+        if (!isnan(v[i])) ss += (v[i] - *mean) * (v[i] - *mean);
+    *sd = k > 1 ? sqrt(ss / (k - 1)) : NAN;
+}
+
+static void expect_same(double got, double want, const char *what)
+{
+    if (isnan(want))
+        ck_assert_msg(isnan(got), "%s: %g, expected NaN", what, got);
+    else
+        ck_assert_msg(fabs(got - want) <= 1e-9 * (1 + fabs(want)), "%s: %.12g, expected %.12g",
+                      what, got, want);
+}
+
+/* A JSON number, or NaN for null. */
+static double jnum(const cJSON *o, const char *a, const char *b, const char *c)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, a);
+    if (b) x = cJSON_GetObjectItemCaseSensitive(x, b);
+    if (c) x = cJSON_GetObjectItemCaseSensitive(x, c);
+    ck_assert_msg(x != NULL, "JSON has no %s.%s.%s", a, b ? b : "", c ? c : "");
+    if (cJSON_IsNull(x)) return NAN;
+    ck_assert(cJSON_IsNumber(x));
+    return x->valuedouble;
+}
+
+static cJSON *json_read(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    ck_assert_msg(fp != NULL, "no JSON %s", path);
+    static char buf[1 << 17];
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    buf[n] = 0;
+    fclose(fp);
+    ck_assert(n > 0 && buf[n - 1] == '\n');
+    cJSON *j = cJSON_Parse(buf);
+    ck_assert_msg(j != NULL, "%s is not valid JSON", path);
+    return j;
+}
+
+/* The files in @p dir other than . and .. */
+static int dir_count(const char *dir)
+{
+    DIR *d = opendir(dir);
+    ck_assert(d != NULL);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    closedir(d);
+    return n;
+}
+
+START_TEST(eval_cli_class_mean_nsd_json)
+{
+    diffcl_context *ctx = test_context();
+    fixture f = fixture_open("surface_dice_ref.safetensors");
+    diffcl_tensor *nsd_ref = fixture_get(ctx, &f, "eval.nsd"); /* [case][class], tau 2 mm */
+    static char out[65536];
+    char dir[4096], args[16384], tmpl[] = "/tmp/diffcl_test_eval_XXXXXX";
+    snprintf(dir, sizeof dir, "%s", test_fixture_path("data/eval"));
+    const char *tmp = mkdtemp(tmpl);
+    ck_assert(tmp != NULL);
+    char csv[256], js[256];
+    snprintf(csv, sizeof csv, "%s/m.csv", tmp);
+    snprintf(js, sizeof js, "%s/m.json", tmp);
+    snprintf(args, sizeof args,
+             "eval --pred %s/pred --label %s/label --csv %s --json %s --nsd-tol 2", dir, dir, csv,
+             js);
+    for (int rep = 0; rep < 2; rep++) { /* the second run replaces the JSON */
+        int rc = run_tool(args, out, sizeof out);
+        ck_assert_msg(rc == 0, "diffcl eval failed (%d): %s", rc, out);
+        ck_assert_int_eq(dir_count(tmp), 2); /* m.csv and m.json, no temporary file left */
+    }
+    /* item 4: the one-directional ASD says so; item 1: a class-mean row per case */
+    ck_assert(strstr(out, "asd_pred_to_ref") && !strstr(out, " asd "));
+    ck_assert(strstr(out, "e01                       mean"));
+    ck_assert(strstr(out, "sample std") && strstr(out, "NSD at 2 mm"));
+    ck_assert(strstr(out, "foreground mean (nnU-Net"));
+    eval_csv r;
+    eval_csv_read(csv, &r);
+    ck_assert_str_eq(r.header, "case,class,dice,jaccard,hd95,asd_pred_to_ref,assd,hd,n_pred,n_ref,"
+                               "nsd\n");
+    ck_assert_int_eq(r.rows, 4);
+    ck_assert_int_eq(r.stat_rows, 6); /* mean, std of classes 1, 2 and of the case means */
+    /* item 3: the CLI's NSD (tau in mm of the NIfTI spacing) is MONAI's */
+    for (int c = 0; c < 2; c++)
+        for (int k = 0; k < 2; k++) {
+            int64_t idx[2] = {c, k};
+            double w;
+            ck_ok(diffcl_tensor_get(nsd_ref, idx, &w));
+            expect_same(r.v[c][k][6], w, "nsd");
+        }
+    /* item 5: std over cases is the sample std; item 1: case means are nanmeans over classes */
+    double cm[2][EV_F];
+    for (int q = 0; q < EV_F; q++) {
+        for (int k = 0; k < 2; k++) {
+            double col[2] = {r.v[0][k][q], r.v[1][k][q]}, m, sd;
+            nan_stats(col, 2, &m, &sd);
+            expect_same(r.mean[k][q], m, "class mean over cases");
+            expect_same(r.std[k][q], sd, "class sample std over cases");
+        }
+        for (int c = 0; c < 2; c++) {
+            double sd, row[2] = {r.v[c][0][q], r.v[c][1][q]};
+            nan_stats(row, 2, &cm[c][q], &sd);
+        }
+        double col[2] = {cm[0][q], cm[1][q]}, m, sd;
+        nan_stats(col, 2, &m, &sd);
+        expect_same(r.mean[EV_CLS][q], m, "mean of the case means");
+        expect_same(r.std[EV_CLS][q], sd, "sample std of the case means");
+    }
+    /* the std is not the population one: two cases differ by |a - b|, std = |a - b| / sqrt 2 */
+    expect_same(r.std[0][0], fabs(r.v[0][0][0] - r.v[1][0][0]) / sqrt(2.0), "dice std");
+    /* item 6: the JSON holds the same numbers */
+    cJSON *j = json_read(js);
+    cJSON *cases = cJSON_GetObjectItemCaseSensitive(j, "cases");
+    ck_assert_int_eq(cJSON_GetArraySize(cases), 2);
+    static const char *const names[EV_F] = {"dice", "jaccard", "hd95", "asd_pred_to_ref",
+                                            "assd", "hd",      "nsd"};
+    for (int c = 0; c < 2; c++) {
+        cJSON *jc = cJSON_GetArrayItem(cases, c);
+        ck_assert_str_eq(cJSON_GetObjectItem(jc, "case")->valuestring, c ? "e02" : "e01");
+        for (int q = 0; q < EV_F; q++) {
+            for (int k = 0; k < 2; k++) {
+                char key[4] = {(char)('1' + k), 0};
+                expect_same(jnum(jc, "classes", key, names[q]), r.v[c][k][q], "JSON value");
+            }
+            expect_same(jnum(jc, "mean", names[q], NULL), cm[c][q], "JSON case mean");
+        }
+        ck_assert(jnum(jc, "classes", "1", "n_ref") > 0);
+    }
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(cases, 1), "classes"), "2"),
+        "hd95"))); /* NaN (one empty) is null */
+    cJSON *sum = cJSON_GetObjectItemCaseSensitive(j, "summary");
+    for (int q = 0; q < EV_F; q++) {
+        expect_same(jnum(sum, "mean", names[q], "mean"), r.mean[EV_CLS][q], "JSON mean");
+        expect_same(jnum(sum, "mean", names[q], "std"), r.std[EV_CLS][q], "JSON std");
+        double fg = (jnum(cJSON_GetObjectItem(sum, "classes"), "1", names[q], "mean") +
+                     jnum(cJSON_GetObjectItem(sum, "classes"), "2", names[q], "mean")) /
+                    2;
+        expect_same(jnum(sum, "foreground_mean", names[q], NULL), fg, "nnU-Net foreground mean");
+    }
+    expect_same(jnum(cJSON_GetObjectItem(sum, "classes"), "2", "hd95", "n"), 1, "n of hd95");
+    ck_assert_str_eq(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(j, "options"), "both_empty")->valuestring, "one");
+    expect_same(jnum(j, "options", "nsd_tolerance_mm", NULL), 2, "tolerance");
+    cJSON_Delete(j);
+
+    /* item 2: class 3 is in neither map of either case */
+    for (int nan_policy = 0; nan_policy < 2; nan_policy++) {
+        snprintf(
+            args, sizeof args,
+            "eval --pred %s/pred --label %s/label --classes 4 --nsd-tol 2 --csv %s --json %s%s",
+            dir, dir, csv, js, nan_policy ? " --both-empty nan" : "");
+        int rc = run_tool(args, out, sizeof out);
+        ck_assert_msg(rc == 0, "diffcl eval failed (%d): %s", rc, out);
+        eval_csv r4;
+        eval_csv_read(csv, &r4);
+        j = json_read(js);
+        for (int c = 0; c < 2; c++) {
+            for (int q = 0; q < EV_F; q++) {
+                double want = nan_policy ? NAN : (q < 2 || q == 6 ? 1.0 : 0.0);
+                expect_same(r4.v[c][2][q], want, "class 3");
+                for (int k = 0; k < 2; k++) expect_same(r4.v[c][k][q], r.v[c][k][q], "classes 1-2");
+            }
+            /* the case mean: over 3 classes with Dice 1 for class 3, or over the other 2 */
+            double row[3] = {r4.v[c][0][0], r4.v[c][1][0], r4.v[c][2][0]}, m, sd;
+            nan_stats(row, 3, &m, &sd);
+            expect_same(
+                jnum(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "cases"), c), "mean", "dice", NULL),
+                nan_policy ? cm[c][0] : m, "case mean with class 3");
+        }
+        cJSON *s4 = cJSON_GetObjectItem(j, "summary");
+        expect_same(jnum(cJSON_GetObjectItem(s4, "classes"), "3", "dice", "n"), nan_policy ? 0 : 2,
+                    "n of class 3");
+        /* nnU-Net: np.mean of the class means, NaN when a class has none */
+        double fg = jnum(s4, "foreground_mean", "dice", NULL);
+        ck_assert(nan_policy ? isnan(fg) : fabs(fg - (r.mean[0][0] + r.mean[1][0] + 1) / 3) < 1e-9);
+        ck_assert_str_eq(
+            cJSON_GetObjectItem(cJSON_GetObjectItem(j, "options"), "both_empty")->valuestring,
+            nan_policy ? "nan" : "one");
+        cJSON_Delete(j);
+    }
+
+    /* a JSON that cannot be written: exit 1, nothing left behind */
+    snprintf(args, sizeof args, "eval --pred %s/pred --label %s/label --json %s/no/such/m.json",
+             dir, dir, tmp);
+    ck_assert_int_eq(run_tool(args, out, sizeof out), 1);
+    ck_assert(strstr(out, "cannot write"));
+    ck_assert_int_eq(dir_count(tmp), 2);
+    /* bad values: one line, exit 2 */
+    snprintf(args, sizeof args, "eval --pred %s/pred --label %s/label --both-empty zero", dir, dir);
+    ck_assert_int_eq(run_tool(args, out, sizeof out), 2);
+    ck_assert(strstr(out, "--both-empty must be one or nan"));
+    snprintf(args, sizeof args, "eval --pred %s/pred --label %s/label --nsd-tol -1", dir, dir);
+    ck_assert_int_eq(run_tool(args, out, sizeof out), 2);
+    ck_assert(strstr(out, "--nsd-tol"));
+    unlink(csv);
+    unlink(js);
+    rmdir(tmp);
+    diffcl_tensor_free(nsd_ref);
+    fixture_close(&f);
+    diffcl_context_free(ctx);
+}
+END_TEST
 
 START_TEST(infer_cli_matches_segment)
 {
@@ -668,6 +1142,10 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, empty_mask_convention);
     tcase_add_test(tc, bad_arguments);
     tcase_add_test(tc, large_volume_is_fast);
+    tcase_add_test(tc, both_empty_policy);
+    tcase_add_test(tc, summarize_ddof);
+    tcase_add_test(tc, surface_dice_matches_monai_reference);
+    tcase_add_test(tc, surface_dice_tolerance_and_errors);
     suite_add_tcase(s, tc);
     tc = tcase_create("infer");
     tcase_set_timeout(tc, 60);
@@ -675,6 +1153,7 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, sliding_window_2d_cancel_and_errors);
     tcase_add_test(tc, largest_component_and_overlay);
     tcase_add_test(tc, eval_cli_matches_medpy);
+    tcase_add_test(tc, eval_cli_class_mean_nsd_json);
     tcase_add_test(tc, infer_cli_matches_segment);
     suite_add_tcase(s, tc);
     return s;
