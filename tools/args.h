@@ -60,6 +60,7 @@ typedef struct eval_args {
     diffcl_metric_options mo; /* connectivity and the two empty-mask policies */
     int nsd;                  /* --nsd-tol given */
     double nsd_tol;           /* its tolerance, mm */
+    const char *splits;       /* --splits FILE: also a summary per cross-validation fold */
 } eval_args;
 
 int eval_args_parse(int argc, char **argv, eval_args *a);

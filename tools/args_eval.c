@@ -13,7 +13,8 @@ static void eval_usage(FILE *f)
         f,
         "usage: diffcl eval --pred DIR --label DIR [--list FILE] [--csv FILE] [--json FILE]\n"
         "                   [--classes K] [--physical] [--connectivity 1|2|3]\n"
-        "                   [--empty nan|diagonal|VALUE] [--both-empty one|nan] [--nsd-tol MM]\n\n"
+        "                   [--empty nan|diagonal|VALUE] [--both-empty one|nan] [--nsd-tol MM]\n"
+        "                   [--splits FILE]\n\n"
         "Scores every case of --pred (files <id>.nii.gz, <id>.nii, <id>.png or <id>.h5; with\n"
         "--list only the ids listed) against the file of the same id in --label, per foreground\n"
         "class: Dice, Jaccard, 95%% Hausdorff distance, asd_pred_to_ref (the one-directional ASD\n"
@@ -37,6 +38,8 @@ static void eval_usage(FILE *f)
         "                   whether or not --physical is given (1 for PNG and h5 files)\n"
         "  --json FILE      per-case values, case means, means and stds as JSON (NaN: null),\n"
         "                   written atomically\n"
+        "  --splits FILE    the cross-validation folds that train wrote (splits.json): also the mean\n"
+        "                   Dice of each fold's validation cases, and mean +- std over folds\n"
         "h5 files are read from their dataset 'label' (or 'pred').\n");
 }
 
@@ -71,6 +74,8 @@ int eval_args_parse(int argc, char **argv, eval_args *args)
             args->csv = v;
         else if (!strcmp(a, "--json"))
             args->json = v;
+        else if (!strcmp(a, "--splits"))
+            args->splits = v;
         else if (!strcmp(a, "--empty"))
             empty = v;
         else if (!strcmp(a, "--both-empty"))

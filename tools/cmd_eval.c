@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "args.h"
 #include "options.h"
+#include "folds.h"
 
 static const char *const exts[] = {".nii.gz", ".nii", ".png", ".h5"};
 
@@ -542,6 +543,7 @@ static int report(const eval_args *a, const eval_set *e)
         fprintf(stderr, "diffcl eval: cannot write '%s'\n", a->csv);
         return 1;
     }
+    if (a->splits && folds_summarize(a->splits, e->ids, e->n, e->case_mean + F_DICE, NF)) return 1;
     return a->json ? write_json(a, e) : 0;
 }
 

@@ -283,3 +283,66 @@ int folds_prepare(diffcl_context *ctx, train_args *a)
     free(ids);
     return rc;
 }
+
+/* The fold of case @p id in @p root, or -1. */
+static int fold_of(const cJSON *root, const char *id)
+{
+    for (int f = 0; f < cJSON_GetArraySize(root); f++) {
+        const cJSON *x;
+        cJSON_ArrayForEach(x, cJSON_GetObjectItem(cJSON_GetArrayItem(root, f), "val"))
+        {
+            if (cJSON_IsString(x) && !strcmp(x->valuestring, id)) return f;
+        }
+    }
+    return -1;
+}
+
+int folds_summarize(const char *path, char *const *ids, int64_t n, const double *dice,
+                    int64_t stride)
+{
+    char *text = read_text(path);
+    cJSON *root = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    if (!cJSON_IsArray(root) || cJSON_GetArraySize(root) < 1) {
+        fprintf(stderr, "diffcl eval: %s is not a splits file (a JSON list of folds)\n", path);
+        cJSON_Delete(root);
+        return 1;
+    }
+    int k_folds = cJSON_GetArraySize(root), rc = 0;
+    double *sum = calloc((size_t)k_folds, sizeof *sum),
+           *means = calloc((size_t)k_folds, sizeof *means);
+    int64_t *cnt = calloc((size_t)k_folds, sizeof *cnt);
+    for (int64_t i = 0; sum && means && cnt && i < n && !rc; i++) {
+        int f = fold_of(root, ids[i]);
+        if (f < 0) {
+            fprintf(stderr, "diffcl eval: case '%s' is in no fold of %s\n", ids[i], path);
+            rc = 1;
+        } else if (dice[i * stride] == dice[i * stride]) { /* NaN left out */
+            sum[f] += dice[i * stride];
+            cnt[f]++;
+        }
+    }
+    if (!sum || !means || !cnt) rc = fprintf(stderr, "diffcl eval: out of memory\n") > 0;
+    int used = 0;
+    for (int f = 0; f < k_folds && !rc; f++) {
+        int size = cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetArrayItem(root, f), "val"));
+        if (cnt[f] == 0) {
+            printf("fold %d: no scored case (of %d)\n", f, size);
+            continue;
+        }
+        means[used++] = sum[f] / (double)cnt[f];
+        printf("fold %d: Dice %.4f over %lld of its %d validation cases\n", f, means[used - 1],
+               (long long)cnt[f], size);
+    }
+    if (!rc) {
+        double m = 0, sd = 0;
+        int64_t nm = 0;
+        diffcl_metrics_summarize_ex(means, used, 1, 1, &m, &sd, &nm);
+        printf("over %d folds: Dice %.4f +- %.4f (sample std of the fold means)\n", used, m, sd);
+    }
+    free(sum);
+    free(means);
+    free(cnt);
+    cJSON_Delete(root);
+    return rc;
+}

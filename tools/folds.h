@@ -12,4 +12,11 @@
  * written into the run folder. 0, or 1 after printing why not. */
 int folds_prepare(diffcl_context *ctx, train_args *a);
 
+/* Print, for each fold of the splits file @p path, the mean of @p dice (one value per case
+ * @p ids[i], NaN left out) over the fold's validation cases that are among @p ids, then the
+ * mean and sample std of the fold means. Every case must belong to a fold. 0, or 1 after
+ * printing why not. */
+int folds_summarize(const char *path, char *const *ids, int64_t n, const double *dice,
+                    int64_t stride);
+
 #endif

@@ -142,6 +142,20 @@ fi
 expect 1 "train --folds 2 against a 3-fold splits file" -- "$DIFFCL" train $PNGRUN --out "$tmp/cv/x" \
     --folds 2 --fold 0 --splits "$tmp/cv/splits.json"
 grep -q "does not hold 2 folds" "$tmp/err" || { echo "FAIL: splits of another K:"; cat "$tmp/err"; fails=$((fails + 1)); }
+# eval --splits: the cross-validation summary, one line per fold and one over the folds
+mkdir -p "$tmp/cv/pred"
+for k in 0 1 2; do
+    "$DIFFCL" infer --model "$tmp/cv/fold$k/model.safetensors" --input "$FIX/png/images" \
+        --list "$tmp/cv/fold$k/fold$k.val.list" --output "$tmp/cv/pred" --quiet >/dev/null 2>&1
+done
+expect 0 "eval --splits" -- "$DIFFCL" eval --pred "$tmp/cv/pred" --label "$FIX/png/labels" \
+    --splits "$tmp/cv/splits.json"
+if [ "$(grep -c '^fold [0-2]: Dice .* over 1 of its 1 validation cases' "$tmp/out")" -ne 3 ] ||
+    ! grep -q "^over 3 folds: Dice" "$tmp/out"; then
+    echo "FAIL: eval --splits:"; cat "$tmp/out"; fails=$((fails + 1))
+else
+    pass=$((pass + 1))
+fi
 expect 2 "train --fold out of range" -- "$DIFFCL" train --out "$tmp/cv/y" --folds 3 --fold 3
 expect_err_line "0 <= k"
 expect 2 "ensemble of one folder" -- "$DIFFCL" ensemble --input "$tmp/ens/p1" --output "$tmp/ens/x"
