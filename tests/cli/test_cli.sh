@@ -116,6 +116,16 @@ done
 expect 0 "infer with two --model" -- "$DIFFCL" infer --model "$P1" --model "$P2" \
     --input "$FIX/png/images" --output "$tmp/ens/both" --save-probs "$tmp/ens/pboth" --threads 1
 grep -q "^\[2/3\] .* s CPU)" "$tmp/out" || { echo "FAIL: infer prints no case count:"; cat "$tmp/out"; fails=$((fails + 1)); }
+# on a terminal (script(1) gives one) the progress line shows the next case with an ETA
+if command -v script >/dev/null 2>&1; then
+    script -qec "'$DIFFCL' infer --model '$P1' --input '$FIX/png/images' --output '$tmp/ens/tty' --threads 1" \
+        /dev/null >"$tmp/tty.out" 2>&1
+    if grep -q "\[3/3\] slice2  ETA [0-9]*m[0-9][0-9]s" "$tmp/tty.out"; then
+        pass=$((pass + 1))
+    else
+        echo "FAIL: infer on a terminal shows no ETA:"; cat "$tmp/tty.out"; fails=$((fails + 1))
+    fi
+fi
 expect 0 "ensemble of saved probabilities" -- "$DIFFCL" ensemble --input "$tmp/ens/p1" "$tmp/ens/p2" \
     --output "$tmp/ens/mean" --save-probs "$tmp/ens/pmean"
 for f in slice0 slice1 slice2; do
