@@ -27,6 +27,8 @@ static void train_usage(FILE *f)
         "  --batch-labeled N    (default %d)      --batch-unlabeled N (default %d)\n"
         "  --phantom-cases N    phantom training cases (default %d)\n"
         "  --classes K          label classes including background (default %d)\n"
+        "  --fg-prob X          probability that a labeled patch is centred on a foreground voxel\n"
+        "                       (default %g, as nnU-Net; 0: uniform crops as 0.1.0)\n"
         "method:\n"
         "  --method M           diffcl|supervised (default diffcl)\n"
         "  --iters N            (default %lld)       --seed S (default %llu)\n"
@@ -61,9 +63,9 @@ static void train_usage(FILE *f)
         "  --splits F           the K folds (default: splits.json beside the run folder; made\n"
         "                       with a fixed seed if missing, reused by the other folds)\n",
         d.layout, d.dims, d.labeled, d.batch_labeled, d.batch_unlabeled, d.phantom_cases,
-        d.n_classes, (long long)d.iters, (unsigned long long)d.seed, d.n_filters, d.ds_n_filters,
-        d.lr, d.momentum, d.weight_decay, d.warmup_frac, d.rampup_frac, d.mu1, d.mu2, d.eta, d.tau,
-        d.ddim_steps_train, d.contrast_voxels);
+        d.n_classes, d.fg_prob, (long long)d.iters, (unsigned long long)d.seed, d.n_filters,
+        d.ds_n_filters, d.lr, d.momentum, d.weight_decay, d.warmup_frac, d.rampup_frac, d.mu1,
+        d.mu2, d.eta, d.tau, d.ddim_steps_train, d.contrast_voxels);
 }
 
 static int parse_patch(const char *s, int64_t patch[3])
@@ -212,6 +214,7 @@ static int train_value(const char *a, const char *v, train_args *args, int *layo
     DBL_OPT("--eta", 0, 1000, args->o.eta)
     DBL_OPT("--tau", 1e-6, 1000, args->o.tau)
     DBL_OPT("--cps-confidence", 0, 0.999999, args->o.cps_confidence)
+    DBL_OPT("--fg-prob", 0, 1, args->o.fg_prob)
     else return opt_fail("train", "unknown option %s (see 'diffcl train --help')", a);
     if (!strcmp(a, "--iters")) args->iters_override = args->o.iters;
     return 0;

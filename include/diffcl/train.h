@@ -123,6 +123,9 @@ typedef struct diffcl_train_options {
                                    tensors that match nothing). NULL (default): none. Read only by
                                    diffcl_trainer_create(); a resumed run continues from its own
                                    checkpoint */
+    double fg_prob;           /**< probability that a labeled patch is centred on a random
+                                   foreground voxel (nnU-Net's oversampling); default 0.33 (0.1.0
+                                   and checkpoints written before: 0, uniform crops) */
 } diffcl_train_options;
 
 #define DIFFCL_TRAIN_OPTIONS_INIT                                                                  \
@@ -130,7 +133,7 @@ typedef struct diffcl_train_options {
         sizeof(diffcl_train_options), "phantom", NULL, NULL, NULL, 2, 4, NULL, {0, 0, 0}, 2, 2,    \
             24, DIFFCL_METHOD_DIFFCL, 2000, 1337, 2, 16, 16, DIFFCL_HFM_DEFAULT_LEVELS, 0.01, 0.9, \
             3e-5, 0.1, 0.4, 1.0, 1.0, 0.1, 0.1, 0.99, 4096, 4, 10, NULL, 0, 10, 1, 1,              \
-            DIFFCL_CPS_CONFIDENCE, 0.0, 0, 1, 1, 0, NULL                                           \
+            DIFFCL_CPS_CONFIDENCE, 0.0, 0, 1, 1, 0, NULL, 0.33                                     \
     }
 /** Fill @p opts with the defaults (same as DIFFCL_TRAIN_OPTIONS_INIT). */
 DIFFCL_API void diffcl_train_options_init(diffcl_train_options *opts);

@@ -13,7 +13,7 @@
 
 /* diffcl_train_options grew after 0.1.0 (strong_unlabeled, pseudo_mask_dice, cps_variant,
  * cps_confidence, ds_pseudo_train_mode, contrast_balanced, weak_strong, hfm_border,
- * init_weights: all in DIFFCL_0.2). A program
+ * init_weights, fg_prob: all in DIFFCL_0.2). A program
  * built against 0.1.0 calls the DIFFCL_0.1 version, which fills only the 0.1.0 layout;
  * programs built since bind to the DIFFCL_0.2 default (docs/abi-policy.md). */
 __attribute__((visibility("default"))) void dc_train_options_init_v0_1(diffcl_train_options *opts);
@@ -98,6 +98,8 @@ static diffcl_status normalise_options(diffcl_train_options *o)
         o->cps_variant >= DIFFCL_CPS_AGREEMENT && o->cps_variant <= DIFFCL_CPS_CONFIDENCE,
         "diffcl_trainer_create: cps_variant %d is not agreement (0), plain (1) or confidence (2)",
         (int)o->cps_variant);
+    DC_CHECK_ARG(o->fg_prob >= 0 && o->fg_prob <= 1,
+                 "diffcl_trainer_create: fg_prob %g not in [0, 1]", o->fg_prob);
     DC_CHECK_ARG(o->cps_confidence >= 0 && o->cps_confidence < 1,
                  "diffcl_trainer_create: cps_confidence %g not in [0, 1)", o->cps_confidence);
     if (o->method == DIFFCL_METHOD_DIFFCL && o->batch_unlabeled < 1)
@@ -236,6 +238,7 @@ static diffcl_status open_data(diffcl_trainer *tr)
     so.batch_unlabeled = o->batch_unlabeled;
     so.prefetch = 2;
     so.strong_unlabeled = o->method == DIFFCL_METHOD_DIFFCL && o->strong_unlabeled;
+    so.augment.fg_prob = o->fg_prob; /* the sampler applies it to labeled patches only */
     return diffcl_sampler_create(tr->train_set, &tr->split, &so, &tr->sampler);
 }
 

@@ -279,6 +279,10 @@ START_TEST(test_option_errors)
     ck_assert_int_eq(diffcl_trainer_create(ctx, &o, &tr), DIFFCL_ERR_INVALID_ARGUMENT);
     ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "batch norm"));
     o = tiny(tmpdir(), 4);
+    o.fg_prob = 1.5;
+    ck_assert_int_eq(diffcl_trainer_create(ctx, &o, &tr), DIFFCL_ERR_INVALID_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "fg_prob"));
+    o = tiny(tmpdir(), 4);
     o.labeled = 6; /* every case labeled: nothing for Diff-CL's unlabeled half */
     ck_assert_int_eq(diffcl_trainer_create(ctx, &o, &tr), DIFFCL_ERR_INVALID_ARGUMENT);
     o = tiny(tmpdir(), 4);
