@@ -94,8 +94,9 @@ diffcl_status dc_cs_pseudo_loss(const diffcl_train_options *o, const diffcl_tens
  * quota per class of @p labels when o->contrast_balanced, else uniform (0.1.0). */
 diffcl_status dc_contrast_voxels(const diffcl_train_options *o, const diffcl_tensor *base,
                                  const diffcl_tensor *labels, uint32_t it, diffcl_tensor **voxels);
-/* Segment one case [C,(D),H,W] with a CS in eval mode: labels I64 [(D),H,W]. */
-diffcl_status dc_segment_case(diffcl_module *cs, const diffcl_tensor *image,
+/* Segment one case [C,(D),H,W] with the CS as `diffcl infer` does (sliding window with the
+ * training patch, evaluation mode): labels U8 [(D),H,W]. */
+diffcl_status dc_segment_case(diffcl_trainer *tr, const diffcl_tensor *image,
                               diffcl_tensor **labels);
 
 #endif

@@ -15,8 +15,14 @@
 #include "diffcl/train.h"
 
 static diffcl_context *ctx;
-static void setup(void) { ctx = test_context(); }
-static void teardown(void) { diffcl_context_free(ctx); }
+static void setup(void)
+{
+    ctx = test_context();
+}
+static void teardown(void)
+{
+    diffcl_context_free(ctx);
+}
 
 static char *tmpdir(void)
 {
@@ -91,7 +97,8 @@ START_TEST(test_resume_is_exact)
     expect_same_weights(diffcl_trainer_ds(straight), diffcl_trainer_ds(resumed));
     /* the run folder has what the trainer promises, and the model loads on its own */
     char path[256];
-    const char *files[] = {"last.safetensors", "best.safetensors", "model.safetensors", "log.csv", "curves.png"};
+    const char *files[] = {"last.safetensors", "best.safetensors", "model.safetensors", "log.csv",
+                           "curves.png"};
     for (int i = 0; i < 5; i++) {
         snprintf(path, sizeof path, "%s/%s", d2, files[i]);
         ck_assert_msg(access(path, R_OK) == 0, "missing %s", path);
@@ -218,7 +225,8 @@ START_TEST(test_validation_cases_are_not_trained_on)
     ck_ok(diffcl_trainer_run(tr));
     diffcl_trainer_free(tr);
     ck_ok(diffcl_context_set_log(ctx, NULL, NULL, DIFFCL_LOG_WARN));
-    ck_assert_msg(strstr(last_split_line, "2 labeled / 2 unlabeled cases"), "log: %s", last_split_line);
+    ck_assert_msg(strstr(last_split_line, "2 labeled / 2 unlabeled cases"), "log: %s",
+                  last_split_line);
     /* more labeled cases than the non-validation ones, and a labeled case in the validation list */
     o.labeled = 5;
     ck_assert_int_eq(diffcl_trainer_create(ctx, &o, &tr), DIFFCL_ERR_INVALID_ARGUMENT);
@@ -231,6 +239,59 @@ START_TEST(test_validation_cases_are_not_trained_on)
     o.labeled_list = lab;
     ck_assert_int_eq(diffcl_trainer_create(ctx, &o, &tr), DIFFCL_ERR_INVALID_ARGUMENT);
     ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "slice3"));
+}
+END_TEST
+
+/* Validation segments as `diffcl infer` does: the sliding window with the training patch and
+ * half-patch steps, scored by the foreground Dice. The trainer's validation Dice after the last
+ * iteration equals the Dice of diffcl_segment with those options on the validation cases. */
+START_TEST(test_validation_is_the_sliding_window)
+{
+    const char *data = phantom_png_set(6), *out = tmpdir();
+    char val[256];
+    snprintf(val, sizeof val, "%s/val.list", data);
+    FILE *f = fopen(val, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("slice0\nslice3\n", f);
+    fclose(f);
+    diffcl_train_options o = tiny(out, 3);
+    o.method = DIFFCL_METHOD_SUPERVISED;
+    o.layout = "png";
+    o.data_dir = data;
+    o.val_list = val;
+    o.val_every = 3; /* once, after the last iteration: best = that validation */
+    diffcl_trainer *tr = NULL;
+    ck_ok(diffcl_trainer_create(ctx, &o, &tr));
+    ck_ok(diffcl_trainer_run(tr));
+    diffcl_sliding_window_options so = DIFFCL_SLIDING_WINDOW_OPTIONS_INIT;
+    so.patch[0] = so.stride[0] = 1;
+    so.patch[1] = so.patch[2] = 32;
+    so.stride[1] = so.stride[2] = 16;
+    diffcl_module *cs = diffcl_trainer_cs(tr);
+    diffcl_module_train(cs, 0);
+    double total = 0;
+    const char *ids[2] = {"slice0", "slice3"};
+    for (int i = 0; i < 2; i++) {
+        char p[300];
+        diffcl_tensor *img = NULL, *img1 = NULL, *ref = NULL, *pred = NULL;
+        snprintf(p, sizeof p, "%s/images/%s.png", data, ids[i]);
+        ck_ok(diffcl_png_read_image(ctx, p, &img, NULL));
+        ck_ok(diffcl_tensor_unsqueeze(img, 0, &img1));
+        snprintf(p, sizeof p, "%s/labels/%s.png", data, ids[i]);
+        ck_ok(diffcl_png_read_label(ctx, p, &ref));
+        ck_ok(diffcl_segment(cs, img1, &so, &pred, NULL));
+        diffcl_seg_metrics m;
+        ck_ok(diffcl_metrics_binary(pred, ref, NULL, &m));
+        total += m.dice;
+        diffcl_tensor_free(img);
+        diffcl_tensor_free(img1);
+        diffcl_tensor_free(ref);
+        diffcl_tensor_free(pred);
+    }
+    ck_assert_msg(fabs(diffcl_trainer_best_dice(tr) - total / 2) < 1e-12,
+                  "validation Dice %.6f, sliding window %.6f", diffcl_trainer_best_dice(tr),
+                  total / 2);
+    diffcl_trainer_free(tr);
 }
 END_TEST
 
@@ -275,7 +336,8 @@ START_TEST(test_option_errors)
     ck_assert_int_eq(diffcl_trainer_create(ctx, &o, &tr), DIFFCL_ERR_INVALID_ARGUMENT);
     ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "multiples of 16"));
     o = tiny(tmpdir(), 4);
-    o.patch[1] = o.patch[2] = 16; /* batch 1 of 16x16: one value per channel for batch norm at 1/16 */
+    o.patch[1] = o.patch[2] =
+        16; /* batch 1 of 16x16: one value per channel for batch norm at 1/16 */
     ck_assert_int_eq(diffcl_trainer_create(ctx, &o, &tr), DIFFCL_ERR_INVALID_ARGUMENT);
     ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "batch norm"));
     o = tiny(tmpdir(), 4);
@@ -348,10 +410,11 @@ START_TEST(test_diffcl_beats_supervised)
         dice[m] = heldout_dice(diffcl_trainer_cs(tr), 12);
         diffcl_trainer_free(tr);
     }
-    fprintf(stderr, "held-out Dice: supervised %.4f, Diff-CL %.4f (%lld iterations)\n", dice[0], dice[1],
-            (long long)iters);
+    fprintf(stderr, "held-out Dice: supervised %.4f, Diff-CL %.4f (%lld iterations)\n", dice[0],
+            dice[1], (long long)iters);
     ck_assert(isfinite(dice[0]) && isfinite(dice[1]));
-    if (test_scale() == 1) ck_assert_msg(dice[1] > dice[0], "Diff-CL %.4f <= supervised %.4f", dice[1], dice[0]);
+    if (test_scale() == 1)
+        ck_assert_msg(dice[1] > dice[0], "Diff-CL %.4f <= supervised %.4f", dice[1], dice[0]);
 }
 END_TEST
 
@@ -553,6 +616,7 @@ int main(void)
     tcase_add_test(tc, test_resume_is_exact);
     tcase_add_test(tc, test_interrupted_run_resumes_its_log);
     tcase_add_test(tc, test_validation_cases_are_not_trained_on);
+    tcase_add_test(tc, test_validation_is_the_sliding_window);
     tcase_add_test(tc, test_nan_loss_stops_cleanly);
     tcase_add_test(tc, test_diffcl_beats_supervised);
     suite_add_tcase(s, tc);
