@@ -26,7 +26,7 @@ static void train_usage(FILE *f)
         "  --patch H,W | D,H,W  patch size, multiples of 16 (default 96,96 in 2-D, 112,112,80 in 3-D)\n"
         "  --batch-labeled N    (default %d)      --batch-unlabeled N (default %d)\n"
         "  --phantom-cases N    phantom training cases (default %d)\n"
-        "  --classes K          label classes including background (default %d)\n"
+        "  --classes K          label classes including background (default: dataset.json's, else 2)\n"
         "  --fg-prob X          probability that a labeled patch is centred on a foreground voxel\n"
         "                       (default %g, as nnU-Net; 0: uniform crops as 0.1.0)\n"
         "method:\n"
@@ -62,10 +62,10 @@ static void train_usage(FILE *f)
         "                       (k from 0; the fold's cases are left out of training)\n"
         "  --splits F           the K folds (default: splits.json beside the run folder; made\n"
         "                       with a fixed seed if missing, reused by the other folds)\n",
-        d.layout, d.dims, d.labeled, d.batch_labeled, d.batch_unlabeled, d.phantom_cases,
-        d.n_classes, d.fg_prob, (long long)d.iters, (unsigned long long)d.seed, d.n_filters,
-        d.ds_n_filters, d.lr, d.momentum, d.weight_decay, d.warmup_frac, d.rampup_frac, d.mu1,
-        d.mu2, d.eta, d.tau, d.ddim_steps_train, d.contrast_voxels);
+        d.layout, d.dims, d.labeled, d.batch_labeled, d.batch_unlabeled, d.phantom_cases, d.fg_prob,
+        (long long)d.iters, (unsigned long long)d.seed, d.n_filters, d.ds_n_filters, d.lr,
+        d.momentum, d.weight_decay, d.warmup_frac, d.rampup_frac, d.mu1, d.mu2, d.eta, d.tau,
+        d.ddim_steps_train, d.contrast_voxels);
 }
 
 static int parse_patch(const char *s, int64_t patch[3])

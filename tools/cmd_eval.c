@@ -145,6 +145,7 @@ typedef struct eval_set {
     stat3 *cls;              /* [K - 1][NF]: per class, over cases */
     stat3 mean[NF];          /* of case_mean, over cases */
     double fg_mean[NF];      /* nnU-Net's foreground_mean: the mean of cls[.][f].mean */
+    diffcl_dataset *names;   /* the data set around --label, for its class names, or NULL */
 } eval_set;
 
 static void eval_set_free(eval_set *e)
@@ -164,6 +165,22 @@ static void eval_set_free(eval_set *e)
 }
 
 /* Before any case: a mistyped folder is not a missing case. Returns 0 or the exit code. */
+/* The data set whose labels --label holds (the folder's parent, as labelsTr/ or labelsTs/ of
+ * an MSD or nnU-Net folder), when it has a dataset.json naming the classes; else NULL. */
+static diffcl_dataset *class_names(diffcl_context *ctx, const char *label_dir)
+{
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s/..", label_dir);
+    diffcl_dataset *ds = NULL;
+    if (diffcl_dataset_open(ctx, parent, NULL, &ds) != DIFFCL_OK) {
+        diffcl_clear_error();
+        return NULL;
+    }
+    if (diffcl_dataset_num_classes(ds) > 0) return ds;
+    diffcl_dataset_free(ds);
+    return NULL;
+}
+
 static int check_folders(const eval_args *a)
 {
     const char *dirs[2][2] = {{"--pred", a->pred_dir}, {"--label", a->label_dir}};
@@ -382,8 +399,9 @@ static void print_means(const eval_set *e, const eval_args *a, FILE *cf)
     if (a->nsd) printf("; NSD at %g mm", a->nsd_tol);
     printf("):\n");
     for (int k = 1; k < K; k++) {
-        char label[32];
-        snprintf(label, sizeof label, "class %d:", k);
+        char label[160];
+        const char *name = diffcl_dataset_class_name(e->names, k);
+        snprintf(label, sizeof label, name ? "class %d (%.100s):" : "class %d:", k, name);
         print_stats(label, &e->cls[(k - 1) * NF], 1, nt, e->n);
         if (cf) {
             char c[16];
@@ -561,10 +579,12 @@ int cmd_eval(int argc, char **argv)
         rc = 1;
     }
     if (!rc) rc = read_cases(ctx, &args, &e);
+    if (!rc) e.names = class_names(ctx, args.label_dir);
     if (!rc) rc = score_cases(&args, &e);
     if (!rc) rc = summarize_cases(&e);
     if (!rc) rc = report(&args, &e);
     eval_set_free(&e);
+    diffcl_dataset_free(e.names);
     diffcl_context_free(ctx);
     return rc;
 }

@@ -161,6 +161,22 @@ DIFFCL_API const char *diffcl_dataset_case_id(const diffcl_dataset *ds, int64_t 
 DIFFCL_API int64_t diffcl_dataset_find(const diffcl_dataset *ds, const char *id);
 /** Path of case @p i's image file (first channel file for nnU-Net; "" for the phantom). */
 DIFFCL_API const char *diffcl_dataset_image_path(const diffcl_dataset *ds, int64_t i);
+/**
+ * The case list the data set was opened with: the options' list as given, "train.list" (the
+ * folder's own, taken by default, as UA-MT and SSL4MIS folders have one), "dataset.json" (MSD's
+ * "training" entries, taken by default when there is no train.list), or NULL when the cases
+ * are every case found in the folder. Without a list given, the cases of the folder's
+ * test.list are never opened: a default list naming one is DIFFCL_ERR_INVALID_ARGUMENT at
+ * diffcl_dataset_open(), a folder scan leaves them out. Owned by @p ds.
+ */
+DIFFCL_API const char *diffcl_dataset_list(const diffcl_dataset *ds);
+/** Classes (background included) in the folder's dataset.json "labels"; 0 without one. */
+DIFFCL_API int diffcl_dataset_num_classes(const diffcl_dataset *ds);
+/** Name of class @p k from dataset.json ("background", ...), or NULL. Owned by @p ds. */
+DIFFCL_API const char *diffcl_dataset_class_name(const diffcl_dataset *ds, int k);
+/** Name of image channel @p c from dataset.json ("channel_names" or MSD's "modality"), or
+ * NULL. Owned by @p ds. */
+DIFFCL_API const char *diffcl_dataset_channel_name(const diffcl_dataset *ds, int c);
 
 /**
  * Load case @p i: @p image receives F32 [C, D, H, W] (3-D) or [C, H, W] (2-D); @p label

@@ -71,7 +71,8 @@ typedef struct diffcl_train_options {
     int64_t iters; /**< default 2000 */
     uint64_t seed; /**< default 1337 */
     /* networks */
-    int n_classes;       /**< default 2 */
+    int n_classes;       /**< classes, background included; 0 (default): those of the data
+                              set's dataset.json, else 2 (0.1.0's default was 2) */
     int n_filters;       /**< CS width; default 16 */
     int ds_n_filters;    /**< DS width; default 16 (the CS's) */
     unsigned hfm_levels; /**< CS HF-Mamba placement; default DIFFCL_HFM_DEFAULT_LEVELS */
@@ -131,7 +132,7 @@ typedef struct diffcl_train_options {
 #define DIFFCL_TRAIN_OPTIONS_INIT                                                                  \
     {                                                                                              \
         sizeof(diffcl_train_options), "phantom", NULL, NULL, NULL, 2, 4, NULL, {0, 0, 0}, 2, 2,    \
-            24, DIFFCL_METHOD_DIFFCL, 2000, 1337, 2, 16, 16, DIFFCL_HFM_DEFAULT_LEVELS, 0.01, 0.9, \
+            24, DIFFCL_METHOD_DIFFCL, 2000, 1337, 0, 16, 16, DIFFCL_HFM_DEFAULT_LEVELS, 0.01, 0.9, \
             3e-5, 0.1, 0.4, 1.0, 1.0, 0.1, 0.1, 0.99, 4096, 4, 10, NULL, 0, 10, 1, 1,              \
             DIFFCL_CPS_CONFIDENCE, 0.0, 0, 1, 1, 0, NULL, 0.33                                     \
     }

@@ -2,6 +2,7 @@
  * and labeled/unlabeled splits. */
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -379,8 +380,99 @@ void diffcl_dataset_free(diffcl_dataset *ds)
     diffcl_list_free(ds->img_paths, ds->n);
     diffcl_list_free(ds->lab_paths, ds->n);
     free(ds->channels);
+    free(ds->list_source);
+    dc_dataset_json_free(&ds->info);
     free(ds->root);
     free(ds);
+}
+
+/* ---------------------------------------------------------- which cases ---- */
+
+static int is_test_list(const char *list)
+{
+    const char *base = strrchr(list, '/');
+    return !strcmp(base ? base + 1 : list, "test.list");
+}
+
+/* The ids of ROOT/test.list (extensions dropped), or none when the folder has no such list. */
+static diffcl_status test_ids(const char *fn, const diffcl_dataset *ds, char ***ids, int64_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    char *p = join(ds->root, "test.list");
+    if (!p) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    diffcl_status s = is_file(p) ? diffcl_list_read(p, ids, n) : DIFFCL_OK;
+    free(p);
+    for (int64_t i = 0; i < *n && s == DIFFCL_OK; i++) strip_file_ext(ds->layout, (*ids)[i]);
+    return s;
+}
+
+/* The folder's test cases (test.list) are never training cases: an explicit or default list
+ * that names one is an error; from a folder scan they are left out. */
+static diffcl_status keep_out_test_cases(const char *fn, diffcl_dataset *ds, int from_scan)
+{
+    char **test = NULL;
+    int64_t n_test = 0, kept = 0, dropped = 0;
+    DC_TRY(test_ids(fn, ds, &test, &n_test));
+    diffcl_status s = DIFFCL_OK;
+    for (int64_t i = 0; i < ds->n && s == DIFFCL_OK; i++) {
+        int in_test = 0;
+        for (int64_t k = 0; k < n_test && !in_test; k++) in_test = !strcmp(ds->ids[i], test[k]);
+        if (in_test && !from_scan)
+            s = dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                         "%s: case '%s' is in both the training list %s and the test list "
+                         "%s/test.list",
+                         fn, ds->ids[i], ds->list_source, ds->root);
+        else if (in_test) {
+            free(ds->ids[i]);
+            dropped++;
+        } else {
+            ds->ids[kept++] = ds->ids[i];
+        }
+    }
+    if (s == DIFFCL_OK) ds->n = kept;
+    if (s == DIFFCL_OK && dropped)
+        dc_log(ds->ctx, DIFFCL_LOG_INFO, "%lld case(s) of %s/test.list left out of the data set",
+               (long long)dropped, ds->root);
+    diffcl_list_free(test, n_test);
+    return s;
+}
+
+/* The cases of a folder data set: @p list when given; else the folder's own split, its
+ * train.list or (MSD) dataset.json's training entries; else every case found, less those of
+ * test.list. ds->list_source says which. */
+static diffcl_status choose_cases(const char *fn, diffcl_dataset *ds, const char *list)
+{
+    char *train = join(ds->root, "train.list");
+    if (!train) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    const char *source = list                      ? list
+                         : is_file(train)          ? "train.list"
+                         : ds->info.n_training > 0 ? "dataset.json"
+                                                   : NULL;
+    free(train);
+    diffcl_status s = DIFFCL_OK;
+    if (source && !(ds->list_source = strdup(source)))
+        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    if (source && strcmp(source, "dataset.json")) {
+        s = read_case_list(fn, ds->root, source, &ds->ids, &ds->n);
+        for (int64_t i = 0; i < ds->n && s == DIFFCL_OK; i++)
+            strip_file_ext(ds->layout, ds->ids[i]);
+    } else if (source) { /* MSD's training entries, in their order */
+        ds->ids = calloc((size_t)ds->info.n_training, sizeof *ds->ids);
+        if (!ds->ids) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+        for (int64_t i = 0; i < ds->info.n_training; i++)
+            if ((ds->ids[ds->n] = strdup(ds->info.training[i]))) ds->n++;
+        if (ds->n < ds->info.n_training)
+            return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    } else {
+        s = scan_ids(ds->root, ds->layout, &ds->ids, &ds->n);
+    }
+    /* a test list given on purpose (to open the test cases) is not checked against itself */
+    if (s == DIFFCL_OK && !(list && is_test_list(list))) s = keep_out_test_cases(fn, ds, !source);
+    if (s == DIFFCL_OK && ds->n == 0)
+        s = dc_error(DIFFCL_ERR_NOT_FOUND, "%s: '%s' (%s layout) holds no case%s%s", fn, ds->root,
+                     diffcl_layout_name(ds->layout), source ? " in " : "", source ? source : "");
+    return s;
 }
 
 diffcl_status diffcl_dataset_open(diffcl_context *ctx, const char *root,
@@ -462,14 +554,9 @@ diffcl_status diffcl_dataset_open(diffcl_context *ctx, const char *root,
                 diffcl_list_free(want, nw);
             }
         }
-    } else if (o.list) {
-        s = read_case_list(fn, root, o.list, &ds->ids, &ds->n);
-        for (int64_t i = 0; i < ds->n && s == DIFFCL_OK; i++) strip_file_ext(layout, ds->ids[i]);
     } else {
-        s = scan_ids(root, layout, &ds->ids, &ds->n);
-        if (s == DIFFCL_OK && ds->n == 0)
-            s = dc_error(DIFFCL_ERR_NOT_FOUND, "%s: '%s' (%s layout) holds no case", fn, root,
-                         diffcl_layout_name(layout));
+        s = dc_dataset_json_read(root, &ds->info);
+        if (s == DIFFCL_OK) s = choose_cases(fn, ds, o.list);
     }
     if (s == DIFFCL_OK) {
         ds->img_paths = calloc((size_t)(ds->n ? ds->n : 1), sizeof(char *));
@@ -510,6 +597,26 @@ diffcl_layout diffcl_dataset_layout(const diffcl_dataset *ds)
 const char *diffcl_dataset_case_id(const diffcl_dataset *ds, int64_t i)
 {
     return ds && i >= 0 && i < ds->n ? ds->ids[i] : NULL;
+}
+
+const char *diffcl_dataset_list(const diffcl_dataset *ds)
+{
+    return ds ? ds->list_source : NULL;
+}
+
+int diffcl_dataset_num_classes(const diffcl_dataset *ds)
+{
+    return ds ? ds->info.n_classes : 0;
+}
+
+const char *diffcl_dataset_class_name(const diffcl_dataset *ds, int k)
+{
+    return ds && k >= 0 && k < ds->info.n_classes ? ds->info.class_names[k] : NULL;
+}
+
+const char *diffcl_dataset_channel_name(const diffcl_dataset *ds, int c)
+{
+    return ds && c >= 0 && c < ds->info.n_channels ? ds->info.channel_names[c] : NULL;
 }
 
 const char *diffcl_dataset_image_path(const diffcl_dataset *ds, int64_t i)

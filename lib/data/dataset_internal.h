@@ -4,6 +4,23 @@
 
 #include "data/data_internal.h"
 
+/* What a folder's dataset.json says (dataset_json.c); all zero when it has none. */
+typedef struct dc_dataset_json {
+    int found;
+    int n_classes;      /* background included; 0: no "labels" */
+    char **class_names; /* [n_classes] */
+    int n_channels;     /* 0: no "channel_names" / "modality" */
+    char **channel_names;
+    char *file_ending; /* or NULL */
+    char **training;   /* MSD's "training" entries as case ids, or NULL */
+    int64_t n_training;
+} dc_dataset_json;
+
+/* Read ROOT/dataset.json, if there is one. DIFFCL_ERR_FORMAT for a malformed file,
+ * DIFFCL_ERR_UNSUPPORTED for region-based labels. */
+diffcl_status dc_dataset_json_read(const char *root, dc_dataset_json *j);
+void dc_dataset_json_free(dc_dataset_json *j);
+
 struct diffcl_dataset {
     diffcl_context *ctx;
     diffcl_layout layout;
@@ -15,6 +32,8 @@ struct diffcl_dataset {
     int *channels; /* channel files per case (nnU-Net) */
     diffcl_phantom_options phantom;
     int64_t first_case;
+    char *list_source;    /* the list in use ("train.list", "dataset.json", a path) or NULL */
+    dc_dataset_json info; /* the folder's dataset.json */
 };
 
 /* diffcl_dataset_load into another context (the sampler's worker uses a private one).

@@ -22,6 +22,7 @@ void dc_train_options_init_v0_1(diffcl_train_options *opts)
     if (!opts) return;
     diffcl_train_options d = DIFFCL_TRAIN_OPTIONS_INIT;
     d.struct_size = offsetof(diffcl_train_options, log_every) + sizeof d.log_every;
+    d.n_classes = 2; /* 0.1.0's default; 0 (from dataset.json) came in 0.2 */
     memcpy(opts, &d, d.struct_size);
 }
 __asm__(".symver dc_train_options_init_v0_1, diffcl_train_options_init@DIFFCL_0.1");
@@ -85,8 +86,10 @@ static diffcl_status normalise_options(diffcl_train_options *o)
     DC_CHECK_ARG(o->batch_labeled >= 1 && o->batch_unlabeled >= 0,
                  "diffcl_trainer_create: need batch_labeled >= 1 and batch_unlabeled >= 0");
     DC_CHECK_ARG(o->labeled >= 1 || o->labeled_list, "diffcl_trainer_create: labeled must be >= 1");
-    DC_CHECK_ARG(o->n_classes >= 2 && o->n_filters >= 1 && o->ds_n_filters >= 1,
-                 "diffcl_trainer_create: need n_classes >= 2 and positive widths");
+    DC_CHECK_ARG((o->n_classes == 0 || o->n_classes >= 2) && o->n_filters >= 1 &&
+                     o->ds_n_filters >= 1,
+                 "diffcl_trainer_create: need n_classes 0 (from dataset.json) or >= 2, and "
+                 "positive widths");
     DC_CHECK_ARG(o->lr > 0 && o->warmup_frac >= 0 && o->rampup_frac >= 0 &&
                      o->warmup_frac + o->rampup_frac <= 1,
                  "diffcl_trainer_create: need lr > 0 and warmup_frac + rampup_frac <= 1");
@@ -242,6 +245,23 @@ static diffcl_status open_data(diffcl_trainer *tr)
     return diffcl_sampler_create(tr->train_set, &tr->split, &so, &tr->sampler);
 }
 
+/* n_classes 0 (the default): the classes of the data set's dataset.json, else 2. A count
+ * given that contradicts dataset.json is an error. */
+static diffcl_status classes_from_data(diffcl_trainer *tr)
+{
+    int k = diffcl_dataset_num_classes(tr->train_set);
+    if (tr->o.n_classes == 0) {
+        tr->o.n_classes = k >= 2 ? k : 2;
+        return DIFFCL_OK;
+    }
+    if (k >= 2 && k != tr->o.n_classes)
+        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                        "the data set's dataset.json lists %d classes (background included), "
+                        "but n_classes is %d (diffcl train --classes)",
+                        k, tr->o.n_classes);
+    return DIFFCL_OK;
+}
+
 static diffcl_status build_networks(diffcl_trainer *tr)
 {
     const diffcl_train_options *o = &tr->o;
@@ -326,6 +346,7 @@ diffcl_status dc_trainer_create(diffcl_context *ctx, const diffcl_train_options 
     tr->best_it = -1;
     diffcl_status s = normalise_options(&tr->o);
     if (s == DIFFCL_OK) s = open_data(tr);
+    if (s == DIFFCL_OK) s = classes_from_data(tr);
     if (s == DIFFCL_OK) s = build_networks(tr);
     if (s == DIFFCL_OK && fresh && tr->o.init_weights) s = dc_trainer_load_init_weights(tr);
     if (s == DIFFCL_OK)

@@ -178,12 +178,16 @@ diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
                  usable, affinity, quota);
     else
         snprintf(cpus, sizeof cpus, "%d usable CPUs", usable);
+    char cases[300];
+    const char *list = diffcl_dataset_list(tr->train_set);
+    snprintf(cases, sizeof cases, "%lld cases %s%s", (long long)diffcl_dataset_size(tr->train_set),
+             list ? "of " : "found", list ? list : "");
     if (root)
         dc_log(tr->ctx, DIFFCL_LOG_INFO,
-               "training %s, %s, %lld iterations, %lld labeled / %lld unlabeled cases, "
+               "training %s, %s, %s, %lld iterations, %lld labeled / %lld unlabeled cases, "
                "patch %s, batch %d+%d, %d threads (%s), output %s",
                o->method == DIFFCL_METHOD_DIFFCL ? "Diff-CL" : "supervised",
-               diffcl_layout_name(diffcl_dataset_layout(tr->train_set)), (long long)o->iters,
+               diffcl_layout_name(diffcl_dataset_layout(tr->train_set)), cases, (long long)o->iters,
                (long long)tr->split.n_labeled, (long long)tr->split.n_unlabeled, patch,
                o->batch_labeled, o->batch_unlabeled, diffcl_context_threads(tr->ctx), cpus,
                o->out_dir);

@@ -137,7 +137,8 @@ for f in slice0 slice1 slice2; do
     fi
 done
 # folds: one splits file for the K runs, each fold validating on its part only
-PNGRUN="--data $FIX/png --iters 1 --patch 16,16 --n-filters 2 --no-hfm --method supervised --labeled 1 --batch-labeled 2 --classes 3 --threads 1"
+printf 'slice0\nslice1\nslice2\n' >"$tmp/all3.list" # the folder's train.list holds two of them
+PNGRUN="--data $FIX/png --train-list $tmp/all3.list --iters 1 --patch 16,16 --n-filters 2 --no-hfm --method supervised --labeled 1 --batch-labeled 2 --classes 3 --threads 1"
 for k in 0 1 2; do
     # shellcheck disable=SC2086
     expect 0 "train --folds 3 --fold $k" -- "$DIFFCL" train $PNGRUN --out "$tmp/cv/fold$k" --folds 3 --fold $k
@@ -172,6 +173,17 @@ expect 2 "ensemble of one folder" -- "$DIFFCL" ensemble --input "$tmp/ens/p1" --
 expect_err_line "at least 2"
 expect 1 "ensemble of folders that differ" -- "$DIFFCL" ensemble --input "$tmp/ens/p1" "$FIX/msd/imagesTr" \
     --output "$tmp/ens/x"
+# the folder's own lists: la-h5's train.list (never its test.list), MSD's dataset.json
+if "$DIFFCL" train --layout la-h5 --data "$FIX/la" --out "$tmp/runs/la" --dims 3 --patch 16,16,16 --iters 1 \
+    --n-filters 2 --no-hfm --method supervised --labeled 2 --batch-labeled 2 --threads 1 \
+    >"$tmp/out" 2>"$tmp/err" || ! grep -q "without HDF5" "$tmp/err"; then
+    grep -q "training supervised, h5, 2 cases of train.list," "$tmp/err" ||
+        { echo "FAIL: la-h5 start line:"; cat "$tmp/err"; fails=$((fails + 1)); }
+fi
+expect 1 "train --classes against dataset.json" -- "$DIFFCL" train --layout msd --data "$FIX/msd" \
+    --out "$tmp/runs/msd3" --classes 3 --dims 3 --patch 16,16,16 --iters 1 --threads 1 \
+    --method supervised --labeled 1 --batch-labeled 2 --n-filters 2 --no-hfm
+grep -q "dataset.json lists 2 classes" "$tmp/err" || { echo "FAIL: --classes vs dataset.json:"; cat "$tmp/err"; fails=$((fails + 1)); }
 expect 2 "eval missing label folder" -- "$DIFFCL" eval --pred "$FIX/eval/pred" --label "$tmp/nosuch"
 expect_err_line "'$tmp/nosuch' does not exist"
 expect 2 "eval missing pred folder" -- "$DIFFCL" eval --pred "$tmp/nopred/" --label "$FIX/eval/label"
@@ -200,6 +212,7 @@ else
     fi
     expect 0 "eval of infer's folder" -- "$DIFFCL" eval --pred "$tmp/preds/msd/" --label "$FIX/msd/labelsTr"
     grep -q "over 2 case" "$tmp/out" || { echo "FAIL: eval did not score 2 cases"; fails=$((fails + 1)); }
+    grep -q "^class 1 (left atrium):" "$tmp/out" || { echo "FAIL: eval without dataset.json's class names"; fails=$((fails + 1)); }
     expect 0 "eval --json --nsd-tol --both-empty nan" -- "$DIFFCL" eval --pred "$tmp/preds/msd/" \
         --label "$FIX/msd/labelsTr" --json "$tmp/eval.json" --nsd-tol 1.5 --both-empty nan
     grep -q '"asd_pred_to_ref"' "$tmp/eval.json" && grep -q '"nsd"' "$tmp/eval.json" &&

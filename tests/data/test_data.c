@@ -436,6 +436,114 @@ static const char *fx(const char *rel)
     return buf[k];
 }
 
+/* A temporary copy of the LA fixture folder (case folders linked), with the given list files
+ * (NULL: none). */
+static const char *la_copy(const char *train_list, const char *test_list)
+{
+    static char dir[64];
+    strcpy(dir, "/tmp/diffcl_lists_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    const char *cases[3] = {"ACASE01", "MCASE03", "ZCASE02"};
+    for (int i = 0; i < 3; i++) {
+        char from[4200], to[200];
+        snprintf(from, sizeof from, "%s/%s", fx("data/la"), cases[i]);
+        snprintf(to, sizeof to, "%s/%s", dir, cases[i]);
+        ck_assert_int_eq(symlink(from, to), 0);
+    }
+    const char *names[2] = {"train.list", "test.list"}, *text[2] = {train_list, test_list};
+    for (int k = 0; k < 2; k++) {
+        if (!text[k]) continue;
+        char p[200];
+        snprintf(p, sizeof p, "%s/%s", dir, names[k]);
+        FILE *f = fopen(p, "w");
+        ck_assert_ptr_nonnull(f);
+        fputs(text[k], f);
+        fclose(f);
+    }
+    return dir;
+}
+
+static void remove_dir(const char *dir)
+{
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Issue 18: the lists a folder carries. train.list is taken by default; test.list is never
+ * opened as training data; a case in both is an error; dataset.json gives the classes. */
+START_TEST(dataset_folder_lists)
+{
+    if (!diffcl_io_has_hdf5()) return;
+    diffcl_context *ctx = test_context();
+    diffcl_dataset *ds = NULL;
+    /* no train.list: a scan, less the test.list cases */
+    const char *d = la_copy(NULL, "MCASE03\n");
+    ck_ok(diffcl_dataset_open(ctx, d, NULL, &ds));
+    ck_assert_int_eq(diffcl_dataset_size(ds), 2);
+    ck_assert_int_eq(diffcl_dataset_find(ds, "MCASE03"), -1);
+    ck_assert_ptr_null(diffcl_dataset_list(ds));
+    diffcl_dataset_free(ds);
+    /* a test list given on purpose opens the test cases */
+    diffcl_dataset_options o = DIFFCL_DATASET_OPTIONS_INIT;
+    o.list = "test.list";
+    ck_ok(diffcl_dataset_open(ctx, d, &o, &ds));
+    ck_assert_int_eq(diffcl_dataset_size(ds), 1);
+    diffcl_dataset_free(ds);
+    remove_dir(d);
+    /* a train.list naming a test case */
+    d = la_copy("ACASE01\nMCASE03\n", "MCASE03\n");
+    ck_assert_int_eq(diffcl_dataset_open(ctx, d, NULL, &ds), DIFFCL_ERR_INVALID_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "MCASE03"));
+    ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "test.list"));
+    remove_dir(d);
+    diffcl_context_free(ctx);
+}
+END_TEST
+
+START_TEST(dataset_json_classes_and_training_entries)
+{
+    if (!diffcl_io_has_nifti()) return;
+    diffcl_context *ctx = test_context();
+    diffcl_dataset *ds = NULL;
+    /* MSD: "training" entries are the case list, "labels" the classes, "modality" a channel */
+    ck_ok(diffcl_dataset_open(ctx, fx("data/msd"), NULL, &ds));
+    ck_assert_str_eq(diffcl_dataset_list(ds), "dataset.json");
+    ck_assert_int_eq(diffcl_dataset_size(ds), 2);
+    ck_assert_int_eq(diffcl_dataset_num_classes(ds), 2);
+    ck_assert_str_eq(diffcl_dataset_class_name(ds, 1), "left atrium");
+    ck_assert_str_eq(diffcl_dataset_channel_name(ds, 0), "MRI");
+    ck_assert_ptr_null(diffcl_dataset_class_name(ds, 2));
+    diffcl_dataset_free(ds);
+    /* nnU-Net v2: "labels" as name -> index, "channel_names" */
+    ck_ok(diffcl_dataset_open(ctx, fx("data/nnunet"), NULL, &ds));
+    ck_assert_ptr_null(diffcl_dataset_list(ds));
+    ck_assert_str_eq(diffcl_dataset_class_name(ds, 1), "fg");
+    ck_assert_str_eq(diffcl_dataset_channel_name(ds, 1), "T2");
+    diffcl_dataset_free(ds);
+    /* region-based labels are refused with a clear error */
+    char dir[] = "/tmp/diffcl_regions_XXXXXX", p[200], from[4200];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(p, sizeof p, "%s/dataset.json", dir);
+    FILE *f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("{\"labels\": {\"background\": 0, \"whole tumour\": [1, 2, 3]}, "
+          "\"channel_names\": {\"0\": \"T1\", \"1\": \"T2\"}, \"file_ending\": \".nii.gz\"}",
+          f);
+    fclose(f);
+    const char *sub[2] = {"imagesTr", "labelsTr"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(from, sizeof from, "%s/%s", fx("data/nnunet"), sub[k]);
+        snprintf(p, sizeof p, "%s/%s", dir, sub[k]);
+        ck_assert_int_eq(symlink(from, p), 0);
+    }
+    ck_assert_int_eq(diffcl_dataset_open(ctx, dir, NULL, &ds), DIFFCL_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(diffcl_last_error(), "region"));
+    remove_dir(dir);
+    diffcl_context_free(ctx);
+}
+END_TEST
+
 START_TEST(png_read_matches_pil)
 {
     diffcl_context *ctx = test_context();
@@ -579,10 +687,12 @@ START_TEST(h5_layouts_match_h5py)
         diffcl_tensor_free(lab);
     }
     diffcl_dataset_free(ds);
-    /* no list: every case, sorted */
+    /* no list given: the folder's own train.list (UA-MT's), in its order; never test.list */
     ck_ok(diffcl_dataset_open(ctx, fx("data/la"), NULL, &ds));
-    ck_assert_int_eq(diffcl_dataset_size(ds), 3);
-    ck_assert_str_eq(diffcl_dataset_case_id(ds, 0), "ACASE01");
+    ck_assert_int_eq(diffcl_dataset_size(ds), 2);
+    ck_assert_str_eq(diffcl_dataset_case_id(ds, 0), "ZCASE02");
+    ck_assert_str_eq(diffcl_dataset_list(ds), "train.list");
+    ck_assert_int_eq(diffcl_dataset_find(ds, "MCASE03"), -1);
     diffcl_dataset_free(ds);
     /* Pancreas flat <id>.h5 with float64 image and bool label; BraTS data/<id>.h5 int16 */
     const char *roots[2] = {"data/pancreas", "data/brats"};
@@ -1115,6 +1225,8 @@ static Suite *data_suite(void)
     tcase_add_test(tc, nifti_layouts_match_nibabel);
     tcase_add_test(tc, png_dataset_and_detection);
     tcase_add_test(tc, dataset_lists_and_missing_files);
+    tcase_add_test(tc, dataset_folder_lists);
+    tcase_add_test(tc, dataset_json_classes_and_training_entries);
     suite_add_tcase(s, tc);
     tc = tcase_create("preprocess");
     tcase_add_test(tc, preprocess_intensity);
