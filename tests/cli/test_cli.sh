@@ -218,6 +218,16 @@ else
     grep -q '"asd_pred_to_ref"' "$tmp/eval.json" && grep -q '"nsd"' "$tmp/eval.json" &&
         grep -q '"foreground_mean"' "$tmp/eval.json" ||
         { echo "FAIL: eval --json:"; cat "$tmp/eval.json"; fails=$((fails + 1)); }
+    # multi-channel data end to end: an MSD 4-D file (4 channels) and nnU-Net _000X files (2)
+    for set in "msd4d --classes 4" "nnunet"; do
+        name=${set%% *}
+        # shellcheck disable=SC2086
+        expect 0 "train on $name (several channels)" -- "$DIFFCL" train --data "$FIX/$name" \
+            --out "$tmp/runs/$name" --dims 3 --patch 16,16,16 --iters 1 --n-filters 2 --no-hfm \
+            --method supervised --labeled 1 --batch-labeled 2 --threads 1 ${set#$name}
+        expect 0 "infer on $name" -- "$DIFFCL" infer --model "$tmp/runs/$name/model.safetensors" \
+            --input "$FIX/$name/imagesTr" --output "$tmp/preds/$name" --threads 1
+    done
     printf 'la_007\n' >"$tmp/one.list"
     expect 0 "infer --list" -- "$DIFFCL" infer --model "$M" --input "$FIX/msd/imagesTr" \
         --output "$tmp/preds/listed" --list "$tmp/one.list" --threads 1
