@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <diffcl/diffcl.h>
@@ -16,14 +15,9 @@
 #include "args.h"
 #include "options.h"
 #include "folds.h"
+#include "paths.h"
 
 static const char *const exts[] = {".nii.gz", ".nii", ".png", ".h5"};
-
-static int is_file(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
 
 /* Path of <dir>/<id><ext> for the first extension that exists, else the LA layout's
  * <dir>/<id>/mri_norm2.h5 (its dataset 'label'); 0 if none. */
@@ -37,12 +31,6 @@ static int find_case(const char *dir, const char *id, char *path, size_t n)
     }
     snprintf(path, n, "%.*s/%s/mri_norm2.h5", (int)L, dir, id);
     return is_file(path);
-}
-
-static int ends_with(const char *s, const char *suf)
-{
-    size_t a = strlen(s), b = strlen(suf);
-    return a > b && !strcmp(s + a - b, suf);
 }
 
 /* A --list entry may be a file name ("la_004.nii.gz"): its id is the name less the extension. */
@@ -501,25 +489,6 @@ static cJSON *report_json(const eval_args *a, const eval_set *e)
  * is removed and @p path is left as it was. The scheme of the library's file writers
  * (lib/io: dc_tmp_path, dc_commit_tmp), which the tool, on the public API, cannot call.
  * Returns 0 or errno. */
-static int write_file_atomic(const char *path, const char *text)
-{
-    const char *slash = strrchr(path, '/');
-    size_t dir = slash ? (size_t)(slash - path + 1) : 0;
-    char tmp[4200];
-    int k = snprintf(tmp, sizeof tmp, "%.*s.%s.tmp%ld", (int)dir, path, path + dir, (long)getpid());
-    if (k < 0 || (size_t)k >= sizeof tmp) return ENAMETOOLONG;
-    FILE *f = fopen(tmp, "w");
-    if (!f) return errno;
-    size_t n = strlen(text);
-    int err = fwrite(text, 1, n, f) == n ? 0 : (errno ? errno : EIO);
-    if (!err && fflush(f) != 0) err = errno ? errno : EIO;
-    if (!err && fsync(fileno(f)) != 0 && errno != EINVAL) err = errno;
-    if (fclose(f) != 0 && !err) err = errno ? errno : EIO;
-    if (!err && rename(tmp, path) != 0) err = errno;
-    if (err) unlink(tmp);
-    return err;
-}
-
 static int write_json(const eval_args *a, const eval_set *e)
 {
     cJSON *root = report_json(a, e);
@@ -536,7 +505,7 @@ static int write_json(const eval_args *a, const eval_set *e)
         memcpy(line, text, n);
         line[n] = '\n';
         line[n + 1] = 0;
-        err = write_file_atomic(a->json, line);
+        err = write_atomic(a->json, line);
     }
     free(line);
     cJSON_free(text);

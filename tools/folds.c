@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "folds.h"
 #include "paths.h"
@@ -179,17 +178,11 @@ static cJSON *load_or_make(const char *path, char **ids, int n, int k_folds)
     char *out = root ? cJSON_Print(root) : NULL;
     char parent[4300];
     snprintf(parent, sizeof parent, "%s", path);
-    make_dirs(dirname(parent)); /* the folder of the runs may not exist yet */
-    char tmp[4300];             /* per process: MPI ranks may get here at once */
-    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
-    FILE *f = out ? fopen(tmp, "w") : NULL;
-    int ok = f && fputs(out, f) >= 0 && fputc('\n', f) != EOF;
-    if (f) ok = (fclose(f) == 0) && ok;
-    ok = ok && rename(tmp, path) == 0; /* atomic: a crash leaves the old file or none */
+    make_dirs(dirname(parent));                       /* the folder of the runs may not exist yet */
+    int err = out ? write_atomic(path, out) : ENOMEM; /* a crash leaves the old file or none */
     free(out);
-    if (!ok) {
-        fprintf(stderr, "diffcl train: cannot write %s: %s\n", path, strerror(errno));
-        remove(tmp);
+    if (err) {
+        fprintf(stderr, "diffcl train: cannot write %s: %s\n", path, strerror(err));
         cJSON_Delete(root);
         return NULL;
     }

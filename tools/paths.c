@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "paths.h"
 
@@ -52,4 +53,23 @@ int make_dirs(const char *path)
         return -1;
     }
     return 0;
+}
+
+int write_atomic(const char *path, const char *text)
+{
+    const char *slash = strrchr(path, '/');
+    size_t dir = slash ? (size_t)(slash - path + 1) : 0;
+    char tmp[4200];
+    int k = snprintf(tmp, sizeof tmp, "%.*s.%s.tmp%ld", (int)dir, path, path + dir, (long)getpid());
+    if (k < 0 || (size_t)k >= sizeof tmp) return ENAMETOOLONG;
+    FILE *f = fopen(tmp, "w");
+    if (!f) return errno;
+    size_t n = strlen(text);
+    int err = fwrite(text, 1, n, f) == n ? 0 : (errno ? errno : EIO);
+    if (!err && fflush(f) != 0) err = errno ? errno : EIO;
+    if (!err && fsync(fileno(f)) != 0 && errno != EINVAL) err = errno;
+    if (fclose(f) != 0 && !err) err = errno ? errno : EIO;
+    if (!err && rename(tmp, path) != 0) err = errno;
+    if (err) unlink(tmp);
+    return err;
 }

@@ -11,5 +11,9 @@ int is_file(const char *p); /* a regular file */
 void join_path(char *buf, size_t n, const char *dir, const char *name);
 /* mkdir -p: 0 when @p path is (now) a folder, else -1 with errno set. */
 int make_dirs(const char *path);
+/* Write @p text to @p path atomically: a temporary file beside it (hidden, pid-tagged),
+ * flushed and fsync'ed, then renamed over it; the temporary file is removed on failure.
+ * 0, or an errno value. */
+int write_atomic(const char *path, const char *text);
 
 #endif
