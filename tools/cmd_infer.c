@@ -92,7 +92,9 @@ static diffcl_status write_probs(const diffcl_tensor *probs, const char *path,
     int perm[4] = {1, 2, 3, 0};
     if (s == DIFFCL_OK) s = diffcl_tensor_permute(t, perm, &u);
     if (s == DIFFCL_OK) s = diffcl_tensor_contiguous(u, &c);
-    if (s == DIFFCL_OK) s = diffcl_nifti_write(c, path, meta->has_nifti_header ? meta : NULL);
+    if (s == DIFFCL_OK)
+        s = diffcl_nifti_write(c, path,
+                               meta->has_nifti_header || meta->has_nifti2_header ? meta : NULL);
     diffcl_tensor_free(t);
     diffcl_tensor_free(u);
     diffcl_tensor_free(c);

@@ -34,7 +34,10 @@ DIFFCL_BEGIN_DECLS
 /**
  * Geometry of an image: voxel spacing and the voxel-to-world affine, in the tensor's axis
  * order (spacing[0] is the spacing of axis D = NIfTI's x). For NIfTI input the original
- * 348-byte header is kept so that a written prediction carries the input's header.
+ * header is kept so that a written prediction carries the input's header: the 348-byte
+ * NIfTI-1 header of a NIfTI-1 file, the 540-byte NIfTI-2 header of a NIfTI-2 file (since
+ * 0.2; a NIfTI-2 file whose sizes fit NIfTI-1 also gets the NIfTI-1 equivalent in
+ * nifti_header, for programs built against 0.1.0's smaller struct).
  */
 typedef struct diffcl_image_meta {
     size_t struct_size;
@@ -43,6 +46,9 @@ typedef struct diffcl_image_meta {
     double affine[4][4]; /**< voxel index (D,H,W,1) -> world (RAS for NIfTI); identity if unknown */
     int has_nifti_header; /**< nifti_header holds a valid NIfTI-1 header */
     unsigned char nifti_header[348];
+    int has_nifti2_header; /**< nifti2_header holds the NIfTI-2 header of a NIfTI-2 input (0.2);
+                                diffcl_nifti_write() then writes NIfTI-2 */
+    unsigned char nifti2_header[540]; /**< a nifti_2_header as read (0.2) */
 } diffcl_image_meta;
 
 /** Fill @p meta with unit spacing, identity affine, no header. */
@@ -101,10 +107,12 @@ typedef enum diffcl_nifti_read_as {
 } diffcl_nifti_read_as;
 
 /**
- * Read a .nii or .nii.gz file as the array nibabel shows: shape (x, y, z) or (x, y, z, t)
- * (trailing size-1 axes of dims 5..7 dropped). @p meta (may be NULL) receives spacing
- * (pixdim), the affine (sform if set, else qform, else pixdim scaling, as nibabel) and the
- * header. The caller owns @p *out.
+ * Read a NIfTI-1 or NIfTI-2 .nii or .nii.gz file as the array nibabel shows: shape (x, y, z)
+ * or (x, y, z, t) (trailing size-1 axes of dims 5..7 dropped). @p meta (may be NULL) receives
+ * spacing (pixdim), the affine (sform if set, else qform, else pixdim scaling, as nibabel) and
+ * the header: nifti_header for a NIfTI-1 file; nifti2_header (when @p meta reaches it) and,
+ * if the sizes fit NIfTI-1, its NIfTI-1 equivalent in nifti_header for a NIfTI-2 file. The
+ * caller owns @p *out.
  */
 DIFFCL_API diffcl_status diffcl_nifti_read(diffcl_context *ctx, const char *path,
                                            diffcl_nifti_read_as as, diffcl_tensor **out,
@@ -115,7 +123,9 @@ DIFFCL_API diffcl_status diffcl_nifti_read(diffcl_context *ctx, const char *path
  * (qform, sform, pixdim, units, orientation) is kept and the data type, dimensions and
  * scaling are set from @p t (U8 -> uint8, I32 -> int32, I64 -> int64, F32 -> float32,
  * F64 -> float64). Without a header, @p meta's spacing and affine (or unit spacing when
- * @p meta is NULL) build the sform and qform.
+ * @p meta is NULL) build the sform and qform. The file is NIfTI-2 when @p meta holds a
+ * NIfTI-2 header (has_nifti2_header: the input was NIfTI-2; clear it for NIfTI-1) or when a
+ * size exceeds NIfTI-1's 32767, else NIfTI-1 (as 0.1.0).
  */
 DIFFCL_API diffcl_status diffcl_nifti_write(const diffcl_tensor *t, const char *path,
                                             const diffcl_image_meta *meta);

@@ -11,14 +11,34 @@
 #include "io/image_io_internal.h"
 #include "tensor/tensor_internal.h"
 
-void diffcl_image_meta_init(diffcl_image_meta *meta)
+static void image_meta_defaults(diffcl_image_meta *meta, size_t size)
+{
+    diffcl_image_meta d;
+    memset(&d, 0, sizeof d);
+    d.struct_size = size;
+    for (int i = 0; i < 3; i++) d.spacing[i] = 1.0;
+    for (int i = 0; i < 4; i++) d.affine[i][i] = 1.0;
+    memcpy(meta, &d, size);
+}
+
+/* diffcl_image_meta grew after 0.1.0 (has_nifti2_header, nifti2_header). A program built
+ * against 0.1.0 calls the DIFFCL_0.1 version, which fills only the 0.1.0 layout; programs
+ * built since bind to the DIFFCL_0.2 default (docs/abi-policy.md). */
+__attribute__((visibility("default"))) void dc_image_meta_init_v0_1(diffcl_image_meta *meta);
+void dc_image_meta_init_v0_1(diffcl_image_meta *meta)
 {
     if (!meta) return;
-    memset(meta, 0, sizeof *meta);
-    meta->struct_size = sizeof *meta;
-    for (int i = 0; i < 3; i++) meta->spacing[i] = 1.0;
-    for (int i = 0; i < 4; i++) meta->affine[i][i] = 1.0;
+    image_meta_defaults(meta, offsetof(diffcl_image_meta, nifti_header) + 348);
 }
+__asm__(".symver dc_image_meta_init_v0_1, diffcl_image_meta_init@DIFFCL_0.1");
+
+__attribute__((visibility("default"))) void dc_image_meta_init_v0_2(diffcl_image_meta *meta);
+void dc_image_meta_init_v0_2(diffcl_image_meta *meta)
+{
+    if (!meta) return;
+    image_meta_defaults(meta, sizeof *meta);
+}
+__asm__(".symver dc_image_meta_init_v0_2, diffcl_image_meta_init@@DIFFCL_0.2");
 
 int dc_meta_can_hold(const diffcl_image_meta *meta, size_t field_end)
 {

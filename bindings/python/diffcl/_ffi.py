@@ -220,7 +220,8 @@ class PhantomOptions(ctypes.Structure):
 class ImageMeta(ctypes.Structure):
     _fields_ = [("struct_size", c_size), ("ndim", c_int), ("spacing", c_double * 3),
                 ("affine", (c_double * 4) * 4), ("has_nifti_header", c_int),
-                ("nifti_header", ctypes.c_ubyte * 348)]
+                ("nifti_header", ctypes.c_ubyte * 348), ("has_nifti2_header", c_int),
+                ("nifti2_header", ctypes.c_ubyte * 540)]
 
 
 # C type name -> (ctypes class, name of its _init() function or None)
