@@ -15,6 +15,8 @@ struct diffcl_dataset {
     int *channels; /* channel files per case (nnU-Net) */
     diffcl_phantom_options phantom;
     int64_t first_case;
+    diffcl_read_options read; /* PNG colour and label map (diffcl_dataset_open_ex) */
+    char *label_map;          /* read.label_map's own copy */
 };
 
 /* diffcl_dataset_load into another context (the sampler's worker uses a private one).
