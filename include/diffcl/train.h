@@ -36,6 +36,7 @@
 #ifndef DIFFCL_TRAIN_H
 #define DIFFCL_TRAIN_H
 
+#include "diffcl/image_io.h"
 #include "diffcl/model.h"
 
 DIFFCL_BEGIN_DECLS
@@ -123,6 +124,13 @@ typedef struct diffcl_train_options {
                                    tensors that match nothing). NULL (default): none. Read only by
                                    diffcl_trainer_create(); a resumed run continues from its own
                                    checkpoint */
+    int png_color;            /**< png layout: DIFFCL_PNG_COLOR_L (default, 0.1.0: one channel,
+                                   colour as luminance) or DIFFCL_PNG_COLOR_RGB (R, G, B: the
+                                   networks get in_channels 3, grey images are replicated);
+                                   see diffcl_read_options */
+    const char *label_map;    /**< png layout: label PNG values to classes, e.g. "255:1" for
+                                   0/255 masks (diffcl_read_options); every class it names must
+                                   be < n_classes. NULL (default): none */
 } diffcl_train_options;
 
 #define DIFFCL_TRAIN_OPTIONS_INIT                                                                  \
@@ -130,7 +138,7 @@ typedef struct diffcl_train_options {
         sizeof(diffcl_train_options), "phantom", NULL, NULL, NULL, 2, 4, NULL, {0, 0, 0}, 2, 2,    \
             24, DIFFCL_METHOD_DIFFCL, 2000, 1337, 2, 16, 16, DIFFCL_HFM_DEFAULT_LEVELS, 0.01, 0.9, \
             3e-5, 0.1, 0.4, 1.0, 1.0, 0.1, 0.1, 0.99, 4096, 4, 10, NULL, 0, 10, 1, 1,              \
-            DIFFCL_CPS_CONFIDENCE, 0.0, 0, 1, 1, 0, NULL                                           \
+            DIFFCL_CPS_CONFIDENCE, 0.0, 0, 1, 1, 0, NULL, DIFFCL_PNG_COLOR_L, NULL                 \
     }
 /** Fill @p opts with the defaults (same as DIFFCL_TRAIN_OPTIONS_INIT). */
 DIFFCL_API void diffcl_train_options_init(diffcl_train_options *opts);
