@@ -187,7 +187,8 @@ class TrainOptions(ctypes.Structure):
                 ("strong_unlabeled", c_int), ("pseudo_mask_dice", c_int),
                 ("cps_variant", c_int), ("cps_confidence", c_double), ("ds_pseudo_train_mode", c_int),
                 ("contrast_balanced", c_int), ("weak_strong", c_int),
-                ("hfm_border", c_int), ("init_weights", c_char_p)]
+                ("hfm_border", c_int), ("init_weights", c_char_p),
+                ("png_color", c_int), ("label_map", c_char_p)]
 
 
 class TrainStats(ctypes.Structure):
