@@ -61,6 +61,7 @@ typedef struct eval_args {
     int nsd;                  /* --nsd-tol given */
     double nsd_tol;           /* its tolerance, mm */
     const char *splits;       /* --splits FILE: also a summary per cross-validation fold */
+    const char *label_map;    /* --label-map MAP: for reference PNGs (diffcl_read_options) */
 } eval_args;
 
 int eval_args_parse(int argc, char **argv, eval_args *a);

@@ -14,7 +14,7 @@ static void eval_usage(FILE *f)
         "usage: diffcl eval --pred DIR --label DIR [--list FILE] [--csv FILE] [--json FILE]\n"
         "                   [--classes K] [--physical] [--connectivity 1|2|3]\n"
         "                   [--empty nan|diagonal|VALUE] [--both-empty one|nan] [--nsd-tol MM]\n"
-        "                   [--splits FILE]\n\n"
+        "                   [--splits FILE] [--label-map MAP]\n\n"
         "Scores every case of --pred (files <id>.nii.gz, <id>.nii, <id>.png or <id>.h5; with\n"
         "--list only the ids listed) against the file of the same id in --label, per foreground\n"
         "class: Dice, Jaccard, 95%% Hausdorff distance, asd_pred_to_ref (the one-directional ASD\n"
@@ -40,6 +40,9 @@ static void eval_usage(FILE *f)
         "                   written atomically\n"
         "  --splits FILE    the cross-validation folds that train wrote (splits.json): also the mean\n"
         "                   Dice of each fold's validation cases, and mean +- std over folds\n"
+        "  --label-map MAP  reference PNGs' values as classes, VALUE:CLASS pairs, e.g. 255:1 for\n"
+        "                   0/255 masks (as train --label-map); other values must be classes\n"
+        "                   of the map\n"
         "h5 files are read from their dataset 'label' (or 'pred').\n");
 }
 
@@ -76,7 +79,15 @@ int eval_args_parse(int argc, char **argv, eval_args *args)
             args->json = v;
         else if (!strcmp(a, "--splits"))
             args->splits = v;
-        else if (!strcmp(a, "--empty"))
+        else if (!strcmp(a, "--label-map")) {
+            int table[256];
+            if (diffcl_label_map_parse(v, table, NULL) != DIFFCL_OK)
+                return opt_fail("eval",
+                                "bad --label-map '%s': VALUE:CLASS pairs such as 255:1 or "
+                                "255:1,128:2 (0..255, each value once)",
+                                v);
+            args->label_map = v;
+        } else if (!strcmp(a, "--empty"))
             empty = v;
         else if (!strcmp(a, "--both-empty"))
             both_empty = v;

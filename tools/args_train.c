@@ -29,6 +29,12 @@ static void train_usage(FILE *f)
         "  --classes K          label classes including background (default: dataset.json's, else 2)\n"
         "  --fg-prob X          probability that a labeled patch is centred on a foreground voxel\n"
         "                       (default %g, as nnU-Net; 0: uniform crops as 0.1.0)\n"
+        "  --label-map MAP      png layout: label PNG values as classes, VALUE:CLASS pairs, e.g.\n"
+        "                       255:1 for 0/255 masks or 255:1,128:2 (default: none, the values\n"
+        "                       are the classes); other values must be classes of the map\n"
+        "  --rgb                png layout: RGB images as three channels R, G, B (grey ones\n"
+        "                       replicated); the model takes 3 channels (default: one channel,\n"
+        "                       colour as luminance)\n"
         "method:\n"
         "  --method M           diffcl|supervised (default diffcl)\n"
         "  --iters N            (default %lld)       --seed S (default %llu)\n"
@@ -116,6 +122,10 @@ static int train_flag(const char *a, train_args *args)
         args->overwrite = 1;
         return 1;
     }
+    if (!strcmp(a, "--rgb")) {
+        args->o.png_color = DIFFCL_PNG_COLOR_RGB;
+        return 1;
+    }
     return 0;
 }
 
@@ -156,7 +166,15 @@ static int train_value(const char *a, const char *v, train_args *args, int *layo
         args->splits = v;
     else if (!strcmp(a, "--init-weights"))
         args->o.init_weights = v;
-    else if (!strcmp(a, "--method")) {
+    else if (!strcmp(a, "--label-map")) {
+        int table[256];
+        if (diffcl_label_map_parse(v, table, NULL) != DIFFCL_OK)
+            return opt_fail("train",
+                            "bad --label-map '%s': VALUE:CLASS pairs such as 255:1 or "
+                            "255:1,128:2 (0..255, each value once)",
+                            v);
+        args->o.label_map = v;
+    } else if (!strcmp(a, "--method")) {
         if (!strcmp(v, "diffcl"))
             args->o.method = DIFFCL_METHOD_DIFFCL;
         else if (!strcmp(v, "supervised"))

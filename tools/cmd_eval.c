@@ -78,13 +78,18 @@ static int list_dir(const char *dir, char ***ids, int64_t *n)
     return 1;
 }
 
-/* Read a label map of any supported format as U8, with its spacing. */
-static diffcl_status read_map(diffcl_context *ctx, const char *path, diffcl_tensor **out,
-                              double spacing[3])
+/* Read a label map of any supported format as U8, with its spacing; a PNG through
+ * @p png_map (--label-map; NULL: none). */
+static diffcl_status read_map(diffcl_context *ctx, const char *path, const char *png_map,
+                              diffcl_tensor **out, double spacing[3])
 {
     spacing[0] = spacing[1] = spacing[2] = 1.0;
     *out = NULL;
-    if (ends_with(path, ".png")) return diffcl_png_read_label(ctx, path, out);
+    if (ends_with(path, ".png")) {
+        diffcl_read_options ro = DIFFCL_READ_OPTIONS_INIT;
+        ro.label_map = png_map;
+        return diffcl_png_read_label_ex(ctx, path, &ro, out);
+    }
     if (ends_with(path, ".h5")) {
         diffcl_tensor *t = NULL;
         diffcl_status s = diffcl_h5_read(ctx, path, "label", &t);
@@ -222,8 +227,8 @@ static int read_cases(diffcl_context *ctx, const eval_args *a, eval_set *e)
                     a->label_dir);
             return 1;
         }
-        if (read_map(ctx, pp, &e->pred[i], psp) != DIFFCL_OK ||
-            read_map(ctx, lp, &e->ref[i], e->spacing[i]) != DIFFCL_OK) {
+        if (read_map(ctx, pp, NULL, &e->pred[i], psp) != DIFFCL_OK ||
+            read_map(ctx, lp, a->label_map, &e->ref[i], e->spacing[i]) != DIFFCL_OK) {
             fprintf(stderr, "diffcl eval: %s\n", diffcl_last_error());
             return 1;
         }
@@ -451,6 +456,7 @@ static cJSON *report_json(const eval_args *a, const eval_set *e)
     cJSON_AddStringToObject(opt, "both_empty",
                             a->mo.both_empty == DIFFCL_BOTH_EMPTY_NAN ? "nan" : "one");
     if (a->nsd) cJSON_AddNumberToObject(opt, "nsd_tolerance_mm", a->nsd_tol);
+    if (a->label_map) cJSON_AddStringToObject(opt, "label_map", a->label_map);
     cJSON_AddStringToObject(opt, "std", "sample (n-1)");
     cJSON_AddItemToObject(root, "options", opt);
     cJSON *cases = cJSON_AddArrayToObject(root, "cases");

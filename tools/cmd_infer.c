@@ -92,24 +92,29 @@ static diffcl_status write_probs(const diffcl_tensor *probs, const char *path,
     int perm[4] = {1, 2, 3, 0};
     if (s == DIFFCL_OK) s = diffcl_tensor_permute(t, perm, &u);
     if (s == DIFFCL_OK) s = diffcl_tensor_contiguous(u, &c);
-    if (s == DIFFCL_OK) s = diffcl_nifti_write(c, path, meta->has_nifti_header ? meta : NULL);
+    if (s == DIFFCL_OK)
+        s = diffcl_nifti_write(c, path,
+                               meta->has_nifti_header || meta->has_nifti2_header ? meta : NULL);
     diffcl_tensor_free(t);
     diffcl_tensor_free(u);
     diffcl_tensor_free(c);
     return s;
 }
 
-/* Read an input as F32 [C, ...] with its meta (NIfTI). */
-static diffcl_status read_input(diffcl_context *ctx, const char *path, diffcl_tensor **image,
-                                diffcl_image_meta *meta)
+/* Read an input as F32 [C, ...] with its meta (NIfTI). A PNG is read as the model was
+ * trained (train --rgb): R, G, B for a 3-channel model, else one luminance channel. */
+static diffcl_status read_input(diffcl_context *ctx, const char *path, int in_channels,
+                                diffcl_tensor **image, diffcl_image_meta *meta)
 {
     diffcl_image_meta_init(meta);
     *image = NULL;
     diffcl_tensor *t = NULL, *u = NULL;
     diffcl_status s;
     if (ends_with(path, ".png")) {
-        s = diffcl_png_read_image(ctx, path, &t, NULL);
+        diffcl_read_options ro = DIFFCL_READ_OPTIONS_INIT;
+        ro.png_color = in_channels == 3 ? DIFFCL_PNG_COLOR_RGB : DIFFCL_PNG_COLOR_L;
         meta->ndim = 2;
+        return diffcl_png_read_image_ex(ctx, path, &ro, image, NULL); /* [C, H, W] */
     } else if (ends_with(path, ".h5")) {
         s = diffcl_h5_read(ctx, path, "image", &u);
         if (s == DIFFCL_OK) s = diffcl_tensor_to_dtype(u, DIFFCL_F32, &t);
@@ -183,7 +188,7 @@ static int run_case(diffcl_context *ctx, job *jb, const char *in, const char *ou
     show_progress(jb, id);
     diffcl_tensor *img = NULL, *x = NULL, *label = NULL, *probs = NULL;
     diffcl_image_meta meta;
-    diffcl_status s = read_input(ctx, in, &img, &meta);
+    diffcl_status s = read_input(ctx, in, jb->vo.in_channels, &img, &meta);
     int rc = 0;
     if (s == DIFFCL_OK) {
         int nd = diffcl_tensor_ndim(img) - 1;

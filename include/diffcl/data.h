@@ -149,6 +149,18 @@ DIFFCL_API void diffcl_dataset_options_init(diffcl_dataset_options *opts);
 DIFFCL_API diffcl_status diffcl_dataset_open(diffcl_context *ctx, const char *root,
                                              const diffcl_dataset_options *opts,
                                              diffcl_dataset **out);
+/**
+ * diffcl_dataset_open() with @p read saying how the files are read (0.2; NULL: as
+ * diffcl_dataset_open()): for the png layout, images with read->png_color (RGB: every image
+ * [3, H, W], grey ones as three equal channels) and labels through read->label_map (copied; a
+ * 0/255 mask with "255:1"). The other layouts ignore it. Errors as diffcl_dataset_open(), and
+ * DIFFCL_ERR_INVALID_ARGUMENT for a malformed label map or a bad png_color; a label value
+ * outside the map is DIFFCL_ERR_FORMAT when the case is loaded. The caller owns @p *out.
+ */
+DIFFCL_API diffcl_status diffcl_dataset_open_ex(diffcl_context *ctx, const char *root,
+                                                const diffcl_dataset_options *opts,
+                                                const diffcl_read_options *read,
+                                                diffcl_dataset **out);
 /** Release a data set and its case list. NULL is ignored. Free its samplers first. */
 DIFFCL_API void diffcl_dataset_free(diffcl_dataset *ds);
 /** Number of cases. */

@@ -21,8 +21,8 @@
  * DIFFCL_ERR_OUT_OF_MEMORY; the detail is in diffcl_last_error().
  *
  * Thread safety: a reader uses its context from one thread at a time (core.h); calls on
- * different contexts may run concurrently. diffcl_io_has_hdf5() and diffcl_io_has_nifti()
- * are thread-safe.
+ * different contexts may run concurrently. diffcl_io_has_hdf5(), diffcl_io_has_nifti(),
+ * diffcl_read_options_init() and diffcl_label_map_parse() are thread-safe.
  */
 #ifndef DIFFCL_IMAGE_IO_H
 #define DIFFCL_IMAGE_IO_H
@@ -34,7 +34,10 @@ DIFFCL_BEGIN_DECLS
 /**
  * Geometry of an image: voxel spacing and the voxel-to-world affine, in the tensor's axis
  * order (spacing[0] is the spacing of axis D = NIfTI's x). For NIfTI input the original
- * 348-byte header is kept so that a written prediction carries the input's header.
+ * header is kept so that a written prediction carries the input's header: the 348-byte
+ * NIfTI-1 header of a NIfTI-1 file, the 540-byte NIfTI-2 header of a NIfTI-2 file (since
+ * 0.2; a NIfTI-2 file whose sizes fit NIfTI-1 also gets the NIfTI-1 equivalent in
+ * nifti_header, for programs built against 0.1.0's smaller struct).
  */
 typedef struct diffcl_image_meta {
     size_t struct_size;
@@ -43,6 +46,9 @@ typedef struct diffcl_image_meta {
     double affine[4][4]; /**< voxel index (D,H,W,1) -> world (RAS for NIfTI); identity if unknown */
     int has_nifti_header; /**< nifti_header holds a valid NIfTI-1 header */
     unsigned char nifti_header[348];
+    int has_nifti2_header; /**< nifti2_header holds the NIfTI-2 header of a NIfTI-2 input (0.2);
+                                diffcl_nifti_write() then writes NIfTI-2 */
+    unsigned char nifti2_header[540]; /**< a nifti_2_header as read (0.2) */
 } diffcl_image_meta;
 
 /** Fill @p meta with unit spacing, identity affine, no header. */
@@ -76,6 +82,65 @@ DIFFCL_API diffcl_status diffcl_png_read_label(diffcl_context *ctx, const char *
  */
 DIFFCL_API diffcl_status diffcl_png_write(const diffcl_tensor *t, const char *path, int bit_depth);
 
+/** How diffcl_png_read_image_ex() turns a PNG into channels (0.2). */
+typedef enum diffcl_png_color {
+    DIFFCL_PNG_COLOR_L = 0,  /**< one channel: grey samples as stored, colour (RGB, palette)
+                                  to luminance as PIL's convert("L"); diffcl_png_read_image() */
+    DIFFCL_PNG_COLOR_RGB = 1 /**< three channels R, G, B as PIL's convert("RGB"): a grey file
+                                  gives three equal channels, a palette is expanded */
+} diffcl_png_color;
+
+/**
+ * How image and label files are read (0.2): by diffcl_png_read_image_ex(),
+ * diffcl_png_read_label_ex() and the data sets of diffcl_dataset_open_ex().
+ *
+ * label_map: a label PNG's pixel values given as comma-separated VALUE:CLASS pairs (VALUE and
+ * CLASS in 0..255, each VALUE at most once, spaces allowed), e.g. "255:1" for a 0/255 mask or
+ * "255:1,128:2". A listed value becomes its class; an unlisted value is kept when it is a class
+ * of the map (0 up to the largest CLASS listed, so "255:1" keeps 0 and 1); any other value is
+ * DIFFCL_ERR_FORMAT naming the file, the pixel and the value.
+ */
+typedef struct diffcl_read_options {
+    size_t struct_size;
+    int png_color;         /**< PNG images: a diffcl_png_color; default DIFFCL_PNG_COLOR_L */
+    const char *label_map; /**< PNG labels: "VALUE:CLASS,..." (see above); NULL or "": none
+                                (default). Copied where it is kept (diffcl_dataset_open_ex()) */
+} diffcl_read_options;
+
+#define DIFFCL_READ_OPTIONS_INIT                                                                   \
+    {                                                                                              \
+        sizeof(diffcl_read_options), DIFFCL_PNG_COLOR_L, NULL                                      \
+    }
+/** Fill @p opts with the defaults (same as DIFFCL_READ_OPTIONS_INIT). */
+DIFFCL_API void diffcl_read_options_init(diffcl_read_options *opts);
+
+/**
+ * Read a PNG image as F32 [C, H, W] raw sample values: C = 1 with
+ * opts->png_color = DIFFCL_PNG_COLOR_L (the values of diffcl_png_read_image()), C = 3 (R, G, B)
+ * with DIFFCL_PNG_COLOR_RGB. Alpha is dropped. @p opts NULL: the defaults. @p bit_depth (may be
+ * NULL) receives 8 or 16. The caller owns @p *out. Errors as diffcl_png_read_image(), and
+ * DIFFCL_ERR_INVALID_ARGUMENT for a bad png_color or struct_size.
+ */
+DIFFCL_API diffcl_status diffcl_png_read_image_ex(diffcl_context *ctx, const char *path,
+                                                  const diffcl_read_options *opts,
+                                                  diffcl_tensor **out, int *bit_depth);
+/**
+ * Read a label PNG as diffcl_png_read_label() does, then apply opts->label_map (see
+ * diffcl_read_options): U8 [H, W] class indices. A value neither in the map nor a class of it
+ * is DIFFCL_ERR_FORMAT naming the file, the pixel and the value; a malformed map
+ * DIFFCL_ERR_INVALID_ARGUMENT. @p opts NULL: no map. The caller owns @p *out.
+ */
+DIFFCL_API diffcl_status diffcl_png_read_label_ex(diffcl_context *ctx, const char *path,
+                                                  const diffcl_read_options *opts,
+                                                  diffcl_tensor **out);
+/**
+ * Parse a label map ("255:1,128:2", see diffcl_read_options): @p table[v] receives the class
+ * of value v, or -1 for values not listed; @p max_class (may be NULL) the largest class
+ * listed. A malformed map (not VALUE:CLASS pairs in 0..255, a value given twice, empty) is
+ * DIFFCL_ERR_INVALID_ARGUMENT, and @p table is left unchanged. Thread-safe.
+ */
+DIFFCL_API diffcl_status diffcl_label_map_parse(const char *spec, int table[256], int *max_class);
+
 /* ------------------------------------------------------------------- HDF5 ---- */
 
 /**
@@ -101,10 +166,12 @@ typedef enum diffcl_nifti_read_as {
 } diffcl_nifti_read_as;
 
 /**
- * Read a .nii or .nii.gz file as the array nibabel shows: shape (x, y, z) or (x, y, z, t)
- * (trailing size-1 axes of dims 5..7 dropped). @p meta (may be NULL) receives spacing
- * (pixdim), the affine (sform if set, else qform, else pixdim scaling, as nibabel) and the
- * header. The caller owns @p *out.
+ * Read a NIfTI-1 or NIfTI-2 .nii or .nii.gz file as the array nibabel shows: shape (x, y, z)
+ * or (x, y, z, t) (trailing size-1 axes of dims 5..7 dropped). @p meta (may be NULL) receives
+ * spacing (pixdim), the affine (sform if set, else qform, else pixdim scaling, as nibabel) and
+ * the header: nifti_header for a NIfTI-1 file; nifti2_header (when @p meta reaches it) and,
+ * if the sizes fit NIfTI-1, its NIfTI-1 equivalent in nifti_header for a NIfTI-2 file. The
+ * caller owns @p *out.
  */
 DIFFCL_API diffcl_status diffcl_nifti_read(diffcl_context *ctx, const char *path,
                                            diffcl_nifti_read_as as, diffcl_tensor **out,
@@ -115,7 +182,9 @@ DIFFCL_API diffcl_status diffcl_nifti_read(diffcl_context *ctx, const char *path
  * (qform, sform, pixdim, units, orientation) is kept and the data type, dimensions and
  * scaling are set from @p t (U8 -> uint8, I32 -> int32, I64 -> int64, F32 -> float32,
  * F64 -> float64). Without a header, @p meta's spacing and affine (or unit spacing when
- * @p meta is NULL) build the sform and qform.
+ * @p meta is NULL) build the sform and qform. The file is NIfTI-2 when @p meta holds a
+ * NIfTI-2 header (has_nifti2_header: the input was NIfTI-2; clear it for NIfTI-1) or when a
+ * size exceeds NIfTI-1's 32767, else NIfTI-1 (as 0.1.0).
  */
 DIFFCL_API diffcl_status diffcl_nifti_write(const diffcl_tensor *t, const char *path,
                                             const diffcl_image_meta *meta);

@@ -383,6 +383,7 @@ void diffcl_dataset_free(diffcl_dataset *ds)
     free(ds->list_source);
     dc_dataset_json_free(&ds->info);
     free(ds->root);
+    free(ds->label_map);
     free(ds);
 }
 
@@ -705,13 +706,14 @@ static diffcl_status load_phantom(const diffcl_dataset *ds, diffcl_context *ctx,
     return diffcl_phantom_case(ctx, &ds->phantom, (int64_t)k, img, lab);
 }
 
-static diffcl_status load_png(diffcl_context *ctx, const char *ip, const char *lp,
-                              diffcl_tensor **img, diffcl_tensor **lab, diffcl_image_meta *m)
+static diffcl_status load_png(const diffcl_dataset *ds, diffcl_context *ctx, const char *ip,
+                              const char *lp, diffcl_tensor **img, diffcl_tensor **lab,
+                              diffcl_image_meta *m)
 {
+    const diffcl_read_options *ro = ds->read.struct_size ? &ds->read : NULL; /* NULL: 0.1.0 */
     m->ndim = 2;
-    DC_TRY(diffcl_png_read_image(ctx, ip, img, NULL));
-    DC_TRY(as_image(img, 1, ip));
-    return lab ? diffcl_png_read_label(ctx, lp, lab) : DIFFCL_OK;
+    DC_TRY(diffcl_png_read_image_ex(ctx, ip, ro, img, NULL)); /* [C, H, W] */
+    return lab ? diffcl_png_read_label_ex(ctx, lp, ro, lab) : DIFFCL_OK;
 }
 
 static diffcl_status load_h5(diffcl_context *ctx, const char *ip, const char *lp,
@@ -821,7 +823,7 @@ diffcl_status dc_dataset_load_in(const diffcl_dataset *ds, diffcl_context *ctx, 
         return missing_case_file(ds, ds->ids[i], 1, NULL);
     switch (ds->layout) {
     case DIFFCL_LAYOUT_PHANTOM: s = load_phantom(ds, ctx, i, &img, labp, &m); break;
-    case DIFFCL_LAYOUT_PNG: s = load_png(ctx, ip, lp, &img, labp, &m); break;
+    case DIFFCL_LAYOUT_PNG: s = load_png(ds, ctx, ip, lp, &img, labp, &m); break;
     case DIFFCL_LAYOUT_H5: s = load_h5(ctx, ip, lp, &img, labp, &m); break;
     case DIFFCL_LAYOUT_MSD:
     case DIFFCL_LAYOUT_NNUNET: s = load_nifti_case(ds, ctx, i, &img, labp, &m); break;

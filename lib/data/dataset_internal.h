@@ -32,8 +32,10 @@ struct diffcl_dataset {
     int *channels; /* channel files per case (nnU-Net) */
     diffcl_phantom_options phantom;
     int64_t first_case;
-    char *list_source;    /* the list in use ("train.list", "dataset.json", a path) or NULL */
-    dc_dataset_json info; /* the folder's dataset.json */
+    char *list_source;        /* the list in use ("train.list", "dataset.json", a path) or NULL */
+    dc_dataset_json info;     /* the folder's dataset.json */
+    diffcl_read_options read; /* PNG colour and label map (diffcl_dataset_open_ex) */
+    char *label_map;          /* read.label_map's own copy */
 };
 
 /* diffcl_dataset_load into another context (the sampler's worker uses a private one).

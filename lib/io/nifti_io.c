@@ -1,6 +1,7 @@
-/* NIfTI-1 (.nii / .nii.gz) through nifti_clib's niftiio, optional at build time.
- * Arrays are returned as nibabel shows them: shape (x, y, z[, t]) with the last axis
- * fastest in memory, i.e. the transpose of the on-disk x-fastest order. */
+/* NIfTI-1 and NIfTI-2 (.nii / .nii.gz) through nifti_clib's libnifti2, optional at build time.
+ * (Only libnifti2 is linked: niftiio exports the same nifti_image_* names with the NIfTI-1
+ * struct layout.) Arrays are returned as nibabel shows them: shape (x, y, z[, t]) with the last
+ * axis fastest in memory, i.e. the transpose of the on-disk x-fastest order. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -14,7 +15,7 @@
 #include "tensor/tensor_internal.h"
 
 #if DIFFCL_HAVE_NIFTI
-#include <nifti/nifti1_io.h>
+#include <nifti/nifti2_io.h>
 #include <zlib.h>
 
 int diffcl_io_has_nifti(void)
@@ -51,7 +52,7 @@ static int supported_type(int dt)
 static diffcl_status nifti_check_size(const nifti_image *nim, const char *path, const char *fn)
 {
     uint64_t nvox = 1, need_bytes = 0;
-    for (int i = 1; i <= nim->dim[0] && i <= 7; i++)
+    for (int64_t i = 1; i <= nim->dim[0] && i <= 7; i++)
         if (nim->dim[i] < 0 || __builtin_mul_overflow(nvox, (uint64_t)nim->dim[i], &nvox)) {
             nvox = UINT64_MAX;
             break;
@@ -76,10 +77,11 @@ static diffcl_status nifti_check_size(const nifti_image *nim, const char *path, 
         need_bytes > (uint64_t)INT64_MAX / 16;
     if (bad_dims)
         return dc_error(DIFFCL_ERR_FORMAT,
-                        "%s: '%s': corrupt header: dim[0..7] = %d %d %d %d %d %d %d %d do not "
-                        "give a valid size",
-                        fn, path, nim->dim[0], nim->dim[1], nim->dim[2], nim->dim[3], nim->dim[4],
-                        nim->dim[5], nim->dim[6], nim->dim[7]);
+                        "%s: '%s': corrupt header: dim[0..7] = %lld %lld %lld %lld %lld %lld %lld "
+                        "%lld do not give a valid size",
+                        fn, path, (long long)nim->dim[0], (long long)nim->dim[1],
+                        (long long)nim->dim[2], (long long)nim->dim[3], (long long)nim->dim[4],
+                        (long long)nim->dim[5], (long long)nim->dim[6], (long long)nim->dim[7]);
     if (need_bytes > room)
         return dc_error(DIFFCL_ERR_FORMAT,
                         "%s: '%s': the header claims %llu data bytes, the file %s %llu "
@@ -94,12 +96,13 @@ static diffcl_status nifti_check_size(const nifti_image *nim, const char *path, 
 static diffcl_status nifti_read_data(nifti_image *nim, const char *path, const char *fn)
 {
     diffcl_status s = DIFFCL_OK;
-    size_t need = nim->nvox * (size_t)nim->nbyper, got = 0;
+    size_t need = (size_t)nim->nvox * (size_t)nim->nbyper, got = 0;
     nim->data = malloc(need ? need : 1);
     gzFile g = nim->data ? gzopen(nim->iname ? nim->iname : path, "rb") : NULL;
     if (!nim->data) {
         s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: '%s': out of memory", fn, path);
-    } else if (!g || gzseek(g, nim->iname_offset, SEEK_SET) != (z_off_t)nim->iname_offset) {
+    } else if (!g ||
+               gzseek(g, (z_off_t)nim->iname_offset, SEEK_SET) != (z_off_t)nim->iname_offset) {
         s = dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' is truncated (no data after the header)", fn,
                      path);
     } else {
@@ -126,11 +129,11 @@ static diffcl_status nifti_to_tensor(diffcl_context *ctx, const nifti_image *nim
                                      diffcl_nifti_read_as as, const char *path, const char *fn,
                                      diffcl_tensor **out)
 {
-    int nd = nim->dim[0];
+    int nd = (int)nim->dim[0];
     while (nd > DIFFCL_MAX_DIMS && nim->dim[nd] == 1) nd--;
     if (nd < 1 || nd > DIFFCL_MAX_DIMS)
         return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' has %d dimensions (1 to %d supported)", fn,
-                        path, nim->dim[0], DIFFCL_MAX_DIMS);
+                        path, (int)nim->dim[0], DIFFCL_MAX_DIMS);
     if (!supported_type(nim->datatype))
         return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' has unsupported data type %s", fn, path,
                         nifti_datatype_string(nim->datatype));
@@ -178,22 +181,62 @@ static diffcl_status nifti_to_tensor(diffcl_context *ctx, const nifti_image *nim
     return DIFFCL_OK;
 }
 
-/* Spacing (pixdim), the affine (sform if set, else qform) and the header, for @p nd axes. */
-static void nifti_fill_meta(nifti_image *nim, int nd, diffcl_image_meta *meta)
+/* The NIfTI version of the file's header (1 or 2; 0 if unreadable): nifti_image_read() leaves
+ * nifti_type at NIfTI-1 for a NIfTI-2 file, so ask the header itself. */
+static int nifti_file_version(const char *path)
+{
+    int nver = 0;
+    void *h = nifti_read_header(path, &nver, 0);
+    free(h);
+    return h ? nver : 0;
+}
+
+/* Do the dimensions fit a NIfTI-1 header (short dim[])? */
+static int fits_nifti1(const nifti_image *nim)
+{
+    for (int i = 0; i < 8; i++)
+        if (nim->dim[i] > 32767) return 0;
+    return 1;
+}
+
+/* The NIfTI-1 header of @p nim (a NIfTI-1 file, or the NIfTI-1 equivalent of a NIfTI-2 one
+ * whose sizes fit): 0 on success. */
+static int nifti1_header_of(nifti_image *nim, struct nifti_1_header *h)
+{
+    if (!fits_nifti1(nim)) return -1;
+    int type = nim->nifti_type;
+    nim->nifti_type = NIFTI_FTYPE_NIFTI1_1; /* the magic "n+1" */
+    int rc = nifti_convert_nim2n1hdr(nim, h);
+    nim->nifti_type = type;
+    return rc;
+}
+
+/* Spacing (pixdim), the affine (sform if set, else qform) and the header(s), for @p nd axes. */
+static void nifti_fill_meta(nifti_image *nim, int nd, int version, diffcl_image_meta *meta)
 {
     diffcl_image_meta m;
     diffcl_image_meta_init(&m);
     m.ndim = nd >= 3 ? 3 : nd;
     for (int i = 0; i < 3; i++) {
-        double p = fabs((double)nim->pixdim[i + 1]);
+        double p = fabs(nim->pixdim[i + 1]);
         m.spacing[i] = (i < nd && p > 0 && isfinite(p)) ? p : 1.0;
     }
-    const mat44 *A = nim->sform_code > 0 ? &nim->sto_xyz : &nim->qto_xyz;
+    const nifti_dmat44 *A = nim->sform_code > 0 ? &nim->sto_xyz : &nim->qto_xyz;
     for (int r = 0; r < 4; r++)
         for (int c = 0; c < 4; c++) m.affine[r][c] = A->m[r][c];
-    struct nifti_1_header h = nifti_convert_nim2nhdr(nim);
-    memcpy(m.nifti_header, &h, sizeof m.nifti_header);
-    m.has_nifti_header = 1;
+    struct nifti_1_header h1;
+    if (nifti1_header_of(nim, &h1) == 0) {
+        memcpy(m.nifti_header, &h1, sizeof m.nifti_header);
+        m.has_nifti_header = 1;
+    }
+    struct nifti_2_header h2;
+    int type = nim->nifti_type;
+    nim->nifti_type = NIFTI_FTYPE_NIFTI2_1; /* the magic "n+2" */
+    if (version == 2 && nifti_convert_nim2n2hdr(nim, &h2) == 0) {
+        memcpy(m.nifti2_header, &h2, sizeof m.nifti2_header);
+        m.has_nifti2_header = 1;
+    }
+    nim->nifti_type = type;
     (void)dc_options_write(meta, &m, sizeof m, 0, 1, "diffcl_nifti_read"); /* cannot fail */
 }
 
@@ -211,14 +254,16 @@ diffcl_status diffcl_nifti_read(diffcl_context *ctx, const char *path, diffcl_ni
     nifti_set_debug_level(0);
     nifti_image *nim = nifti_image_read(path, 0);
     if (!nim)
-        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' is not a readable NIfTI-1 file (bad header)",
-                        fn, path);
+        return dc_error(DIFFCL_ERR_FORMAT,
+                        "%s: '%s' is not a readable NIfTI-1 or NIfTI-2 file (bad header)", fn,
+                        path);
     diffcl_status s = nifti_check_size(nim, path, fn);
     if (s == DIFFCL_OK && supported_type(nim->datatype) && nim->nbyper > 0)
         s = nifti_read_data(nim, path, fn);
     diffcl_tensor *t = NULL;
     if (s == DIFFCL_OK) s = nifti_to_tensor(ctx, nim, as, path, fn, &t);
-    if (s == DIFFCL_OK && meta) nifti_fill_meta(nim, diffcl_tensor_ndim(t), meta);
+    if (s == DIFFCL_OK && meta)
+        nifti_fill_meta(nim, diffcl_tensor_ndim(t), nifti_file_version(path), meta);
     nifti_image_free(nim);
     if (s == DIFFCL_OK) *out = t;
     return s;
@@ -248,24 +293,23 @@ static int nifti_datatype_of(diffcl_dtype d)
 static nifti_image *nifti_new_header(const diffcl_tensor *t, int datatype,
                                      const diffcl_image_meta *meta)
 {
-    int dims[8] = {t->ndim, 1, 1, 1, 1, 1, 1, 1};
-    for (int i = 0; i < t->ndim; i++) dims[i + 1] = (int)t->shape[i];
+    int64_t dims[8] = {t->ndim, 1, 1, 1, 1, 1, 1, 1};
+    for (int i = 0; i < t->ndim; i++) dims[i + 1] = t->shape[i];
     nifti_image *nim = nifti_make_new_nim(dims, datatype, 0);
     if (!nim) return NULL;
-    mat44 A;
+    nifti_dmat44 A;
     double sp[3] = {1, 1, 1};
     int has_affine = meta && dc_meta_can_hold(meta, offsetof(diffcl_image_meta, has_nifti_header));
     for (int i = 0; i < 3 && meta; i++)
         if (meta->spacing[i] > 0) sp[i] = meta->spacing[i];
     for (int r = 0; r < 4; r++)
         for (int c = 0; c < 4; c++)
-            A.m[r][c] =
-                has_affine ? (float)meta->affine[r][c] : (r == c ? (float)(r < 3 ? sp[r] : 1) : 0);
+            A.m[r][c] = has_affine ? meta->affine[r][c] : (r == c ? (r < 3 ? sp[r] : 1) : 0);
     nim->sto_xyz = A;
     nim->sform_code = NIFTI_XFORM_SCANNER_ANAT;
     nim->qform_code = NIFTI_XFORM_SCANNER_ANAT;
-    float qb, qc, qd, qx, qy, qz, dx, dy, dz, qfac;
-    nifti_mat44_to_quatern(A, &qb, &qc, &qd, &qx, &qy, &qz, &dx, &dy, &dz, &qfac);
+    double qb, qc, qd, qx, qy, qz, dx, dy, dz, qfac;
+    nifti_dmat44_to_quatern(A, &qb, &qc, &qd, &qx, &qy, &qz, &dx, &dy, &dz, &qfac);
     nim->quatern_b = qb;
     nim->quatern_c = qc;
     nim->quatern_d = qd;
@@ -273,22 +317,23 @@ static nifti_image *nifti_new_header(const diffcl_tensor *t, int datatype,
     nim->qoffset_y = qy;
     nim->qoffset_z = qz;
     nim->qfac = qfac;
-    nim->qto_xyz = nifti_quatern_to_mat44(qb, qc, qd, qx, qy, qz, (float)sp[0], (float)sp[1],
-                                          (float)sp[2], qfac);
-    nim->pixdim[1] = nim->dx = (float)sp[0];
-    nim->pixdim[2] = nim->dy = (float)sp[1];
-    nim->pixdim[3] = nim->dz = (float)sp[2];
+    nim->qto_xyz = nifti_quatern_to_dmat44(qb, qc, qd, qx, qy, qz, sp[0], sp[1], sp[2], qfac);
+    nim->pixdim[1] = nim->dx = sp[0];
+    nim->pixdim[2] = nim->dy = sp[1];
+    nim->pixdim[3] = nim->dz = sp[2];
     nim->xyz_units = NIFTI_UNITS_MM;
     return nim;
 }
 
-/* Data type, dimensions and scaling from the tensor; the geometry stays the header's. */
-static void nifti_set_data_shape(nifti_image *nim, const diffcl_tensor *t, int datatype)
+/* Data type, dimensions, scaling and file version (1 or 2) from the tensor; the geometry stays
+ * the header's. */
+static void nifti_set_data_shape(nifti_image *nim, const diffcl_tensor *t, int datatype,
+                                 int version)
 {
     nim->datatype = datatype;
     nifti_datatype_sizes(datatype, &nim->nbyper, &nim->swapsize);
     for (int i = 0; i < 8; i++)
-        nim->dim[i] = i == 0 ? t->ndim : (i <= t->ndim ? (int)t->shape[i - 1] : 1);
+        nim->dim[i] = i == 0 ? t->ndim : (i <= t->ndim ? t->shape[i - 1] : 1);
     nim->ndim = t->ndim;
     nim->nx = nim->dim[1];
     nim->ny = nim->dim[2];
@@ -297,11 +342,11 @@ static void nifti_set_data_shape(nifti_image *nim, const diffcl_tensor *t, int d
     nim->nu = nim->dim[5];
     nim->nv = nim->dim[6];
     nim->nw = nim->dim[7];
-    nim->nvox = (size_t)dc_numel(t);
+    nim->nvox = dc_numel(t);
     nim->scl_slope = 0;
     nim->scl_inter = 0;
     nim->cal_min = nim->cal_max = 0;
-    nim->nifti_type = NIFTI_FTYPE_NIFTI1_1;
+    nim->nifti_type = version == 2 ? NIFTI_FTYPE_NIFTI2_1 : NIFTI_FTYPE_NIFTI1_1;
     nim->byteorder = nifti_short_order();
 }
 
@@ -371,6 +416,37 @@ static diffcl_status nifti_write_checked(nifti_image *nim, void *disk, const cha
     return s;
 }
 
+/* Write @p nim as a single-file NIfTI-2 (.nii, or gzip for .nii.gz) to @p tmp, and read the
+ * header back. Ours, not nifti_image_write(): libnifti2 3.0.1 writes NIfTI-1 whenever the
+ * header fits it, and its data offset is wrong for the NIfTI-2 file type. */
+static diffcl_status nifti2_write_checked(nifti_image *nim, const void *disk, int gz,
+                                          const char *tmp, const char *path, const char *fn)
+{
+    nim->nifti_type = NIFTI_FTYPE_NIFTI2_1;
+    nim->iname_offset = 544; /* 540-byte header + 4-byte extender (no extensions) */
+    struct nifti_2_header h;
+    if (nifti_convert_nim2n2hdr(nim, &h) != 0)
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': cannot build a NIfTI-2 header", fn, path);
+    memcpy(h.magic, "n+2\0\r\n\032\n", 8);
+    static const char extender[4] = {0, 0, 0, 0};
+    unlink(tmp);
+    gzFile g = gzopen(tmp, gz ? "wb6" : "wbT"); /* T: no compression */
+    if (!g) return dc_error(DIFFCL_ERR_IO, "%s: cannot create '%s': %s", fn, path, strerror(errno));
+    int ok = gzwrite(g, &h, sizeof h) == (int)sizeof h && gzwrite(g, extender, 4) == 4;
+    size_t need = (size_t)nim->nvox * (size_t)nim->nbyper, done = 0;
+    while (ok && done < need) {
+        unsigned chunk = need - done > (1u << 30) ? (1u << 30) : (unsigned)(need - done);
+        ok = gzwrite(g, (const char *)disk + done, chunk) == (int)chunk;
+        done += chunk;
+    }
+    if (gzclose(g) != Z_OK) ok = 0;
+    struct stat st;
+    nifti_image *chk = ok && stat(tmp, &st) == 0 ? nifti_image_read(tmp, 0) : NULL;
+    diffcl_status s = chk ? DIFFCL_OK : dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s'", fn, path);
+    nifti_image_free(chk);
+    return s;
+}
+
 diffcl_status diffcl_nifti_write(const diffcl_tensor *t, const char *path,
                                  const diffcl_image_meta *meta)
 {
@@ -382,20 +458,31 @@ diffcl_status diffcl_nifti_write(const diffcl_tensor *t, const char *path,
         return dc_error(DIFFCL_ERR_SHAPE, "%s: '%s': tensor %s: 1 to 4 axes supported", fn, path,
                         dc_shape_str(t));
     int datatype = nifti_datatype_of(t->dtype);
-    int have_hdr = meta &&
+    int have_hdr2 = meta &&
+                    dc_meta_can_hold(meta, offsetof(diffcl_image_meta, nifti2_header) + 540) &&
+                    meta->has_nifti2_header;
+    int have_hdr = !have_hdr2 && meta &&
                    dc_meta_can_hold(meta, offsetof(diffcl_image_meta, nifti_header) + 348) &&
                    meta->has_nifti_header;
+    /* NIfTI-2 for a NIfTI-2 input, and where a size does not fit NIfTI-1's 16-bit dim[] */
+    int version = have_hdr2 ? 2 : 1;
+    for (int i = 0; i < t->ndim; i++)
+        if (t->shape[i] > 32767) version = 2;
     nifti_set_debug_level(0);
     nifti_image *nim = NULL;
-    if (have_hdr) {
+    if (have_hdr2) {
+        struct nifti_2_header h;
+        memcpy(&h, meta->nifti2_header, sizeof h);
+        nim = nifti_convert_n2hdr2nim(h, NULL);
+    } else if (have_hdr) {
         struct nifti_1_header h;
         memcpy(&h, meta->nifti_header, sizeof h);
-        nim = nifti_convert_nhdr2nim(h, NULL);
+        nim = nifti_convert_n1hdr2nim(h, NULL);
     } else {
         nim = nifti_new_header(t, datatype, meta);
     }
     if (!nim) return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': cannot build a NIfTI header", fn, path);
-    nifti_set_data_shape(nim, t, datatype);
+    nifti_set_data_shape(nim, t, datatype, version);
     void *disk = nifti_disk_order(t);
     if (!disk) {
         nifti_image_free(nim);
@@ -404,7 +491,10 @@ diffcl_status diffcl_nifti_write(const diffcl_tensor *t, const char *path,
     char tmp[4096];
     diffcl_status s = dc_tmp_path(path, suffix, tmp, sizeof tmp);
     if (s == DIFFCL_OK) s = nifti_check_folder(path, fn);
-    if (s == DIFFCL_OK) s = nifti_write_checked(nim, disk, tmp, path, fn);
+    if (s == DIFFCL_OK && version == 2)
+        s = nifti2_write_checked(nim, disk, !strcmp(suffix, ".nii.gz"), tmp, path, fn);
+    else if (s == DIFFCL_OK)
+        s = nifti_write_checked(nim, disk, tmp, path, fn);
     free(disk);
     nifti_image_free(nim);
     if (s != DIFFCL_OK) {

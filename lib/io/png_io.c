@@ -11,14 +11,34 @@
 #include "io/image_io_internal.h"
 #include "tensor/tensor_internal.h"
 
-void diffcl_image_meta_init(diffcl_image_meta *meta)
+static void image_meta_defaults(diffcl_image_meta *meta, size_t size)
+{
+    diffcl_image_meta d;
+    memset(&d, 0, sizeof d);
+    d.struct_size = size;
+    for (int i = 0; i < 3; i++) d.spacing[i] = 1.0;
+    for (int i = 0; i < 4; i++) d.affine[i][i] = 1.0;
+    memcpy(meta, &d, size);
+}
+
+/* diffcl_image_meta grew after 0.1.0 (has_nifti2_header, nifti2_header). A program built
+ * against 0.1.0 calls the DIFFCL_0.1 version, which fills only the 0.1.0 layout; programs
+ * built since bind to the DIFFCL_0.2 default (docs/abi-policy.md). */
+__attribute__((visibility("default"))) void dc_image_meta_init_v0_1(diffcl_image_meta *meta);
+void dc_image_meta_init_v0_1(diffcl_image_meta *meta)
 {
     if (!meta) return;
-    memset(meta, 0, sizeof *meta);
-    meta->struct_size = sizeof *meta;
-    for (int i = 0; i < 3; i++) meta->spacing[i] = 1.0;
-    for (int i = 0; i < 4; i++) meta->affine[i][i] = 1.0;
+    image_meta_defaults(meta, offsetof(diffcl_image_meta, nifti_header) + 348);
 }
+__asm__(".symver dc_image_meta_init_v0_1, diffcl_image_meta_init@DIFFCL_0.1");
+
+__attribute__((visibility("default"))) void dc_image_meta_init_v0_2(diffcl_image_meta *meta);
+void dc_image_meta_init_v0_2(diffcl_image_meta *meta)
+{
+    if (!meta) return;
+    image_meta_defaults(meta, sizeof *meta);
+}
+__asm__(".symver dc_image_meta_init_v0_2, diffcl_image_meta_init@@DIFFCL_0.2");
 
 int dc_meta_can_hold(const diffcl_image_meta *meta, size_t field_end)
 {
@@ -50,11 +70,88 @@ diffcl_status dc_open_for_read(const char *path, FILE **fp, const char *fn)
     return DIFFCL_OK;
 }
 
-/* Read a PNG; mode 0: image (F32 samples or luminance), 1: label (U8 indices). */
-static diffcl_status png_read_any(diffcl_context *ctx, const char *path, int label_mode,
-                                  diffcl_tensor **out, int *bit_depth_out)
+/* diffcl_read_options as first published (0.2): what a caller's struct_size must reach. */
+#define READ_OPTIONS_0_2_SIZE (offsetof(diffcl_read_options, label_map) + sizeof(const char *))
+
+void diffcl_read_options_init(diffcl_read_options *opts)
 {
-    const char *fn = label_mode ? "diffcl_png_read_label" : "diffcl_png_read_image";
+    if (!opts) return;
+    diffcl_read_options d = DIFFCL_READ_OPTIONS_INIT;
+    *opts = d;
+}
+
+/* One number 0..255 of a label map at *p (spaces around it skipped); -1 if there is none. */
+static int label_map_number(const char **p)
+{
+    const char *s = *p;
+    while (*s == ' ' || *s == '\t') s++;
+    if (*s < '0' || *s > '9') return -1;
+    long v = 0;
+    while (*s >= '0' && *s <= '9' && v <= 255) v = v * 10 + (*s++ - '0');
+    while (*s == ' ' || *s == '\t') s++;
+    *p = s;
+    return v <= 255 ? (int)v : -1;
+}
+
+diffcl_status diffcl_label_map_parse(const char *spec, int table[256], int *max_class)
+{
+    const char *fn = "diffcl_label_map_parse";
+    DC_CHECK_ARG(spec && table, "%s: spec and table must not be NULL", fn);
+    int t[256], top = 0;
+    for (int v = 0; v < 256; v++) t[v] = -1;
+    const char *p = spec;
+    while (*p == ' ' || *p == '\t') p++;
+    if (!*p)
+        return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                        "%s: empty label map (VALUE:CLASS pairs, e.g. '255:1' or '255:1,128:2')",
+                        fn);
+    for (;;) {
+        const char *at = p;
+        int v = label_map_number(&p);
+        int c = v >= 0 && *p == ':' ? (p++, label_map_number(&p)) : -1;
+        if (v < 0 || c < 0 || (*p && *p != ','))
+            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                            "%s: bad label map '%s' at '%s': expected VALUE:CLASS pairs with "
+                            "VALUE and CLASS in 0..255, separated by commas (e.g. '255:1,128:2')",
+                            fn, spec, at);
+        if (t[v] >= 0)
+            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: label map '%s' gives value %d twice",
+                            fn, spec, v);
+        t[v] = c;
+        if (c > top) top = c;
+        if (!*p) break;
+        p++; /* ',' */
+    }
+    memcpy(table, t, sizeof t);
+    if (max_class) *max_class = top;
+    return DIFFCL_OK;
+}
+
+/* Apply label map @p spec (already parsed into @p table, classes 0..@p top) to the U8 label
+ * @p t read from @p path: a listed value becomes its class, an unlisted one must be a class. */
+static diffcl_status apply_label_map(diffcl_tensor *t, const int table[256], int top,
+                                     const char *spec, const char *path, const char *fn)
+{
+    uint8_t *d = dc_data(t);
+    int64_t W = t->shape[1], n = dc_numel(t);
+    for (int64_t i = 0; i < n; i++) {
+        int v = d[i];
+        if (table[v] >= 0)
+            d[i] = (uint8_t)table[v];
+        else if (v > top)
+            return dc_error(DIFFCL_ERR_FORMAT,
+                            "%s: '%s': pixel (row %lld, column %lld) has value %d, which is "
+                            "neither in the label map '%s' nor a class index (0..%d)",
+                            fn, path, (long long)(i / W), (long long)(i % W), v, spec, top);
+    }
+    return DIFFCL_OK;
+}
+
+/* Read a PNG; mode 0: image (F32 samples or luminance; @p rgb: [3, H, W] R, G, B), 1: label
+ * (U8 indices). */
+static diffcl_status png_read_any(diffcl_context *ctx, const char *path, int label_mode, int rgb,
+                                  const char *fn, diffcl_tensor **out, int *bit_depth_out)
+{
     DC_CHECK_ARG(ctx && path && out, "%s: ctx, path and out must not be NULL", fn);
     *out = NULL;
     FILE *fp;
@@ -108,6 +205,7 @@ static diffcl_status png_read_any(diffcl_context *ctx, const char *path, int lab
         if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
         if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
         png_set_strip_alpha(png);
+        if (rgb && !(ctype & PNG_COLOR_MASK_COLOR)) png_set_gray_to_rgb(png); /* R = G = B */
     }
     png_read_update_info(png, info);
     int channels = png_get_channels(png, info);
@@ -115,8 +213,11 @@ static diffcl_status png_read_any(diffcl_context *ctx, const char *path, int lab
     size_t rowbytes = png_get_rowbytes(png, info);
     buf = malloc(rowbytes * H);
     rows = malloc(sizeof(png_bytep) * H);
-    int64_t shape[2] = {(int64_t)H, (int64_t)W};
-    t = (buf && rows) ? dc_tensor_empty(ctx, label_mode ? DIFFCL_U8 : DIFFCL_F32, 2, shape) : NULL;
+    int64_t shape[3] = {(int64_t)H, (int64_t)W}, shape3[3] = {3, (int64_t)H, (int64_t)W};
+    if (rgb && channels < 3) png_error(png, "colour conversion failed");
+    t = !(buf && rows) ? NULL
+        : rgb          ? dc_tensor_empty(ctx, DIFFCL_F32, 3, shape3)
+                       : dc_tensor_empty(ctx, label_mode ? DIFFCL_U8 : DIFFCL_F32, 2, shape);
     if (!t) png_error(png, "out of memory");
     for (png_uint_32 y = 0; y < H; y++) rows[y] = buf + y * rowbytes;
     png_read_image(png, rows);
@@ -127,6 +228,15 @@ static diffcl_status png_read_any(diffcl_context *ctx, const char *path, int lab
             size_t i = (size_t)y * W + x;
             if (label_mode) {
                 ((uint8_t *)dc_data(t))[i] = r[x * channels];
+                continue;
+            }
+            if (rgb) { /* planes R, G, B of the raw samples */
+                size_t plane = (size_t)H * W;
+                for (int c = 0; c < 3; c++) {
+                    const unsigned char *p =
+                        r + ((size_t)x * channels + c) * (odepth == 16 ? 2 : 1);
+                    dc_f32(t)[c * plane + i] = (float)(odepth == 16 ? (p[0] << 8 | p[1]) : p[0]);
+                }
                 continue;
             }
             double v;
@@ -160,12 +270,57 @@ static diffcl_status png_read_any(diffcl_context *ctx, const char *path, int lab
 diffcl_status diffcl_png_read_image(diffcl_context *ctx, const char *path, diffcl_tensor **out,
                                     int *bit_depth)
 {
-    return png_read_any(ctx, path, 0, out, bit_depth);
+    return png_read_any(ctx, path, 0, 0, "diffcl_png_read_image", out, bit_depth);
 }
 
 diffcl_status diffcl_png_read_label(diffcl_context *ctx, const char *path, diffcl_tensor **out)
 {
-    return png_read_any(ctx, path, 1, out, NULL);
+    return png_read_any(ctx, path, 1, 0, "diffcl_png_read_label", out, NULL);
+}
+
+diffcl_status diffcl_png_read_image_ex(diffcl_context *ctx, const char *path,
+                                       const diffcl_read_options *opts, diffcl_tensor **out,
+                                       int *bit_depth)
+{
+    const char *fn = "diffcl_png_read_image_ex";
+    DC_CHECK_ARG(out, "%s: out must not be NULL", fn);
+    *out = NULL;
+    diffcl_read_options o = DIFFCL_READ_OPTIONS_INIT;
+    DC_TRY(dc_options_read(&o, sizeof o, opts, READ_OPTIONS_0_2_SIZE, 0, fn));
+    DC_CHECK_ARG(o.png_color == DIFFCL_PNG_COLOR_L || o.png_color == DIFFCL_PNG_COLOR_RGB,
+                 "%s: png_color %d is not DIFFCL_PNG_COLOR_L (0) or DIFFCL_PNG_COLOR_RGB (1)", fn,
+                 o.png_color);
+    diffcl_tensor *t = NULL;
+    DC_TRY(png_read_any(ctx, path, 0, o.png_color == DIFFCL_PNG_COLOR_RGB, fn, &t, bit_depth));
+    if (o.png_color == DIFFCL_PNG_COLOR_RGB) {
+        *out = t;
+        return DIFFCL_OK;
+    }
+    diffcl_status s = diffcl_tensor_unsqueeze(t, 0, out); /* [1, H, W] */
+    diffcl_tensor_free(t);
+    return s;
+}
+
+diffcl_status diffcl_png_read_label_ex(diffcl_context *ctx, const char *path,
+                                       const diffcl_read_options *opts, diffcl_tensor **out)
+{
+    const char *fn = "diffcl_png_read_label_ex";
+    DC_CHECK_ARG(out, "%s: out must not be NULL", fn);
+    *out = NULL;
+    diffcl_read_options o = DIFFCL_READ_OPTIONS_INIT;
+    DC_TRY(dc_options_read(&o, sizeof o, opts, READ_OPTIONS_0_2_SIZE, 0, fn));
+    int table[256], top = 0;
+    int mapped = o.label_map && *o.label_map;
+    if (mapped) DC_TRY(diffcl_label_map_parse(o.label_map, table, &top));
+    diffcl_tensor *t = NULL;
+    DC_TRY(png_read_any(ctx, path, 1, 0, fn, &t, NULL));
+    diffcl_status s = mapped ? apply_label_map(t, table, top, o.label_map, path, fn) : DIFFCL_OK;
+    if (s != DIFFCL_OK) {
+        diffcl_tensor_free(t);
+        return s;
+    }
+    *out = t;
+    return DIFFCL_OK;
 }
 
 diffcl_status dc_tmp_path(const char *path, const char *suffix, char *tmp, size_t n)

@@ -13,7 +13,7 @@
 
 /* diffcl_train_options grew after 0.1.0 (strong_unlabeled, pseudo_mask_dice, cps_variant,
  * cps_confidence, ds_pseudo_train_mode, contrast_balanced, weak_strong, hfm_border,
- * init_weights, fg_prob: all in DIFFCL_0.2). A program
+ * init_weights, fg_prob, png_color, label_map: all in DIFFCL_0.2). A program
  * built against 0.1.0 calls the DIFFCL_0.1 version, which fills only the 0.1.0 layout;
  * programs built since bind to the DIFFCL_0.2 default (docs/abi-policy.md). */
 __attribute__((visibility("default"))) void dc_train_options_init_v0_1(diffcl_train_options *opts);
@@ -108,6 +108,21 @@ static diffcl_status normalise_options(diffcl_train_options *o)
     if (o->method == DIFFCL_METHOD_DIFFCL && o->batch_unlabeled < 1)
         return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
                         "diffcl_trainer_create: Diff-CL needs batch_unlabeled >= 1");
+    DC_CHECK_ARG(o->png_color == DIFFCL_PNG_COLOR_L || o->png_color == DIFFCL_PNG_COLOR_RGB,
+                 "diffcl_trainer_create: png_color %d is not L (0) or RGB (1)", o->png_color);
+    if (o->label_map) {
+        int table[256], top = 0;
+        diffcl_status s = diffcl_label_map_parse(o->label_map, table, &top);
+        if (s != DIFFCL_OK) {
+            dc_error_prefix("diffcl_trainer_create");
+            return s;
+        }
+        if (top >= o->n_classes)
+            return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                            "diffcl_trainer_create: label map '%s' gives class %d, but n_classes "
+                            "is %d",
+                            o->label_map, top, o->n_classes);
+    }
     if (o->patch[1] == 0) {
         if (o->dims == 2) {
             o->patch[0] = 1;
@@ -204,6 +219,9 @@ static diffcl_status open_data(diffcl_trainer *tr)
 {
     const diffcl_train_options *o = &tr->o;
     diffcl_dataset_options dopt = DIFFCL_DATASET_OPTIONS_INIT;
+    diffcl_read_options ro = DIFFCL_READ_OPTIONS_INIT;
+    ro.png_color = o->png_color;
+    ro.label_map = o->label_map;
     diffcl_layout layout;
     DC_TRY(diffcl_layout_parse(o->layout ? o->layout : "phantom", &layout));
     dopt.layout = layout;
@@ -213,8 +231,8 @@ static diffcl_status open_data(diffcl_trainer *tr)
     dopt.n_cases = o->phantom_cases;
     if (layout != DIFFCL_LAYOUT_PHANTOM && !o->data_dir)
         return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "layout %s needs a data folder", o->layout);
-    DC_TRY(diffcl_dataset_open(tr->ctx, layout == DIFFCL_LAYOUT_PHANTOM ? NULL : o->data_dir, &dopt,
-                               &tr->train_set));
+    DC_TRY(diffcl_dataset_open_ex(tr->ctx, layout == DIFFCL_LAYOUT_PHANTOM ? NULL : o->data_dir,
+                                  &dopt, &ro, &tr->train_set));
     if (o->val_list) {
         diffcl_dataset_options vopt = dopt;
         if (layout == DIFFCL_LAYOUT_PHANTOM) {
@@ -225,8 +243,8 @@ static diffcl_status open_data(diffcl_trainer *tr)
         } else {
             vopt.list = o->val_list;
         }
-        DC_TRY(diffcl_dataset_open(tr->ctx, layout == DIFFCL_LAYOUT_PHANTOM ? NULL : o->data_dir,
-                                   &vopt, &tr->val_set));
+        DC_TRY(diffcl_dataset_open_ex(tr->ctx, layout == DIFFCL_LAYOUT_PHANTOM ? NULL : o->data_dir,
+                                      &vopt, &ro, &tr->val_set));
     }
     DC_TRY(split_without_validation(tr));
     if (o->method == DIFFCL_METHOD_DIFFCL && tr->split.n_unlabeled == 0)
@@ -262,6 +280,26 @@ static diffcl_status classes_from_data(diffcl_trainer *tr)
     return DIFFCL_OK;
 }
 
+/* The first labeled case's label map against n_classes: a clear error (naming the case and
+ * suggesting a label map for masks) before the loss meets it. */
+static diffcl_status check_label_values(const diffcl_trainer *tr, const diffcl_tensor *lab)
+{
+    if (!lab || lab->dtype != DIFFCL_U8) return DIFFCL_OK;
+    const uint8_t *d = dc_data(lab);
+    int top = 0;
+    for (int64_t i = 0; i < dc_numel(lab); i++)
+        if (d[i] > top) top = d[i];
+    if (top < tr->o.n_classes) return DIFFCL_OK;
+    int64_t c = tr->split.labeled[0];
+    return dc_error(DIFFCL_ERR_FORMAT, "case '%s': its label has value %d, but n_classes is %d%s",
+                    diffcl_dataset_case_id(tr->train_set, c), top, tr->o.n_classes,
+                    diffcl_dataset_layout(tr->train_set) == DIFFCL_LAYOUT_PNG && top == 255 &&
+                            !tr->o.label_map
+                        ? " (a 0/255 mask? give the label map \"255:1\", diffcl train "
+                          "--label-map 255:1)"
+                        : "");
+}
+
 static diffcl_status build_networks(diffcl_trainer *tr)
 {
     const diffcl_train_options *o = &tr->o;
@@ -271,6 +309,12 @@ static diffcl_status build_networks(diffcl_trainer *tr)
         diffcl_tensor *img = NULL, *lab = NULL;
         DC_TRY(diffcl_dataset_load(tr->train_set, tr->split.labeled[0], &img, &lab, NULL));
         in_ch = (int)diffcl_tensor_dim(img, 0);
+        diffcl_status s = check_label_values(tr, lab);
+        if (s != DIFFCL_OK) {
+            diffcl_tensor_free(img);
+            diffcl_tensor_free(lab);
+            return s;
+        }
         diffcl_tensor_free(img);
         diffcl_tensor_free(lab);
     }
@@ -334,6 +378,7 @@ diffcl_status dc_trainer_create(diffcl_context *ctx, const diffcl_train_options 
     tr->s_labeled_list = dup_or_null(o.labeled_list);
     tr->s_out_dir = dup_or_null(o.out_dir);
     tr->s_init_weights = o.init_weights && *o.init_weights ? strdup(o.init_weights) : NULL;
+    tr->s_label_map = o.label_map && *o.label_map ? strdup(o.label_map) : NULL;
     o.layout = tr->s_layout;
     o.data_dir = tr->s_data_dir;
     o.train_list = tr->s_train_list;
@@ -341,6 +386,7 @@ diffcl_status dc_trainer_create(diffcl_context *ctx, const diffcl_train_options 
     o.labeled_list = tr->s_labeled_list;
     o.out_dir = tr->s_out_dir;
     o.init_weights = tr->s_init_weights;
+    o.label_map = tr->s_label_map;
     tr->o = o;
     tr->best_dice = NAN;
     tr->best_it = -1;
@@ -407,6 +453,7 @@ void diffcl_trainer_free(diffcl_trainer *tr)
     free(tr->s_labeled_list);
     free(tr->s_out_dir);
     free(tr->s_init_weights);
+    free(tr->s_label_map);
     free(tr);
 }
 

@@ -62,6 +62,8 @@ char *dc_train_options_to_json(const diffcl_train_options *o)
     N(hfm_border);
     S(init_weights);
     N(fg_prob);
+    N(png_color);
+    S(label_map);
 #undef S
 #undef N
     char seed[32];
@@ -147,6 +149,8 @@ diffcl_status dc_train_options_from_json(const char *json, diffcl_train_options 
     N_SINCE_0_2(hfm_border, int, 0);
     S(init_weights); /* 0.2; absent (NULL) before */
     N_SINCE_0_2(fg_prob, double, 0.0);
+    N_SINCE_0_2(png_color, int, DIFFCL_PNG_COLOR_L);
+    S(label_map); /* 0.2; absent (NULL) before */
 #undef N_SINCE_0_2
 #undef S
 #undef N

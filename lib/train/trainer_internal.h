@@ -40,6 +40,7 @@ struct diffcl_trainer {
     diffcl_train_options o;
     char *s_layout, *s_data_dir, *s_train_list, *s_val_list, *s_labeled_list, *s_out_dir;
     char *s_init_weights;
+    char *s_label_map;
     diffcl_dataset *train_set;
     diffcl_dataset *val_set;
     diffcl_split split;
@@ -61,7 +62,7 @@ struct diffcl_trainer {
 
 /* Serialise / parse the options as JSON. The parser copies the string options into
  * @p strings (the caller frees them); DC_TRAIN_OPTION_STRINGS holds them all. */
-#define DC_TRAIN_OPTION_STRINGS 7
+#define DC_TRAIN_OPTION_STRINGS 8
 char *dc_train_options_to_json(const diffcl_train_options *o);
 diffcl_status dc_train_options_from_json(const char *json, diffcl_train_options *o, char **strings,
                                          int n_strings);

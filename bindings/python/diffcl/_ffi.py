@@ -187,7 +187,8 @@ class TrainOptions(ctypes.Structure):
                 ("strong_unlabeled", c_int), ("pseudo_mask_dice", c_int),
                 ("cps_variant", c_int), ("cps_confidence", c_double), ("ds_pseudo_train_mode", c_int),
                 ("contrast_balanced", c_int), ("weak_strong", c_int),
-                ("hfm_border", c_int), ("init_weights", c_char_p), ("fg_prob", c_double)]
+                ("hfm_border", c_int), ("init_weights", c_char_p), ("fg_prob", c_double),
+                ("png_color", c_int), ("label_map", c_char_p)]
 
 
 class TrainStats(ctypes.Structure):
@@ -220,7 +221,8 @@ class PhantomOptions(ctypes.Structure):
 class ImageMeta(ctypes.Structure):
     _fields_ = [("struct_size", c_size), ("ndim", c_int), ("spacing", c_double * 3),
                 ("affine", (c_double * 4) * 4), ("has_nifti_header", c_int),
-                ("nifti_header", ctypes.c_ubyte * 348)]
+                ("nifti_header", ctypes.c_ubyte * 348), ("has_nifti2_header", c_int),
+                ("nifti2_header", ctypes.c_ubyte * 540)]
 
 
 # C type name -> (ctypes class, name of its _init() function or None)

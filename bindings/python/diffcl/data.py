@@ -46,6 +46,11 @@ class ImageMeta:
     def has_nifti_header(self):
         return bool(self.raw.has_nifti_header)
 
+    @property
+    def has_nifti2_header(self):
+        """The input was NIfTI-2: write_nifti with this meta writes NIfTI-2."""
+        return bool(self.raw.has_nifti2_header)
+
 
 def has_nifti():
     return bool(fn("diffcl_io_has_nifti")())

@@ -9,7 +9,7 @@ from .models import Model
 
 METHODS = {"diffcl": 0, "supervised": 1}
 _STRINGS = ("layout", "data_dir", "train_list", "val_list", "labeled_list", "out_dir",
-            "init_weights")
+            "init_weights", "label_map")
 
 
 def train_options(**options):
