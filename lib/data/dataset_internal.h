@@ -34,7 +34,13 @@ struct diffcl_dataset {
     int64_t first_case;
     char *list_source;    /* the list in use ("train.list", "dataset.json", a path) or NULL */
     dc_dataset_json info; /* the folder's dataset.json */
+    const struct diffcl_plan *plan; /* borrowed: applied by every load (dc_dataset_set_plan) */
 };
+
+/* Apply @p plan (borrowed; NULL: none) to every case @p ds loads from now on: image and label
+ * as diffcl_plan_apply() makes them, the meta's spacing the plan's target. The trainer sets it
+ * before it creates its sampler and keeps the plan alive as long as the data set. */
+void dc_dataset_set_plan(diffcl_dataset *ds, const struct diffcl_plan *plan);
 
 /* diffcl_dataset_load into another context (the sampler's worker uses a private one).
  * Reads nothing but @p ds's immutable fields: safe from any thread. */
