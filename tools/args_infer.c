@@ -98,6 +98,10 @@ int infer_args_parse(int argc, char **argv, infer_args *args)
             args->tta = 1;
             continue;
         }
+        if (!strcmp(a, "--no-plan")) {
+            args->no_plan = 1;
+            continue;
+        }
         if (!strcmp(a, "--lcc")) {
             args->lcc = 1;
             continue;
@@ -124,8 +128,6 @@ int infer_args_parse(int argc, char **argv, infer_args *args)
             args->overlay_dir = v;
         else if (!strcmp(a, "--preset"))
             preset = v;
-        else if (!strcmp(a, "--no-plan"))
-            args->no_plan = 1;
         else if (!strcmp(a, "--normalize")) {
             if (strcmp(v, "none") && strcmp(v, "zscore") && strcmp(v, "zscore-nonzero") &&
                 strcmp(v, "minmax"))
