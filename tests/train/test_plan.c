@@ -486,6 +486,80 @@ START_TEST(test_plan_end_to_end)
 }
 END_TEST
 
+/* 2-D: a plan over phantom slices (unit spacing, no dataset.json: z-score channels) with a
+ * coarser target; the inverted one-hot label comes back on the slice's grid. */
+START_TEST(test_plan_2d)
+{
+    diffcl_dataset_options dopt = DIFFCL_DATASET_OPTIONS_INIT;
+    dopt.layout = DIFFCL_LAYOUT_PHANTOM;
+    dopt.n_cases = 3;
+    dopt.phantom.ndim = 2;
+    dopt.phantom.normalize = 0;
+    diffcl_dataset *ds = NULL;
+    ck_ok(diffcl_dataset_open(ctx, NULL, &dopt, &ds));
+    diffcl_plan_options po = DIFFCL_PLAN_OPTIONS_INIT;
+    po.target_spacing[1] = po.target_spacing[2] = 1.5;
+    po.interp = DIFFCL_PLAN_INTERP_LINEAR;
+    diffcl_plan *plan = NULL;
+    ck_ok(diffcl_plan_compute(ds, NULL, &po, &plan));
+    ck_assert_int_eq(diffcl_plan_ndim(plan), 2);
+    diffcl_plan_channel_info ci = DIFFCL_PLAN_CHANNEL_INFO_INIT;
+    ck_ok(diffcl_plan_channel(plan, 0, &ci));
+    ck_assert_int_eq(ci.scheme, DIFFCL_PLAN_ZSCORE);
+    {
+        /* ct_channels forces CT: the statistics of the labels' foreground */
+        diffcl_plan_options pc = po;
+        pc.ct_channels = 1u;
+        diffcl_plan *ct = NULL;
+        ck_ok(diffcl_plan_compute(ds, NULL, &pc, &ct));
+        diffcl_plan_channel_info cc = DIFFCL_PLAN_CHANNEL_INFO_INIT;
+        ck_ok(diffcl_plan_channel(ct, 0, &cc));
+        ck_assert_int_eq(cc.scheme, DIFFCL_PLAN_CT);
+        ck_assert(cc.clip_lo < cc.mean && cc.mean < cc.clip_hi && cc.std > 0);
+        diffcl_plan_free(ct);
+    }
+    diffcl_tensor *img = NULL, *lab = NULL, *pi = NULL, *pl = NULL, *inv = NULL, *back = NULL;
+    diffcl_image_meta meta;
+    diffcl_image_meta_init(&meta);
+    ck_ok(diffcl_dataset_load(ds, 0, &img, &lab, &meta));
+    diffcl_plan_geometry g = DIFFCL_PLAN_GEOMETRY_INIT;
+    ck_ok(diffcl_plan_apply(plan, img, lab, &meta, &pi, &pl, &g));
+    ck_assert_int_eq(g.ndim, 2);
+    ck_assert_int_eq(diffcl_tensor_ndim(pi), 3);
+    for (int a = 1; a < 3; a++) {
+        int64_t crop = g.crop_hi[a] - g.crop_lo[a];
+        ck_assert_int_eq(g.planned[a], llround((double)crop / 1.5));
+        ck_assert_int_eq(diffcl_tensor_dim(pi, a), g.planned[a]);
+        ck_assert_int_eq(g.shape[a], diffcl_tensor_dim(lab, a - 1));
+    }
+    int64_t np = diffcl_tensor_numel(pl), psh[3] = {2, g.planned[1], g.planned[2]};
+    diffcl_tensor *oh = NULL;
+    ck_ok(diffcl_tensor_new(ctx, DIFFCL_F32, 3, psh, &oh));
+    float *o = diffcl_tensor_data(oh);
+    const uint8_t *l = diffcl_tensor_data(pl);
+    for (int k = 0; k < 2; k++)
+        for (int64_t v = 0; v < np; v++) o[k * np + v] = l[v] == k;
+    ck_ok(diffcl_plan_invert(plan, oh, &g, &inv));
+    ck_ok(diffcl_probs_to_label(inv, &back));
+    ck_assert_int_eq(diffcl_tensor_dim(back, 0), g.shape[1]);
+    ck_assert_int_eq(diffcl_tensor_dim(back, 1), g.shape[2]);
+    const uint8_t *a0 = diffcl_tensor_data(lab), *b0 = diffcl_tensor_data(back);
+    int64_t n = diffcl_tensor_numel(lab), same = 0;
+    for (int64_t v = 0; v < n; v++) same += a0[v] == b0[v];
+    ck_assert_msg(same > 0.95 * (double)n, "2-D label round trip: %lld of %lld", (long long)same,
+                  (long long)n);
+    diffcl_tensor_free(oh);
+    diffcl_tensor_free(img);
+    diffcl_tensor_free(lab);
+    diffcl_tensor_free(pi);
+    diffcl_tensor_free(pl);
+    diffcl_tensor_free(inv);
+    diffcl_tensor_free(back);
+    diffcl_plan_free(plan);
+    diffcl_dataset_free(ds);
+}
+END_TEST
+
 /* A model file without a plan (0.1.0, or a run with the plan off): NOT_FOUND, and it loads. */
 START_TEST(test_model_without_plan)
 {
@@ -519,6 +593,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_plan_rules);
     tcase_add_test(tc, test_plan_resample_and_invert);
+    tcase_add_test(tc, test_plan_2d);
     tcase_add_test(tc, test_model_without_plan);
     tcase_add_test(tc, test_plan_end_to_end);
     suite_add_tcase(s, tc);
