@@ -222,17 +222,17 @@ static diffcl_status make_plan(diffcl_trainer *tr)
     double sp[3];
     int rs = diffcl_plan_target_spacing(tr->plan, sp);
     char line[512];
-    int n = snprintf(line, sizeof line, "preprocessing plan: target spacing %g x %g x %g%s,", sp[0],
+    int n = snprintf(line, sizeof line, "preprocessing plan: target spacing %g x %g x %g%s:", sp[0],
                      sp[1], sp[2], rs ? "" : " (not resampled)");
     for (int c = 0; c < diffcl_plan_num_channels(tr->plan) && n > 0 && n < (int)sizeof line; c++) {
         diffcl_plan_channel_info ci = DIFFCL_PLAN_CHANNEL_INFO_INIT;
         (void)diffcl_plan_channel(tr->plan, c, &ci);
         if (ci.scheme == DIFFCL_PLAN_CT)
             n += snprintf(line + n, sizeof line - (size_t)n,
-                          " channel %d CT (clip %g..%g, mean %g, std %g)", c, ci.clip_lo,
-                          ci.clip_hi, ci.mean, ci.std);
+                          "%s channel %d CT (clip %g..%g, mean %g, std %g)", c ? ";" : "", c,
+                          ci.clip_lo, ci.clip_hi, ci.mean, ci.std);
         else
-            n += snprintf(line + n, sizeof line - (size_t)n, " channel %d %s%s", c,
+            n += snprintf(line + n, sizeof line - (size_t)n, "%s channel %d %s%s", c ? ";" : "", c,
                           ci.scheme == DIFFCL_PLAN_NONE ? "unchanged" : "z-score",
                           ci.use_mask ? " (non-zero mask)" : "");
     }
