@@ -8,9 +8,12 @@
  * `pth2safetensors.py iter_6000.pth model.safetensors --vnet dims=3,classes=2` (--vnet writes
  * the model configuration; a plain conversion holds only the weights, which
  * diffcl_module_load() reads into a V-Net you create). IMAGE is read as nibabel shows it
- * ((x, y, z), or (x, y, z, channels)), z-scored per channel, segmented with the sliding
- * window, and the label map is written with the input's header, so it overlays the input
- * in any viewer. PATCH and STRIDE are "DxHxW" (3-D; default 112x112x80 and 18x18x4, the
+ * ((x, y, z), or (x, y, z, channels)) and segmented with the sliding window. A model trained
+ * with a preprocessing plan (plan.h: `diffcl train` on MSD / nnU-Net folders) carries it: the
+ * image then goes through diffcl_segment_planned(), which crops, normalises and resamples it
+ * as in training and puts the prediction back on the input's grid; a model without one gets
+ * the image z-scored per channel (never both). The label map is written with the input's
+ * header, so it overlays the input in any viewer. PATCH and STRIDE are "DxHxW" (3-D; default 112x112x80 and 18x18x4, the
  * left-atrium setting) or "HxW" (2-D; default 96x96 and 48x48).
  *
  * Build against an installed libdiffcl:
@@ -77,6 +80,10 @@ int main(int argc, char **argv)
     diffcl_module *model = NULL;
     CHECK(diffcl_model_load(ctx, argv[1], &model));
     diffcl_module_train(model, 0); /* evaluation mode: running statistics, no dropout */
+    /* its preprocessing plan, when it was trained with one (NOT_FOUND: 0.1.0 files, PNG...) */
+    diffcl_plan *plan = NULL;
+    diffcl_status ps = diffcl_plan_load(argv[1], &plan);
+    if (ps != DIFFCL_ERR_NOT_FOUND) CHECK(ps);
 
     /* 2. the image, as [C, (D), H, W] */
     diffcl_tensor *raw = NULL, *image = NULL, *norm = NULL;
@@ -96,7 +103,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "infer_nifti: %s has %d axes; expected 2, 3 or 4\n", argv[2], ndim);
         return 1;
     }
-    CHECK(diffcl_normalize_zscore(image, 0, &norm));
+    if (plan) /* the plan normalises: the image goes in as read */
+        norm = diffcl_tensor_retain(image);
+    else
+        CHECK(diffcl_normalize_zscore(image, 0, &norm));
     int spatial = diffcl_tensor_ndim(norm) - 1;
 
     /* 3. sliding-window segmentation */
@@ -118,7 +128,8 @@ int main(int argc, char **argv)
     }
     clock_t t0 = clock();
     diffcl_tensor *label = NULL;
-    CHECK(diffcl_segment(model, norm, &sw, &label, NULL));
+    /* with a NULL plan this is diffcl_segment(); with one, the result is on the input grid */
+    CHECK(diffcl_segment_planned(model, plan, norm, &meta, &sw, &label, NULL));
     double cpu = (double)(clock() - t0) / CLOCKS_PER_SEC;
 
     /* 4. the label map, with the input's geometry */
@@ -139,6 +150,7 @@ int main(int argc, char **argv)
     diffcl_tensor_free(image);
     diffcl_tensor_free(raw);
     diffcl_module_free(model);
+    diffcl_plan_free(plan);
     diffcl_context_free(ctx);
     return 0;
 }

@@ -37,6 +37,7 @@ typedef struct infer_args {
     const char *save_probs; /* --save-probs DIR, or NULL */
     const char *list;       /* --list FILE: only these case ids of an input folder */
     const char *normalize;  /* none|zscore|zscore-nonzero|minmax */
+    int no_plan;            /* --no-plan: ignore the model's preprocessing plan */
     diffcl_net_options net;
     int64_t patch[3], stride[3]; /* given by --patch / --stride or --preset */
     int patch_given, stride_given;

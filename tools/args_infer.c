@@ -14,7 +14,7 @@ static void infer_usage(FILE *f)
         "usage: diffcl infer --model CKPT [--model CKPT2 ...] --input FILE|DIR --output FILE|DIR\n"
         "                    [--patch D,H,W] [--stride D,H,W] [--preset la|pancreas|brats]\n"
         "                    [--gaussian] [--tta] [--lcc] [--normalize none|zscore|zscore-nonzero|minmax]\n"
-        "                    [--overlay DIR] [--batch N] [--threads N] [--quiet]\n"
+        "                    [--overlay DIR] [--batch N] [--threads N] [--quiet] [--no-plan]\n"
         "                    [--net cs|ds|ensemble] [--ddim-steps N] [--save-probs DIR]\n\n"
         "Segments each input with the model saved in CKPT (diffcl_model_save or a training\n"
         "checkpoint: the file carries the model configuration) by sliding window, averaged\n"
@@ -36,7 +36,12 @@ static void infer_usage(FILE *f)
         "  --gaussian            Gaussian window weighting; --tta: average over all flips\n"
         "  --lcc                 keep the largest connected component of each class\n"
         "  --normalize           intensity normalisation before inference (default none: the\n"
-        "                        model sees the data as the training loader gave it)\n"
+        "                        model sees the data as the training loader gave it); refused\n"
+        "                        when the model has a preprocessing plan\n"
+        "  --no-plan             ignore the model's preprocessing plan (by default a model\n"
+        "                        trained with one gets each input cropped, normalised and\n"
+        "                        resampled as in training, the prediction put back on the\n"
+        "                        input's grid)\n"
         "  --overlay DIR         also write a colour overlay PNG of the slice with most foreground\n"
         "  --net N               of a Diff-CL run: cs (default), ds (a seeded DDIM sample from noise,\n"
         "                        conditioned on the image) or ensemble (the mean of both softmaxes)\n"
@@ -93,6 +98,10 @@ int infer_args_parse(int argc, char **argv, infer_args *args)
         }
         if (!strcmp(a, "--tta")) {
             args->tta = 1;
+            continue;
+        }
+        if (!strcmp(a, "--no-plan")) {
+            args->no_plan = 1;
             continue;
         }
         if (!strcmp(a, "--lcc")) {

@@ -35,6 +35,12 @@ static void train_usage(FILE *f)
         "  --rgb                png layout: RGB images as three channels R, G, B (grey ones\n"
         "                       replicated); the model takes 3 channels (default: one channel,\n"
         "                       colour as luminance)\n"
+        "  --plan auto|on|off   preprocessing plan (docs/data.md): crop to the non-zero region,\n"
+        "                       per-channel normalisation (CT: dataset percentiles and statistics),\n"
+        "                       resampling to the median spacing; stored in the model for\n"
+        "                       diffcl infer (default auto: on for msd and nnunet, off otherwise)\n"
+        "  --ct-channels L      channels (0,1,...) treated as CT whatever dataset.json says\n"
+        "  --plan-interp I      image resampling: cubic (default) or linear\n"
         "method:\n"
         "  --method M           diffcl|supervised (default diffcl)\n"
         "  --iters N            (default %lld)       --seed S (default %llu)\n"
@@ -199,6 +205,35 @@ static int train_value(const char *a, const char *v, train_args *args, int *layo
             args->o.hfm_border = DIFFCL_HFM_BORDER_REFLECT;
         else
             return opt_fail("train", "--hfm-border %s is not periodic|zero|reflect", v);
+    } else if (!strcmp(a, "--plan")) {
+        if (!strcmp(v, "auto"))
+            args->o.plan = -1;
+        else if (!strcmp(v, "on"))
+            args->o.plan = 1;
+        else if (!strcmp(v, "off"))
+            args->o.plan = 0;
+        else
+            return opt_fail("train", "--plan %s is not auto|on|off", v);
+    } else if (!strcmp(a, "--plan-interp")) {
+        if (!strcmp(v, "cubic"))
+            args->o.plan_interp = DIFFCL_PLAN_INTERP_CUBIC;
+        else if (!strcmp(v, "linear"))
+            args->o.plan_interp = DIFFCL_PLAN_INTERP_LINEAR;
+        else
+            return opt_fail("train", "--plan-interp %s is not cubic|linear", v);
+    } else if (!strcmp(a, "--ct-channels")) {
+        /* a comma-separated list of channel indices */
+        unsigned mask = 0;
+        const char *q = v;
+        while (*q) {
+            char *end;
+            long c = strtol(q, &end, 10);
+            if (end == q || c < 0 || c > 31 || (*end && *end != ','))
+                return opt_fail("train", "--ct-channels wants channel indices like 0,2, got %s", v);
+            mask |= 1u << c;
+            q = *end ? end + 1 : end;
+        }
+        args->o.plan_ct_channels = mask;
     } else if (!strcmp(a, "--patch")) {
         if (!parse_patch(v, args->o.patch))
             return opt_fail("train", "--patch wants H,W or D,H,W, got %s", v);

@@ -50,6 +50,7 @@ typedef struct job {
     int patch_given, stride_given;
     int64_t train_patch[3];
     const char *normalize;
+    diffcl_plan *plan; /* the first --model's preprocessing plan, or NULL */
     const char *overlay_dir;
     const char *save_probs;
     int quiet;
@@ -227,7 +228,8 @@ static int run_case(diffcl_context *ctx, job *jb, const char *in, const char *ou
                 so.stride[a] = la ? la_stride[a] : (so.patch[a] / 2 > 0 ? so.patch[a] / 2 : 1);
             }
         }
-        s = diffcl_segment(jb->model, x, &so, &label, jb->save_probs ? &probs : NULL);
+        s = diffcl_segment_planned(jb->model, jb->plan, x, &meta, &so, &label,
+                                   jb->save_probs ? &probs : NULL);
     }
     if (s == DIFFCL_OK && !rc) s = write_output(label, out, &meta);
     if (s == DIFFCL_OK && !rc && jb->save_probs) {
@@ -334,6 +336,49 @@ static int load_model(diffcl_context *ctx, const infer_args *a, job *jb)
         return 1;
     }
     diffcl_module_train(jb->model, 0);
+    return 0;
+}
+
+/* The preprocessing plan of the models (plan.h): that of the first; every other --model must
+ * have the same. --no-plan leaves it out. 0 or 1 (printed). */
+static int load_plan(const infer_args *a, job *jb)
+{
+    if (a->no_plan) return 0;
+    char *first = NULL;
+    for (int n = 0; n < a->n_models; n++) {
+        diffcl_plan *p = NULL;
+        char *json = NULL;
+        diffcl_status s = diffcl_plan_load(a->model_paths[n], &p);
+        if (s == DIFFCL_ERR_NOT_FOUND) s = DIFFCL_OK; /* 0.1.0 files, runs without a plan */
+        if (s == DIFFCL_OK && p) s = diffcl_plan_to_json(p, &json);
+        int differs = s == DIFFCL_OK && n > 0 && (!json != !first || (json && strcmp(json, first)));
+        if (s == DIFFCL_OK && n == 0) {
+            jb->plan = p, first = json;
+            p = NULL, json = NULL;
+        }
+        diffcl_plan_free(p);
+        diffcl_plan_string_free(json);
+        if (s != DIFFCL_OK || differs) {
+            if (s != DIFFCL_OK)
+                fprintf(stderr, "diffcl infer: %s\n", diffcl_last_error());
+            else
+                fprintf(stderr,
+                        "diffcl infer: %s and %s have different preprocessing plans: an ensemble "
+                        "needs the same (or --no-plan)\n",
+                        a->model_paths[0], a->model_paths[n]);
+            diffcl_plan_string_free(first);
+            return 1;
+        }
+    }
+    diffcl_plan_string_free(first);
+    if (jb->plan && strcmp(jb->normalize, "none")) {
+        fprintf(stderr,
+                "diffcl infer: %s has a preprocessing plan, which normalises the input; "
+                "--normalize %s would normalise it twice (give --no-plan to use "
+                "--normalize instead)\n",
+                a->model_paths[0], jb->normalize);
+        return 1;
+    }
     return 0;
 }
 
@@ -521,6 +566,7 @@ int cmd_infer(int argc, char **argv)
         return 1;
     }
     rc = load_model(ctx, &args, &jb);
+    if (!rc) rc = load_plan(&args, &jb);
     if (!rc) rc = make_output_dirs(&args, in_dir);
     if (!rc) {
         window_options(ctx, &args, &jb);
@@ -535,6 +581,7 @@ int cmd_infer(int argc, char **argv)
         }
     }
     diffcl_module_free(jb.model);
+    diffcl_plan_free(jb.plan);
     diffcl_context_free(ctx);
     return rc;
 }

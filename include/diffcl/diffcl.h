@@ -25,5 +25,6 @@
 #include "diffcl/diffusion.h"
 #include "diffcl/model.h"
 #include "diffcl/train.h"
+#include "diffcl/plan.h"
 
 #endif

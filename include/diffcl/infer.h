@@ -26,6 +26,7 @@
 #define DIFFCL_INFER_H
 
 #include "diffcl/module.h"
+#include "diffcl/plan.h"
 #include "diffcl/tensor.h"
 
 DIFFCL_BEGIN_DECLS
@@ -68,6 +69,19 @@ DIFFCL_API diffcl_status diffcl_sliding_window(diffcl_module *model, const diffc
 DIFFCL_API diffcl_status diffcl_segment(diffcl_module *model, const diffcl_tensor *image,
                                         const diffcl_sliding_window_options *opts,
                                         diffcl_tensor **label, diffcl_tensor **probs);
+
+/**
+ * diffcl_segment() through a plan: apply @p plan to @p image (geometry from @p meta), run
+ * the sliding window on the planned image, invert the probabilities to the input grid, take
+ * the argmax and (opts->largest_cc) the largest components. @p label receives U8 of the
+ * input's spatial shape, so the input's header and affine apply to it; @p probs (may be NULL)
+ * the probabilities on the input grid. @p plan NULL: exactly diffcl_segment().
+ */
+DIFFCL_API diffcl_status diffcl_segment_planned(diffcl_module *model, const diffcl_plan *plan,
+                                                const diffcl_tensor *image,
+                                                const diffcl_image_meta *meta,
+                                                const diffcl_sliding_window_options *opts,
+                                                diffcl_tensor **label, diffcl_tensor **probs);
 
 /**
  * The label map of probabilities @p probs (F32 [K, D, H, W] or [K, H, W], K <= 256): the

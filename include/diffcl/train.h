@@ -100,22 +100,22 @@ typedef struct diffcl_train_options {
     int pseudo_mask_dice; /**< the agreement mask also restricts the Dice of L^c_p; default 1
                                    (agreement variant only) */
     diffcl_cps_variant cps_variant; /**< L^c_p's voxel weighting; default DIFFCL_CPS_CONFIDENCE */
-    double cps_confidence;    /**< confidence variant: 0 weighs each voxel by the DS's smoothed
+    double cps_confidence;     /**< confidence variant: 0 weighs each voxel by the DS's smoothed
                                    probability of its label; t in (0,1) keeps voxels with p >= t;
                                    default 0 */
-    int ds_pseudo_train_mode; /**< 1: the DS makes its pseudo labels in training mode (0.1.0:
+    int ds_pseudo_train_mode;  /**< 1: the DS makes its pseudo labels in training mode (0.1.0:
                                    dropout, batch statistics, running statistics updated by
                                    every DDIM step); default 0, evaluation mode */
-    int contrast_balanced;    /**< an equal voxel quota per pseudo-label class in the contrastive
+    int contrast_balanced;     /**< an equal voxel quota per pseudo-label class in the contrastive
                                    term (0: uniform, 0.1.0); default 1 */
-    int weak_strong;          /**< 1: both networks make their pseudo labels from the weak view of
+    int weak_strong;           /**< 1: both networks make their pseudo labels from the weak view of
                                    each unlabeled patch (its geometry, without the intensity and
                                    blur transforms; no gradient, evaluation mode) and learn them
                                    on the strong view (FixMatch); 0: both from the one view
                                    (0.1.0); default 1 */
-    int hfm_border;           /**< the CS's HF-Mamba FFT border (diffcl_hfm_border): 0 periodic
+    int hfm_border;            /**< the CS's HF-Mamba FFT border (diffcl_hfm_border): 0 periodic
                                    (0.1.0, default), 1 zero, 2 reflect padding */
-    const char *init_weights; /**< fine-tuning: a safetensors file whose tensors the CS starts
+    const char *init_weights;  /**< fine-tuning: a safetensors file whose tensors the CS starts
                                    from, loaded by name where the shapes agree (a run's
                                    model.safetensors, a trainer checkpoint, a diffcl_model_save()
                                    file or a converted PyTorch state dict); an output head
@@ -125,7 +125,7 @@ typedef struct diffcl_train_options {
                                    tensors that match nothing). NULL (default): none. Read only by
                                    diffcl_trainer_create(); a resumed run continues from its own
                                    checkpoint */
-    double fg_prob;           /**< probability that a labeled patch is centred on a random
+    double fg_prob;            /**< probability that a labeled patch is centred on a random
                                    foreground voxel (nnU-Net's oversampling); default 0.33 (0.1.0
                                    and checkpoints written before: 0, uniform crops) */
     int png_color;            /**< png layout: DIFFCL_PNG_COLOR_L (default, 0.1.0: one channel,
@@ -135,6 +135,14 @@ typedef struct diffcl_train_options {
     const char *label_map;    /**< png layout: label PNG values to classes, e.g. "255:1" for
                                    0/255 masks (diffcl_read_options); every class it names must
                                    be < n_classes. NULL (default): none */
+    int plan;                  /**< the preprocessing plan (plan.h), computed from the training
+                                   cases, applied to every case loaded and stored in the model
+                                   files: 1 on, 0 off, -1 (default) on for the NIfTI layouts (msd,
+                                   nnunet), off for phantom, png and h5 (whose behaviour stays
+                                   0.1.0's; checkpoints written before: 0) */
+    unsigned plan_ct_channels; /**< bit c: channel c is CT whatever dataset.json says; default 0 */
+    int plan_interp;           /**< image resampling: a diffcl_plan_interp (0 cubic, default;
+                                    1 linear) */
 } diffcl_train_options;
 
 #define DIFFCL_TRAIN_OPTIONS_INIT                                                                  \
@@ -142,7 +150,7 @@ typedef struct diffcl_train_options {
         sizeof(diffcl_train_options), "phantom", NULL, NULL, NULL, 2, 4, NULL, {0, 0, 0}, 2, 2,    \
             24, DIFFCL_METHOD_DIFFCL, 2000, 1337, 0, 16, 16, DIFFCL_HFM_DEFAULT_LEVELS, 0.01, 0.9, \
             3e-5, 0.1, 0.4, 1.0, 1.0, 0.1, 0.1, 0.99, 4096, 4, 10, NULL, 0, 10, 1, 1,              \
-            DIFFCL_CPS_CONFIDENCE, 0.0, 0, 1, 1, 0, NULL, 0.33, DIFFCL_PNG_COLOR_L, NULL           \
+            DIFFCL_CPS_CONFIDENCE, 0.0, 0, 1, 1, 0, NULL, 0.33, DIFFCL_PNG_COLOR_L, NULL, -1, 0u, 0 \
     }
 /** Fill @p opts with the defaults (same as DIFFCL_TRAIN_OPTIONS_INIT). */
 DIFFCL_API void diffcl_train_options_init(diffcl_train_options *opts);

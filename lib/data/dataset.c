@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "data/dataset_internal.h"
+#include "diffcl/plan.h"
 #include "tensor/tensor_internal.h"
 
 /* ---------------------------------------------------------------- lists ---- */
@@ -841,11 +842,36 @@ diffcl_status dc_dataset_load_in(const diffcl_dataset *ds, diffcl_context *ctx, 
         diffcl_tensor_free(lab);
         return s;
     }
+    if (ds->plan) { /* the preprocessing plan of the trainer (plan.h) */
+        diffcl_tensor *pi = NULL, *pl = NULL;
+        diffcl_plan_geometry g = DIFFCL_PLAN_GEOMETRY_INIT;
+        s = diffcl_plan_apply(ds->plan, img, lab, &m, &pi, lab ? &pl : NULL, &g);
+        diffcl_tensor_free(img);
+        diffcl_tensor_free(lab);
+        if (s != DIFFCL_OK) {
+            dc_error_prefix("case '%s'", ds->ids[i]);
+            return s;
+        }
+        img = pi, lab = pl;
+        for (int a = 0; a < 3; a++) m.spacing[a] = g.spacing[a];
+        if (diffcl_plan_target_spacing(ds->plan, m.spacing) == 0) {
+            int nd = g.ndim;
+            for (int a = 0; a < nd; a++) m.spacing[a] = g.spacing[3 - nd + a];
+        } else if (g.ndim == 2) {
+            m.spacing[0] = m.spacing[1], m.spacing[1] = m.spacing[2], m.spacing[2] = 1;
+        }
+        m.has_nifti_header = 0; /* the header describes the file's grid, not this one */
+    }
     *image = img;
     if (label) *label = lab;
     if (meta)
         (void)dc_options_write(meta, &m, sizeof m, 0, 1, "diffcl_dataset_load"); /* cannot fail */
     return DIFFCL_OK;
+}
+
+void dc_dataset_set_plan(diffcl_dataset *ds, const struct diffcl_plan *plan)
+{
+    if (ds) ds->plan = plan;
 }
 
 diffcl_status diffcl_dataset_load(const diffcl_dataset *ds, int64_t i, diffcl_tensor **image,

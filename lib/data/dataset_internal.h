@@ -36,7 +36,13 @@ struct diffcl_dataset {
     dc_dataset_json info;     /* the folder's dataset.json */
     diffcl_read_options read; /* PNG colour and label map (diffcl_dataset_open_ex) */
     char *label_map;          /* read.label_map's own copy */
+    const struct diffcl_plan *plan; /* borrowed: applied by every load (dc_dataset_set_plan) */
 };
+
+/* Apply @p plan (borrowed; NULL: none) to every case @p ds loads from now on: image and label
+ * as diffcl_plan_apply() makes them, the meta's spacing the plan's target. The trainer sets it
+ * before it creates its sampler and keeps the plan alive as long as the data set. */
+void dc_dataset_set_plan(diffcl_dataset *ds, const struct diffcl_plan *plan);
 
 /* diffcl_dataset_load into another context (the sampler's worker uses a private one).
  * Reads nothing but @p ds's immutable fields: safe from any thread. */

@@ -9,11 +9,13 @@
 
 #include "diffcl/loss.h"
 #include "layer/module_internal.h"
+#include "data/dataset_internal.h"
 #include "train/trainer_internal.h"
 
 /* diffcl_train_options grew after 0.1.0 (strong_unlabeled, pseudo_mask_dice, cps_variant,
  * cps_confidence, ds_pseudo_train_mode, contrast_balanced, weak_strong, hfm_border,
- * init_weights, fg_prob, png_color, label_map: all in DIFFCL_0.2). A program
+ * init_weights, fg_prob, png_color, label_map, plan, plan_ct_channels, plan_interp: all in
+ * DIFFCL_0.2). A program
  * built against 0.1.0 calls the DIFFCL_0.1 version, which fills only the 0.1.0 layout;
  * programs built since bind to the DIFFCL_0.2 default (docs/abi-policy.md). */
 __attribute__((visibility("default"))) void dc_train_options_init_v0_1(diffcl_train_options *opts);
@@ -101,6 +103,8 @@ static diffcl_status normalise_options(diffcl_train_options *o)
         o->cps_variant >= DIFFCL_CPS_AGREEMENT && o->cps_variant <= DIFFCL_CPS_CONFIDENCE,
         "diffcl_trainer_create: cps_variant %d is not agreement (0), plain (1) or confidence (2)",
         (int)o->cps_variant);
+    DC_CHECK_ARG(o->plan >= -1 && o->plan <= 1 && o->plan_interp >= 0 && o->plan_interp <= 1,
+                 "diffcl_trainer_create: plan must be -1, 0 or 1 and plan_interp 0 or 1");
     DC_CHECK_ARG(o->fg_prob >= 0 && o->fg_prob <= 1,
                  "diffcl_trainer_create: fg_prob %g not in [0, 1]", o->fg_prob);
     DC_CHECK_ARG(o->cps_confidence >= 0 && o->cps_confidence < 1,
@@ -215,6 +219,45 @@ static diffcl_status split_without_validation(diffcl_trainer *tr)
     return DIFFCL_OK;
 }
 
+/* The preprocessing plan (o->plan; -1: on for the NIfTI layouts) from the training split,
+ * applied by the training and validation sets from now on. */
+static diffcl_status make_plan(diffcl_trainer *tr)
+{
+    diffcl_train_options *o = &tr->o;
+    diffcl_layout layout = diffcl_dataset_layout(tr->train_set);
+    if (o->plan < 0) o->plan = layout == DIFFCL_LAYOUT_MSD || layout == DIFFCL_LAYOUT_NNUNET;
+    if (!o->plan) return DIFFCL_OK;
+    diffcl_plan_options po = DIFFCL_PLAN_OPTIONS_INIT;
+    po.ct_channels = o->plan_ct_channels;
+    po.interp = o->plan_interp;
+    diffcl_status s = diffcl_plan_compute(tr->train_set, &tr->split, &po, &tr->plan);
+    if (s != DIFFCL_OK) {
+        dc_error_prefix("preprocessing plan");
+        return s;
+    }
+    double sp[3];
+    int rs = diffcl_plan_target_spacing(tr->plan, sp);
+    char line[512];
+    int n = snprintf(line, sizeof line, "preprocessing plan: target spacing %g x %g x %g%s:", sp[0],
+                     sp[1], sp[2], rs ? "" : " (not resampled)");
+    for (int c = 0; c < diffcl_plan_num_channels(tr->plan) && n > 0 && n < (int)sizeof line; c++) {
+        diffcl_plan_channel_info ci = DIFFCL_PLAN_CHANNEL_INFO_INIT;
+        (void)diffcl_plan_channel(tr->plan, c, &ci);
+        if (ci.scheme == DIFFCL_PLAN_CT)
+            n += snprintf(line + n, sizeof line - (size_t)n,
+                          "%s channel %d CT (clip %g..%g, mean %g, std %g)", c ? ";" : "", c,
+                          ci.clip_lo, ci.clip_hi, ci.mean, ci.std);
+        else
+            n += snprintf(line + n, sizeof line - (size_t)n, "%s channel %d %s%s", c ? ";" : "", c,
+                          ci.scheme == DIFFCL_PLAN_NONE ? "unchanged" : "z-score",
+                          ci.use_mask ? " (non-zero mask)" : "");
+    }
+    dc_log(tr->ctx, DIFFCL_LOG_INFO, "%s", line);
+    dc_dataset_set_plan(tr->train_set, tr->plan);
+    if (tr->val_set) dc_dataset_set_plan(tr->val_set, tr->plan);
+    return DIFFCL_OK;
+}
+
 static diffcl_status open_data(diffcl_trainer *tr)
 {
     const diffcl_train_options *o = &tr->o;
@@ -247,6 +290,7 @@ static diffcl_status open_data(diffcl_trainer *tr)
                                       &vopt, &ro, &tr->val_set));
     }
     DC_TRY(split_without_validation(tr));
+    DC_TRY(make_plan(tr));
     if (o->method == DIFFCL_METHOD_DIFFCL && tr->split.n_unlabeled == 0)
         return dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
                         "Diff-CL needs unlabeled cases: all %lld training cases are "
@@ -439,6 +483,7 @@ void diffcl_trainer_free(diffcl_trainer *tr)
     diffcl_split_free(&tr->split);
     diffcl_dataset_free(tr->train_set);
     diffcl_dataset_free(tr->val_set);
+    diffcl_plan_free(tr->plan); /* after the data sets that borrow it */
     diffcl_optimizer_free(tr->opt);
     diffcl_module_free(tr->cs);
     diffcl_module_free(tr->ds);

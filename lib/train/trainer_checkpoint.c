@@ -64,6 +64,9 @@ char *dc_train_options_to_json(const diffcl_train_options *o)
     N(fg_prob);
     N(png_color);
     S(label_map);
+    N(plan);
+    N(plan_ct_channels);
+    N(plan_interp);
 #undef S
 #undef N
     char seed[32];
@@ -151,6 +154,9 @@ diffcl_status dc_train_options_from_json(const char *json, diffcl_train_options 
     N_SINCE_0_2(fg_prob, double, 0.0);
     N_SINCE_0_2(png_color, int, DIFFCL_PNG_COLOR_L);
     S(label_map); /* 0.2; absent (NULL) before */
+    N_SINCE_0_2(plan, int, 0);
+    N_SINCE_0_2(plan_ct_channels, unsigned, 0u);
+    N_SINCE_0_2(plan_interp, int, 0);
 #undef N_SINCE_0_2
 #undef S
 #undef N
@@ -230,6 +236,12 @@ diffcl_status dc_trainer_add_networks(const diffcl_trainer *tr, diffcl_tensor_di
     if (s == DIFFCL_OK && *cs_prefix)
         s = diffcl_tensor_dict_set_meta(all, "diffcl.model_prefix", cs_prefix);
     if (s == DIFFCL_OK && ds_cfg) s = diffcl_tensor_dict_set_meta(all, "diffcl.ds_model", ds_cfg);
+    if (s == DIFFCL_OK && tr->plan) { /* the preprocessing plan, for diffcl_plan_load() */
+        char *plan = NULL;
+        s = diffcl_plan_to_json(tr->plan, &plan);
+        if (s == DIFFCL_OK) s = diffcl_tensor_dict_set_meta(all, "diffcl.plan", plan);
+        diffcl_plan_string_free(plan);
+    }
     free(opts);
     free(cfg);
     free(ds_cfg);

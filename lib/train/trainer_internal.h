@@ -7,6 +7,7 @@
 #include "diffcl/data.h"
 #include "diffcl/diffusion.h"
 #include "diffcl/optim.h"
+#include "diffcl/plan.h"
 #include "diffcl/train.h"
 #include "tensor/tensor_internal.h"
 #include "train/distributed_internal.h" /* MPI data parallelism */
@@ -44,6 +45,7 @@ struct diffcl_trainer {
     diffcl_dataset *train_set;
     diffcl_dataset *val_set;
     diffcl_split split;
+    diffcl_plan *plan; /* the preprocessing plan (o.plan), applied by both data sets; or NULL */
     diffcl_sampler *sampler;
     diffcl_module *cs;
     diffcl_module *ds; /* NULL for the supervised method */

@@ -228,6 +228,19 @@ else
         expect 0 "infer on $name" -- "$DIFFCL" infer --model "$tmp/runs/$name/model.safetensors" \
             --input "$FIX/$name/imagesTr" --output "$tmp/preds/$name" --threads 1
     done
+    # the NIfTI runs carry a preprocessing plan: infer applies it (the prediction has the
+    # input's grid), --normalize on top of it is refused, --no-plan leaves it out
+    "$DIFFCL" infer --model "$tmp/runs/nnunet/model.safetensors" --input "$FIX/nnunet/imagesTr" \
+        --output "$tmp/preds/nnunet_np" --normalize zscore --threads 1 >"$tmp/out" 2>"$tmp/err"
+    if [ $? -ne 1 ] || ! grep -q "preprocessing plan" "$tmp/err" || [ -d "$tmp/preds/nnunet_np" ]; then
+        echo "FAIL: infer --normalize with a planned model was not refused:"; cat "$tmp/err"
+        fails=$((fails + 1))
+    else
+        pass=$((pass + 1))
+    fi
+    expect 0 "infer --no-plan --normalize zscore" -- "$DIFFCL" infer --model \
+        "$tmp/runs/nnunet/model.safetensors" --input "$FIX/nnunet/imagesTr" \
+        --output "$tmp/preds/nnunet_np" --normalize zscore --no-plan --threads 1
     printf 'la_007\n' >"$tmp/one.list"
     expect 0 "infer --list" -- "$DIFFCL" infer --model "$M" --input "$FIX/msd/imagesTr" \
         --output "$tmp/preds/listed" --list "$tmp/one.list" --threads 1

@@ -188,7 +188,8 @@ class TrainOptions(ctypes.Structure):
                 ("cps_variant", c_int), ("cps_confidence", c_double), ("ds_pseudo_train_mode", c_int),
                 ("contrast_balanced", c_int), ("weak_strong", c_int),
                 ("hfm_border", c_int), ("init_weights", c_char_p), ("fg_prob", c_double),
-                ("png_color", c_int), ("label_map", c_char_p)]
+                ("png_color", c_int), ("label_map", c_char_p), ("plan", c_int),
+                ("plan_ct_channels", c_uint), ("plan_interp", c_int)]
 
 
 class TrainStats(ctypes.Structure):
