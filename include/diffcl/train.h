@@ -128,11 +128,11 @@ typedef struct diffcl_train_options {
     double fg_prob;            /**< probability that a labeled patch is centred on a random
                                    foreground voxel (nnU-Net's oversampling); default 0.33 (0.1.0
                                    and checkpoints written before: 0, uniform crops) */
-    int png_color;            /**< png layout: DIFFCL_PNG_COLOR_L (default, 0.1.0: one channel,
+    int png_color;             /**< png layout: DIFFCL_PNG_COLOR_L (default, 0.1.0: one channel,
                                    colour as luminance) or DIFFCL_PNG_COLOR_RGB (R, G, B: the
                                    networks get in_channels 3, grey images are replicated);
                                    see diffcl_read_options */
-    const char *label_map;    /**< png layout: label PNG values to classes, e.g. "255:1" for
+    const char *label_map;     /**< png layout: label PNG values to classes, e.g. "255:1" for
                                    0/255 masks (diffcl_read_options); every class it names must
                                    be < n_classes. NULL (default): none */
     int plan;                  /**< the preprocessing plan (plan.h), computed from the training
@@ -150,7 +150,8 @@ typedef struct diffcl_train_options {
         sizeof(diffcl_train_options), "phantom", NULL, NULL, NULL, 2, 4, NULL, {0, 0, 0}, 2, 2,    \
             24, DIFFCL_METHOD_DIFFCL, 2000, 1337, 0, 16, 16, DIFFCL_HFM_DEFAULT_LEVELS, 0.01, 0.9, \
             3e-5, 0.1, 0.4, 1.0, 1.0, 0.1, 0.1, 0.99, 4096, 4, 10, NULL, 0, 10, 1, 1,              \
-            DIFFCL_CPS_CONFIDENCE, 0.0, 0, 1, 1, 0, NULL, 0.33, DIFFCL_PNG_COLOR_L, NULL, -1, 0u, 0 \
+            DIFFCL_CPS_CONFIDENCE, 0.0, 0, 1, 1, 0, NULL, 0.33, DIFFCL_PNG_COLOR_L, NULL, -1, 0u,  \
+            0                                                                                      \
     }
 /** Fill @p opts with the defaults (same as DIFFCL_TRAIN_OPTIONS_INIT). */
 DIFFCL_API void diffcl_train_options_init(diffcl_train_options *opts);
