@@ -36,6 +36,7 @@ typedef struct infer_args {
     const char *input, *output, *overlay_dir;
     const char *save_probs; /* --save-probs DIR, or NULL */
     const char *list;       /* --list FILE: only these case ids of an input folder */
+    int reorient;           /* --reorient-ras */
     const char *normalize;  /* none|zscore|zscore-nonzero|minmax */
     int no_plan;            /* --no-plan: ignore the model's preprocessing plan */
     diffcl_net_options net;

@@ -48,6 +48,9 @@ static void infer_usage(FILE *f)
         "  --ddim-steps N        DS sampling steps (default: the run's, 10)\n"
         "  --model CKPT          given several times (up to 16): an ensemble, the mean of the\n"
         "                        models' softmaxes with the same windows, flips and --net\n"
+        "  --reorient-ras        3-D images: segment them turned to RAS+ (the axes permuted and\n"
+        "                        flipped as their affine says), and put the result back on the\n"
+        "                        input's grid: for a model trained on RAS+ data (train --reorient-ras)\n"
         "  --list FILE           with a folder: only the case ids listed (one per line), e.g. a\n"
         "                        fold's validation cases\n"
         "  --save-probs DIR      also write the probabilities: DIR/<case>.nii.gz, float32 with\n"
@@ -110,6 +113,10 @@ int infer_args_parse(int argc, char **argv, infer_args *args)
         }
         if (!strcmp(a, "--quiet")) {
             args->quiet = 1;
+            continue;
+        }
+        if (!strcmp(a, "--reorient-ras")) {
+            args->reorient = 1;
             continue;
         }
         if (i + 1 >= argc) return opt_fail("infer", "option %s needs a value", a);

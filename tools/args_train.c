@@ -35,6 +35,8 @@ static void train_usage(FILE *f)
         "  --rgb                png layout: RGB images as three channels R, G, B (grey ones\n"
         "                       replicated); the model takes 3 channels (default: one channel,\n"
         "                       colour as luminance)\n"
+        "  --reorient-ras       3-D NIfTI cases turned to RAS+ when loaded (infer then does the same\n"
+        "                       for this model and writes on the input's grid)\n"
         "  --plan auto|on|off   preprocessing plan (docs/data.md): crop to the non-zero region,\n"
         "                       per-channel normalisation (CT: dataset percentiles and statistics),\n"
         "                       resampling to the median spacing; stored in the model for\n"
@@ -100,6 +102,10 @@ static int parse_patch(const char *s, int64_t patch[3])
 /* A flag without a value: 1 if @p a is one (and was applied). */
 static int train_flag(const char *a, train_args *args)
 {
+    if (!strcmp(a, "--reorient-ras")) {
+        args->o.reorient_ras = 1;
+        return 1;
+    }
     if (!strcmp(a, "--no-hfm")) {
         args->o.hfm_levels = 0;
         return 1;

@@ -27,7 +27,7 @@ static const char *ext_of(const char *p)
 }
 
 /* The training patch from a training checkpoint's "diffcl.train_options" (0 if absent). */
-static void checkpoint_patch(diffcl_context *ctx, const char *path, int64_t patch[3])
+static void checkpoint_patch(diffcl_context *ctx, const char *path, int64_t patch[3], int *reorient)
 {
     diffcl_tensor_dict *d = NULL;
     patch[0] = patch[1] = patch[2] = 0;
@@ -39,6 +39,7 @@ static void checkpoint_patch(diffcl_context *ctx, const char *path, int64_t patc
         const char *p = strstr(j, key);
         if (p) patch[a] = (int64_t)strtod(p + strlen(key), NULL);
     }
+    if (j && strstr(j, "\"reorient_ras\":1")) *reorient = 1; /* trained on RAS+ cases */
     diffcl_tensor_dict_free(d);
 }
 
@@ -53,6 +54,7 @@ typedef struct job {
     diffcl_plan *plan; /* the first --model's preprocessing plan, or NULL */
     const char *overlay_dir;
     const char *save_probs;
+    int reorient; /* --reorient-ras */
     int quiet;
     int tty;         /* stdout is a terminal: a progress line with an ETA */
     int64_t n_cases; /* inputs to segment, and done so far */
@@ -181,6 +183,33 @@ static diffcl_status write_output(const diffcl_tensor *label, const char *path,
     return diffcl_nifti_write(label, path, meta);
 }
 
+/* Segment @p x with the model (and its plan); with --reorient-ras a 3-D image is brought to
+ * RAS+ first and the result put back on the input's grid, where the input's header applies. */
+static diffcl_status segment_case(const job *jb, const diffcl_tensor *x,
+                                  const diffcl_image_meta *meta,
+                                  const diffcl_sliding_window_options *so, diffcl_tensor **label,
+                                  diffcl_tensor **probs)
+{
+    if (!jb->reorient || meta->ndim != 3)
+        return diffcl_segment_planned(jb->model, jb->plan, x, meta, so, label, probs);
+    diffcl_orientation o;
+    diffcl_image_meta m;
+    diffcl_tensor *xr = NULL, *lr = NULL, *pr = NULL;
+    int64_t shape[3] = {diffcl_tensor_dim(x, 1), diffcl_tensor_dim(x, 2), diffcl_tensor_dim(x, 3)};
+    diffcl_status s = diffcl_orientation_to_ras(meta, &o);
+    if (s == DIFFCL_OK) s = diffcl_reorient(x, &o, 0, &xr);
+    if (s == DIFFCL_OK) {
+        diffcl_reorient_meta(meta, shape, &o, &m);
+        s = diffcl_segment_planned(jb->model, jb->plan, xr, &m, so, &lr, probs ? &pr : NULL);
+    }
+    if (s == DIFFCL_OK) s = diffcl_reorient(lr, &o, 1, label);
+    if (s == DIFFCL_OK && probs) s = diffcl_reorient(pr, &o, 1, probs);
+    diffcl_tensor_free(xr);
+    diffcl_tensor_free(lr);
+    diffcl_tensor_free(pr);
+    return s;
+}
+
 static int run_case(diffcl_context *ctx, job *jb, const char *in, const char *out, const char *id)
 {
     clock_t t0 = clock();
@@ -228,8 +257,7 @@ static int run_case(diffcl_context *ctx, job *jb, const char *in, const char *ou
                 so.stride[a] = la ? la_stride[a] : (so.patch[a] / 2 > 0 ? so.patch[a] / 2 : 1);
             }
         }
-        s = diffcl_segment_planned(jb->model, jb->plan, x, &meta, &so, &label,
-                                   jb->save_probs ? &probs : NULL);
+        s = segment_case(jb, x, &meta, &so, &label, jb->save_probs ? &probs : NULL);
     }
     if (s == DIFFCL_OK && !rc) s = write_output(label, out, &meta);
     if (s == DIFFCL_OK && !rc && jb->save_probs) {
@@ -399,7 +427,7 @@ static int make_output_dirs(const infer_args *a, int in_dir)
  * library's defaults. */
 static void window_options(diffcl_context *ctx, const infer_args *a, job *jb)
 {
-    checkpoint_patch(ctx, jb->model_path, jb->train_patch);
+    checkpoint_patch(ctx, jb->model_path, jb->train_patch, &jb->reorient);
     if (jb->patch_given)
         memcpy(jb->so.patch, a->patch, sizeof a->patch);
     else if (jb->train_patch[1] > 0)
@@ -549,6 +577,7 @@ int cmd_infer(int argc, char **argv)
     diffcl_sliding_window_options_init(&jb.so);
     jb.model_path = args.model_paths[0];
     jb.save_probs = args.save_probs;
+    jb.reorient = args.reorient;
     jb.tty = isatty(STDOUT_FILENO);
     jb.normalize = args.normalize;
     jb.overlay_dir = args.overlay_dir;

@@ -59,6 +59,41 @@ DIFFCL_API int diffcl_io_has_hdf5(void);
 /** @return 1 if this build reads/writes NIfTI, else 0. */
 DIFFCL_API int diffcl_io_has_nifti(void);
 
+/* ------------------------------------------------------------ orientation ---- */
+
+/**
+ * How to bring a 3-D image to RAS+ (nibabel's as_closest_canonical): output axis j is input
+ * axis perm[j], reversed when flip[j]. Fixed layout (two arrays of 3 ints, no struct_size).
+ */
+typedef struct diffcl_orientation {
+    int perm[3];
+    int flip[3];
+} diffcl_orientation;
+
+/**
+ * The orientation that takes an image with geometry @p meta (its affine, voxel -> world RAS) to
+ * RAS+: the voxel axes paired with the world axes they point along most closely, and reversed
+ * where they point left, posterior or inferior. DIFFCL_ERR_INVALID_ARGUMENT for a singular
+ * affine.
+ */
+DIFFCL_API diffcl_status diffcl_orientation_to_ras(const diffcl_image_meta *meta,
+                                                   diffcl_orientation *o);
+/**
+ * Permute and flip the last 3 axes of @p t (any leading axes, e.g. channels, stay) as @p o
+ * says, or undo it (@p inverse 1: @p t is on the reoriented grid, *out on the original). New
+ * tensor of @p t's dtype; the caller owns it.
+ */
+DIFFCL_API diffcl_status diffcl_reorient(const diffcl_tensor *t, const diffcl_orientation *o,
+                                         int inverse, diffcl_tensor **out);
+/**
+ * The geometry of the reoriented grid: spacing permuted, affine with its columns permuted and
+ * negated and its origin moved to the flipped axes' last voxel, so each voxel keeps its world
+ * position. @p shape: the input's spatial shape. The NIfTI headers are not carried over (they
+ * describe the input's grid): write a prediction on the input's grid with the input's meta.
+ */
+DIFFCL_API void diffcl_reorient_meta(const diffcl_image_meta *in, const int64_t shape[3],
+                                     const diffcl_orientation *o, diffcl_image_meta *out);
+
 /* -------------------------------------------------------------------- PNG ---- */
 
 /**
@@ -105,11 +140,13 @@ typedef struct diffcl_read_options {
     int png_color;         /**< PNG images: a diffcl_png_color; default DIFFCL_PNG_COLOR_L */
     const char *label_map; /**< PNG labels: "VALUE:CLASS,..." (see above); NULL or "": none
                                 (default). Copied where it is kept (diffcl_dataset_open_ex()) */
+    int reorient_ras;      /**< 3-D NIfTI cases: turned to RAS+ when loaded (image, label and
+                                geometry; diffcl_orientation_to_ras()); default 0 */
 } diffcl_read_options;
 
 #define DIFFCL_READ_OPTIONS_INIT                                                                   \
     {                                                                                              \
-        sizeof(diffcl_read_options), DIFFCL_PNG_COLOR_L, NULL                                      \
+        sizeof(diffcl_read_options), DIFFCL_PNG_COLOR_L, NULL, 0                                   \
     }
 /** Fill @p opts with the defaults (same as DIFFCL_READ_OPTIONS_INIT). */
 DIFFCL_API void diffcl_read_options_init(diffcl_read_options *opts);

@@ -143,6 +143,9 @@ typedef struct diffcl_train_options {
     unsigned plan_ct_channels; /**< bit c: channel c is CT whatever dataset.json says; default 0 */
     int plan_interp;           /**< image resampling: a diffcl_plan_interp (0 cubic, default;
                                     1 linear) */
+    int reorient_ras;          /**< 3-D NIfTI cases turned to RAS+ when loaded (before the plan);
+                                    diffcl infer does the same for such a model and puts the
+                                    prediction back on the input's grid; default 0 */
 } diffcl_train_options;
 
 #define DIFFCL_TRAIN_OPTIONS_INIT                                                                  \
@@ -151,7 +154,7 @@ typedef struct diffcl_train_options {
             24, DIFFCL_METHOD_DIFFCL, 2000, 1337, 0, 16, 16, DIFFCL_HFM_DEFAULT_LEVELS, 0.01, 0.9, \
             3e-5, 0.1, 0.4, 1.0, 1.0, 0.1, 0.1, 0.99, 4096, 4, 10, NULL, 0, 10, 1, 1,              \
             DIFFCL_CPS_CONFIDENCE, 0.0, 0, 1, 1, 0, NULL, 0.33, DIFFCL_PNG_COLOR_L, NULL, -1, 0u,  \
-            0                                                                                      \
+            0, 0                                                                                   \
     }
 /** Fill @p opts with the defaults (same as DIFFCL_TRAIN_OPTIONS_INIT). */
 DIFFCL_API void diffcl_train_options_init(diffcl_train_options *opts);

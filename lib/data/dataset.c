@@ -803,6 +803,30 @@ static diffcl_status load_nifti_case(const diffcl_dataset *ds, diffcl_context *c
     return s;
 }
 
+/* Image [C, x, y, z], label and geometry turned to RAS+ (diffcl_read_options.reorient_ras);
+ * on failure the inputs are freed. */
+static diffcl_status to_ras(diffcl_tensor **img, diffcl_tensor **lab, diffcl_image_meta *m)
+{
+    diffcl_orientation o;
+    diffcl_tensor *ri = NULL, *rl = NULL;
+    int64_t shape[3] = {(*img)->shape[1], (*img)->shape[2], (*img)->shape[3]};
+    diffcl_status s = (*img)->ndim == 4 ? diffcl_orientation_to_ras(m, &o)
+                                        : dc_error(DIFFCL_ERR_SHAPE, "reorient: not a 3-D image");
+    DC_STEP(diffcl_reorient(*img, &o, 0, &ri));
+    if (*lab) DC_STEP(diffcl_reorient(*lab, &o, 0, &rl));
+    if (s == DIFFCL_OK) diffcl_reorient_meta(m, shape, &o, m);
+    diffcl_tensor_free(*img);
+    diffcl_tensor_free(*lab);
+    *img = ri;
+    *lab = rl;
+    if (s != DIFFCL_OK) {
+        diffcl_tensor_free(ri);
+        diffcl_tensor_free(rl);
+        *img = *lab = NULL;
+    }
+    return s;
+}
+
 diffcl_status dc_dataset_load_in(const diffcl_dataset *ds, diffcl_context *ctx, int64_t i,
                                  diffcl_tensor **image, diffcl_tensor **label,
                                  diffcl_image_meta *meta)
@@ -840,6 +864,10 @@ diffcl_status dc_dataset_load_in(const diffcl_dataset *ds, diffcl_context *ctx, 
     if (s != DIFFCL_OK) {
         diffcl_tensor_free(img);
         diffcl_tensor_free(lab);
+        return s;
+    }
+    if (ds->read.reorient_ras && m.ndim == 3 && (s = to_ras(&img, &lab, &m)) != DIFFCL_OK) {
+        dc_error_prefix("case '%s'", ds->ids[i]);
         return s;
     }
     if (ds->plan) { /* the preprocessing plan of the trainer (plan.h) */

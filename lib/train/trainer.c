@@ -265,6 +265,7 @@ static diffcl_status open_data(diffcl_trainer *tr)
     diffcl_read_options ro = DIFFCL_READ_OPTIONS_INIT;
     ro.png_color = o->png_color;
     ro.label_map = o->label_map;
+    ro.reorient_ras = o->reorient_ras;
     diffcl_layout layout;
     DC_TRY(diffcl_layout_parse(o->layout ? o->layout : "phantom", &layout));
     dopt.layout = layout;

@@ -67,6 +67,7 @@ char *dc_train_options_to_json(const diffcl_train_options *o)
     N(plan);
     N(plan_ct_channels);
     N(plan_interp);
+    N(reorient_ras);
 #undef S
 #undef N
     char seed[32];
@@ -157,6 +158,7 @@ diffcl_status dc_train_options_from_json(const char *json, diffcl_train_options 
     N_SINCE_0_2(plan, int, 0);
     N_SINCE_0_2(plan_ct_channels, unsigned, 0u);
     N_SINCE_0_2(plan_interp, int, 0);
+    N_SINCE_0_2(reorient_ras, int, 0);
 #undef N_SINCE_0_2
 #undef S
 #undef N

@@ -241,6 +241,14 @@ else
     expect 0 "infer --no-plan --normalize zscore" -- "$DIFFCL" infer --model \
         "$tmp/runs/nnunet/model.safetensors" --input "$FIX/nnunet/imagesTr" \
         --output "$tmp/preds/nnunet_np" --normalize zscore --no-plan --threads 1
+    # --reorient-ras: trained on RAS+ cases, and infer follows the model, writing on the input's grid
+    expect 0 "train --reorient-ras" -- "$DIFFCL" train --layout msd --data "$FIX/msd" --out "$tmp/runs/ras" \
+        --reorient-ras --dims 3 --patch 16,16,16 --iters 1 --n-filters 2 --no-hfm --method supervised \
+        --labeled 1 --batch-labeled 2 --threads 1
+    expect 0 "infer with a RAS+ model" -- "$DIFFCL" infer --model "$tmp/runs/ras/model.safetensors" \
+        --input "$FIX/msd/imagesTr" --output "$tmp/preds/ras" --threads 1
+    expect 0 "eval of the RAS+ model's predictions" -- "$DIFFCL" eval --pred "$tmp/preds/ras" \
+        --label "$FIX/msd/labelsTr"
     printf 'la_007\n' >"$tmp/one.list"
     expect 0 "infer --list" -- "$DIFFCL" infer --model "$M" --input "$FIX/msd/imagesTr" \
         --output "$tmp/preds/listed" --list "$tmp/one.list" --threads 1

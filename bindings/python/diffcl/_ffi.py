@@ -189,7 +189,7 @@ class TrainOptions(ctypes.Structure):
                 ("contrast_balanced", c_int), ("weak_strong", c_int),
                 ("hfm_border", c_int), ("init_weights", c_char_p), ("fg_prob", c_double),
                 ("png_color", c_int), ("label_map", c_char_p), ("plan", c_int),
-                ("plan_ct_channels", c_uint), ("plan_interp", c_int)]
+                ("plan_ct_channels", c_uint), ("plan_interp", c_int), ("reorient_ras", c_int)]
 
 
 class TrainStats(ctypes.Structure):
