@@ -3,6 +3,7 @@
  * fastest in memory, i.e. the transpose of the on-disk x-fastest order. */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,14 @@
 int diffcl_io_has_nifti(void)
 {
     return 1;
+}
+
+/* niftilib keeps its debug level in a process-wide variable: set it once (readers in two
+ * threads, e.g. two contexts' samplers, wrote it concurrently). */
+static pthread_once_t quiet_once = PTHREAD_ONCE_INIT;
+static void quiet_niftilib(void)
+{
+    nifti_set_debug_level(0);
 }
 
 static double voxel_value(const void *data, int datatype, size_t i)
@@ -208,7 +217,7 @@ diffcl_status diffcl_nifti_read(diffcl_context *ctx, const char *path, diffcl_ni
     struct stat st;
     if (stat(path, &st) != 0)
         return dc_error(DIFFCL_ERR_IO, "%s: cannot open '%s': %s", fn, path, strerror(errno));
-    nifti_set_debug_level(0);
+    pthread_once(&quiet_once, quiet_niftilib);
     nifti_image *nim = nifti_image_read(path, 0);
     if (!nim)
         return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' is not a readable NIfTI-1 file (bad header)",
@@ -385,7 +394,7 @@ diffcl_status diffcl_nifti_write(const diffcl_tensor *t, const char *path,
     int have_hdr = meta &&
                    dc_meta_can_hold(meta, offsetof(diffcl_image_meta, nifti_header) + 348) &&
                    meta->has_nifti_header;
-    nifti_set_debug_level(0);
+    pthread_once(&quiet_once, quiet_niftilib);
     nifti_image *nim = NULL;
     if (have_hdr) {
         struct nifti_1_header h;
