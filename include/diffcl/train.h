@@ -88,7 +88,9 @@ typedef struct diffcl_train_options {
     double eta;           /**< contrastive weight; default 0.1 */
     double tau;           /**< contrastive temperature; default 0.1 */
     double bank_momentum; /**< prototype memory bank EMA; default 0.99 */
-    int contrast_voxels;  /**< unlabeled voxels sampled per iteration; default 4096 */
+    int contrast_voxels;  /**< unlabeled voxels sampled per iteration (and MPI rank), an equal
+                               quota contrast_voxels / batch_unlabeled from each unlabeled patch;
+                               default 4096 */
     int ddim_steps_train; /**< DDIM steps of the DS pseudo label; default 4 */
     int ddim_steps_eval;  /**< DDIM steps when the DS is evaluated; default 10 */
     /* bookkeeping */

@@ -14,6 +14,21 @@
 
 struct dc_fft_cache; /* owned by the context, defined by the FFT layer */
 
+/* What a per-sample random draw is (dc_draw_report). */
+typedef enum dc_draw_kind {
+    DC_DRAW_TIMESTEP = 1, /* a diffusion training timestep: one int64 */
+    DC_DRAW_NOISE = 2,    /* one sample's N(0,1) noise number `call` (eps, x_T): floats */
+    DC_DRAW_DROPOUT = 3,  /* one sample's dropout mask of forward number `call`: bytes */
+    DC_DRAW_VOXELS = 4    /* one sample's contrastive voxels (flat positions within the sample,
+                             part `call`): int64 */
+} dc_draw_kind;
+
+/* Test hook: called for every per-sample random draw with the key's stream and the index the
+ * draw was keyed by (the sample's global index in a sharded training step, docs/distributed.md),
+ * on the thread that made the call. */
+typedef void (*dc_draw_trace_fn)(void *user, dc_draw_kind kind, uint32_t stream, uint32_t sample,
+                                 uint32_t call, const void *data, size_t bytes);
+
 struct diffcl_context {
     int n_threads; /* the threads of the next parallel region */
     /* n_threads left to the library: re-chosen by dc_threads_adapt between 1 and the budget
@@ -53,6 +68,9 @@ struct diffcl_context {
     size_t conv_tile_bytes;
     int64_t conv_min_cols;
     int conv_mode, conv_kernel;
+    /* Test hook of the per-sample draws (dc_draw_report); NULL: off. */
+    dc_draw_trace_fn draw_trace;
+    void *draw_trace_user;
 };
 
 /* Record an error message for diffcl_last_error() and return @p status. */
@@ -96,6 +114,14 @@ double dc_cgroup_cpu_quota(const char *root);
 void dc_threads_adapt(diffcl_context *ctx);
 int dc_threads_for_load(int budget, int online, double others);
 int dc_adapt_enabled_by_env(void); /* 0 when DIFFCL_ADAPT_THREADS=0 */
+
+/* Report a per-sample draw to the context's test hook, if any (see dc_draw_trace_fn). */
+static inline void dc_draw_report(const diffcl_context *ctx, dc_draw_kind kind, uint32_t stream,
+                                  uint32_t sample, uint32_t call, const void *data, size_t bytes)
+{
+    if (ctx && ctx->draw_trace)
+        ctx->draw_trace(ctx->draw_trace_user, kind, stream, sample, call, data, bytes);
+}
 
 /* Thread count to hand OpenMP regions. */
 /* Relaxed atomic: dc_threads_adapt may change the count between steps while the sampler's

@@ -4,6 +4,7 @@
  * axis fastest in memory, i.e. the transpose of the on-disk x-fastest order. */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,14 @@
 int diffcl_io_has_nifti(void)
 {
     return 1;
+}
+
+/* niftilib keeps its debug level in a process-wide variable: set it once (readers in two
+ * threads, e.g. two contexts' samplers, wrote it concurrently). */
+static pthread_once_t quiet_once = PTHREAD_ONCE_INIT;
+static void quiet_niftilib(void)
+{
+    nifti_set_debug_level(0);
 }
 
 static double voxel_value(const void *data, int datatype, size_t i)
@@ -251,7 +260,7 @@ diffcl_status diffcl_nifti_read(diffcl_context *ctx, const char *path, diffcl_ni
     struct stat st;
     if (stat(path, &st) != 0)
         return dc_error(DIFFCL_ERR_IO, "%s: cannot open '%s': %s", fn, path, strerror(errno));
-    nifti_set_debug_level(0);
+    pthread_once(&quiet_once, quiet_niftilib);
     nifti_image *nim = nifti_image_read(path, 0);
     if (!nim)
         return dc_error(DIFFCL_ERR_FORMAT,
@@ -468,7 +477,7 @@ diffcl_status diffcl_nifti_write(const diffcl_tensor *t, const char *path,
     int version = have_hdr2 ? 2 : 1;
     for (int i = 0; i < t->ndim; i++)
         if (t->shape[i] > 32767) version = 2;
-    nifti_set_debug_level(0);
+    pthread_once(&quiet_once, quiet_niftilib);
     nifti_image *nim = NULL;
     if (have_hdr2) {
         struct nifti_2_header h;

@@ -3,15 +3,21 @@
  *
  * Mask unit i (element i, or channel n*C + c) is kept iff draw i of the key, a uniform
  * in [0, 1), is >= p; kept values are scaled by 1/(1 - p). Draw i is a pure function of
- * (key, i), so the mask does not depend on the thread count. */
+ * (key, i), so the mask does not depend on the thread count. With sample indices
+ * (dc_module_set_samples: a rank's shard of a global batch, docs/distributed.md) unit j of
+ * row n, which has U units, takes draw samples[n] * U + j: the draws of global sample g
+ * whatever rank and row it lands on, and the same draws as without indices when
+ * samples[n] = n. */
 #include <stdlib.h>
 
 #include "layer/nn_internal.h"
 
 #define DROP_CHUNK 4096 /* draws per work item */
 
-/* mask[i] = draw i of key >= p, for i in [0, units) */
-static void make_mask(diffcl_rng_key key, double p, int64_t units, uint8_t *mask, int nt)
+/* mask[i] = draw d(i) of key >= p, for i in [0, units), where d(i) = i, or with @p samples
+ * (rows of @p per_row units) d(n * per_row + j) = samples[n] * per_row + j. */
+static void make_mask(diffcl_rng_key key, double p, int64_t units, int64_t per_row,
+                      const uint32_t *samples, uint8_t *mask, int nt)
 {
     int64_t nchunks = (units + DROP_CHUNK - 1) / DROP_CHUNK;
     const float pf = (float)p;
@@ -19,7 +25,18 @@ static void make_mask(diffcl_rng_key key, double p, int64_t units, uint8_t *mask
     for (int64_t k = 0; k < nchunks; k++) {
         float u[DROP_CHUNK];
         int64_t i0 = k * DROP_CHUNK, len = units - i0 < DROP_CHUNK ? units - i0 : DROP_CHUNK;
-        diffcl_rng_uniform(key, (uint64_t)i0, (size_t)len, 0.0f, 1.0f, u);
+        /* runs of consecutive draws: the whole chunk, or the part of one row in it */
+        for (int64_t a = 0; a < len;) {
+            int64_t i = i0 + a, run = len - a;
+            uint64_t d = (uint64_t)i;
+            if (samples) {
+                int64_t n = i / per_row, j = i % per_row;
+                if (per_row - j < run) run = per_row - j;
+                d = (uint64_t)samples[n] * (uint64_t)per_row + (uint64_t)j;
+            }
+            diffcl_rng_uniform(key, d, (size_t)run, 0.0f, 1.0f, u + a);
+            a += run;
+        }
         for (int64_t j = 0; j < len; j++) mask[i0 + j] = (uint8_t)(u[j] >= pf);
     }
 }
@@ -68,8 +85,10 @@ static diffcl_status dropout_backward(dc_node *nd, diffcl_tensor *g, diffcl_tens
 }
 static const dc_op OP_DROPOUT = {"dropout", dropout_backward, NULL, 0x1};
 
-diffcl_status diffcl_dropout(const diffcl_tensor *x, double p, int channelwise, int training,
-                             diffcl_rng_key key, diffcl_tensor **out)
+/* diffcl_dropout with row n keyed as sample samples[n] (NULL: n), reported to the context's
+ * draw hook. */
+static diffcl_status dropout_rows(const diffcl_tensor *x, double p, int channelwise, int training,
+                                  diffcl_rng_key key, const uint32_t *samples, diffcl_tensor **out)
 {
     static const char *fn = "diffcl_dropout";
     DC_CHECK_ARG(out, "%s: out is NULL", fn);
@@ -107,7 +126,13 @@ diffcl_status diffcl_dropout(const diffcl_tensor *x, double p, int channelwise, 
         diffcl_tensor_free(mask);
         return DIFFCL_ERR_OUT_OF_MEMORY;
     }
-    make_mask(key, p, units, (uint8_t *)dc_data(mask), dc_threads(x->ctx));
+    int64_t rows = x->ndim ? x->shape[0] : 1, per_row = rows > 0 ? units / rows : 0;
+    make_mask(key, p, units, per_row, samples, (uint8_t *)dc_data(mask), dc_threads(x->ctx));
+    if (x->ctx->draw_trace)
+        for (int64_t n = 0; n < rows; n++)
+            dc_draw_report(x->ctx, DC_DRAW_DROPOUT, key.stream, samples ? samples[n] : (uint32_t)n,
+                           key.iteration, (const uint8_t *)dc_data(mask) + n * per_row,
+                           (size_t)per_row);
     drop_apply(xc, (const uint8_t *)dc_data(mask), y, units, len, scale);
     diffcl_tensor *in = (diffcl_tensor *)x;
     dc_node *nd = dc_record(y, &OP_DROPOUT, &in, 1);
@@ -123,6 +148,12 @@ diffcl_status diffcl_dropout(const diffcl_tensor *x, double p, int channelwise, 
     return DIFFCL_OK;
 }
 
+diffcl_status diffcl_dropout(const diffcl_tensor *x, double p, int channelwise, int training,
+                             diffcl_rng_key key, diffcl_tensor **out)
+{
+    return dropout_rows(x, p, channelwise, training, key, NULL, out);
+}
+
 /* ------------------------------------------------------------------ module ---- */
 
 typedef struct dropout_impl {
@@ -133,14 +164,22 @@ typedef struct dropout_impl {
 } dropout_impl;
 
 /* Training forward number k since diffcl_module_set_step(step) draws with the key
- * (seed, stream, index = step, iteration = k). Evaluation is the identity and draws
- * nothing (k does not advance). */
+ * (seed, stream, index = step, iteration = k), row n as sample m->samples[n] when the module
+ * has sample indices (dc_module_set_samples). Evaluation is the identity and draws nothing
+ * (k does not advance). */
 static diffcl_status dropout_forward(diffcl_module *m, const diffcl_tensor *x, diffcl_tensor **out)
 {
     const dropout_impl *d = m->impl;
     diffcl_rng_key key = diffcl_rng_key_make(d->seed, d->stream, m->step, m->calls);
     int active = m->training && d->p > 0;
-    diffcl_status s = diffcl_dropout(x, d->p, d->channelwise, active, key, out);
+    if (active && m->samples && (!x || x->ndim < 1 || x->shape[0] != m->n_samples)) {
+        if (out) *out = NULL;
+        return dc_error(DIFFCL_ERR_SHAPE,
+                        "dropout: a batch of %lld rows, but sample indices for %lld were set",
+                        x && x->ndim ? (long long)x->shape[0] : 0LL, (long long)m->n_samples);
+    }
+    diffcl_status s =
+        dropout_rows(x, d->p, d->channelwise, active, key, active ? m->samples : NULL, out);
     if (s == DIFFCL_OK && active) m->calls++;
     return s;
 }

@@ -188,6 +188,14 @@ void diffcl_module_set_step(diffcl_module *m, uint32_t step)
     for (int i = 0; i < m->n_children; i++) diffcl_module_set_step(m->children[i].m, step);
 }
 
+void dc_module_set_samples(diffcl_module *m, const uint32_t *samples, int64_t n)
+{
+    if (!m) return;
+    m->samples = samples;
+    m->n_samples = samples ? n : 0;
+    for (int i = 0; i < m->n_children; i++) dc_module_set_samples(m->children[i].m, samples, n);
+}
+
 /* Count (pass 0) or convert (pass 1) the floating entries of a tree. */
 static diffcl_status convert_entries(diffcl_module *m, diffcl_dtype dtype, int is_param,
                                      dc_entry *arr, int n)

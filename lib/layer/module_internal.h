@@ -55,6 +55,10 @@ struct diffcl_module {
     diffcl_module *parent;
     uint32_t step;  /* RNG step (diffcl_module_set_step) */
     uint32_t calls; /* stochastic forwards since the step was set */
+    /* The index each batch row's random draws are keyed by (dc_module_set_samples): borrowed,
+     * n_samples entries; NULL: row n is sample n. */
+    const uint32_t *samples;
+    int64_t n_samples;
 };
 
 /* NULL on out-of-memory (error set); impl is freed with vt->free_impl on failure. */
@@ -69,6 +73,13 @@ diffcl_tensor *dc_module_buffer(const diffcl_module *m, const char *name);
 diffcl_module *dc_module_get_child(const diffcl_module *m, const char *name);
 /* Run a child's forward (NULL child = identity, returns a retained x). */
 diffcl_status dc_module_run(diffcl_module *child, const diffcl_tensor *x, diffcl_tensor **out);
+
+/* Key the per-sample random draws (dropout masks) of @p m and its descendants by @p samples:
+ * batch row n draws as sample samples[n] (its global index in a sharded batch,
+ * docs/distributed.md). Borrowed: @p samples must stay valid while it is set; NULL (n 0)
+ * restores row n = sample n. A stochastic forward on a batch of another size fails with
+ * DIFFCL_ERR_SHAPE. */
+void dc_module_set_samples(diffcl_module *m, const uint32_t *samples, int64_t n);
 
 /* diffcl_module_load_state_dict that passes over the keys starting with @p skip (NULL: none),
  * as if they were another module's: a Diff-CL model file holds the DS under "ds." next to the

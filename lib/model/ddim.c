@@ -56,6 +56,13 @@ diffcl_status diffcl_diffusion_sample(diffcl_module *m, const diffcl_tensor *ima
                                       const diffcl_diffusion_sample_options *opts,
                                       diffcl_tensor **out)
 {
+    return dc_diffusion_sample_rows(m, image, opts, NULL, out);
+}
+
+diffcl_status dc_diffusion_sample_rows(diffcl_module *m, const diffcl_tensor *image,
+                                       const diffcl_diffusion_sample_options *opts,
+                                       const uint32_t *samples, diffcl_tensor **out)
+{
     const char *fn = "diffcl_diffusion_sample";
     DC_CHECK_ARG(out, "%s: out is NULL", fn);
     *out = NULL;
@@ -87,7 +94,7 @@ diffcl_status diffcl_diffusion_sample(diffcl_module *m, const diffcl_tensor *ima
         s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     if (s == DIFFCL_OK) s = diffcl_diffusion_respace(sched->T, steps, so.respacing, ts);
     int prev = diffcl_set_grad_enabled(m->ctx, 0);
-    if (s == DIFFCL_OK) dc_diffusion_fill_noise(x, so.key, 0);
+    if (s == DIFFCL_OK) dc_diffusion_fill_noise(x, so.key, 0, samples);
     diffcl_tensor *result = NULL;
     for (int j = steps - 1; s == DIFFCL_OK && j >= 0; j--) {
         int t = ts[j];
@@ -117,7 +124,7 @@ diffcl_status diffcl_diffusion_sample(diffcl_module *m, const diffcl_tensor *ima
         double sigma = so.eta * sqrt((1.0 - ab_prev) / (1.0 - ab)) * sqrt(1.0 - ab / ab_prev);
         double c_eps = sqrt(fmax(1.0 - ab_prev - sigma * sigma, 0.0));
         double ra = sqrt(1.0 / ab), rm = sqrt(1.0 / ab - 1.0), ap = sqrt(ab_prev);
-        if (noise) dc_diffusion_fill_noise(noise, so.key, (uint64_t)(steps - j));
+        if (noise) dc_diffusion_fill_noise(noise, so.key, (uint64_t)(steps - j), samples);
         float *px = dc_f32(x);
         const float *p0 = dc_f32(x0), *pn = noise ? dc_f32(noise) : NULL;
         int64_t total = dc_numel(x);

@@ -586,6 +586,15 @@ diffcl_status diffcl_diffusion_loss_ex(diffcl_module *m, const diffcl_tensor *im
                                        const diffcl_diffusion_loss_options *opts,
                                        diffcl_tensor **loss, diffcl_tensor **out)
 {
+    return dc_diffusion_loss_rows(m, image, label, key, NULL, opts, loss, out);
+}
+
+diffcl_status dc_diffusion_loss_rows(diffcl_module *m, const diffcl_tensor *image,
+                                     const diffcl_tensor *label, diffcl_rng_key key,
+                                     const uint32_t *samples,
+                                     const diffcl_diffusion_loss_options *opts,
+                                     diffcl_tensor **loss, diffcl_tensor **out)
+{
     const char *fn = "diffcl_diffusion_loss";
     DC_CHECK_ARG(loss, "%s: loss is NULL", fn);
     *loss = NULL;
@@ -616,10 +625,10 @@ diffcl_status diffcl_diffusion_loss_ex(diffcl_module *m, const diffcl_tensor *im
         if (lo.timesteps)
             memcpy(t, lo.timesteps, (size_t)N * sizeof *t);
         else
-            dc_diffusion_draw_timesteps(key, sched->T, (int)N, t);
+            dc_diffusion_draw_timesteps(m->ctx, key, sched->T, (int)N, samples, t);
         s = diffcl_diffusion_encode_label(l, o->n_classes, &x0);
     }
-    if (s == DIFFCL_OK) s = diffcl_diffusion_q_sample(sched, x0, t, key, &xt, &eps);
+    if (s == DIFFCL_OK) s = dc_diffusion_q_sample_rows(sched, x0, t, key, samples, &xt, &eps);
     if (s == DIFFCL_OK) s = diffcl_diffusion_forward(m, xt, image, t, &pred);
     if (s == DIFFCL_OK) {
         if (o->target == DIFFCL_DIFFUSION_PREDICT_X0) {

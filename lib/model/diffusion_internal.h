@@ -20,12 +20,35 @@ struct diffcl_diffusion_schedule {
 /* RNG draw offset of a sample's training timestep (beyond any noise draw). */
 #define DC_DIFFUSION_T_OFFSET (1ull << 33)
 
-/* Fill out[n] (n < N) with uniform timesteps in [0, T): draw DC_DIFFUSION_T_OFFSET of the key
- * with index key.index + n. */
-void dc_diffusion_draw_timesteps(diffcl_rng_key key, int T, int N, int64_t *out);
+/* Per-sample draws. Batch item n draws with the key's index key.index + samples[n], or
+ * key.index + n when @p samples is NULL (the public functions): with a rank's shard of a global
+ * batch, samples[n] is the item's global index, so a sample draws the same whatever rank and
+ * row it lands on (docs/distributed.md). Each draw is reported to the context's draw hook
+ * (dc_draw_report). */
+
+/* Fill out[n] (n < N) with uniform timesteps in [0, T): draw DC_DIFFUSION_T_OFFSET of the
+ * item's key. @p ctx (may be NULL) receives the reports. */
+void dc_diffusion_draw_timesteps(diffcl_context *ctx, diffcl_rng_key key, int T, int N,
+                                 const uint32_t *samples, int64_t *out);
 
 /* Fill a contiguous float tensor [N, ...] with N(0,1) noise number @p k of each batch item. */
-void dc_diffusion_fill_noise(diffcl_tensor *x, diffcl_rng_key key, uint64_t k);
+void dc_diffusion_fill_noise(diffcl_tensor *x, diffcl_rng_key key, uint64_t k,
+                             const uint32_t *samples);
+
+/* diffcl_diffusion_q_sample, diffcl_diffusion_loss_ex and diffcl_diffusion_sample with the
+ * batch items keyed by @p samples (NULL: the public functions). */
+diffcl_status dc_diffusion_q_sample_rows(const diffcl_diffusion_schedule *s,
+                                         const diffcl_tensor *x0, const int64_t *t,
+                                         diffcl_rng_key key, const uint32_t *samples,
+                                         diffcl_tensor **x_t, diffcl_tensor **noise);
+diffcl_status dc_diffusion_loss_rows(diffcl_module *m, const diffcl_tensor *image,
+                                     const diffcl_tensor *label, diffcl_rng_key key,
+                                     const uint32_t *samples,
+                                     const diffcl_diffusion_loss_options *opts,
+                                     diffcl_tensor **loss, diffcl_tensor **out);
+diffcl_status dc_diffusion_sample_rows(diffcl_module *m, const diffcl_tensor *image,
+                                       const diffcl_diffusion_sample_options *opts,
+                                       const uint32_t *samples, diffcl_tensor **out);
 
 /* ---- time embedding (time_embedding.c) ---- */
 

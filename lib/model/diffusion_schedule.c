@@ -124,28 +124,33 @@ diffcl_status diffcl_diffusion_respace(int timesteps, int steps, diffcl_respacin
 
 /* ---------------------------------------------------------- random draws ---- */
 
-void dc_diffusion_draw_timesteps(diffcl_rng_key key, int T, int N, int64_t *out)
+void dc_diffusion_draw_timesteps(diffcl_context *ctx, diffcl_rng_key key, int T, int N,
+                                 const uint32_t *samples, int64_t *out)
 {
     for (int n = 0; n < N; n++) {
         diffcl_rng_key k = key;
-        k.index = key.index + (uint32_t)n;
+        k.index = key.index + (samples ? samples[n] : (uint32_t)n);
         uint32_t bits;
         diffcl_rng_bits(k, DC_DIFFUSION_T_OFFSET, 1, &bits);
         out[n] = (int64_t)(((uint64_t)bits * (uint64_t)T) >> 32);
+        dc_draw_report(ctx, DC_DRAW_TIMESTEP, key.stream, k.index, 0, &out[n], sizeof out[n]);
     }
 }
 
-void dc_diffusion_fill_noise(diffcl_tensor *x, diffcl_rng_key key, uint64_t k)
+void dc_diffusion_fill_noise(diffcl_tensor *x, diffcl_rng_key key, uint64_t k,
+                             const uint32_t *samples)
 {
     int64_t N = x->ndim ? x->shape[0] : 1, P = dc_per_sample(x);
     float *tmp = x->dtype == DIFFCL_F64 ? malloc((size_t)(P ? P : 1) * sizeof *tmp) : NULL;
     for (int64_t n = 0; n < N; n++) {
         diffcl_rng_key kn = key;
-        kn.index = key.index + (uint32_t)n;
-        if (x->dtype == DIFFCL_F32) {
-            diffcl_rng_normal(kn, k * (uint64_t)P, (size_t)P, 0.0f, 1.0f, dc_f32(x) + n * P);
-        } else if (tmp) {
-            diffcl_rng_normal(kn, k * (uint64_t)P, (size_t)P, 0.0f, 1.0f, tmp);
+        kn.index = key.index + (samples ? samples[n] : (uint32_t)n);
+        float *f = x->dtype == DIFFCL_F32 ? dc_f32(x) + n * P : tmp;
+        if (!f) continue;
+        diffcl_rng_normal(kn, k * (uint64_t)P, (size_t)P, 0.0f, 1.0f, f);
+        dc_draw_report(x->ctx, DC_DRAW_NOISE, key.stream, kn.index, (uint32_t)k, f,
+                       (size_t)P * sizeof *f);
+        if (f == tmp) {
             double *d = dc_f64(x) + n * P;
             for (int64_t i = 0; i < P; i++) d[i] = tmp[i];
         }
@@ -158,6 +163,14 @@ void dc_diffusion_fill_noise(diffcl_tensor *x, diffcl_rng_key key, uint64_t k)
 diffcl_status diffcl_diffusion_q_sample(const diffcl_diffusion_schedule *s, const diffcl_tensor *x0,
                                         const int64_t *t, diffcl_rng_key key, diffcl_tensor **x_t,
                                         diffcl_tensor **noise)
+{
+    return dc_diffusion_q_sample_rows(s, x0, t, key, NULL, x_t, noise);
+}
+
+diffcl_status dc_diffusion_q_sample_rows(const diffcl_diffusion_schedule *s,
+                                         const diffcl_tensor *x0, const int64_t *t,
+                                         diffcl_rng_key key, const uint32_t *samples,
+                                         diffcl_tensor **x_t, diffcl_tensor **noise)
 {
     const char *fn = "diffcl_diffusion_q_sample";
     DC_CHECK_ARG(x_t, "%s: x_t is NULL", fn);
@@ -184,7 +197,7 @@ diffcl_status diffcl_diffusion_q_sample(const diffcl_diffusion_schedule *s, cons
     diffcl_status st =
         a && b && eps ? DIFFCL_OK : dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     if (st == DIFFCL_OK) {
-        dc_diffusion_fill_noise(eps, key, 0);
+        dc_diffusion_fill_noise(eps, key, 0, samples);
         for (int64_t n = 0; n < N; n++) {
             a[n] = sqrt(s->alpha_bar[t[n]]);
             b[n] = sqrt(1.0 - s->alpha_bar[t[n]]);

@@ -68,52 +68,83 @@ diffcl_status dc_cs_pseudo_loss(const diffcl_train_options *o, const diffcl_tens
     return s;
 }
 
-/* U8 mask: base (or everywhere when NULL) and label == k. */
-static diffcl_tensor *class_mask(const diffcl_tensor *base, const diffcl_tensor *labels, int64_t k)
+/* The voxels of one sample that may be drawn: U8 [V] of base != 0 (everywhere when NULL) and,
+ * for k >= 0, label == k. */
+static diffcl_tensor *sample_mask(diffcl_context *ctx, const float *base, const int64_t *lab,
+                                  int64_t V, int64_t k)
 {
-    diffcl_tensor *m = dc_tensor_empty(labels->ctx, DIFFCL_U8, labels->ndim, labels->shape);
+    diffcl_tensor *m = dc_tensor_empty(ctx, DIFFCL_U8, 1, &V);
     if (!m) return NULL;
-    const int64_t *lab = dc_data(labels);
-    const float *b = base ? dc_f32(base) : NULL;
     uint8_t *mp = dc_data(m);
-    for (int64_t i = 0; i < dc_numel(labels); i++) mp[i] = lab[i] == k && (!b || b[i] != 0.0f);
+    for (int64_t i = 0; i < V; i++) mp[i] = (k < 0 || lab[i] == k) && (!base || base[i] != 0.0f);
     return m;
 }
 
+/* Each sample's quota: o->contrast_voxels is per rank and iteration, like the batch, so a
+ * sample's share does not depend on the number of ranks or on which samples share its rank:
+ * contrast_voxels / batch_unlabeled (at least 1; 0: none; negative: all). */
+static int64_t sample_quota(const diffcl_train_options *o)
+{
+    if (o->contrast_voxels <= 0) return o->contrast_voxels < 0 ? -1 : 0;
+    int64_t q = o->contrast_voxels / (o->batch_unlabeled > 0 ? o->batch_unlabeled : 1);
+    return q > 0 ? q : 1;
+}
+
 diffcl_status dc_contrast_voxels(const diffcl_train_options *o, const diffcl_tensor *base,
-                                 const diffcl_tensor *labels, uint32_t it, diffcl_tensor **voxels)
+                                 const diffcl_tensor *labels, const uint32_t *samples, uint32_t it,
+                                 diffcl_tensor **voxels)
 {
     *voxels = NULL;
-    if (!o->contrast_balanced) { /* 0.1.0: uniform over the mask (or every voxel), mostly background */
-        diffcl_tensor *all = NULL;
-        if (!base) {
-            all = dc_tensor_empty(labels->ctx, DIFFCL_U8, labels->ndim, labels->shape);
-            if (!all) return DIFFCL_ERR_OUT_OF_MEMORY;
-            memset(dc_data(all), 1, (size_t)dc_numel(all));
+    if (labels->dtype != DIFFCL_I64 || labels->ndim < 1 ||
+        (base && (base->dtype != DIFFCL_F32 || dc_numel(base) != dc_numel(labels))))
+        return dc_error(DIFFCL_ERR_INTERNAL, "contrastive voxels: unexpected label or mask");
+    diffcl_context *ctx = labels->ctx;
+    int64_t N = labels->shape[0], V = N > 0 ? dc_numel(labels) / N : 0;
+    int k_n = o->n_classes, parts_per = o->contrast_balanced ? k_n : 1;
+    int64_t quota = sample_quota(o);
+    if (o->contrast_balanced && quota >= 0) /* an equal quota per class */
+        quota = quota / k_n > 0 ? quota / k_n : 1;
+    diffcl_tensor *lc = dc_contiguous(labels), *bc = base ? dc_contiguous(base) : NULL;
+    diffcl_tensor **parts = calloc((size_t)(N * parts_per > 0 ? N * parts_per : 1), sizeof *parts);
+    diffcl_status s = lc && (!base || bc) && parts ? DIFFCL_OK : DIFFCL_ERR_OUT_OF_MEMORY;
+    for (int64_t n = 0; n < N && s == DIFFCL_OK; n++) {
+        uint32_t g = samples ? samples[n] : (uint32_t)n;
+        const int64_t *lab = (const int64_t *)dc_data(lc) + n * V;
+        const float *b = bc ? dc_f32(bc) + n * V : NULL;
+        for (int p = 0; p < parts_per && s == DIFFCL_OK; p++) {
+            /* part p of sample g: index g (K + 1) + p + balanced (0 uniform, k + 1 class k) */
+            uint32_t part = (uint32_t)(p + (o->contrast_balanced ? 1 : 0));
+            diffcl_tensor *m = sample_mask(ctx, b, lab, V, o->contrast_balanced ? p : -1);
+            diffcl_tensor **out = &parts[n * parts_per + p];
+            if (!m) s = DIFFCL_ERR_OUT_OF_MEMORY;
+            DC_STEP(diffcl_sample_voxels(
+                m, quota,
+                diffcl_rng_key_make(o->seed, STREAM_VOXELS, g * (uint32_t)(k_n + 1) + part, it),
+                out));
+            diffcl_tensor_free(m);
+            if (s != DIFFCL_OK) break;
+            int64_t *pos = dc_data(*out), cnt = dc_numel(*out);
+            dc_draw_report(ctx, DC_DRAW_VOXELS, STREAM_VOXELS, g, part, pos,
+                           (size_t)cnt * sizeof *pos);
+            for (int64_t i = 0; i < cnt; i++) pos[i] += n * V; /* into the batch's flat voxels */
         }
-        diffcl_status s =
-            diffcl_sample_voxels(base ? base : all, o->contrast_voxels,
-                                 diffcl_rng_key_make(o->seed, STREAM_VOXELS, 0, it), voxels);
-        diffcl_tensor_free(all);
-        return s;
     }
-    /* class-balanced: an equal quota per class, so the foreground is not drowned out */
-    int k_n = o->n_classes;
-    int64_t quota = o->contrast_voxels / k_n > 0 ? o->contrast_voxels / k_n : 1;
-    diffcl_tensor **parts = calloc((size_t)k_n, sizeof *parts);
-    if (!parts) return DIFFCL_ERR_OUT_OF_MEMORY;
-    diffcl_status s = DIFFCL_OK;
-    for (int k = 0; k < k_n && s == DIFFCL_OK; k++) {
-        diffcl_tensor *m = class_mask(base, labels, k);
-        if (!m) s = DIFFCL_ERR_OUT_OF_MEMORY;
-        if (s == DIFFCL_OK)
-            s = diffcl_sample_voxels(
-                m, quota, diffcl_rng_key_make(o->seed, STREAM_VOXELS, (uint32_t)k + 1, it),
-                &parts[k]);
-        diffcl_tensor_free(m);
+    if (s == DIFFCL_OK) { /* the parts one after the other: sample by sample, class by class */
+        int64_t total = 0, at = 0;
+        for (int64_t i = 0; i < N * parts_per; i++) total += dc_numel(parts[i]);
+        *voxels = dc_tensor_empty(ctx, DIFFCL_I64, 1, &total);
+        if (!*voxels) s = DIFFCL_ERR_OUT_OF_MEMORY;
+        for (int64_t i = 0; s == DIFFCL_OK && i < N * parts_per; i++) {
+            int64_t cnt = dc_numel(parts[i]);
+            if (cnt)
+                memcpy((int64_t *)dc_data(*voxels) + at, dc_data(parts[i]),
+                       (size_t)cnt * sizeof(int64_t));
+            at += cnt;
+        }
     }
-    if (s == DIFFCL_OK) s = diffcl_tensor_concat(parts, k_n, 0, voxels);
-    for (int k = 0; k < k_n; k++) diffcl_tensor_free(parts[k]);
+    for (int64_t i = 0; parts && i < N * parts_per; i++) diffcl_tensor_free(parts[i]);
     free(parts);
+    diffcl_tensor_free(lc);
+    diffcl_tensor_free(bc);
     return s;
 }

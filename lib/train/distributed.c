@@ -507,23 +507,8 @@ diffcl_status diffcl_trainer_set_mpi_comm(diffcl_trainer *tr, void *comm_ptr)
     diffcl_status s = dc_dist_create(comm_ptr, params, n, &d);
     free(params);
     if (s == DIFFCL_OK) s = dc_dist_broadcast(d, tr->bank);
-    if (s == DIFFCL_OK) {
-        /* the same seeded sampler on every rank, with the global batch; each rank keeps its shard */
-        diffcl_sampler_options so = DIFFCL_SAMPLER_OPTIONS_INIT;
-        so.seed = tr->o.seed;
-        for (int a = 0; a < 3; a++) so.patch[a] = tr->o.patch[a];
-        so.batch_labeled = tr->o.batch_labeled * d->size;
-        so.batch_unlabeled = tr->o.batch_unlabeled * d->size;
-        so.prefetch = 2;
-        /* keep in sync with open_data() in trainer.c */
-        so.strong_unlabeled = tr->o.method == DIFFCL_METHOD_DIFFCL && tr->o.strong_unlabeled;
-        diffcl_sampler *sm = NULL;
-        s = diffcl_sampler_create(tr->train_set, &tr->split, &so, &sm);
-        if (s == DIFFCL_OK) {
-            diffcl_sampler_free(tr->sampler);
-            tr->sampler = sm;
-        }
-    }
+    /* the global batch's sampler and this rank's shard, its draws keyed by global sample */
+    if (s == DIFFCL_OK) s = dc_trainer_set_shard(tr, d->rank, d->size);
     if (s != DIFFCL_OK) {
         dc_dist_free(d);
         return s;

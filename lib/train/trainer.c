@@ -10,6 +10,7 @@
 #include "diffcl/loss.h"
 #include "layer/module_internal.h"
 #include "data/dataset_internal.h"
+#include "model/diffusion_internal.h"
 #include "train/trainer_internal.h"
 
 /* diffcl_train_options grew after 0.1.0 (strong_unlabeled, pseudo_mask_dice, cps_variant,
@@ -297,15 +298,54 @@ static diffcl_status open_data(diffcl_trainer *tr)
                         "Diff-CL needs unlabeled cases: all %lld training cases are "
                         "labeled",
                         (long long)tr->split.n_labeled);
+    return dc_trainer_set_shard(tr, 0, 1); /* the sampler */
+}
+
+diffcl_status dc_trainer_set_shard(diffcl_trainer *tr, int rank, int size)
+{
+    DC_CHECK_ARG(tr && size >= 1 && rank >= 0 && rank < size, "dc_trainer_set_shard: rank %d of %d",
+                 rank, size);
+    const diffcl_train_options *o = &tr->o;
+    int bl = o->batch_labeled, bu = o->batch_unlabeled;
+    /* the same seeded sampler on every rank, with the global batch (a pure function of the seed
+     * and the iteration, keyed by each sample's global slot); each rank keeps its shard */
     diffcl_sampler_options so = DIFFCL_SAMPLER_OPTIONS_INIT;
     so.seed = o->seed;
     for (int a = 0; a < 3; a++) so.patch[a] = o->patch[a];
-    so.batch_labeled = o->batch_labeled;
-    so.batch_unlabeled = o->batch_unlabeled;
+    so.batch_labeled = bl * size;
+    so.batch_unlabeled = bu * size;
     so.prefetch = 2;
     so.strong_unlabeled = o->method == DIFFCL_METHOD_DIFFCL && o->strong_unlabeled;
     so.augment.fg_prob = o->fg_prob; /* the sampler applies it to labeled patches only */
-    return diffcl_sampler_create(tr->train_set, &tr->split, &so, &tr->sampler);
+    uint32_t *sl = malloc(sizeof *sl * (size_t)(bl > 0 ? bl : 1));
+    uint32_t *su = malloc(sizeof *su * (size_t)(bu > 0 ? bu : 1));
+    uint32_t *scs = malloc(sizeof *scs * (size_t)(bl + bu > 0 ? bl + bu : 1));
+    diffcl_sampler *sm = NULL;
+    diffcl_status s =
+        sl && su && scs ? DIFFCL_OK : dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "trainer: out of memory");
+    DC_STEP(diffcl_sampler_create(tr->train_set, &tr->split, &so, &sm));
+    if (s != DIFFCL_OK) {
+        free(sl);
+        free(su);
+        free(scs);
+        return s;
+    }
+    for (int n = 0; n < bl; n++) scs[n] = sl[n] = (uint32_t)(rank + n * size);
+    for (int n = 0; n < bu; n++) {
+        su[n] = (uint32_t)(rank + n * size);
+        scs[bl + n] = (uint32_t)(bl * size) + su[n]; /* the CS sees the labeled half first */
+    }
+    diffcl_sampler_free(tr->sampler);
+    tr->sampler = sm;
+    free(tr->samples_l);
+    free(tr->samples_u);
+    free(tr->samples_cs);
+    tr->samples_l = sl;
+    tr->samples_u = su;
+    tr->samples_cs = scs;
+    tr->shard_rank = rank;
+    tr->shard_size = size;
+    return DIFFCL_OK;
 }
 
 /* n_classes 0 (the default): the classes of the data set's dataset.json, else 2. A count
@@ -500,6 +540,9 @@ void diffcl_trainer_free(diffcl_trainer *tr)
     free(tr->s_out_dir);
     free(tr->s_init_weights);
     free(tr->s_label_map);
+    free(tr->samples_l);
+    free(tr->samples_u);
+    free(tr->samples_cs);
     free(tr);
 }
 
@@ -603,17 +646,20 @@ static diffcl_status unlabeled_terms(diffcl_trainer *tr, step_vars *v, uint32_t 
     if (v->weak) { /* weak/strong: the pseudo labels come from the weak view, in evaluation mode */
         teacher_in = v->weak;
         diffcl_module_train(tr->cs, 0);
+        dc_module_set_samples(tr->cs, tr->samples_u, bu);
         s = diffcl_vnet_forward(tr->cs, v->weak, &v->weak_logits, NULL);
         diffcl_module_train(tr->cs, 1);
         cs_out = v->weak_logits;
     }
     if (s == DIFFCL_OK) s = diffcl_argmax(cs_out, 1, 0, &v->pseudo_cs);
+    /* every per-sample draw of the unlabeled half is keyed by its global index samples_u */
+    dc_module_set_samples(tr->ds, tr->samples_u, bu);
     if (s == DIFFCL_OK) {
         diffcl_diffusion_sample_options so = DIFFCL_DIFFUSION_SAMPLE_OPTIONS_INIT;
         so.steps = o->ddim_steps_train;
         so.key = diffcl_rng_key_make(o->seed, STREAM_DDIM, 0, it);
         if (!o->ds_pseudo_train_mode) diffcl_module_train(tr->ds, 0);
-        s = diffcl_diffusion_sample(tr->ds, teacher_in, &so, &v->ds_logits);
+        s = dc_diffusion_sample_rows(tr->ds, teacher_in, &so, tr->samples_u, &v->ds_logits);
         diffcl_module_train(tr->ds, 1);
     }
     if (s == DIFFCL_OK)
@@ -640,9 +686,9 @@ static diffcl_status unlabeled_terms(diffcl_trainer *tr, step_vars *v, uint32_t 
     prof_mark(tr, PROF_PSEUDO);
 
     /* L^d_p: the DS learns the CS's pseudo label from its noised version (on the strong view) */
-    DC_TRY(diffcl_diffusion_loss(tr->ds, v->img_u, v->pseudo_cs,
-                                 diffcl_rng_key_make(o->seed, STREAM_DS_PSEUDO, 0, it),
-                                 &v->ds_pseudo, NULL));
+    DC_TRY(dc_diffusion_loss_rows(tr->ds, v->img_u, v->pseudo_cs,
+                                  diffcl_rng_key_make(o->seed, STREAM_DS_PSEUDO, 0, it),
+                                  tr->samples_u, NULL, &v->ds_pseudo, NULL));
     /* L^c_p: the CS learns the DS's pseudo label, weighted as the variant says */
     DC_TRY(dc_cs_pseudo_loss(o, v->unl_logits, v->pseudo_ds, v->ds_probs, v->agree, &v->cs_pseudo));
     /* L_cl: prototypes of the labeled features (EMA bank), InfoNCE on unlabeled voxels labeled
@@ -659,7 +705,7 @@ static diffcl_status unlabeled_terms(diffcl_trainer *tr, step_vars *v, uint32_t 
                                   v->counts));
     DC_TRY(diffcl_prototype_bank_update(tr->bank, v->protos, v->counts, o->bank_momentum));
     DC_TRY(dc_contrast_voxels(o, o->cps_variant == DIFFCL_CPS_AGREEMENT ? v->agree : NULL,
-                              v->pseudo_ds, it, &v->voxels));
+                              v->pseudo_ds, tr->samples_u, it, &v->voxels));
     if (dc_numel(v->voxels) > 0) {
         diffcl_proto_contrast_options po = DIFFCL_PROTO_CONTRAST_OPTIONS_INIT;
         po.temperature = o->tau;
@@ -670,7 +716,7 @@ static diffcl_status unlabeled_terms(diffcl_trainer *tr, step_vars *v, uint32_t 
 }
 
 /* This iteration's batch (with the weak views when the pseudo labels come from them) into @p v;
- * under MPI, this rank's shard r, r+S, ... of the global batch. */
+ * with a shard (MPI), this rank's rows r, r+S, ... of each half of the global batch. */
 static diffcl_status next_batch(diffcl_trainer *tr, uint32_t it, step_vars *v)
 {
     const diffcl_train_options *o = &tr->o;
@@ -688,18 +734,18 @@ static diffcl_status next_batch(diffcl_trainer *tr, uint32_t it, step_vars *v)
                      "the data set holds %d-D images but the trainer's dims is %d "
                      "(diffcl train --dims %d)",
                      v->image->ndim - 2, o->dims, v->image->ndim - 2);
-    if (s == DIFFCL_OK && tr->dist) { /* MPI: this rank's shard r, r+S, ... of the global batch */
+    if (s == DIFFCL_OK && tr->shard_size > 1) { /* this rank's shard r, r+S, ... */
         diffcl_tensor *gi = v->image, *gl = v->label;
         v->image = v->label = NULL;
-        s = dc_dist_shard(dc_dist_rank(tr->dist), dc_dist_size(tr->dist), o->batch_labeled,
-                          o->batch_unlabeled, gi, gl, &v->image, &v->label);
+        s = dc_dist_shard(tr->shard_rank, tr->shard_size, o->batch_labeled, o->batch_unlabeled, gi,
+                          gl, &v->image, &v->label);
         diffcl_tensor_free(gi);
         diffcl_tensor_free(gl);
         if (s == DIFFCL_OK && v->weak) { /* the weak views: the same unlabeled rows */
             diffcl_tensor *gw = v->weak;
             v->weak = NULL;
-            s = dc_dist_shard(dc_dist_rank(tr->dist), dc_dist_size(tr->dist), 0, o->batch_unlabeled,
-                              gw, NULL, &v->weak, NULL);
+            s = dc_dist_shard(tr->shard_rank, tr->shard_size, 0, o->batch_unlabeled, gw, NULL,
+                              &v->weak, NULL);
             diffcl_tensor_free(gw);
         }
     }
@@ -732,6 +778,7 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
     double mu = ramp(o, tr->it);
     st.mu = mu;
     /* CS on the whole batch: supervised Dice + CE on the labeled half */
+    dc_module_set_samples(tr->cs, tr->samples_cs, o->batch_labeled + o->batch_unlabeled);
     if (s == DIFFCL_OK) s = diffcl_vnet_forward(tr->cs, v.image, &v.logits, &v.feat);
     if (s == DIFFCL_OK) s = diffcl_tensor_narrow(v.logits, 0, 0, o->batch_labeled, &v.lab_logits);
     if (s == DIFFCL_OK) s = diffcl_dice_ce_loss(v.lab_logits, v.label, NULL, &v.cs_sup, NULL);
@@ -740,10 +787,11 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
     if (tr->ds) {
         /* DS supervised: x_t from the labels, Dice + CE on its x_0 logits */
         if (s == DIFFCL_OK) s = diffcl_tensor_narrow(v.image, 0, 0, o->batch_labeled, &v.img_l);
+        dc_module_set_samples(tr->ds, tr->samples_l, o->batch_labeled);
         if (s == DIFFCL_OK)
-            s = diffcl_diffusion_loss(tr->ds, v.img_l, v.label,
-                                      diffcl_rng_key_make(o->seed, STREAM_DS_SUP, 0, it), &v.ds_sup,
-                                      NULL);
+            s = dc_diffusion_loss_rows(tr->ds, v.img_l, v.label,
+                                       diffcl_rng_key_make(o->seed, STREAM_DS_SUP, 0, it),
+                                       tr->samples_l, NULL, &v.ds_sup, NULL);
         if (s == DIFFCL_OK) s = accumulate(&v.total, v.ds_sup, 1.0);
         prof_mark(tr, PROF_DS_SUP);
         if (s == DIFFCL_OK && mu > 0) {
@@ -790,6 +838,9 @@ diffcl_status diffcl_trainer_step(diffcl_trainer *tr, diffcl_train_stats *stats)
     }
     diffcl_optimizer_zero_grad(tr->opt);
     step_vars_free(&v);
+    dc_module_set_samples(tr->cs, NULL,
+                          0); /* the networks may be run on other batches between steps */
+    dc_module_set_samples(tr->ds, NULL, 0);
     prof_mark(tr, PROF_STEP);
     if (s != DIFFCL_OK) return s;
     tr->prof_steps += tr->profile;

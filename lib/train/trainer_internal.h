@@ -60,6 +60,12 @@ struct diffcl_trainer {
     double *val_it, *val_dice;
     int64_t n_val, cap_val;
     struct dc_dist *dist; /* MPI data parallelism (distributed.c); NULL: one process */
+    /* The shard (dc_trainer_set_shard): rows shard_rank, shard_rank + shard_size, ... of each
+     * half of the global batch. The per-sample draws of a row are keyed by its global index:
+     * samples_l [batch_labeled] and samples_u [batch_unlabeled] within the labeled and the
+     * unlabeled half, samples_cs [both] in the CS's global batch (labeled half first). */
+    int shard_rank, shard_size;
+    uint32_t *samples_l, *samples_u, *samples_cs;
 };
 
 /* Serialise / parse the options as JSON. The parser copies the string options into
@@ -79,6 +85,14 @@ diffcl_status dc_trainer_create(diffcl_context *ctx, const diffcl_train_options 
 /* Fine-tuning: load the matching tensors of tr->o.init_weights into the CS, log what was loaded
  * and skipped; the CS is unchanged on error (trainer_init.c). */
 diffcl_status dc_trainer_load_init_weights(diffcl_trainer *tr);
+/* Train rank @p rank of @p size's shard of the global batch (@p size times the batch per rank)
+ * from now on: a new sampler makes the global batch, each step keeps rows rank, rank + size, ...
+ * of each half, and every per-sample draw (diffusion t and noise, DDIM x_T, contrastive voxels,
+ * dropout masks) is keyed by the row's global index, so a sample draws the same on any rank.
+ * The trainer is unchanged on error. dc_trainer_create sets (0, 1); diffcl_trainer_set_mpi_comm
+ * the communicator's placement; a test may call it alone to emulate one rank in one process
+ * (without any all-reduce) (trainer.c). */
+diffcl_status dc_trainer_set_shard(diffcl_trainer *tr, int rank, int size);
 /* Append a point to the loss curve (trainer.c). */
 void dc_trainer_push_loss(diffcl_trainer *tr, double loss);
 /* Mean foreground Dice of the CS over the validation set (sliding over whole cases). */
@@ -93,10 +107,15 @@ diffcl_status dc_plot_curves(const char *path, const double *loss, int64_t n_los
 diffcl_status dc_cs_pseudo_loss(const diffcl_train_options *o, const diffcl_tensor *logits,
                                 const diffcl_tensor *pseudo, const diffcl_tensor *probs,
                                 const diffcl_tensor *agree, diffcl_tensor **loss);
-/* The unlabeled voxels of the contrastive term: within @p base (F32 mask; NULL: all), an equal
- * quota per class of @p labels when o->contrast_balanced, else uniform (0.1.0). */
+/* The unlabeled voxels of the contrastive term, as flat positions into @p labels (I64
+ * [N, ...]): from each sample, within @p base (F32 mask like labels; NULL: all), its quota
+ * (o->contrast_voxels / o->batch_unlabeled) split equally between the classes of @p labels when
+ * o->contrast_balanced, else uniform (0.1.0 drew them uniformly over the whole batch). Sample n
+ * is keyed by samples[n] (NULL: n), its global index in a sharded batch, so its voxels depend
+ * neither on the rank nor on the other samples of the rank. */
 diffcl_status dc_contrast_voxels(const diffcl_train_options *o, const diffcl_tensor *base,
-                                 const diffcl_tensor *labels, uint32_t it, diffcl_tensor **voxels);
+                                 const diffcl_tensor *labels, const uint32_t *samples, uint32_t it,
+                                 diffcl_tensor **voxels);
 /* Segment one case [C,(D),H,W] with the CS as `diffcl infer` does (sliding window with the
  * training patch, evaluation mode): labels U8 [(D),H,W]. */
 diffcl_status dc_segment_case(diffcl_trainer *tr, const diffcl_tensor *image,

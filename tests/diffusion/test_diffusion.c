@@ -568,7 +568,7 @@ START_TEST(test_loss_and_backward)
         diffcl_diffusion_loss_options lo;
         diffcl_diffusion_loss_options_init(&lo);
         int64_t tt[2];
-        dc_diffusion_draw_timesteps(diffcl_rng_key_make(1, 9, 0, 0), 1000, 2, tt);
+        dc_diffusion_draw_timesteps(NULL, diffcl_rng_key_make(1, 9, 0, 0), 1000, 2, NULL, tt);
         lo.timesteps = tt;
         diffcl_tensor *loss3 = NULL, *loss4 = NULL, *zero = NULL;
         diffcl_module_set_step(m, 0);
