@@ -193,8 +193,16 @@ static diffcl_status h5_write_locked(const char *path, const char *const *names,
     char tmp[4096];
     DC_TRY(dc_tmp_path(path, NULL, tmp, sizeof tmp));
     quiet();
+    /* HDF5 reports failures without their reason; the errno of the failed system call (EFBIG,
+     * ENOSPC, EROFS) is still set when the call returns */
+    errno = 0;
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0) return dc_error(DIFFCL_ERR_IO, "%s: cannot create '%s'", fn, path);
+    if (f < 0) {
+        int e = errno;
+        unlink(tmp); /* a file-size limit or a full disk fails after the file exists */
+        return dc_error(DIFFCL_ERR_IO, "%s: cannot create '%s': %s", fn, path,
+                        e ? strerror(e) : "HDF5 error");
+    }
     diffcl_status s = DIFFCL_OK;
     for (int i = 0; i < n && s == DIFFCL_OK; i++) {
         const diffcl_tensor *t = tensors[i];
@@ -229,19 +237,27 @@ static diffcl_status h5_write_locked(const char *path, const char *const *names,
             H5Pset_chunk(pl, t->ndim, hd);
             H5Pset_deflate(pl, (unsigned)gzip);
         }
+        errno = 0;
         hid_t d = H5Dcreate2(f, names[i], ft, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
         diffcl_tensor *c = dc_contiguous(t);
         if (d < 0 || !c)
-            s = dc_error(DIFFCL_ERR_IO, "%s: '%s': cannot create dataset '%s'", fn, path, names[i]);
+            s = dc_error(DIFFCL_ERR_IO, "%s: '%s': cannot create dataset '%s': %s", fn, path,
+                         names[i],
+                         !c      ? "out of memory"
+                         : errno ? strerror(errno)
+                                 : "HDF5 error");
         else if (dc_numel(c) > 0 && H5Dwrite(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, dc_data(c)) < 0)
-            s = dc_error(DIFFCL_ERR_IO, "%s: '%s': cannot write dataset '%s'", fn, path, names[i]);
+            s = dc_error(DIFFCL_ERR_IO, "%s: '%s': cannot write dataset '%s': %s", fn, path,
+                         names[i], errno ? strerror(errno) : "HDF5 error");
         diffcl_tensor_free(c);
         if (d >= 0) H5Dclose(d);
         H5Pclose(pl);
         H5Sclose(sp);
     }
+    errno = 0;
     if (H5Fclose(f) < 0 && s == DIFFCL_OK)
-        s = dc_error(DIFFCL_ERR_IO, "%s: cannot finish writing '%s'", fn, path);
+        s = dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s': %s", fn, path,
+                     errno ? strerror(errno) : "HDF5 error");
     if (s != DIFFCL_OK) {
         unlink(tmp);
         return s;
