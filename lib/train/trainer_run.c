@@ -308,11 +308,16 @@ diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
     }
     fclose(csv);
     if (!root) return s;
+    /* the curves are drawn after an error too (they show where the run stopped); the error's
+     * message is kept, a failed drawing is only a warning */
+    char why[1024] = "";
+    if (s != DIFFCL_OK) snprintf(why, sizeof why, "%s", diffcl_last_error());
     char png[4096];
     path_in(png, sizeof png, tr, "curves.png");
     diffcl_status ps = dc_plot_curves(png, tr->loss_hist, tr->n_loss, tr->val_it, tr->val_dice,
                                       tr->n_val, o->iters);
     if (ps != DIFFCL_OK)
         dc_log(tr->ctx, DIFFCL_LOG_WARN, "could not draw %s: %s", png, diffcl_last_error());
+    if (s != DIFFCL_OK && ps != DIFFCL_OK) return dc_error(s, "%s", why);
     return s;
 }
