@@ -37,10 +37,22 @@ const char *faults_tool(void)
 
 char *faults_tmpdir(const char *what)
 {
+    return faults_tmpdir_in("/tmp", what);
+}
+
+char *faults_tmpdir_memory(const char *what)
+{
+    struct stat st;
+    int shm = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0;
+    return faults_tmpdir_in(shm ? "/dev/shm" : "/tmp", what);
+}
+
+char *faults_tmpdir_in(const char *base, const char *what)
+{
     static char buf[8][128];
     static int k;
     char *d = buf[k++ & 7];
-    snprintf(d, sizeof buf[0], "/tmp/diffcl_faults_%s_XXXXXX", what);
+    snprintf(d, sizeof buf[0], "%s/diffcl_faults_%s_XXXXXX", base, what);
     ck_assert_ptr_nonnull(mkdtemp(d));
     return d;
 }

@@ -13,8 +13,13 @@
 void faults_set_tool(int argc, char **argv);
 const char *faults_tool(void);
 
-/* A new folder /tmp/diffcl_faults_<what>_XXXXXX (static buffer, 8 in rotation). */
+/* A new folder <base>/diffcl_faults_<what>_XXXXXX (static buffer, 8 in rotation). */
+char *faults_tmpdir_in(const char *base, const char *what);
+/* ... in /tmp. */
 char *faults_tmpdir(const char *what);
+/* ... in /dev/shm where it is a writable folder (a tmpfs: no disk traffic for the many
+ * checkpoints of the kill test, whose fsyncs cost nothing there), else /tmp. */
+char *faults_tmpdir_memory(const char *what);
 /* rm -rf @p path (ignores errors). */
 void faults_rm_rf(const char *path);
 

@@ -711,6 +711,9 @@ START_TEST(test_infer_efbig)
                   "the labels (up to %lld) for this test",
                   pmin, lmax);
     infer_with_limit("labels-fit", lmax + 1, 1);
+    /* the largest label (h5 where built) is cut in its middle: libhdf5 1.10.8 crashed at exit
+     * after the failed H5Fclose of such a file */
+    infer_with_limit("half-largest-label", lmax / 2, 1);
     /* nothing fits: a partial label file under every name */
     infer_with_limit("nothing-fits", lmin / 2, 1);
 }

@@ -197,7 +197,7 @@ START_TEST(test_kills)
 {
     const char *seed_env = getenv("DIFFCL_FAULTS_SEED");
     uint64_t seed = seed_env ? strtoull(seed_env, NULL, 10) : 22, rng = seed;
-    char *root = faults_tmpdir("kill");
+    char *root = faults_tmpdir_memory("kill");
     char ref[1024], dir[1024], err[1024];
     const char *argv[64];
     snprintf(ref, sizeof ref, "%s/ref", root);
