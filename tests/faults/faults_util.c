@@ -124,9 +124,18 @@ pid_t faults_start(const char *const *argv, const faults_spawn *how)
     return start(argv, how, -1);
 }
 
+int faults_checked_rc(int rc, const char *err_path)
+{
+    char *t = err_path ? faults_read_text(err_path) : NULL;
+    int bad = t && (strstr(t, "Sanitizer") || strstr(t, "runtime error:"));
+    free(t);
+    return bad ? FAULTS_SANITIZER_RC : rc;
+}
+
 int faults_run(const char *const *argv, const faults_spawn *how)
 {
-    if (!how || how->fsize_limit <= 0 || !how->err) return faults_wait(start(argv, how, -1));
+    if (!how || how->fsize_limit <= 0 || !how->err)
+        return faults_checked_rc(faults_wait(start(argv, how, -1)), how ? how->err : NULL);
     /* under a file-size limit the error file would be limited too: stderr comes through a pipe
      * and this process writes the file */
     int p[2];
@@ -140,7 +149,7 @@ int faults_run(const char *const *argv, const faults_spawn *how)
         if (k > 0 && f) fwrite(buf, 1, (size_t)k, f);
     close(p[0]);
     if (f) fclose(f);
-    return faults_wait(pid);
+    return faults_checked_rc(faults_wait(pid), how->err);
 }
 
 double faults_now_ms(void)

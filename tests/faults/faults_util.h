@@ -38,8 +38,12 @@ typedef struct faults_spawn {
 pid_t faults_start(const char *const *argv, const faults_spawn *how);
 /* Wait for @p pid: its exit code, or 128 + the signal that ended it. */
 int faults_wait(pid_t pid);
-/* Start and wait. */
+/* Start and wait; FAULTS_SANITIZER_RC instead of the exit code when the child's error file
+ * holds a sanitizer report (a leak report does not change the exit code of a failing run). */
 int faults_run(const char *const *argv, const faults_spawn *how);
+#define FAULTS_SANITIZER_RC 99
+/* @p rc, or FAULTS_SANITIZER_RC when the file @p err_path holds a sanitizer report. */
+int faults_checked_rc(int rc, const char *err_path);
 
 /* Milliseconds on the monotonic clock. */
 double faults_now_ms(void);

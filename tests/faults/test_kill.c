@@ -112,7 +112,7 @@ static int run_and_kill(const char *dir, const char *const *argv, const kill_pla
         int st = 0;
         if (waitpid(pid, &st, WNOHANG) == pid) { /* ended before the kill */
             *at_ms = faults_now_ms() - t0;
-            *rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            *rc = faults_checked_rc(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), err);
             close(fd);
             return 0;
         }
@@ -144,7 +144,7 @@ static int run_and_kill(const char *dir, const char *const *argv, const kill_pla
     int r = faults_wait(pid);
     close(fd);
     if (r != 128 + SIGKILL) { /* it ended just before the signal */
-        *rc = r;
+        *rc = faults_checked_rc(r, err);
         return 0;
     }
     return 1;
