@@ -189,7 +189,8 @@ DIFFCL_API diffcl_status diffcl_h5_read(diffcl_context *ctx, const char *path, c
                                         diffcl_tensor **out);
 /**
  * Write @p n tensors as datasets @p names[i] of a new HDF5 file (replacing @p path), with
- * gzip compression level @p gzip (0: none).
+ * gzip compression level @p gzip (0: none). The file is built in memory and written
+ * atomically (temporary file + rename); a failed write is DIFFCL_ERR_IO naming the reason.
  */
 DIFFCL_API diffcl_status diffcl_h5_write(const char *path, const char *const *names,
                                          const diffcl_tensor *const *tensors, int n, int gzip);

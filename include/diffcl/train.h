@@ -187,6 +187,8 @@ DIFFCL_API diffcl_status diffcl_trainer_create(diffcl_context *ctx,
 /**
  * Re-open the run in @p run_dir from its last.safetensors (options, networks, optimizer,
  * iteration, memory bank). @p iters > 0 changes the total number of iterations.
+ * Errors: DIFFCL_ERR_IO when @p run_dir is not a folder or holds no last.safetensors (a run
+ * stopped before its first checkpoint: "no checkpoint", start it again), else the file's.
  */
 DIFFCL_API diffcl_status diffcl_trainer_resume(diffcl_context *ctx, const char *run_dir,
                                                int64_t iters, diffcl_trainer **out);

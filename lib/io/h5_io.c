@@ -1,6 +1,8 @@
 /* HDF5 datasets (LA / BraTS / Pancreas h5 layouts) through libhdf5, optional at build time. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -180,6 +182,35 @@ static diffcl_status h5_read_locked(diffcl_context *ctx, const char *path, const
     return s;
 }
 
+/* Write the @p n bytes of @p buf to @p tmp, every write checked, then rename it to @p path. */
+static diffcl_status write_bytes(const char *tmp, const char *path, const void *buf, size_t n,
+                                 const char *fn)
+{
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return dc_error(DIFFCL_ERR_IO, "%s: cannot create '%s': %s", fn, path, strerror(errno));
+    int err = 0;
+    for (size_t off = 0; off < n;) {
+        ssize_t k = write(fd, (const char *)buf + off, n - off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            err = k < 0 ? errno : EIO;
+            break;
+        }
+        off += (size_t)k;
+    }
+    if (close(fd) != 0 && !err) err = errno;
+    if (err) {
+        unlink(tmp);
+        return dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s': %s", fn, path, strerror(err));
+    }
+    return dc_commit_tmp(tmp, path, fn);
+}
+
+/* The file is built in memory (the core driver, no backing store) and its image written with
+ * write_bytes: libhdf5 then never meets a failing disk. It handles one badly: an H5Fclose whose
+ * flush fails (a file-size limit, a full disk) leaves a file object that crashes the process at
+ * exit (libhdf5 1.10.8, H5F__close_cb from H5_term_library), and a failed H5Fcreate leaks. */
 static diffcl_status h5_write_locked(const char *path, const char *const *names,
                                      const diffcl_tensor *const *tensors, int n, int gzip)
 {
@@ -193,8 +224,12 @@ static diffcl_status h5_write_locked(const char *path, const char *const *names,
     char tmp[4096];
     DC_TRY(dc_tmp_path(path, NULL, tmp, sizeof tmp));
     quiet();
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0) return dc_error(DIFFCL_ERR_IO, "%s: cannot create '%s'", fn, path);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    hid_t f = fapl >= 0 && H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) >= 0
+                  ? H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)
+                  : -1;
+    if (fapl >= 0) H5Pclose(fapl);
+    if (f < 0) return dc_error(DIFFCL_ERR_IO, "%s: '%s': cannot create an HDF5 file", fn, path);
     diffcl_status s = DIFFCL_OK;
     for (int i = 0; i < n && s == DIFFCL_OK; i++) {
         const diffcl_tensor *t = tensors[i];
@@ -232,7 +267,9 @@ static diffcl_status h5_write_locked(const char *path, const char *const *names,
         hid_t d = H5Dcreate2(f, names[i], ft, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
         diffcl_tensor *c = dc_contiguous(t);
         if (d < 0 || !c)
-            s = dc_error(DIFFCL_ERR_IO, "%s: '%s': cannot create dataset '%s'", fn, path, names[i]);
+            s = dc_error(d < 0 ? DIFFCL_ERR_IO : DIFFCL_ERR_OUT_OF_MEMORY,
+                         "%s: '%s': cannot create dataset '%s'%s", fn, path, names[i],
+                         c ? "" : ": out of memory");
         else if (dc_numel(c) > 0 && H5Dwrite(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, dc_data(c)) < 0)
             s = dc_error(DIFFCL_ERR_IO, "%s: '%s': cannot write dataset '%s'", fn, path, names[i]);
         diffcl_tensor_free(c);
@@ -240,13 +277,20 @@ static diffcl_status h5_write_locked(const char *path, const char *const *names,
         H5Pclose(pl);
         H5Sclose(sp);
     }
+    /* the file's image, from memory */
+    void *image = NULL;
+    ssize_t size = -1;
+    if (s == DIFFCL_OK && H5Fflush(f, H5F_SCOPE_GLOBAL) >= 0) size = H5Fget_file_image(f, NULL, 0);
+    if (s == DIFFCL_OK && size > 0) image = malloc((size_t)size);
+    if (s == DIFFCL_OK && (!image || H5Fget_file_image(f, image, (size_t)size) != size))
+        s = size > 0 && !image
+                ? dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: '%s': out of memory", fn, path)
+                : dc_error(DIFFCL_ERR_IO, "%s: '%s': cannot build the HDF5 file", fn, path);
     if (H5Fclose(f) < 0 && s == DIFFCL_OK)
-        s = dc_error(DIFFCL_ERR_IO, "%s: cannot finish writing '%s'", fn, path);
-    if (s != DIFFCL_OK) {
-        unlink(tmp);
-        return s;
-    }
-    return dc_commit_tmp(tmp, path, fn);
+        s = dc_error(DIFFCL_ERR_IO, "%s: '%s': cannot build the HDF5 file", fn, path);
+    if (s == DIFFCL_OK) s = write_bytes(tmp, path, image, (size_t)size, fn);
+    free(image);
+    return s;
 }
 
 diffcl_status diffcl_h5_read(diffcl_context *ctx, const char *path, const char *name,

@@ -407,17 +407,31 @@ static diffcl_status nifti_check_folder(const char *path, const char *fn)
     return DIFFCL_OK;
 }
 
-/* Write @p nim with @p disk as its data to @p tmp, and read the header back: niftilib's
- * writer reports nothing. */
-static diffcl_status nifti_write_checked(nifti_image *nim, void *disk, const char *tmp,
-                                         const char *path, const char *fn)
+/* Write @p nim with the @p nbytes of @p disk as its data to @p tmp, every write checked, and
+ * read the header back. niftilib writes the header (and extensions) and leaves the file open at
+ * the data (write_opts 2); the data goes through znzwrite here, because niftilib's own data
+ * writer reports a short write (a full disk, a file-size limit) only on stderr, and its close
+ * not at all: a gzip stream cut short would otherwise pass as written. */
+static diffcl_status nifti_write_checked(nifti_image *nim, const void *disk, size_t nbytes,
+                                         const char *tmp, const char *path, const char *fn)
 {
     if (nifti_set_filenames(nim, tmp, 0, 1) != 0)
         return dc_error(DIFFCL_ERR_IO, "%s: '%s': bad file name", fn, path);
-    nim->data = disk;
     unlink(tmp);
-    nifti_image_write(nim);
-    nim->data = NULL;
+    errno = 0;
+    znzFile fp = nifti_image_write_hdr_img2(nim, 2, "wb", NULL, NULL);
+    int err = znz_isnull(fp) ? (errno ? errno : EIO) : 0;
+    const size_t piece = (size_t)1 << 24;
+    for (size_t off = 0; !err && off < nbytes; off += piece) {
+        size_t k = nbytes - off < piece ? nbytes - off : piece;
+        errno = 0;
+        if (znzwrite((const char *)disk + off, 1, k, fp) != k) err = errno ? errno : EIO;
+    }
+    if (!znz_isnull(fp)) {
+        errno = 0;
+        if (znzclose(fp) != 0 && !err) err = errno ? errno : EIO;
+    }
+    if (err) return dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s': %s", fn, path, strerror(err));
     struct stat st;
     nifti_image *chk = stat(tmp, &st) == 0 ? nifti_image_read(tmp, 0) : NULL;
     diffcl_status s = chk ? DIFFCL_OK : dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s'", fn, path);
@@ -448,10 +462,13 @@ static diffcl_status nifti2_write_checked(nifti_image *nim, const void *disk, in
         ok = gzwrite(g, (const char *)disk + done, chunk) == (int)chunk;
         done += chunk;
     }
-    if (gzclose(g) != Z_OK) ok = 0;
+    int err = ok ? 0 : errno;
+    if (gzclose(g) != Z_OK && ok) ok = 0, err = errno;
     struct stat st;
     nifti_image *chk = ok && stat(tmp, &st) == 0 ? nifti_image_read(tmp, 0) : NULL;
-    diffcl_status s = chk ? DIFFCL_OK : dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s'", fn, path);
+    diffcl_status s = chk ? DIFFCL_OK
+                          : dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s': %s", fn, path,
+                                     err ? strerror(err) : "short write");
     nifti_image_free(chk);
     return s;
 }
@@ -503,7 +520,7 @@ diffcl_status diffcl_nifti_write(const diffcl_tensor *t, const char *path,
     if (s == DIFFCL_OK && version == 2)
         s = nifti2_write_checked(nim, disk, !strcmp(suffix, ".nii.gz"), tmp, path, fn);
     else if (s == DIFFCL_OK)
-        s = nifti_write_checked(nim, disk, tmp, path, fn);
+        s = nifti_write_checked(nim, disk, (size_t)nim->nvox * (size_t)nim->nbyper, tmp, path, fn);
     free(disk);
     nifti_image_free(nim);
     if (s != DIFFCL_OK) {

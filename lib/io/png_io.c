@@ -48,6 +48,8 @@ int dc_meta_can_hold(const diffcl_image_meta *meta, size_t field_end)
 typedef struct png_err {
     jmp_buf jmp;
     char msg[256];
+    FILE *out;   /* writing: the stream of png_write_out */
+    int sys_err; /* writing: the errno of a failed write or flush (EFBIG, ENOSPC, ...) */
 } png_err;
 
 static void on_png_error(png_structp png, png_const_charp msg)
@@ -345,6 +347,28 @@ diffcl_status dc_commit_tmp(const char *tmp, const char *path, const char *fn)
     return DIFFCL_OK;
 }
 
+/* libpng's output through stdio, keeping the reason of a failed write (libpng's own writer
+ * only says "Write Error"). */
+static void png_write_out(png_structp png, png_bytep data, png_size_t n)
+{
+    png_err *e = png_get_io_ptr(png);
+    errno = 0;
+    if (fwrite(data, 1, n, e->out) != n) {
+        e->sys_err = errno ? errno : EIO;
+        png_error(png, "Write Error");
+    }
+}
+
+static void png_flush_out(png_structp png)
+{
+    png_err *e = png_get_io_ptr(png);
+    errno = 0;
+    if (fflush(e->out) != 0) {
+        e->sys_err = errno ? errno : EIO;
+        png_error(png, "Write Error");
+    }
+}
+
 diffcl_status dc_png_write_bytes(const char *path, const unsigned char *buf, unsigned W, unsigned H,
                                  int channels, int bit_depth, const char *fn)
 {
@@ -359,6 +383,8 @@ diffcl_status dc_png_write_bytes(const char *path, const unsigned char *buf, uns
     }
     png_err err;
     err.msg[0] = 0;
+    err.out = fp;
+    err.sys_err = 0;
     png_structp png =
         png_create_write_struct(PNG_LIBPNG_VER_STRING, &err, on_png_error, on_png_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
@@ -368,13 +394,16 @@ diffcl_status dc_png_write_bytes(const char *path, const unsigned char *buf, uns
         fclose(fp);
         unlink(tmp);
         free(rows);
+        if (err.sys_err)
+            return dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s': %s", fn, path,
+                            strerror(err.sys_err));
         return dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s' (libpng: %s)", fn, path,
                         err.msg[0] ? err.msg : "out of memory");
     }
     rows = malloc(sizeof(png_bytep) * H);
     if (!rows) png_error(png, "out of memory");
     for (png_uint_32 y = 0; y < H; y++) rows[y] = (png_bytep)buf + (size_t)y * W * bpp;
-    png_init_io(png, fp);
+    png_set_write_fn(png, &err, png_write_out, png_flush_out);
     png_set_IHDR(png, info, W, H, bit_depth,
                  channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "serial/tensor_dict_internal.h"
@@ -783,6 +784,21 @@ static int sync_parent_dir(const char *path)
     return err;
 }
 
+/* Test only (docs/testing.md, "Faults"): DIFFCL_TEST_CHECKPOINT_PAUSE_MS=N sleeps N ms (at most
+ * 10 s) between the complete, synced temporary file and its rename, so that a test can kill the
+ * process inside a checkpoint write. Unset, empty or not a positive number: no pause. */
+static void test_pause_before_rename(void)
+{
+    const char *v = getenv("DIFFCL_TEST_CHECKPOINT_PAUSE_MS");
+    if (!v || !*v) return;
+    char *end = NULL;
+    long ms = strtol(v, &end, 10);
+    if (*end || ms <= 0) return;
+    if (ms > 10000) ms = 10000;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
 diffcl_status diffcl_safetensors_save(const diffcl_tensor_dict *d, const char *path)
 {
     DC_CHECK_ARG(d && path, "diffcl_safetensors_save: NULL argument");
@@ -817,6 +833,7 @@ diffcl_status diffcl_safetensors_save(const diffcl_tensor_dict *d, const char *p
     if (!err && fflush(f) != 0) err = errno ? errno : EIO;
     if (!err && fsync(fileno(f)) != 0) err = errno;
     if (fclose(f) != 0 && !err) err = errno ? errno : EIO;
+    if (!err) test_pause_before_rename();
     if (!err && rename(tmp, path) != 0) err = errno;
     if (err) {
         unlink(tmp);

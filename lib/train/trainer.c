@@ -73,8 +73,9 @@ static diffcl_status make_dir(const char *path)
         *p = '/';
     }
     if (mkdir(buf, 0777) == 0) return DIFFCL_OK;
+    int e = errno; /* mkdir's reason (a read-only file system), not the stat's that follows */
     if (stat(buf, &st) == 0 && S_ISDIR(st.st_mode)) return DIFFCL_OK;
-    return dc_error(DIFFCL_ERR_IO, "cannot create run folder %s: %s", path, strerror(errno));
+    return dc_error(DIFFCL_ERR_IO, "cannot create run folder %s: %s", path, strerror(e));
 }
 
 /* Resolve defaults that depend on other options. */

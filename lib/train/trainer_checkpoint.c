@@ -1,9 +1,11 @@
 /* Trainer checkpoints: both networks, optimizer, memory bank, counters and the options,
  * in one safetensors file written atomically; and resuming from it. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
@@ -293,6 +295,14 @@ diffcl_status diffcl_trainer_resume(diffcl_context *ctx, const char *run_dir, in
     DC_CHECK_ARG(ctx && run_dir, "diffcl_trainer_resume: NULL argument");
     char path[4096];
     snprintf(path, sizeof path, "%s/last.safetensors", run_dir);
+    struct stat st;
+    if (stat(run_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return dc_error(DIFFCL_ERR_IO, "resuming %s: no such folder", run_dir);
+    if (stat(path, &st) != 0 && errno == ENOENT) /* killed before its first checkpoint */
+        return dc_error(DIFFCL_ERR_IO,
+                        "resuming %s: no checkpoint (%s does not exist): a run stopped before "
+                        "its first checkpoint cannot be resumed; start it again",
+                        run_dir, path);
     diffcl_tensor_dict *d = NULL;
     DC_TRY(diffcl_safetensors_load(ctx, path, &d));
     const char *json = diffcl_tensor_dict_get_meta(d, "diffcl.train_options");

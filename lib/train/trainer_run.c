@@ -1,9 +1,13 @@
 /* The training loop: progress lines, CSV log, validation, checkpoints, curves. */
+#include <dirent.h>
+#include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "train/trainer_internal.h"
 
@@ -122,27 +126,75 @@ static diffcl_status save_model(diffcl_trainer *tr, const char *path)
     return s;
 }
 
-/* Validate, then write last (and best when it improved, or always without validation). */
-static diffcl_status checkpoint(diffcl_trainer *tr, double *val)
+/* Validate at a checkpoint: *val, and whether it improved on the best so far (always without
+ * validation), which then becomes the best. */
+static diffcl_status validate(diffcl_trainer *tr, double *val, int *improved)
+{
+    DC_TRY(dc_trainer_validate(tr, val));
+    *improved =
+        !tr->val_set || (isfinite(*val) && (!isfinite(tr->best_dice) || *val > tr->best_dice));
+    if (tr->val_set && isfinite(*val)) push_val(tr, (double)tr->it, *val);
+    if (*improved) {
+        if (tr->val_set) tr->best_dice = *val;
+        tr->best_it = tr->it;
+    }
+    return DIFFCL_OK;
+}
+
+/* Write best and model (when improved), then last. Each file is replaced atomically, and last
+ * comes last: a run killed before last.safetensors is renamed resumes from the previous
+ * checkpoint, trains the same iterations again and rewrites best and model as they were, so
+ * that they never lag behind the best_dice that last.safetensors records. */
+static diffcl_status checkpoint(diffcl_trainer *tr, int improved)
 {
     char last[4096], best[4096], model[4096];
     path_in(last, sizeof last, tr, "last.safetensors");
     path_in(best, sizeof best, tr, "best.safetensors");
     path_in(model, sizeof model, tr, "model.safetensors");
-    DC_TRY(dc_trainer_validate(tr, val));
-    int improved =
-        !tr->val_set || (isfinite(*val) && (!isfinite(tr->best_dice) || *val > tr->best_dice));
-    if (tr->val_set && isfinite(*val)) push_val(tr, (double)tr->it, *val);
-    if (improved) {
-        if (tr->val_set) tr->best_dice = *val;
-        tr->best_it = tr->it;
-    }
-    DC_TRY(diffcl_trainer_save(tr, last));
     if (improved) {
         DC_TRY(diffcl_trainer_save(tr, best));
         DC_TRY(save_model(tr, model));
     }
-    return DIFFCL_OK;
+    return diffcl_trainer_save(tr, last);
+}
+
+/* Whether @p name is a temporary file of the run's writers, left in the run folder by a
+ * process that no longer runs (killed inside a write): "<file>.safetensors.tmp.<pid>" of the
+ * safetensors writer, ".curves.png.tmp<pid>" of the PNG writer, or "log.csv.tmp" of a resume
+ * (this process rewrites that one anyway). A temporary file of a live process other than this
+ * one is kept. */
+static int stale_tmp(const char *name)
+{
+    static const char *const prefixes[] = {"last.safetensors.tmp.", "best.safetensors.tmp.",
+                                           "model.safetensors.tmp.", ".curves.png.tmp"};
+    if (!strcmp(name, "log.csv.tmp")) return 1;
+    for (size_t k = 0; k < sizeof prefixes / sizeof prefixes[0]; k++) {
+        size_t n = strlen(prefixes[k]);
+        if (strncmp(name, prefixes[k], n) || !name[n]) continue;
+        char *end = NULL;
+        long pid = strtol(name + n, &end, 10);
+        if (*end || pid <= 0) return 0;
+        if (pid == (long)getpid()) return 0;
+        return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+    }
+    return 0;
+}
+
+/* Remove the temporary files that a killed run left in its folder (stale_tmp), each with a
+ * line in the log. */
+static void remove_stale_tmp(diffcl_trainer *tr)
+{
+    DIR *d = opendir(tr->o.out_dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!stale_tmp(e->d_name)) continue;
+        char p[4096 + 256];
+        snprintf(p, sizeof p, "%s/%s", tr->o.out_dir, e->d_name);
+        if (unlink(p) == 0)
+            dc_log(tr->ctx, DIFFCL_LOG_INFO, "removed %s, left by an interrupted run", p);
+    }
+    closedir(d);
 }
 
 diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
@@ -153,6 +205,7 @@ diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
     path_in(csv_path, sizeof csv_path, tr, "log.csv");
     int root = dc_dist_rank(tr->dist) == 0; /* MPI: only rank 0 validates, logs and writes */
     int have_header = 0;
+    if (root) remove_stale_tmp(tr);
     if (root && tr->it > 0) {
         if (tr->n_loss == 0)
             DC_TRY(resume_log(tr, csv_path, &have_header)); /* from a checkpoint */
@@ -160,8 +213,13 @@ diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
             have_header = 1; /* the same trainer runs on */
     }
     FILE *csv = root ? fopen(csv_path, have_header ? "a" : "w") : fopen("/dev/null", "w");
-    if (!csv) return dc_error(DIFFCL_ERR_IO, "cannot write %s", csv_path);
+    if (!csv) return dc_error(DIFFCL_ERR_IO, "cannot write %s: %s", csv_path, strerror(errno));
     if (!have_header) fputs(CSV_HEADER, csv);
+    if (fflush(csv) != 0) {
+        diffcl_status e = dc_error(DIFFCL_ERR_IO, "cannot write %s: %s", csv_path, strerror(errno));
+        fclose(csv);
+        return e;
+    }
     char patch[64];
     if (o->dims == 2)
         snprintf(patch, sizeof patch, "%lldx%lld", (long long)o->patch[1], (long long)o->patch[2]);
@@ -205,15 +263,26 @@ diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
             break;
         }
         double val = NAN;
-        int at_val = tr->it % o->val_every == 0 || tr->it == o->iters;
+        int at_val = tr->it % o->val_every == 0 || tr->it == o->iters, improved = 0;
         if (at_val && root) {
-            s = checkpoint(tr, &val);
+            s = validate(tr, &val, &improved);
             if (s != DIFFCL_OK) break;
         }
+        /* the row before the checkpoint: a run killed between the two resumes from the previous
+         * checkpoint, and the rows past it are dropped and logged again (resume_log) */
+        errno = 0;
         fprintf(csv, "%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4g,%.6g,%.4g,%.4g,%.4g,%.6g\n",
                 (long long)st.iteration, st.loss, st.cs_sup, st.ds_sup, st.cs_pseudo, st.ds_pseudo,
                 st.contrast, st.mu, st.lr, st.agreement, st.cs_fg_fraction, st.seconds, val);
-        fflush(csv);
+        if (fflush(csv) != 0 || ferror(csv)) {
+            s = dc_error(DIFFCL_ERR_IO, "cannot append to %s: %s (the last checkpoint is kept)",
+                         csv_path, strerror(errno ? errno : EIO));
+            break;
+        }
+        if (at_val && root) {
+            s = checkpoint(tr, improved);
+            if (s != DIFFCL_OK) break;
+        }
         if (root && (tr->it % o->log_every == 0 || at_val || tr->it == o->iters)) {
             double el = wall() - t_start, rate = (double)(tr->it - it_start) / (el > 0 ? el : 1);
             char eta[32];
@@ -243,11 +312,16 @@ diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
     }
     fclose(csv);
     if (!root) return s;
+    /* the curves are drawn after an error too (they show where the run stopped); the error's
+     * message is kept, a failed drawing is only a warning */
+    char why[1024] = "";
+    if (s != DIFFCL_OK) snprintf(why, sizeof why, "%s", diffcl_last_error());
     char png[4096];
     path_in(png, sizeof png, tr, "curves.png");
     diffcl_status ps = dc_plot_curves(png, tr->loss_hist, tr->n_loss, tr->val_it, tr->val_dice,
                                       tr->n_val, o->iters);
     if (ps != DIFFCL_OK)
         dc_log(tr->ctx, DIFFCL_LOG_WARN, "could not draw %s: %s", png, diffcl_last_error());
+    if (s != DIFFCL_OK && ps != DIFFCL_OK) return dc_error(s, "%s", why);
     return s;
 }
