@@ -1,4 +1,5 @@
 /* diffcl train's arguments (args.h): the options of diffcl_train_options from the command line. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,111 +143,136 @@ static int train_flag(const char *a, train_args *args)
 }
 
 /* An option with the value @p v: 0 when applied, or opt_fail's exit code. */
-static int train_value(const char *a, const char *v, train_args *args, int *layout_given)
+/* A string option: 1 if @p a is one (and was stored). */
+static int train_string(const char *a, const char *v, train_args *args, int *layout_given)
+{
+    static const struct {
+        const char *name;
+        size_t off; /* of a const char * in train_args */
+    } opts[] = {{"--data", offsetof(train_args, o.data_dir)},
+                {"--train-list", offsetof(train_args, o.train_list)},
+                {"--val-list", offsetof(train_args, o.val_list)},
+                {"--labeled-list", offsetof(train_args, o.labeled_list)},
+                {"--out", offsetof(train_args, o.out_dir)},
+                {"--resume", offsetof(train_args, resume)},
+                {"--splits", offsetof(train_args, splits)},
+                {"--init-weights", offsetof(train_args, o.init_weights)},
+                {"--layout", offsetof(train_args, o.layout)}};
+    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++)
+        if (!strcmp(a, opts[k].name)) {
+            memcpy((char *)args + opts[k].off, &v, sizeof v);
+            if (!strcmp(a, "--layout")) *layout_given = 1;
+            return 1;
+        }
+    return 0;
+}
+
+/* A keyword option (--method, --cps, --hfm-border, --plan, --plan-interp): 1 if @p a is one;
+ * *rc is then 0, or opt_fail's exit code for a keyword it does not know. */
+static int train_keyword(const char *a, const char *v, train_args *args, int *rc)
+{
+    static const struct {
+        const char *name, *words; /* words: "w1|w2|..." in the order of values */
+        int values[3];
+        size_t off; /* of an int in train_args */
+    } opts[] = {{"--method",
+                 "diffcl|supervised",
+                 {DIFFCL_METHOD_DIFFCL, DIFFCL_METHOD_SUPERVISED},
+                 offsetof(train_args, o.method)},
+                {"--cps",
+                 "confidence|plain|agreement",
+                 {DIFFCL_CPS_CONFIDENCE, DIFFCL_CPS_PLAIN, DIFFCL_CPS_AGREEMENT},
+                 offsetof(train_args, o.cps_variant)},
+                {"--hfm-border",
+                 "periodic|zero|reflect",
+                 {DIFFCL_HFM_BORDER_PERIODIC, DIFFCL_HFM_BORDER_ZERO, DIFFCL_HFM_BORDER_REFLECT},
+                 offsetof(train_args, o.hfm_border)},
+                {"--plan", "auto|on|off", {-1, 1, 0}, offsetof(train_args, o.plan)},
+                {"--plan-interp",
+                 "cubic|linear",
+                 {DIFFCL_PLAN_INTERP_CUBIC, DIFFCL_PLAN_INTERP_LINEAR},
+                 offsetof(train_args, o.plan_interp)}};
+    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
+        if (strcmp(a, opts[k].name)) continue;
+        const char *w = opts[k].words;
+        for (int i = 0; *w; i++) {
+            size_t len = strcspn(w, "|");
+            if (strlen(v) == len && !strncmp(v, w, len)) {
+                memcpy((char *)args + opts[k].off, &opts[k].values[i], sizeof(int));
+                *rc = 0;
+                return 1;
+            }
+            w += len + (w[len] == '|');
+        }
+        *rc = opt_fail("train", "%s %s is not %s", a, v, opts[k].words);
+        return 1;
+    }
+    return 0;
+}
+
+/* --ct-channels: a comma-separated list of channel indices as a bit mask; -1 if malformed. */
+static long ct_mask(const char *v)
+{
+    unsigned mask = 0;
+    for (const char *q = v; *q;) {
+        char *end;
+        long c = strtol(q, &end, 10);
+        if (end == q || c < 0 || c > 31 || (*end && *end != ',')) return -1;
+        mask |= 1u << c;
+        q = *end ? end + 1 : end;
+    }
+    return (long)mask;
+}
+
+/* The options that take a parsed value (--label-map, --ct-channels, --patch, --seed): 1 if @p a
+ * is one; *rc is then 0 or opt_fail's exit code. */
+static int train_parsed(const char *a, const char *v, train_args *args, int *rc)
+{
+    int table[256];
+    char *end;
+    *rc = 0;
+    if (!strcmp(a, "--label-map")) {
+        if (diffcl_label_map_parse(v, table, NULL) != DIFFCL_OK)
+            *rc = opt_fail("train",
+                           "bad --label-map '%s': VALUE:CLASS pairs such as 255:1 or "
+                           "255:1,128:2 (0..255, each value once)",
+                           v);
+        args->o.label_map = v;
+    } else if (!strcmp(a, "--ct-channels")) {
+        long m = ct_mask(v);
+        if (m < 0)
+            *rc = opt_fail("train", "--ct-channels wants channel indices like 0,2, got %s", v);
+        args->o.plan_ct_channels = (unsigned)m;
+    } else if (!strcmp(a, "--patch")) {
+        if (!parse_patch(v, args->o.patch))
+            *rc = opt_fail("train", "--patch wants H,W or D,H,W, got %s", v);
+    } else if (!strcmp(a, "--seed")) {
+        args->o.seed = strtoull(v, &end, 10);
+        if (*end || end == v) *rc = opt_fail("train", "bad --seed %s", v);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* A numeric option: 0 when applied, or opt_fail's exit code (also for an unknown option). */
+static int train_number(const char *a, const char *v, train_args *args)
 {
     int iv;
     double dv;
 #define INT_OPT(name, lo, hi, field)                                                               \
-    else if (!strcmp(a, name))                                                                     \
-    {                                                                                              \
+    if (!strcmp(a, name)) {                                                                        \
         if (!opt_int(v, lo, hi, &iv))                                                              \
             return opt_fail("train", "bad %s %s (an integer in [%s, %s])", name, v, #lo, #hi);     \
         field = iv;                                                                                \
+        return 0;                                                                                  \
     }
 #define DBL_OPT(name, lo, hi, field)                                                               \
-    else if (!strcmp(a, name))                                                                     \
-    {                                                                                              \
+    if (!strcmp(a, name)) {                                                                        \
         if (!opt_double(v, lo, hi, &dv))                                                           \
             return opt_fail("train", "bad %s %s (a number in [%s, %s])", name, v, #lo, #hi);       \
         field = dv;                                                                                \
-    }
-    if (!strcmp(a, "--layout"))
-        args->o.layout = v, *layout_given = 1;
-    else if (!strcmp(a, "--data"))
-        args->o.data_dir = v;
-    else if (!strcmp(a, "--train-list"))
-        args->o.train_list = v;
-    else if (!strcmp(a, "--val-list"))
-        args->o.val_list = v;
-    else if (!strcmp(a, "--labeled-list"))
-        args->o.labeled_list = v;
-    else if (!strcmp(a, "--out"))
-        args->o.out_dir = v;
-    else if (!strcmp(a, "--resume"))
-        args->resume = v;
-    else if (!strcmp(a, "--splits"))
-        args->splits = v;
-    else if (!strcmp(a, "--init-weights"))
-        args->o.init_weights = v;
-    else if (!strcmp(a, "--label-map")) {
-        int table[256];
-        if (diffcl_label_map_parse(v, table, NULL) != DIFFCL_OK)
-            return opt_fail("train",
-                            "bad --label-map '%s': VALUE:CLASS pairs such as 255:1 or "
-                            "255:1,128:2 (0..255, each value once)",
-                            v);
-        args->o.label_map = v;
-    } else if (!strcmp(a, "--method")) {
-        if (!strcmp(v, "diffcl"))
-            args->o.method = DIFFCL_METHOD_DIFFCL;
-        else if (!strcmp(v, "supervised"))
-            args->o.method = DIFFCL_METHOD_SUPERVISED;
-        else
-            return opt_fail("train", "--method %s is not diffcl|supervised", v);
-    } else if (!strcmp(a, "--cps")) {
-        if (!strcmp(v, "confidence"))
-            args->o.cps_variant = DIFFCL_CPS_CONFIDENCE;
-        else if (!strcmp(v, "plain"))
-            args->o.cps_variant = DIFFCL_CPS_PLAIN;
-        else if (!strcmp(v, "agreement"))
-            args->o.cps_variant = DIFFCL_CPS_AGREEMENT;
-        else
-            return opt_fail("train", "--cps %s is not confidence|plain|agreement", v);
-    } else if (!strcmp(a, "--hfm-border")) {
-        if (!strcmp(v, "periodic"))
-            args->o.hfm_border = DIFFCL_HFM_BORDER_PERIODIC;
-        else if (!strcmp(v, "zero"))
-            args->o.hfm_border = DIFFCL_HFM_BORDER_ZERO;
-        else if (!strcmp(v, "reflect"))
-            args->o.hfm_border = DIFFCL_HFM_BORDER_REFLECT;
-        else
-            return opt_fail("train", "--hfm-border %s is not periodic|zero|reflect", v);
-    } else if (!strcmp(a, "--plan")) {
-        if (!strcmp(v, "auto"))
-            args->o.plan = -1;
-        else if (!strcmp(v, "on"))
-            args->o.plan = 1;
-        else if (!strcmp(v, "off"))
-            args->o.plan = 0;
-        else
-            return opt_fail("train", "--plan %s is not auto|on|off", v);
-    } else if (!strcmp(a, "--plan-interp")) {
-        if (!strcmp(v, "cubic"))
-            args->o.plan_interp = DIFFCL_PLAN_INTERP_CUBIC;
-        else if (!strcmp(v, "linear"))
-            args->o.plan_interp = DIFFCL_PLAN_INTERP_LINEAR;
-        else
-            return opt_fail("train", "--plan-interp %s is not cubic|linear", v);
-    } else if (!strcmp(a, "--ct-channels")) {
-        /* a comma-separated list of channel indices */
-        unsigned mask = 0;
-        const char *q = v;
-        while (*q) {
-            char *end;
-            long c = strtol(q, &end, 10);
-            if (end == q || c < 0 || c > 31 || (*end && *end != ','))
-                return opt_fail("train", "--ct-channels wants channel indices like 0,2, got %s", v);
-            mask |= 1u << c;
-            q = *end ? end + 1 : end;
-        }
-        args->o.plan_ct_channels = mask;
-    } else if (!strcmp(a, "--patch")) {
-        if (!parse_patch(v, args->o.patch))
-            return opt_fail("train", "--patch wants H,W or D,H,W, got %s", v);
-    } else if (!strcmp(a, "--seed")) {
-        char *end;
-        args->o.seed = strtoull(v, &end, 10);
-        if (*end || end == v) return opt_fail("train", "bad --seed %s", v);
+        return 0;                                                                                  \
     }
     INT_OPT("--dims", 2, 3, args->o.dims)
     INT_OPT("--labeled", 1, 1000000, args->o.labeled)
@@ -254,7 +280,6 @@ static int train_value(const char *a, const char *v, train_args *args, int *layo
     INT_OPT("--batch-unlabeled", 0, 4096, args->o.batch_unlabeled)
     INT_OPT("--phantom-cases", 2, 1000000, args->o.phantom_cases)
     INT_OPT("--classes", 2, 256, args->o.n_classes)
-    INT_OPT("--iters", 1, 2000000000, args->o.iters)
     INT_OPT("--n-filters", 1, 1024, args->o.n_filters)
     INT_OPT("--ds-n-filters", 1, 1024, args->o.ds_n_filters)
     INT_OPT("--ddim-steps", 1, 1000, args->o.ddim_steps_train)
@@ -274,11 +299,24 @@ static int train_value(const char *a, const char *v, train_args *args, int *layo
     DBL_OPT("--tau", 1e-6, 1000, args->o.tau)
     DBL_OPT("--cps-confidence", 0, 0.999999, args->o.cps_confidence)
     DBL_OPT("--fg-prob", 0, 1, args->o.fg_prob)
-    else return opt_fail("train", "unknown option %s (see 'diffcl train --help')", a);
-    if (!strcmp(a, "--iters")) args->iters_override = args->o.iters;
-    return 0;
 #undef INT_OPT
 #undef DBL_OPT
+    if (!strcmp(a, "--iters")) {
+        if (!opt_int(v, 1, 2000000000, &iv))
+            return opt_fail("train", "bad --iters %s (an integer in [1, 2000000000])", v);
+        args->o.iters = args->iters_override = iv;
+        return 0;
+    }
+    return opt_fail("train", "unknown option %s (see 'diffcl train --help')", a);
+}
+
+/* An option with the value @p v: 0 when applied, or opt_fail's exit code. */
+static int train_value(const char *a, const char *v, train_args *args, int *layout_given)
+{
+    int rc = 0;
+    if (train_string(a, v, args, layout_given)) return 0;
+    if (train_keyword(a, v, args, &rc) || train_parsed(a, v, args, &rc)) return rc;
+    return train_number(a, v, args);
 }
 
 int train_args_parse(int argc, char **argv, train_args *args)

@@ -342,6 +342,101 @@ static int channel_no_norm(const diffcl_dataset *ds, int c)
     return name && (!strcasecmp(name, "noNorm") || !strcasecmp(name, "none"));
 }
 
+/* The plan's channels from the first case: names and schemes (CT from dataset.json or the
+ * options, none for noNorm, else z-score), and the CT foreground samples to fill (NULL when
+ * no channel is CT). */
+static diffcl_status plan_channels(const diffcl_dataset *ds, const diffcl_plan_options *o, int nd,
+                                   int C, diffcl_plan **p, fg_values **fg, const char *fn)
+{
+    *p = plan_new(nd, C);
+    *fg = calloc((size_t)C, sizeof **fg);
+    if (!*p || !*fg) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    int any_ct = 0;
+    for (int c = 0; c < C; c++) {
+        const char *name = diffcl_dataset_channel_name(ds, c);
+        if (name && !((*p)->ch[c].name = strdup(name)))
+            return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+        (*p)->ch[c].scheme = channel_is_ct(ds, c, o->ct_channels) ? DIFFCL_PLAN_CT
+                             : channel_no_norm(ds, c)             ? DIFFCL_PLAN_NONE
+                                                                  : DIFFCL_PLAN_ZSCORE;
+        any_ct |= (*p)->ch[c].scheme == DIFFCL_PLAN_CT;
+    }
+    if (!any_ct) {
+        free(*fg);
+        *fg = NULL;
+    }
+    return DIFFCL_OK;
+}
+
+/* Up to CT_SAMPLES label-foreground intensities of each CT channel of one labeled case, every
+ * k-th voxel (deterministic). */
+static diffcl_status sample_ct_foreground(const diffcl_plan *p, fg_values *fg,
+                                          const diffcl_tensor *img, const diffcl_tensor *lab,
+                                          int64_t per, const char *fn)
+{
+    const uint8_t *l = (const uint8_t *)diffcl_tensor_data_const(lab);
+    int64_t n_fg = 0;
+    for (int64_t v = 0; v < per; v++) n_fg += l[v] != 0;
+    int64_t step = n_fg > CT_SAMPLES ? (n_fg + CT_SAMPLES - 1) / CT_SAMPLES : 1;
+    for (int c = 0; c < p->C; c++) {
+        if (p->ch[c].scheme != DIFFCL_PLAN_CT) continue;
+        const float *x = dc_f32(img) + (int64_t)c * per;
+        int64_t seen = 0;
+        for (int64_t v = 0; v < per; v++) {
+            if (!l[v] || seen++ % step) continue;
+            if (fg_push(&fg[c], x[v]))
+                return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+        }
+    }
+    return DIFFCL_OK;
+}
+
+/* The plan's numbers from what the cases gave: target spacing (given, else the median), the
+ * z-score mask rule, the CT clip range, mean and std. */
+static diffcl_status plan_statistics(diffcl_plan *p, const diffcl_plan_options *opts,
+                                     double *const sp[3], double *ratio, int64_t n_all,
+                                     fg_values *fg, const char *fn)
+{
+    const diffcl_plan_options o = *opts;
+    const int nd = p->ndim, C = p->C;
+    diffcl_status s = DIFFCL_OK;
+    p->resample = o.resample;
+    p->interp = o.interp;
+    p->lowres_linear = o.lowres_linear;
+    p->crop = o.crop;
+    /* 2-D plans keep their spacing in entries 1 and 2, as diffcl_plan_geometry */
+    int given = o.target_spacing[0] > 0 || o.target_spacing[1] > 0 || o.target_spacing[2] > 0;
+    for (int a = 0; a < nd; a++) {
+        double t = given ? o.target_spacing[3 - nd + a] : median(sp[a], n_all);
+        if (!(t > 0)) {
+            s = dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: target spacing %g of axis %d", fn, t, a);
+            break;
+        }
+        p->target[3 - nd + a] = t;
+    }
+    int use_mask = median(ratio, n_all) < MASK_NORM_RATIO && o.crop;
+    for (int c = 0; c < C && s == DIFFCL_OK; c++) {
+        plan_channel *pc = &p->ch[c];
+        if (pc->scheme == DIFFCL_PLAN_ZSCORE) pc->use_mask = use_mask;
+        if (pc->scheme != DIFFCL_PLAN_CT) continue;
+        if (!fg[c].n) {
+            s = dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
+                         "%s: CT channel %d: the labeled cases have no foreground voxel", fn, c);
+            break;
+        }
+        double sum = 0, sum2 = 0;
+        for (int64_t v = 0; v < fg[c].n; v++) sum += fg[c].v[v];
+        pc->mean = sum / (double)fg[c].n;
+        for (int64_t v = 0; v < fg[c].n; v++)
+            sum2 += (fg[c].v[v] - pc->mean) * (fg[c].v[v] - pc->mean);
+        pc->std = sqrt(sum2 / (double)fg[c].n);
+        qsort(fg[c].v, (size_t)fg[c].n, sizeof(double), cmp_double);
+        pc->lo = percentile(fg[c].v, fg[c].n, CT_LO);
+        pc->hi = percentile(fg[c].v, fg[c].n, CT_HI);
+    }
+    return s;
+}
+
 diffcl_status diffcl_plan_compute(const diffcl_dataset *ds, const diffcl_split *split,
                                   const diffcl_plan_options *opts, diffcl_plan **out)
 {
@@ -382,23 +477,7 @@ diffcl_status diffcl_plan_compute(const diffcl_dataset *ds, const diffcl_split *
         if (k == 0) {
             nd = img->ndim - 1;
             C = (int)img->shape[0];
-            p = plan_new(nd, C);
-            fg = calloc((size_t)C, sizeof *fg);
-            if (!p || !fg) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-            int any_ct = 0;
-            for (int c = 0; p && c < C; c++) {
-                const char *name = diffcl_dataset_channel_name(ds, c);
-                if (name && !(p->ch[c].name = strdup(name)))
-                    s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-                p->ch[c].scheme = channel_is_ct(ds, c, o.ct_channels) ? DIFFCL_PLAN_CT
-                                  : channel_no_norm(ds, c)            ? DIFFCL_PLAN_NONE
-                                                                      : DIFFCL_PLAN_ZSCORE;
-                any_ct |= p->ch[c].scheme == DIFFCL_PLAN_CT;
-            }
-            if (!any_ct) {
-                free(fg);
-                fg = NULL;
-            }
+            s = plan_channels(ds, &o, nd, C, &p, &fg, fn);
         } else if (img->ndim - 1 != nd || img->shape[0] != C) {
             s = dc_error(DIFFCL_ERR_SHAPE, "%s: case '%s' has shape %s, the first one %d channels",
                          fn, diffcl_dataset_case_id(ds, i), dc_shape_str(img), C);
@@ -410,65 +489,12 @@ diffcl_status diffcl_plan_compute(const diffcl_dataset *ds, const diffcl_split *
             for (int a = 0; a < nd; a++) per *= sh[a], box *= hi[a] - lo[a];
             ratio[k] = per ? (double)box / (double)per : 1.0;
             for (int a = 0; a < nd; a++) sp[a][k] = m.spacing[a];
-            if (fg && lab) {
-                const uint8_t *l = (const uint8_t *)diffcl_tensor_data(lab);
-                int64_t n_fg = 0;
-                for (int64_t v = 0; v < per; v++) n_fg += l[v] != 0;
-                int64_t step = n_fg > CT_SAMPLES ? (n_fg + CT_SAMPLES - 1) / CT_SAMPLES : 1;
-                for (int c = 0; c < C && s == DIFFCL_OK; c++) {
-                    if (p->ch[c].scheme != DIFFCL_PLAN_CT) continue;
-                    const float *x = dc_f32(img) + (int64_t)c * per;
-                    int64_t seen = 0;
-                    for (int64_t v = 0; v < per && s == DIFFCL_OK; v++) {
-                        if (!l[v]) continue;
-                        if (seen++ % step) continue;
-                        if (fg_push(&fg[c], x[v]))
-                            s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-                    }
-                }
-            }
+            if (fg && lab) s = sample_ct_foreground(p, fg, img, lab, per, fn);
         }
         diffcl_tensor_free(img);
         diffcl_tensor_free(lab);
     }
-    if (s == DIFFCL_OK) {
-        p->resample = o.resample;
-        p->interp = o.interp;
-        p->lowres_linear = o.lowres_linear;
-        p->crop = o.crop;
-        /* 2-D plans keep their spacing in entries 1 and 2, as diffcl_plan_geometry */
-        int given = o.target_spacing[0] > 0 || o.target_spacing[1] > 0 || o.target_spacing[2] > 0;
-        for (int a = 0; a < nd; a++) {
-            double t = given ? o.target_spacing[3 - nd + a] : median(sp[a], n_all);
-            if (!(t > 0)) {
-                s = dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: target spacing %g of axis %d", fn, t,
-                             a);
-                break;
-            }
-            p->target[3 - nd + a] = t;
-        }
-        int use_mask = median(ratio, n_all) < MASK_NORM_RATIO && o.crop;
-        for (int c = 0; c < C && s == DIFFCL_OK; c++) {
-            plan_channel *pc = &p->ch[c];
-            if (pc->scheme == DIFFCL_PLAN_ZSCORE) pc->use_mask = use_mask;
-            if (pc->scheme != DIFFCL_PLAN_CT) continue;
-            if (!fg[c].n) {
-                s = dc_error(DIFFCL_ERR_INVALID_ARGUMENT,
-                             "%s: CT channel %d: the labeled cases have no foreground voxel", fn,
-                             c);
-                break;
-            }
-            double sum = 0, sum2 = 0;
-            for (int64_t v = 0; v < fg[c].n; v++) sum += fg[c].v[v];
-            pc->mean = sum / (double)fg[c].n;
-            for (int64_t v = 0; v < fg[c].n; v++)
-                sum2 += (fg[c].v[v] - pc->mean) * (fg[c].v[v] - pc->mean);
-            pc->std = sqrt(sum2 / (double)fg[c].n);
-            qsort(fg[c].v, (size_t)fg[c].n, sizeof(double), cmp_double);
-            pc->lo = percentile(fg[c].v, fg[c].n, CT_LO);
-            pc->hi = percentile(fg[c].v, fg[c].n, CT_HI);
-        }
-    }
+    if (s == DIFFCL_OK) s = plan_statistics(p, &o, sp, ratio, n_all, fg, fn);
     for (int c = 0; fg && c < C; c++) free(fg[c].v);
     free(fg);
     for (int a = 0; a < 3; a++) free(sp[a]);
@@ -726,6 +752,65 @@ static diffcl_tensor *tensor_from(diffcl_context *ctx, diffcl_dtype dt, int64_t 
     return dc_tensor_empty(ctx, dt, n, shape);
 }
 
+/* The label through the plan: cropped as the image, one-hot maps resampled (linear, the
+ * low-resolution axis as the plan says) to the planned shape @p ns, argmax. */
+static diffcl_status plan_label(const diffcl_plan *p, const diffcl_tensor *label, int nd,
+                                const int64_t sh[3], const int64_t lo[3], const int64_t hi[3],
+                                const int64_t ns[3], const double spacing[3], diffcl_tensor **out,
+                                const char *fn)
+{
+    diffcl_status s = DIFFCL_OK;
+    int64_t cs[3], per = 1;
+    for (int a = 0; a < nd; a++) cs[a] = hi[a] - lo[a], per *= cs[a];
+    float *lf = NULL;
+    diffcl_tensor *ol = NULL;
+    /* the label: one-hot maps, linear (low-resolution axis as the plan), argmax */
+    const uint8_t *l = (const uint8_t *)diffcl_tensor_data((diffcl_tensor *)label);
+    int64_t full = 1, nper = 1;
+    for (int a = 0; a < nd; a++) full *= sh[a], nper *= ns[a];
+    int K = 1;
+    for (int64_t i = 0; i < full; i++)
+        if (l[i] + 1 > K) K = l[i] + 1;
+    diffcl_tensor *lc = tensor_from(label->ctx, DIFFCL_F32, -1, nd, sh);
+    if (!lc) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    float *oh = NULL;
+    if (s == DIFFCL_OK) {
+        float *lv = dc_f32(lc);
+        for (int64_t i = 0; i < full; i++) lv[i] = (float)l[i];
+        lf = crop_volumes(lv, 1, nd, sh, lo, hi);
+        oh = lf ? malloc((size_t)(K * per) * sizeof *oh) : NULL;
+    }
+    diffcl_tensor_free(lc);
+    float *r = NULL;
+    int lk[3];
+    axis_kinds(p, nd, spacing, 0, lk);
+    if (oh) {
+        for (int k = 0; k < K; k++)
+            for (int64_t i = 0; i < per; i++) oh[k * per + i] = lf[i] == (float)k ? 1.0f : 0.0f;
+        int same = 1;
+        for (int a = 0; a < nd; a++) same &= ns[a] == cs[a];
+        r = same ? NULL : resample_volumes(oh, K, nd, cs, ns, lk);
+        if (same) r = oh, oh = NULL;
+    }
+    ol = r ? tensor_from(label->ctx, DIFFCL_U8, -1, nd, ns) : NULL;
+    if (ol) {
+        uint8_t *d = (uint8_t *)diffcl_tensor_data(ol);
+        for (int64_t i = 0; i < nper; i++) {
+            int best = 0;
+            for (int k = 1; k < K; k++)
+                if (r[k * nper + i] > r[best * nper + i]) best = k;
+            d[i] = (uint8_t)best;
+        }
+    } else if (s == DIFFCL_OK) {
+        s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    }
+    free(oh);
+    free(r);
+    free(lf);
+    *out = ol;
+    return s;
+}
+
 diffcl_status diffcl_plan_apply(const diffcl_plan *p, const diffcl_tensor *image,
                                 const diffcl_tensor *label, const diffcl_image_meta *meta,
                                 diffcl_tensor **out_image, diffcl_tensor **out_label,
@@ -761,7 +846,6 @@ diffcl_status diffcl_plan_apply(const diffcl_plan *p, const diffcl_tensor *image
     int64_t per = 1;
     for (int a = 0; a < nd; a++) cs[a] = hi[a] - lo[a], per *= cs[a];
     float *x = crop_volumes(dc_f32(ic), C, nd, sh, lo, hi);
-    float *lf = NULL;
     uint8_t *mask = malloc((size_t)per + 1);
     diffcl_status s = DIFFCL_OK;
     if (!x || !mask) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
@@ -790,51 +874,7 @@ diffcl_status diffcl_plan_apply(const diffcl_plan *p, const diffcl_tensor *image
         free(r);
         if (!oi) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     }
-    if (s == DIFFCL_OK && label) {
-        /* the label: one-hot maps, linear (low-resolution axis as the plan), argmax */
-        const uint8_t *l = (const uint8_t *)diffcl_tensor_data((diffcl_tensor *)label);
-        int64_t full = 1, nper = 1;
-        for (int a = 0; a < nd; a++) full *= sh[a], nper *= ns[a];
-        int K = 1;
-        for (int64_t i = 0; i < full; i++)
-            if (l[i] + 1 > K) K = l[i] + 1;
-        diffcl_tensor *lc = tensor_from(image->ctx, DIFFCL_F32, -1, nd, sh);
-        if (!lc) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-        float *oh = NULL;
-        if (s == DIFFCL_OK) {
-            float *lv = dc_f32(lc);
-            for (int64_t i = 0; i < full; i++) lv[i] = (float)l[i];
-            lf = crop_volumes(lv, 1, nd, sh, lo, hi);
-            oh = lf ? malloc((size_t)(K * per) * sizeof *oh) : NULL;
-        }
-        diffcl_tensor_free(lc);
-        float *r = NULL;
-        int lk[3];
-        axis_kinds(p, nd, spacing, 0, lk);
-        if (oh) {
-            for (int k = 0; k < K; k++)
-                for (int64_t i = 0; i < per; i++) oh[k * per + i] = lf[i] == (float)k ? 1.0f : 0.0f;
-            int same = 1;
-            for (int a = 0; a < nd; a++) same &= ns[a] == cs[a];
-            r = same ? NULL : resample_volumes(oh, K, nd, cs, ns, lk);
-            if (same) r = oh, oh = NULL;
-        }
-        ol = r ? tensor_from(image->ctx, DIFFCL_U8, -1, nd, ns) : NULL;
-        if (ol) {
-            uint8_t *d = (uint8_t *)diffcl_tensor_data(ol);
-            for (int64_t i = 0; i < nper; i++) {
-                int best = 0;
-                for (int k = 1; k < K; k++)
-                    if (r[k * nper + i] > r[best * nper + i]) best = k;
-                d[i] = (uint8_t)best;
-            }
-        } else if (s == DIFFCL_OK) {
-            s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-        }
-        free(oh);
-        free(r);
-    }
-    free(lf);
+    if (s == DIFFCL_OK && label) s = plan_label(p, label, nd, sh, lo, hi, ns, spacing, &ol, fn);
     free(x);
     diffcl_tensor_free(ic);
     if (s != DIFFCL_OK) {

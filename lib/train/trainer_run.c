@@ -197,6 +197,63 @@ static void remove_stale_tmp(diffcl_trainer *tr)
     closedir(d);
 }
 
+/* The start line: method, layout, cases and their list, iterations, split, patch, batch,
+ * threads and what this process may use (affinity mask, cgroup quota), output. */
+static void log_start(const diffcl_trainer *tr)
+{
+    const diffcl_train_options *o = &tr->o;
+    char patch[64];
+    if (o->dims == 2)
+        snprintf(patch, sizeof patch, "%lldx%lld", (long long)o->patch[1], (long long)o->patch[2]);
+    else
+        snprintf(patch, sizeof patch, "%lldx%lldx%lld", (long long)o->patch[0],
+                 (long long)o->patch[1], (long long)o->patch[2]);
+    /* the thread count, and what this process may use (issue 23: affinity mask, cgroup quota) */
+    char cpus[96];
+    int affinity = 0;
+    double quota = 0;
+    int usable = dc_cpu_budget(&affinity, &quota);
+    if (quota > 0)
+        snprintf(cpus, sizeof cpus, "%d usable CPUs: %d in the affinity mask, cgroup quota %.2f",
+                 usable, affinity, quota);
+    else
+        snprintf(cpus, sizeof cpus, "%d usable CPUs", usable);
+    char cases[300];
+    const char *list = diffcl_dataset_list(tr->train_set);
+    snprintf(cases, sizeof cases, "%lld cases %s%s", (long long)diffcl_dataset_size(tr->train_set),
+             list ? "of " : "found", list ? list : "");
+    dc_log(tr->ctx, DIFFCL_LOG_INFO,
+           "training %s, %s, %s, %lld iterations, %lld labeled / %lld unlabeled cases, "
+           "patch %s, batch %d+%d, %d threads (%s), output %s",
+           o->method == DIFFCL_METHOD_DIFFCL ? "Diff-CL" : "supervised",
+           diffcl_layout_name(diffcl_dataset_layout(tr->train_set)), cases, (long long)o->iters,
+           (long long)tr->split.n_labeled, (long long)tr->split.n_unlabeled, patch,
+           o->batch_labeled, o->batch_unlabeled, diffcl_context_threads(tr->ctx), cpus, o->out_dir);
+}
+
+/* One progress line: the losses, ramp-up, agreement, learning rate, rate and ETA, and the
+ * validation Dice when @p val is a number. */
+static void log_progress(const diffcl_trainer *tr, const diffcl_train_stats *stp, double rate,
+                         double val)
+{
+    const diffcl_train_options *o = &tr->o;
+    const diffcl_train_stats st = *stp;
+    int at_val = isfinite(val);
+    char eta[32];
+    fmt_eta(eta, sizeof eta, (double)(o->iters - tr->it) / (rate > 0 ? rate : 1));
+    char vbuf[48] = "";
+    if (at_val && isfinite(val)) snprintf(vbuf, sizeof vbuf, " val Dice %.4f", val);
+    if (o->method == DIFFCL_METHOD_DIFFCL)
+        dc_log(tr->ctx, DIFFCL_LOG_INFO,
+               "it %lld/%lld loss %.4f (cs %.4f ds %.4f | pseudo cs %.4f ds %.4f cl %.4f) mu %.2f "
+               "agree %.3f lr %.5f %.2f it/s ETA %s%s",
+               (long long)tr->it, (long long)o->iters, st.loss, st.cs_sup, st.ds_sup, st.cs_pseudo,
+               st.ds_pseudo, st.contrast, st.mu, st.agreement, st.lr, rate, eta, vbuf);
+    else
+        dc_log(tr->ctx, DIFFCL_LOG_INFO, "it %lld/%lld loss %.4f lr %.5f %.2f it/s ETA %s%s",
+               (long long)tr->it, (long long)o->iters, st.loss, st.lr, rate, eta, vbuf);
+}
+
 diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
 {
     DC_CHECK_ARG(tr, "diffcl_trainer_run: trainer is NULL");
@@ -220,35 +277,7 @@ diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
         fclose(csv);
         return e;
     }
-    char patch[64];
-    if (o->dims == 2)
-        snprintf(patch, sizeof patch, "%lldx%lld", (long long)o->patch[1], (long long)o->patch[2]);
-    else
-        snprintf(patch, sizeof patch, "%lldx%lldx%lld", (long long)o->patch[0],
-                 (long long)o->patch[1], (long long)o->patch[2]);
-    /* the thread count, and what this process may use (issue 23: affinity mask, cgroup quota) */
-    char cpus[96];
-    int affinity = 0;
-    double quota = 0;
-    int usable = dc_cpu_budget(&affinity, &quota);
-    if (quota > 0)
-        snprintf(cpus, sizeof cpus, "%d usable CPUs: %d in the affinity mask, cgroup quota %.2f",
-                 usable, affinity, quota);
-    else
-        snprintf(cpus, sizeof cpus, "%d usable CPUs", usable);
-    char cases[300];
-    const char *list = diffcl_dataset_list(tr->train_set);
-    snprintf(cases, sizeof cases, "%lld cases %s%s", (long long)diffcl_dataset_size(tr->train_set),
-             list ? "of " : "found", list ? list : "");
-    if (root)
-        dc_log(tr->ctx, DIFFCL_LOG_INFO,
-               "training %s, %s, %s, %lld iterations, %lld labeled / %lld unlabeled cases, "
-               "patch %s, batch %d+%d, %d threads (%s), output %s",
-               o->method == DIFFCL_METHOD_DIFFCL ? "Diff-CL" : "supervised",
-               diffcl_layout_name(diffcl_dataset_layout(tr->train_set)), cases, (long long)o->iters,
-               (long long)tr->split.n_labeled, (long long)tr->split.n_unlabeled, patch,
-               o->batch_labeled, o->batch_unlabeled, diffcl_context_threads(tr->ctx), cpus,
-               o->out_dir);
+    if (root) log_start(tr);
     diffcl_status s = DIFFCL_OK;
     double t_start = wall();
     int64_t it_start = tr->it;
@@ -283,25 +312,9 @@ diffcl_status diffcl_trainer_run(diffcl_trainer *tr)
             s = checkpoint(tr, improved);
             if (s != DIFFCL_OK) break;
         }
-        if (root && (tr->it % o->log_every == 0 || at_val || tr->it == o->iters)) {
-            double el = wall() - t_start, rate = (double)(tr->it - it_start) / (el > 0 ? el : 1);
-            char eta[32];
-            fmt_eta(eta, sizeof eta, (double)(o->iters - tr->it) / (rate > 0 ? rate : 1));
-            char vbuf[48] = "";
-            if (at_val && isfinite(val)) snprintf(vbuf, sizeof vbuf, " val Dice %.4f", val);
-            if (o->method == DIFFCL_METHOD_DIFFCL)
-                dc_log(
-                    tr->ctx, DIFFCL_LOG_INFO,
-                    "it %lld/%lld loss %.4f (cs %.4f ds %.4f | pseudo cs %.4f ds %.4f cl %.4f) mu %.2f "
-                    "agree %.3f lr %.5f %.2f it/s ETA %s%s",
-                    (long long)tr->it, (long long)o->iters, st.loss, st.cs_sup, st.ds_sup,
-                    st.cs_pseudo, st.ds_pseudo, st.contrast, st.mu, st.agreement, st.lr, rate, eta,
-                    vbuf);
-            else
-                dc_log(tr->ctx, DIFFCL_LOG_INFO,
-                       "it %lld/%lld loss %.4f lr %.5f %.2f it/s ETA %s%s", (long long)tr->it,
-                       (long long)o->iters, st.loss, st.lr, rate, eta, vbuf);
-        }
+        if (root && (tr->it % o->log_every == 0 || at_val || tr->it == o->iters))
+            log_progress(tr, &st, (double)(tr->it - it_start) / fmax(wall() - t_start, 1e-9),
+                         at_val ? val : NAN);
         char msg[96];
         snprintf(msg, sizeof msg, "loss %.4f", st.loss);
         if (dc_progress(tr->ctx, "train", tr->it, o->iters, msg)) {
