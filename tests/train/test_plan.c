@@ -202,10 +202,11 @@ START_TEST(test_plan_rules)
     ck_ok(diffcl_plan_from_json(j1, &back));
     ck_ok(diffcl_plan_to_json(back, &j2));
     ck_assert_str_eq(j1, j2);
+    diffcl_plan_free(back);
     ck_assert_int_eq(diffcl_plan_from_json("{\"version\": 1}", &back), DIFFCL_ERR_FORMAT);
+    ck_assert_ptr_null(back);
     diffcl_plan_string_free(j1);
     diffcl_plan_string_free(j2);
-    diffcl_plan_free(back);
     /* apply: the crop to the body box, CT clipped and normalised, MRI z-scored in the mask */
     diffcl_tensor *img = NULL, *lab = NULL, *pi = NULL, *pl = NULL;
     diffcl_image_meta meta;
