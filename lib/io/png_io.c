@@ -213,8 +213,8 @@ static diffcl_status png_read_any(diffcl_context *ctx, const char *path, int lab
     int channels = png_get_channels(png, info);
     int odepth = png_get_bit_depth(png, info);
     size_t rowbytes = png_get_rowbytes(png, info);
-    buf = malloc(rowbytes * H);
-    rows = malloc(sizeof(png_bytep) * H);
+    buf = dc_malloc(rowbytes * H);
+    rows = dc_malloc(sizeof(png_bytep) * H);
     int64_t shape[3] = {(int64_t)H, (int64_t)W}, shape3[3] = {3, (int64_t)H, (int64_t)W};
     if (rgb && channels < 3) png_error(png, "colour conversion failed");
     t = !(buf && rows) ? NULL
@@ -400,7 +400,7 @@ diffcl_status dc_png_write_bytes(const char *path, const unsigned char *buf, uns
         return dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s' (libpng: %s)", fn, path,
                         err.msg[0] ? err.msg : "out of memory");
     }
-    rows = malloc(sizeof(png_bytep) * H);
+    rows = dc_malloc(sizeof(png_bytep) * H);
     if (!rows) png_error(png, "out of memory");
     for (png_uint_32 y = 0; y < H; y++) rows[y] = (png_bytep)buf + (size_t)y * W * bpp;
     png_set_write_fn(png, &err, png_write_out, png_flush_out);
@@ -441,7 +441,7 @@ diffcl_status diffcl_png_write(const diffcl_tensor *t, const char *path, int bit
     png_uint_32 H = (png_uint_32)t->shape[0], W = (png_uint_32)t->shape[1];
     int ch = rgb ? 3 : 1, bpp = ch * bit_depth / 8;
     double maxv = bit_depth == 16 ? 65535.0 : 255.0;
-    unsigned char *buf = malloc((size_t)H * W * bpp);
+    unsigned char *buf = dc_malloc((size_t)H * W * bpp);
     if (!buf) {
         diffcl_tensor_free(c);
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
