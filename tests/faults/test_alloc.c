@@ -2,13 +2,13 @@
  *
  * Every allocation the library makes itself goes through its one internal allocator
  * (lib/core/alloc.c), which fails the k-th allocation after dc_alloc_fail_at(k). For each
- * scenario -- a tiny 2-D Diff-CL training step, a checkpoint resume and save, a model load and
- * diffcl_segment, opening the png fixture data set -- the test runs it once clean (counting its
- * allocations N), then with k = 1..200 and 200 seeded k in (200, N]: a call whose k-th
- * allocation failed returns DIFFCL_ERR_OUT_OF_MEMORY (or succeeds, where the library recovers:
- * dc_alloc gives its block cache back and tries again), one that did not reach it succeeds, and
- * everything made is freed afterwards (LeakSanitizer checks at exit in the ASan build, as CI
- * runs every suite). k = N + 1 must succeed. */
+ * scenario -- a tiny 2-D Diff-CL training step; a checkpoint resume and save; a model load,
+ * diffcl_segment and diffcl_model_save; opening the png fixture data set and loading its first
+ * case -- the test runs it once clean (counting its allocations N), then with k = 1..200 and 200
+ * seeded k in (200, N]: a call whose k-th allocation failed returns DIFFCL_ERR_OUT_OF_MEMORY (or
+ * succeeds, where the library recovers: dc_alloc gives its block cache back and tries again),
+ * one that did not reach it succeeds, and everything made is freed afterwards (LeakSanitizer
+ * checks at exit in the ASan build, as CI runs every suite). k = N + 1000 must succeed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +110,9 @@ static diffcl_status sc_segment(void)
     so.stride[1] = so.stride[2] = 8;
     so.largest_cc = 1;
     DC_STEP(diffcl_segment(m, img, &so, &label, &probs));
+    char path[700];
+    snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
+    DC_STEP(diffcl_model_save(m, path));
     diffcl_tensor_free(label);
     diffcl_tensor_free(probs);
     diffcl_tensor_free(img);
@@ -125,7 +128,11 @@ static diffcl_status sc_dataset(void)
     char root[1024];
     snprintf(root, sizeof root, "%s/data/png", getenv("DIFFCL_FIXTURES"));
     diffcl_dataset *ds = NULL;
+    diffcl_tensor *img = NULL, *lab = NULL;
     diffcl_status s = diffcl_dataset_open(ctx, root, NULL, &ds);
+    DC_STEP(diffcl_dataset_load(ds, 0, &img, &lab, NULL));
+    diffcl_tensor_free(img);
+    diffcl_tensor_free(lab);
     diffcl_dataset_free(ds);
     diffcl_context_free(ctx);
     return s;
@@ -207,13 +214,13 @@ END_TEST
 
 START_TEST(alloc_segment)
 {
-    sweep(sc_segment, "model load+segment");
+    sweep(sc_segment, "model load+segment+save");
 }
 END_TEST
 
 START_TEST(alloc_dataset)
 {
-    sweep(sc_dataset, "dataset open");
+    sweep(sc_dataset, "dataset open+load");
 }
 END_TEST
 
