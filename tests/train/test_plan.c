@@ -202,6 +202,8 @@ START_TEST(test_plan_rules)
     ck_ok(diffcl_plan_from_json(j1, &back));
     ck_ok(diffcl_plan_to_json(back, &j2));
     ck_assert_str_eq(j1, j2);
+    diffcl_plan_free(back);
+    back = NULL;
     ck_assert_int_eq(diffcl_plan_from_json("{\"version\": 1}", &back), DIFFCL_ERR_FORMAT);
     diffcl_plan_string_free(j1);
     diffcl_plan_string_free(j2);
