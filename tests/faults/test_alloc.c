@@ -50,7 +50,7 @@ static diffcl_train_options tiny(const char *out)
     o.batch_unlabeled = 1;
     o.n_filters = 2;
     o.ds_n_filters = 2;
-    o.hfm_levels = 0;
+    o.hfm_levels = 1;
     o.ddim_steps_train = 2;
     o.contrast_voxels = 16;
     o.iters = 3;
