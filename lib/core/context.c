@@ -29,7 +29,7 @@ diffcl_status diffcl_context_create(const diffcl_context_options *opts, diffcl_c
     DC_CHECK_ARG((o.alloc == NULL) == (o.free == NULL),
                  "diffcl_context_create: alloc and free hooks must be set together");
     diffcl_context *ctx =
-        o.alloc ? o.alloc(sizeof *ctx, DC_ALIGN, o.alloc_user) : calloc(1, sizeof *ctx);
+        o.alloc ? o.alloc(sizeof *ctx, DC_ALIGN, o.alloc_user) : dc_calloc_raw(1, sizeof *ctx);
     if (!ctx) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_context_create: out of memory");
     memset(ctx, 0, sizeof *ctx);
     ctx->alloc = o.alloc;
@@ -129,8 +129,9 @@ size_t diffcl_context_peak_bytes(const diffcl_context *ctx)
  * that any block can later be cached and serve every request of its class. */
 static void *system_alloc(diffcl_context *ctx, size_t size)
 {
-    if (ctx && ctx->alloc) return ctx->alloc(size, DC_ALIGN, ctx->alloc_user);
-    return aligned_alloc(DC_ALIGN, dc_cache_block_size(size));
+    if (ctx && ctx->alloc)
+        return dc_alloc_tick() ? NULL : ctx->alloc(size, DC_ALIGN, ctx->alloc_user);
+    return dc_aligned_alloc(DC_ALIGN, dc_cache_block_size(size));
 }
 
 void *dc_alloc(diffcl_context *ctx, size_t size)

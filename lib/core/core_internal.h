@@ -79,6 +79,24 @@ diffcl_status dc_error(diffcl_status status, const char *fmt, ...)
 /* Prepend "prefix: " to the current error message (for context like a file name). */
 void dc_error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The library's one allocator for memory outside a context (alloc.c): malloc, calloc, realloc,
+ * aligned_alloc, strdup and strndup that count every call, released with free(). A test-only
+ * switch fails the k-th allocation after arming (docs/testing.md, "Allocation failure"):
+ * dc_alloc_fail_at(k) re-arms (0: off) and resets the count; the environment variable
+ * DIFFCL_ALLOC_FAIL_AT=k arms it at the first allocation. dc_alloc_count: allocations since
+ * arming; dc_alloc_failed: how many were failed. dc_alloc_tick counts one allocation made by
+ * other means (a user's allocator hook) and says 1 when it must fail. */
+void *dc_malloc(size_t size);
+void *dc_calloc_raw(size_t n, size_t size);
+void *dc_realloc(void *ptr, size_t size);
+void *dc_aligned_alloc(size_t align, size_t size);
+char *dc_strdup(const char *s);
+char *dc_strndup(const char *s, size_t max);
+void dc_alloc_fail_at(unsigned long long k);
+unsigned long long dc_alloc_count(void);
+unsigned long long dc_alloc_failed(void);
+int dc_alloc_tick(void);
+
 /* Allocation through the context's hook; 64-byte aligned; NULL on failure (error set). */
 void *dc_alloc(diffcl_context *ctx, size_t size);
 void *dc_calloc(diffcl_context *ctx, size_t size);

@@ -25,12 +25,12 @@ static int push_str(char ***arr, int64_t *n, int64_t *cap, const char *s)
 {
     if (*n == *cap) {
         int64_t nc = *cap ? *cap * 2 : 16;
-        char **a = realloc(*arr, sizeof(char *) * (size_t)nc);
+        char **a = dc_realloc(*arr, sizeof(char *) * (size_t)nc);
         if (!a) return -1;
         *arr = a;
         *cap = nc;
     }
-    char *c = strdup(s);
+    char *c = dc_strdup(s);
     if (!c) return -1;
     (*arr)[(*n)++] = c;
     return 0;
@@ -119,7 +119,7 @@ static int ends_with(const char *s, const char *suf)
 static char *join(const char *a, const char *b)
 {
     size_t n = strlen(a) + strlen(b) + 2;
-    char *s = malloc(n);
+    char *s = dc_malloc(n);
     if (s) snprintf(s, n, "%s/%s", a, b);
     return s;
 }
@@ -207,37 +207,42 @@ static int dir_has(const char *dir, const char *suffix, const char *also)
     return found;
 }
 
-static diffcl_layout detect_layout(const char *root)
+/* The layout of the folder @p root: DIFFCL_LAYOUT_AUTO when none is recognised, -1 when out of
+ * memory (a path could not be made). */
+static int detect_layout(const char *root)
 {
     char *p = join(root, "imagesTr");
+    if (!p) return -1;
     diffcl_layout l = DIFFCL_LAYOUT_AUTO;
-    if (p && is_dir(p))
+    if (is_dir(p))
         l = dir_has(p, "_0000.nii.gz", NULL) || dir_has(p, "_0000.nii", NULL) ? DIFFCL_LAYOUT_NNUNET
                                                                               : DIFFCL_LAYOUT_MSD;
     free(p);
     if (l != DIFFCL_LAYOUT_AUTO) return l;
-    p = join(root, "images");
-    if (p && is_dir(p) && dir_has(p, ".png", NULL)) l = DIFFCL_LAYOUT_PNG;
+    if (!(p = join(root, "images"))) return -1;
+    if (is_dir(p) && dir_has(p, ".png", NULL)) l = DIFFCL_LAYOUT_PNG;
     free(p);
     if (l != DIFFCL_LAYOUT_AUTO) return l;
-    p = join(root, "data");
-    if (dir_has(root, ".h5", NULL) || (p && dir_has(p, ".h5", NULL))) l = DIFFCL_LAYOUT_H5;
+    if (!(p = join(root, "data"))) return -1;
+    if (dir_has(root, ".h5", NULL) || dir_has(p, ".h5", NULL)) l = DIFFCL_LAYOUT_H5;
     free(p);
     if (l != DIFFCL_LAYOUT_AUTO) return l;
     /* LA: <id>/mri_norm2.h5 */
     DIR *d = opendir(root);
+    int oom = 0;
     if (d) {
         struct dirent *e;
-        while (l == DIFFCL_LAYOUT_AUTO && (e = readdir(d))) {
+        while (l == DIFFCL_LAYOUT_AUTO && !oom && (e = readdir(d))) {
             if (e->d_name[0] == '.') continue;
             char *c = join(root, e->d_name), *f = c ? join(c, "mri_norm2.h5") : NULL;
+            if (!f) oom = 1;
             if (f && is_file(f)) l = DIFFCL_LAYOUT_H5;
             free(c);
             free(f);
         }
         closedir(d);
     }
-    return l;
+    return oom ? -1 : (int)l;
 }
 
 /* Ids found in the folder for @p layout (sorted). */
@@ -251,7 +256,7 @@ static diffcl_status scan_ids(const char *root, diffcl_layout layout, char ***id
                                                                                         : NULL;
     for (int pass = 0; pass < 2; pass++) {
         if (pass == 1 && layout != DIFFCL_LAYOUT_H5) break;
-        char *dir = sub ? join(root, sub) : (pass == 0 ? strdup(root) : join(root, "data"));
+        char *dir = sub ? join(root, sub) : (pass == 0 ? dc_strdup(root) : join(root, "data"));
         if (!dir) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "out of memory");
         DIR *d = opendir(dir);
         if (!d) {
@@ -314,9 +319,9 @@ static diffcl_status case_paths(const diffcl_dataset *ds, const char *id, char *
     switch (ds->layout) {
     case DIFFCL_LAYOUT_PNG:
         snprintf(buf, sizeof buf, "%s/images/%s.png", r, id);
-        *img = strdup(buf);
+        *img = dc_strdup(buf);
         snprintf(buf, sizeof buf, "%s/labels/%s.png", r, id);
-        *lab = strdup(buf);
+        *lab = dc_strdup(buf);
         break;
     case DIFFCL_LAYOUT_H5: {
         const char *pats[] = {"%s/%s/mri_norm2.h5", "%s/%s.h5",           "%s/data/%s.h5",
@@ -331,17 +336,17 @@ static diffcl_status case_paths(const diffcl_dataset *ds, const char *id, char *
                             "case '%s': no h5 file (tried %s/%s/mri_norm2.h5, %s/%s.h5, "
                             "%s/data/%s.h5, %s/%s_norm.h5)",
                             id, r, id, r, id, r, id, r, id);
-        *img = strdup(buf);
-        *lab = strdup(buf);
+        *img = dc_strdup(buf);
+        *lab = dc_strdup(buf);
         break;
     }
     case DIFFCL_LAYOUT_MSD:
         snprintf(buf, sizeof buf, "%s/imagesTr/%s.nii.gz", r, id);
         if (!is_file(buf)) snprintf(buf, sizeof buf, "%s/imagesTr/%s.nii", r, id);
-        *img = strdup(buf);
+        *img = dc_strdup(buf);
         snprintf(buf, sizeof buf, "%s/labelsTr/%s.nii.gz", r, id);
         if (!is_file(buf)) snprintf(buf, sizeof buf, "%s/labelsTr/%s.nii", r, id);
-        *lab = strdup(buf);
+        *lab = dc_strdup(buf);
         break;
     case DIFFCL_LAYOUT_NNUNET: {
         snprintf(buf, sizeof buf, "%s/imagesTr/%s_0000.nii.gz", r, id);
@@ -350,7 +355,7 @@ static diffcl_status case_paths(const diffcl_dataset *ds, const char *id, char *
             snprintf(buf, sizeof buf, "%s/imagesTr/%s_0000.nii", r, id);
             ext = ".nii";
         }
-        *img = strdup(buf);
+        *img = dc_strdup(buf);
         for (int c = 1; c < 1000; c++) {
             snprintf(buf, sizeof buf, "%s/imagesTr/%s_%04d%s", r, id, c, ext);
             if (!is_file(buf)) break;
@@ -360,10 +365,10 @@ static diffcl_status case_paths(const diffcl_dataset *ds, const char *id, char *
         if (!is_file(buf))
             snprintf(buf, sizeof buf, "%s/labelsTr/%s%s", r, id,
                      strcmp(ext, ".nii") ? ".nii" : ".nii.gz");
-        *lab = strdup(buf);
+        *lab = dc_strdup(buf);
         break;
     }
-    default: *img = strdup(""); *lab = strdup("");
+    default: *img = dc_strdup(""); *lab = dc_strdup("");
     }
     if (!*img || !*lab) {
         free(*img);
@@ -453,17 +458,17 @@ static diffcl_status choose_cases(const char *fn, diffcl_dataset *ds, const char
                                                    : NULL;
     free(train);
     diffcl_status s = DIFFCL_OK;
-    if (source && !(ds->list_source = strdup(source)))
+    if (source && !(ds->list_source = dc_strdup(source)))
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     if (source && strcmp(source, "dataset.json")) {
         s = read_case_list(fn, ds->root, source, &ds->ids, &ds->n);
         for (int64_t i = 0; i < ds->n && s == DIFFCL_OK; i++)
             strip_file_ext(ds->layout, ds->ids[i]);
     } else if (source) { /* MSD's training entries, in their order */
-        ds->ids = calloc((size_t)ds->info.n_training, sizeof *ds->ids);
+        ds->ids = dc_calloc_raw((size_t)ds->info.n_training, sizeof *ds->ids);
         if (!ds->ids) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
         for (int64_t i = 0; i < ds->info.n_training; i++)
-            if ((ds->ids[ds->n] = strdup(ds->info.training[i]))) ds->n++;
+            if ((ds->ids[ds->n] = dc_strdup(ds->info.training[i]))) ds->n++;
         if (ds->n < ds->info.n_training)
             return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     } else {
@@ -493,7 +498,11 @@ diffcl_status diffcl_dataset_open(diffcl_context *ctx, const char *root,
         DC_CHECK_ARG(root, "%s: a root folder is required for the %s layout", fn,
                      diffcl_layout_name(layout));
         if (!is_dir(root)) return dc_error(DIFFCL_ERR_IO, "%s: '%s' is not a folder", fn, root);
-        if (layout == DIFFCL_LAYOUT_AUTO) layout = detect_layout(root);
+        if (layout == DIFFCL_LAYOUT_AUTO) {
+            int d = detect_layout(root);
+            if (d < 0) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+            layout = (diffcl_layout)d;
+        }
         if (layout == DIFFCL_LAYOUT_AUTO)
             return dc_error(DIFFCL_ERR_FORMAT,
                             "%s: '%s': no known layout (expected imagesTr/ (MSD, nnU-Net), "
@@ -511,13 +520,17 @@ diffcl_status diffcl_dataset_open(diffcl_context *ctx, const char *root,
                             "libdiffcl was built without NIfTI",
                             fn, root);
     }
-    diffcl_dataset *ds = calloc(1, sizeof *ds);
+    diffcl_dataset *ds = dc_calloc_raw(1, sizeof *ds);
     if (!ds) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     ds->ctx = ctx;
     ds->layout = layout;
     ds->phantom = o.phantom;
     ds->first_case = o.first_case;
-    ds->root = strdup(root ? root : "");
+    ds->root = dc_strdup(root ? root : "");
+    if (!ds->root) {
+        diffcl_dataset_free(ds);
+        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    }
     diffcl_status s = DIFFCL_OK;
     if (layout == DIFFCL_LAYOUT_PHANTOM) {
         if (o.n_cases < 1 || o.first_case < 0 || o.first_case + o.n_cases > (int64_t)UINT32_MAX) {
@@ -561,15 +574,15 @@ diffcl_status diffcl_dataset_open(diffcl_context *ctx, const char *root,
         if (s == DIFFCL_OK) s = choose_cases(fn, ds, o.list);
     }
     if (s == DIFFCL_OK) {
-        ds->img_paths = calloc((size_t)(ds->n ? ds->n : 1), sizeof(char *));
-        ds->lab_paths = calloc((size_t)(ds->n ? ds->n : 1), sizeof(char *));
-        ds->channels = calloc((size_t)(ds->n ? ds->n : 1), sizeof(int));
+        ds->img_paths = dc_calloc_raw((size_t)(ds->n ? ds->n : 1), sizeof(char *));
+        ds->lab_paths = dc_calloc_raw((size_t)(ds->n ? ds->n : 1), sizeof(char *));
+        ds->channels = dc_calloc_raw((size_t)(ds->n ? ds->n : 1), sizeof(int));
         if (!ds->img_paths || !ds->lab_paths || !ds->channels)
             s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
         for (int64_t i = 0; i < ds->n && s == DIFFCL_OK; i++) {
             if (layout == DIFFCL_LAYOUT_PHANTOM) {
-                ds->img_paths[i] = strdup("");
-                ds->lab_paths[i] = strdup("");
+                ds->img_paths[i] = dc_strdup("");
+                ds->lab_paths[i] = dc_strdup("");
                 ds->channels[i] = o.phantom.channels;
                 continue;
             }
@@ -932,8 +945,8 @@ diffcl_status diffcl_dataset_split(const diffcl_dataset *ds, int64_t n_labeled,
     DC_CHECK_ARG(ds && out, "%s: ds and out must not be NULL", fn);
     memset(out, 0, sizeof *out);
     int64_t n = ds->n;
-    uint8_t *is_lab = calloc((size_t)(n ? n : 1), 1);
-    int64_t *order = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    uint8_t *is_lab = dc_calloc_raw((size_t)(n ? n : 1), 1);
+    int64_t *order = dc_malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
     if (!is_lab || !order) {
         free(is_lab);
         free(order);
@@ -966,8 +979,8 @@ diffcl_status diffcl_dataset_split(const diffcl_dataset *ds, int64_t n_labeled,
     int64_t nl = 0;
     for (int64_t i = 0; i < n; i++) nl += is_lab[i];
     if (s == DIFFCL_OK) {
-        out->labeled = malloc(sizeof(int64_t) * (size_t)(nl ? nl : 1));
-        out->unlabeled = malloc(sizeof(int64_t) * (size_t)(n - nl ? n - nl : 1));
+        out->labeled = dc_malloc(sizeof(int64_t) * (size_t)(nl ? nl : 1));
+        out->unlabeled = dc_malloc(sizeof(int64_t) * (size_t)(n - nl ? n - nl : 1));
         if (!out->labeled || !out->unlabeled)
             s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     }

@@ -30,7 +30,7 @@ static char *read_all(const char *path)
     size_t n = 0;
     for (size_t cap = 0;;) {
         if (n + 4097 > cap) {
-            char *g = realloc(buf, cap = 2 * cap + 8192);
+            char *g = dc_realloc(buf, cap = 2 * cap + 8192);
             if (!g) {
                 free(buf);
                 fclose(f);
@@ -51,7 +51,7 @@ static char *read_all(const char *path)
 static diffcl_status class_table(const char *path, const cJSON *labels, char ***names, int *n)
 {
     int count = cJSON_GetArraySize(labels);
-    *names = calloc((size_t)(count ? count : 1), sizeof **names);
+    *names = dc_calloc_raw((size_t)(count ? count : 1), sizeof **names);
     *n = count;
     if (!*names) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "dataset.json: out of memory");
     const cJSON *e;
@@ -78,7 +78,7 @@ static diffcl_status class_table(const char *path, const cJSON *labels, char ***
                             "%s: \"labels\" must number the classes 0..%d once each (entry "
                             "\"%s\")",
                             path, count - 1, e->string);
-        if (!((*names)[k] = strdup(name)))
+        if (!((*names)[k] = dc_strdup(name)))
             return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "dataset.json: out of memory");
     }
     return DIFFCL_OK;
@@ -88,7 +88,7 @@ static diffcl_status class_table(const char *path, const cJSON *labels, char ***
 static diffcl_status channel_table(const char *path, const cJSON *ch, char ***names, int *n)
 {
     int count = cJSON_GetArraySize(ch);
-    *names = calloc((size_t)(count ? count : 1), sizeof **names);
+    *names = dc_calloc_raw((size_t)(count ? count : 1), sizeof **names);
     *n = count;
     if (!*names) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "dataset.json: out of memory");
     const cJSON *e;
@@ -100,7 +100,7 @@ static diffcl_status channel_table(const char *path, const cJSON *ch, char ***na
             return dc_error(DIFFCL_ERR_FORMAT,
                             "%s: channels must be numbered 0..%d once each (entry \"%s\")", path,
                             count - 1, e->string);
-        if (!((*names)[k] = strdup(e->valuestring)))
+        if (!((*names)[k] = dc_strdup(e->valuestring)))
             return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "dataset.json: out of memory");
     }
     return DIFFCL_OK;
@@ -110,7 +110,7 @@ static diffcl_status channel_table(const char *path, const cJSON *ch, char ***na
 static diffcl_status training_ids(const char *path, const cJSON *tr, dc_dataset_json *j)
 {
     int count = cJSON_GetArraySize(tr);
-    j->training = calloc((size_t)(count ? count : 1), sizeof *j->training);
+    j->training = dc_calloc_raw((size_t)(count ? count : 1), sizeof *j->training);
     if (!j->training) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "dataset.json: out of memory");
     const cJSON *e;
     cJSON_ArrayForEach(e, tr)
@@ -119,7 +119,7 @@ static diffcl_status training_ids(const char *path, const cJSON *tr, dc_dataset_
         if (!cJSON_IsString(img))
             return dc_error(DIFFCL_ERR_FORMAT, "%s: a \"training\" entry has no \"image\"", path);
         const char *base = strrchr(img->valuestring, '/');
-        char *id = strdup(base ? base + 1 : img->valuestring);
+        char *id = dc_strdup(base ? base + 1 : img->valuestring);
         if (!id) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "dataset.json: out of memory");
         char *dot = strstr(id, ".nii");
         if (dot) *dot = 0;
@@ -154,7 +154,8 @@ diffcl_status dc_dataset_json_read(const char *root, dc_dataset_json *j)
     if (cJSON_IsObject(labels)) s = class_table(path, labels, &j->class_names, &j->n_classes);
     if (s == DIFFCL_OK && cJSON_IsObject(ch))
         s = channel_table(path, ch, &j->channel_names, &j->n_channels);
-    if (s == DIFFCL_OK && cJSON_IsString(ending) && !(j->file_ending = strdup(ending->valuestring)))
+    if (s == DIFFCL_OK && cJSON_IsString(ending) &&
+        !(j->file_ending = dc_strdup(ending->valuestring)))
         s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "dataset.json: out of memory");
     if (s == DIFFCL_OK && cJSON_IsArray(training) && cJSON_GetArraySize(training) > 0)
         s = training_ids(path, training, j);

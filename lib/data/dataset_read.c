@@ -30,7 +30,7 @@ diffcl_status diffcl_dataset_open_ex(diffcl_context *ctx, const char *root,
     }
     diffcl_dataset *ds = NULL;
     DC_TRY(diffcl_dataset_open(ctx, root, opts, &ds));
-    if (r.label_map && *r.label_map && !(ds->label_map = strdup(r.label_map))) {
+    if (r.label_map && *r.label_map && !(ds->label_map = dc_strdup(r.label_map))) {
         diffcl_dataset_free(ds);
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     }

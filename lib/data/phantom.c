@@ -372,8 +372,8 @@ diffcl_status diffcl_phantom_case(diffcl_context *ctx, const diffcl_phantom_opti
     ishape[ind++] = lshape[lnd++] = g.W;
     diffcl_tensor *img = dc_tensor_empty(ctx, DIFFCL_F32, ind, ishape);
     diffcl_tensor *lab = label ? dc_tensor_empty(ctx, DIFFCL_U8, lnd, lshape) : NULL;
-    float *occ = malloc(sizeof(float) * (size_t)g.vol * 2),
-          *noise = malloc(sizeof(float) * (size_t)g.vol * 2);
+    float *occ = dc_malloc(sizeof(float) * (size_t)g.vol * 2),
+          *noise = dc_malloc(sizeof(float) * (size_t)g.vol * 2);
     int failed = !img || (label && !lab) || !occ || !noise;
     if (!failed)
         phantom_rasterise(ctx, &g, o.tube_class, occ, occ + g.vol,

@@ -58,9 +58,9 @@ void diffcl_plan_string_free(char *s)
 
 static diffcl_plan *plan_new(int ndim, int C)
 {
-    diffcl_plan *p = calloc(1, sizeof *p);
+    diffcl_plan *p = dc_calloc_raw(1, sizeof *p);
     if (!p) return NULL;
-    p->ch = calloc((size_t)(C > 0 ? C : 1), sizeof *p->ch);
+    p->ch = dc_calloc_raw((size_t)(C > 0 ? C : 1), sizeof *p->ch);
     if (!p->ch) {
         free(p);
         return NULL;
@@ -121,7 +121,7 @@ static double cubic_w(double x)
 static float *resample_axis(const float *in, int64_t outer, int64_t n_in, int64_t inner,
                             int64_t n_out, int kind)
 {
-    float *out = malloc((size_t)(outer * n_out * inner) * sizeof *out);
+    float *out = dc_malloc((size_t)(outer * n_out * inner) * sizeof *out);
     if (!out) return NULL;
     if (n_out == n_in) {
         memcpy(out, in, (size_t)(outer * n_in * inner) * sizeof *out);
@@ -178,7 +178,7 @@ static float *resample_volumes(const float *src, int64_t n_vol, int nd, const in
     for (int a = 0; a < nd; a++) cur[a] = in[a];
     size_t total = (size_t)n_vol;
     for (int a = 0; a < nd; a++) total *= (size_t)in[a];
-    float *buf = malloc((total ? total : 1) * sizeof *buf);
+    float *buf = dc_malloc((total ? total : 1) * sizeof *buf);
     if (!buf) return NULL;
     memcpy(buf, src, total * sizeof *buf);
     for (int a = 0; a < nd; a++) {
@@ -258,7 +258,7 @@ static float *crop_volumes(const float *x, int64_t n_vol, int nd, const int64_t 
     for (int a = 0; a < nd; a++)
         s3[3 - nd + a] = sh[a], l3[3 - nd + a] = lo[a], h3[3 - nd + a] = hi[a];
     int64_t n0 = h3[0] - l3[0], n1 = h3[1] - l3[1], n2 = h3[2] - l3[2];
-    float *o = malloc((size_t)(n_vol * n0 * n1 * n2 + 1) * sizeof *o);
+    float *o = dc_malloc((size_t)(n_vol * n0 * n1 * n2 + 1) * sizeof *o);
     if (!o) return NULL;
     float *d = o;
     for (int64_t v = 0; v < n_vol; v++)
@@ -321,7 +321,7 @@ static int fg_push(fg_values *f, double x)
 {
     if (f->n == f->cap) {
         int64_t cap = f->cap ? 2 * f->cap : 65536;
-        double *v = realloc(f->v, (size_t)cap * sizeof *v);
+        double *v = dc_realloc(f->v, (size_t)cap * sizeof *v);
         if (!v) return -1;
         f->v = v, f->cap = cap;
     }
@@ -349,12 +349,12 @@ static diffcl_status plan_channels(const diffcl_dataset *ds, const diffcl_plan_o
                                    int C, diffcl_plan **p, fg_values **fg, const char *fn)
 {
     *p = plan_new(nd, C);
-    *fg = calloc((size_t)C, sizeof **fg);
+    *fg = dc_calloc_raw((size_t)C, sizeof **fg);
     if (!*p || !*fg) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     int any_ct = 0;
     for (int c = 0; c < C; c++) {
         const char *name = diffcl_dataset_channel_name(ds, c);
-        if (name && !((*p)->ch[c].name = strdup(name)))
+        if (name && !((*p)->ch[c].name = dc_strdup(name)))
             return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
         (*p)->ch[c].scheme = channel_is_ct(ds, c, o->ct_channels) ? DIFFCL_PLAN_CT
                              : channel_no_norm(ds, c)             ? DIFFCL_PLAN_NONE
@@ -460,8 +460,8 @@ diffcl_status diffcl_plan_compute(const diffcl_dataset *ds, const diffcl_split *
     diffcl_status s = DIFFCL_OK;
     int nd = 0, C = 0;
     for (int a = 0; a < 3 && s == DIFFCL_OK; a++)
-        if (!(sp[a] = malloc((size_t)n_all * sizeof(double)))) s = DIFFCL_ERR_OUT_OF_MEMORY;
-    if (s == DIFFCL_OK && !(ratio = malloc((size_t)n_all * sizeof(double))))
+        if (!(sp[a] = dc_malloc((size_t)n_all * sizeof(double)))) s = DIFFCL_ERR_OUT_OF_MEMORY;
+    if (s == DIFFCL_OK && !(ratio = dc_malloc((size_t)n_all * sizeof(double))))
         s = DIFFCL_ERR_OUT_OF_MEMORY;
     if (s != DIFFCL_OK) s = dc_error(s, "%s: out of memory", fn);
     for (int64_t k = 0; k < n_all && s == DIFFCL_OK; k++) {
@@ -618,7 +618,7 @@ diffcl_status diffcl_plan_from_json(const char *json, diffcl_plan **out)
             double um = 0;
             json_number(x, "use_mask", &um);
             pc->use_mask = um != 0;
-            if (name && !(pc->name = strdup(name))) {
+            if (name && !(pc->name = dc_strdup(name))) {
                 s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
                 break;
             }
@@ -669,7 +669,7 @@ diffcl_status dc_plan_load_json(const char *path, char **json)
         if (n == 0 || n > MAX_JSON)
             s = dc_error(DIFFCL_ERR_FORMAT, "%s: bad safetensors header length", path);
     }
-    if (s == DIFFCL_OK && !(hdr = malloc((size_t)n + 1)))
+    if (s == DIFFCL_OK && !(hdr = dc_malloc((size_t)n + 1)))
         s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
     if (s == DIFFCL_OK && fread(hdr, 1, (size_t)n, f) != (size_t)n)
         s = dc_error(DIFFCL_ERR_FORMAT, "%s: truncated safetensors header", path);
@@ -686,7 +686,7 @@ diffcl_status dc_plan_load_json(const char *path, char **json)
         dc_json_str_item(cJSON_GetObjectItemCaseSensitive(root, "__metadata__"), "diffcl.plan");
     if (!pj)
         s = dc_error(DIFFCL_ERR_NOT_FOUND, "%s: the model file has no preprocessing plan", path);
-    else if (!(*json = strdup(pj)))
+    else if (!(*json = dc_strdup(pj)))
         s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
     cJSON_Delete(root);
     return s;
@@ -778,7 +778,7 @@ static diffcl_status plan_label(const diffcl_plan *p, const diffcl_tensor *label
         float *lv = dc_f32(lc);
         for (int64_t i = 0; i < full; i++) lv[i] = (float)l[i];
         lf = crop_volumes(lv, 1, nd, sh, lo, hi);
-        oh = lf ? malloc((size_t)(K * per) * sizeof *oh) : NULL;
+        oh = lf ? dc_malloc((size_t)(K * per) * sizeof *oh) : NULL;
     }
     diffcl_tensor_free(lc);
     float *r = NULL;
@@ -846,7 +846,7 @@ diffcl_status diffcl_plan_apply(const diffcl_plan *p, const diffcl_tensor *image
     int64_t per = 1;
     for (int a = 0; a < nd; a++) cs[a] = hi[a] - lo[a], per *= cs[a];
     float *x = crop_volumes(dc_f32(ic), C, nd, sh, lo, hi);
-    uint8_t *mask = malloc((size_t)per + 1);
+    uint8_t *mask = dc_malloc((size_t)per + 1);
     diffcl_status s = DIFFCL_OK;
     if (!x || !mask) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     if (s == DIFFCL_OK) {

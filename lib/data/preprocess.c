@@ -127,7 +127,7 @@ diffcl_status diffcl_clip_percentile(const diffcl_tensor *image, double lo_pct, 
     int64_t C, per;
     diffcl_tensor *o;
     DC_TRY(image_copy(image, &o, &C, &per, "diffcl_clip_percentile"));
-    float *tmp = malloc(sizeof(float) * (size_t)(per ? per : 1));
+    float *tmp = dc_malloc(sizeof(float) * (size_t)(per ? per : 1));
     if (!tmp) {
         diffcl_tensor_free(o);
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_clip_percentile: out of memory");
@@ -184,7 +184,7 @@ diffcl_status diffcl_resize(const diffcl_tensor *t, int n_spatial, const int64_t
     double *coord[3];
     int ok = 1;
     for (int a = 0; a < 3; a++) {
-        coord[a] = malloc(sizeof(double) * (size_t)os[a]);
+        coord[a] = dc_malloc(sizeof(double) * (size_t)os[a]);
         if (!coord[a]) ok = 0;
         for (int64_t i = 0; coord[a] && i < os[a]; i++) {
             double s = (i + 0.5) * (double)in[a] / (double)os[a] - 0.5;

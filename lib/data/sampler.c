@@ -65,7 +65,7 @@ void diffcl_sampler_options_init(diffcl_sampler_options *opts)
 static void *aligned_buf(size_t n)
 {
     size_t r = (n + 63) / 64 * 64;
-    return aligned_alloc(64, r ? r : 64);
+    return dc_aligned_alloc(64, r ? r : 64);
 }
 
 static void raw_free(raw_case *c)
@@ -87,8 +87,8 @@ static diffcl_status raw_load(const diffcl_sampler *s, diffcl_context *ctx, int6
     diffcl_status st = dc_image_dims(img, &C, dims, &two_d, "sampler");
     if (st == DIFFCL_OK) {
         size_t vol = (size_t)(dims[0] * dims[1] * dims[2]);
-        rc->img = malloc(sizeof(float) * vol * (size_t)C);
-        rc->lab = lab ? malloc(vol) : NULL;
+        rc->img = dc_malloc(sizeof(float) * vol * (size_t)C);
+        rc->lab = lab ? dc_malloc(vol) : NULL;
         if (!rc->img || (lab && !rc->lab)) {
             st = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "sampler: out of memory loading case '%s'",
                           s->ds->ids[i]);
@@ -130,14 +130,14 @@ static diffcl_status make_batch(diffcl_sampler *s, diffcl_context *load_ctx, uin
     b->it = it;
     b->img = aligned_buf(sizeof(float) * (size_t)(B * s->C * pvol));
     b->lab = aligned_buf((size_t)((Bl ? Bl : 1) * pvol));
-    b->idx = malloc(sizeof(int64_t) * (size_t)B);
+    b->idx = dc_malloc(sizeof(int64_t) * (size_t)B);
     if (Bu > 0) {
         b->weak = aligned_buf(sizeof(float) * (size_t)(Bu * s->C * pvol));
         if (!b->weak)
             return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "sampler: out of memory for a batch");
     }
     int64_t nmax = s->n_lab > s->n_unl ? s->n_lab : s->n_unl;
-    int64_t *scratch = malloc(sizeof(int64_t) * (size_t)(nmax ? nmax : 1));
+    int64_t *scratch = dc_malloc(sizeof(int64_t) * (size_t)(nmax ? nmax : 1));
     if (!b->img || !b->lab || !b->idx || !scratch) {
         free(scratch);
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "sampler: out of memory for a batch");
@@ -197,7 +197,7 @@ static void *worker(void *arg)
         uint32_t it = s->next_it++;
         uint64_t gen = s->gen;
         pthread_mutex_unlock(&s->mu);
-        batch *b = calloc(1, sizeof *b);
+        batch *b = dc_calloc_raw(1, sizeof *b);
         if (b) {
             diffcl_clear_error();
             b->status = make_batch(s, s->wctx, it, b, 1);
@@ -254,7 +254,7 @@ void diffcl_sampler_free(diffcl_sampler *s)
 /* A context for the worker thread that never touches OpenBLAS's process-wide settings. */
 static diffcl_context *private_context(void)
 {
-    diffcl_context *c = calloc(1, sizeof *c);
+    diffcl_context *c = dc_calloc_raw(1, sizeof *c);
     if (!c) return NULL;
     c->n_threads = 1;
     c->log_level = DIFFCL_LOG_WARN;
@@ -290,7 +290,7 @@ diffcl_status diffcl_sampler_create(const diffcl_dataset *ds, const diffcl_split
                      "%s: unlabeled index %lld out of range", fn, (long long)split->unlabeled[i]);
     diffcl_augment_options aug;
     DC_TRY(dc_augment_read_options(&o.augment, &aug, fn));
-    diffcl_sampler *s = calloc(1, sizeof *s);
+    diffcl_sampler *s = dc_calloc_raw(1, sizeof *s);
     if (!s) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     s->ds = ds;
     s->o = o;
@@ -300,8 +300,8 @@ diffcl_status diffcl_sampler_create(const diffcl_dataset *ds, const diffcl_split
     s->aug_u.fg_prob = 0;
     s->n_lab = split->n_labeled;
     s->n_unl = split->n_unlabeled;
-    s->lab = malloc(sizeof(int64_t) * (size_t)(s->n_lab ? s->n_lab : 1));
-    s->unl = malloc(sizeof(int64_t) * (size_t)(s->n_unl ? s->n_unl : 1));
+    s->lab = dc_malloc(sizeof(int64_t) * (size_t)(s->n_lab ? s->n_lab : 1));
+    s->unl = dc_malloc(sizeof(int64_t) * (size_t)(s->n_unl ? s->n_unl : 1));
     diffcl_status st = DIFFCL_OK;
     if (!s->lab || !s->unl) st = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     if (st == DIFFCL_OK) {
@@ -325,7 +325,7 @@ diffcl_status diffcl_sampler_create(const diffcl_dataset *ds, const diffcl_split
     }
     raw_free(&first);
     if (st == DIFFCL_OK && o.cache) {
-        s->cache = calloc((size_t)ds->n, sizeof(raw_case));
+        s->cache = dc_calloc_raw((size_t)ds->n, sizeof(raw_case));
         if (!s->cache) st = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
         for (int64_t i = 0; i < s->n_lab && st == DIFFCL_OK; i++)
             if (!s->cache[s->lab[i]].img)
@@ -404,7 +404,7 @@ static diffcl_status take_batch(diffcl_sampler *s, uint32_t iteration, const cha
         pthread_cond_broadcast(&s->cv);
         pthread_mutex_unlock(&s->mu);
     } else {
-        b = calloc(1, sizeof *b);
+        b = dc_calloc_raw(1, sizeof *b);
         if (!b) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
         b->status = make_batch(s, s->ds->ctx, iteration, b, dc_threads(s->ds->ctx));
         if (b->status != DIFFCL_OK) snprintf(b->err, sizeof b->err, "%s", diffcl_last_error());

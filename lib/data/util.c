@@ -49,7 +49,7 @@ static int blur_axis(float *buf, int64_t outer, int64_t n, int64_t inner, double
     if (sigma <= 0 || n <= 1) return 0;
     int radius = (int)(4.0 * sigma + 0.5);
     if (radius < 1) radius = 1;
-    double *k = malloc(sizeof(double) * (size_t)(2 * radius + 1));
+    double *k = dc_malloc(sizeof(double) * (size_t)(2 * radius + 1));
     if (!k) return -1;
     double ks = 0;
     for (int j = -radius; j <= radius; j++)
@@ -58,7 +58,7 @@ static int blur_axis(float *buf, int64_t outer, int64_t n, int64_t inner, double
     int failed = 0;
 #pragma omp parallel num_threads(n_threads)
     {
-        double *line = malloc(sizeof(double) * (size_t)(n + 2 * radius));
+        double *line = dc_malloc(sizeof(double) * (size_t)(n + 2 * radius));
         if (!line) {
 #pragma omp atomic write
             failed = 1;

@@ -89,8 +89,8 @@ static int edt_squared(double *g, const int64_t dims[3], const double sp[3])
 {
     int64_t maxn = dims[0] > dims[1] ? dims[0] : dims[1];
     if (dims[2] > maxn) maxn = dims[2];
-    double *f = malloc(sizeof(double) * (size_t)maxn * 2 + sizeof(double) * (size_t)(maxn + 1));
-    int64_t *v = malloc(sizeof(int64_t) * (size_t)maxn);
+    double *f = dc_malloc(sizeof(double) * (size_t)maxn * 2 + sizeof(double) * (size_t)(maxn + 1));
+    int64_t *v = dc_malloc(sizeof(int64_t) * (size_t)maxn);
     if (!f || !v) {
         free(f);
         free(v);
@@ -125,7 +125,7 @@ static int edt_squared(double *g, const int64_t dims[3], const double sp[3])
 static uint8_t *to_mask(const diffcl_tensor *t, int cls)
 {
     int64_t n = dc_numel(t);
-    uint8_t *m = malloc((size_t)(n ? n : 1));
+    uint8_t *m = dc_malloc((size_t)(n ? n : 1));
     if (!m) return NULL;
     diffcl_tensor *c = dc_contiguous(t);
     if (!c) {
@@ -262,7 +262,7 @@ static int64_t border_distances(const uint8_t *from, const uint8_t *to, const in
 {
     int64_t bd[3] = {hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]};
     int64_t bn = bd[0] * bd[1] * bd[2];
-    double *g = malloc(sizeof(double) * (size_t)bn);
+    double *g = dc_malloc(sizeof(double) * (size_t)bn);
     if (!g) return -1;
     for (int64_t z = 0; z < bd[0]; z++)
         for (int64_t y = 0; y < bd[1]; y++)
@@ -318,7 +318,7 @@ static diffcl_status surface_distances(const uint8_t *p, const uint8_t *r, const
                                        int64_t *k1, int64_t *k2)
 {
     int64_t n = dims[0] * dims[1] * dims[2];
-    uint8_t *pb = malloc((size_t)n * 2);
+    uint8_t *pb = dc_malloc((size_t)n * 2);
     if (!pb) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "metrics: out of memory");
     uint8_t *rb = pb + n;
     surface(p, pb, dims, conn, ndim);
@@ -339,7 +339,7 @@ static diffcl_status surface_distances(const uint8_t *p, const uint8_t *r, const
                     if (c[a] + 1 > hi[a]) hi[a] = c[a] + 1;
                 }
             }
-    double *d = malloc(sizeof(double) * (size_t)(n_pb + n_rb));
+    double *d = dc_malloc(sizeof(double) * (size_t)(n_pb + n_rb));
     if (!d) {
         free(pb);
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "metrics: out of memory");

@@ -35,11 +35,11 @@ static diffcl_status read_opts(const diffcl_sliding_window_options *in,
 
 static float *gaussian_map(const int64_t P[3], int two_d)
 {
-    float *w = malloc(sizeof(float) * (size_t)(P[0] * P[1] * P[2]));
+    float *w = dc_malloc(sizeof(float) * (size_t)(P[0] * P[1] * P[2]));
     if (!w) return NULL;
     double *g[3];
     for (int a = 0; a < 3; a++) {
-        g[a] = malloc(sizeof(double) * (size_t)P[a]);
+        g[a] = dc_malloc(sizeof(double) * (size_t)P[a]);
         double sigma = P[a] / 8.0, c = (P[a] - 1) * 0.5;
         for (int64_t i = 0; g[a] && i < P[a]; i++)
             g[a][i] = (two_d && a == 0) ? 1.0 : exp(-0.5 * (i - c) * (i - c) / (sigma * sigma));
@@ -187,7 +187,7 @@ static diffcl_status sw_check_output(sw_run *r, const diffcl_tensor *oc, const d
     }
     if (!r->K) {
         r->K = oc->shape[1];
-        r->score = calloc((size_t)(r->K * r->svol), sizeof(float));
+        r->score = dc_calloc_raw((size_t)(r->K * r->svol), sizeof(float));
         if (!r->score)
             return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory for the score map", r->fn);
     }
@@ -287,8 +287,8 @@ diffcl_status diffcl_sliding_window(diffcl_module *model, const diffcl_tensor *i
     sw_geometry(&r, image);
     r.img = dc_contiguous(image);
     r.wmap = o.gaussian ? gaussian_map(r.P, r.two_d) : NULL;
-    r.cnt = calloc((size_t)r.svol, sizeof(float));
-    r.starts = malloc(sizeof(int64_t) * 3 * (size_t)o.batch);
+    r.cnt = dc_calloc_raw((size_t)r.svol, sizeof(float));
+    r.starts = dc_malloc(sizeof(int64_t) * 3 * (size_t)o.batch);
     if (!r.img || (o.gaussian && !r.wmap) || !r.cnt || !r.starts) {
         sw_free(&r);
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
@@ -331,8 +331,8 @@ diffcl_status diffcl_largest_component(const diffcl_tensor *label, int connectiv
     int64_t n = dims[0] * dims[1] * dims[2];
     diffcl_tensor *c = dc_contiguous(label);
     diffcl_tensor *o = c ? dc_tensor_empty(label->ctx, DIFFCL_U8, nd, label->shape) : NULL;
-    int32_t *comp = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
-    int64_t *queue = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    int32_t *comp = dc_malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
+    int64_t *queue = dc_malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
     int64_t *csize = NULL;
     int64_t best[256] = {0}, best_size[256] = {0};
     if (!o || !comp || !queue) goto oom;
@@ -354,7 +354,7 @@ diffcl_status diffcl_largest_component(const diffcl_tensor *label, int connectiv
         if (!L[s] || comp[s] >= 0) continue;
         if (n_comp == cap) {
             cap = cap ? cap * 2 : 64;
-            int64_t *t = realloc(csize, sizeof(int64_t) * (size_t)cap);
+            int64_t *t = dc_realloc(csize, sizeof(int64_t) * (size_t)cap);
             if (!t) goto oom;
             csize = t;
         }
@@ -583,9 +583,9 @@ diffcl_status diffcl_overlay_png(const diffcl_tensor *image, const diffcl_tensor
     int64_t R = dims[ra], Cc = dims[ca];
     int64_t up = overlay_scale(R, Cc), shape[3] = {R * up, Cc * up, 3};
     diffcl_tensor *rgb = dc_tensor_new(image->ctx, DIFFCL_U8, 3, shape);
-    float *sl = malloc(sizeof(float) * (size_t)(R * Cc)),
-          *sorted = malloc(sizeof(float) * (size_t)(R * Cc));
-    uint8_t *lab = calloc((size_t)(R * Cc), 1), *ref = calloc((size_t)(R * Cc), 1);
+    float *sl = dc_malloc(sizeof(float) * (size_t)(R * Cc)),
+          *sorted = dc_malloc(sizeof(float) * (size_t)(R * Cc));
+    uint8_t *lab = dc_calloc_raw((size_t)(R * Cc), 1), *ref = dc_calloc_raw((size_t)(R * Cc), 1);
     diffcl_status st = DIFFCL_OK;
     if (!ic || (label && !lc) || (reference && !rc) || !rgb || !sl || !sorted || !lab || !ref) {
         st = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);

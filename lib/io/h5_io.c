@@ -281,7 +281,7 @@ static diffcl_status h5_write_locked(const char *path, const char *const *names,
     void *image = NULL;
     ssize_t size = -1;
     if (s == DIFFCL_OK && H5Fflush(f, H5F_SCOPE_GLOBAL) >= 0) size = H5Fget_file_image(f, NULL, 0);
-    if (s == DIFFCL_OK && size > 0) image = malloc((size_t)size);
+    if (s == DIFFCL_OK && size > 0) image = dc_malloc((size_t)size);
     if (s == DIFFCL_OK && (!image || H5Fget_file_image(f, image, (size_t)size) != size))
         s = size > 0 && !image
                 ? dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: '%s': out of memory", fn, path)

@@ -106,7 +106,7 @@ static diffcl_status nifti_read_data(nifti_image *nim, const char *path, const c
 {
     diffcl_status s = DIFFCL_OK;
     size_t need = (size_t)nim->nvox * (size_t)nim->nbyper, got = 0;
-    nim->data = malloc(need ? need : 1);
+    nim->data = dc_malloc(need ? need : 1);
     gzFile g = nim->data ? gzopen(nim->iname ? nim->iname : path, "rb") : NULL;
     if (!nim->data) {
         s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: '%s': out of memory", fn, path);
@@ -364,7 +364,7 @@ static void *nifti_disk_order(const diffcl_tensor *t)
 {
     size_t es = diffcl_dtype_size(t->dtype), nvox = (size_t)dc_numel(t);
     diffcl_tensor *c = dc_contiguous(t);
-    char *disk = c ? malloc(es * (nvox ? nvox : 1)) : NULL;
+    char *disk = c ? dc_malloc(es * (nvox ? nvox : 1)) : NULL;
     if (!disk) {
         diffcl_tensor_free(c);
         return NULL;

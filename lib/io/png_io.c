@@ -48,8 +48,9 @@ int dc_meta_can_hold(const diffcl_image_meta *meta, size_t field_end)
 typedef struct png_err {
     jmp_buf jmp;
     char msg[256];
-    FILE *out;   /* writing: the stream of png_write_out */
-    int sys_err; /* writing: the errno of a failed write or flush (EFBIG, ENOSPC, ...) */
+    FILE *out;        /* writing: the stream of png_write_out */
+    int sys_err;      /* writing: the errno of a failed write or flush (EFBIG, ENOSPC, ...) */
+    volatile int oom; /* our own allocation failed: DIFFCL_ERR_OUT_OF_MEMORY, not a format error */
 } png_err;
 
 static void on_png_error(png_structp png, png_const_charp msg)
@@ -165,6 +166,7 @@ static diffcl_status png_read_any(diffcl_context *ctx, const char *path, int lab
     }
     png_err err;
     err.msg[0] = 0;
+    err.oom = 0;
     png_structp png =
         png_create_read_struct(PNG_LIBPNG_VER_STRING, &err, on_png_error, on_png_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
@@ -183,6 +185,7 @@ static diffcl_status png_read_any(diffcl_context *ctx, const char *path, int lab
         free(rows);
         free(buf);
         diffcl_tensor_free(t);
+        if (err.oom) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: '%s': out of memory", fn, path);
         return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s' is corrupt or truncated (libpng: %s)", fn,
                         path, err.msg);
     }
@@ -213,14 +216,17 @@ static diffcl_status png_read_any(diffcl_context *ctx, const char *path, int lab
     int channels = png_get_channels(png, info);
     int odepth = png_get_bit_depth(png, info);
     size_t rowbytes = png_get_rowbytes(png, info);
-    buf = malloc(rowbytes * H);
-    rows = malloc(sizeof(png_bytep) * H);
+    buf = dc_malloc(rowbytes * H);
+    rows = dc_malloc(sizeof(png_bytep) * H);
     int64_t shape[3] = {(int64_t)H, (int64_t)W}, shape3[3] = {3, (int64_t)H, (int64_t)W};
     if (rgb && channels < 3) png_error(png, "colour conversion failed");
     t = !(buf && rows) ? NULL
         : rgb          ? dc_tensor_empty(ctx, DIFFCL_F32, 3, shape3)
                        : dc_tensor_empty(ctx, label_mode ? DIFFCL_U8 : DIFFCL_F32, 2, shape);
-    if (!t) png_error(png, "out of memory");
+    if (!t) {
+        err.oom = 1;
+        png_error(png, "out of memory");
+    }
     for (png_uint_32 y = 0; y < H; y++) rows[y] = buf + y * rowbytes;
     png_read_image(png, rows);
     png_read_end(png, NULL);
@@ -385,6 +391,7 @@ diffcl_status dc_png_write_bytes(const char *path, const unsigned char *buf, uns
     err.msg[0] = 0;
     err.out = fp;
     err.sys_err = 0;
+    err.oom = 0;
     png_structp png =
         png_create_write_struct(PNG_LIBPNG_VER_STRING, &err, on_png_error, on_png_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
@@ -394,14 +401,18 @@ diffcl_status dc_png_write_bytes(const char *path, const unsigned char *buf, uns
         fclose(fp);
         unlink(tmp);
         free(rows);
+        if (err.oom) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: '%s': out of memory", fn, path);
         if (err.sys_err)
             return dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s': %s", fn, path,
                             strerror(err.sys_err));
         return dc_error(DIFFCL_ERR_IO, "%s: cannot write '%s' (libpng: %s)", fn, path,
                         err.msg[0] ? err.msg : "out of memory");
     }
-    rows = malloc(sizeof(png_bytep) * H);
-    if (!rows) png_error(png, "out of memory");
+    rows = dc_malloc(sizeof(png_bytep) * H);
+    if (!rows) {
+        err.oom = 1;
+        png_error(png, "out of memory");
+    }
     for (png_uint_32 y = 0; y < H; y++) rows[y] = (png_bytep)buf + (size_t)y * W * bpp;
     png_set_write_fn(png, &err, png_write_out, png_flush_out);
     png_set_IHDR(png, info, W, H, bit_depth,
@@ -441,7 +452,7 @@ diffcl_status diffcl_png_write(const diffcl_tensor *t, const char *path, int bit
     png_uint_32 H = (png_uint_32)t->shape[0], W = (png_uint_32)t->shape[1];
     int ch = rgb ? 3 : 1, bpp = ch * bit_depth / 8;
     double maxv = bit_depth == 16 ? 65535.0 : 255.0;
-    unsigned char *buf = malloc((size_t)H * W * bpp);
+    unsigned char *buf = dc_malloc((size_t)H * W * bpp);
     if (!buf) {
         diffcl_tensor_free(c);
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);

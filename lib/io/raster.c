@@ -10,7 +10,7 @@ diffcl_status dc_raster_init(dc_raster *r, int w, int h)
 {
     r->w = w;
     r->h = h;
-    r->px = malloc((size_t)w * (size_t)h * 3);
+    r->px = dc_malloc((size_t)w * (size_t)h * 3);
     if (!r->px) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "raster: out of memory");
     memset(r->px, 255, (size_t)w * (size_t)h * 3);
     return DIFFCL_OK;

@@ -168,7 +168,7 @@ diffcl_status diffcl_activation_create(diffcl_context *ctx, diffcl_activation_ki
     DC_CHECK_ARG(ctx, "diffcl_activation_create: ctx is NULL");
     DC_CHECK_ARG((int)kind >= DIFFCL_ACT_RELU && (int)kind <= DIFFCL_ACT_SIGMOID,
                  "diffcl_activation_create: unknown activation kind %d", (int)kind);
-    act_impl *a = malloc(sizeof *a);
+    act_impl *a = dc_malloc(sizeof *a);
     if (!a) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_activation_create: out of memory");
     a->kind = kind;
     diffcl_module *m = dc_module_new(ctx, &ACT_VT[kind], a);

@@ -151,7 +151,7 @@ DEFINE_CONV_KERNELS(double, f64)
 static void *transpose_w(const diffcl_tensor *w, int64_t C, int64_t K)
 {
     size_t es = diffcl_dtype_size(w->dtype);
-    char *wT = malloc((size_t)(C * K) * es);
+    char *wT = dc_malloc((size_t)(C * K) * es);
     if (!wT) return NULL;
     const char *src = dc_data(w);
     for (int64_t c = 0; c < C; c++)
@@ -172,7 +172,7 @@ static diffcl_status conv_backward(dc_node *n, diffcl_tensor *grad, diffcl_tenso
     diffcl_tensor *gc = dc_contiguous(grad);
     diffcl_tensor *dx = dc_wants_grad(n, 0) ? dc_tensor_empty_like(x) : NULL;
     double *part = (want_w || want_b)
-                       ? malloc((size_t)((nparts ? nparts : 1) * stride) * sizeof(double))
+                       ? dc_malloc((size_t)((nparts ? nparts : 1) * stride) * sizeof(double))
                        : NULL;
     void *wT = transpose_w(w, C, K);
     if (want_w) gin[1] = dc_tensor_empty_like(n->inputs[1]);

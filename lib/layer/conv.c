@@ -291,7 +291,7 @@ static diffcl_status conv_impl(const char *what, const diffcl_tensor *x, const d
         diffcl_tensor *in[3] = {(diffcl_tensor *)x, (diffcl_tensor *)w, (diffcl_tensor *)b};
         dc_node *nd = dc_record(y, transposed ? &OP_CONV_T : &OP_CONV, in, b ? 3 : 2);
         if (nd) {
-            conv_state *st = malloc(sizeof *st);
+            conv_state *st = dc_malloc(sizeof *st);
             if (!st) {
                 s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
             } else {

@@ -59,7 +59,7 @@ diffcl_status diffcl_conv_create(diffcl_context *ctx, const diffcl_conv_options 
                          "stride (%d) or the dilation (%d)",
                          a, g.output_padding[a], g.stride[a], g.dilation[a]);
 
-    conv_module *impl = malloc(sizeof *impl);
+    conv_module *impl = dc_malloc(sizeof *impl);
     if (!impl) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_conv_create: out of memory");
     impl->geometry = g;
     impl->transposed = o.transposed != 0;

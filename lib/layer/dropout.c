@@ -194,7 +194,7 @@ diffcl_status diffcl_dropout_create(diffcl_context *ctx, double p, int channelwi
     *out = NULL;
     DC_CHECK_ARG(ctx, "diffcl_dropout_create: ctx is NULL");
     DC_CHECK_ARG(p >= 0 && p <= 1, "diffcl_dropout_create: probability %g not in [0, 1]", p);
-    dropout_impl *d = malloc(sizeof *d);
+    dropout_impl *d = dc_malloc(sizeof *d);
     if (!d) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_dropout_create: out of memory");
     d->p = p;
     d->channelwise = channelwise != 0;

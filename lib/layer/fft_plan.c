@@ -86,7 +86,7 @@ static void cache_free(struct dc_fft_cache *c)
 static struct dc_fft_cache *cache_of(diffcl_context *ctx)
 {
     if (!ctx->fft_cache) {
-        ctx->fft_cache = calloc(1, sizeof *ctx->fft_cache);
+        ctx->fft_cache = dc_calloc_raw(1, sizeof *ctx->fft_cache);
         if (!ctx->fft_cache) {
             dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "fft: out of memory creating the plan cache");
             return NULL;
@@ -101,7 +101,7 @@ static struct dc_fft_cache *cache_of(diffcl_context *ctx)
 static dc_fft_plan *plan_make_locked(diffcl_dtype dtype, int rank, const int *n, int howmany,
                                      int threads, int rigor)
 {
-    dc_fft_plan *p = calloc(1, sizeof *p);
+    dc_fft_plan *p = dc_calloc_raw(1, sizeof *p);
     if (!p) return NULL;
     p->dtype = dtype;
     p->rank = rank;

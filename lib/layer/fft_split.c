@@ -124,7 +124,7 @@ static diffcl_status apply_filter(diffcl_context *ctx, const diffcl_freq_options
                         "diffcl_freq_filter: tensor %s is too large for one "
                         "FFTW plan",
                         dc_shape_str(x));
-    double *m = malloc((size_t)ncplx * sizeof *m);
+    double *m = dc_malloc((size_t)ncplx * sizeof *m);
     if (!m) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_freq_filter: out of memory");
     fill_mask(o, rank, n, last, 1, 1.0 / (double)nreal, m);
 
@@ -135,7 +135,7 @@ static diffcl_status apply_filter(diffcl_context *ctx, const diffcl_freq_options
     const size_t es = diffcl_dtype_size(x->dtype);
     dc_fft_plan *p =
         dc_fft_plan_get(ctx, x->dtype, rank, ni, per_image ? 1 : (int)batch, per_image ? 1 : nt);
-    float *mf = p && x->dtype == DIFFCL_F32 ? malloc((size_t)ncplx * sizeof *mf) : NULL;
+    float *mf = p && x->dtype == DIFFCL_F32 ? dc_malloc((size_t)ncplx * sizeof *mf) : NULL;
     const size_t cbytes = (2 * (size_t)ncplx * es + 63) / 64 * 64, rbytes = (size_t)nreal * es;
     const size_t slice = (cbytes + rbytes + 63) / 64 * 64;
     char *ws = p && per_image ? dc_fft_alloc(x->dtype, (size_t)nt * slice) : NULL;
@@ -307,7 +307,7 @@ diffcl_status diffcl_freq_mask(diffcl_context *ctx, diffcl_dtype dtype,
         total *= shape[i];
     }
     diffcl_tensor *r = dc_tensor_empty(ctx, dtype, rank, shape);
-    double *m = r ? malloc((size_t)total * sizeof *m) : NULL;
+    double *m = r ? dc_malloc((size_t)total * sizeof *m) : NULL;
     if (!m) {
         diffcl_tensor_free(r);
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_freq_mask: out of memory");

@@ -16,7 +16,7 @@ static diffcl_status gn_backward(dc_node *nd, diffcl_tensor *g, diffcl_tensor **
     double K = (double)(Cg * S);
     int nt = dc_threads(x->ctx);
     diffcl_tensor *gc = dc_contiguous(g);
-    double *buf = gc ? malloc((size_t)(6 * rows + 2 * C) * sizeof *buf) : NULL;
+    double *buf = gc ? dc_malloc((size_t)(6 * rows + 2 * C) * sizeof *buf) : NULL;
     if (!buf) {
         diffcl_tensor_free(gc);
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "group_norm backward: out of memory");
@@ -89,8 +89,8 @@ diffcl_status diffcl_group_norm(const diffcl_tensor *x, int groups, const diffcl
 
     diffcl_tensor *xc = dc_contiguous(x);
     diffcl_tensor *y = xc ? dc_tensor_empty(x->ctx, x->dtype, x->ndim, x->shape) : NULL;
-    double *stats = malloc((size_t)(2 * NG + 1) * sizeof *stats);
-    double *buf = malloc((size_t)(4 * rows + 1) * sizeof *buf);
+    double *stats = dc_malloc((size_t)(2 * NG + 1) * sizeof *stats);
+    double *buf = dc_malloc((size_t)(4 * rows + 1) * sizeof *buf);
     if (!y || !stats || !buf) {
         diffcl_tensor_free(xc);
         diffcl_tensor_free(y);

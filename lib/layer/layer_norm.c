@@ -18,7 +18,7 @@ static void *load_affine(const diffcl_tensor *x, const diffcl_tensor *w, const d
                          int64_t C)
 {
     size_t es = diffcl_dtype_size(x->dtype);
-    void *v = malloc((size_t)(2 * C + 1) * es);
+    void *v = dc_malloc((size_t)(2 * C + 1) * es);
     if (!v) return NULL;
     for (int64_t j = 0; j < C; j++) {
         double wj = dc_nn_vec_get(w, j, 1.0), bj = dc_nn_vec_get(b, j, 0.0);
@@ -57,7 +57,7 @@ static diffcl_status ln_backward(dc_node *nd, diffcl_tensor *g, diffcl_tensor **
     }
     if (s == DIFFCL_OK && (dc_wants_grad(nd, 1) || dc_wants_grad(nd, 2))) {
         int64_t nblk = (R + DC_NN_ROW_BLOCK - 1) / DC_NN_ROW_BLOCK;
-        double *part = malloc((size_t)((nblk + 1) * 2 * C + 1) * sizeof *part);
+        double *part = dc_malloc((size_t)((nblk + 1) * 2 * C + 1) * sizeof *part);
         if (!part)
             s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "layer_norm backward: out of memory");
         else {
@@ -102,7 +102,7 @@ diffcl_status diffcl_layer_norm(const diffcl_tensor *x, const diffcl_tensor *wei
 
     diffcl_tensor *xc = dc_contiguous(x);
     diffcl_tensor *y = xc ? dc_tensor_empty(x->ctx, x->dtype, x->ndim, x->shape) : NULL;
-    double *stats = malloc((size_t)(2 * R + 1) * sizeof *stats);
+    double *stats = dc_malloc((size_t)(2 * R + 1) * sizeof *stats);
     void *wb = load_affine(x, weight, bias, C);
     if (!y || !stats || !wb) {
         diffcl_tensor_free(xc);

@@ -49,7 +49,7 @@ static void gemm(diffcl_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t 
 static diffcl_status column_sums(const diffcl_tensor *g, int64_t M, int64_t N, double *out)
 {
     int64_t nblk = (M + DC_NN_ROW_BLOCK - 1) / DC_NN_ROW_BLOCK;
-    double *part = malloc((size_t)(nblk * N + 1) * sizeof *part);
+    double *part = dc_malloc((size_t)(nblk * N + 1) * sizeof *part);
     if (!part) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "linear backward: out of memory");
     int nt = dc_threads(g->ctx);
     if (g->dtype == DIFFCL_F32)
@@ -84,7 +84,7 @@ static diffcl_status linear_backward(dc_node *nd, diffcl_tensor *g, diffcl_tenso
             gemm(x->dtype, 1, 0, N, K, M, dc_data(gc), N, dc_data(x), K, 0.0, dc_data(gin[1]), K);
     }
     if (s == DIFFCL_OK && dc_wants_grad(nd, 2)) {
-        double *sums = malloc((size_t)(N + 1) * sizeof *sums);
+        double *sums = dc_malloc((size_t)(N + 1) * sizeof *sums);
         if (!sums)
             s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "linear backward: out of memory");
         else

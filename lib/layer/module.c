@@ -7,7 +7,7 @@
 
 diffcl_module *dc_module_new(diffcl_context *ctx, const dc_module_vtable *vt, void *impl)
 {
-    diffcl_module *m = calloc(1, sizeof *m);
+    diffcl_module *m = dc_calloc_raw(1, sizeof *m);
     if (!m) {
         if (impl && vt->free_impl) vt->free_impl(impl);
         dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "out of memory creating a %s module", vt->type);
@@ -28,8 +28,8 @@ static void invalidate(diffcl_module *m)
 static diffcl_status add_entry(diffcl_module *m, dc_entry **arr, int *n, const char *name,
                                diffcl_tensor *t)
 {
-    dc_entry *a = realloc(*arr, (size_t)(*n + 1) * sizeof *a);
-    char *nm = strdup(name);
+    dc_entry *a = dc_realloc(*arr, (size_t)(*n + 1) * sizeof *a);
+    char *nm = dc_strdup(name);
     if (!a || !nm) {
         if (a) *arr = a;
         free(nm);
@@ -64,8 +64,8 @@ diffcl_status dc_module_add_buffer(diffcl_module *m, const char *name, diffcl_te
 diffcl_status dc_module_add_child(diffcl_module *m, const char *name, diffcl_module *child)
 {
     if (!child) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "child module %s was not created", name);
-    dc_child *a = realloc(m->children, (size_t)(m->n_children + 1) * sizeof *a);
-    char *nm = strdup(name);
+    dc_child *a = dc_realloc(m->children, (size_t)(m->n_children + 1) * sizeof *a);
+    char *nm = dc_strdup(name);
     if (!a || !nm) {
         if (a) m->children = a;
         free(nm);
@@ -269,13 +269,13 @@ static int flatten(diffcl_module *root, const diffcl_module *m, const char *pref
         for (int i = 0; i < n; i++) {
             if (root->n_flat == *cap) {
                 int nc = *cap ? *cap * 2 : 32;
-                dc_flat_entry *f = realloc(root->flat, (size_t)nc * sizeof *f);
+                dc_flat_entry *f = dc_realloc(root->flat, (size_t)nc * sizeof *f);
                 if (!f) return 0;
                 root->flat = f;
                 *cap = nc;
             }
             size_t len = strlen(prefix) + strlen(arr[i].name) + 2;
-            char *name = malloc(len);
+            char *name = dc_malloc(len);
             if (!name) return 0;
             snprintf(name, len, "%s%s%s", prefix, *prefix ? "." : "", arr[i].name);
             root->flat[root->n_flat].name = name;
@@ -286,7 +286,7 @@ static int flatten(diffcl_module *root, const diffcl_module *m, const char *pref
     }
     for (int i = 0; i < m->n_children; i++) {
         size_t len = strlen(prefix) + strlen(m->children[i].name) + 2;
-        char *p = malloc(len);
+        char *p = dc_malloc(len);
         if (!p) return 0;
         snprintf(p, len, "%s%s%s", prefix, *prefix ? "." : "", m->children[i].name);
         int ok = flatten(root, m->children[i].m, p, cap);
@@ -315,6 +315,15 @@ static int kind_matches(const dc_flat_entry *e, int kinds)
 {
     return (e->is_param && (kinds & DIFFCL_STATE_PARAMS)) ||
            (!e->is_param && (kinds & DIFFCL_STATE_BUFFERS));
+}
+
+diffcl_status dc_module_state_count(const diffcl_module *m, int kinds, int *n)
+{
+    *n = 0;
+    if (!m) return DIFFCL_OK;
+    if (!ensure_flat(m)) return DIFFCL_ERR_OUT_OF_MEMORY; /* error set by the listing */
+    *n = diffcl_module_state_count(m, kinds);
+    return DIFFCL_OK;
 }
 
 int diffcl_module_state_count(const diffcl_module *m, int kinds)

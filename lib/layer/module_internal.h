@@ -64,6 +64,8 @@ struct diffcl_module {
 /* NULL on out-of-memory (error set); impl is freed with vt->free_impl on failure. */
 diffcl_module *dc_module_new(diffcl_context *ctx, const dc_module_vtable *vt, void *impl);
 /* Each takes over the caller's reference (also on failure, where it is released). */
+/* diffcl_module_state_count that tells out-of-memory apart from an empty module. */
+diffcl_status dc_module_state_count(const diffcl_module *m, int kinds, int *n);
 diffcl_status dc_module_add_param(diffcl_module *m, const char *name, diffcl_tensor *t);
 diffcl_status dc_module_add_buffer(diffcl_module *m, const char *name, diffcl_tensor *t);
 diffcl_status dc_module_add_child(diffcl_module *m, const char *name, diffcl_module *child);

@@ -314,8 +314,8 @@ diffcl_status dc_module_load_state_dict_skip(diffcl_module *m, const diffcl_tens
     DC_TRY(read_options(opts, &o));
     load_plan p = {.n = diffcl_module_state_count(m, DIFFCL_STATE_ALL)}; /* builds m->flat */
     if (!m->flat_valid) return DIFFCL_ERR_OUT_OF_MEMORY; /* error set by the listing */
-    p.slots = calloc((size_t)(p.n ? p.n : 1), sizeof *p.slots);
-    p.idx = calloc((size_t)(p.n ? p.n : 1), sizeof *p.idx);
+    p.slots = dc_calloc_raw((size_t)(p.n ? p.n : 1), sizeof *p.slots);
+    p.idx = dc_calloc_raw((size_t)(p.n ? p.n : 1), sizeof *p.idx);
     if (!p.slots || !p.idx) {
         free(p.slots);
         free(p.idx);

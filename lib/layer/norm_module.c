@@ -70,7 +70,7 @@ static diffcl_status instance_update_running(const norm_impl *n, const diffcl_te
 {
     int64_t N = x->shape[0], C = x->shape[1], S = dc_nn_inner(x, 2), rows = N * C;
     diffcl_tensor *xc = dc_contiguous(x);
-    double *buf = xc ? malloc((size_t)(2 * rows + 2 * C + 1) * sizeof *buf) : NULL;
+    double *buf = xc ? dc_malloc((size_t)(2 * rows + 2 * C + 1) * sizeof *buf) : NULL;
     if (!buf) {
         diffcl_tensor_free(xc);
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "instancenorm: out of memory");
@@ -182,7 +182,7 @@ diffcl_status diffcl_norm_create(diffcl_context *ctx, const diffcl_norm_options 
         DC_CHECK_ARG(o.channels % o.groups == 0, "%s: %d groups do not divide %d channels", fn,
                      o.groups, o.channels);
     }
-    norm_impl *impl = malloc(sizeof *impl);
+    norm_impl *impl = dc_malloc(sizeof *impl);
     if (!impl) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     impl->o = o;
     diffcl_module *m = dc_module_new(ctx, &NORM_VT[o.kind], impl);

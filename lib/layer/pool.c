@@ -130,7 +130,7 @@ static diffcl_status pool_impl(const char *what, const diffcl_tensor *x,
     dc_cgeo *st = NULL;
     if (y && record) {
         int64_t ish[1] = {planes * dc_cgeo_out_vox(&g)};
-        st = malloc(sizeof *st);
+        st = dc_malloc(sizeof *st);
         if (is_max) idx = dc_tensor_empty(ctx, DIFFCL_I32, 1, ish);
         if (!st || (is_max && !idx)) {
             diffcl_tensor_free(y);

@@ -406,7 +406,7 @@ diffcl_status diffcl_selective_scan(const diffcl_tensor *u, const diffcl_tensor 
                                    (diffcl_tensor *)z, (diffcl_tensor *)delta_bias};
     int record = ctx->grad_enabled && dc_any_requires_grad(inputs, N_IN);
 
-    scan_state *s = calloc(1, sizeof *s);
+    scan_state *s = dc_calloc_raw(1, sizeof *s);
     if (!s) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     s->ctx = ctx;
     s->Bn = Bn;

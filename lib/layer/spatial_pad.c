@@ -29,7 +29,7 @@ static int64_t *plane_map(const int64_t L[3], const int64_t P[3], int reflect, i
 {
     int64_t O[3] = {L[0] + 2 * P[0], L[1] + 2 * P[1], L[2] + 2 * P[2]};
     *n_out = O[0] * O[1] * O[2];
-    int64_t *map = malloc(sizeof *map * (size_t)*n_out);
+    int64_t *map = dc_malloc(sizeof *map * (size_t)*n_out);
     if (!map) return NULL;
     for (int64_t z = 0; z < O[0]; z++)
         for (int64_t y = 0; y < O[1]; y++)

@@ -70,7 +70,7 @@ diffcl_status diffcl_cross_entropy_loss(const diffcl_tensor *logits, const diffc
     DC_CHECK_TENSOR(target, fn);
     diffcl_ce_options o;
     DC_LOSS_OPTS(o, opts, DIFFCL_CE_OPTIONS_INIT);
-    ce_state *st = calloc(1, sizeof *st);
+    ce_state *st = dc_calloc_raw(1, sizeof *st);
     if (!st) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     diffcl_status s = dc_loss_split(fn, logits, "logits", target, "target", &st->N, &st->C, &st->S);
     if (s == DIFFCL_OK) s = dc_loss_class_weights(fn, o.class_weight, st->C, &st->cw);
@@ -90,7 +90,7 @@ diffcl_status diffcl_cross_entropy_loss(const diffcl_tensor *logits, const diffc
     int record = ctx->grad_enabled && logits->requires_grad;
     int64_t nvox = st->N * st->S;
     int64_t nb = (st->S + DC_LOSS_BLOCK - 1) / DC_LOSS_BLOCK, total = st->N * nb;
-    double *partial = malloc((size_t)(total ? total : 1) * 2 * sizeof *partial);
+    double *partial = dc_malloc((size_t)(total ? total : 1) * 2 * sizeof *partial);
     if (record) st->lse = dc_tensor_empty(ctx, logits->dtype, 1, &nvox);
     if (!st->x || !partial || (record && !st->lse)) {
         free(partial);

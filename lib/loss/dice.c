@@ -74,7 +74,7 @@ diffcl_status diffcl_dice_loss(const diffcl_tensor *logits, const diffcl_tensor 
     if (!(o.smooth >= 0) || !isfinite(o.smooth))
         return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: smooth is %g; need a finite value >= 0",
                         fn, o.smooth);
-    dice_state *st = calloc(1, sizeof *st);
+    dice_state *st = dc_calloc_raw(1, sizeof *st);
     if (!st) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     double *cw = NULL, *partial = NULL, *sums = NULL;
     diffcl_status s = dc_loss_split(fn, logits, "logits", target, "target", &st->N, &st->C, &st->S);
@@ -105,9 +105,9 @@ diffcl_status diffcl_dice_loss(const diffcl_tensor *logits, const diffcl_tensor 
     int record = ctx->grad_enabled && logits->requires_grad;
     int64_t nvox = st->N * st->S;
     int64_t nb = (st->S + DC_LOSS_BLOCK - 1) / DC_LOSS_BLOCK, total = st->N * nb;
-    partial = malloc((size_t)(total ? total : 1) * (size_t)C * 3 * sizeof *partial);
-    sums = calloc((size_t)(st->G ? st->G : 1) * (size_t)C * 3, sizeof *sums);
-    st->coef = calloc((size_t)(st->G ? st->G : 1) * (size_t)C * 2, sizeof *st->coef);
+    partial = dc_malloc((size_t)(total ? total : 1) * (size_t)C * 3 * sizeof *partial);
+    sums = dc_calloc_raw((size_t)(st->G ? st->G : 1) * (size_t)C * 3, sizeof *sums);
+    st->coef = dc_calloc_raw((size_t)(st->G ? st->G : 1) * (size_t)C * 2, sizeof *st->coef);
     if (record) st->lse = dc_tensor_empty(ctx, logits->dtype, 1, &nvox);
     if (!st->x || !partial || !sums || !st->coef || (record && !st->lse)) {
         free(cw);

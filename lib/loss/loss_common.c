@@ -129,7 +129,7 @@ diffcl_status dc_loss_class_weights(const char *fn, const diffcl_tensor *cw, int
     if (cw->ndim != 1 || cw->shape[0] != C)
         return dc_error(DIFFCL_ERR_SHAPE, "%s: class weight has shape %s; need [%lld]", fn,
                         dc_shape_str(cw), (long long)C);
-    double *w = malloc((size_t)(C ? C : 1) * sizeof *w);
+    double *w = dc_malloc((size_t)(C ? C : 1) * sizeof *w);
     if (!w) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     for (int64_t c = 0; c < C; c++) {
         w[c] = cw->dtype == DIFFCL_F32 ? (double)dc_f32(cw)[c * cw->strides[0]]

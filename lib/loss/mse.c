@@ -81,7 +81,7 @@ diffcl_status diffcl_mse_loss(const diffcl_tensor *input, const diffcl_tensor *t
     if (input->ctx != target->ctx || (mask && mask->ctx != input->ctx))
         return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: tensors belong to different contexts",
                         fn);
-    mse_state *st = calloc(1, sizeof *st);
+    mse_state *st = dc_calloc_raw(1, sizeof *st);
     if (!st) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     st->n = dc_numel(input);
     diffcl_status s = DIFFCL_OK;
@@ -109,7 +109,8 @@ diffcl_status diffcl_mse_loss(const diffcl_tensor *input, const diffcl_tensor *t
     diffcl_tensor_free(ac);
     diffcl_tensor_free(bc);
     int64_t nb = (st->n + MSE_BLOCK - 1) / MSE_BLOCK;
-    double *partial = s == DIFFCL_OK ? malloc((size_t)(nb ? nb : 1) * 2 * sizeof *partial) : NULL;
+    double *partial =
+        s == DIFFCL_OK ? dc_malloc((size_t)(nb ? nb : 1) * 2 * sizeof *partial) : NULL;
     if (s == DIFFCL_OK && !partial) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     if (s != DIFFCL_OK) {
         mse_state_free(st);

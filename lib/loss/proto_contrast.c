@@ -99,9 +99,9 @@ static diffcl_status pc_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **g
     diffcl_tensor *df = want_f ? dc_tensor_new(fin->ctx, fin->dtype, fin->ndim, fin->shape) : NULL;
     diffcl_tensor *dp = want_p ? dc_tensor_new(pin->ctx, pin->dtype, pin->ndim, pin->shape) : NULL;
     double *dfbuf =
-        want_f && st->indexed ? malloc((size_t)(K ? K : 1) * (size_t)F * sizeof(double)) : NULL;
+        want_f && st->indexed ? dc_malloc((size_t)(K ? K : 1) * (size_t)F * sizeof(double)) : NULL;
     double *dvpart =
-        want_p ? calloc((size_t)(nb ? nb : 1) * (size_t)(C * F), sizeof(double)) : NULL;
+        want_p ? dc_calloc_raw((size_t)(nb ? nb : 1) * (size_t)(C * F), sizeof(double)) : NULL;
     int fail = (want_f && (!df || (st->indexed && !dfbuf))) || (want_p && (!dp || !dvpart));
     const double gs = dc_loss_gval(g) * st->inv_den;
     const int df32 = fin->dtype == DIFFCL_F32;
@@ -109,7 +109,7 @@ static diffcl_status pc_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **g
     if (!fail && K > 0 && gs != 0) {
 #pragma omp parallel num_threads(nt) if (nb > 1)
         {
-            double *buf = malloc((size_t)(3 * F + C) * sizeof(double));
+            double *buf = dc_malloc((size_t)(3 * F + C) * sizeof(double));
             if (!buf) {
 #pragma omp atomic write
                 fail = 1;
@@ -163,8 +163,8 @@ static diffcl_status pc_backward(dc_node *n, diffcl_tensor *g, diffcl_tensor **g
                 }
             }
         if (!fail && want_p) {
-            double *dv = malloc((size_t)(C * F) * sizeof(double)),
-                   *dpc = malloc((size_t)F * sizeof(double));
+            double *dv = dc_malloc((size_t)(C * F) * sizeof(double)),
+                   *dpc = dc_malloc((size_t)F * sizeof(double));
             if (!dv || !dpc) fail = 1;
             for (int64_t j = 0; !fail && j < C * F; j++) {
                 double acc = 0;
@@ -212,7 +212,7 @@ static diffcl_status pc_select(const char *fn, pc_state *st, const diffcl_tensor
             return dc_error(DIFFCL_ERR_SHAPE, "%s: indices have shape %s; need [K]", fn,
                             dc_shape_str(idx));
         int64_t n = idx->shape[0];
-        st->vox = malloc((size_t)(n ? n : 1) * sizeof *st->vox);
+        st->vox = dc_malloc((size_t)(n ? n : 1) * sizeof *st->vox);
         if (!st->vox) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
         const char *base = dc_data(idx);
         for (int64_t k = 0; k < n; k++) {
@@ -228,15 +228,15 @@ static diffcl_status pc_select(const char *fn, pc_state *st, const diffcl_tensor
         st->indexed = 1;
     } else {
         for (int64_t i = 0; i < nvox; i++) K += y[i] >= 0;
-        st->vox = malloc((size_t)(K ? K : 1) * sizeof *st->vox);
+        st->vox = dc_malloc((size_t)(K ? K : 1) * sizeof *st->vox);
         if (!st->vox) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
         K = 0;
         for (int64_t i = 0; i < nvox; i++)
             if (y[i] >= 0) st->vox[K++] = i;
     }
     st->K = K;
-    st->cls = malloc((size_t)(K ? K : 1) * sizeof *st->cls);
-    if (wv) st->w = malloc((size_t)(K ? K : 1) * sizeof *st->w);
+    st->cls = dc_malloc((size_t)(K ? K : 1) * sizeof *st->cls);
+    if (wv) st->w = dc_malloc((size_t)(K ? K : 1) * sizeof *st->w);
     if (!st->cls || (wv && !st->w))
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     for (int64_t k = 0; k < K; k++) {
@@ -285,8 +285,8 @@ static diffcl_status pc_prepare(const char *fn, pc_state *st, const diffcl_tenso
     if (fc) st->f = dc_tensor_alias(fc, fc->ndim, fc->shape, fc->strides, fc->offset);
     diffcl_tensor_free(fc);
     const int64_t C = st->C, F = st->F;
-    st->v = malloc((size_t)(C * F > 0 ? C * F : 1) * sizeof *st->v);
-    st->pn = malloc((size_t)C * sizeof *st->pn);
+    st->v = dc_malloc((size_t)(C * F > 0 ? C * F : 1) * sizeof *st->v);
+    st->pn = dc_malloc((size_t)C * sizeof *st->pn);
     if (!st->f || !st->v || !st->pn)
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     for (int64_t c = 0; c < C; c++) {
@@ -310,12 +310,12 @@ static diffcl_status pc_prepare(const char *fn, pc_state *st, const diffcl_tenso
 static int pc_sum(const pc_state *st, int nt, double *num_out, double *den_out)
 {
     const int64_t K = st->K, F = st->F, C = st->C, nb = (K + PC_BLOCK - 1) / PC_BLOCK;
-    double *partial = calloc((size_t)(nb ? nb : 1) * 2, sizeof *partial);
+    double *partial = dc_calloc_raw((size_t)(nb ? nb : 1) * 2, sizeof *partial);
     int fail = !partial;
     if (!fail && K > 0) {
 #pragma omp parallel num_threads(nt) if (nb > 1)
         {
-            double *buf = malloc((size_t)(F + C) * sizeof(double));
+            double *buf = dc_malloc((size_t)(F + C) * sizeof(double));
             if (!buf) {
 #pragma omp atomic write
                 fail = 1;
@@ -367,7 +367,7 @@ diffcl_status diffcl_proto_contrast_loss(const diffcl_tensor *features,
                         "%s: temperature is %g; need a finite value > 0", fn, o.temperature);
     int64_t N, F, S;
     DC_TRY(pc_check(fn, features, prototypes, target, &N, &F, &S));
-    pc_state *st = calloc(1, sizeof *st);
+    pc_state *st = dc_calloc_raw(1, sizeof *st);
     if (!st) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     st->N = N;
     st->F = F;

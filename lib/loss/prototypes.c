@@ -26,8 +26,9 @@ diffcl_status diffcl_class_prototypes(const diffcl_tensor *features, const diffc
     /* INT64_MIN: no value is ignored; masked-out voxels become -1 */
     if (s == DIFFCL_OK) s = dc_loss_labels(fn, labels, C, INT64_MIN, wt, dc_threads(ctx), &y);
     if (s == DIFFCL_OK && !(fc = dc_contiguous(features))) s = DIFFCL_ERR_OUT_OF_MEMORY;
-    double *sums = s == DIFFCL_OK ? calloc((size_t)(C * F > 0 ? C * F : 1), sizeof *sums) : NULL;
-    double *cnt = s == DIFFCL_OK ? calloc((size_t)C, sizeof *cnt) : NULL;
+    double *sums =
+        s == DIFFCL_OK ? dc_calloc_raw((size_t)(C * F > 0 ? C * F : 1), sizeof *sums) : NULL;
+    double *cnt = s == DIFFCL_OK ? dc_calloc_raw((size_t)C, sizeof *cnt) : NULL;
     diffcl_tensor *p = NULL, *ct = NULL;
     if (s == DIFFCL_OK && (!sums || !cnt))
         s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
@@ -136,7 +137,7 @@ diffcl_status diffcl_prototype_bank_update(diffcl_tensor *bank, const diffcl_ten
         int present = cc ? dc_loss_load(dc_data(cc), cc->dtype, c) > 0 : nr > 0;
         if (!present) continue;
         double m = br > 0 ? momentum : 0.0, r2 = 0;
-        double *row = malloc((size_t)F * sizeof *row);
+        double *row = dc_malloc((size_t)F * sizeof *row);
         if (!row) {
             s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
             break;
@@ -179,7 +180,7 @@ diffcl_status diffcl_sample_voxels(const diffcl_tensor *mask, int64_t max_count,
     int64_t n = dc_numel(mc), M = 0;
     const void *mp = dc_data(mc);
     for (int64_t i = 0; i < n; i++) M += dc_loss_load(mp, mc->dtype, i) != 0;
-    int64_t *pos = malloc((size_t)(M ? M : 1) * sizeof *pos);
+    int64_t *pos = dc_malloc((size_t)(M ? M : 1) * sizeof *pos);
     if (!pos) {
         diffcl_tensor_free(mc);
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);

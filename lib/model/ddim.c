@@ -80,9 +80,9 @@ diffcl_status dc_diffusion_sample_rows(diffcl_module *m, const diffcl_tensor *im
     int steps = so.steps;
     DC_CHECK_ARG(steps >= 1 && steps <= sched->T, "%s: steps %d not in [1, %d]", fn, steps,
                  sched->T);
-    int *ts = malloc((size_t)steps * sizeof *ts);
+    int *ts = dc_malloc((size_t)steps * sizeof *ts);
     int64_t N = image->shape[0];
-    int64_t *tv = malloc((size_t)(N ? N : 1) * sizeof *tv);
+    int64_t *tv = dc_malloc((size_t)(N ? N : 1) * sizeof *tv);
     int64_t sh[DIFFCL_MAX_DIMS];
     for (int i = 0; i < image->ndim; i++) sh[i] = image->shape[i];
     sh[1] = o->n_classes;
@@ -164,7 +164,7 @@ diffcl_status diffcl_diffusion_denoise_once(diffcl_module *m, const diffcl_tenso
     DC_CHECK_ARG(t >= 0 && t < o->timesteps, "%s: t = %d not in [0, %d)", fn, t, o->timesteps);
     DC_CHECK_ARG(x0->ndim >= 1, "%s: x0 has no batch axis", fn);
     int64_t N = x0->shape[0];
-    int64_t *tv = malloc((size_t)(N ? N : 1) * sizeof *tv);
+    int64_t *tv = dc_malloc((size_t)(N ? N : 1) * sizeof *tv);
     if (!tv) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     for (int64_t n = 0; n < N; n++) tv[n] = t;
     const diffcl_diffusion_schedule *sched = diffcl_diffusion_get_schedule(m);
@@ -247,7 +247,7 @@ diffcl_status diffcl_diffusion_pseudo_label(const diffcl_tensor *logits, diffcl_
     diffcl_tensor *lab = p ? dc_tensor_empty(logits->ctx, DIFFCL_I64, logits->ndim - 1, lsh) : NULL;
     diffcl_tensor *pr =
         lab ? dc_tensor_empty(logits->ctx, DIFFCL_F32, logits->ndim, logits->shape) : NULL;
-    float *tmp = malloc((size_t)(S ? S : 1) * sizeof *tmp);
+    float *tmp = dc_malloc((size_t)(S ? S : 1) * sizeof *tmp);
     if (!pr || !tmp) {
         diffcl_tensor_free(p);
         diffcl_tensor_free(lab);

@@ -229,7 +229,7 @@ diffcl_status diffcl_diffusion_create(diffcl_context *ctx, const diffcl_diffusio
     DC_TRY(dc_options_read(&o, sizeof o, opts,
                            offsetof(diffcl_diffusion_options, seed) + sizeof(uint64_t), 0, fn));
     DC_TRY(validate(&o));
-    denoiser_impl *impl = calloc(1, sizeof *impl);
+    denoiser_impl *impl = dc_calloc_raw(1, sizeof *impl);
     if (!impl) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     impl->opts = o;
     diffcl_status s = diffcl_diffusion_schedule_create(o.schedule, o.timesteps, &impl->sched);
@@ -447,6 +447,7 @@ diffcl_status diffcl_diffusion_forward(diffcl_module *m, const diffcl_tensor *x_
         diffcl_tensor_free(h);
         h = y;
         if (s == DIFFCL_OK) {
+            y = NULL;
             s = block_forward(dc_module_get_child(enc, encb[lv]), h, st, &y);
             diffcl_tensor_free(h);
             h = y;
@@ -459,11 +460,13 @@ diffcl_status diffcl_diffusion_forward(diffcl_module *m, const diffcl_tensor *x_
         diffcl_tensor_free(h);
         h = y;
         if (s == DIFFCL_OK) {
+            y = NULL;
             s = diffcl_add(h, skip[3 - k], &y);
             diffcl_tensor_free(h);
             h = y;
         }
         if (s == DIFFCL_OK) {
+            y = NULL;
             s = block_forward(dc_module_get_child(dec, decb[k]), h, st, &y);
             diffcl_tensor_free(h);
             h = y;
@@ -618,7 +621,7 @@ diffcl_status dc_diffusion_loss_rows(diffcl_module *m, const diffcl_tensor *imag
                         dc_shape_str(image), dc_shape_str(label));
     }
     const diffcl_diffusion_schedule *sched = diffcl_diffusion_get_schedule(m);
-    int64_t *t = malloc((size_t)(N ? N : 1) * sizeof *t);
+    int64_t *t = dc_malloc((size_t)(N ? N : 1) * sizeof *t);
     diffcl_tensor *x0 = NULL, *xt = NULL, *eps = NULL, *pred = NULL;
     diffcl_status s = t ? DIFFCL_OK : dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     if (s == DIFFCL_OK) {

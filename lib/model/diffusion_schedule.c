@@ -24,8 +24,9 @@ diffcl_status diffcl_diffusion_schedule_create(diffcl_beta_schedule kind, int ti
                  "diffcl_diffusion_schedule_create: unknown schedule %d", (int)kind);
     DC_CHECK_ARG(timesteps >= 2 && timesteps <= 1000000,
                  "diffcl_diffusion_schedule_create: timesteps %d not in [2, 1000000]", timesteps);
-    diffcl_diffusion_schedule *s = calloc(1, sizeof *s);
-    double *b = malloc((size_t)timesteps * sizeof *b), *ab = malloc((size_t)timesteps * sizeof *ab);
+    diffcl_diffusion_schedule *s = dc_calloc_raw(1, sizeof *s);
+    double *b = dc_malloc((size_t)timesteps * sizeof *b),
+           *ab = dc_malloc((size_t)timesteps * sizeof *ab);
     if (!s || !b || !ab) {
         free(s);
         free(b);
@@ -141,7 +142,7 @@ void dc_diffusion_fill_noise(diffcl_tensor *x, diffcl_rng_key key, uint64_t k,
                              const uint32_t *samples)
 {
     int64_t N = x->ndim ? x->shape[0] : 1, P = dc_per_sample(x);
-    float *tmp = x->dtype == DIFFCL_F64 ? malloc((size_t)(P ? P : 1) * sizeof *tmp) : NULL;
+    float *tmp = x->dtype == DIFFCL_F64 ? dc_malloc((size_t)(P ? P : 1) * sizeof *tmp) : NULL;
     for (int64_t n = 0; n < N; n++) {
         diffcl_rng_key kn = key;
         kn.index = key.index + (samples ? samples[n] : (uint32_t)n);
@@ -191,8 +192,8 @@ diffcl_status dc_diffusion_q_sample_rows(const diffcl_diffusion_schedule *s,
             return dc_error(DIFFCL_ERR_INVALID_ARGUMENT, "%s: t[%lld] = %lld not in [0, %d)", fn,
                             (long long)n, (long long)t[n], s->T);
     /* x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, differentiable in x_0 */
-    double *a = malloc((size_t)(N ? N : 1) * sizeof *a),
-           *b = malloc((size_t)(N ? N : 1) * sizeof *b);
+    double *a = dc_malloc((size_t)(N ? N : 1) * sizeof *a),
+           *b = dc_malloc((size_t)(N ? N : 1) * sizeof *b);
     diffcl_tensor *eps = dc_tensor_empty(x0->ctx, x0->dtype, x0->ndim, x0->shape), *r = NULL;
     diffcl_status st =
         a && b && eps ? DIFFCL_OK : dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);

@@ -130,7 +130,7 @@ diffcl_status diffcl_hf_mamba_create(diffcl_context *ctx, const diffcl_hf_mamba_
     DC_CHECK_ARG(o.border_pad >= 0 && o.border_pad <= 4096, "%s: border_pad %d not in [0, 4096]",
                  fn, o.border_pad);
 
-    hfm_impl *hi = calloc(1, sizeof *hi);
+    hfm_impl *hi = dc_calloc_raw(1, sizeof *hi);
     if (!hi) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     hi->o = o;
     diffcl_module *m = dc_module_new(ctx, &HFM_VT, hi);

@@ -211,7 +211,7 @@ static diffcl_status make_dt_proj(diffcl_context *ctx, const diffcl_mamba_option
     double std = o->dt_scale / sqrt((double)o->dt_rank);
     diffcl_status s = diffcl_tensor_fill_uniform(dc_module_param(lin, "weight"),
                                                  subkey(o->init_key, p + 1), -std, std);
-    float *u = malloc((size_t)E * sizeof *u), *bias = malloc((size_t)E * sizeof *bias);
+    float *u = dc_malloc((size_t)E * sizeof *u), *bias = dc_malloc((size_t)E * sizeof *bias);
     if (!u || !bias) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "mamba: out of memory");
     if (s == DIFFCL_OK) {
         diffcl_rng_uniform(subkey(o->init_key, p + 2), 0, (size_t)E, 0.0f, 1.0f, u);
@@ -279,7 +279,7 @@ diffcl_status diffcl_mamba_create(diffcl_context *ctx, const diffcl_mamba_option
     DC_CHECK_ARG(o.scan_chunk >= 0, "%s: scan_chunk %d < 0", fn, o.scan_chunk);
     DC_CHECK_ARG(o.init_key.reserved == 0, "%s: init_key.reserved must be 0", fn);
     if (o.dt_rank == 0) o.dt_rank = (o.d_model + 15) / 16;
-    mamba_impl *mi = calloc(1, sizeof *mi);
+    mamba_impl *mi = dc_calloc_raw(1, sizeof *mi);
     if (!mi) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     mi->o = o;
     mi->E = (int64_t)o.expand * o.d_model;

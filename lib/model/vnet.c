@@ -168,7 +168,7 @@ diffcl_status diffcl_vnet_create(diffcl_context *ctx, const diffcl_vnet_options 
                  o.hfm_border);
     DC_CHECK_ARG(o.hf_mamba_levels < 32u,
                  "diffcl_vnet_create: hf_mamba_levels 0x%x names levels > 5", o.hf_mamba_levels);
-    vnet_impl *impl = calloc(1, sizeof *impl);
+    vnet_impl *impl = dc_calloc_raw(1, sizeof *impl);
     if (!impl) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_vnet_create: out of memory");
     impl->opts = o;
     diffcl_module *m = dc_module_new(ctx, &VNET_VT, impl);

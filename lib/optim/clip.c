@@ -71,7 +71,7 @@ diffcl_status diffcl_optimizer_clip_grad_norm(diffcl_optimizer *opt, double max_
                                               double norm_type, double *total_norm)
 {
     DC_CHECK_ARG(opt, "diffcl_optimizer_clip_grad_norm: optimizer is NULL");
-    diffcl_tensor **ps = malloc((size_t)(opt->n_params ? opt->n_params : 1) * sizeof *ps);
+    diffcl_tensor **ps = dc_malloc((size_t)(opt->n_params ? opt->n_params : 1) * sizeof *ps);
     if (!ps)
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_optimizer_clip_grad_norm: out of memory");
     for (int i = 0; i < opt->n_params; i++) ps[i] = opt->params[i].p;

@@ -207,7 +207,7 @@ diffcl_status diffcl_optimizer_load_state_dict(diffcl_optimizer *opt,
     if (diffcl_tensor_dict_get(dict, key))
         return dc_error(DIFFCL_ERR_STATE, "%s: the state has more than this optimizer's %d groups",
                         fn, opt->n_groups);
-    dc_opt_group *ng = malloc((size_t)(opt->n_groups ? opt->n_groups : 1) * sizeof *ng);
+    dc_opt_group *ng = dc_malloc((size_t)(opt->n_groups ? opt->n_groups : 1) * sizeof *ng);
     if (!ng) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     diffcl_status s = read_groups(opt, dict, ng, fn);
     double steps = 0;
@@ -216,9 +216,9 @@ diffcl_status diffcl_optimizer_load_state_dict(diffcl_optimizer *opt,
     DC_STEP(check_buffers(opt, dict, fn));
     /* 2. allocate the buffers that will be needed, still without changing anything */
     diffcl_tensor **fresh =
-        s == DIFFCL_OK
-            ? calloc((size_t)(opt->n_params ? opt->n_params : 1) * DC_OPT_NBUF, sizeof *fresh)
-            : NULL;
+        s == DIFFCL_OK ? dc_calloc_raw((size_t)(opt->n_params ? opt->n_params : 1) * DC_OPT_NBUF,
+                                       sizeof *fresh)
+                       : NULL;
     if (s == DIFFCL_OK && !fresh) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     for (int i = 0; i < opt->n_params && s == DIFFCL_OK; i++) {
         const diffcl_tensor *p = opt->params[i].p;
@@ -237,7 +237,8 @@ diffcl_status diffcl_optimizer_load_state_dict(diffcl_optimizer *opt,
         }
     }
     double *psteps =
-        s == DIFFCL_OK ? calloc((size_t)(opt->n_params ? opt->n_params : 1), sizeof *psteps) : NULL;
+        s == DIFFCL_OK ? dc_calloc_raw((size_t)(opt->n_params ? opt->n_params : 1), sizeof *psteps)
+                       : NULL;
     if (s == DIFFCL_OK && !psteps) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     for (int i = 0; i < opt->n_params && s == DIFFCL_OK; i++) {
         snprintf(key, sizeof key, "state.%d.step", i);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layer/module_internal.h"
 #include "optim/optim_internal.h"
 
 void diffcl_param_group_options_init(diffcl_param_group_options *opts)
@@ -58,7 +59,7 @@ diffcl_status diffcl_optimizer_create(diffcl_context *ctx, diffcl_optim_kind kin
     DC_CHECK_ARG(kind == DIFFCL_OPTIM_SGD || kind == DIFFCL_OPTIM_ADAM ||
                      kind == DIFFCL_OPTIM_ADAMW,
                  "diffcl_optimizer_create: unknown optimizer kind %d", (int)kind);
-    diffcl_optimizer *o = calloc(1, sizeof *o);
+    diffcl_optimizer *o = dc_calloc_raw(1, sizeof *o);
     if (!o) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_optimizer_create: out of memory");
     o->ctx = ctx;
     o->kind = kind;
@@ -124,7 +125,7 @@ diffcl_status diffcl_optimizer_add_group(diffcl_optimizer *opt, diffcl_tensor *c
     }
     if (opt->n_groups == opt->cap_groups) {
         int cap = opt->cap_groups ? 2 * opt->cap_groups : 4;
-        dc_opt_group *g = realloc(opt->groups, (size_t)cap * sizeof *g);
+        dc_opt_group *g = dc_realloc(opt->groups, (size_t)cap * sizeof *g);
         if (!g) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
         opt->groups = g;
         opt->cap_groups = cap;
@@ -132,7 +133,7 @@ diffcl_status diffcl_optimizer_add_group(diffcl_optimizer *opt, diffcl_tensor *c
     if (opt->n_params + n_params > opt->cap_params) {
         int cap = opt->cap_params ? opt->cap_params : 16;
         while (cap < opt->n_params + n_params) cap *= 2;
-        dc_opt_param *p = realloc(opt->params, (size_t)cap * sizeof *p);
+        dc_opt_param *p = dc_realloc(opt->params, (size_t)cap * sizeof *p);
         if (!p) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
         opt->params = p;
         opt->cap_params = cap;
@@ -143,7 +144,7 @@ diffcl_status diffcl_optimizer_add_group(diffcl_optimizer *opt, diffcl_tensor *c
         memset(p, 0, sizeof *p);
         p->group = gi;
         if (names && names[k]) {
-            p->name = strdup(names[k]);
+            p->name = dc_strdup(names[k]);
             if (!p->name) {
                 for (int j = 0; j < k; j++) free(opt->params[opt->n_params + j].name);
                 return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
@@ -173,11 +174,12 @@ diffcl_status diffcl_optimizer_add_module(diffcl_optimizer *opt, const diffcl_mo
     diffcl_param_group_options o;
     dc_opt_read_group(&o, opts);
     DC_TRY(dc_opt_check_group(fn, opt->kind, &o));
-    int n = diffcl_module_state_count(module, DIFFCL_STATE_PARAMS);
-    diffcl_tensor **ts[2] = {malloc((size_t)(n ? n : 1) * sizeof(diffcl_tensor *)),
-                             malloc((size_t)(n ? n : 1) * sizeof(diffcl_tensor *))};
-    const char **nm[2] = {malloc((size_t)(n ? n : 1) * sizeof(char *)),
-                          malloc((size_t)(n ? n : 1) * sizeof(char *))};
+    int n = 0;
+    DC_TRY(dc_module_state_count(module, DIFFCL_STATE_PARAMS, &n));
+    diffcl_tensor **ts[2] = {dc_malloc((size_t)(n ? n : 1) * sizeof(diffcl_tensor *)),
+                             dc_malloc((size_t)(n ? n : 1) * sizeof(diffcl_tensor *))};
+    const char **nm[2] = {dc_malloc((size_t)(n ? n : 1) * sizeof(char *)),
+                          dc_malloc((size_t)(n ? n : 1) * sizeof(char *))};
     int cnt[2] = {0, 0};
     diffcl_status s = DIFFCL_OK;
     if (!ts[0] || !ts[1] || !nm[0] || !nm[1])

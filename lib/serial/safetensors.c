@@ -410,7 +410,7 @@ static diffcl_status read_tensor(diffcl_context *ctx, const char *path, int fd, 
         err = read_at(fd, dc_data(t), nbytes, data_start + e->begin);
         if (!err && !host_little_endian()) swap_elements(dc_data(t), n, e->dt->size);
     } else if (nbytes > 0) {
-        unsigned char *raw = malloc(nbytes);
+        unsigned char *raw = dc_malloc(nbytes);
         if (!raw) {
             diffcl_tensor_free(t);
             return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: tensor %s: out of memory (%zu bytes)",
@@ -436,14 +436,14 @@ static diffcl_status dict_append(diffcl_tensor_dict *d, const char *name, diffcl
 {
     if (d->n == d->cap) {
         int cap = d->cap ? d->cap * 2 : 16;
-        char **nn = realloc(d->names, (size_t)cap * sizeof *nn);
+        char **nn = dc_realloc(d->names, (size_t)cap * sizeof *nn);
         if (nn) d->names = nn;
-        diffcl_tensor **tt = nn ? realloc(d->tensors, (size_t)cap * sizeof *tt) : NULL;
+        diffcl_tensor **tt = nn ? dc_realloc(d->tensors, (size_t)cap * sizeof *tt) : NULL;
         if (!tt) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "out of memory adding tensor %s", name);
         d->tensors = tt;
         d->cap = cap;
     }
-    char *copy = strdup(name);
+    char *copy = dc_strdup(name);
     if (!copy) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "out of memory adding tensor %s", name);
     d->names[d->n] = copy;
     d->tensors[d->n] = diffcl_tensor_retain(t);
@@ -477,7 +477,7 @@ static diffcl_status read_header(const char *path, int fd, uint64_t file_size, c
     if (hlen < 2)
         return dc_error(DIFFCL_ERR_FORMAT, "%s: header of %" PRIu64 " bytes is too short", path,
                         hlen);
-    char *h = malloc((size_t)hlen + 1);
+    char *h = dc_malloc((size_t)hlen + 1);
     if (!h)
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY,
                         "%s: out of memory for a header of %" PRIu64 " bytes", path, hlen);
@@ -593,8 +593,8 @@ static diffcl_status load_from_fd(diffcl_context *ctx, const char *path, int fd,
     cJSON *root = NULL;
     diffcl_status s = parse_header(path, hdr, hlen, &root);
     int total = root ? cJSON_GetArraySize(root) : 0;
-    st_entry *entries = calloc((size_t)(total ? total : 1), sizeof *entries);
-    st_entry **order = calloc((size_t)(total ? total : 1), sizeof *order);
+    st_entry *entries = dc_calloc_raw((size_t)(total ? total : 1), sizeof *entries);
+    st_entry **order = dc_calloc_raw((size_t)(total ? total : 1), sizeof *order);
     if (s == DIFFCL_OK && (!entries || !order))
         s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory for %d header entries", path,
                      total);
@@ -718,7 +718,7 @@ static diffcl_status build_header(const diffcl_tensor_dict *d, const char *path,
     if (!js)
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory building the header", path);
     size_t n = strlen(js), padded = (n + 7) / 8 * 8;
-    char *buf = realloc(js, padded + 1);
+    char *buf = dc_realloc(js, padded + 1);
     if (!buf) {
         free(js);
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory building the header", path);
@@ -769,11 +769,11 @@ static int sync_parent_dir(const char *path)
     const char *slash = strrchr(path, '/');
     char *dir;
     if (!slash)
-        dir = strdup(".");
+        dir = dc_strdup(".");
     else if (slash == path)
-        dir = strdup("/");
+        dir = dc_strdup("/");
     else
-        dir = strndup(path, (size_t)(slash - path));
+        dir = dc_strndup(path, (size_t)(slash - path));
     if (!dir) return ENOMEM;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     free(dir);
@@ -808,7 +808,7 @@ diffcl_status diffcl_safetensors_save(const diffcl_tensor_dict *d, const char *p
     DC_TRY(build_header(d, path, &hdr, &hlen));
 
     size_t tlen = strlen(path) + 32;
-    char *tmp = malloc(tlen);
+    char *tmp = dc_malloc(tlen);
     if (!tmp) {
         free(hdr);
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", path);

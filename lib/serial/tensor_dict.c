@@ -7,7 +7,7 @@
 diffcl_status diffcl_tensor_dict_new(diffcl_context *ctx, diffcl_tensor_dict **out)
 {
     DC_CHECK_ARG(out, "diffcl_tensor_dict_new: out is NULL");
-    *out = calloc(1, sizeof **out);
+    *out = dc_calloc_raw(1, sizeof **out);
     if (!*out) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_tensor_dict_new: out of memory");
     (*out)->ctx = ctx;
     return DIFFCL_OK;
@@ -50,14 +50,14 @@ diffcl_status diffcl_tensor_dict_set(diffcl_tensor_dict *d, const char *name, di
     }
     if (d->n == d->cap) {
         int cap = d->cap ? d->cap * 2 : 16;
-        char **nn = realloc(d->names, (size_t)cap * sizeof *nn);
+        char **nn = dc_realloc(d->names, (size_t)cap * sizeof *nn);
         if (nn) d->names = nn;
-        diffcl_tensor **tt = nn ? realloc(d->tensors, (size_t)cap * sizeof *tt) : NULL;
+        diffcl_tensor **tt = nn ? dc_realloc(d->tensors, (size_t)cap * sizeof *tt) : NULL;
         if (!tt) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_tensor_dict_set: out of memory");
         d->tensors = tt;
         d->cap = cap;
     }
-    char *copy = strdup(name);
+    char *copy = dc_strdup(name);
     if (!copy) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_tensor_dict_set: out of memory");
     d->names[d->n] = copy;
     d->tensors[d->n] = diffcl_tensor_retain(t);
@@ -105,7 +105,7 @@ diffcl_tensor *diffcl_tensor_dict_at(const diffcl_tensor_dict *d, int i)
 diffcl_status diffcl_tensor_dict_set_meta(diffcl_tensor_dict *d, const char *key, const char *value)
 {
     DC_CHECK_ARG(d && key && value, "diffcl_tensor_dict_set_meta: NULL argument");
-    char *v = strdup(value);
+    char *v = dc_strdup(value);
     if (!v) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_tensor_dict_set_meta: out of memory");
     for (int i = 0; i < d->n_meta; i++)
         if (!strcmp(d->meta_keys[i], key)) {
@@ -113,10 +113,10 @@ diffcl_status diffcl_tensor_dict_set_meta(diffcl_tensor_dict *d, const char *key
             d->meta_values[i] = v;
             return DIFFCL_OK;
         }
-    char **k = realloc(d->meta_keys, (size_t)(d->n_meta + 1) * sizeof *k);
+    char **k = dc_realloc(d->meta_keys, (size_t)(d->n_meta + 1) * sizeof *k);
     if (k) d->meta_keys = k;
-    char **vv = k ? realloc(d->meta_values, (size_t)(d->n_meta + 1) * sizeof *vv) : NULL;
-    char *kc = vv ? strdup(key) : NULL;
+    char **vv = k ? dc_realloc(d->meta_values, (size_t)(d->n_meta + 1) * sizeof *vv) : NULL;
+    char *kc = vv ? dc_strdup(key) : NULL;
     if (vv) d->meta_values = vv;
     if (!kc) {
         free(v);

@@ -26,8 +26,12 @@ int dc_any_requires_grad(diffcl_tensor *const *inputs, int n)
 dc_node *dc_record(diffcl_tensor *out, const dc_op *op, diffcl_tensor *const *inputs, int n)
 {
     if (!out || !out->ctx->grad_enabled || !dc_any_requires_grad(inputs, n)) return NULL;
-    dc_node *node = calloc(1, sizeof *node);
-    if (!node) return NULL; /* the output just will not carry a gradient */
+    dc_node *node = dc_calloc_raw(1, sizeof *node);
+    if (!node) { /* a backward through @p out fails instead of dropping the gradient */
+        out->requires_grad = 1;
+        out->graph_lost = 1;
+        return NULL;
+    }
     node->op = op;
     node->n_inputs = n;
     for (int k = 0; k < n; k++) {
@@ -44,7 +48,8 @@ dc_node *dc_record(diffcl_tensor *out, const dc_op *op, diffcl_tensor *const *in
 void dc_node_save(dc_node *node, const diffcl_tensor *t)
 {
     if (!node || !t || node->n_saved >= DC_MAX_SAVED) return;
-    node->saved[node->n_saved++] = dc_tensor_alias(t, t->ndim, t->shape, t->strides, t->offset);
+    node->saved[node->n_saved] = dc_tensor_alias(t, t->ndim, t->shape, t->strides, t->offset);
+    if (!node->saved[node->n_saved++]) node->lost = 1;
 }
 
 void dc_node_free(dc_node *node)
@@ -100,7 +105,7 @@ diffcl_status diffcl_tensor_add_grad_hook(diffcl_tensor *t, diffcl_grad_hook_fn 
     DC_CHECK_ARG(fn, "diffcl_tensor_add_grad_hook: fn is NULL");
     DC_CHECK_ARG(!t->node && t->requires_grad,
                  "diffcl_tensor_add_grad_hook: hooks go on leaf tensors that require grad");
-    dc_hook *h = realloc(t->hooks, (size_t)(t->n_hooks + 1) * sizeof *h);
+    dc_hook *h = dc_realloc(t->hooks, (size_t)(t->n_hooks + 1) * sizeof *h);
     if (!h) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_tensor_add_grad_hook: out of memory");
     h[t->n_hooks].fn = fn;
     h[t->n_hooks].user = user;
@@ -128,7 +133,7 @@ static int tlist_push(tlist *l, diffcl_tensor *t)
 {
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 64;
-        diffcl_tensor **v = realloc(l->v, cap * sizeof *v);
+        diffcl_tensor **v = dc_realloc(l->v, cap * sizeof *v);
         if (!v) return 0;
         l->v = v;
         l->cap = cap;
@@ -249,6 +254,9 @@ diffcl_status diffcl_backward(diffcl_tensor *loss, const diffcl_tensor *grad)
     for (size_t i = order.n; i-- > 0;) {
         diffcl_tensor *t = order.v[i];
         dc_node *node = t->node;
+        if (s == DIFFCL_OK && t->grad && ((node && node->lost) || (!node && t->graph_lost)))
+            s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY,
+                         "diffcl_backward: the graph was not recorded whole (out of memory)");
         if (s == DIFFCL_OK && node && t->grad) {
             diffcl_tensor *gin[DC_MAX_INPUTS] = {0};
             s = node->op->backward(node, t->grad, gin);

@@ -56,8 +56,8 @@ diffcl_status diffcl_gradcheck(diffcl_gradcheck_fn fn, void *user, diffcl_tensor
     diffcl_status s = fn(inputs, n_inputs, &out, user);
     if (s != DIFFCL_OK) return s;
     int64_t nw = dc_numel(out);
-    double *w = malloc((size_t)(nw ? nw : 1) * sizeof *w);
-    float *wf = malloc((size_t)(nw ? nw : 1) * sizeof *wf);
+    double *w = dc_malloc((size_t)(nw ? nw : 1) * sizeof *w);
+    float *wf = dc_malloc((size_t)(nw ? nw : 1) * sizeof *wf);
     diffcl_tensor *wt = w && wf ? dc_tensor_empty(ctx, out->dtype, out->ndim, out->shape) : NULL;
     if (!wt) {
         free(w);

@@ -38,7 +38,7 @@ diffcl_status dc_per_sample_axpby(const diffcl_tensor *x, const double *a, const
 {
     *out = NULL;
     int64_t N = x->shape[0], P = dc_per_sample(x);
-    double *coef = malloc((size_t)(N ? N : 1) * sizeof *coef);
+    double *coef = dc_malloc((size_t)(N ? N : 1) * sizeof *coef);
     diffcl_tensor *xc = dc_contiguous(x), *cc = dc_contiguous(c);
     diffcl_tensor *r = dc_tensor_empty(x->ctx, x->dtype, x->ndim, x->shape);
     if (!coef || !xc || !cc || !r) {

@@ -121,7 +121,7 @@ static diffcl_status check_shape(int ndim, const int64_t *shape, const char *fn)
 static diffcl_tensor *tensor_struct(diffcl_context *ctx, diffcl_dtype dtype, int ndim,
                                     const int64_t *shape)
 {
-    diffcl_tensor *t = calloc(1, sizeof *t);
+    diffcl_tensor *t = dc_calloc_raw(1, sizeof *t);
     if (!t) {
         dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "out of memory allocating a tensor");
         return NULL;
@@ -145,7 +145,7 @@ diffcl_tensor *dc_tensor_empty(diffcl_context *ctx, diffcl_dtype dtype, int ndim
     }
     diffcl_tensor *t = tensor_struct(ctx, dtype, ndim, shape);
     if (!t) return NULL;
-    dc_storage *s = calloc(1, sizeof *s);
+    dc_storage *s = dc_calloc_raw(1, sizeof *s);
     size_t nbytes = (size_t)shape_numel(ndim, shape) * diffcl_dtype_size(dtype);
     void *data = s ? dc_alloc(ctx, nbytes) : NULL;
     if (!data) {
@@ -239,7 +239,7 @@ diffcl_status diffcl_tensor_wrap(diffcl_context *ctx, diffcl_dtype dtype, int nd
         for (int i = 0; i < ndim; i++)
             DC_CHECK_ARG(strides[i] >= 0, "diffcl_tensor_wrap: negative stride on axis %d", i);
     diffcl_tensor *t = tensor_struct(ctx, dtype, ndim, shape);
-    dc_storage *s = t ? calloc(1, sizeof *s) : NULL;
+    dc_storage *s = t ? dc_calloc_raw(1, sizeof *s) : NULL;
     if (!s) {
         free(t);
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_tensor_wrap: out of memory");
@@ -602,7 +602,7 @@ static diffcl_status fill_random(diffcl_tensor *t, diffcl_rng_key key, double a,
         return dc_error(DIFFCL_ERR_DTYPE, "%s: tensor dtype %s is not floating point", fn,
                         diffcl_dtype_name(t->dtype));
     size_t n = (size_t)dc_numel(t);
-    float *vals = malloc((n ? n : 1) * sizeof *vals);
+    float *vals = dc_malloc((n ? n : 1) * sizeof *vals);
     if (!vals) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     if (normal)
         diffcl_rng_normal(key, 0, n, (float)a, (float)b, vals);

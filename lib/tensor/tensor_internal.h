@@ -56,6 +56,7 @@ struct dc_node {
     double f[8];                        /* op scalars */
     int64_t i[16];                      /* op integers (axes, shapes...) */
     void *state;                        /* op-specific, freed by op->free_state */
+    int lost; /* a saved alias could not be made (out of memory): its backward fails */
 };
 
 typedef struct dc_hook {
@@ -74,6 +75,8 @@ struct diffcl_tensor {
     dc_storage *storage;
     int requires_grad;
     int graph_freed; /* backward already ran through this tensor */
+    int graph_lost;  /* its node could not be recorded (out of memory): a backward through it
+                        fails with DIFFCL_ERR_OUT_OF_MEMORY instead of dropping the gradient */
     diffcl_tensor *grad;
     dc_node *node; /* producer, NULL for leaves */
     dc_hook *hooks;

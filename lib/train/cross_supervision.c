@@ -105,7 +105,8 @@ diffcl_status dc_contrast_voxels(const diffcl_train_options *o, const diffcl_ten
     if (o->contrast_balanced && quota >= 0) /* an equal quota per class */
         quota = quota / k_n > 0 ? quota / k_n : 1;
     diffcl_tensor *lc = dc_contiguous(labels), *bc = base ? dc_contiguous(base) : NULL;
-    diffcl_tensor **parts = calloc((size_t)(N * parts_per > 0 ? N * parts_per : 1), sizeof *parts);
+    diffcl_tensor **parts =
+        dc_calloc_raw((size_t)(N * parts_per > 0 ? N * parts_per : 1), sizeof *parts);
     diffcl_status s = lc && (!base || bc) && parts ? DIFFCL_OK : DIFFCL_ERR_OUT_OF_MEMORY;
     for (int64_t n = 0; n < N && s == DIFFCL_OK; n++) {
         uint32_t g = samples ? samples[n] : (uint32_t)n;

@@ -60,7 +60,7 @@ diffcl_status dc_dist_shard(int rank, int size, int bl, int bu, const diffcl_ten
             "sharding: the global batch has %lld images / %lld labels, expected %lld / %lld",
             (long long)image->shape[0], label ? (long long)label->shape[0] : -1LL,
             (long long)(gl + gu), (long long)gl);
-    int64_t *rows = malloc((size_t)(bl + bu + 1) * sizeof *rows);
+    int64_t *rows = dc_malloc((size_t)(bl + bu + 1) * sizeof *rows);
     if (!rows) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "sharding: out of memory");
     /* labeled r, r+S, ...; then unlabeled gl + r, gl + r + S, ... */
     for (int k = 0; k < bl; k++) rows[k] = rank + (int64_t)k * size;
@@ -212,7 +212,7 @@ diffcl_status dc_dist_create(void *comm_ptr, diffcl_tensor *const *params, int n
         if (params[i]->dtype != DIFFCL_F32)
             return dc_error(DIFFCL_ERR_DTYPE,
                             "data-parallel training needs F32 parameters (parameter %d is not)", i);
-    dc_dist *d = calloc(1, sizeof *d);
+    dc_dist *d = dc_calloc_raw(1, sizeof *d);
     if (!d) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "dc_dist_create: out of memory");
     d->comm = MPI_COMM_NULL;
     int rc = MPI_Comm_dup(*(MPI_Comm *)comm_ptr, &d->comm);
@@ -225,13 +225,13 @@ diffcl_status dc_dist_create(void *comm_ptr, diffcl_tensor *const *params, int n
     MPI_Comm_size(d->comm, &d->size);
     d->n_params = n_params;
     size_t np = n_params > 0 ? (size_t)n_params : 1;
-    d->params = calloc(np, sizeof *d->params);
-    d->bucket_of = calloc(np, sizeof *d->bucket_of);
-    d->offset = calloc(np, sizeof *d->offset);
-    d->got = calloc(np, 1);
-    d->args = calloc(np, sizeof *d->args);
-    d->b = calloc(np, sizeof *d->b);
-    d->reqs = calloc(np, sizeof *d->reqs);
+    d->params = dc_calloc_raw(np, sizeof *d->params);
+    d->bucket_of = dc_calloc_raw(np, sizeof *d->bucket_of);
+    d->offset = dc_calloc_raw(np, sizeof *d->offset);
+    d->got = dc_calloc_raw(np, 1);
+    d->args = dc_calloc_raw(np, sizeof *d->args);
+    d->b = dc_calloc_raw(np, sizeof *d->b);
+    d->reqs = dc_calloc_raw(np, sizeof *d->reqs);
     if (!d->reqs || !d->params || !d->bucket_of || !d->offset || !d->got || !d->args || !d->b) {
         dc_dist_free(d);
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "dc_dist_create: out of memory");
@@ -260,7 +260,7 @@ diffcl_status dc_dist_create(void *comm_ptr, diffcl_tensor *const *params, int n
     for (int k = 0; k < d->n_buckets && s == DIFFCL_OK; k++) {
         d->b[k].n += d->b[k].count; /* the has-grad flags */
         d->reqs[k] = MPI_REQUEST_NULL;
-        d->b[k].buf = malloc((size_t)d->b[k].n * sizeof(float));
+        d->b[k].buf = dc_malloc((size_t)d->b[k].n * sizeof(float));
         if (!d->b[k].buf)
             s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "dc_dist_create: out of memory for the buckets");
     }
@@ -386,7 +386,7 @@ diffcl_status dc_dist_prototypes(dc_dist *d, const diffcl_tensor *features,
                         dc_shape_str(features), dc_shape_str(labels), dc_shape_str(protos));
     diffcl_tensor *fc = dc_contiguous(features), *lc = dc_contiguous(labels), *pc = NULL;
     size_t m = (size_t)n_classes * (size_t)(F + 1);
-    double *acc = calloc(m, sizeof *acc);
+    double *acc = dc_calloc_raw(m, sizeof *acc);
     diffcl_status s = fc && lc && acc ? DIFFCL_OK : DIFFCL_ERR_OUT_OF_MEMORY;
     if (s == DIFFCL_OK) {
         double *cnt = acc + (size_t)n_classes * (size_t)F;
@@ -499,7 +499,7 @@ diffcl_status diffcl_trainer_set_mpi_comm(diffcl_trainer *tr, void *comm_ptr)
 {
     DC_CHECK_ARG(tr && comm_ptr, "diffcl_trainer_set_mpi_comm: NULL argument");
     int n = diffcl_optimizer_num_params(tr->opt);
-    diffcl_tensor **params = calloc(n > 0 ? (size_t)n : 1, sizeof *params);
+    diffcl_tensor **params = dc_calloc_raw(n > 0 ? (size_t)n : 1, sizeof *params);
     if (!params)
         return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_trainer_set_mpi_comm: out of memory");
     for (int i = 0; i < n; i++) params[i] = diffcl_optimizer_param(tr->opt, i);

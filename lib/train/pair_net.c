@@ -73,7 +73,7 @@ static diffcl_status ds_config(diffcl_context *ctx, const diffcl_tensor_dict *d,
                                const diffcl_train_options *o, const diffcl_module *cs, char **cfg)
 {
     const char *saved = diffcl_tensor_dict_get_meta(d, "diffcl.ds_model");
-    *cfg = saved ? strdup(saved) : NULL;
+    *cfg = saved ? dc_strdup(saved) : NULL;
     if (saved) return *cfg ? DIFFCL_OK : DIFFCL_ERR_OUT_OF_MEMORY;
     diffcl_vnet_options vo = DIFFCL_VNET_OPTIONS_INIT;
     DC_TRY(diffcl_vnet_get_options(cs, &vo));
@@ -135,7 +135,7 @@ diffcl_status diffcl_trainer_load_net(diffcl_context *ctx, const char *path,
         *out = cs;
         return DIFFCL_OK;
     }
-    pair_impl *p = s == DIFFCL_OK ? calloc(1, sizeof *p) : NULL;
+    pair_impl *p = s == DIFFCL_OK ? dc_calloc_raw(1, sizeof *p) : NULL;
     if (s == DIFFCL_OK && !p) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     if (s == DIFFCL_OK) {
         p->net = no.net;

@@ -146,7 +146,7 @@ diffcl_status dc_plot_curves(const char *path, const double *loss, int64_t n_los
                              int64_t total_iters)
 {
     dc_raster r;
-    double *smooth = malloc((size_t)(n_loss > 0 ? n_loss : 1) * sizeof *smooth);
+    double *smooth = dc_malloc((size_t)(n_loss > 0 ? n_loss : 1) * sizeof *smooth);
     if (!smooth) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "plot: out of memory");
     diffcl_status s = dc_raster_init(&r, W, H);
     if (s != DIFFCL_OK) {

@@ -48,7 +48,7 @@ static double now_seconds(void)
 
 static char *dup_or_null(const char *s)
 {
-    return s ? strdup(s) : NULL;
+    return s ? dc_strdup(s) : NULL;
 }
 
 /* The run folder and any missing parents (mkdir -p): `--out runs/heart` on a fresh tree. */
@@ -182,8 +182,8 @@ static diffcl_status split_without_validation(diffcl_trainer *tr)
     /* with a labeled list: its split; without: every case "labeled", i.e. all of them in id order */
     DC_TRY(diffcl_dataset_split(ds, o->labeled_list ? 0 : n, o->labeled_list, &all));
     diffcl_split *sp = &tr->split;
-    sp->labeled = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
-    sp->unlabeled = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    sp->labeled = dc_malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    sp->unlabeled = dc_malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
     diffcl_status s = DIFFCL_OK;
     if (!sp->labeled || !sp->unlabeled)
         s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "splitting the data: out of memory");
@@ -318,9 +318,9 @@ diffcl_status dc_trainer_set_shard(diffcl_trainer *tr, int rank, int size)
     so.prefetch = 2;
     so.strong_unlabeled = o->method == DIFFCL_METHOD_DIFFCL && o->strong_unlabeled;
     so.augment.fg_prob = o->fg_prob; /* the sampler applies it to labeled patches only */
-    uint32_t *sl = malloc(sizeof *sl * (size_t)(bl > 0 ? bl : 1));
-    uint32_t *su = malloc(sizeof *su * (size_t)(bu > 0 ? bu : 1));
-    uint32_t *scs = malloc(sizeof *scs * (size_t)(bl + bu > 0 ? bl + bu : 1));
+    uint32_t *sl = dc_malloc(sizeof *sl * (size_t)(bl > 0 ? bl : 1));
+    uint32_t *su = dc_malloc(sizeof *su * (size_t)(bu > 0 ? bu : 1));
+    uint32_t *scs = dc_malloc(sizeof *scs * (size_t)(bl + bu > 0 ? bl + bu : 1));
     diffcl_sampler *sm = NULL;
     diffcl_status s =
         sl && su && scs ? DIFFCL_OK : dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "trainer: out of memory");
@@ -451,7 +451,7 @@ diffcl_status dc_trainer_create(diffcl_context *ctx, const diffcl_train_options 
     diffcl_train_options o = DIFFCL_TRAIN_OPTIONS_INIT;
     DC_TRY(dc_options_read(&o, sizeof o, opts, offsetof(diffcl_train_options, val_every), 0,
                            "diffcl_trainer_create"));
-    diffcl_trainer *tr = calloc(1, sizeof *tr);
+    diffcl_trainer *tr = dc_calloc_raw(1, sizeof *tr);
     if (!tr) return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_trainer_create: out of memory");
     tr->ctx = ctx;
     const char *profile = getenv("DIFFCL_PROFILE");
@@ -463,8 +463,16 @@ diffcl_status dc_trainer_create(diffcl_context *ctx, const diffcl_train_options 
     tr->s_val_list = dup_or_null(o.val_list);
     tr->s_labeled_list = dup_or_null(o.labeled_list);
     tr->s_out_dir = dup_or_null(o.out_dir);
-    tr->s_init_weights = o.init_weights && *o.init_weights ? strdup(o.init_weights) : NULL;
-    tr->s_label_map = o.label_map && *o.label_map ? strdup(o.label_map) : NULL;
+    tr->s_init_weights = o.init_weights && *o.init_weights ? dc_strdup(o.init_weights) : NULL;
+    tr->s_label_map = o.label_map && *o.label_map ? dc_strdup(o.label_map) : NULL;
+    if (!tr->s_layout || (o.data_dir && !tr->s_data_dir) || (o.train_list && !tr->s_train_list) ||
+        (o.val_list && !tr->s_val_list) || (o.labeled_list && !tr->s_labeled_list) ||
+        (o.out_dir && !tr->s_out_dir) ||
+        (o.init_weights && *o.init_weights && !tr->s_init_weights) ||
+        (o.label_map && *o.label_map && !tr->s_label_map)) {
+        diffcl_trainer_free(tr);
+        return dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "diffcl_trainer_create: out of memory");
+    }
     o.layout = tr->s_layout;
     o.data_dir = tr->s_data_dir;
     o.train_list = tr->s_train_list;
@@ -600,7 +608,7 @@ void dc_trainer_push_loss(diffcl_trainer *tr, double loss)
 {
     if (tr->n_loss == tr->cap_loss) {
         int64_t cap = tr->cap_loss ? tr->cap_loss * 2 : 256;
-        double *h = realloc(tr->loss_hist, (size_t)cap * sizeof *h);
+        double *h = dc_realloc(tr->loss_hist, (size_t)cap * sizeof *h);
         if (!h) return;
         tr->loss_hist = h;
         tr->cap_loss = cap;

@@ -93,7 +93,7 @@ diffcl_status dc_train_options_from_json(const char *json, diffcl_train_options 
     do {                                                                                           \
         const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, #f);                                  \
         o->f = NULL;                                                                               \
-        if (cJSON_IsString(x) && k < n_strings) o->f = strings[k] = strdup(x->valuestring);        \
+        if (cJSON_IsString(x) && k < n_strings) o->f = strings[k] = dc_strdup(x->valuestring);     \
         k++;                                                                                       \
     } while (0)
 #define N(f, T)                                                                                    \

@@ -129,7 +129,7 @@ static diffcl_status plan(const diffcl_trainer *tr, const diffcl_tensor_dict *d,
     }
     /* the entries the file does not supply keep their own values: a strict load then copies
      * exactly the matching tensors */
-    r->n_cs = diffcl_module_state_count(cs, DIFFCL_STATE_ALL);
+    DC_TRY(dc_module_state_count(cs, DIFFCL_STATE_ALL, &r->n_cs));
     for (int i = 0; i < r->n_cs; i++) {
         const char *name;
         diffcl_tensor *t;

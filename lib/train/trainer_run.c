@@ -36,9 +36,9 @@ static void push_val(diffcl_trainer *tr, double it, double dice)
 {
     if (tr->n_val == tr->cap_val) {
         int64_t cap = tr->cap_val ? tr->cap_val * 2 : 32;
-        double *a = realloc(tr->val_it, (size_t)cap * sizeof *a);
+        double *a = dc_realloc(tr->val_it, (size_t)cap * sizeof *a);
         if (a) tr->val_it = a;
-        double *b = a ? realloc(tr->val_dice, (size_t)cap * sizeof *b) : NULL;
+        double *b = a ? dc_realloc(tr->val_dice, (size_t)cap * sizeof *b) : NULL;
         if (!b) return;
         tr->val_dice = b;
         tr->cap_val = cap;
@@ -64,7 +64,7 @@ static diffcl_status resume_log(diffcl_trainer *tr, const char *csv_path, int *h
         return DIFFCL_OK;
     }
     int64_t n = tr->it;
-    char **rows = calloc((size_t)(n > 0 ? n : 1), sizeof *rows);
+    char **rows = dc_calloc_raw((size_t)(n > 0 ? n : 1), sizeof *rows);
     char line[1024], header[1024] = "";
     diffcl_status s =
         rows ? DIFFCL_OK : dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "resume: out of memory");
@@ -77,7 +77,7 @@ static diffcl_status resume_log(diffcl_trainer *tr, const char *csv_path, int *h
         long long k = strtoll(line, NULL, 10);
         if (k < 1 || k > n) continue; /* past the checkpoint: trained again */
         free(rows[k - 1]);            /* a later row of an iteration replaces an earlier one */
-        rows[k - 1] = strdup(line);
+        rows[k - 1] = dc_strdup(line);
         if (!rows[k - 1]) s = dc_error(DIFFCL_ERR_OUT_OF_MEMORY, "resume: out of memory");
     }
     fclose(in);

@@ -35,9 +35,9 @@ static void case_arrays(int i, int64_t sh[3], float **ct, float **mr, uint8_t **
 {
     sh[0] = 40 + 2 * i, sh[1] = 36, sh[2] = 12;
     int64_t n = sh[0] * sh[1] * sh[2];
-    *ct = calloc((size_t)n, sizeof **ct);
-    *mr = calloc((size_t)n, sizeof **mr);
-    *lab = calloc((size_t)n, 1);
+    *ct = dc_calloc_raw((size_t)n, sizeof **ct);
+    *mr = dc_calloc_raw((size_t)n, sizeof **mr);
+    *lab = dc_calloc_raw((size_t)n, 1);
     ck_assert(*ct && *mr && *lab);
     double gain = 0.5 + 0.3 * i;
     uint64_t r = 12345u + (uint64_t)i * 977u;
@@ -171,7 +171,7 @@ START_TEST(test_plan_rules)
         uint8_t *lab;
         case_arrays(i, sh, &ct, &mr, &lab);
         int64_t n = sh[0] * sh[1] * sh[2];
-        fg = realloc(fg, (size_t)(n_fg + n) * sizeof *fg);
+        fg = dc_realloc(fg, (size_t)(n_fg + n) * sizeof *fg);
         for (int64_t v = 0; v < n; v++)
             if (lab[v]) fg[n_fg++] = ct[v];
         free(ct);
@@ -382,7 +382,7 @@ START_TEST(test_plan_end_to_end)
         diffcl_dataset_free(plain);
     }
     int64_t per = diffcl_tensor_numel(planned) / 2, pper = 32 * 16 * 16;
-    float *vals = malloc((size_t)per * sizeof *vals);
+    float *vals = dc_malloc((size_t)per * sizeof *vals);
     diffcl_plan_channel_info ci = DIFFCL_PLAN_CHANNEL_INFO_INIT;
     ck_ok(diffcl_plan_channel(tr->plan, 0, &ci));
     for (int c = 0; c < 2; c++) {
