@@ -249,10 +249,10 @@ static void nifti_fill_meta(nifti_image *nim, int nd, int version, diffcl_image_
     (void)dc_options_write(meta, &m, sizeof m, 0, 1, "diffcl_nifti_read"); /* cannot fail */
 }
 
-/* The header's datatype, checked before libnifti2 sees the file: its NIfTI-2 header
- * conversion (3.0.1) smashes its stack on an unknown datatype after reporting it (found by
- * tests/fuzz, kept in regress/nifti/). The first 544 bytes are read through zlib, which also
- * reads a file that is not compressed. */
+/* The header's datatype and dim[0], checked before libnifti2 sees the file: its NIfTI-2 header
+ * conversion (3.0.1) walks dim[] and pixdim[] up to dim[0] in an 8-entry array on its stack,
+ * so a corrupt dim[0] overwrites the stack (found by tests/fuzz, kept in regress/nifti/). The
+ * first 544 bytes are read through zlib, which also reads a file that is not compressed. */
 static diffcl_status header_datatype_known(const char *path, const char *fn)
 {
     unsigned char h[544];
@@ -269,9 +269,22 @@ static diffcl_status header_datatype_known(const char *path, const char *fn)
     int16_t dt;
     memcpy(&dt, h + (size == 540 ? 12 : 70), 2);
     if (swap) dt = (int16_t)__builtin_bswap16((uint16_t)dt);
+    int64_t dim0;
+    if (size == 540) { /* int64 dim[8] at byte 16 */
+        memcpy(&dim0, h + 16, 8);
+        if (swap) dim0 = (int64_t)__builtin_bswap64((uint64_t)dim0);
+    } else { /* int16 dim[8] at byte 40 */
+        int16_t d16;
+        memcpy(&d16, h + 40, 2);
+        dim0 = swap ? (int16_t)__builtin_bswap16((uint16_t)d16) : d16;
+    }
     if ((size == 540 && n < 540) || !nifti_is_valid_datatype(dt))
         return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': unknown NIfTI datatype %d (bad header)", fn,
                         path, (int)dt);
+    /* libnifti2 loops over dim[1..dim[0]] of its 8-entry array before checking dim[0] */
+    if (dim0 < 1 || dim0 > 7)
+        return dc_error(DIFFCL_ERR_FORMAT, "%s: '%s': dim[0] is %lld, not 1..7 (bad header)", fn,
+                        path, (long long)dim0);
     return DIFFCL_OK;
 }
 
