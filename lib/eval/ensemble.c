@@ -7,32 +7,43 @@
 
 #include "diffcl/infer.h"
 #include "diffcl/layer.h"
+#include "eval/eval_internal.h"
 #include "layer/module_internal.h"
 #include "tensor/tensor_internal.h"
 
-static diffcl_status ensemble_forward(diffcl_module *m, const diffcl_tensor *x, diffcl_tensor **out)
+diffcl_status dc_log_mean_softmax(const diffcl_tensor *const *logits, int n, diffcl_tensor **out)
 {
+    *out = NULL;
     diffcl_tensor *sum = NULL, *mean = NULL;
     diffcl_status s = DIFFCL_OK;
-    for (int i = 0; i < m->n_children && s == DIFFCL_OK; i++) {
-        diffcl_tensor *logits = NULL, *p = NULL, *acc = NULL;
-        s = diffcl_module_forward(m->children[i].m, x, &logits);
-        DC_STEP(diffcl_softmax(logits, 1, &p));
+    for (int i = 0; i < n && s == DIFFCL_OK; i++) {
+        diffcl_tensor *p = NULL, *acc = NULL;
+        s = diffcl_softmax(logits[i], 1, &p);
         if (s == DIFFCL_OK && sum && !dc_same_shape(sum, p))
             s = dc_error(DIFFCL_ERR_SHAPE,
-                         "diffcl_ensemble: member %d gives %s, member 0 gives %s (the members "
-                         "must have the same classes)",
+                         "ensemble: member %d gives %s, member 0 gives %s (the members must "
+                         "have the same classes)",
                          i, dc_shape_str(p), dc_shape_str(sum));
         if (s == DIFFCL_OK) s = sum ? diffcl_add(sum, p, &acc) : (acc = diffcl_tensor_retain(p), s);
-        diffcl_tensor_free(logits);
         diffcl_tensor_free(p);
         diffcl_tensor_free(sum);
         sum = acc;
     }
-    DC_STEP(diffcl_affine(sum, 1.0 / m->n_children, 0.0, &mean));
+    DC_STEP(diffcl_affine(sum, 1.0 / n, 0.0, &mean));
     DC_STEP(diffcl_log(mean, out));
     diffcl_tensor_free(sum);
     diffcl_tensor_free(mean);
+    return s;
+}
+
+static diffcl_status ensemble_forward(diffcl_module *m, const diffcl_tensor *x, diffcl_tensor **out)
+{
+    diffcl_tensor *logits[DIFFCL_ENSEMBLE_MAX] = {0};
+    diffcl_status s = DIFFCL_OK;
+    for (int i = 0; i < m->n_children && s == DIFFCL_OK; i++)
+        s = diffcl_module_forward(m->children[i].m, x, &logits[i]);
+    DC_STEP(dc_log_mean_softmax((const diffcl_tensor *const *)logits, m->n_children, out));
+    for (int i = 0; i < m->n_children; i++) diffcl_tensor_free(logits[i]);
     return s;
 }
 

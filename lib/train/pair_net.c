@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval/eval_internal.h"
 #include "layer/module_internal.h"
 #include "model/diffusion_internal.h"
 #include "model/model_internal.h"
@@ -26,23 +27,6 @@ void diffcl_net_options_init(diffcl_net_options *opts)
     *opts = d;
 }
 
-/* log of the mean of the two softmaxes: the window averaging's softmax of it is that mean. */
-static diffcl_status ensemble_logits(const diffcl_tensor *cs, const diffcl_tensor *ds,
-                                     diffcl_tensor **out)
-{
-    diffcl_tensor *pc = NULL, *pd = NULL, *sum = NULL, *mean = NULL;
-    diffcl_status s = diffcl_softmax(cs, 1, &pc);
-    if (s == DIFFCL_OK) s = diffcl_softmax(ds, 1, &pd);
-    if (s == DIFFCL_OK) s = diffcl_add(pc, pd, &sum);
-    if (s == DIFFCL_OK) s = diffcl_affine(sum, 0.5, 0.0, &mean);
-    if (s == DIFFCL_OK) s = diffcl_log(mean, out);
-    diffcl_tensor_free(pc);
-    diffcl_tensor_free(pd);
-    diffcl_tensor_free(sum);
-    diffcl_tensor_free(mean);
-    return s;
-}
-
 static diffcl_status pair_forward(diffcl_module *m, const diffcl_tensor *x, diffcl_tensor **out)
 {
     pair_impl *p = m->impl;
@@ -57,7 +41,7 @@ static diffcl_status pair_forward(diffcl_module *m, const diffcl_tensor *x, diff
         s = diffcl_diffusion_sample(dc_module_get_child(m, "ds"), x, &so, &ld);
     }
     if (s == DIFFCL_OK && p->net == DIFFCL_NET_ENSEMBLE)
-        s = ensemble_logits(lc, ld, out);
+        s = dc_log_mean_softmax((const diffcl_tensor *const[]){lc, ld}, 2, out);
     else if (s == DIFFCL_OK)
         *out = diffcl_tensor_retain(ld);
     diffcl_tensor_free(lc);
