@@ -250,13 +250,7 @@ static int run_case(diffcl_context *ctx, job *jb, const char *in, const char *ou
                 so.patch[a] = (n + 15) / 16 * 16;
             }
         }
-        if (!jb->stride_given) {
-            int la = so.patch[0] == 112 && so.patch[1] == 112 && so.patch[2] == 80;
-            for (int a = 0; a < 3; a++) {
-                static const int64_t la_stride[3] = {18, 18, 4};
-                so.stride[a] = la ? la_stride[a] : (so.patch[a] / 2 > 0 ? so.patch[a] / 2 : 1);
-            }
-        }
+        if (!jb->stride_given) diffcl_sliding_window_default_stride(&so);
         s = segment_case(jb, x, &meta, &so, &label, jb->save_probs ? &probs : NULL);
     }
     if (s == DIFFCL_OK && !rc) s = write_output(label, out, &meta);

@@ -50,6 +50,13 @@ typedef struct diffcl_sliding_window_options {
 DIFFCL_API void diffcl_sliding_window_options_init(diffcl_sliding_window_options *opts);
 
 /**
+ * The strides `diffcl infer` and the trainer's validation use for the window in
+ * opts->patch: LA's 18, 18, 4 for its 112x112x80 patch, else half the patch (at least 1) on
+ * each axis. Only opts->stride is written.
+ */
+DIFFCL_API void diffcl_sliding_window_default_stride(diffcl_sliding_window_options *opts);
+
+/**
  * Averaged softmax probabilities of @p model over @p image (F32 [C, D, H, W] or [C, H, W]):
  * @p probs receives F32 [K, D, H, W] / [K, H, W] with K the model's output channels. The
  * model sees windows [B, C, patch...] through diffcl_module_forward(), with gradient

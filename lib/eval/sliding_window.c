@@ -434,6 +434,15 @@ diffcl_status diffcl_probs_to_label(const diffcl_tensor *probs, diffcl_tensor **
     return DIFFCL_OK;
 }
 
+void diffcl_sliding_window_default_stride(diffcl_sliding_window_options *opts)
+{
+    if (!opts) return;
+    static const int64_t la_stride[3] = {18, 18, 4};
+    int la = opts->patch[0] == 112 && opts->patch[1] == 112 && opts->patch[2] == 80;
+    for (int a = 0; a < 3; a++)
+        opts->stride[a] = la ? la_stride[a] : (opts->patch[a] / 2 > 0 ? opts->patch[a] / 2 : 1);
+}
+
 diffcl_status diffcl_segment(diffcl_module *model, const diffcl_tensor *image,
                              const diffcl_sliding_window_options *opts, diffcl_tensor **label,
                              diffcl_tensor **probs)

@@ -12,12 +12,8 @@
 static diffcl_sliding_window_options window_of(const diffcl_train_options *o)
 {
     diffcl_sliding_window_options so = DIFFCL_SLIDING_WINDOW_OPTIONS_INIT;
-    int la = o->patch[0] == 112 && o->patch[1] == 112 && o->patch[2] == 80;
-    static const int64_t la_stride[3] = {18, 18, 4};
-    for (int a = 0; a < 3; a++) {
-        so.patch[a] = o->patch[a];
-        so.stride[a] = la ? la_stride[a] : (o->patch[a] / 2 > 0 ? o->patch[a] / 2 : 1);
-    }
+    for (int a = 0; a < 3; a++) so.patch[a] = o->patch[a];
+    diffcl_sliding_window_default_stride(&so);
     return so;
 }
 
