@@ -12,11 +12,6 @@
 #include "commands.h"
 #include "paths.h"
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* The <case>.nii.gz files of @p dir, sorted. -1 when the folder cannot be read. */
 static int64_t list_cases(const char *dir, char ***out)
 {

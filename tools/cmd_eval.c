@@ -43,11 +43,6 @@ static void strip_ext(char *id)
         }
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Ids of the label-map files in dir, sorted. */
 static int list_dir(const char *dir, char ***ids, int64_t *n)
 {

@@ -288,11 +288,6 @@ static int run_case(diffcl_context *ctx, job *jb, const char *in, const char *ou
     return rc;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Checks of --input, --output and --overlay before anything loads. 0 or the exit code. */
 static int check_paths(const infer_args *a, int in_dir)
 {

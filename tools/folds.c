@@ -18,11 +18,6 @@
 
 enum { FOLD_SEED = 12345 }; /* nnU-Net's KFold random_state */
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static uint64_t splitmix64(uint64_t *s)
 {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);

@@ -73,3 +73,8 @@ int write_atomic(const char *path, const char *text)
     if (err) unlink(tmp);
     return err;
 }
+
+int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}

@@ -15,5 +15,7 @@ int make_dirs(const char *path);
  * flushed and fsync'ed, then renamed over it; the temporary file is removed on failure.
  * 0, or an errno value. */
 int write_atomic(const char *path, const char *text);
+/* qsort comparator for an array of C strings. */
+int cmp_str(const void *a, const void *b);
 
 #endif
